@@ -1,0 +1,115 @@
+"""Where the pyramid's tables live, and how they are written and read.
+
+Layout (docs/contracts.md): `<root>/lake/<layer>/<table>/ds=<day>/part-0.parquet`, one file per
+partition. Every write goes to a temporary name in the same folder and is renamed into place, so a
+reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_ROOT_ENV = "PYRAMID_DATA_ROOT"
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get(DATA_ROOT_ENV, PROJECT_ROOT / "data")).resolve()
+
+
+@dataclass(frozen=True)
+class Lake:
+    """The data root: landing files, the lake, reports and the analyst catalog."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> "Lake":
+        return cls(default_data_root())
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def table_dir(self, layer: str, table: str) -> Path:
+        return self.root / "lake" / layer / table
+
+    def partition_file(self, layer: str, table: str, ds: date | str) -> Path:
+        return self.table_dir(layer, table) / f"ds={_iso(ds)}" / "part-0.parquet"
+
+    def glob(self, layer: str, table: str) -> str:
+        """A read_parquet glob over every partition of a table (hive-style `ds=` folders)."""
+        return str(self.table_dir(layer, table) / "*" / "*.parquet")
+
+    def partitions(self, layer: str, table: str) -> list[date]:
+        """The days for which a table has a written partition, in order."""
+        folder = self.table_dir(layer, table)
+        if not folder.exists():
+            return []
+        days = [
+            date.fromisoformat(p.name.removeprefix("ds="))
+            for p in folder.glob("ds=*")
+            if (p / "part-0.parquet").exists()
+        ]
+        return sorted(days)
+
+    def has_partition(self, layer: str, table: str, ds: date | str) -> bool:
+        return self.partition_file(layer, table, ds).exists()
+
+
+def _iso(ds: date | str) -> str:
+    return ds if isinstance(ds, str) else ds.isoformat()
+
+
+def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection in UTC, so that time-zone-aware values never shift."""
+    con = duckdb.connect(database, read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> int:
+    """Write an Arrow table to `path` via a temporary file and a rename. Returns the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table.num_rows
+
+
+def read_partition(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
+    return con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
+
+
+def read_partitions(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    layer: str,
+    table: str,
+    days: list[date],
+    columns: str = "*",
+) -> pa.Table | None:
+    """Read the given days of a table (those that exist); None when none of them exists."""
+    files = [str(lake.partition_file(layer, table, d)) for d in days if lake.has_partition(layer, table, d)]
+    if not files:
+        return None
+    return con.sql(f"SELECT {columns} FROM read_parquet(?)", params=[files]).to_arrow_table()

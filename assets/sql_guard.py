@@ -1,0 +1,61 @@
+"""Checks a SQL boolean expression from the map before it is ever run.
+
+Segment rules and metric conditions are written by people in pyramid.yaml and evaluated by DuckDB.
+Only column names from an allow-list, literals, operators and a few scalar functions are accepted;
+a subquery, a table function, a file read, a second statement or anything else is refused.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+_ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
+    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Tuple,
+    exp.And, exp.Or, exp.Not, exp.Neg,
+    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is, exp.In, exp.Between,
+    exp.Like, exp.ILike,
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
+    exp.Case, exp.If, exp.Coalesce, exp.Lower, exp.Upper, exp.Abs, exp.Round,
+    exp.Least, exp.Greatest, exp.Cast, exp.DataType, exp.Floor, exp.Ceil, exp.Length,
+)
+
+
+class UnsafeExpression(ValueError):
+    """A map expression that may not run; the message names the offending part."""
+
+
+def check_condition(text: str, allowed_columns: set[str] | list[str]) -> list[str]:
+    """The problems with `text` as a boolean condition over `allowed_columns` (empty if none)."""
+    allowed = set(allowed_columns)
+    try:
+        statements = sqlglot.parse(text, dialect="duckdb")
+    except ParseError as err:
+        return [f"cannot be parsed as SQL: {err.errors[0]['description'] if err.errors else err}"]
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        return ["must be a single expression (no ';' and no second statement)"]
+    tree = statements[0]
+    problems = []
+    for node in tree.walk():
+        if not isinstance(node, _ALLOWED_NODES):
+            problems.append(f"'{node.sql(dialect='duckdb')[:60]}' is not allowed ({type(node).__name__})")
+        elif isinstance(node, exp.Column):
+            if node.table:
+                problems.append(f"'{node.sql()}': qualified column names are not allowed")
+            elif node.name not in allowed:
+                problems.append(f"unknown column '{node.name}'")
+    return _unique(problems)
+
+
+def require_safe(text: str, allowed_columns: set[str] | list[str], where: str) -> str:
+    """Return `text` if it is a safe condition, else raise naming `where` and every problem."""
+    problems = check_condition(text, allowed_columns)
+    if problems:
+        raise UnsafeExpression(f"{where}: rule {text!r} refused: " + "; ".join(problems))
+    return text
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
