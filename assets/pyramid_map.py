@@ -120,7 +120,7 @@ class PyramidMap:
     path: Path
     program_name: str
     start_date: date
-    cron: str
+    run_at: tuple[int, int]  # (hour, minute) UTC
     north_star: NorthStar
     metrics: dict[str, Metric]
     goals: tuple[Goal, ...]
@@ -234,7 +234,7 @@ class _Reader:
             path=self.path,
             program_name=self.get(program, "program", "name", str, default="personalization program"),
             start_date=start_date,
-            cron=self.get(schedule, "schedule", "cron", str, default="0 3 * * *"),
+            run_at=self._run_at(schedule),
             north_star=NorthStar(
                 id=self.get(ns, "north_star", "id", str),
                 description=self.get(ns, "north_star", "description", str, default=""),
@@ -248,6 +248,14 @@ class _Reader:
             actionable=self._actionable(raw),
             sources=self._sources(raw),
         )
+
+    def _run_at(self, schedule: dict) -> tuple[int, int]:
+        text = self.get(schedule, "schedule", "run_at", str, default="03:00")
+        hour, _, minute = text.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            self.problem("schedule.run_at", f"must be a UTC time HH:MM, got {text!r}")
+            return (3, 0)
+        return (int(hour), int(minute))
 
     def _metrics(self, raw: dict) -> dict[str, Metric]:
         metrics = {}

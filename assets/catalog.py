@@ -1,0 +1,56 @@
+"""The analyst catalog: `warehouse.duckdb` holds views over the lake and nothing else.
+
+It is rebuilt under a temporary name and renamed into place, so an analyst who has the old file open
+(read-only) keeps a consistent catalog while the nightly run writes the next one, and never blocks it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from assets.lake import Lake, connect
+
+# view name -> tables of the lake (layer, table) it unions. PII never reaches the lake above raw,
+# and raw tables are not in the catalog.
+CATALOG_VIEWS: dict[str, list[tuple[str, str]]] = {
+    "events": [("actionable", "events")],
+    "transactions": [("actionable", "transactions")],
+    "profiles": [("actionable", "profiles")],
+    "quarantine": [("actionable", "quarantine_events"), ("actionable", "quarantine_transactions")],
+    "user_daily": [("actionable", "user_daily")],
+    "user_features": [("actionable", "user_features")],
+    "segment_membership": [("segments", "segment_membership")],
+    "segment_summary": [("segments", "segment_summary")],
+    "segment_overlap": [("segments", "segment_overlap")],
+    "audiences": [("campaigns", "audiences")],
+    "goal_metrics": [("goals", "goal_metrics")],
+    "north_star": [("goals", "north_star")],
+    "north_star_contributions": [("goals", "north_star_contributions")],
+}
+
+
+def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:
+    """Rebuild the catalog atomically; return the names of the views it holds."""
+    views = dict(CATALOG_VIEWS)
+    views["touchpoint_exports"] = [("touchpoints", tp) for tp in touchpoint_ids]
+    lake.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lake.warehouse.with_name(f".{lake.warehouse.name}.{uuid.uuid4().hex}.tmp")
+    created = []
+    try:
+        con = connect(str(tmp))
+        for name, tables in views.items():
+            globs = [lake.glob(layer, table) for layer, table in tables if lake.partitions(layer, table)]
+            if globs:
+                con.execute(f"CREATE VIEW {name} AS {_union_sql(globs)}")
+                created.append(name)
+        con.close()
+        os.replace(tmp, lake.warehouse)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return created
+
+
+def _union_sql(globs: list[str]) -> str:
+    files = ", ".join("'" + g.replace("'", "''") + "'" for g in globs)
+    return f"SELECT * FROM read_parquet([{files}], hive_partitioning = true, union_by_name = true)"

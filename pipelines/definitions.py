@@ -1,0 +1,57 @@
+"""The Dagster code location: every pyramid layer as assets, the nightly job and its schedule.
+
+`dagster dev` in the project folder loads this module (see `[tool.dagster]` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.pyramid_map import PyramidMap, load_map
+from pipelines.layers import actionable, campaigns, catalog, goals, raw, segments, touchpoints
+from pipelines.resources import PyramidResource, default_map_path
+
+NIGHTLY_JOB = "nightly_pyramid"
+
+
+def daily_partitions(pyramid_map: PyramidMap) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=pyramid_map.start_date.isoformat(), timezone="UTC")
+
+
+def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
+    partitions = daily_partitions(pyramid_map)
+    return [
+        *raw.build(partitions),
+        *actionable.build(partitions, pyramid_map),
+        *segments.build(partitions, pyramid_map),
+        *campaigns.build(partitions),
+        *touchpoints.build(partitions, pyramid_map),
+        *goals.build(partitions, pyramid_map),
+        *catalog.build(partitions, pyramid_map),
+    ]
+
+
+def build_definitions(pyramid_map: PyramidMap) -> dg.Definitions:
+    nightly = dg.define_asset_job(
+        NIGHTLY_JOB,
+        selection=dg.AssetSelection.all(),
+        partitions_def=daily_partitions(pyramid_map),
+        executor_def=dg.in_process_executor,  # one process per step costs seconds each; the steps are small
+        description="Every layer of the pyramid for one day, raw data to the North Star.",
+    )
+    schedule = dg.build_schedule_from_partitioned_job(
+        nightly,
+        name="nightly_pyramid_schedule",
+        hour_of_day=pyramid_map.run_at[0],
+        minute_of_hour=pyramid_map.run_at[1],
+        description="Each night, materialize the day that just ended.",
+    )
+    return dg.Definitions(
+        assets=build_assets(pyramid_map),
+        jobs=[nightly],
+        schedules=[schedule],
+        resources={"pyramid": PyramidResource()},
+    )
+
+
+defs = build_definitions(load_map(default_map_path()))

@@ -1,0 +1,179 @@
+"""Actionable data: typed, validated, deduplicated rows (the rest quarantined with reasons), the
+profile snapshot without PII, erased users, per-user daily aggregates and the feature table."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pyarrow as pa
+
+from assets import actionable, features
+from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.pyramid_map import PyramidMap
+from pipelines.layers import partition_day, write_table
+from pipelines.resources import PyramidResource
+
+ACCOUNTING_CHECK = "rows_accounted_for"
+
+
+class MissingPartition(RuntimeError):
+    """A partition needs an earlier one that has not been materialized."""
+
+
+def previous_partition(lake: Lake, layer: str, table: str, ds: date, start: date) -> pa.Table | None:
+    """The table's partition for the day before `ds`; None on the first day of the program."""
+    if ds <= start:
+        return None
+    previous = ds - timedelta(days=1)
+    path = lake.partition_file(layer, table, previous)
+    if not path.exists():
+        raise MissingPartition(
+            f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
+            f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
+        )
+    return read_partition(connect(), path)
+
+
+def lookback_days(ds: date, days: int, start: date) -> list[date]:
+    return [ds - timedelta(days=n) for n in range(1, days + 1) if ds - timedelta(days=n) >= start]
+
+
+def accounting_check(asset_name: str, result: actionable.CleanResult) -> dg.AssetCheckResult:
+    figures = result.accounting()
+    return dg.AssetCheckResult(
+        asset_key=asset_name,
+        check_name=ACCOUNTING_CHECK,
+        passed=bool(figures["balanced"]),
+        metadata={k: v for k, v in figures.items() if k != "balanced"},
+        description="raw rows = actionable rows + quarantined rows + duplicates removed",
+    )
+
+
+def _accounting_spec(asset_name: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        ACCOUNTING_CHECK, asset=asset_name, blocking=True,
+        description="Nothing is lost silently: raw = actionable + quarantined + duplicates removed.",
+    )
+
+
+def _clean_result_metadata(lake: Lake, name: str, ds: date, result: actionable.CleanResult) -> dict:
+    write_table(lake, "actionable", f"quarantine_{name}", ds, result.quarantine)
+    metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
+    metadata.pop("balanced", None)
+    for reason, count in _reason_counts(result.quarantine).items():
+        metadata[f"quarantined/{reason}"] = count
+    return metadata
+
+
+def _reason_counts(quarantine: pa.Table) -> dict[str, int]:
+    if quarantine.num_rows == 0:
+        return {}
+    rows = connect().sql(
+        "SELECT reason, count(*) AS n FROM (SELECT unnest(reasons) AS reason FROM quarantine) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {reason: n for reason, n in rows}
+
+
+def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
+    start = pyramid_map.start_date
+
+    @dg.asset(
+        group_name="actionable", partitions_def=partitions, deps=["raw_profiles"], kinds={"duckdb", "parquet"},
+        check_specs=[_accounting_spec("actionable_profiles")],
+        description="Profile snapshot as of the day: latest update wins, PII removed, consent known.",
+    )
+    def actionable_profiles(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
+        con = connect()
+        raw = read_partition(con, lake.partition_file("raw", "profiles", ds))
+        previous = previous_partition(lake, "actionable", "profiles", ds, start)
+        result = actionable.update_profiles(con, raw, previous, ds, settings)
+        metadata = _clean_result_metadata(lake, "profiles", ds, result)
+        metadata["contradictory_updates"] = int(result.details.get("contradictions", 0))
+        return dg.MaterializeResult(metadata=metadata, check_results=[accounting_check("actionable_profiles", result)])
+
+    @dg.asset(
+        group_name="actionable", partitions_def=partitions, deps=["raw_erasure_requests"], kinds={"duckdb", "parquet"},
+        description="Every user who asked to be erased, up to and including the day.",
+    )
+    def actionable_erased_users(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        con = connect()
+        raw = read_partition(con, lake.partition_file("raw", "erasure_requests", ds))
+        previous = previous_partition(lake, "actionable", "erased_users", ds, start)
+        erased = actionable.update_erasures(con, raw, previous)
+        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "erased_users", ds, erased))
+
+    def _clean_asset(name: str, key_column: str, clean) -> dg.AssetsDefinition:
+        asset_name = f"actionable_{name}"
+
+        @dg.asset(
+            name=asset_name, group_name="actionable", partitions_def=partitions,
+            deps=[f"raw_{name}", "actionable_profiles"], kinds={"duckdb", "parquet"},
+            check_specs=[_accounting_spec(asset_name)],
+            description=f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
+                        "refused rows go to quarantine with every reason.",
+        )
+        def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+            lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
+            con = connect()
+            raw = read_partition(con, lake.partition_file("raw", name, ds))
+            known_users = read_partition(con, lake.partition_file("actionable", "profiles", ds)).select(["user_id"])
+            seen = read_partitions(con, lake, "actionable", name, lookback_days(ds, settings.dedup_lookback_days, start),
+                                   columns=key_column)
+            result = clean(con, raw, ds, known_users, seen, settings)
+            metadata = _clean_result_metadata(lake, name, ds, result)
+            return dg.MaterializeResult(metadata=metadata, check_results=[accounting_check(asset_name, result)])
+
+        return _asset
+
+    @dg.asset(
+        group_name="actionable", partitions_def=partitions, deps=["actionable_events", "actionable_transactions"],
+        kinds={"duckdb", "parquet"},
+        description="Per user and activity day, the activity that landed this day (late rows included).",
+    )
+    def user_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        con = connect()
+        events = read_partition(con, lake.partition_file("actionable", "events", ds))
+        transactions = read_partition(con, lake.partition_file("actionable", "transactions", ds))
+        daily = features.user_daily(con, events, transactions)
+        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_daily", ds, daily))
+
+    @dg.asset(
+        group_name="actionable", partitions_def=partitions,
+        deps=["user_daily", "actionable_profiles", "actionable_erased_users"], kinds={"duckdb", "parquet"},
+        description="One row per known, non-erased user as of the day: profile, recency and windowed activity.",
+    )
+    def user_features(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        con = connect()
+        windows = list(pmap.segments.windows)
+        daily = daily_activity(lake, ds, max(windows), start)
+        profiles = read_partition(con, lake.partition_file("actionable", "profiles", ds))
+        erased = read_partition(con, lake.partition_file("actionable", "erased_users", ds))
+        table = features.user_features(con, daily, profiles, erased, ds, windows)
+        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_features", ds, table))
+
+    return [
+        actionable_profiles,
+        actionable_erased_users,
+        _clean_asset("events", "event_id", actionable.clean_events),
+        _clean_asset("transactions", "txn_id", actionable.clean_transactions),
+        user_daily,
+        user_features,
+    ]
+
+
+def daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Table:
+    """user_daily rows known on `ds` for activity days in the `window_days` ending on `ds`.
+
+    Activity of a day can only land on or after that day, so the landing partitions of the window
+    hold all of it; partitions after `ds` are never read, which keeps re-runs reproducible."""
+    first = ds - timedelta(days=window_days - 1)
+    days = [first + timedelta(days=n) for n in range(window_days) if first + timedelta(days=n) >= start]
+    activity = read_partitions(connect(), lake, "actionable", "user_daily", days)
+    if activity is None:
+        raise MissingPartition(f"actionable/user_daily has no partition between {first} and {ds}")
+    return connect().sql(
+        "SELECT * FROM activity WHERE activity_date BETWEEN ? AND ?", params=[first, ds]
+    ).to_arrow_table()

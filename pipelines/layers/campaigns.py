@@ -1,0 +1,26 @@
+"""Contexts & campaigns: each campaign's audience as of the day, in treatment or holdout."""
+
+import dagster as dg
+
+from assets import campaigns
+from assets.lake import connect, read_partition
+from pipelines.layers import partition_day, write_table
+from pipelines.resources import PyramidResource
+
+
+def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        group_name="campaigns", partitions_def=partitions, deps=["segment_membership"], kinds={"duckdb", "parquet"},
+        description="For each campaign: the users of its segments, its context, and their stable arm.",
+    )
+    def campaign_audiences(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        membership = read_partition(connect(), lake.partition_file("segments", "segment_membership", ds))
+        audiences = campaigns.campaign_audiences(membership, pyramid.pyramid_map().campaigns, ds)
+        counts = connect().sql(
+            "SELECT campaign_id || '/' || arm, count(*) FROM audiences GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        extra = {f"users/{key}": n for key, n in counts}
+        return dg.MaterializeResult(metadata=write_table(lake, "campaigns", "audiences", ds, audiences, **extra))
+
+    return [campaign_audiences]

@@ -1,0 +1,96 @@
+"""Goals and the North Star: treatment against holdout per goal and day, guardrails, and the one
+series everything serves, with each goal's contribution to it."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pyarrow as pa
+
+from assets import goals, north_star
+from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.pyramid_map import PyramidMap
+from pipelines.layers import partition_day, write_table
+from pipelines.layers.actionable import daily_activity, previous_partition
+from pipelines.resources import PyramidResource
+
+SRM_CHECK = "sample_ratio_ok"
+
+
+def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
+    start = pyramid_map.start_date
+
+    @dg.asset(
+        group_name="goals", partitions_def=partitions, deps=["campaign_audiences", "user_daily"],
+        kinds={"polars", "parquet"},
+        check_specs=[dg.AssetCheckSpec(SRM_CHECK, asset="goal_metrics",
+                                       description="Arm sizes match each campaign's holdout share.")],
+        description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, status; guardrails.",
+    )
+    def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        audiences_prev = audiences_before(lake, ds, start)
+        activity = daily_activity(lake, ds, longest_metric_window(pmap), start)
+        day_rows = goals.goal_day_metrics(audiences_prev, activity, pmap.goals, pmap.metrics, pmap.campaigns, ds)
+        history = earlier_day_rows(lake, ds, start)
+        all_days = pa.concat_tables([history, day_rows], promote_options="default") if history is not None else day_rows
+        to_date = goals.goal_to_date(all_days, ds, pmap.goals, pmap.campaigns)
+        table = pa.concat_tables([day_rows, to_date], promote_options="default")
+        failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
+        check = dg.AssetCheckResult(
+            check_name=SRM_CHECK, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"goals_with_sample_ratio_mismatch": ", ".join(failing) or "none"},
+        )
+        status = {f"status/{r['goal_id']}": r["status"] for r in to_date.to_pylist() if r["kind"] == "goal"}
+        metadata = write_table(lake, "goals", "goal_metrics", ds, table, **status)
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+    @dg.asset(
+        group_name="goals", partitions_def=partitions,
+        deps=["goal_metrics", "user_daily", "actionable_profiles", "actionable_erased_users"],
+        kinds={"polars", "parquet"},
+        description=f"The North Star ({pyramid_map.north_star.id}: {pyramid_map.north_star.description}) "
+                    "and each goal's contribution to it.",
+    )
+    def north_star_series(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        metric = pmap.metrics[pmap.north_star.metric]
+        activity = daily_activity(lake, ds, metric.window_days, start)
+        users = known_users(lake, ds)
+        series = north_star.north_star(activity, users, metric, pmap.north_star.id, ds)
+        contributions = north_star.north_star_contributions(
+            audiences_before(lake, ds, start), activity, metric, pmap.goals, users.num_rows, ds
+        )
+        write_table(lake, "goals", "north_star_contributions", ds, contributions)
+        value = series.column("value")[0].as_py() if series.num_rows else None
+        metadata = write_table(lake, "goals", "north_star", ds, series, value=float("nan") if value is None else value)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [goal_metrics, north_star_series]
+
+
+def longest_metric_window(pyramid_map: PyramidMap) -> int:
+    used = {g.metric for g in pyramid_map.goals} | {m for g in pyramid_map.goals for m in g.guardrails}
+    return max(pyramid_map.metrics[m].window_days for m in used) if used else 1
+
+
+def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
+    """The audiences as of the day before: what the touchpoints were sent for this day."""
+    return previous_partition(lake, "campaigns", "audiences", ds, start)
+
+
+def earlier_day_rows(lake: Lake, ds: date, start: date) -> pa.Table | None:
+    days = [start + timedelta(days=n) for n in range((ds - start).days)]
+    earlier = read_partitions(connect(), lake, "goals", "goal_metrics", days)
+    if earlier is None:
+        return None
+    return connect().sql("SELECT * FROM earlier WHERE \"window\" = 'day'").to_arrow_table()
+
+
+def known_users(lake: Lake, ds: date) -> pa.Table:
+    """Known, non-erased users as of the day (consented or not: the North Star holds no personal data)."""
+    con = connect()
+    profiles = read_partition(con, lake.partition_file("actionable", "profiles", ds))
+    erased = read_partition(con, lake.partition_file("actionable", "erased_users", ds))
+    return con.sql(
+        "SELECT user_id FROM profiles WHERE user_id NOT IN (SELECT user_id FROM erased) ORDER BY user_id"
+    ).to_arrow_table()

@@ -1,0 +1,67 @@
+"""Touchpoints: one activation export per touchpoint, after priorities and frequency caps, and a
+check that each touchpoint's freshness need is met by the nightly schedule."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pyarrow as pa
+
+from assets import touchpoints
+from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.pyramid_map import PyramidMap
+from pipelines.layers import partition_day, write_table
+from pipelines.resources import PyramidResource
+
+FRESHNESS_CHECK = "freshness_met"
+SCHEDULE_INTERVAL_HOURS = 24
+
+
+def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
+    ids = [t.id for t in pyramid_map.touchpoints]
+    specs = [
+        dg.AssetSpec(
+            f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"},
+            description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
+        )
+        for tp in pyramid_map.touchpoints
+    ]
+    check_specs = [
+        dg.AssetCheckSpec(FRESHNESS_CHECK, asset=f"touchpoint_{tp_id}",
+                          description="The nightly schedule refreshes the export before it is too stale.")
+        for tp_id in ids
+    ]
+
+    @dg.multi_asset(
+        name="touchpoint_exports", specs=specs, check_specs=check_specs, partitions_def=partitions,
+        deps=["campaign_audiences"], can_subset=False,
+    )
+    def touchpoint_exports(context: dg.AssetExecutionContext, pyramid: PyramidResource):
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        audiences = read_partition(connect(), lake.partition_file("campaigns", "audiences", ds))
+        previous = previous_exports(lake, pmap, ds)
+        exports = touchpoints.touchpoint_exports(audiences, pmap.campaigns, pmap.touchpoints, previous, ds)
+        freshness = {r["touchpoint_id"]: r for r in touchpoints.freshness_report(pmap.touchpoints, SCHEDULE_INTERVAL_HOURS)}
+        for tp_id in ids:
+            yield dg.MaterializeResult(
+                asset_key=f"touchpoint_{tp_id}",
+                metadata=write_table(lake, "touchpoints", tp_id, ds, exports[tp_id]),
+            )
+            report = freshness[tp_id]
+            yield dg.AssetCheckResult(
+                asset_key=f"touchpoint_{tp_id}", check_name=FRESHNESS_CHECK, passed=bool(report["ok"]),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={k: v for k, v in report.items() if isinstance(v, (int, float, str)) and k != "ok"},
+            )
+
+    return [touchpoint_exports]
+
+
+def previous_exports(lake: Lake, pyramid_map: PyramidMap, ds: date):
+    """Every touchpoint's exports of the days a frequency cap can still count."""
+    longest = max((c.frequency_cap.per_days for c in pyramid_map.campaigns), default=1)
+    days = [ds - timedelta(days=n) for n in range(1, longest) if ds - timedelta(days=n) >= pyramid_map.start_date]
+    tables = [read_partitions(connect(), lake, "touchpoints", tp.id, days) for tp in pyramid_map.touchpoints]
+    tables = [t for t in tables if t is not None and t.num_rows]
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="default")

@@ -1,0 +1,36 @@
+"""The one resource every asset uses: where the data root and the map are."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+
+from assets.lake import Lake, default_data_root
+from assets.pyramid_map import DEFAULT_MAP_PATH, PyramidMap, load_map
+
+
+class PyramidResource(dg.ConfigurableResource):
+    """Data root (landing, lake, reports, catalog) and the map. Empty means the defaults:
+    `$PYRAMID_DATA_ROOT` or `<project>/data`, and `$PYRAMID_MAP` or `<project>/pyramid.yaml`."""
+
+    data_root: str = ""
+    map_path: str = ""
+
+    def lake(self) -> Lake:
+        return Lake(Path(self.data_root).resolve() if self.data_root else default_data_root())
+
+    def pyramid_map(self) -> PyramidMap:
+        return _cached_map(self.map_path or str(default_map_path()))
+
+
+def default_map_path() -> Path:
+    import os
+
+    return Path(os.environ.get("PYRAMID_MAP", DEFAULT_MAP_PATH))
+
+
+@lru_cache(maxsize=4)
+def _cached_map(path: str) -> PyramidMap:
+    return load_map(path)
