@@ -30,7 +30,7 @@ def _count(con, lake: Lake, layer: str, table: str, where: str = "") -> int:
     if not lake.partitions(layer, table):
         return 0
     sql = f"SELECT count(*) FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true) {where}"
-    return int(con.sql(sql).fetchone()[0])
+    return int(con.sql(sql).fetchall()[0][0])
 
 
 def _layer_counts(con, lake: Lake, pyramid_map: PyramidMap, as_of) -> Table:

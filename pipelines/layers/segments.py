@@ -36,7 +36,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
         features = read_partition(con, lake.partition_file("actionable", "user_features", ds))
-        eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchone()[0])
+        eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchall()[0][0])
         summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds)
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]
         check = dg.AssetCheckResult(

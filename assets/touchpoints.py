@@ -1,0 +1,140 @@
+"""Touchpoints: one activation export per touchpoint, after frequency caps and priorities.
+
+Order of the rules (docs/contracts.md, `exports`):
+
+1. Candidates: every treatment user of every campaign, on every touchpoint the campaign lists.
+2. Frequency cap, per campaign and user: `max` exports in `per_days` days, counted across all the
+   campaign's touchpoints. The exports already made on the previous `per_days - 1` days (from
+   `previous_exports`, by `as_of`) are subtracted; what is left goes to the campaign's touchpoints in
+   the order the map lists them (a campaign with touchpoints [A, B], max 1 and nothing sent yet keeps
+   A only; with 1 already sent in the window it keeps none).
+3. Priority: on each touchpoint, a user gets the candidate campaign with the highest priority, ties
+   broken by the smaller campaign id.
+
+Because caps come first, a higher-priority campaign that has used up its cap does not compete, and the
+slot goes to the next campaign. The converse is a known trade-off: a campaign whose capped choice (say
+A) is won by a higher-priority campaign does not fall back to its next touchpoint (B) that day; it is
+simply not exported to that user today, and its cap is not consumed.
+
+Freshness model (`freshness_report`): the export of day D holds the data up to the end of D (00:00
+UTC of D+1, the cut-off). It lands `run_allowance_hours` after the cut-off (the nightly run's start
+time after midnight plus its duration) and is replaced by the next export one schedule interval later,
+so the data a touchpoint uses is at most `schedule_interval_hours + run_allowance_hours` old. A
+touchpoint is ok when that worst case is within its `freshness_hours`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import polars as pl
+import pyarrow as pa
+
+from assets.pyramid_map import Campaign, Touchpoint
+
+EXPORT_SCHEMA = pa.schema([
+    ("as_of", pa.date32()),
+    ("touchpoint_id", pa.string()),
+    ("channel", pa.string()),
+    ("user_id", pa.string()),
+    ("campaign_id", pa.string()),
+    ("priority", pa.int64()),
+])
+DEFAULT_RUN_ALLOWANCE_HOURS = 4.0  # the nightly run starts at 03:00 UTC and is given an hour to land
+
+
+def touchpoint_exports(
+    audiences: pa.Table,
+    campaigns: Sequence[Campaign],
+    touchpoints: Sequence[Touchpoint],
+    previous_exports: pa.Table | None,
+    as_of: date,
+) -> dict[str, pa.Table]:
+    """One export table per touchpoint of the map (empty where nobody is reached), sorted by user."""
+    plan = _campaign_plan(campaigns, touchpoints)
+    treated = (
+        pl.from_arrow(audiences.select(["campaign_id", "user_id", "arm", "priority"]))
+        .filter(pl.col("arm") == "treatment")
+        .select("campaign_id", "user_id", pl.col("priority").cast(pl.Int64))
+        .unique()
+    )
+    capped = (
+        treated.join(plan, on="campaign_id", how="inner")
+        .join(_already_sent(previous_exports, plan, as_of), on=["campaign_id", "user_id"], how="left")
+        .filter(pl.col("touchpoint_order") < pl.col("cap_max") - pl.col("already_sent").fill_null(0))
+    )
+    winners = (
+        capped.sort(["user_id", "touchpoint_id", "priority", "campaign_id"], descending=[False, False, True, False])
+        .unique(subset=["user_id", "touchpoint_id"], keep="first", maintain_order=True)
+        .with_columns(as_of=pl.lit(as_of, pl.Date))
+    )
+    return {tp.id: _export_table(winners.filter(pl.col("touchpoint_id") == tp.id)) for tp in touchpoints}
+
+
+def freshness_report(
+    touchpoints: Sequence[Touchpoint],
+    schedule_interval_hours: float = 24,
+    run_allowance_hours: float = DEFAULT_RUN_ALLOWANCE_HOURS,
+) -> list[dict]:
+    """Per touchpoint: is its freshness need met by the schedule? (model in the module docstring)."""
+    worst_case = float(schedule_interval_hours) + float(run_allowance_hours)
+    return [
+        {
+            "touchpoint_id": tp.id,
+            "channel": tp.channel,
+            "freshness_hours": float(tp.freshness_hours),
+            "schedule_interval_hours": float(schedule_interval_hours),
+            "run_allowance_hours": float(run_allowance_hours),
+            "worst_case_age_hours": worst_case,
+            "ok": worst_case <= tp.freshness_hours,
+            "message": _freshness_message(tp, worst_case, float(run_allowance_hours)),
+        }
+        for tp in touchpoints
+    ]
+
+
+def _campaign_plan(campaigns: Sequence[Campaign], touchpoints: Sequence[Touchpoint]) -> pl.DataFrame:
+    """One row per campaign and touchpoint it uses, with the touchpoint's position and the campaign's cap."""
+    channels = {tp.id: tp.channel for tp in touchpoints}
+    rows = [
+        {"campaign_id": c.id, "touchpoint_id": tp_id, "channel": channels[tp_id], "touchpoint_order": order,
+         "cap_max": c.frequency_cap.max, "cap_days": c.frequency_cap.per_days}
+        for c in campaigns
+        for order, tp_id in enumerate(t for t in dict.fromkeys(c.touchpoints) if t in channels)
+    ]
+    schema = {"campaign_id": pl.String, "touchpoint_id": pl.String, "channel": pl.String,
+              "touchpoint_order": pl.Int64, "cap_max": pl.Int64, "cap_days": pl.Int64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _already_sent(previous_exports: pa.Table | None, plan: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Exports per campaign and user on the days before `as_of` that the campaign's cap still counts."""
+    schema = {"campaign_id": pl.String, "user_id": pl.String, "already_sent": pl.Int64}
+    if previous_exports is None or previous_exports.num_rows == 0:
+        return pl.DataFrame(schema=schema)
+    caps = plan.select("campaign_id", "cap_days").unique()
+    return (
+        pl.from_arrow(previous_exports.select(["as_of", "campaign_id", "user_id"]))
+        .join(caps, on="campaign_id", how="inner")
+        .filter(
+            pl.col("as_of") < as_of,  # a re-run of as_of must not count its own earlier output
+            pl.col("as_of") > pl.lit(as_of) - pl.duration(days=pl.col("cap_days")),
+        )
+        .group_by("campaign_id", "user_id")
+        .agg(already_sent=pl.len().cast(pl.Int64))
+    )
+
+
+def _export_table(winners: pl.DataFrame) -> pa.Table:
+    return winners.sort("user_id").select(EXPORT_SCHEMA.names).to_arrow().cast(EXPORT_SCHEMA)
+
+
+def _freshness_message(tp: Touchpoint, worst_case: float, run_allowance: float) -> str:
+    need = f"{tp.id} ({tp.channel}) needs data at most {tp.freshness_hours:g} h old"
+    if worst_case <= tp.freshness_hours:
+        return f"{need}; the schedule delivers at worst {worst_case:g} h: ok"
+    longest_interval = tp.freshness_hours - run_allowance
+    remedy = (f"run at least every {longest_interval:g} h" if longest_interval > 0
+              else f"land exports within {tp.freshness_hours:g} h of the data cut-off")
+    return f"{need} but the schedule delivers at worst {worst_case:g} h: {remedy}, or relax freshness_hours"
