@@ -31,7 +31,8 @@ def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     ]
 
 
-def build_definitions(pyramid_map: PyramidMap) -> dg.Definitions:
+def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None = None) -> dg.Definitions:
+    """The code location for a map; `pyramid` overrides where the data root and map are."""
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
@@ -50,7 +51,7 @@ def build_definitions(pyramid_map: PyramidMap) -> dg.Definitions:
         assets=build_assets(pyramid_map),
         jobs=[nightly],
         schedules=[schedule],
-        resources={"pyramid": PyramidResource()},
+        resources={"pyramid": pyramid or PyramidResource()},
     )
 
 
