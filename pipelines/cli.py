@@ -90,8 +90,11 @@ def cmd_generate(args) -> int:
     with console.status("generating the sample ...") as status:
         summary = generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
                                   pyramid_map=pyramid_map, progress=status.update)
-    console.print(f"[green]sample written[/green] to {lake.landing} in {time.perf_counter() - started:.1f}s")
-    console.print(summary.describe() if hasattr(summary, "describe") else summary)
+    console.print(f"[green]sample written[/green] to {lake.landing} in {time.perf_counter() - started:.1f}s "
+                  f"({summary.generate_seconds:.1f}s generating, {summary.write_seconds:.1f}s writing)")
+    rows = ", ".join(f"{source} {count:,}" for source, count in summary.rows.items())
+    console.print(f"  {summary.users:,} users, {summary.days} days from {summary.start}, seed {summary.seed}: {rows}")
+    console.print(f"  planted truth: {summary.truth_path}\n  defect plan:   {summary.defect_plan_path}")
     return 0
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import date
 
 import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_days(days: list[date], console: Console) -> bool:
@@ -17,14 +18,15 @@ def run_days(days: list[date], console: Console) -> bool:
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
     instance = dg.DagsterInstance.get()
-    logging.getLogger("dagster").setLevel(logging.WARNING)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("pyramid", total=len(days))
         for day in days:
             progress.update(task, description=f"materializing {day}")
             started = time.perf_counter()
-            result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+            result = job.execute_in_process(
+                partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
+            )
             seconds = time.perf_counter() - started
             if not result.success:
                 progress.stop()
@@ -38,9 +40,7 @@ def run_days(days: list[date], console: Console) -> bool:
 def _day_line(day: date, result: dg.ExecuteInProcessResult, seconds: float) -> str:
     meta = _metadata_by_asset(result)
     events = meta.get("actionable_events", {})
-    warnings = [e.asset_check_evaluation_data.check_name
-                for e in result.get_asset_check_evaluations()
-                if not e.passed] if hasattr(result, "get_asset_check_evaluations") else []
+    warnings = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     ns = meta.get("north_star_series", {}).get("value")
     parts = [
         f"[green]ok[/green] {day}",

@@ -21,7 +21,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     ids = [t.id for t in pyramid_map.touchpoints]
     specs = [
         dg.AssetSpec(
-            f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"},
+            f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"}, deps=["campaign_audiences"],
             description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
         )
         for tp in pyramid_map.touchpoints
@@ -34,7 +34,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.multi_asset(
         name="touchpoint_exports", specs=specs, check_specs=check_specs, partitions_def=partitions,
-        deps=["campaign_audiences"], can_subset=False,
+        can_subset=False,
     )
     def touchpoint_exports(context: dg.AssetExecutionContext, pyramid: PyramidResource):
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()

@@ -1,0 +1,545 @@
+"""Actionable layer: the raw rows typed, validated and deduplicated; the rest quarantined with reasons.
+
+Validation is a declared list of `RowCheck`s per source: a reason code (docs/contracts.md) and a SQL
+condition over the row that is TRUE when the row breaks the rule. Every check is evaluated on every
+row, so a refused row carries every reason that applies; the one exception is `unparseable_row`,
+which is the only reason of a row that did not parse (all its columns are NULL, so the others say
+nothing). The lists are plain data, so a later expectation suite (Great Expectations) can replace
+them without touching the cleaning machinery.
+
+Inside the checks, `raw_<column>` is the landed VARCHAR and `<column>` the typed value:
+- text columns are trimmed, an empty string is NULL;
+- timestamps must be ISO 8601 date-times with an explicit offset (`Z`, `+02:00`, `-0500`, `+05`), and
+  are converted to the UTC instant (TIMESTAMPTZ); anything else (no offset, a zone name, a date alone,
+  lower-case `t`/`z`, more than 6 fraction digits) is NULL, i.e. `bad_timestamp`;
+- "future" means later than the end of the landing day `ds` (UTC) plus `max_clock_skew_minutes`.
+
+Validation comes first, deduplication second, and deduplication looks at every row with a key
+(event_id, txn_id; for erasure requests user_id; for profiles the whole landed row):
+- a row whose key was accepted in a lookback partition (`seen_ids`) is a duplicate, whatever it holds;
+- among the copies of a key within the partition one is kept: the one with the fewest reasons, then
+  the first as landed (`_source_file`, `_source_line`). A clean copy therefore wins over a broken one,
+  and two copies of a bad row make one quarantined row and one duplicate: a duplicate counts once.
+- rows without a key (missing, or unparseable) are never duplicates of each other.
+
+For every result: raw rows = actionable rows + quarantined rows + duplicates removed, asserted here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from assets.pyramid_map import Actionable
+from assets.raw import CANONICAL_COLUMNS
+
+EVENT_TYPES = ("session_start", "page_view", "screen_view", "search", "feature_use",
+               "impression", "click", "conversion", "unsubscribe")
+TXN_TYPES = ("deposit", "card_payment", "transfer_in", "transfer_out")
+ABSURD_AMOUNT = 1_000_000.0  # a single transaction above this is refused as `absurd_amount`
+MIN_BIRTH_YEAR = 1900        # birth_year must be 4 digits within MIN_BIRTH_YEAR .. the year of ds
+
+# An ISO 8601 date-time with an explicit UTC offset; DuckDB's cast then gives the instant.
+ISO_WITH_OFFSET = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)"
+UTC = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "events": pa.schema([
+        ("event_id", pa.string()), ("user_id", pa.string()), ("event_type", pa.string()),
+        ("occurred_at", UTC), ("session_id", pa.string()), ("channel", pa.string()),
+        ("campaign_id", pa.string()), ("touchpoint_id", pa.string()), ("properties", pa.string()),
+    ]),
+    "transactions": pa.schema([
+        ("txn_id", pa.string()), ("user_id", pa.string()), ("occurred_at", UTC), ("amount", pa.float64()),
+        ("currency", pa.string()), ("txn_type", pa.string()), ("merchant_category", pa.string()),
+        ("status", pa.string()),
+    ]),
+    "profiles": pa.schema([
+        ("user_id", pa.string()), ("updated_at", UTC), ("signup_at", UTC), ("country", pa.string()),
+        ("birth_year", pa.int32()), ("plan", pa.string()), ("consent_personalization", pa.bool_()),
+    ]),
+    "erased_users": pa.schema([("user_id", pa.string()), ("requested_at", UTC)]),
+    "quarantine": pa.schema([
+        ("source", pa.string()), ("_source_file", pa.string()), ("_source_line", pa.int64()),
+        ("payload", pa.string()), ("reasons", pa.list_(pa.string())),
+    ]),
+}
+
+
+def empty_table(name: str) -> pa.Table:
+    """An empty actionable table (`events`, `transactions`, `profiles`, `erased_users`, `quarantine`)."""
+    return SCHEMAS[name].empty_table()
+
+
+class AccountingError(AssertionError):
+    """Rows were lost or invented: raw != actionable + quarantined + duplicates removed."""
+
+
+@dataclass
+class CleanResult:
+    """What one partition of a source became.
+
+    `actionable_rows` is the number of raw rows accepted; it defaults to `table.num_rows`, and differs
+    only where `table` is not the accepted rows themselves (the cumulative profile snapshot).
+    """
+
+    table: pa.Table
+    quarantine: pa.Table
+    raw_rows: int
+    duplicates_removed: int
+    details: dict = field(default_factory=dict)
+    actionable_rows: int | None = None
+
+    def accounting(self) -> dict:
+        actionable = self.table.num_rows if self.actionable_rows is None else self.actionable_rows
+        quarantined = self.quarantine.num_rows
+        return {
+            "raw_rows": self.raw_rows,
+            "actionable_rows": actionable,
+            "quarantined_rows": quarantined,
+            "duplicates_removed": self.duplicates_removed,
+            "balanced": self.raw_rows == actionable + quarantined + self.duplicates_removed,
+        }
+
+    def assert_balanced(self, source: str) -> "CleanResult":
+        figures = self.accounting()
+        if not figures["balanced"]:
+            raise AccountingError(
+                f"{source}: {figures['raw_rows']} raw rows != {figures['actionable_rows']} actionable + "
+                f"{figures['quarantined_rows']} quarantined + {figures['duplicates_removed']} duplicates removed"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One declared rule: rows for which `fails` (SQL over the typed row) is TRUE are refused with `reason`."""
+
+    reason: str
+    fails: str
+    description: str
+
+
+# --- SQL building blocks ---------------------------------------------------------------------------
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _list_lit(values: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(_lit(v) for v in values) + "]::VARCHAR[]"
+
+
+def _text(column: str) -> str:
+    return f"nullif(trim(raw_{column}), '')"
+
+
+def _timestamp(column: str) -> str:
+    value = f"trim(raw_{column})"
+    return f"CASE WHEN regexp_full_match({value}, {_lit(ISO_WITH_OFFSET)}) THEN try_cast({value} AS TIMESTAMPTZ) END"
+
+
+def _end_of_day_sql(ds: date, settings: Actionable) -> str:
+    """The latest acceptable instant for the landing day: end of ds (UTC) plus the clock skew."""
+    next_midnight = f"TIMESTAMPTZ '{(ds + timedelta(days=1)).isoformat()} 00:00:00+00'"
+    return f"({next_midnight} + INTERVAL ({int(settings.max_clock_skew_minutes)}) MINUTE)"
+
+
+def _missing(column: str) -> str:
+    return f"{column} IS NULL"
+
+
+UNPARSEABLE = RowCheck("unparseable_row", "_raw_text IS NOT NULL", "the landed line or CSV row did not parse")
+
+
+def _common_checks(key: str | None, time_columns: list[str], ds: date, settings: Actionable) -> list[RowCheck]:
+    end = _end_of_day_sql(ds, settings)
+    checks = [UNPARSEABLE]
+    if key:
+        checks.append(RowCheck("missing_key", _missing(key), f"{key} is missing or blank"))
+    checks.append(RowCheck("missing_user_id", _missing("user_id"), "user_id is missing or blank"))
+    checks.append(RowCheck("bad_timestamp", " OR ".join(_missing(c) for c in time_columns),
+                           f"{', '.join(time_columns)}: missing, or not an ISO 8601 date-time with an offset"))
+    checks.append(RowCheck("future_timestamp", " OR ".join(f"{c} > {end}" for c in time_columns),
+                           f"{', '.join(time_columns)} later than the end of {ds} UTC plus "
+                           f"{settings.max_clock_skew_minutes} minutes"))
+    return checks
+
+
+ORPHAN = RowCheck("orphan_user", "user_id IS NOT NULL AND NOT _known_user",
+                  "user_id is not in the profile snapshot")
+
+
+def event_checks(ds: date, settings: Actionable) -> list[RowCheck]:
+    return [
+        *_common_checks("event_id", ["occurred_at"], ds, settings),
+        RowCheck("unknown_event_type", f"event_type IS NULL OR NOT list_contains({_list_lit(EVENT_TYPES)}, event_type)",
+                 f"event_type is not one of {', '.join(EVENT_TYPES)}"),
+        ORPHAN,
+    ]
+
+
+def transaction_checks(ds: date, settings: Actionable) -> list[RowCheck]:
+    return [
+        *_common_checks("txn_id", ["occurred_at"], ds, settings),
+        RowCheck("bad_amount", "amount IS NULL OR NOT isfinite(amount)", "amount is missing or not a finite number"),
+        RowCheck("non_positive_amount", "isfinite(amount) AND amount <= 0", "amount is zero or negative"),
+        RowCheck("absurd_amount", f"isfinite(amount) AND amount > {ABSURD_AMOUNT}", f"amount above {ABSURD_AMOUNT:,.0f}"),
+        RowCheck("unknown_currency", f"currency IS NULL OR NOT list_contains({_list_lit(settings.currencies)}, currency)",
+                 f"currency is not one of {', '.join(settings.currencies)}"),
+        RowCheck("unknown_txn_type", f"txn_type IS NULL OR NOT list_contains({_list_lit(TXN_TYPES)}, txn_type)",
+                 f"txn_type is not one of {', '.join(TXN_TYPES)}"),
+        ORPHAN,
+    ]
+
+
+def profile_checks(ds: date, settings: Actionable) -> list[RowCheck]:
+    return [
+        *_common_checks(None, ["updated_at", "signup_at"], ds, settings),
+        RowCheck("bad_birth_year", "raw_birth_year IS NOT NULL AND birth_year IS NULL",
+                 f"birth_year is not a year between {MIN_BIRTH_YEAR} and {ds.year}"),
+    ]
+
+
+def erasure_checks() -> list[RowCheck]:
+    """An erasure is honoured even when its timestamp is unreadable (requested_at is NULL then)."""
+    return [UNPARSEABLE, RowCheck("missing_user_id", _missing("user_id"), "user_id is missing or blank")]
+
+
+# --- typing per source: output column -> SQL over the raw_ columns ----------------------------------
+
+def _event_typing() -> dict[str, str]:
+    typed = {c: _text(c) for c in CANONICAL_COLUMNS["events"]}
+    typed["occurred_at"] = _timestamp("occurred_at")
+    typed["properties"] = "raw_properties"  # JSON text as landed
+    return typed
+
+
+def _transaction_typing() -> dict[str, str]:
+    typed = {c: _text(c) for c in CANONICAL_COLUMNS["transactions"]}
+    typed["occurred_at"] = _timestamp("occurred_at")
+    typed["amount"] = "try_cast(trim(raw_amount) AS DOUBLE)"
+    return typed
+
+
+def _profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
+    if settings.consent_column not in CANONICAL_COLUMNS["profiles"]:
+        raise ValueError(f"actionable.consent_column {settings.consent_column!r} is not a profiles column; "
+                         f"expected one of {', '.join(CANONICAL_COLUMNS['profiles'])}")
+    year = f"try_cast({_text('birth_year')} AS INTEGER)"
+    consent = f"lower({_text(settings.consent_column)})"
+    return {
+        "user_id": _text("user_id"),
+        "updated_at": _timestamp("updated_at"),
+        "signup_at": _timestamp("signup_at"),
+        "country": _text("country"),
+        "birth_year": f"CASE WHEN regexp_full_match({_text('birth_year')}, '\\d{{4}}') "
+                      f"AND {year} BETWEEN {MIN_BIRTH_YEAR} AND {ds.year} THEN {year} END",
+        "plan": _text("plan"),
+        "consent_personalization": f"CASE {consent} WHEN 'true' THEN true WHEN 'false' THEN false END",
+    }
+
+
+def _erasure_typing() -> dict[str, str]:
+    return {"user_id": _text("user_id"), "requested_at": _timestamp("requested_at")}
+
+
+# --- the cleaning machinery ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Plan:
+    source: str
+    typing: dict[str, str]
+    checks: list[RowCheck]
+    dedup_key: str             # SQL over the typed row: the duplicate key (NULL: never a duplicate)
+    pii: tuple[str, ...] = ()
+
+
+def _reasons_sql(checks: list[RowCheck]) -> str:
+    others = ", ".join(f"CASE WHEN coalesce(({c.fails}), false) THEN {_lit(c.reason)} END"
+                       for c in checks if c is not UNPARSEABLE)
+    return (f"CASE WHEN _raw_text IS NOT NULL THEN ['unparseable_row'] "
+            f"ELSE list_filter([{others}]::VARCHAR[], lambda r: r IS NOT NULL) END")
+
+
+def _payload_sql(raw_columns: list[str], pii: tuple[str, ...]) -> str:
+    """The raw row as JSON text. PII columns are left out, and so is the raw text of an unparseable
+    row of a source that has PII (it may hold some): the raw layer keeps both, at _source_file/_line."""
+    pairs = [(c, f"raw_{c}") for c in raw_columns if c not in pii]
+    if not pii:
+        pairs.append(("_raw_text", "_raw_text"))
+    return "to_json({" + ", ".join(f"{_lit(key)}: {value}" for key, value in pairs) + "})::VARCHAR"
+
+
+def _landed(raw: pa.Table) -> pa.Table:
+    """The raw table with `_raw_text` (older partitions may lack it) and `_row`, its position."""
+    if "_raw_text" not in raw.column_names:
+        raw = raw.append_column("_raw_text", pa.nulls(raw.num_rows, pa.string()))
+    return raw.append_column("_row", pa.array(np.arange(raw.num_rows, dtype=np.int64)))
+
+
+def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_users: pa.Table | None,
+           seen_keys: pa.Array | None) -> str:
+    """Judge every raw row: typed, with its reasons and its fate (`accepted`, `quarantined`,
+    `duplicate`). Returns the name of a temporary view over the materialized result (drop it with
+    `_drop`). The copies of a key are resolved in a small grouped table rather than a window over the
+    wide rows, which are written once (this is what keeps 1M events at about two seconds)."""
+    raw_columns = CANONICAL_COLUMNS[plan.source]
+    name = f"_judged_{uuid.uuid4().hex}"
+    raw_name, known_name, seen_name = f"{name}_raw", f"{name}_known", f"{name}_lookback"
+    con.register(raw_name, _landed(raw))
+    con.register(known_name, known_users if known_users is not None else pa.table({"user_id": pa.array([], pa.string())}))
+    con.register(seen_name, pa.table({"key": seen_keys if seen_keys is not None else pa.array([], pa.string())}))
+    renamed = ", ".join(f'"{c}" AS raw_{c}' for c in raw_columns)
+    typed = ", ".join(f"{expr} AS {col}" for col, expr in plan.typing.items())
+    raw_values = ", ".join(f"raw_{c}" for c in raw_columns)
+    try:
+        con.execute(f"""
+            CREATE TEMP TABLE {name}_rows AS
+            WITH typed AS (
+                SELECT *, {typed}
+                FROM (SELECT {renamed}, _source_file, _source_line, _raw_text, _row FROM {raw_name})
+            ), judged AS (
+                SELECT *, {_reasons_sql(plan.checks)} AS reasons, ({plan.dedup_key}) AS _dedup_key
+                FROM (SELECT *, user_id IN (SELECT user_id FROM {known_name}) AS _known_user FROM typed)
+            )
+            SELECT _row, _source_file, _source_line, {', '.join(plan.typing)}, reasons, _dedup_key,
+                   CASE WHEN len(reasons) > 0 THEN {_payload_sql(raw_columns, plan.pii)} END AS payload,
+                   hash({raw_values}, _raw_text) AS _content_hash
+            FROM judged
+        """)
+        con.execute(f"""
+            CREATE TEMP TABLE {name}_seen AS  -- the partition's keys among the (larger) lookback's
+            SELECT DISTINCT key AS _dedup_key, true AS _seen FROM {seen_name}
+            WHERE key IN (SELECT _dedup_key FROM {name}_rows)
+        """)
+        con.execute(f"""
+            CREATE TEMP TABLE {name}_copies AS
+            SELECT _dedup_key, arg_min(_row, (len(reasons), _row)) AS _kept_row, count(*) AS copies,
+                   count(DISTINCT _content_hash) AS versions
+            FROM {name}_rows WHERE _dedup_key IS NOT NULL AND _dedup_key NOT IN (SELECT _dedup_key FROM {name}_seen)
+            GROUP BY _dedup_key HAVING count(*) > 1
+        """)
+        con.execute(f"""
+            CREATE TEMP VIEW {name} AS
+            SELECT r.*, coalesce(s._seen, false) AS _seen, c.versions,
+                   CASE WHEN r._dedup_key IS NOT NULL AND (s._seen IS NOT NULL OR r._row <> coalesce(c._kept_row, r._row))
+                        THEN 'duplicate'
+                        WHEN len(r.reasons) > 0 THEN 'quarantined'
+                        ELSE 'accepted' END AS fate
+            FROM {name}_rows AS r
+            LEFT JOIN {name}_seen AS s USING (_dedup_key)
+            LEFT JOIN {name}_copies AS c USING (_dedup_key)
+        """)
+    except Exception:
+        _drop(con, name)
+        raise
+    finally:
+        for registered in (raw_name, known_name, seen_name):
+            con.unregister(registered)
+    return name
+
+
+def _accepted(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema) -> pa.Table:
+    """The accepted rows in the order they landed (file, line)."""
+    columns = ", ".join(schema.names)
+    return con.sql(f"SELECT {columns} FROM {judged} WHERE fate = 'accepted' ORDER BY _row").to_arrow_table().cast(schema)
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, judged: str, source: str) -> pa.Table:
+    return con.sql(f"""
+        SELECT {_lit(source)} AS source, _source_file, _source_line, payload, reasons
+        FROM {judged} WHERE fate = 'quarantined' ORDER BY _row
+    """).to_arrow_table().cast(SCHEMAS["quarantine"])
+
+
+def _fate_details(con: duckdb.DuckDBPyConnection, judged: str) -> dict:
+    fates = dict(con.sql(f"SELECT fate, count(*) FROM {judged} GROUP BY fate").fetchall())
+    reasons = dict(con.sql(f"""
+        SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM {judged} WHERE fate = 'quarantined')
+        GROUP BY reason ORDER BY reason
+    """).fetchall())
+    duplicates = dict(con.sql(f"""
+        SELECT CASE WHEN _seen THEN 'duplicates_of_lookback' ELSE 'duplicates_within_partition' END, count(*)
+        FROM {judged} WHERE fate = 'duplicate' GROUP BY 1
+    """).fetchall())
+    return {
+        "accepted": int(fates.get("accepted", 0)),
+        "quarantined": int(fates.get("quarantined", 0)),
+        "duplicates": int(fates.get("duplicate", 0)),
+        "quarantined_by_reason": {k: int(v) for k, v in reasons.items()},
+        "duplicates_of_lookback": int(duplicates.get("duplicates_of_lookback", 0)),
+        "duplicates_within_partition": int(duplicates.get("duplicates_within_partition", 0)),
+    }
+
+
+def _conflicting_copies(con: duckdb.DuckDBPyConnection, judged: str) -> int:
+    """Keys delivered more than once in the partition with differing contents (one copy was kept)."""
+    return int(con.sql(f"SELECT count(*) FROM {judged}_copies WHERE versions > 1").fetchall()[0][0])
+
+
+def _drop(con: duckdb.DuckDBPyConnection, judged: str) -> None:
+    con.execute(f"DROP VIEW IF EXISTS {judged}")
+    for table in ("copies", "seen", "rows"):
+        con.execute(f"DROP TABLE IF EXISTS {judged}_{table}")
+
+
+def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
+    if seen_ids is None:
+        return None
+    if key not in seen_ids.column_names:
+        raise ValueError(f"seen_ids must have a {key!r} column (the ids accepted in the lookback), got {seen_ids.column_names}")
+    return seen_ids.column(key).cast(pa.string())
+
+
+def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.Table | None,
+                 seen_ids: pa.Table | None, plan: _Plan, key: str) -> CleanResult:
+    known = known_users.select(["user_id"]) if known_users is not None else None
+    judged = _judge(con, plan, raw, known, _seen_keys(seen_ids, key))
+    try:
+        details = _fate_details(con, judged)
+        details["conflicting_copies"] = _conflicting_copies(con, judged)
+        result = CleanResult(
+            table=_accepted(con, judged, SCHEMAS[plan.source]),
+            quarantine=_quarantine(con, judged, plan.source),
+            raw_rows=raw.num_rows,
+            duplicates_removed=details["duplicates"],
+            details=details,
+        )
+    finally:
+        _drop(con, judged)
+    return result.assert_balanced(plan.source)
+
+
+# --- public API ------------------------------------------------------------------------------------
+
+def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
+                 seen_ids: pa.Table | None, settings: Actionable) -> CleanResult:
+    """Typed events of landing day `ds`; refused rows quarantined with every reason; duplicates of
+    event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed."""
+    plan = _Plan("events", _event_typing(), event_checks(ds, settings), dedup_key="event_id")
+    return _clean_keyed(con, raw, known_users, seen_ids, plan, "event_id")
+
+
+def clean_transactions(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
+                       seen_ids: pa.Table | None, settings: Actionable) -> CleanResult:
+    """Typed transactions of landing day `ds` (amount DOUBLE > 0, known currency and type; status
+    kept as delivered); refused rows quarantined; duplicates of txn_id removed as for events."""
+    plan = _Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")
+    return _clean_keyed(con, raw, known_users, seen_ids, plan, "txn_id")
+
+
+PROFILE_VALUES = ["signup_at", "country", "birth_year", "plan", "consent_personalization"]
+# Among updates of a user with the same updated_at (a contradiction), the kept one is the one with the
+# least consent (NULL, then false, then true: when in doubt, no consent), then the greatest
+# (signup_at, country, birth_year, plan), NULLs lowest. Equal on all of these means identical rows.
+PROFILE_TIE_BREAK = ("updated_at DESC, consent_personalization ASC NULLS FIRST, signup_at DESC NULLS LAST, "
+                     "country DESC NULLS LAST, birth_year DESC NULLS LAST, plan DESC NULLS LAST")
+
+
+def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None, ds: date,
+                    settings: Actionable) -> CleanResult:
+    """The profile snapshot as of `ds`: `previous` (the snapshot of ds - 1) updated with the valid rows
+    of the day, latest `updated_at` winning per user (ties: PROFILE_TIE_BREAK). No PII column.
+
+    Exact copies of a landed row (every column equal) count as duplicates_removed; rows without a
+    user, with a missing or bad updated_at/signup_at, a future one, or a bad birth_year are
+    quarantined. `details['contradictions']` counts (user, updated_at) pairs seen with different
+    values, the previous snapshot's row included. actionable_rows = the accepted raw rows; `table` is
+    the whole snapshot."""
+    raw_columns = CANONICAL_COLUMNS["profiles"]
+    plan = _Plan("profiles", _profile_typing(ds, settings), profile_checks(ds, settings),
+                 dedup_key=f"to_json([{', '.join(f'raw_{c}' for c in raw_columns)}, _raw_text])::VARCHAR",
+                 pii=tuple(settings.pii))
+    judged = _judge(con, plan, raw, None, None)
+    try:
+        details = _fate_details(con, judged)
+        details["unknown_consent"] = int(con.sql(
+            f"SELECT count(*) FROM {judged} WHERE fate = 'accepted' AND consent_personalization IS NULL").fetchall()[0][0])
+        accepted = _accepted(con, judged, SCHEMAS["profiles"])
+        quarantine = _quarantine(con, judged, "profiles")
+    finally:
+        _drop(con, judged)
+    snapshot, contradictions = _merge_snapshot(con, previous, accepted)
+    details.update(contradictions=contradictions, snapshot_users=snapshot.num_rows)
+    result = CleanResult(table=snapshot, quarantine=quarantine, raw_rows=raw.num_rows,
+                         duplicates_removed=details["duplicates"], details=details,
+                         actionable_rows=accepted.num_rows)
+    return result.assert_balanced("profiles")
+
+
+def _conformed(previous: pa.Table | None, schema: pa.Schema) -> pa.Table:
+    """A previous partition in the table's schema (empty on the first day)."""
+    return (previous if previous is not None else schema.empty_table()).select(schema.names).cast(schema)
+
+
+def _merge_snapshot(con: duckdb.DuckDBPyConnection, previous: pa.Table | None, accepted: pa.Table) -> tuple[pa.Table, int]:
+    schema = SCHEMAS["profiles"]
+    con.register("_profiles_previous", _conformed(previous, schema))
+    con.register("_profiles_accepted", accepted)
+    values = ", ".join(PROFILE_VALUES)
+    try:
+        con.execute("""CREATE OR REPLACE TEMP VIEW _profiles_candidates AS
+                       SELECT * FROM _profiles_previous UNION ALL SELECT * FROM _profiles_accepted""")
+        contradictions = con.sql(f"""
+            SELECT count(*) FROM (
+                SELECT user_id, updated_at FROM _profiles_candidates GROUP BY user_id, updated_at
+                HAVING count(DISTINCT row({values})) > 1
+            )
+        """).fetchall()[0][0]
+        snapshot = con.sql(f"""
+            SELECT {', '.join(schema.names)} FROM _profiles_candidates
+            QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {PROFILE_TIE_BREAK}) = 1
+            ORDER BY user_id
+        """).to_arrow_table().cast(schema)
+    finally:
+        con.execute("DROP VIEW IF EXISTS _profiles_candidates")
+        con.unregister("_profiles_previous")
+        con.unregister("_profiles_accepted")
+    return snapshot, int(contradictions)
+
+
+def clean_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> CleanResult:
+    """The day's erasure requests, one row per user (earliest requested_at). A request without a
+    user or that did not parse is quarantined; one with an unreadable timestamp is honoured with a
+    NULL requested_at (counted in details['bad_timestamp_honoured']). Further requests of the same
+    user in the partition count as duplicates_removed."""
+    plan = _Plan("erasure_requests", _erasure_typing(), erasure_checks(), dedup_key="user_id")
+    judged = _judge(con, plan, raw, None, None)
+    try:
+        details = _fate_details(con, judged)
+        details["bad_timestamp_honoured"] = int(con.sql(
+            f"SELECT count(*) FROM {judged} WHERE len(reasons) = 0 AND user_id IS NOT NULL AND requested_at IS NULL"
+        ).fetchall()[0][0])
+        table = con.sql(f"""
+            SELECT user_id, min(requested_at) AS requested_at FROM {judged}
+            WHERE fate <> 'quarantined' AND user_id IS NOT NULL GROUP BY user_id ORDER BY user_id
+        """).to_arrow_table().cast(SCHEMAS["erased_users"])
+        quarantine = _quarantine(con, judged, "erasure_requests")
+    finally:
+        _drop(con, judged)
+    result = CleanResult(table=table, quarantine=quarantine, raw_rows=raw.num_rows,
+                         duplicates_removed=details["duplicates"], details=details)
+    return result.assert_balanced("erasure_requests")
+
+
+def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None) -> pa.Table:
+    """Every user who asked to be erased up to this partition: `previous` plus the day's requests,
+    one row per user with the earliest requested_at (NULL only if no readable timestamp ever came)."""
+    schema = SCHEMAS["erased_users"]
+    con.register("_erased_previous", _conformed(previous, schema))
+    con.register("_erased_today", clean_erasures(con, raw).table)
+    try:
+        return con.sql("""
+            SELECT user_id, min(requested_at) AS requested_at
+            FROM (SELECT * FROM _erased_previous UNION ALL SELECT * FROM _erased_today)
+            GROUP BY user_id ORDER BY user_id
+        """).to_arrow_table().cast(schema)
+    finally:
+        con.unregister("_erased_previous")
+        con.unregister("_erased_today")

@@ -1,0 +1,279 @@
+"""user_daily and user_features against an independent plain-Python computation of the same fixture."""
+
+import json
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+from assets import actionable
+from assets.features import (
+    DAILY_AMOUNTS, DAILY_COLUMNS, DAILY_COUNTS, WINDOWED_SUMS, daily_schema, feature_column_names,
+    features_schema, user_daily, user_features,
+)
+from assets.lake import connect
+
+WINDOWS = [7, 30, 90]
+AS_OF = date(2026, 10, 31)
+TYPE_COLUMNS = {"page_view": "page_views", "screen_view": "screen_views", "search": "searches",
+                "feature_use": "feature_uses", "impression": "impressions", "click": "clicks",
+                "conversion": "conversions", "unsubscribe": "unsubscribes"}
+TXN_COLUMNS = {"deposit": ("deposits", "deposit_amount"), "card_payment": ("card_payments", "card_amount"),
+               "transfer_in": ("transfers_in", "transfer_in_amount"),
+               "transfer_out": ("transfers_out", "transfer_out_amount")}
+
+
+def at(day, hour=12, minute=0, offset_hours=0):
+    """An instant given as local wall time at a UTC offset, as a UTC datetime."""
+    local = datetime(2026, 10, day, hour, minute, tzinfo=timezone(timedelta(hours=offset_hours)))
+    return local.astimezone(timezone.utc)
+
+
+def events_table(rows):
+    columns = {name: [] for name in actionable.SCHEMAS["events"].names}
+    for i, (user, event_type, when, session, feature) in enumerate(rows):
+        values = {"event_id": f"e{i}", "user_id": user, "event_type": event_type, "occurred_at": when,
+                  "session_id": session, "channel": "app", "campaign_id": None, "touchpoint_id": None,
+                  "properties": json.dumps({"feature": feature} if feature else {})}
+        for name, value in values.items():
+            columns[name].append(value)
+    return pa.table(columns).cast(actionable.SCHEMAS["events"])
+
+
+def txns_table(rows):
+    columns = {name: [] for name in actionable.SCHEMAS["transactions"].names}
+    for i, (user, txn_type, when, amount, status) in enumerate(rows):
+        values = {"txn_id": f"t{i}", "user_id": user, "occurred_at": when, "amount": amount, "currency": "EUR",
+                  "txn_type": txn_type, "merchant_category": None, "status": status}
+        for name, value in values.items():
+            columns[name].append(value)
+    return pa.table(columns).cast(actionable.SCHEMAS["transactions"])
+
+
+EVENTS = [
+    ("u1", "session_start", at(1, 8), "s1", None),
+    ("u1", "page_view", at(1, 8, 5), "s1", None),
+    ("u1", "feature_use", at(1, 8, 6), "s1", "budget_tool"),
+    ("u1", "feature_use", at(1, 8, 7), "s1", "savings_goal"),
+    ("u1", "page_view", at(1, 23, 30, offset_hours=-5), "s2", "budget_tool"),  # 04:30 UTC on the 2nd
+    ("u1", "search", at(2, 9), None, None),
+    ("u2", "impression", at(1, 1, 0, offset_hours=2), "s9", None),              # 23:00 UTC on 30 September
+    ("u2", "click", at(1, 10), "s9", None),
+    ("u2", "conversion", at(1, 10, 1), "s9", None),
+    ("u2", "unsubscribe", at(1, 10, 2), "s10", None),
+    ("u2", "screen_view", at(1, 11), "s10", None),
+    ("u2", "feature_use", at(1, 11, 1), "s10", "budget_tool"),
+]
+TXNS = [
+    ("u1", "deposit", at(1, 9), 100.0, "completed"),
+    ("u1", "deposit", at(1, 10), 50.5, "completed"),
+    ("u1", "deposit", at(1, 11), 999.0, "pending"),
+    ("u1", "card_payment", at(2, 10), 20.25, "completed"),
+    ("u3", "transfer_in", at(1, 6), 300.0, "completed"),
+    ("u3", "transfer_out", at(1, 7), 80.0, "completed"),
+    ("u3", "card_payment", at(1, 8), 5.0, "failed"),
+    ("u4", "deposit", at(3, 8), 7.0, "failed"),                                   # no completed row: no daily row
+]
+
+
+def expected_daily(events, txns):
+    """The user_daily contract computed row by row in Python."""
+    rows = defaultdict(lambda: {**{c: 0 for c in DAILY_COUNTS}, **{c: 0.0 for c in DAILY_AMOUNTS},
+                                "first_txn_at": None, "last_txn_at": None, "last_seen_at": None, "_sessions": set()})
+    for user, event_type, when, session, feature in events:
+        row = rows[(user, when.astimezone(timezone.utc).date())]
+        row["events"] += 1
+        if event_type in TYPE_COLUMNS:
+            row[TYPE_COLUMNS[event_type]] += 1
+        if event_type == "feature_use" and feature == "budget_tool":
+            row["budget_tool_uses"] += 1
+        if session is not None:
+            row["_sessions"].add(session)
+        row["last_seen_at"] = max(filter(None, [row["last_seen_at"], when]))
+    for user, txn_type, when, amount, status in txns:
+        if status != "completed":
+            continue
+        row = rows[(user, when.astimezone(timezone.utc).date())]
+        count_column, amount_column = TXN_COLUMNS[txn_type]
+        row[count_column] += 1
+        row[amount_column] += amount
+        row["txns"] += 1
+        row["first_txn_at"] = min(filter(None, [row["first_txn_at"], when]))
+        row["last_txn_at"] = max(filter(None, [row["last_txn_at"], when]))
+    result = []
+    for (user, day), row in sorted(rows.items()):
+        row["sessions"] = len(row.pop("_sessions"))
+        result.append({"user_id": user, "activity_date": day, **row})
+    return [{c: r[c] for c in DAILY_COLUMNS} for r in result]
+
+
+def test_user_daily_matches_plain_python():
+    daily = user_daily(connect(), events_table(EVENTS), txns_table(TXNS))
+    assert daily.column_names == DAILY_COLUMNS
+    assert daily.schema == daily_schema()
+    assert daily.to_pylist() == expected_daily(EVENTS, TXNS)
+
+
+def test_user_daily_spot_values():
+    rows = {(r["user_id"], r["activity_date"]): r for r in user_daily(connect(), events_table(EVENTS), txns_table(TXNS)).to_pylist()}
+    u1 = rows[("u1", date(2026, 10, 1))]
+    assert (u1["events"], u1["sessions"], u1["feature_uses"], u1["budget_tool_uses"]) == (4, 1, 2, 1)
+    assert (u1["deposits"], u1["deposit_amount"], u1["txns"]) == (2, 150.5, 2)
+    assert rows[("u1", date(2026, 10, 2))]["page_views"] == 1       # the -05:00 event is on the UTC day after
+    assert rows[("u2", date(2026, 9, 30))]["impressions"] == 1
+    assert ("u4", date(2026, 10, 3)) not in rows
+
+
+def test_user_daily_of_nothing_is_empty_with_schema():
+    daily = user_daily(connect(), actionable.empty_table("events"), actionable.empty_table("transactions"))
+    assert daily.num_rows == 0 and daily.schema == daily_schema()
+
+
+def daily_row(user, day, **values):
+    row = {c: 0 for c in DAILY_COUNTS} | {c: 0.0 for c in DAILY_AMOUNTS}
+    row |= {"first_txn_at": None, "last_txn_at": None, "last_seen_at": None}
+    row |= {"user_id": user, "activity_date": day, **values}
+    return row
+
+
+def ts(day: date, hour=12):
+    return datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc)
+
+
+D = lambda n: AS_OF - timedelta(days=n)  # noqa: E731  the day n days before as_of
+PARTITION_A = [
+    daily_row("u1", D(0), events=3, sessions=1, page_views=2, last_seen_at=ts(D(0), 9)),
+    daily_row("u1", D(3), events=1, sessions=1, searches=1, deposits=1, deposit_amount=100.0, txns=1,
+              first_txn_at=ts(D(3), 8), last_txn_at=ts(D(3), 8), last_seen_at=ts(D(3), 7)),
+    daily_row("u1", D(6), events=2, budget_tool_uses=1, feature_uses=2, last_seen_at=ts(D(6))),
+    daily_row("u1", D(7), events=5, clicks=2, impressions=3, last_seen_at=ts(D(7))),      # outside 7d
+    daily_row("u1", D(29), card_payments=2, card_amount=40.0, txns=2, transfers_out=1, transfer_out_amount=10.0,
+              first_txn_at=ts(D(29), 6), last_txn_at=ts(D(29), 20)),
+    daily_row("u1", D(30), events=1, conversions=1, last_seen_at=ts(D(30))),              # outside 30d
+    daily_row("u1", D(89), transfers_in=1, transfer_in_amount=500.0, txns=1,
+              first_txn_at=ts(D(89)), last_txn_at=ts(D(89))),
+    daily_row("u1", D(90), events=9, deposits=9, deposit_amount=9.0, txns=9, last_seen_at=ts(D(90))),  # outside 90d
+    daily_row("u2", D(10), events=1, sessions=1, unsubscribes=1, last_seen_at=ts(D(10))),
+    daily_row("u6", D(1), events=4, last_seen_at=ts(D(1))),                               # not in profiles
+    daily_row("u5", D(1), events=4, last_seen_at=ts(D(1))),                               # erased
+]
+PARTITION_B = [  # landed later: more activity of days already seen
+    daily_row("u1", D(3), events=2, sessions=1, deposits=1, deposit_amount=25.5, txns=1,
+              first_txn_at=ts(D(3), 6), last_txn_at=ts(D(3), 6), last_seen_at=ts(D(3), 22)),
+    daily_row("u2", D(10), deposits=1, deposit_amount=1.0, txns=1, first_txn_at=ts(D(10)), last_txn_at=ts(D(10))),
+    daily_row("u2", D(-1), events=7, last_seen_at=ts(D(-1))),                             # after as_of
+]
+PROFILES = pa.table({
+    "user_id": ["u1", "u2", "u3", "u4", "u5"],
+    "updated_at": [ts(date(2026, 10, 1))] * 5,
+    "signup_at": [ts(date(2026, 1, 1)), ts(date(2026, 10, 20), 23), ts(AS_OF, 1), ts(date(2020, 2, 29)),
+                  ts(date(2026, 1, 1))],
+    "country": ["FR", "DE", "ES", None, "NL"],
+    "birth_year": pa.array([1990, None, 2010, 1961, 1980], pa.int32()),
+    "plan": ["basic", "gold", "basic", "free", "free"],
+    "consent_personalization": [True, False, None, True, True],
+}).cast(actionable.SCHEMAS["profiles"])
+ERASED = pa.table({"user_id": ["u5", "u-unknown"], "requested_at": [ts(D(2))] * 2}).cast(actionable.SCHEMAS["erased_users"])
+
+
+def expected_features(daily_rows, profiles, erased, as_of, windows):
+    """The user_features contract computed row by row in Python."""
+    erased_ids = set(erased.column("user_id").to_pylist())
+    oldest = as_of - timedelta(days=max(windows) - 1)
+    days = defaultdict(lambda: None)
+    for row in daily_rows:
+        if not oldest <= row["activity_date"] <= as_of:
+            continue
+        key = (row["user_id"], row["activity_date"])
+        if days[key] is None:
+            days[key] = dict(row)
+            continue
+        merged = days[key]
+        for c in DAILY_COUNTS + DAILY_AMOUNTS:
+            merged[c] += row[c]
+        merged["first_txn_at"] = min(filter(None, [merged["first_txn_at"], row["first_txn_at"]]), default=None)
+        merged["last_txn_at"] = max(filter(None, [merged["last_txn_at"], row["last_txn_at"]]), default=None)
+        merged["last_seen_at"] = max(filter(None, [merged["last_seen_at"], row["last_seen_at"]]), default=None)
+    result = []
+    for profile in sorted(profiles.to_pylist(), key=lambda p: p["user_id"]):
+        user = profile["user_id"]
+        if user in erased_ids:
+            continue
+        mine = [r for (u, _), r in days.items() if u == user and r is not None]
+        seen = [r["last_seen_at"] for r in mine if r["last_seen_at"]]
+        firsts = [r["first_txn_at"] for r in mine if r["first_txn_at"]]
+        lasts = [r["last_txn_at"] for r in mine if r["last_txn_at"]]
+        row = {
+            "user_id": user, "as_of": as_of, "country": profile["country"], "plan": profile["plan"],
+            "age_band": age_band(profile["birth_year"], as_of),
+            "tenure_days": max((as_of - profile["signup_at"].date()).days, 0),
+            "consent_personalization": profile["consent_personalization"],
+            "days_since_last_seen": (as_of - max(seen).date()).days if seen else None,
+            "first_txn_at": min(firsts) if firsts else None, "last_txn_at": max(lasts) if lasts else None,
+        }
+        for w in windows:
+            inside = [r for r in mine if r["activity_date"] > as_of - timedelta(days=w)]
+            for name in WINDOWED_SUMS:
+                row[f"{name}_{w}d"] = sum(r[name] for r in inside)
+            row[f"active_days_{w}d"] = len({r["activity_date"] for r in inside if r["events"] > 0})
+            row[f"txn_days_{w}d"] = len({r["activity_date"] for r in inside if r["txns"] > 0})
+            row[f"balance_in_{w}d"] = sum(r["deposit_amount"] + r["transfer_in_amount"] for r in inside)
+            row[f"balance_out_{w}d"] = sum(r["card_amount"] + r["transfer_out_amount"] for r in inside)
+        result.append(row)
+    return result
+
+
+def age_band(birth_year, as_of):
+    if birth_year is None:
+        return "unknown"
+    age = as_of.year - birth_year
+    for low, high, label in [(18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 64, "55-64")]:
+        if low <= age <= high:
+            return label
+    return "65+" if age >= 65 else "unknown"
+
+
+@pytest.fixture(scope="module")
+def features():
+    daily = pa.Table.from_pylist(PARTITION_A + PARTITION_B, schema=daily_schema())
+    return user_features(connect(), daily, PROFILES, ERASED, AS_OF, WINDOWS)
+
+
+def test_features_columns_and_types(features):
+    assert features.column_names == feature_column_names(WINDOWS)
+    assert features.schema == features_schema(WINDOWS)
+    assert features.schema.field("deposits_30d").type == pa.int64()
+    assert features.schema.field("balance_in_90d").type == pa.float64()
+
+
+def test_features_match_plain_python(features):
+    expected = expected_features(PARTITION_A + PARTITION_B, PROFILES, ERASED, AS_OF, WINDOWS)
+    actual = features.to_pylist()
+    assert [r["user_id"] for r in actual] == ["u1", "u2", "u3", "u4"]
+    for got, want in zip(actual, expected):
+        assert got.keys() == want.keys()
+        for column in want:
+            assert got[column] == pytest.approx(want[column]) if isinstance(want[column], float) else got[column] == want[column], (got["user_id"], column)
+
+
+def test_features_spot_values(features):
+    u1, u2, u3, u4 = features.to_pylist()
+    assert (u1["events_7d"], u1["events_30d"], u1["events_90d"]) == (8, 13, 14)
+    assert (u1["deposits_7d"], u1["deposit_amount_7d"], u1["txn_days_7d"]) == (2, 125.5, 1)
+    assert (u1["active_days_7d"], u1["active_days_30d"]) == (3, 4)
+    assert (u1["balance_in_90d"], u1["balance_out_30d"], u1["balance_out_7d"]) == (625.5, 50.0, 0.0)
+    assert (u1["first_txn_at"], u1["last_txn_at"]) == (ts(D(89)), ts(D(3), 8))
+    assert (u1["age_band"], u1["tenure_days"], u1["days_since_last_seen"]) == ("35-44", 303, 0)
+    assert (u2["age_band"], u2["tenure_days"], u2["days_since_last_seen"], u2["events_7d"]) == ("unknown", 11, 10, 0)
+    assert (u3["age_band"], u3["tenure_days"], u3["consent_personalization"]) == ("unknown", 0, None)
+    assert (u4["age_band"], u4["days_since_last_seen"], u4["events_90d"], u4["balance_in_90d"]) == ("65+", None, 0, 0.0)
+    assert u4["tenure_days"] == (AS_OF - date(2020, 2, 29)).days
+
+
+def test_features_without_activity_or_erasures():
+    table = user_features(connect(), None, PROFILES, None, AS_OF, [7])
+    assert table.column_names == feature_column_names([7])
+    assert table.column("user_id").to_pylist() == ["u1", "u2", "u3", "u4", "u5"]
+    assert set(table.column("events_7d").to_pylist()) == {0}
+    assert set(table.column("days_since_last_seen").to_pylist()) == {None}
