@@ -78,6 +78,12 @@ EVENT_TYPE_COUNTS = {
     "conversions": "conversion",
     "unsubscribes": "unsubscribe",
 }
+def exact_money(expression: str) -> str:
+    """Money is summed as a decimal: a parallel sum of doubles depends on the order of the rows, and
+    re-running a partition must give the same bytes."""
+    return f"CAST({expression} AS DECIMAL(38, 4))"
+
+
 TXN_TYPE_AGGREGATES = {  # txn_type -> (count column, amount column)
     "deposit": ("deposits", "deposit_amount"),
     "card_payment": ("card_payments", "card_amount"),
@@ -118,7 +124,8 @@ def _txn_aggregates_sql() -> str:
     parts = []
     for txn_type, (count_column, amount_column) in TXN_TYPE_AGGREGATES.items():
         parts.append(f"count(*) FILTER (WHERE txn_type = '{txn_type}') AS {count_column}")
-        parts.append(f"coalesce(sum(amount) FILTER (WHERE txn_type = '{txn_type}'), 0) AS {amount_column}")
+        parts.append(f"coalesce(sum({exact_money('amount')}) FILTER (WHERE txn_type = '{txn_type}'), 0)::DOUBLE "
+                     f"AS {amount_column}")
     return f"""
         SELECT user_id, {_utc_date('occurred_at')} AS activity_date,
                {', '.join(parts)},
@@ -204,6 +211,8 @@ def _window_sums_sql(window: int, largest: int) -> str:
     """Sums over the daily rows of the window. Sums need no per-day merge first: adding the rows of
     several landing partitions per day, then the days, is adding the rows."""
     def total(expression: str, kind: str, name: str) -> str:
+        if kind == "DOUBLE":
+            expression = exact_money(expression)
         return f"coalesce(sum({_inside(window, largest, expression)}), 0)::{kind} AS {name}_{window}d"
 
     parts = [total(name, "DOUBLE" if name in AMOUNT_FEATURES else "BIGINT", name) for name in WINDOWED_SUMS]

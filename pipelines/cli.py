@@ -74,11 +74,19 @@ def _setup(args) -> tuple[Lake, Path]:
         os.environ["PYRAMID_DATA_ROOT"] = str(args.data_root.resolve())
     if args.map:
         os.environ["PYRAMID_MAP"] = str(args.map.resolve())
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    _ensure_dagster_home()
     from pipelines.resources import default_map_path
 
     return Lake.default(), default_map_path()
+
+
+def _ensure_dagster_home() -> None:
+    """Dagster's local instance lives in the project (`.dagster/`) unless DAGSTER_HOME says otherwise."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
 
 
 def cmd_generate(args) -> int:

@@ -36,7 +36,6 @@ def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None =
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
-        partitions_def=daily_partitions(pyramid_map),
         executor_def=dg.in_process_executor,  # one process per step costs seconds each; the steps are small
         description="Every layer of the pyramid for one day, raw data to the North Star.",
     )

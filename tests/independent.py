@@ -1,0 +1,159 @@
+"""A second, deliberately simple computation of the pipeline's headline numbers, straight from the
+landing files with the standard library: no DuckDB, no Polars, no code from `assets/`.
+
+It re-implements only the rules the numbers depend on (contracts.md, "Cleaning rules"), row by row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+EVENT_TYPES = {"session_start", "page_view", "screen_view", "search", "feature_use",
+               "impression", "click", "conversion", "unsubscribe"}
+TXN_TYPES = {"deposit", "card_payment", "transfer_in", "transfer_out"}
+CURRENCIES = {"EUR", "USD", "GBP"}
+MAX_AMOUNT = 1_000_000
+SKEW = timedelta(minutes=5)
+
+
+def landing_days(landing: Path) -> list[date]:
+    return sorted(date.fromisoformat(p.name) for p in (landing / "events").iterdir() if p.is_dir())
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.astimezone(timezone.utc) if value.tzinfo else None
+
+
+def _csv_rows(landing: Path, source: str, ds: date) -> list[dict]:
+    rows = []
+    for path in sorted((landing / source / ds.isoformat()).glob("*.csv")):
+        with path.open(newline="") as handle:
+            rows += list(csv.DictReader(handle))
+    return rows
+
+
+def _jsonl_rows(landing: Path, ds: date) -> list[dict]:
+    rows = []
+    for path in sorted((landing / "events" / ds.isoformat()).glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+def known_users_by_day(landing: Path) -> dict[date, set[str]]:
+    """Users with a profile landed on or before each day."""
+    known: set[str] = set()
+    by_day = {}
+    for ds in landing_days(landing):
+        known |= {r["user_id"] for r in _csv_rows(landing, "profiles", ds) if r.get("user_id")}
+        by_day[ds] = set(known)
+    return by_day
+
+
+def erased_by_day(landing: Path) -> dict[date, set[str]]:
+    erased: set[str] = set()
+    by_day = {}
+    for ds in landing_days(landing):
+        erased |= {r["user_id"] for r in _csv_rows(landing, "erasure_requests", ds) if r.get("user_id")}
+        by_day[ds] = set(erased)
+    return by_day
+
+
+def _not_future(occurred: datetime | None, ds: date) -> bool:
+    end_of_day = datetime.combine(ds + timedelta(days=1), time(), tzinfo=timezone.utc)
+    return occurred is not None and occurred <= end_of_day + SKEW
+
+
+def accepted_events(landing: Path) -> list[tuple[date, dict]]:
+    """(landing day, event) for every event the actionable layer must accept, first delivery only."""
+    known = known_users_by_day(landing)
+    seen: set[str] = set()
+    accepted = []
+    for ds in landing_days(landing):
+        for row in _jsonl_rows(landing, ds):
+            occurred = parse_time(row.get("occurred_at"))
+            valid = (row.get("event_id") and row.get("user_id") and row.get("event_type") in EVENT_TYPES
+                     and _not_future(occurred, ds) and row["user_id"] in known[ds])
+            if valid and row["event_id"] not in seen:
+                seen.add(row["event_id"])
+                accepted.append((ds, {**row, "occurred": occurred}))
+    return accepted
+
+
+def accepted_transactions(landing: Path) -> list[tuple[date, dict]]:
+    known = known_users_by_day(landing)
+    seen: set[str] = set()
+    accepted = []
+    for ds in landing_days(landing):
+        for row in _csv_rows(landing, "transactions", ds):
+            occurred = parse_time(row.get("occurred_at"))
+            try:
+                amount = float(row.get("amount") or "nan")
+            except ValueError:
+                amount = math.nan
+            valid = (row.get("txn_id") and row.get("user_id") and _not_future(occurred, ds)
+                     and math.isfinite(amount) and 0 < amount <= MAX_AMOUNT
+                     and row.get("currency") in CURRENCIES and row.get("txn_type") in TXN_TYPES
+                     and row["user_id"] in known[ds])
+            if valid and row["txn_id"] not in seen:
+                seen.add(row["txn_id"])
+                accepted.append((ds, {**row, "occurred": occurred}))
+    return accepted
+
+
+def deposit_days(landing: Path, known_on: date) -> set[tuple[str, date]]:
+    """(user, UTC day) pairs with a completed deposit, as known on `known_on`."""
+    return {
+        (row["user_id"], row["occurred"].date())
+        for landed, row in accepted_transactions(landing)
+        if landed <= known_on and row["txn_type"] == "deposit" and row["status"] == "completed"
+    }
+
+
+def session_days(landing: Path, known_on: date) -> set[tuple[str, date]]:
+    """(user, UTC day) pairs with at least one session, as known on `known_on`."""
+    return {
+        (row["user_id"], row["occurred"].date())
+        for landed, row in accepted_events(landing)
+        if landed <= known_on and row.get("session_id")
+    }
+
+
+def weekly_active_share(landing: Path, ds: date) -> float:
+    users = known_users_by_day(landing)[ds] - erased_by_day(landing)[ds]
+    window = {ds - timedelta(days=n) for n in range(7)}
+    active = {user for user, day in session_days(landing, ds) if day in window} & users
+    return len(active) / len(users)
+
+
+def is_holdout(campaign_id: str, user_id: str, holdout: float) -> bool:
+    digest = hashlib.md5(f"{campaign_id}:{user_id}".encode()).hexdigest()
+    return int(digest[:13], 16) / 16 ** 13 < holdout
+
+
+def arm_successes(audience: list[str], campaign_id: str, holdout: float, successes: set[str]) -> dict:
+    arms: dict[str, list[str]] = defaultdict(list)
+    for user in audience:
+        arms["holdout" if is_holdout(campaign_id, user, holdout) else "treatment"].append(user)
+    return {
+        "treatment_users": len(arms["treatment"]),
+        "holdout_users": len(arms["holdout"]),
+        "treatment_successes": sum(u in successes for u in arms["treatment"]),
+        "holdout_successes": sum(u in successes for u in arms["holdout"]),
+    }

@@ -1,0 +1,164 @@
+"""The whole pyramid through Dagster on a small generated sample, checked against a second, independent
+computation from the landing files (tests/independent.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from assets.catalog import build_catalog
+from assets.lake import Lake
+from assets.pyramid_map import PyramidMap, load_map
+from pipelines.definitions import NIGHTLY_JOB, build_definitions
+from pipelines.resources import PyramidResource
+from pipelines.runner import QUIET
+from pipelines.sample_data import generate_sample
+from tests import independent
+
+USERS, DAYS, SEED = 2500, 8, 5
+PII = ("email", "phone", "full_name")
+
+
+@dataclass
+class PyramidRun:
+    lake: Lake
+    pyramid_map: PyramidMap
+    days: list[date]
+    results: dict
+    job: dg.JobDefinition
+    instance: dg.DagsterInstance
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> PyramidRun:
+    root = tmp_path_factory.mktemp("pyramid")
+    pyramid_map = load_map()
+    generate_sample(root / "landing", users=USERS, days=DAYS, seed=SEED, pyramid_map=pyramid_map)
+    defs = build_definitions(pyramid_map, PyramidResource(data_root=str(root)))
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    instance = dg.DagsterInstance.ephemeral()
+    days = [pyramid_map.start_date + timedelta(days=n) for n in range(DAYS)]
+    results = {
+        day: job.execute_in_process(partition_key=day.isoformat(), instance=instance, run_config=QUIET)
+        for day in days
+    }
+    return PyramidRun(Lake(root), pyramid_map, days, results, job, instance)
+
+
+def _lake_rows(lake: Lake, layer: str, table: str, where: str = "") -> list[dict]:
+    sql = f"SELECT * FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true) {where}"
+    relation = duckdb.sql(sql)
+    return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+
+
+def test_every_day_succeeds_and_every_blocking_check_passes(run):
+    for day, result in run.results.items():
+        assert result.success, day
+        evaluations = result.get_asset_check_evaluations()
+        accounting = [e for e in evaluations if e.check_name == "rows_accounted_for"]
+        assert len(accounting) == 3, day
+        assert all(e.passed for e in accounting), day
+
+
+def test_goal_metrics_match_an_independent_computation(run):
+    landing = run.lake.landing
+    goal = next(g for g in run.pyramid_map.goals if g.metric == "deposit_rate")
+    campaign = run.pyramid_map.campaign(goal.campaign)
+    for day in run.days[1:]:
+        audience = [r["user_id"] for r in _lake_rows(
+            run.lake, "campaigns", "audiences",
+            f"WHERE ds = DATE '{day - timedelta(days=1)}' AND campaign_id = '{campaign.id}'")]
+        deposited = {user for user, d in independent.deposit_days(landing, day) if d == day}
+        expected = independent.arm_successes(audience, campaign.id, campaign.holdout, deposited)
+        [row] = _lake_rows(run.lake, "goals", "goal_metrics",
+                           f"WHERE ds = DATE '{day}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}' "
+                           f"AND \"window\" = 'day'")
+        assert {k: row[k] for k in expected} == expected, day
+        treatment = expected["treatment_successes"] / expected["treatment_users"]
+        holdout = expected["holdout_successes"] / expected["holdout_users"]
+        assert row["treatment_value"] == pytest.approx(treatment)
+        assert row["holdout_value"] == pytest.approx(holdout)
+        if holdout:
+            assert row["lift"] == pytest.approx(treatment / holdout - 1)
+
+
+def test_goal_to_date_sums_the_days(run):
+    rows = _lake_rows(run.lake, "goals", "goal_metrics", "WHERE goal_id = 'grow_deposits' AND metric = 'deposit_rate'")
+    last = run.days[-1]
+    days = [r for r in rows if r["window"] == "day"]
+    [to_date] = [r for r in rows if r["window"] == "to_date" and r["ds"] == last]
+    for column in ("treatment_successes", "holdout_successes", "treatment_users", "holdout_users"):
+        assert to_date[column] == sum(r[column] for r in days if r["ds"] <= last)
+
+
+def test_north_star_matches_an_independent_computation(run):
+    for day in (run.days[2], run.days[-1]):
+        [row] = _lake_rows(run.lake, "goals", "north_star", f"WHERE ds = DATE '{day}'")
+        assert row["value"] == pytest.approx(independent.weekly_active_share(run.lake.landing, day)), day
+
+
+def test_rerunning_a_partition_changes_nothing(run):
+    day = run.days[3]
+    before = _snapshot(run.lake)
+    result = run.job.execute_in_process(partition_key=day.isoformat(), instance=run.instance, run_config=QUIET)
+    assert result.success
+    after = _snapshot(run.lake)
+    assert before.keys() == after.keys()
+    changed = [path for path in before if not before[path].equals(after[path])]
+    assert changed == []
+
+
+def _snapshot(lake: Lake) -> dict:
+    return {str(p.relative_to(lake.root)): pq.read_table(p) for p in sorted((lake.root / "lake").rglob("*.parquet"))}
+
+
+def test_no_pii_above_the_raw_layer(run):
+    for path in (run.lake.root / "lake").rglob("*.parquet"):
+        if path.relative_to(run.lake.root / "lake").parts[0] == "raw":
+            continue
+        assert not set(PII) & set(pq.read_schema(path).names), path
+    con = duckdb.connect(str(run.lake.warehouse), read_only=True)
+    columns = {row[0] for row in con.sql("SELECT column_name FROM duckdb_columns()").fetchall()}
+    assert not set(PII) & columns
+
+
+def test_unconsented_users_are_never_targeted(run):
+    profiles = run.lake.glob("actionable", "profiles")
+    for layer, table in (("segments", "segment_membership"), ("campaigns", "audiences")):
+        targeted_without_consent = duckdb.sql(f"""
+            SELECT count(*) FROM read_parquet('{run.lake.glob(layer, table)}', hive_partitioning = true) AS m
+            JOIN read_parquet('{profiles}', hive_partitioning = true) AS p USING (ds, user_id)
+            WHERE p.consent_personalization IS NOT TRUE
+        """).fetchall()[0][0]
+        assert targeted_without_consent == 0, table
+    unconsented = duckdb.sql(f"SELECT count(*) FROM read_parquet('{profiles}', hive_partitioning = true) "
+                             "WHERE consent_personalization IS NOT TRUE").fetchall()[0][0]
+    assert unconsented > 0  # the sample has users to protect
+
+
+def test_catalog_answers_from_another_process_while_it_is_rebuilt(run):
+    query = "import duckdb; c = duckdb.connect(sys.argv[1], read_only=True); print(len(c.sql('select * from segment_summary').fetchall()))"
+    holder = duckdb.connect(str(run.lake.warehouse), read_only=True)
+    build_catalog(run.lake, [t.id for t in run.pyramid_map.touchpoints])  # an analyst keeps the old one open
+    assert holder.sql("SELECT count(*) FROM segment_summary").fetchall()[0][0] > 0
+    output = subprocess.run([sys.executable, "-c", "import sys; " + query, str(run.lake.warehouse)],
+                            capture_output=True, text=True, check=True).stdout
+    assert int(output) == len(run.pyramid_map.segments.definitions) * len(run.days)
+
+
+def test_every_touchpoint_export_respects_arm_priority_and_cap(run):
+    for touchpoint in run.pyramid_map.touchpoints:
+        rows = _lake_rows(run.lake, "touchpoints", touchpoint.id)
+        per_day_user = {(r["ds"], r["user_id"]) for r in rows}
+        assert len(per_day_user) == len(rows), touchpoint.id  # one campaign per user and day
+        for r in rows:
+            campaign = run.pyramid_map.campaign(r["campaign_id"])
+            assert not independent.is_holdout(campaign.id, r["user_id"], campaign.holdout)
