@@ -16,7 +16,7 @@ from rich.console import Console
 from assets.lake import PROJECT_ROOT, Lake
 from assets.pyramid_map import MapError, load_map
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 DEMO_USERS = 20_000
 DEMO_DAYS = 30
 

@@ -43,16 +43,14 @@ def _day_line(day: date, result: dg.ExecuteInProcessResult, seconds: float) -> s
     warnings = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     ns = meta.get("north_star_series", {}).get("value")
     parts = [
-        f"[green]ok[/green] {day}",
-        f"{seconds:5.1f}s",
-        f"events {events.get('raw_rows', 0):>8,} raw → {events.get('actionable_rows', 0):>8,} actionable",
-        f"quarantined {events.get('quarantined_rows', 0):>5,}",
-        f"duplicates {events.get('duplicates_removed', 0):>5,}",
+        f"[green]ok[/green] {day} {seconds:5.1f}s",
+        f"events {events.get('raw_rows', 0):,} → {events.get('actionable_rows', 0):,}",
+        f"(quarantined {events.get('quarantined_rows', 0):,}, duplicates {events.get('duplicates_removed', 0):,})",
     ]
     if ns is not None:
         parts.append(f"north star {ns:.3f}")
     if warnings:
-        parts.append(f"[yellow]checks warned: {', '.join(sorted(set(warnings)))}[/yellow]")
+        parts.append(f"[yellow]warned: {', '.join(sorted(set(warnings)))}[/yellow]")
     return "  ".join(parts)
 
 

@@ -74,17 +74,17 @@ def _segments_table(con, lake: Lake, as_of) -> Table:
 def _goals_table(con, lake: Lake, as_of) -> Table:
     truth = _planted_effects(lake)
     rows = con.sql(
-        f"SELECT goal_id, campaign_id, metric, treatment_value, holdout_value, lift, ci_low, ci_high, target, status "
+        f"SELECT goal_id, metric, treatment_value, holdout_value, lift, ci_low, ci_high, target, status, campaign_id "
         f"FROM read_parquet('{lake.glob('goals', 'goal_metrics')}', hive_partitioning = true) "
         f"WHERE ds = DATE '{as_of}' AND \"window\" = 'to_date' AND kind = 'goal' ORDER BY goal_id"
     ).fetchall()
-    table = Table(title="Goals, campaign to date (treatment vs holdout)", title_justify="left")
-    for column in ("goal", "campaign", "metric", "treatment", "holdout", "lift", "95% CI", "target", "status"):
-        table.add_column(column, justify="left" if column in ("goal", "campaign", "metric", "status") else "right")
+    table = Table(title="Goals, campaign to date: treatment vs holdout", title_justify="left")
+    for column in ("goal (metric)", "treatment", "holdout", "lift [95% CI]", "target", "status"):
+        table.add_column(column, justify="left" if column in ("goal (metric)", "status") else "right")
     if truth:
         table.add_column("planted", justify="right")
-    for goal, campaign, metric, t, h, lift, lo, hi, target, status in rows:
-        cells = [goal, campaign, metric, _pct(t), _pct(h), _signed(lift), f"{_signed(lo)} … {_signed(hi)}",
+    for goal, metric, t, h, lift, lo, hi, target, status, campaign in rows:
+        cells = [f"{goal} ({metric})", _pct(t), _pct(h), f"{_signed(lift)} [{_signed(lo)}, {_signed(hi)}]",
                  _signed(target), _status(status)]
         if truth:
             cells.append(_signed(truth.get(campaign)))
