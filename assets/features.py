@@ -51,9 +51,20 @@ WINDOWED_SUMS = [
     "card_payments",
     "card_amount",
     "txns",
+    "transfers_in",
+    "transfer_in_amount",
+    "transfers_out",
+    "transfer_out_amount",
 ]
-# Derived per window: distinct active days, distinct days with a transaction, money in and out.
-WINDOWED_DERIVED = ["active_days", "txn_days", "balance_in", "balance_out"]
+# Derived per window: distinct active days, distinct days with a transaction, money in and out, and
+# the average amount per completed transaction of each type (NULL without one).
+AVERAGE_AMOUNTS = {  # feature name -> (amount column, count column) of user_daily
+    "avg_deposit_amount": ("deposit_amount", "deposits"),
+    "avg_card_amount": ("card_amount", "card_payments"),
+    "avg_transfer_in_amount": ("transfer_in_amount", "transfers_in"),
+    "avg_transfer_out_amount": ("transfer_out_amount", "transfers_out"),
+}
+WINDOWED_DERIVED = ["active_days", "txn_days", "balance_in", "balance_out", *AVERAGE_AMOUNTS]
 
 PROFILE_FEATURES = ["country", "plan", "age_band", "tenure_days", "consent_personalization"]
 RECENCY_FEATURES = ["days_since_last_seen", "first_txn_at", "last_txn_at"]
@@ -178,7 +189,8 @@ def user_daily(con: duckdb.DuckDBPyConnection, events: pa.Table, transactions: p
 
 
 FIXED_FEATURES = ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES]
-AMOUNT_FEATURES = {"deposit_amount", "card_amount", "balance_in", "balance_out"}
+AMOUNT_FEATURES = {"deposit_amount", "card_amount", "transfer_in_amount", "transfer_out_amount", "balance_in",
+                   "balance_out", *AVERAGE_AMOUNTS}
 
 
 def features_schema(windows: list[int]) -> pa.Schema:
@@ -218,6 +230,8 @@ def _window_sums_sql(window: int, largest: int) -> str:
     parts = [total(name, "DOUBLE" if name in AMOUNT_FEATURES else "BIGINT", name) for name in WINDOWED_SUMS]
     parts += [total("deposit_amount + transfer_in_amount", "DOUBLE", "balance_in"),
               total("card_amount + transfer_out_amount", "DOUBLE", "balance_out")]
+    parts += [f"(sum({_inside(window, largest, exact_money(amount))}) / nullif(sum({_inside(window, largest, count)}), 0))"
+              f"::DOUBLE AS {name}_{window}d" for name, (amount, count) in AVERAGE_AMOUNTS.items()]
     return ",\n".join(parts)
 
 
@@ -251,6 +265,8 @@ def user_features(con: duckdb.DuckDBPyConnection, daily: pa.Table | None, profil
     | txn_days_<W>d | distinct activity dates in the window with at least one completed transaction |
     | balance_in_<W>d | deposit_amount + transfer_in_amount over the window |
     | balance_out_<W>d | card_amount + transfer_out_amount over the window |
+    | transfers_in_<W>d, transfer_in_amount_<W>d, transfers_out_<W>d, transfer_out_amount_<W>d | completed transfers in / out over the window: count, amount |
+    | avg_deposit_amount_<W>d, avg_card_amount_<W>d, avg_transfer_in_amount_<W>d, avg_transfer_out_amount_<W>d | amount / count of that transaction type over the window; NULL without one |
     """
     schema = features_schema(windows)
     daily = daily if daily is not None else daily_schema().empty_table()
@@ -296,5 +312,7 @@ def user_features(con: duckdb.DuckDBPyConnection, daily: pa.Table | None, profil
 
 
 def _zero_filled(name: str, schema: pa.Schema) -> str:
+    if name.rsplit("_", 1)[0] in AVERAGE_AMOUNTS:
+        return name  # an average without a transaction is unknown, not 0
     zero = "0.0" if pa.types.is_floating(schema.field(name).type) else "0"
     return f"coalesce({name}, {zero}) AS {name}"

@@ -20,6 +20,12 @@ from assets.sql_guard import check_condition
 
 DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"
 SEGMENT_KINDS = ("behavioral", "demographic", "intent", "value")
+# Scored segments (docs/segments.md): the standard RFM groups and the lifecycle stages. Each becomes a
+# segment `rfm_<group>` (kind value) or `lifecycle_<stage>` (kind behavioral).
+RFM_GROUPS = ("champions", "loyal", "potential_loyalists", "new", "promising", "need_attention",
+              "about_to_sleep", "at_risk", "cannot_lose_them", "hibernating", "lost")
+LIFECYCLE_STAGES = ("new", "active", "at_risk", "dormant", "churned")
+SEGMENT_METHODS = ("rule", "rfm", "lifecycle")
 SOURCE_NAMES = ("events", "profiles", "transactions", "erasure_requests")
 SOURCE_FORMATS = ("jsonl", "csv")
 
@@ -82,20 +88,50 @@ class Campaign:
 
 
 @dataclass(frozen=True)
+class RfmScoring:
+    """`segments.scored.rfm`: RFM quintiles over `window_days` (one of `segments.windows`)."""
+    window_days: int
+    groups: tuple[str, ...]
+    min_size: int
+
+
+@dataclass(frozen=True)
+class LifecycleScoring:
+    """`segments.scored.lifecycle`: stages from tenure and days since the last activity (docs/segments.md)."""
+    new_days: int
+    active_days: int
+    at_risk_days: int
+    dormant_days: int
+    stages: tuple[str, ...]
+    min_size: int
+
+
+@dataclass(frozen=True)
 class SegmentDefinition:
     id: str
     kind: str
     description: str
     owner: str
-    rule: str
+    rule: str  # "" for a scored segment
     min_size: int
+    method: str = "rule"  # rule | rfm | lifecycle
+    group: str = ""  # scored segments: the RFM group or the lifecycle stage
+    scoring: RfmScoring | LifecycleScoring | None = None
+    inputs: tuple[str, ...] = ()  # scored segments: the feature columns the scoring reads (rules: parse `rule`)
 
 
 @dataclass(frozen=True)
 class Segments:
     min_size: int
     windows: tuple[int, ...]
-    definitions: tuple[SegmentDefinition, ...]
+    definitions: tuple[SegmentDefinition, ...]  # every segment: the rule ones in map order, then the scored ones
+    max_churn_share: float = 0.5
+    rfm: RfmScoring | None = None
+    lifecycle: LifecycleScoring | None = None
+
+    @property
+    def rule_definitions(self) -> tuple[SegmentDefinition, ...]:
+        return tuple(d for d in self.definitions if d.method == "rule")
 
 
 @dataclass(frozen=True)
@@ -328,7 +364,69 @@ class _Reader:
             ))
             if definitions[-1].kind not in SEGMENT_KINDS:
                 self.problem(f"{key_path}.kind", f"must be one of {', '.join(SEGMENT_KINDS)}, got {definitions[-1].kind!r}")
-        return Segments(min_size=min_size, windows=windows, definitions=tuple(definitions))
+        max_churn_share = self.get(spec, "segments", "max_churn_share", float, default=0.5)
+        if not max_churn_share > 0:
+            self.problem("segments.max_churn_share", f"must be a share above 0, got {max_churn_share}")
+        scored = self.get(spec, "segments", "scored", dict, default={}) or {}
+        for key in scored:
+            if key not in ("rfm", "lifecycle"):
+                self.problem(f"segments.scored.{key}", "unknown scoring; allowed: rfm, lifecycle")
+        rfm = self._rfm(scored, windows, min_size) if "rfm" in scored else None
+        lifecycle = self._lifecycle(scored, windows, min_size) if "lifecycle" in scored else None
+        if rfm is not None:
+            definitions += [SegmentDefinition(
+                id=f"rfm_{group}", kind="value", owner="", rule="", min_size=rfm.min_size, method="rfm",
+                group=group, scoring=rfm, inputs=("consent_personalization", "last_txn_at",
+                                                  *(f"{c}_{rfm.window_days}d" for c in ("txns", "balance_in", "balance_out"))),
+                description=f"RFM group {group.replace('_', ' ')} (recency, frequency, monetary over {rfm.window_days} days).",
+            ) for group in rfm.groups]
+        if lifecycle is not None:
+            definitions += [SegmentDefinition(
+                id=f"lifecycle_{stage}", kind="behavioral", owner="", rule="", min_size=lifecycle.min_size,
+                method="lifecycle", group=stage, scoring=lifecycle,
+                inputs=("consent_personalization", "tenure_days", "days_since_last_seen", "last_txn_at"),
+                description=f"Lifecycle stage {stage.replace('_', ' ')}.",
+            ) for stage in lifecycle.stages]
+        return Segments(min_size=min_size, windows=windows, definitions=tuple(definitions),
+                        max_churn_share=max_churn_share, rfm=rfm, lifecycle=lifecycle)
+
+    def _names(self, spec: dict, key_path: str, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(self.get(spec, key_path, key, list, default=list(allowed)))
+        for name in names:
+            if name not in allowed:
+                self.problem(f"{key_path}.{key}", f"unknown name {name!r}; allowed: {', '.join(allowed)}")
+        if len(set(names)) != len(names):
+            self.problem(f"{key_path}.{key}", "lists a name twice")
+        return tuple(n for n in dict.fromkeys(names) if n in allowed)
+
+    def _rfm(self, scored: dict, windows: tuple[int, ...], min_size: int) -> RfmScoring:
+        key_path = "segments.scored.rfm"
+        spec = self.get(scored, "segments.scored", "rfm", dict)
+        rfm = RfmScoring(
+            window_days=self.get(spec, key_path, "window_days", int, default=max(windows)),
+            groups=self._names(spec, key_path, "groups", RFM_GROUPS),
+            min_size=self.get(spec, key_path, "min_size", int, default=min_size),
+        )
+        if rfm.window_days not in windows:
+            self.problem(f"{key_path}.window_days", f"must be one of segments.windows {list(windows)}, got {rfm.window_days}")
+        return rfm
+
+    def _lifecycle(self, scored: dict, windows: tuple[int, ...], min_size: int) -> LifecycleScoring:
+        key_path = "segments.scored.lifecycle"
+        spec = self.get(scored, "segments.scored", "lifecycle", dict)
+        days = {key: self.get(spec, key_path, key, int, default=default) for key, default in
+                (("new_days", 30), ("active_days", 7), ("at_risk_days", 30), ("dormant_days", max(windows)))}
+        lifecycle = LifecycleScoring(**days, stages=self._names(spec, key_path, "stages", LIFECYCLE_STAGES),
+                                     min_size=self.get(spec, key_path, "min_size", int, default=min_size))
+        if not 0 < lifecycle.active_days <= lifecycle.at_risk_days <= lifecycle.dormant_days:
+            self.problem(key_path, "needs 0 < active_days <= at_risk_days <= dormant_days, got "
+                         f"{lifecycle.active_days}, {lifecycle.at_risk_days}, {lifecycle.dormant_days}")
+        if lifecycle.dormant_days > max(windows):
+            self.problem(f"{key_path}.dormant_days", f"must be at most the largest window ({max(windows)} days): "
+                         "days since the last activity are known only within it")
+        if lifecycle.new_days < 0:
+            self.problem(f"{key_path}.new_days", "must be at least 0")
+        return lifecycle
 
     def _actionable(self, raw: dict) -> Actionable:
         spec = self.get(raw, "", "actionable", dict)
@@ -390,6 +488,8 @@ class _Reader:
                     self.problem(f"campaigns[{i}].touchpoints", f"unknown touchpoint {tp!r}; defined: {', '.join(touchpoint_ids)}")
         features = feature_column_names(list(m.segments.windows))
         for i, seg in enumerate(m.segments.definitions):
+            if seg.method != "rule":
+                continue
             for problem in check_condition(seg.rule, features):
                 self.problem(f"segments.definitions[{i}].rule", f"segment {seg.id!r}: {problem}; "
                              "rules may use the feature columns listed in docs/contracts.md")

@@ -9,19 +9,28 @@ Stability against the previous as-of day (docs/contracts.md, `segment_summary`):
 `entered` = members now and not before, `exited` = members before and not now, `jaccard` =
 |now ∩ before| / |now ∪ before|. On the first as-of day (no previous membership) `previous_size`,
 `entered`, `exited` and `jaccard` are NULL; when both snapshots of a segment are empty, `jaccard` is
-NULL (0/0).
+NULL (0/0). `churn_share` = (entered + exited) / previous_size (NULL when previous_size is NULL or 0).
+`median_days_in_segment`: the median over current members of the consecutive as-of days they have
+been in the segment, today included (as_of - since + 1), where membership carries `since`: the first
+as-of day of the member's current unbroken run, taken from the previous membership (incremental: one
+previous partition is read, never the history).
+
+Scored segments (method `rfm` or `lifecycle`, docs/segments.md) are computed here too, in the same
+sandbox; their definitions come from the map's `segments.scored`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from assets.pyramid_map import SegmentDefinition
+from assets.pyramid_map import Metric, SegmentDefinition
 from assets.sql_guard import require_safe
 
 MEMBERSHIP_SCHEMA = pa.schema([
@@ -30,6 +39,7 @@ MEMBERSHIP_SCHEMA = pa.schema([
     ("kind", pa.string()),
     ("user_id", pa.string()),
     ("score", pa.float64()),
+    ("since", pa.date32()),
 ])
 SUMMARY_SCHEMA = pa.schema([
     ("as_of", pa.date32()),
@@ -44,6 +54,23 @@ SUMMARY_SCHEMA = pa.schema([
     ("entered", pa.int64()),
     ("exited", pa.int64()),
     ("jaccard", pa.float64()),
+    ("method", pa.string()),
+    ("churn_share", pa.float64()),
+    ("median_days_in_segment", pa.float64()),
+])
+BASELINE_SCHEMA = pa.schema([
+    ("as_of", pa.date32()),
+    ("segment_id", pa.string()),
+    ("kind", pa.string()),
+    ("metric", pa.string()),
+    ("segment_users", pa.int64()),
+    ("segment_successes", pa.int64()),
+    ("segment_rate", pa.float64()),
+    ("eligible_users", pa.int64()),
+    ("eligible_successes", pa.int64()),
+    ("eligible_rate", pa.float64()),
+    ("ratio", pa.float64()),
+    ("p_value", pa.float64()),
 ])
 OVERLAP_SCHEMA = pa.schema([
     ("as_of", pa.date32()),
@@ -73,33 +100,147 @@ def sandboxed_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def segment_membership(features: pa.Table, definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
-    """One row per segment and eligible user satisfying the segment's rule, sorted by segment, user.
+# The standard R x F segment map (the grid published with most RFM tutorials: R and F quintiles,
+# 5 = best), with `lost` split off `hibernating` as its bottom cell (R = 1, F = 1). M is scored and
+# kept in the score but does not choose the group (it follows F closely). (R range, F range) -> group.
+RFM_GRID: dict[str, list[tuple[tuple[int, int], tuple[int, int]]]] = {
+    "champions": [((5, 5), (4, 5))],
+    "loyal": [((3, 4), (4, 5))],
+    "potential_loyalists": [((4, 5), (2, 3))],
+    "new": [((5, 5), (1, 1))],
+    "promising": [((4, 4), (1, 1))],
+    "need_attention": [((3, 3), (3, 3))],
+    "about_to_sleep": [((3, 3), (1, 2))],
+    "at_risk": [((1, 2), (3, 4))],
+    "cannot_lose_them": [((1, 2), (5, 5))],
+    "hibernating": [((1, 2), (1, 2))],  # but R = 1 and F = 1 is lost (lost is matched first)
+    "lost": [((1, 1), (1, 1))],
+}
 
-    A rule that evaluates to NULL for a user (a NULL feature) does not make the user a member.
+
+def rfm_group(r: int, f: int) -> str:
+    """The RFM group of recency and frequency quintiles (1..5); every (r, f) has exactly one group."""
+    if (r, f) == (1, 1):
+        return "lost"
+    for group, cells in RFM_GRID.items():
+        if any(rl <= r <= rh and fl <= f <= fh for (rl, rh), (fl, fh) in cells):
+            return group
+    raise ValueError(f"no RFM group for R={r}, F={f}")
+
+
+def _quintile_sql(expression: str) -> str:
+    """1..5 from the rank of `expression` ascending (higher = better) among the scored users:
+    1 + floor(5 * (rank - 1) / n), with RANK() so that tied users share the lowest rank of their tie,
+    hence the same (lower) quintile, whatever the row order."""
+    return f"(1 + floor(5 * (rank() OVER (ORDER BY {expression}) - 1) / count(*) OVER ()))::INTEGER"
+
+
+def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
+    wanted = [d for d in definitions if d.method == "rfm"]
+    if not wanted:
+        return None
+    window = wanted[0].scoring.window_days
+    groups = ", ".join(f"({_sql_string(d.group)}, {_sql_string(d.id)}, {_sql_string(d.kind)})" for d in wanted)
+    return f"""
+        WITH base AS (
+            SELECT user_id,
+                   date_diff('day', CAST(timezone('UTC', last_txn_at) AS DATE), CAST(as_of AS DATE)) AS recency,
+                   txns_{window}d AS frequency,
+                   balance_in_{window}d + balance_out_{window}d AS monetary
+            FROM _features WHERE consent_personalization IS TRUE AND txns_{window}d > 0
+        ), scored AS (
+            SELECT user_id, {_quintile_sql('recency DESC')} AS r, {_quintile_sql('frequency')} AS f,
+                   {_quintile_sql('monetary')} AS m
+            FROM base
+        )
+        SELECT w.segment_id, w.kind, CAST(s.user_id AS VARCHAR) AS user_id, (100 * s.r + 10 * s.f + s.m)::DOUBLE AS score
+        FROM scored s JOIN _rfm_grid g USING (r, f)
+        JOIN (VALUES {groups}) AS w(grp, segment_id, kind) ON w.grp = g.grp"""
+
+
+def _lifecycle_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
+    wanted = [d for d in definitions if d.method == "lifecycle"]
+    if not wanted:
+        return None
+    c = wanted[0].scoring
+    stages = ", ".join(f"({_sql_string(d.group)}, {_sql_string(d.id)}, {_sql_string(d.kind)})" for d in wanted)
+    return f"""
+        WITH base AS (
+            SELECT user_id, tenure_days,
+                   least(days_since_last_seen,
+                         date_diff('day', CAST(timezone('UTC', last_txn_at) AS DATE), CAST(as_of AS DATE))) AS recency
+            FROM _features WHERE consent_personalization IS TRUE
+        ), staged AS (
+            SELECT user_id, recency, CASE
+                WHEN tenure_days < {c.new_days} THEN 'new'
+                WHEN recency < {c.active_days} THEN 'active'
+                WHEN recency < {c.at_risk_days} THEN 'at_risk'
+                WHEN recency < {c.dormant_days} THEN 'dormant'
+                ELSE 'churned' END AS stage
+            FROM base
+        )
+        SELECT w.segment_id, w.kind, CAST(s.user_id AS VARCHAR) AS user_id, s.recency::DOUBLE AS score
+        FROM staged s JOIN (VALUES {stages}) AS w(stage, segment_id, kind) ON w.stage = s.stage"""
+
+
+def segment_membership(
+    features: pa.Table,
+    definitions: Sequence[SegmentDefinition],
+    as_of: date,
+    previous: pa.Table | None = None,
+) -> pa.Table:
+    """One row per segment and eligible user in it, sorted by segment, user (MEMBERSHIP_SCHEMA).
+
+    Rule segments: a rule that evaluates to NULL for a user (a NULL feature) does not make the user a
+    member; `score` is NULL. RFM groups: `score` = 100 R + 10 F + M. Lifecycle stages: `score` = days
+    since the last activity (NULL: none in the largest window). `since` continues the member's run
+    from `previous` (the membership of the day before; None on the first day), else is `as_of`.
     """
     allowed_columns = set(features.column_names)
     selects = []
     for definition in definitions:
+        if definition.method != "rule":
+            continue
         rule = require_safe(definition.rule, allowed_columns, where=f"segment {definition.id!r}")
         selects.append(
             f"SELECT DISTINCT {_sql_string(definition.id)} AS segment_id, {_sql_string(definition.kind)} AS kind,"
-            f" CAST(user_id AS VARCHAR) AS user_id FROM _features"
+            f" CAST(user_id AS VARCHAR) AS user_id, NULL::DOUBLE AS score FROM _features"
             f" WHERE consent_personalization IS TRUE AND ({rule})"
         )
+    selects += [sql for sql in (_rfm_sql(definitions), _lifecycle_sql(definitions)) if sql]
     if not selects:
         return MEMBERSHIP_SCHEMA.empty_table()
     con = sandboxed_connection()
     try:
         con.register("_features", features)
+        con.register("_rfm_grid", pa.table({
+            "r": [r for r in range(1, 6) for _ in range(1, 6)],
+            "f": [f for _ in range(1, 6) for f in range(1, 6)],
+            "grp": [rfm_group(r, f) for r in range(1, 6) for f in range(1, 6)],
+        }))
+        con.register("_previous", _previous_runs(previous))
         members = con.sql(
-            f"SELECT ?::DATE AS as_of, segment_id, kind, user_id, NULL::DOUBLE AS score"
-            f" FROM ({' UNION ALL '.join(selects)}) ORDER BY segment_id, user_id",
-            params=[as_of],
+            f"SELECT ?::DATE AS as_of, m.segment_id, m.kind, m.user_id, m.score,"
+            f" coalesce(p.since, ?::DATE) AS since"
+            f" FROM ({' UNION ALL '.join(f'({sql})' for sql in selects)}) AS m"
+            f" LEFT JOIN _previous AS p USING (segment_id, user_id)"
+            f" ORDER BY m.segment_id, m.user_id",
+            params=[as_of, as_of],
         ).to_arrow_table()
     finally:
         con.close()
     return members.cast(MEMBERSHIP_SCHEMA)
+
+
+def _previous_runs(previous: pa.Table | None) -> pa.Table:
+    """(segment_id, user_id, since) of the previous membership; a partition written before `since`
+    existed starts every run at its own as_of."""
+    schema = pa.schema([("segment_id", pa.string()), ("user_id", pa.string()), ("since", pa.date32())])
+    if previous is None or previous.num_rows == 0:
+        return schema.empty_table()
+    since = previous.column("since" if "since" in previous.column_names else "as_of")
+    return pa.table({"segment_id": previous.column("segment_id"), "user_id": previous.column("user_id"),
+                     "since": since}).cast(schema)
 
 
 def segment_summary(
@@ -111,7 +252,11 @@ def segment_summary(
 ) -> pa.Table:
     """Size, share, usability and stability of every defined segment, members or not."""
     current = _members(membership)
-    sizes = _definitions_frame(definitions).join(_sizes(current, "size"), on="segment_id", how="left")
+    sizes = (
+        _definitions_frame(definitions)
+        .join(_sizes(current, "size"), on="segment_id", how="left")
+        .join(_median_days(membership, as_of), on="segment_id", how="left")
+    )
     if previous is None:
         stability = [pl.lit(None, pl.Int64).alias(name) for name in ("previous_size", "entered", "exited")]
         summary = sizes.with_columns(*stability, pl.lit(None, pl.Int64).alias("both"))
@@ -133,8 +278,104 @@ def segment_summary(
         share=_ratio(pl.col("size"), pl.lit(eligible_users, pl.Int64)),
         usable=pl.col("size") >= pl.col("min_size"),
         jaccard=_ratio(pl.col("both"), pl.col("size") + pl.col("previous_size") - pl.col("both")),
+        churn_share=_ratio(pl.col("entered") + pl.col("exited"), pl.col("previous_size")),
     )
     return _to_arrow(summary.sort("segment_id"), SUMMARY_SCHEMA)
+
+
+def churning_segments(summary: pa.Table, max_churn_share: float) -> list[str]:
+    """Segments whose churn_share (entered + exited over the previous size) exceeds the share."""
+    return [r["segment_id"] for r in summary.to_pylist()
+            if r["churn_share"] is not None and r["churn_share"] > max_churn_share]
+
+
+def _median_days(membership: pa.Table, as_of: date) -> pl.DataFrame:
+    """Per segment: the median of as_of - since + 1 over its members (NULL without a `since` column)."""
+    schema = {"segment_id": pl.String, "median_days_in_segment": pl.Float64}
+    if "since" not in membership.column_names or membership.num_rows == 0:
+        return pl.DataFrame(schema=schema)
+    return (
+        pl.from_arrow(membership.select(["segment_id", "user_id", "since"]))
+        .unique(["segment_id", "user_id"])
+        .group_by("segment_id")
+        .agg(median_days_in_segment=((pl.lit(as_of, pl.Date) - pl.col("since")).dt.total_days() + 1).median())
+        .cast(schema)
+    )
+
+
+def segment_baselines(
+    membership: pa.Table,
+    features: pa.Table,
+    activity: pa.Table,
+    metrics: Sequence[Metric],
+    definitions: Sequence[SegmentDefinition],
+    as_of: date,
+) -> pa.Table:
+    """"Test segments early": per segment and metric, the members' rate against all eligible users'.
+
+    The metric is evaluated as goals do (`assets.goals.metric_indicator_sql`): on each eligible user's
+    `user_daily` columns (`activity`, as known on as_of) summed over the metric's window ending on
+    as_of. Members are the segment's membership as of the same day, so a segment defined on the very
+    behaviour a metric counts differs from the others by construction. `ratio` = segment_rate /
+    eligible_rate (NULL when either is undefined or the eligible rate is 0); `p_value`: two-sided
+    two-proportion z-test of the members against the other eligible users (pooled rate; 1.0 when the
+    pooled rate is 0 or 1; NULL when either group is empty). One row per segment (members or not) and
+    metric, in definition then metric order.
+    """
+    from assets.goals import metric_indicator_sql  # here: assets.goals imports this module
+
+    eligible = features.filter(pc.equal(features.column("consent_personalization"), True)).select(["user_id"])
+    con = sandboxed_connection()
+    rows = []
+    try:
+        con.register("_eligible", eligible)
+        con.register("_activity", activity)
+        con.register("_members", membership.select(["segment_id", "user_id"]))
+        con.register("_segments", pa.table({"segment_id": pa.array([d.id for d in definitions], pa.string()),
+                                            "position": pa.array(range(len(definitions)), pa.int64())}))
+        for metric in metrics:
+            indicator = metric_indicator_sql(metric, as_of, activity.column_names, users="_eligible", activity="_activity")
+            rows += [(position, metric.id, *row) for position, *row in con.sql(f"""
+                WITH i AS ({indicator}),
+                overall AS (SELECT count(*) AS n, count(*) FILTER (WHERE success) AS s FROM i)
+                SELECT d.position, d.segment_id, count(i.user_id), count(*) FILTER (WHERE i.success),
+                       any_value(o.n), any_value(o.s)
+                FROM _segments d CROSS JOIN overall o
+                LEFT JOIN (SELECT DISTINCT segment_id, user_id FROM _members) m ON m.segment_id = d.segment_id
+                LEFT JOIN i ON i.user_id = m.user_id
+                GROUP BY d.segment_id, d.position
+            """).fetchall()]
+    finally:
+        con.close()
+    return _baseline_table(rows, definitions, as_of)
+
+
+def _baseline_table(rows: list[tuple], definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
+    """Rates, ratio and p-value from the per-segment counts (a handful of rows, not users)."""
+    kinds = {d.id: d.kind for d in definitions}
+    out = []
+    for _, metric_id, segment_id, seg_n, seg_s, all_n, all_s in sorted(rows, key=lambda r: r[0]):
+        seg_rate = seg_s / seg_n if seg_n else None
+        all_rate = all_s / all_n if all_n else None
+        out.append({
+            "as_of": as_of, "segment_id": segment_id, "kind": kinds[segment_id], "metric": metric_id,
+            "segment_users": seg_n, "segment_successes": seg_s, "segment_rate": seg_rate,
+            "eligible_users": all_n, "eligible_successes": all_s, "eligible_rate": all_rate,
+            "ratio": seg_rate / all_rate if seg_rate is not None and all_rate else None,
+            "p_value": _two_proportion_p(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
+        })
+    return pa.Table.from_pylist(out, schema=BASELINE_SCHEMA)
+
+
+def _two_proportion_p(s1: int, n1: int, s2: int, n2: int) -> float | None:
+    """Two-sided p-value of the pooled two-proportion z-test; NULL when a group is empty."""
+    if n1 <= 0 or n2 <= 0:
+        return None
+    pooled = (s1 + s2) / (n1 + n2)
+    if pooled in (0.0, 1.0):
+        return 1.0
+    z = (s1 / n1 - s2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return math.erfc(abs(z) / math.sqrt(2))
 
 
 def segment_overlap(membership: pa.Table, as_of: date) -> pa.Table:
@@ -180,8 +421,9 @@ def _definitions_frame(definitions: Sequence[SegmentDefinition]) -> pl.DataFrame
             "segment_id": [d.id for d in definitions],
             "kind": [d.kind for d in definitions],
             "min_size": [d.min_size for d in definitions],
+            "method": [d.method for d in definitions],
         },
-        schema={"segment_id": pl.String, "kind": pl.String, "min_size": pl.Int64},
+        schema={"segment_id": pl.String, "kind": pl.String, "min_size": pl.Int64, "method": pl.String},
     )
 
 

@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print the pyramid's summary from the lake")
     summary.set_defaults(handler=cmd_summary)
 
+    segments = commands.add_parser("segments", help="print the segments' summary and baselines from the lake")
+    segments.add_argument("--date", type=date.fromisoformat, help="as-of day (default: the last one materialized)")
+    segments.set_defaults(handler=cmd_segments)
+
     check = commands.add_parser("check", help="check the map (pyramid.yaml) and print what it declares")
     check.set_defaults(handler=cmd_check)
 
@@ -148,6 +152,22 @@ def cmd_summary(args) -> int:
     from pipelines.summary import print_summary
 
     print_summary(lake, load_map(map_path), console)
+    return 0
+
+
+def cmd_segments(args) -> int:
+    """Reads the lake only: no Dagster instance (unlike _setup) and no Great Expectations import."""
+    from pipelines.summary import segments_report
+
+    lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
+    days = lake.partitions("segments", "segment_summary")
+    as_of = args.date or (days[-1] if days else None)
+    table = segments_report(lake, as_of) if as_of else None
+    if table is None:
+        where = f"for {as_of} " if as_of else ""
+        console.print(f"[yellow]no segment summary {where}in {lake.root}[/yellow] (try `pyramid run`)")
+        return 1
+    console.print(table)
     return 0
 
 

@@ -59,7 +59,7 @@ def _layer_counts(con, lake: Lake, pyramid_map: PyramidMap, as_of) -> Table:
 def _segments_table(con, lake: Lake, as_of) -> Table:
     rows = con.sql(
         f"SELECT segment_id, kind, size, share, usable, jaccard, entered, exited "
-        f"FROM read_parquet('{lake.glob('segments', 'segment_summary')}', hive_partitioning = true) "
+        f"FROM read_parquet('{lake.glob('segments', 'segment_summary')}', hive_partitioning = true, union_by_name = true) "
         f"WHERE ds = DATE '{as_of}' ORDER BY size DESC"
     ).fetchall()
     table = Table(title=f"Segments as of {as_of}", title_justify="left")
@@ -69,6 +69,59 @@ def _segments_table(con, lake: Lake, as_of) -> Table:
         table.add_row(seg, kind, f"{size:,}", f"{share:.1%}", "yes" if usable else "[red]no[/red]",
                       "—" if jaccard is None else f"{jaccard:.3f}", f"{entered or 0:,}", f"{exited or 0:,}")
     return table
+
+
+def segments_report(lake: Lake, as_of) -> Table | None:
+    """`pyramid segments`: every segment's summary as of the day, with its baseline on each goal metric
+    (segment rate / eligible rate, `segment_baselines`). Reads the lake only (no Dagster, no GX)."""
+    con = connect()
+    summary_file = lake.partition_file("segments", "segment_summary", as_of)
+    if not summary_file.exists():
+        return None
+    summary = con.sql("SELECT * FROM read_parquet(?) ORDER BY method <> 'rule', method, size DESC, segment_id",
+                      params=[str(summary_file)]).pl() if _has_column(con, summary_file, "method") else \
+        con.sql("SELECT *, 'rule' AS method, NULL::DOUBLE AS churn_share, NULL::DOUBLE AS median_days_in_segment "
+                "FROM read_parquet(?) ORDER BY size DESC", params=[str(summary_file)]).pl()
+    baselines_file = lake.partition_file("segments", "segment_baselines", as_of)
+    ratios: dict[tuple[str, str], float | None] = {}
+    metrics: list[str] = []
+    if baselines_file.exists():
+        for segment_id, metric, ratio in con.sql("SELECT segment_id, metric, ratio FROM read_parquet(?)",
+                                                 params=[str(baselines_file)]).fetchall():
+            ratios[(segment_id, metric)] = ratio
+            if metric not in metrics:
+                metrics.append(metric)
+    table = Table(title=f"Segments as of {as_of} (baselines: segment rate / eligible rate)", title_justify="left")
+    headers = ["segment", "kind", "size", "share", "usable", "Jaccard", "entered", "exited", "churn", "median days",
+               *metrics]
+    for column in headers:
+        table.add_column(column, justify="left" if column in ("segment", "kind") else "right")
+    for row in summary.iter_rows(named=True):
+        cells = [
+            row["segment_id"], row["kind"], f"{row['size']:,}", _pct(row["share"]),
+            "yes" if row["usable"] else "[red]no[/red]",
+            "—" if row["jaccard"] is None else f"{row['jaccard']:.3f}",
+            _int(row["entered"]), _int(row["exited"]), _pct(row["churn_share"]),
+            "—" if row["median_days_in_segment"] is None else f"{row['median_days_in_segment']:g}",
+        ]
+        cells += [_times(ratios.get((row["segment_id"], m))) for m in metrics]
+        table.add_row(*cells)
+    return table
+
+
+def _has_column(con, path, column: str) -> bool:
+    return column in con.sql("SELECT * FROM read_parquet(?) LIMIT 0", params=[str(path)]).columns
+
+
+def _int(value) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _times(value) -> str:
+    if value is None:
+        return "—"
+    colour = "green" if value >= 1.2 else "red" if value <= 1 / 1.2 else "white"
+    return f"[{colour}]×{value:.2f}[/]"
 
 
 def _goals_table(con, lake: Lake, as_of) -> Table:

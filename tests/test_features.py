@@ -220,6 +220,10 @@ def expected_features(daily_rows, profiles, erased, as_of, windows):
             row[f"txn_days_{w}d"] = len({r["activity_date"] for r in inside if r["txns"] > 0})
             row[f"balance_in_{w}d"] = sum(r["deposit_amount"] + r["transfer_in_amount"] for r in inside)
             row[f"balance_out_{w}d"] = sum(r["card_amount"] + r["transfer_out_amount"] for r in inside)
+            for amount, count in (("deposit_amount", "deposits"), ("card_amount", "card_payments"),
+                                  ("transfer_in_amount", "transfers_in"), ("transfer_out_amount", "transfers_out")):
+                n = sum(r[count] for r in inside)
+                row[f"avg_{amount}_{w}d"] = sum(r[amount] for r in inside) / n if n else None
         result.append(row)
     return result
 
@@ -264,6 +268,9 @@ def test_features_spot_values(features):
     assert (u1["active_days_7d"], u1["active_days_30d"]) == (3, 4)
     assert (u1["balance_in_90d"], u1["balance_out_30d"], u1["balance_out_7d"]) == (625.5, 50.0, 0.0)
     assert (u1["first_txn_at"], u1["last_txn_at"]) == (ts(D(89)), ts(D(3), 8))
+    assert (u1["avg_deposit_amount_7d"], u1["avg_card_amount_30d"], u1["avg_card_amount_7d"]) == (62.75, 20.0, None)
+    assert (u1["transfers_in_90d"], u1["transfer_in_amount_90d"], u1["avg_transfer_in_amount_90d"]) == (1, 500.0, 500.0)
+    assert (u1["transfers_out_30d"], u1["avg_transfer_out_amount_30d"], u1["transfers_in_30d"]) == (1, 10.0, 0)
     assert (u1["age_band"], u1["tenure_days"], u1["days_since_last_seen"]) == ("35-44", 303, 0)
     assert (u2["age_band"], u2["tenure_days"], u2["days_since_last_seen"], u2["events_7d"]) == ("unknown", 11, 10, 0)
     assert (u3["age_band"], u3["tenure_days"], u3["consent_personalization"]) == ("unknown", 0, None)

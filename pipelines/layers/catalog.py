@@ -12,7 +12,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="catalog", partitions_def=partitions, kinds={"duckdb"},
-        deps=["north_star_series", "segment_summary", "segment_overlap", *touchpoint_assets],
+        deps=["north_star_series", "segment_summary", "segment_overlap", "segment_baselines", *touchpoint_assets],
         description="data/warehouse.duckdb: views over the lake for analysts, swapped in atomically.",
     )
     def analyst_catalog(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:

@@ -1,13 +1,23 @@
-"""User segments: membership per as-of day from the map's rules, their summary and overlap."""
+"""User segments: membership per as-of day from the map's rules and scores, their summary, overlap and
+baselines on the goal metrics."""
 
 import dagster as dg
 
 from assets import segments
 from assets.lake import connect, read_partition
-from assets.pyramid_map import PyramidMap
+from assets.pyramid_map import Metric, PyramidMap
 from pipelines.layers import partition_day, write_table
-from pipelines.layers.actionable import previous_partition
+from pipelines.layers.actionable import blocked_for_day, daily_activity, previous_partition
 from pipelines.resources import PyramidResource
+
+
+CHURN_CHECK = "segment_churn"
+
+
+def baseline_metrics(pyramid_map: PyramidMap) -> list[Metric]:
+    """The metrics the goals use (each goal's metric, then its guardrails), once each, in map order."""
+    ids = [m for g in pyramid_map.goals for m in (g.metric, *g.guardrails)]
+    return [pyramid_map.metrics[m] for m in dict.fromkeys(ids)]
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
@@ -15,19 +25,26 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="segments", partitions_def=partitions, deps=["user_features"], kinds={"duckdb", "parquet"},
-        description="Which eligible (consented, non-erased) users are in which segment as of the day.",
+        description="Which eligible (consented, non-erased) users are in which segment as of the day "
+                    "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
     )
     def segment_membership(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         features = read_partition(connect(), lake.partition_file("actionable", "user_features", ds))
-        membership = segments.segment_membership(features, pyramid.pyramid_map().segments.definitions, ds)
+        previous = previous_partition(lake, "segments", "segment_membership", ds, start)
+        blocked = blocked_for_day(lake, pyramid.pyramid_map(), ds).segments  # need a withheld column: not computed
+        definitions = [d for d in pyramid.pyramid_map().segments.definitions if d.id not in blocked]
+        membership = segments.segment_membership(features, definitions, ds, previous)
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_membership", ds, membership))
 
     @dg.asset(
         group_name="segments", partitions_def=partitions, deps=["segment_membership", "user_features"],
         kinds={"duckdb", "parquet"},
         check_specs=[dg.AssetCheckSpec("segments_usable", asset="segment_summary",
-                                       description="Every segment has at least its min_size members.")],
+                                       description="Every segment has at least its min_size members."),
+                     dg.AssetCheckSpec(CHURN_CHECK, asset="segment_summary",
+                                       description="No segment's entered + exited exceeds the map's "
+                                                   "segments.max_churn_share of its previous size.")],
         description="Per segment: size, share of eligible users, usable or not, stability against the day before.",
     )
     def segment_summary(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -43,8 +60,14 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             check_name="segments_usable", passed=not unusable, severity=dg.AssetCheckSeverity.WARN,
             metadata={"unusable_segments": ", ".join(unusable) or "none"},
         )
+        churning = segments.churning_segments(summary, pmap.segments.max_churn_share)
+        churn_check = dg.AssetCheckResult(
+            check_name=CHURN_CHECK, passed=not churning, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"churning_segments": ", ".join(churning) or "none",
+                      "max_churn_share": pmap.segments.max_churn_share},
+        )
         metadata = write_table(lake, "segments", "segment_summary", ds, summary, eligible_users=eligible)
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(metadata=metadata, check_results=[check, churn_check])
 
     @dg.asset(
         group_name="segments", partitions_def=partitions, deps=["segment_membership"], kinds={"duckdb", "parquet"},
@@ -56,4 +79,19 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         overlap = segments.segment_overlap(membership, ds)
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_overlap", ds, overlap))
 
-    return [segment_membership, segment_summary, segment_overlap]
+    @dg.asset(
+        group_name="segments", partitions_def=partitions, deps=["segment_membership", "user_features", "user_daily"],
+        kinds={"duckdb", "parquet"},
+        description="Test segments early: each segment's rate on each goal metric against all eligible users.",
+    )
+    def segment_baselines(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        con = connect()
+        membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
+        features = read_partition(con, lake.partition_file("actionable", "user_features", ds))
+        metrics = baseline_metrics(pmap)
+        activity = daily_activity(lake, ds, max((m.window_days for m in metrics), default=1), start)
+        table = segments.segment_baselines(membership, features, activity, metrics, pmap.segments.definitions, ds)
+        return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_baselines", ds, table))
+
+    return [segment_membership, segment_summary, segment_overlap, segment_baselines]
