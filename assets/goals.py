@@ -8,7 +8,8 @@ a condition that evaluates to NULL counts as not satisfied. `metric_indicator_sq
 `north_star.py` reuses it. Conditions are re-checked with `sql_guard.require_safe` and run on a
 sandboxed DuckDB connection.
 
-Statistics, per row (treatment t, holdout h; n users, s successes; value p = s / n):
+Statistics of a `day` row (treatment t, holdout h; n users, s successes; value p = s / n; users as
+independent trials, `*_user_days` = n):
 - `lift` = p_t / p_h - 1 (NULL when p_h = 0).
 - 95% CI of the relative lift by the delta method on log(p_t / p_h):
   se = sqrt(1/s_t - 1/n_t + 1/s_h - 1/n_h), CI = exp(log(p_t / p_h) ± 1.96 se) - 1. When an arm has no
@@ -26,11 +27,26 @@ Statistics, per row (treatment t, holdout h; n users, s successes; value p = s /
   guardrail rows (rates that must not rise): `breached` when ci_low > 0 (the rate rose significantly
   under treatment), else `ok`.
 
-`to_date` rows sum the `day` rows of the goal, metric and campaign up to d: users and successes are
-user-days. The approximation treats the user-days as independent trials; a user measured on many days
-counts many times, so the interval is narrower than a per-user analysis would give, more so the more
-the audience repeats from day to day. The sample ratio check of a `to_date` row uses the mean daily arm
-sizes (summing user-days would multiply the chi-square by the number of days and fail on noise).
+`to_date` rows: users as clusters. A user is measured on every day d on which they were in the
+campaign's audience as of d - 1, from the campaign's first measured day to ds; `goal_user_outcomes`
+keeps, per goal, metric, campaign, arm and user, the days measured n_i and the success days x_i
+(updated incrementally: the previous day's table plus the day's rows). Per arm, over its N users:
+- `treatment_users` / `holdout_users` = N (distinct users), `*_user_days` = sum n_i,
+  `*_successes` = sum x_i, `*_value` = R = sum x_i / sum n_i (the ratio estimator: success days per
+  user-day).
+- Var(R) by the delta method with users as clusters: N / (N - 1) * sum (x_i - R n_i)^2 / (sum n_i)^2.
+  The same user on many days is one cluster, so a heterogeneous, repeating audience widens the interval
+  as it should (summing user-days as independent trials made it far too narrow).
+- 95% CI of the relative lift on the log scale: se = sqrt(Var(R_t) / R_t^2 + Var(R_h) / R_h^2),
+  CI = exp(log(R_t / R_h) ± 1.96 se) - 1. An arm without successes has no usable cluster variance:
+  both arms' rates are then continuity-corrected on their totals ((sum x + 0.5) / (sum n + 1)) and
+  that arm's term is 1 / 0.5 - 1 / (sum n + 1) (Haldane-Anscombe, as for day rows). An arm of a single
+  user has no variance estimate: CI and p-value are NULL (status `inconclusive` or `ok`).
+- `p_value`: Wald test of log(R_t / R_h) = 0 with that se (p < 0.05 exactly when the CI excludes 0);
+  1.0 when the pooled rate is 0 or 1.
+- Sample ratio on the distinct users per arm (the arm is fixed per user, so users are the randomized
+  units, not user-days).
+Status rules are the same as for day rows.
 """
 
 from __future__ import annotations
@@ -63,6 +79,8 @@ GOAL_METRICS_SCHEMA = pa.schema([
     ("holdout_users", pa.int64()),
     ("treatment_successes", pa.int64()),
     ("holdout_successes", pa.int64()),
+    ("treatment_user_days", pa.int64()),
+    ("holdout_user_days", pa.int64()),
     ("treatment_value", pa.float64()),
     ("holdout_value", pa.float64()),
     ("lift", pa.float64()),
@@ -75,6 +93,29 @@ GOAL_METRICS_SCHEMA = pa.schema([
     ("status", pa.string()),
 ])
 _COUNT_COLUMNS = ["treatment_users", "holdout_users", "treatment_successes", "holdout_successes"]
+# One measured day of a user: goal metric or guardrail, campaign, arm, success on the day.
+GOAL_USER_DAY_SCHEMA = pa.schema([
+    ("goal_id", pa.string()),
+    ("metric", pa.string()),
+    ("campaign_id", pa.string()),
+    ("arm", pa.string()),
+    ("user_id", pa.string()),
+    ("success", pa.bool_()),
+])
+# The lake table goals/goal_user_outcomes: per user, cumulated over the days measured up to ds.
+_OUTCOME_KEY = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
+GOAL_USER_OUTCOMES_SCHEMA = pa.schema([
+    ("ds", pa.date32()),
+    ("goal_id", pa.string()),
+    ("metric", pa.string()),
+    ("campaign_id", pa.string()),
+    ("arm", pa.string()),
+    ("user_id", pa.string()),
+    ("first_ds", pa.date32()),
+    ("last_ds", pa.date32()),
+    ("days", pa.int64()),
+    ("successes", pa.int64()),
+])
 
 
 # --- metrics: per-user indicators ---------------------------------------------------------------
@@ -152,48 +193,115 @@ def goal_day_metrics(
     `audiences_prev` is the audience as of ds - 1 (None on the first day: every row is `no_data`);
     `activity` holds the user_daily rows known on ds for the activity dates the metrics need.
     """
-    holdouts = {c.id: c.holdout for c in campaigns}
+    outcomes = goal_user_day_outcomes(audiences_prev, activity, goals, metrics, ds)
+    return goal_day_rows(outcomes, goals, campaigns, ds)
+
+
+def goal_user_day_outcomes(
+    audiences_prev: pa.Table | None,
+    activity: pa.Table,
+    goals: Sequence[Goal],
+    metrics: Mapping[str, Metric],
+    ds: date,
+) -> pa.Table:
+    """One row per goal, measured metric (goal metric and guardrails) and user of the campaign's
+    audience as of ds - 1: the user's arm and whether the metric's condition held on ds
+    (GOAL_USER_DAY_SCHEMA). The `day` rows count these; `goal_user_outcomes` cumulates them."""
     con = sandboxed_connection()
+    parts = []
     try:
         register_inputs(con, audiences_prev, activity)
-        rows = [
-            _count_row(goal, kind, metric_id, holdouts[goal.campaign], arm_counts(
-                con, metrics[metric_id], ds, campaign_cohort(goal.campaign), "_activity", activity.column_names))
-            for goal, kind, metric_id in _measurements(goals)
-        ]
+        seen = set()
+        for goal, _kind, metric_id in _measurements(goals):
+            if (goal.id, metric_id) in seen:  # a guardrail that repeats the goal's metric is measured once
+                continue
+            seen.add((goal.id, metric_id))
+            cohort = campaign_cohort(goal.campaign)
+            indicator = metric_indicator_sql(metrics[metric_id], ds, activity.column_names, users=cohort,
+                                             activity="_activity")
+            users = pl.from_arrow(con.sql(
+                f"""SELECT c.arm, c.user_id, i.success
+                    FROM (SELECT DISTINCT user_id, arm FROM {cohort}) c JOIN ({indicator}) i USING (user_id)"""
+            ).to_arrow_table())
+            parts.append(users.with_columns(goal_id=pl.lit(goal.id), metric=pl.lit(metric_id),
+                                            campaign_id=pl.lit(goal.campaign)))
     finally:
         con.close()
+    frame = pl.concat([p.select(GOAL_USER_DAY_SCHEMA.names) for p in parts]) if parts else None
+    if frame is None or frame.is_empty():
+        return GOAL_USER_DAY_SCHEMA.empty_table()
+    return frame.sort(_OUTCOME_KEY).to_arrow().cast(GOAL_USER_DAY_SCHEMA)
+
+
+def goal_day_rows(outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence[Campaign], ds: date) -> pa.Table:
+    """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`)."""
+    holdouts = {c.id: c.holdout for c in campaigns}
+    by_arm = {}
+    for goal_id, metric_id, campaign_id, arm, users, successes in (
+        pl.from_arrow(outcomes).group_by("goal_id", "metric", "campaign_id", "arm")
+        .agg(pl.len(), pl.col("success").sum()).iter_rows()
+    ):
+        by_arm.setdefault((goal_id, metric_id, campaign_id), {})[arm] = (int(users), int(successes))
+    rows = [
+        _count_row(goal, kind, metric_id, holdouts[goal.campaign], by_arm.get((goal.id, metric_id, goal.campaign), {}))
+        for goal, kind, metric_id in _measurements(goals)
+    ]
     counts = pl.DataFrame(rows, schema=_COUNTS_SCHEMA).with_columns(
-        srm_treatment=pl.col("treatment_users").cast(pl.Float64),
-        srm_holdout=pl.col("holdout_users").cast(pl.Float64),
+        treatment_user_days=pl.col("treatment_users"),  # one day: a user is one user-day
+        holdout_user_days=pl.col("holdout_users"),
     )
-    return _finish(counts, ds, "day")
+    return _finish(with_statistics(counts), ds, "day")
 
 
-def goal_to_date(day_rows: pa.Table, ds: date, goals: Sequence[Goal], campaigns: Sequence[Campaign]) -> pa.Table:
-    """Window `to_date` rows for `ds`: the `day` rows of each goal's metric and guardrails (for the
-    goal's current campaign) up to and including ds, summed as user-days (see the module docstring)."""
+def update_goal_user_outcomes(previous: pa.Table | None, day_outcomes: pa.Table, ds: date) -> pa.Table:
+    """goals/goal_user_outcomes for `ds`: the partition of ds - 1 (None on the first day) plus the day's
+    per-user outcomes. Users and goals not measured on ds are carried forward unchanged. The output is
+    sorted on the key, so the same inputs give the same table."""
+    today = pl.from_arrow(day_outcomes.cast(GOAL_USER_DAY_SCHEMA)).select(
+        *_OUTCOME_KEY,
+        first_ds=pl.lit(ds, pl.Date), last_ds=pl.lit(ds, pl.Date),
+        days=pl.lit(1, pl.Int64), successes=pl.col("success").cast(pl.Int64),
+    )
+    columns = [*_OUTCOME_KEY, "first_ds", "last_ds", "days", "successes"]
+    frames = [today]
+    if previous is not None:
+        frames.insert(0, pl.from_arrow(previous.select(columns).cast(GOAL_USER_OUTCOMES_SCHEMA.remove(0))))
+    merged = (
+        pl.concat(frames)
+        .group_by(_OUTCOME_KEY)
+        .agg(pl.col("first_ds").min(), pl.col("last_ds").max(), pl.col("days").sum(), pl.col("successes").sum())
+        .with_columns(ds=pl.lit(ds, pl.Date))
+        .sort(_OUTCOME_KEY)
+    )
+    return merged.select(GOAL_USER_OUTCOMES_SCHEMA.names).to_arrow().cast(GOAL_USER_OUTCOMES_SCHEMA)
+
+
+def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campaigns: Sequence[Campaign]) -> pa.Table:
+    """Window `to_date` rows for `ds` from goals/goal_user_outcomes as of ds: per goal's metric and
+    guardrails (for the goal's current campaign), users as clusters (see the module docstring)."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
         [_count_row(goal, kind, metric_id, holdouts[goal.campaign], {})
          for goal, kind, metric_id in _measurements(goals)],
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
-    days = (
-        pl.from_arrow(day_rows.select(["ds", "goal_id", "metric", "campaign_id", "window", *_COUNT_COLUMNS]))
-        .filter(pl.col("window") == "day", pl.col("ds") <= ds)
-        .group_by("goal_id", "metric", "campaign_id")
-        .agg(*(pl.col(c).sum().cast(pl.Int64) for c in _COUNT_COLUMNS), days=pl.len())
+    frame = pl.from_arrow(user_outcomes.select(["goal_id", "metric", "campaign_id", "arm", "user_id", "days", "successes"]))
+    n, x = pl.col("days").cast(pl.Float64), pl.col("successes").cast(pl.Float64)
+    arms = frame.group_by("goal_id", "metric", "campaign_id", "arm").agg(
+        users=pl.len().cast(pl.Int64),
+        user_days=pl.col("days").sum().cast(pl.Int64),
+        successes=pl.col("successes").sum().cast(pl.Int64),
+        sq_residuals=((x - x.sum() / n.sum() * n) ** 2).sum(),  # sum (x_i - R n_i)^2, R = sum x / sum n
     )
-    counts = (
-        wanted.join(days, on=["goal_id", "metric", "campaign_id"], how="left")
-        .with_columns(pl.col(*_COUNT_COLUMNS).fill_null(0), pl.col("days").fill_null(0))
-        .with_columns(
-            srm_treatment=pl.col("treatment_users") / pl.col("days").clip(lower_bound=1),
-            srm_holdout=pl.col("holdout_users") / pl.col("days").clip(lower_bound=1),
-        )
-    )
-    return _finish(counts, ds, "to_date")
+    per_arm = []
+    for arm in ("treatment", "holdout"):
+        per_arm.append(arms.filter(pl.col("arm") == arm).drop("arm").rename(
+            {c: f"{arm}_{c}" for c in ("users", "user_days", "successes", "sq_residuals")}))
+    key = ["goal_id", "metric", "campaign_id"]
+    counts = wanted.join(per_arm[0], on=key, how="left").join(per_arm[1], on=key, how="left")
+    filled = [f"{arm}_{c}" for arm in ("treatment", "holdout") for c in ("users", "user_days", "successes", "sq_residuals")]
+    counts = counts.with_columns(pl.col(*filled).fill_null(0))
+    return _finish(with_cluster_statistics(counts), ds, "to_date")
 
 
 _COUNTS_SCHEMA = {
@@ -223,8 +331,8 @@ def _count_row(goal: Goal, kind: str, metric_id: str, holdout_share: float, coun
     }
 
 
-def _finish(counts: pl.DataFrame, ds: date, window: str) -> pa.Table:
-    table = with_statistics(counts).with_columns(ds=pl.lit(ds, pl.Date), window=pl.lit(window))
+def _finish(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
+    table = table.with_columns(ds=pl.lit(ds, pl.Date), window=pl.lit(window))
     table = table.sort("goal_id", pl.col("kind") != "goal", "metric")
     return table.select(GOAL_METRICS_SCHEMA.names).to_arrow().cast(GOAL_METRICS_SCHEMA)
 
@@ -232,27 +340,72 @@ def _finish(counts: pl.DataFrame, ds: date, window: str) -> pa.Table:
 # --- statistics ---------------------------------------------------------------------------------
 
 def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
-    """Add values, lift, CI, p-value, sample ratio check and status (module docstring) to count rows.
+    """Day rows: add values, lift, CI, p-value, sample ratio check and status (module docstring) to
+    count rows, users as independent trials.
 
-    Needs the four count columns, `srm_treatment`, `srm_holdout` (arm sizes for the sample ratio
-    check), `holdout_share`, `kind` and `target`.
+    Needs the four count columns, `holdout_share`, `kind` and `target`.
     """
     nt, nh = pl.col("treatment_users"), pl.col("holdout_users")
     st, sh = pl.col("treatment_successes"), pl.col("holdout_successes")
-    return (
+    return _lift_interval_status(
         counts.with_columns(
             treatment_value=_ratio(st, nt),
             holdout_value=_ratio(sh, nh),
             _log_ratio=_log_ratio_and_se(nt, nh, st, sh),
             _pooled=_ratio(st + sh, nt + nh),
-            _srm_chi2=_srm_chi_square(pl.col("srm_treatment"), pl.col("srm_holdout"), pl.col("holdout_share")),
+            _srm_chi2=_srm_chi_square(nt.cast(pl.Float64), nh.cast(pl.Float64), pl.col("holdout_share")),
         )
         .unnest("_log_ratio")
-        .with_columns(
+        .with_columns(p_value=_two_proportion_p_value(nt, nh))
+    )
+
+
+def with_cluster_statistics(counts: pl.DataFrame) -> pl.DataFrame:
+    """To-date rows: users as clusters (module docstring). Needs, per arm (`treatment_`, `holdout_`):
+    `users` (N), `user_days` (sum n_i), `successes` (sum x_i), `sq_residuals` (sum (x_i - R n_i)^2);
+    and `holdout_share`, `kind`, `target`. Adds the contract's count columns and the statistics."""
+    t_n, h_n = pl.col("treatment_users"), pl.col("holdout_users")
+    t_d, h_d = pl.col("treatment_user_days"), pl.col("holdout_user_days")
+    t_x, h_x = pl.col("treatment_successes"), pl.col("holdout_successes")
+    zero_cell = (t_x == 0) | (h_x == 0)
+
+    def log_rate(x: pl.Expr, d: pl.Expr) -> pl.Expr:
+        return pl.when(zero_cell).then(((x + 0.5) / (d + 1)).log()).otherwise((x / d).log())
+
+    def log_variance(arm: str, n: pl.Expr, d: pl.Expr, x: pl.Expr) -> pl.Expr:
+        # Var(R) / R^2 = N / (N - 1) * sum (x_i - R n_i)^2 / (sum x)^2
+        cluster = n / (n - 1) * pl.col(f"{arm}_sq_residuals") / x.cast(pl.Float64) ** 2
+        return pl.when(x == 0).then(1 / 0.5 - 1 / (d + 1)).when(n > 1).then(cluster)
+
+    defined = (t_n > 0) & (h_n > 0)
+    log_rr = pl.when(defined).then(log_rate(t_x, t_d) - log_rate(h_x, h_d))
+    se = (log_variance("treatment", t_n, t_d, t_x) + log_variance("holdout", h_n, h_d, h_x)).sqrt()
+    pooled = _ratio(t_x + h_x, t_d + h_d)
+    z = pl.col("_log_rr").abs() / pl.col("_log_rr_se")
+    return _lift_interval_status(
+        counts.with_columns(
+            treatment_value=_ratio(t_x, t_d),
+            holdout_value=_ratio(h_x, h_d),
+            _log_rr=log_rr,
+            _log_rr_se=pl.when(defined).then(se),
+            _pooled=pooled,
+            _srm_chi2=_srm_chi_square(t_n.cast(pl.Float64), h_n.cast(pl.Float64), pl.col("holdout_share")),
+        ).with_columns(
+            p_value=pl.when(defined.not_()).then(None)
+            .when((pl.col("_pooled") == 0) | (pl.col("_pooled") == 1)).then(1.0)
+            .when(pl.col("_log_rr_se") == 0).then(pl.when(pl.col("_log_rr") == 0).then(1.0).otherwise(0.0))
+            .otherwise(_erfc(z / math.sqrt(2)))
+        )
+    )
+
+
+def _lift_interval_status(frame: pl.DataFrame) -> pl.DataFrame:
+    """From values, `_log_rr`, `_log_rr_se`, `p_value` and `_srm_chi2`: lift, CI, sample ratio, status."""
+    return (
+        frame.with_columns(
             lift=pl.when(pl.col("holdout_value") > 0).then(pl.col("treatment_value") / pl.col("holdout_value") - 1),
             ci_low=(pl.col("_log_rr") - Z_95 * pl.col("_log_rr_se")).exp() - 1,
             ci_high=(pl.col("_log_rr") + Z_95 * pl.col("_log_rr_se")).exp() - 1,
-            p_value=_two_proportion_p_value(nt, nh),
             srm_p_value=_erfc((pl.col("_srm_chi2") / 2).sqrt()),
         )
         .with_columns(srm_ok=pl.col("srm_p_value") >= SRM_MIN_P_VALUE)

@@ -157,3 +157,20 @@ def arm_successes(audience: list[str], campaign_id: str, holdout: float, success
         "treatment_successes": sum(u in successes for u in arms["treatment"]),
         "holdout_successes": sum(u in successes for u in arms["holdout"]),
     }
+
+
+def cluster_relative_lift(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]]) -> tuple[float, float, float]:
+    """Relative lift of success days per user-day, treatment over holdout, and its 95% interval with
+    users as clusters: each arm's (days measured, success days) per user; ratio estimator R = sum x /
+    sum n, Var(R) = N / (N - 1) * sum (x - R n)^2 / (sum n)^2, interval on the log of the ratio."""
+    def rate_and_log_variance(users: list[tuple[int, int]]) -> tuple[float, float]:
+        days, successes = sum(n for n, _ in users), sum(x for _, x in users)
+        rate = successes / days
+        variance = len(users) / (len(users) - 1) * sum((x - rate * n) ** 2 for n, x in users) / days ** 2
+        return rate, variance / rate ** 2
+
+    rate_t, var_t = rate_and_log_variance(treatment)
+    rate_h, var_h = rate_and_log_variance(holdout)
+    se, centre = math.sqrt(var_t + var_h), math.log(rate_t / rate_h)
+    z = 1.959963984540054
+    return rate_t / rate_h - 1, math.exp(centre - z * se) - 1, math.exp(centre + z * se) - 1

@@ -90,13 +90,39 @@ def test_goal_metrics_match_an_independent_computation(run):
             assert row["lift"] == pytest.approx(treatment / holdout - 1)
 
 
-def test_goal_to_date_sums_the_days(run):
-    rows = _lake_rows(run.lake, "goals", "goal_metrics", "WHERE goal_id = 'grow_deposits' AND metric = 'deposit_rate'")
+def test_goal_to_date_counts_users_as_clusters(run):
+    goal = next(g for g in run.pyramid_map.goals if g.metric == "deposit_rate")
+    campaign = run.pyramid_map.campaign(goal.campaign)
+    rows = _lake_rows(run.lake, "goals", "goal_metrics", f"WHERE goal_id = '{goal.id}' AND metric = '{goal.metric}'")
     last = run.days[-1]
     days = [r for r in rows if r["window"] == "day"]
     [to_date] = [r for r in rows if r["window"] == "to_date" and r["ds"] == last]
-    for column in ("treatment_successes", "holdout_successes", "treatment_users", "holdout_users"):
-        assert to_date[column] == sum(r[column] for r in days if r["ds"] <= last)
+    for arm in ("treatment", "holdout"):
+        assert to_date[f"{arm}_user_days"] == sum(r[f"{arm}_users"] for r in days if r["ds"] <= last)
+        assert to_date[f"{arm}_successes"] == sum(r[f"{arm}_successes"] for r in days if r["ds"] <= last)
+
+    # per user, from the landing files: days in the audience as of d - 1, days with a deposit known on d
+    per_user: dict[str, list[int]] = {}
+    for day in run.days[1:]:
+        audience = [r["user_id"] for r in _lake_rows(
+            run.lake, "campaigns", "audiences",
+            f"WHERE ds = DATE '{day - timedelta(days=1)}' AND campaign_id = '{campaign.id}'")]
+        deposited = {user for user, d in independent.deposit_days(run.lake.landing, day) if d == day}
+        for user in set(audience):
+            counts = per_user.setdefault(user, [0, 0])
+            counts[0] += 1
+            counts[1] += user in deposited
+    arms = {"treatment": [], "holdout": []}
+    for user, (n, x) in per_user.items():
+        arms["holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"].append((n, x))
+    assert (to_date["treatment_users"], to_date["holdout_users"]) == (len(arms["treatment"]), len(arms["holdout"]))
+    assert to_date["treatment_user_days"] == sum(n for n, _ in arms["treatment"])
+    lift, ci_low, ci_high = independent.cluster_relative_lift(arms["treatment"], arms["holdout"])
+    assert (to_date["lift"], to_date["ci_low"], to_date["ci_high"]) == (
+        pytest.approx(lift), pytest.approx(ci_low), pytest.approx(ci_high))
+    outcomes = _lake_rows(run.lake, "goals", "goal_user_outcomes",
+                          f"WHERE ds = DATE '{last}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}'")
+    assert {r["user_id"]: [r["days"], r["successes"]] for r in outcomes} == per_user
 
 
 def test_north_star_matches_an_independent_computation(run):

@@ -1,15 +1,30 @@
 import math
 from datetime import date, timedelta
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
 
-from assets.goals import GOAL_METRICS_SCHEMA, goal_day_metrics, goal_to_date, metric_indicator_sql, with_statistics
+from assets.goals import (
+    GOAL_METRICS_SCHEMA,
+    GOAL_USER_DAY_SCHEMA,
+    GOAL_USER_OUTCOMES_SCHEMA,
+    goal_day_metrics,
+    goal_day_rows,
+    goal_to_date,
+    goal_user_day_outcomes,
+    metric_indicator_sql,
+    update_goal_user_outcomes,
+    with_statistics,
+)
+from assets.lake import Lake, write_parquet_atomic
 from assets.north_star import CONTRIBUTIONS_SCHEMA, NORTH_STAR_SCHEMA, north_star, north_star_contributions
 from assets.pyramid_map import Campaign, FrequencyCap, Goal, Metric
 from assets.segments import sandboxed_connection
 from assets.sql_guard import UnsafeExpression
+from pipelines.layers.actionable import MissingPartition
+from pipelines.layers.goals import previous_user_outcomes
 
 DS = date(2026, 10, 10)
 Z = 1.959963984540054
@@ -191,34 +206,176 @@ def test_status_rules():
     assert result["worse_from_zero"]["ci_low"] == pytest.approx(log_ratio_ci(50.5, 1001, 0.5, 1001)[0])
 
 
-def day_row(ds, goal_id, metric, campaign_id, n_t, n_h, s_t, s_h, window="day"):
-    return {"ds": ds, "goal_id": goal_id, "metric": metric, "campaign_id": campaign_id, "window": window,
-            "treatment_users": n_t, "holdout_users": n_h, "treatment_successes": s_t, "holdout_successes": s_h}
+def outcome_rows(ds, goal_id, metric, campaign_id, arm, users: dict[str, tuple[int, int]]) -> list[dict]:
+    """goal_user_outcomes rows: users = {user_id: (days measured, success days)}."""
+    return [{"ds": ds, "goal_id": goal_id, "metric": metric, "campaign_id": campaign_id, "arm": arm,
+             "user_id": u, "first_ds": ds - timedelta(days=n - 1), "last_ds": ds, "days": n, "successes": x}
+            for u, (n, x) in users.items()]
 
 
-def test_goal_to_date_sums_user_days():
-    day1, day2 = DS - timedelta(days=1), DS
-    rows = pa.Table.from_pylist([
-        day_row(day1, "grow_deposits", "deposit_rate", "even", 130, 70, 39, 14),
-        day_row(day2, "grow_deposits", "deposit_rate", "even", 130, 70, 26, 21),
-        day_row(day1, "grow_deposits", "deposit_rate", "old_campaign", 999, 999, 999, 0),  # not this campaign
-        day_row(DS + timedelta(days=1), "grow_deposits", "deposit_rate", "even", 999, 999, 999, 0),  # after ds
-        day_row(day1, "grow_deposits", "deposit_rate", "even", 999, 999, 999, 0, window="to_date"),
-    ])
-    result = goal_to_date(rows, DS, GOALS[:1], CAMPAIGNS)
+def cluster_log_variance(users: list[tuple[int, int]]) -> float:
+    """Var(R) / R^2 of the ratio estimator R = sum x / sum n, users as clusters, in plain Python."""
+    big_n, days, successes = len(users), sum(n for n, _ in users), sum(x for _, x in users)
+    rate = successes / days
+    var_rate = big_n / (big_n - 1) * sum((x - rate * n) ** 2 for n, x in users) / days ** 2
+    return var_rate / rate ** 2
+
+
+TREATED_USERS = {"t1": (5, 4), "t2": (5, 0), "t3": (3, 3), "t4": (2, 1)}   # 15 user-days, 8 successes
+HELD_USERS = {"h1": (5, 1), "h2": (4, 2), "h3": (1, 0)}                    # 10 user-days, 3 successes
+
+
+def test_goal_to_date_treats_users_as_clusters():
+    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS)
+            + outcome_rows(DS, "grow_deposits", "deposit_rate", "old_campaign", "holdout", {"h9": (9, 9)}))
+    result = goal_to_date(pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA), DS, GOALS[:1], CAMPAIGNS)
 
     assert result.schema == GOAL_METRICS_SCHEMA
     goal, guardrail = result.to_pylist()
     assert (goal["metric"], goal["window"], goal["ds"]) == ("deposit_rate", "to_date", DS)
-    assert (goal["treatment_users"], goal["holdout_users"]) == (260, 140)
-    assert (goal["treatment_successes"], goal["holdout_successes"]) == (65, 35)
-    assert (goal["treatment_value"], goal["holdout_value"], goal["lift"]) == (0.25, 0.25, pytest.approx(0.0))
-    assert goal["ci_low"] == pytest.approx(log_ratio_ci(65, 260, 35, 140)[0])
-    # sample ratio on the mean day (130 : 70 against 2/3 : 1/3): chi2 = 0.25, not the summed 0.5
-    assert goal["srm_p_value"] == pytest.approx(math.erfc(math.sqrt(0.25 / 2)))
-    assert goal["ci_high"] == pytest.approx(0.4275, abs=1e-4)
+    assert (goal["treatment_users"], goal["holdout_users"]) == (4, 3)              # distinct users
+    assert (goal["treatment_user_days"], goal["holdout_user_days"]) == (15, 10)
+    assert (goal["treatment_successes"], goal["holdout_successes"]) == (8, 3)      # success days
+    assert (goal["treatment_value"], goal["holdout_value"]) == (pytest.approx(8 / 15), pytest.approx(0.3))
+    assert goal["lift"] == pytest.approx((8 / 15) / 0.3 - 1)
+
+    # by hand: R_t = 8/15, sum (x - R n)^2 = 1.7778 + 7.1111 + 1.96 + 0.0044 = 10.8533,
+    # Var(R_t) = 4/3 * 10.8533 / 15^2 = 0.064316, / R_t^2 = 0.22611; R_h = 0.3: 0.25 + 0.64 + 0.09 = 0.98,
+    # Var(R_h) = 3/2 * 0.98 / 10^2 = 0.0147, / R_h^2 = 0.16333; se = sqrt(0.38944) = 0.62406
+    se = math.sqrt(cluster_log_variance(list(TREATED_USERS.values())) + cluster_log_variance(list(HELD_USERS.values())))
+    assert se == pytest.approx(0.62406, abs=1e-5)
+    centre = math.log((8 / 15) / 0.3)
+    assert goal["ci_low"] == pytest.approx(math.exp(centre - Z * se) - 1)
+    assert goal["ci_high"] == pytest.approx(math.exp(centre + Z * se) - 1)
+    assert (goal["ci_low"], goal["ci_high"]) == (pytest.approx(-0.47680, abs=1e-4), pytest.approx(5.0403, abs=1e-3))
+    assert goal["p_value"] == pytest.approx(math.erfc(abs(centre) / se / math.sqrt(2)))
+    # sample ratio on distinct users, 4 : 3 against 2/3 : 1/3: chi2 = (2/3)^2 / (14/3) + (2/3)^2 / (7/3)
+    assert goal["srm_p_value"] == pytest.approx(math.erfc(math.sqrt((4 / 9 / (14 / 3) + 4 / 9 / (7 / 3)) / 2)))
     assert goal["status"] == "inconclusive"
     assert (guardrail["metric"], guardrail["treatment_users"], guardrail["status"]) == ("unsubscribe_rate", 0, "no_data")
+
+
+def test_goal_to_date_zero_successes_and_single_users():
+    zero = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", {"h1": (5, 0), "h2": (4, 0)})
+            + outcome_rows(DS, "grow_deposits", "unsubscribe_rate", "even", "treatment", {"t1": (5, 1)})
+            + outcome_rows(DS, "grow_deposits", "unsubscribe_rate", "even", "holdout", HELD_USERS))
+    goal, guardrail = goal_to_date(pa.Table.from_pylist(zero, schema=GOAL_USER_OUTCOMES_SCHEMA),
+                                   DS, GOALS[:1], CAMPAIGNS).to_pylist()
+    # no holdout success: rates corrected on the totals, that arm's term 1/0.5 - 1/(sum n + 1)
+    assert goal["lift"] is None
+    se = math.sqrt(cluster_log_variance(list(TREATED_USERS.values())) + 1 / 0.5 - 1 / 10)
+    centre = math.log(8.5 / 16) - math.log(0.5 / 10)
+    assert goal["ci_low"] == pytest.approx(math.exp(centre - Z * se) - 1)
+    # a single treatment user: no variance estimate, no interval
+    assert (guardrail["treatment_users"], guardrail["ci_low"], guardrail["p_value"]) == (1, None, None)
+    assert guardrail["status"] == "ok"
+
+
+def day_outcomes(goal_id, metric, campaign_id, users: dict[str, tuple[str, bool]]) -> pa.Table:
+    """One day's per-user outcomes: users = {user_id: (arm, success)}."""
+    return pa.Table.from_pylist(
+        [{"goal_id": goal_id, "metric": metric, "campaign_id": campaign_id, "arm": arm, "user_id": u,
+          "success": s} for u, (arm, s) in users.items()], schema=GOAL_USER_DAY_SCHEMA)
+
+
+def test_user_outcomes_incremental_equals_from_scratch():
+    rng = np.random.default_rng(3)
+    start = DS - timedelta(days=5)
+    days = [start + timedelta(days=n) for n in range(6)]
+    users = [f"u{n:02d}" for n in range(40)]
+    arm = {u: "holdout" if rng.random() < 0.3 else "treatment" for u in users}
+    daily_outcomes = {}
+    for day in days:  # an audience that changes from day to day, two goals
+        parts = []
+        for goal_id, campaign in (("grow_deposits", "even"), ("skewed_deposits", "skewed")):
+            present = [u for u in users if rng.random() < 0.7]
+            parts.append(day_outcomes(goal_id, "deposit_rate", campaign,
+                                      {u: (arm[u], bool(rng.random() < 0.4)) for u in present}))
+        daily_outcomes[day] = pa.concat_tables(parts)
+    daily_outcomes[days[2]] = GOAL_USER_DAY_SCHEMA.empty_table()  # a day without audience
+
+    table = None  # the first day builds from nothing
+    for day in days:
+        previous, table = table, update_goal_user_outcomes(table, daily_outcomes[day], day)
+        assert table.schema == GOAL_USER_OUTCOMES_SCHEMA
+        assert update_goal_user_outcomes(previous, daily_outcomes[day], day).equals(table)  # a re-run: identical
+
+    scratch = {}
+    for day in days:
+        for r in daily_outcomes[day].to_pylist():
+            key = (r["goal_id"], r["metric"], r["campaign_id"], r["arm"], r["user_id"])
+            first, _, n, x = scratch.get(key, (day, day, 0, 0))
+            scratch[key] = (first, day, n + 1, x + int(r["success"]))
+    expected = [{"ds": days[-1], "goal_id": k[0], "metric": k[1], "campaign_id": k[2], "arm": k[3], "user_id": k[4],
+                 "first_ds": v[0], "last_ds": v[1], "days": v[2], "successes": v[3]} for k, v in sorted(scratch.items())]
+    assert table.to_pylist() == expected
+
+    # the to_date user-days and successes are the sums of the day rows
+    to_date = goal_to_date(table, days[-1], GOALS, CAMPAIGNS).to_pylist()
+    day_rows = [r for day in days for r in goal_day_rows(daily_outcomes[day], GOALS, CAMPAIGNS, day).to_pylist()]
+    for row in to_date:
+        same = [r for r in day_rows if (r["goal_id"], r["metric"]) == (row["goal_id"], row["metric"])]
+        for arm_name in ("treatment", "holdout"):
+            assert row[f"{arm_name}_user_days"] == sum(r[f"{arm_name}_users"] for r in same)
+            assert row[f"{arm_name}_successes"] == sum(r[f"{arm_name}_successes"] for r in same)
+
+
+def test_day_outcomes_count_into_day_rows():
+    audiences = pa.concat_tables([audience("even", TREATED, HELD), audience("skewed", TREATED, HELD)])
+    outcomes = goal_user_day_outcomes(audiences, experiment_activity(), GOALS, METRICS, DS)
+    assert outcomes.schema == GOAL_USER_DAY_SCHEMA
+    assert outcomes.num_rows == 3 * 150  # every audience user, per goal and measured metric
+    assert goal_day_rows(outcomes, GOALS, CAMPAIGNS, DS).equals(
+        goal_day_metrics(audiences, experiment_activity(), GOALS, METRICS, CAMPAIGNS, DS))
+
+
+def simulated_no_effect(datasets: int, seed: int) -> tuple[pa.Table, list[Goal], list[Campaign]]:
+    """`datasets` independent campaigns without effect: heterogeneous users (day rates from a skewed
+    Beta), measured on many days each, a 20% holdout."""
+    rng = np.random.default_rng(seed)
+    users_per, frames, goals, campaigns = 400, [], [], []
+    for k in range(datasets):
+        rate = rng.beta(0.3, 2.0, users_per)                 # some users succeed most days, most rarely
+        days = rng.integers(5, 31, users_per)                # days measured
+        successes = rng.binomial(days, rate)
+        arm = np.where(rng.random(users_per) < 0.2, "holdout", "treatment")
+        frames.append(pl.DataFrame({
+            "goal_id": f"g{k:03d}", "metric": "deposit_rate", "campaign_id": f"c{k:03d}", "arm": arm,
+            "user_id": [f"u{n}" for n in range(users_per)], "days": days.astype(np.int64),
+            "successes": successes.astype(np.int64)}))
+        goals.append(Goal(f"g{k:03d}", "engagement", "deposit_rate", f"c{k:03d}", 0.1, ()))
+        campaigns.append(Campaign(f"c{k:03d}", "", ("s",), ("t",), 10, 0.2, FrequencyCap(1, 1)))
+    table = pl.concat(frames).with_columns(ds=pl.lit(DS), first_ds=pl.lit(DS), last_ds=pl.lit(DS))
+    return table.select(GOAL_USER_OUTCOMES_SCHEMA.names).to_arrow().cast(GOAL_USER_OUTCOMES_SCHEMA), goals, campaigns
+
+
+def test_cluster_interval_covers_no_effect_with_heterogeneous_users():
+    table, goals, campaigns = simulated_no_effect(200, seed=11)
+    rows = goal_to_date(table, DS, goals, campaigns).to_pylist()
+    covered = sum(r["ci_low"] <= 0 <= r["ci_high"] for r in rows)
+    assert covered >= 0.9 * len(rows)
+    assert sum(r["status"] == "met" for r in rows) <= 0.05 * len(rows)
+
+    # the user-days-as-trials interval on the same data is far too narrow (the bug this replaces)
+    naive = with_statistics(pl.DataFrame([
+        {"kind": "guardrail", "target": None, "holdout_share": 0.2,
+         "treatment_users": r["treatment_user_days"], "holdout_users": r["holdout_user_days"],
+         "treatment_successes": r["treatment_successes"], "holdout_successes": r["holdout_successes"]} for r in rows
+    ])).to_dicts()
+    assert sum(r["ci_low"] <= 0 <= r["ci_high"] for r in naive) < 0.8 * len(naive)
+
+
+def test_missing_previous_user_outcomes_is_a_clear_error(tmp_path):
+    lake = Lake(tmp_path)
+    start = DS - timedelta(days=3)
+    assert previous_user_outcomes(lake, start, start) is None  # the first day builds from nothing
+    with pytest.raises(MissingPartition, match=r"goals/goal_user_outcomes for 2026-10-10 .* 2026-10-09"):
+        previous_user_outcomes(lake, DS, start)
+    write_parquet_atomic(GOAL_USER_OUTCOMES_SCHEMA.empty_table(), lake.partition_file("goals", "goal_user_outcomes",
+                                                                                      DS - timedelta(days=1)))
+    assert previous_user_outcomes(lake, DS, start).num_rows == 0
 
 
 def test_north_star_value_and_contributions():

@@ -1,19 +1,20 @@
 """Goals and the North Star: treatment against holdout per goal and day, guardrails, and the one
 series everything serves, with each goal's contribution to it."""
 
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import pyarrow as pa
 
 from assets import goals, north_star
-from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import partition_day, write_table
-from pipelines.layers.actionable import daily_activity, previous_partition
+from pipelines.layers.actionable import blocked_for_day, daily_activity, previous_partition
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
+USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, written by goal_metrics
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
@@ -24,17 +25,21 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         kinds={"polars", "parquet"},
         check_specs=[dg.AssetCheckSpec(SRM_CHECK, asset="goal_metrics",
                                        description="Arm sizes match each campaign's holdout share.")],
-        description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, status; guardrails.",
+        description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, status; guardrails. "
+                    "Campaign to date: users as clusters, from goals/goal_user_outcomes (also written here).",
     )
     def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences_prev = audiences_before(lake, ds, start)
         activity = daily_activity(lake, ds, longest_metric_window(pmap), start)
-        day_rows = goals.goal_day_metrics(audiences_prev, activity, pmap.goals, pmap.metrics, pmap.campaigns, ds)
-        history = earlier_day_rows(lake, ds, start)
-        all_days = pa.concat_tables([history, day_rows], promote_options="default") if history is not None else day_rows
-        to_date = goals.goal_to_date(all_days, ds, pmap.goals, pmap.campaigns)
-        table = pa.concat_tables([day_rows, to_date], promote_options="default")
+        blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
+        measured = [g for g in pmap.goals if g.id not in blocked]
+        day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
+        day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds)
+        user_outcomes = goals.update_goal_user_outcomes(previous_user_outcomes(lake, ds, start), day_outcomes, ds)
+        write_table(lake, "goals", USER_OUTCOMES, ds, user_outcomes)
+        to_date = goals.goal_to_date(user_outcomes, ds, pmap.goals, pmap.campaigns)
+        table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
             check_name=SRM_CHECK, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
@@ -78,12 +83,10 @@ def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
     return previous_partition(lake, "campaigns", "audiences", ds, start)
 
 
-def earlier_day_rows(lake: Lake, ds: date, start: date) -> pa.Table | None:
-    days = [start + timedelta(days=n) for n in range((ds - start).days)]
-    earlier = read_partitions(connect(), lake, "goals", "goal_metrics", days)
-    if earlier is None:
-        return None
-    return connect().sql("SELECT * FROM earlier WHERE \"window\" = 'day'").to_arrow_table()
+def previous_user_outcomes(lake: Lake, ds: date, start: date) -> pa.Table | None:
+    """goals/goal_user_outcomes as of ds - 1, which the day's table builds on; None on the first day.
+    Raises MissingPartition when that partition has not been materialized."""
+    return previous_partition(lake, "goals", USER_OUTCOMES, ds, start)
 
 
 def known_users(lake: Lake, ds: date) -> pa.Table:
