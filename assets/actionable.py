@@ -1,11 +1,18 @@
 """Actionable layer: the raw rows typed, validated and deduplicated; the rest quarantined with reasons.
 
-Validation is a declared list of `RowCheck`s per source: a reason code (docs/contracts.md) and a SQL
-condition over the row that is TRUE when the row breaks the rule. Every check is evaluated on every
-row, so a refused row carries every reason that applies; the one exception is `unparseable_row`,
-which is the only reason of a row that did not parse (all its columns are NULL, so the others say
-nothing). The lists are plain data, so a later expectation suite (Great Expectations) can replace
-them without touching the cleaning machinery.
+Validation is the source's Great Expectations suite (`expectations/<source>.json`, run by
+`assets.quality.validate_raw`): every row expectation (`meta.decides: row`) refuses the rows it finds
+unexpected with its `meta.reason`; every column expectation (`meta.decides: column`) that fails with
+severity `critical` withholds its column: the column is kept in the schema and set to NULL in every
+actionable row of the partition (so readers never break on a missing column), and the column status
+records why. What a suite cannot say stays here as declared `RowCheck`s, SQL conditions TRUE when
+the row breaks the rule: `orphan_user` (needs the profile snapshot), `unparseable_row`, and the
+erasure requests' `missing_user_id` (erasures have no suite). A refused row carries every reason that
+applies, the suite's in suite order then ours; the one exception is `unparseable_row`, the only reason
+of a row that did not parse (all its columns are NULL, so the others say nothing).
+
+Typing is one implementation, `assets.quality.column_sql`, shared with the validation; the stored
+types (INTEGER birth_year within range, BOOLEAN consent) are built on its values here.
 
 Inside the checks, `raw_<column>` is the landed VARCHAR and `<column>` the typed value:
 - text columns are trimmed, an empty string is NULL;
@@ -35,6 +42,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from assets import quality
 from assets.pyramid_map import Actionable
 from assets.raw import CANONICAL_COLUMNS
 
@@ -44,8 +52,7 @@ TXN_TYPES = ("deposit", "card_payment", "transfer_in", "transfer_out")
 ABSURD_AMOUNT = 1_000_000.0  # a single transaction above this is refused as `absurd_amount`
 MIN_BIRTH_YEAR = 1900        # birth_year must be 4 digits within MIN_BIRTH_YEAR .. the year of ds
 
-# An ISO 8601 date-time with an explicit UTC offset; DuckDB's cast then gives the instant.
-ISO_WITH_OFFSET = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)"
+ISO_WITH_OFFSET = quality.ISO_WITH_OFFSET  # the one definition, shared with the validation
 UTC = pa.timestamp("us", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -94,6 +101,8 @@ class CleanResult:
     duplicates_removed: int
     details: dict = field(default_factory=dict)
     actionable_rows: int | None = None
+    validation: "quality.ValidationOutcome | None" = None   # the suite's outcome (None: no suite)
+    withheld: list[str] = field(default_factory=list)        # columns set to NULL for this partition
 
     def accounting(self) -> dict:
         actionable = self.table.num_rows if self.actionable_rows is None else self.actionable_rows
@@ -136,12 +145,16 @@ def _list_lit(values: tuple[str, ...] | list[str]) -> str:
 
 
 def _text(column: str) -> str:
-    return f"nullif(trim(raw_{column}), '')"
+    return quality.text_sql(f"raw_{column}")
 
 
 def _timestamp(column: str) -> str:
-    value = f"trim(raw_{column})"
-    return f"CASE WHEN regexp_full_match({value}, {_lit(ISO_WITH_OFFSET)}) THEN try_cast({value} AS TIMESTAMPTZ) END"
+    return quality.timestamp_sql(f"raw_{column}")
+
+
+def _typed(source: str) -> dict[str, str]:
+    """The shared typing (assets.quality.column_sql) over the `raw_<column>` VARCHARs."""
+    return quality.column_sql(source, lambda column: f"raw_{column}")
 
 
 def _end_of_day_sql(ds: date, settings: Actionable) -> str:
@@ -157,90 +170,55 @@ def _missing(column: str) -> str:
 UNPARSEABLE = RowCheck("unparseable_row", "_raw_text IS NOT NULL", "the landed line or CSV row did not parse")
 
 
-def _common_checks(key: str | None, time_columns: list[str], ds: date, settings: Actionable) -> list[RowCheck]:
-    end = _end_of_day_sql(ds, settings)
-    checks = [UNPARSEABLE]
-    if key:
-        checks.append(RowCheck("missing_key", _missing(key), f"{key} is missing or blank"))
-    checks.append(RowCheck("missing_user_id", _missing("user_id"), "user_id is missing or blank"))
-    checks.append(RowCheck("bad_timestamp", " OR ".join(_missing(c) for c in time_columns),
-                           f"{', '.join(time_columns)}: missing, or not an ISO 8601 date-time with an offset"))
-    checks.append(RowCheck("future_timestamp", " OR ".join(f"{c} > {end}" for c in time_columns),
-                           f"{', '.join(time_columns)} later than the end of {ds} UTC plus "
-                           f"{settings.max_clock_skew_minutes} minutes"))
-    return checks
-
-
 ORPHAN = RowCheck("orphan_user", "user_id IS NOT NULL AND NOT _known_user",
                   "user_id is not in the profile snapshot")
 
 
 def event_checks(ds: date, settings: Actionable) -> list[RowCheck]:
-    return [
-        *_common_checks("event_id", ["occurred_at"], ds, settings),
-        RowCheck("unknown_event_type", f"event_type IS NULL OR NOT list_contains({_list_lit(EVENT_TYPES)}, event_type)",
-                 f"event_type is not one of {', '.join(EVENT_TYPES)}"),
-        ORPHAN,
-    ]
+    """What the events suite cannot say (it needs the profile snapshot or the raw text)."""
+    return [UNPARSEABLE, ORPHAN]
 
 
 def transaction_checks(ds: date, settings: Actionable) -> list[RowCheck]:
-    return [
-        *_common_checks("txn_id", ["occurred_at"], ds, settings),
-        RowCheck("bad_amount", "amount IS NULL OR NOT isfinite(amount)", "amount is missing or not a finite number"),
-        RowCheck("non_positive_amount", "isfinite(amount) AND amount <= 0", "amount is zero or negative"),
-        RowCheck("absurd_amount", f"isfinite(amount) AND amount > {ABSURD_AMOUNT}", f"amount above {ABSURD_AMOUNT:,.0f}"),
-        RowCheck("unknown_currency", f"currency IS NULL OR NOT list_contains({_list_lit(settings.currencies)}, currency)",
-                 f"currency is not one of {', '.join(settings.currencies)}"),
-        RowCheck("unknown_txn_type", f"txn_type IS NULL OR NOT list_contains({_list_lit(TXN_TYPES)}, txn_type)",
-                 f"txn_type is not one of {', '.join(TXN_TYPES)}"),
-        ORPHAN,
-    ]
+    return [UNPARSEABLE, ORPHAN]
 
 
 def profile_checks(ds: date, settings: Actionable) -> list[RowCheck]:
-    return [
-        *_common_checks(None, ["updated_at", "signup_at"], ds, settings),
-        RowCheck("bad_birth_year", "raw_birth_year IS NOT NULL AND birth_year IS NULL",
-                 f"birth_year is not a year between {MIN_BIRTH_YEAR} and {ds.year}"),
-    ]
+    return [UNPARSEABLE]
 
 
 def erasure_checks() -> list[RowCheck]:
-    """An erasure is honoured even when its timestamp is unreadable (requested_at is NULL then)."""
+    """Erasure requests have no suite. An erasure is honoured even when its timestamp is unreadable
+    (requested_at is NULL then)."""
     return [UNPARSEABLE, RowCheck("missing_user_id", _missing("user_id"), "user_id is missing or blank")]
 
 
 # --- typing per source: output column -> SQL over the raw_ columns ----------------------------------
 
 def _event_typing() -> dict[str, str]:
-    typed = {c: _text(c) for c in CANONICAL_COLUMNS["events"]}
-    typed["occurred_at"] = _timestamp("occurred_at")
-    typed["properties"] = "raw_properties"  # JSON text as landed
-    return typed
+    typed = _typed("events")
+    return {c: typed[c] for c in SCHEMAS["events"].names}  # properties: the JSON text as landed
 
 
 def _transaction_typing() -> dict[str, str]:
-    typed = {c: _text(c) for c in CANONICAL_COLUMNS["transactions"]}
-    typed["occurred_at"] = _timestamp("occurred_at")
-    typed["amount"] = "try_cast(trim(raw_amount) AS DOUBLE)"
-    return typed
+    typed = _typed("transactions")
+    return {c: typed[c] for c in SCHEMAS["transactions"].names}  # amount: finite DOUBLE or NULL
 
 
 def _profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
     if settings.consent_column not in CANONICAL_COLUMNS["profiles"]:
         raise ValueError(f"actionable.consent_column {settings.consent_column!r} is not a profiles column; "
                          f"expected one of {', '.join(CANONICAL_COLUMNS['profiles'])}")
-    year = f"try_cast({_text('birth_year')} AS INTEGER)"
-    consent = f"lower({_text(settings.consent_column)})"
+    typed = _typed("profiles")
+    year = typed["birth_year"]
+    consent = quality.flag_sql(f"raw_{settings.consent_column}")
     return {
-        "user_id": _text("user_id"),
-        "updated_at": _timestamp("updated_at"),
-        "signup_at": _timestamp("signup_at"),
-        "country": _text("country"),
-        "birth_year": f"CASE WHEN regexp_full_match({_text('birth_year')}, '\\d{{4}}') "
-                      f"AND {year} BETWEEN {MIN_BIRTH_YEAR} AND {ds.year} THEN {year} END",
-        "plan": _text("plan"),
+        "user_id": typed["user_id"],
+        "updated_at": typed["updated_at"],
+        "signup_at": typed["signup_at"],
+        "country": typed["country"],
+        "birth_year": f"CASE WHEN {year} BETWEEN {MIN_BIRTH_YEAR} AND {ds.year} THEN CAST({year} AS INTEGER) END",
+        "plan": typed["plan"],
         "consent_personalization": f"CASE {consent} WHEN 'true' THEN true WHEN 'false' THEN false END",
     }
 
@@ -261,10 +239,12 @@ class _Plan:
 
 
 def _reasons_sql(checks: list[RowCheck]) -> str:
+    """Every reason of a row: the suite's (`_suite_reasons`, from GX) then the declared checks'."""
     others = ", ".join(f"CASE WHEN coalesce(({c.fails}), false) THEN {_lit(c.reason)} END"
                        for c in checks if c is not UNPARSEABLE)
     return (f"CASE WHEN _raw_text IS NOT NULL THEN ['unparseable_row'] "
-            f"ELSE list_filter([{others}]::VARCHAR[], lambda r: r IS NOT NULL) END")
+            f"ELSE list_concat(coalesce(_suite_reasons, []::VARCHAR[]), "
+            f"list_filter([{others}]::VARCHAR[], lambda r: r IS NOT NULL)) END")
 
 
 def _payload_sql(raw_columns: list[str], pii: tuple[str, ...]) -> str:
@@ -284,7 +264,7 @@ def _landed(raw: pa.Table) -> pa.Table:
 
 
 def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_users: pa.Table | None,
-           seen_keys: pa.Array | None) -> str:
+           seen_keys: pa.Array | None, validation: "quality.ValidationOutcome | None" = None) -> str:
     """Judge every raw row: typed, with its reasons and its fate (`accepted`, `quarantined`,
     `duplicate`). Returns the name of a temporary view over the materialized result (drop it with
     `_drop`). The copies of a key are resolved in a small grouped table rather than a window over the
@@ -292,6 +272,11 @@ def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_use
     raw_columns = CANONICAL_COLUMNS[plan.source]
     name = f"_judged_{uuid.uuid4().hex}"
     raw_name, known_name, seen_name = f"{name}_raw", f"{name}_known", f"{name}_lookback"
+    suite_name = f"{name}_suite"
+    if validation is not None and validation.row_count != raw.num_rows:
+        raise ValueError(f"{plan.source}: the validation outcome has {validation.row_count} rows, the raw partition {raw.num_rows}")
+    failing = validation.failing_rows() if validation is not None else quality_empty_failures()
+    con.register(suite_name, failing)
     con.register(raw_name, _landed(raw))
     con.register(known_name, known_users if known_users is not None else pa.table({"user_id": pa.array([], pa.string())}))
     con.register(seen_name, pa.table({"key": seen_keys if seen_keys is not None else pa.array([], pa.string())}))
@@ -303,7 +288,8 @@ def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_use
             CREATE TEMP TABLE {name}_rows AS
             WITH typed AS (
                 SELECT *, {typed}
-                FROM (SELECT {renamed}, _source_file, _source_line, _raw_text, _row FROM {raw_name})
+                FROM (SELECT {renamed}, _source_file, _source_line, _raw_text, r._row, s.reasons AS _suite_reasons
+                      FROM {raw_name} AS r LEFT JOIN {suite_name} AS s ON s._row = r._row)
             ), judged AS (
                 SELECT *, {_reasons_sql(plan.checks)} AS reasons, ({plan.dedup_key}) AS _dedup_key
                 FROM (SELECT *, user_id IN (SELECT user_id FROM {known_name}) AS _known_user FROM typed)
@@ -340,14 +326,18 @@ def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_use
         _drop(con, name)
         raise
     finally:
-        for registered in (raw_name, known_name, seen_name):
+        for registered in (raw_name, known_name, seen_name, suite_name):
             con.unregister(registered)
     return name
 
 
-def _accepted(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema) -> pa.Table:
-    """The accepted rows in the order they landed (file, line)."""
-    columns = ", ".join(schema.names)
+def quality_empty_failures() -> pa.Table:
+    return pa.table({"_row": pa.array([], pa.int64()), "reasons": pa.array([], pa.list_(pa.string()))})
+
+
+def _accepted(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema, withheld: list[str] = ()) -> pa.Table:
+    """The accepted rows in the order they landed (file, line); `withheld` columns are NULL."""
+    columns = ", ".join(f"NULL AS {c}" if c in withheld else c for c in schema.names)
     return con.sql(f"SELECT {columns} FROM {judged} WHERE fate = 'accepted' ORDER BY _row").to_arrow_table().cast(schema)
 
 
@@ -397,19 +387,36 @@ def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
     return seen_ids.column(key).cast(pa.string())
 
 
+def validate(raw: pa.Table, source: str, ds: date, settings: Actionable,
+             suite: "quality.Suite | None" = None) -> "quality.ValidationOutcome":
+    """Run the source's suite on the landed partition (imports Great Expectations). The map's
+    currencies must be the transactions suite's currency set: one list, or the two disagree."""
+    suite = suite if suite is not None else quality.load_suite(quality.suite_path(source))
+    if source == "transactions":
+        for rule in suite.rules:
+            if rule.column == "currency" and "value_set" in rule.kwargs:
+                if sorted(rule.kwargs["value_set"]) != sorted(settings.currencies):
+                    raise ValueError(f"{suite.path or suite.name}: {rule.check_name} allows {sorted(rule.kwargs['value_set'])} "
+                                     f"but pyramid.yaml actionable.currencies is {sorted(settings.currencies)}; make them equal")
+    return quality.validate_raw(raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite)
+
+
 def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.Table | None,
-                 seen_ids: pa.Table | None, plan: _Plan, key: str) -> CleanResult:
+                 seen_ids: pa.Table | None, plan: _Plan, key: str, ds: date, settings: Actionable,
+                 validation: "quality.ValidationOutcome | None", withhold: bool) -> CleanResult:
+    validation = validation if validation is not None else validate(raw, plan.source, ds, settings)
+    withheld = quality.withheld_columns(validation) if withhold else []
     known = known_users.select(["user_id"]) if known_users is not None else None
-    judged = _judge(con, plan, raw, known, _seen_keys(seen_ids, key))
+    judged = _judge(con, plan, raw, known, _seen_keys(seen_ids, key), validation)
     try:
         details = _fate_details(con, judged)
         details["conflicting_copies"] = _conflicting_copies(con, judged)
         result = CleanResult(
-            table=_accepted(con, judged, SCHEMAS[plan.source]),
+            table=_accepted(con, judged, SCHEMAS[plan.source], withheld),
             quarantine=_quarantine(con, judged, plan.source),
             raw_rows=raw.num_rows,
             duplicates_removed=details["duplicates"],
-            details=details,
+            details=details, validation=validation, withheld=withheld,
         )
     finally:
         _drop(con, judged)
@@ -419,19 +426,23 @@ def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.
 # --- public API ------------------------------------------------------------------------------------
 
 def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
-                 seen_ids: pa.Table | None, settings: Actionable) -> CleanResult:
+                 seen_ids: pa.Table | None, settings: Actionable, *,
+                 validation: "quality.ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
     """Typed events of landing day `ds`; refused rows quarantined with every reason; duplicates of
-    event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed."""
+    event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed.
+    `validation`: the suite's outcome on `raw` (run here when not given); `withhold=False` keeps
+    columns a failed column expectation would withhold (for tests of the row rules only)."""
     plan = _Plan("events", _event_typing(), event_checks(ds, settings), dedup_key="event_id")
-    return _clean_keyed(con, raw, known_users, seen_ids, plan, "event_id")
+    return _clean_keyed(con, raw, known_users, seen_ids, plan, "event_id", ds, settings, validation, withhold)
 
 
 def clean_transactions(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
-                       seen_ids: pa.Table | None, settings: Actionable) -> CleanResult:
+                       seen_ids: pa.Table | None, settings: Actionable, *,
+                       validation: "quality.ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
     """Typed transactions of landing day `ds` (amount DOUBLE > 0, known currency and type; status
     kept as delivered); refused rows quarantined; duplicates of txn_id removed as for events."""
     plan = _Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")
-    return _clean_keyed(con, raw, known_users, seen_ids, plan, "txn_id")
+    return _clean_keyed(con, raw, known_users, seen_ids, plan, "txn_id", ds, settings, validation, withhold)
 
 
 PROFILE_VALUES = ["signup_at", "country", "birth_year", "plan", "consent_personalization"]
@@ -443,7 +454,8 @@ PROFILE_TIE_BREAK = ("updated_at DESC, consent_personalization ASC NULLS FIRST, 
 
 
 def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None, ds: date,
-                    settings: Actionable) -> CleanResult:
+                    settings: Actionable, *, validation: "quality.ValidationOutcome | None" = None,
+                    withhold: bool = True) -> CleanResult:
     """The profile snapshot as of `ds`: `previous` (the snapshot of ds - 1) updated with the valid rows
     of the day, latest `updated_at` winning per user (ties: PROFILE_TIE_BREAK). No PII column.
 
@@ -451,17 +463,22 @@ def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.
     user, with a missing or bad updated_at/signup_at, a future one, or a bad birth_year are
     quarantined. `details['contradictions']` counts (user, updated_at) pairs seen with different
     values, the previous snapshot's row included. actionable_rows = the accepted raw rows; `table` is
-    the whole snapshot."""
+    the whole snapshot.
+
+    A withheld column is NULL in the day's accepted rows before they merge: the users updated that
+    day have an unknown value until their next update; the other users keep theirs."""
     raw_columns = CANONICAL_COLUMNS["profiles"]
+    validation = validation if validation is not None else validate(raw, "profiles", ds, settings)
+    withheld = [c for c in quality.withheld_columns(validation) if c in SCHEMAS["profiles"].names] if withhold else []
     plan = _Plan("profiles", _profile_typing(ds, settings), profile_checks(ds, settings),
                  dedup_key=f"to_json([{', '.join(f'raw_{c}' for c in raw_columns)}, _raw_text])::VARCHAR",
                  pii=tuple(settings.pii))
-    judged = _judge(con, plan, raw, None, None)
+    judged = _judge(con, plan, raw, None, None, validation)
     try:
         details = _fate_details(con, judged)
         details["unknown_consent"] = int(con.sql(
             f"SELECT count(*) FROM {judged} WHERE fate = 'accepted' AND consent_personalization IS NULL").fetchall()[0][0])
-        accepted = _accepted(con, judged, SCHEMAS["profiles"])
+        accepted = _accepted(con, judged, SCHEMAS["profiles"], withheld)
         quarantine = _quarantine(con, judged, "profiles")
     finally:
         _drop(con, judged)
@@ -469,7 +486,7 @@ def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.
     details.update(contradictions=contradictions, snapshot_users=snapshot.num_rows)
     result = CleanResult(table=snapshot, quarantine=quarantine, raw_rows=raw.num_rows,
                          duplicates_removed=details["duplicates"], details=details,
-                         actionable_rows=accepted.num_rows)
+                         actionable_rows=accepted.num_rows, validation=validation, withheld=withheld)
     return result.assert_balanced("profiles")
 
 

@@ -399,30 +399,60 @@ def _raw_name(column: str) -> str:
     return column
 
 
-def _typing_sql(source: str) -> dict[str, str]:
+def text_sql(expr: str) -> str:
+    """Trimmed text, an empty string NULL."""
+    return f"nullif(trim({expr}), '')"
+
+
+def timestamp_sql(expr: str) -> str:
+    """ISO 8601 with an explicit offset as the UTC instant (TIMESTAMPTZ); anything else NULL."""
+    return f"CASE WHEN regexp_full_match(trim({expr}), '{ISO_WITH_OFFSET}') THEN try_cast(trim({expr}) AS TIMESTAMPTZ) END"
+
+
+def amount_sql(expr: str) -> str:
+    """A finite DOUBLE, else NULL (NaN and infinity included)."""
+    number = f"try_cast(trim({expr}) AS DOUBLE)"
+    return f"CASE WHEN isfinite({number}) THEN {number} END"
+
+
+def year_sql(expr: str) -> str:
+    """The year as DOUBLE when the trimmed text is 4 digits, else NULL (the range is a row rule)."""
+    return f"CASE WHEN regexp_full_match({text_sql(expr)}, '\\d{{4}}') THEN CAST({text_sql(expr)} AS DOUBLE) END"
+
+
+def flag_sql(expr: str) -> str:
+    """Lower-cased trimmed text (`true`/`false` expected; anything else stays visible)."""
+    return f"lower({text_sql(expr)})"
+
+
+def column_sql(source: str, expr_of) -> dict[str, str]:
+    """The one typing of a source: output column -> SQL, where `expr_of(column)` is the SQL of the raw
+    VARCHAR of a canonical column. Used for validation (`typed_frame`) and by the actionable layer,
+    which builds its stored types (INTEGER year, BOOLEAN consent) on these values."""
     out: dict[str, str] = {}
     for column, kind in TYPING[source].items():
-        quoted = f"CAST(\"{column}\" AS VARCHAR)"
-        text = f"nullif(trim({quoted}), '')"
+        raw = expr_of(column)
         if kind == _TEXT:
-            out[column] = text
+            out[column] = text_sql(raw)
         elif kind == _JSON:
-            out[column] = quoted  # as landed
-            out[f"{column}_is_json"] = f"CASE WHEN {text} IS NOT NULL THEN coalesce(json_valid({quoted}), false) END"
+            out[column] = raw  # as landed
+            out[f"{column}_is_json"] = f"CASE WHEN {text_sql(raw)} IS NOT NULL THEN coalesce(json_valid({raw}), false) END"
         elif kind == _FLAG:
-            out[column] = f"lower({text})"
+            out[column] = flag_sql(raw)
         elif kind == _TIMESTAMP:
-            out[column] = (f"CASE WHEN regexp_full_match(trim({quoted}), '{ISO_WITH_OFFSET}') "
-                           f"THEN try_cast(trim({quoted}) AS TIMESTAMPTZ) END")
+            out[column] = timestamp_sql(raw)
         elif kind == _AMOUNT:
-            number = f"try_cast(trim({quoted}) AS DOUBLE)"
-            out[column] = f"CASE WHEN isfinite({number}) THEN {number} END"
+            out[column] = amount_sql(raw)
         elif kind == _YEAR:
-            out[column] = f"CASE WHEN regexp_full_match({text}, '\\d{{4}}') THEN CAST({text} AS DOUBLE) END"
-            out[f"{column}_text"] = text
+            out[column] = year_sql(raw)
+            out[f"{column}_text"] = text_sql(raw)
         else:  # pragma: no cover - TYPING is static
             raise AssertionError(kind)
     return out
+
+
+def _typing_sql(source: str) -> dict[str, str]:
+    return column_sql(source, lambda column: f"CAST(\"{column}\" AS VARCHAR)")
 
 
 def _to_pandas(table: pa.Table) -> "pd.DataFrame":
@@ -825,3 +855,189 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
     if not index.is_file():
         raise QualityError(f"GX did not write {index}")
     return index
+
+
+# --- the actionable layer's use of a suite ---------------------------------------------------------
+
+def validate_raw(raw: pa.Table, source: str, ds: date, *, max_clock_skew_minutes: int = 5,
+                 suite: Suite | None = None) -> ValidationOutcome:
+    """Validate one landed partition of `source` against its suite (default `expectations/<source>.json`):
+    typed with the one typing (`column_sql`), only the suite's columns, the day's `$PARAMETER`s."""
+    suite = suite if suite is not None else load_suite(suite_path(source))
+    frame = typed_frame(raw, source, suite.columns)
+    return validate_batch(frame, suite, f"{source}-{ds.isoformat()}",
+                          parameters=day_parameters(ds, max_clock_skew_minutes))
+
+
+def base_column(column: str | None) -> str | None:
+    """The canonical column a validated column stands for (`properties_is_json` -> `properties`)."""
+    return None if column is None else _raw_name(column)
+
+
+def withheld_columns(outcome: ValidationOutcome) -> list[str]:
+    """The canonical columns withheld by this outcome (a critical column expectation failed), sorted."""
+    return sorted({base_column(c.column) for c in outcome.column_status if c.status == "withheld" and c.column})
+
+
+COLUMN_STATUS_SCHEMA = pa.schema([
+    ("ds", pa.date32()), ("source", pa.string()), ("column", pa.string()), ("status", pa.string()),
+    ("expectation", pa.string()), ("expectation_type", pa.string()), ("severity", pa.string()),
+    ("success", pa.bool_()), ("observed_value", pa.string()), ("unexpected_percent", pa.float64()),
+    ("mostly", pa.float64()),
+])
+
+
+def column_status_table(outcome: ValidationOutcome, source: str, ds: date) -> pa.Table:
+    """One row per column expectation of the run: `status` is `withheld` when a critical column
+    expectation failed, else `promoted` (a failed warning expectation promotes, `success` false).
+    `observed_value` is GX's observed value as JSON text; `expectation` the check name."""
+    rows = [{
+        "ds": ds, "source": source, "column": base_column(c.column), "status": "withheld" if c.status == "withheld" else "promoted",
+        "expectation": c.check_name, "expectation_type": c.expectation_type, "severity": c.severity,
+        "success": c.success, "observed_value": json.dumps(_json_safe(c.observed_value)),
+        "unexpected_percent": c.unexpected_percent, "mostly": c.mostly,
+    } for c in outcome.column_status]
+    return pa.Table.from_pylist(rows, schema=COLUMN_STATUS_SCHEMA)
+
+
+def peek_rules(source: str, directory: str | Path = EXPECTATIONS_DIR) -> list[Rule]:
+    """The rules of a suite file read as plain JSON, without GX (for declaring Dagster checks in a
+    process that does not validate). `load_suite` checks the same file fully when a run validates."""
+    path = Path(directory) / f"{source}.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    rules = []
+    for position, item in enumerate(document.get("expectations") or []):
+        meta, kwargs = item.get("meta") or {}, item.get("kwargs") or {}
+        rules.append(Rule(id=item.get("id") or f"{position}", type=item["type"], column=kwargs.get("column"),
+                          decides=meta.get("decides"), reason=meta.get("reason"),
+                          severity=str(item.get("severity") or "critical"), mostly=kwargs.get("mostly"),
+                          kwargs=kwargs, check_name=""))
+    return [replace(rule, check_name=name) for rule, name in zip(rules, _check_names(rules))]
+
+
+# --- consequences upward: raw column -> daily aggregates -> features -> segments, campaigns, goals --
+
+def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
+    """(source, canonical column) -> every user_daily and user_features column computed from it
+    (assets/features.py). A column not listed feeds nothing above the actionable tables. Keys, ids
+    and timestamps of a row feed every aggregate of the row; `status` every transaction aggregate
+    (only completed ones count); consent also decides eligibility (see `blocked_by`)."""
+    from assets import features
+
+    windows = list(windows)
+    event_daily = ["events", "sessions", "page_views", "screen_views", "searches", "feature_uses", "budget_tool_uses",
+                   "impressions", "clicks", "conversions", "unsubscribes", "last_seen_at"]
+    txn_daily = ["deposits", "deposit_amount", "card_payments", "card_amount", "transfers_in", "transfer_in_amount",
+                 "transfers_out", "transfer_out_amount", "txns", "first_txn_at", "last_txn_at"]
+    derived = {"active_days": {"events"}, "txn_days": {"txns"}, "balance_in": {"deposit_amount", "transfer_in_amount"},
+               "balance_out": {"card_amount", "transfer_out_amount"}}
+
+    def upward(daily: Iterable[str]) -> set[str]:
+        daily = set(daily)
+        out = set(daily)
+        for w in windows:
+            out |= {f"{name}_{w}d" for name in features.WINDOWED_SUMS if name in daily}
+            out |= {f"{name}_{w}d" for name, inputs in derived.items() if inputs & daily}
+        if "last_seen_at" in daily:
+            out.add("days_since_last_seen")
+        return out
+
+    every_event, every_txn = upward(event_daily), upward(txn_daily)
+    profile_all = {"country", "plan", "age_band", "tenure_days", "consent_personalization"}
+    return {
+        **{("events", c): every_event for c in ("event_id", "user_id", "occurred_at", "event_type")},
+        ("events", "session_id"): upward(["sessions"]),
+        ("events", "properties"): upward(["budget_tool_uses"]),
+        ("events", "channel"): set(), ("events", "campaign_id"): set(), ("events", "touchpoint_id"): set(),
+        **{("transactions", c): every_txn for c in ("txn_id", "user_id", "occurred_at", "amount", "currency",
+                                                      "txn_type", "status")},
+        ("transactions", "merchant_category"): set(),
+        **{("profiles", c): profile_all for c in ("user_id", "updated_at")},
+        ("profiles", "signup_at"): {"tenure_days"},
+        ("profiles", "country"): {"country"},
+        ("profiles", "birth_year"): {"age_band"},
+        ("profiles", "plan"): {"plan"},
+        ("profiles", "consent_personalization"): {"consent_personalization"},
+        ("profiles", "consent_marketing"): set(),
+    }
+
+
+@dataclass
+class Blocked:
+    """What withheld columns block. Each map is item id -> the withheld inputs that block it, as
+    `source.column (expectation)` texts. `columns`: withheld input -> derived columns it feeds."""
+
+    withheld: list[tuple[str, str, str]]
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    segments: dict[str, list[str]] = field(default_factory=dict)
+    campaigns: dict[str, list[str]] = field(default_factory=dict)
+    goals: dict[str, list[str]] = field(default_factory=dict)
+    metrics: dict[str, list[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.segments or self.campaigns or self.goals or self.metrics)
+
+    def describe(self) -> str:
+        if not self.withheld:
+            return "every input column promoted"
+        lines = [f"withheld: {', '.join(self.columns)}"]
+        for kind in ("segments", "campaigns", "goals", "metrics"):
+            for item, causes in getattr(self, kind).items():
+                lines.append(f"{kind[:-1]} {item} blocked by {', '.join(causes)}")
+        return "\n".join(lines)
+
+
+def expression_columns(text: str) -> set[str]:
+    """The column names a map expression (segment rule, metric condition) reads."""
+    import sqlglot
+    from sqlglot import exp
+
+    if not text or not text.strip():
+        return set()
+    return {node.name for node in sqlglot.parse_one(text, dialect="duckdb").find_all(exp.Column)}
+
+
+def blocked_by(pyramid_map, withheld: Iterable[tuple]) -> Blocked:
+    """The segments, campaigns, goals and metrics that need a withheld column.
+
+    `withheld`: (source, column) or (source, column, expectation). A segment is blocked when its rule
+    reads a feature fed by a withheld column, and every segment when the consent column is withheld
+    (eligibility cannot be known); a campaign when one of its segments is; a metric when its condition
+    reads a daily column fed by a withheld column; a goal when its metric, a guardrail or its campaign is."""
+    items = [(w[0], w[1], w[2] if len(w) > 2 else "") for w in withheld]
+    lineage = column_lineage(pyramid_map.segments.windows)
+    result = Blocked(withheld=items)
+    feeds: dict[str, set[str]] = {}
+    for source, column, expectation in items:
+        label = f"{source}.{column}" + (f" ({expectation})" if expectation else "")
+        fed = set(lineage.get((source, column), set()))
+        feeds[label] = fed
+        result.columns[label] = sorted(fed)
+    consent = pyramid_map.actionable.consent_column
+
+    def add(target: dict, key: str, cause: str) -> None:
+        causes = target.setdefault(key, [])
+        if cause not in causes:
+            causes.append(cause)
+
+    for definition in pyramid_map.segments.definitions:
+        used = expression_columns(definition.rule)
+        for label, fed in feeds.items():
+            if used & fed or consent in fed:
+                add(result.segments, definition.id, label)
+    for campaign in pyramid_map.campaigns:
+        for segment in campaign.segments:
+            for cause in result.segments.get(segment, []):
+                add(result.campaigns, campaign.id, cause)
+    for metric_id, metric in pyramid_map.metrics.items():
+        used = expression_columns(metric.condition)
+        for label, fed in feeds.items():
+            if used & fed:
+                add(result.metrics, metric_id, label)
+    for goal in pyramid_map.goals:
+        for metric_id in (goal.metric, *goal.guardrails):
+            for cause in result.metrics.get(metric_id, []):
+                add(result.goals, goal.id, cause)
+        for cause in result.campaigns.get(goal.campaign, []):
+            add(result.goals, goal.id, cause)
+    return result

@@ -243,7 +243,19 @@ PREVIOUS_PROFILES = pa.table({
 @pytest.fixture()
 def profiles_result(tmp_path, pyramid):
     raw = land_text(tmp_path, pyramid, "profiles", "\n".join([PROFILE_HEADER, *PROFILE_ROWS]) + "\n")
-    return actionable.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable)
+    # this small fixture fails the column expectations on plan and consent (tested below): keep them
+    # here, to test the row rules and the tie-break
+    return actionable.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable, withhold=False)
+
+
+def test_profiles_withheld_columns_are_null_in_the_day_rows_only(tmp_path, pyramid):
+    raw = land_text(tmp_path, pyramid, "profiles", "\n".join([PROFILE_HEADER, *PROFILE_ROWS]) + "\n")
+    result = actionable.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable)
+    assert result.withheld == ["consent_personalization", "plan"]          # 'gold' and 'maybe' beyond mostly
+    snapshot = {row["user_id"]: row for row in result.table.to_pylist()}
+    assert (snapshot["u1"]["plan"], snapshot["u1"]["consent_personalization"]) == (None, None)  # updated today
+    assert (snapshot["u5"]["plan"], snapshot["u5"]["consent_personalization"]) == ("free", True)  # carried over
+    assert result.accounting()["balanced"]
 
 
 def test_profiles_latest_wins_with_documented_tie_break(profiles_result):

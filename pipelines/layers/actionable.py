@@ -6,13 +6,15 @@ from datetime import date, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets import actionable, features
+from assets import actionable, features, quality
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import partition_day, write_table
 from pipelines.resources import PyramidResource
 
 ACCOUNTING_CHECK = "rows_accounted_for"
+INPUTS_CHECK = "inputs_promoted"
+SUITE_SOURCES = ("events", "transactions", "profiles")
 
 
 class MissingPartition(RuntimeError):
@@ -55,6 +57,89 @@ def _accounting_spec(asset_name: str) -> dg.AssetCheckSpec:
     )
 
 
+# --- the suites as asset checks ---------------------------------------------------------------------
+
+def _suite_specs(source: str, asset_name: str) -> list[dg.AssetCheckSpec]:
+    """One check per expectation of the source's suite (read without GX): critical ones block."""
+    specs = []
+    for rule in quality.peek_rules(source):
+        what = (f"refuses rows as `{rule.reason}`" if rule.decides == "row"
+                else "withholds the column when it fails" if rule.severity == "critical" else "warns about the column")
+        specs.append(dg.AssetCheckSpec(
+            rule.check_name, asset=asset_name, blocking=rule.severity == "critical",
+            description=f"{rule.type} on {rule.column} (mostly {rule.mostly}, {rule.severity}): {what}. "
+                        f"Suite expectations/{source}.json",
+        ))
+    return specs
+
+
+def suite_check_results(asset_name: str, outcome: "quality.ValidationOutcome", docs: str | None) -> list[dg.AssetCheckResult]:
+    results = []
+    for name, summary in outcome.checks.items():
+        metadata = {k: v for k, v in summary.items() if v is not None and not isinstance(v, (list, dict))}
+        metadata["sample_unexpected"] = dg.MetadataValue.json(summary.get("sample_unexpected") or [])
+        observed = summary.get("observed_value")
+        if isinstance(observed, (list, dict)):
+            metadata["observed_value"] = dg.MetadataValue.json(observed)
+        elif observed is not None:
+            metadata["observed_value"] = observed
+        if docs:
+            metadata["data_docs"] = dg.MetadataValue.path(docs)
+        results.append(dg.AssetCheckResult(
+            asset_key=asset_name, check_name=name, passed=bool(summary["success"]), metadata=metadata,
+            severity=dg.AssetCheckSeverity.ERROR if summary["severity"] == "critical" else dg.AssetCheckSeverity.WARN,
+        ))
+    return results
+
+
+def data_docs(lake: Lake, source: str, outcome: "quality.ValidationOutcome") -> str:
+    """GX Data Docs for the run's validation of `source`: data/reports/data_docs/<source>/index.html
+    (rebuilt each run; the validation pages of earlier runs stay beside it)."""
+    return str(quality.build_data_docs([outcome], lake.reports / "data_docs" / source))
+
+
+def _validated(lake: Lake, source: str, ds: date, raw: pa.Table, settings) -> tuple["quality.ValidationOutcome", str]:
+    outcome = actionable.validate(raw, source, ds, settings)
+    write_table(lake, "actionable", f"column_status_{source}", ds, quality.column_status_table(outcome, source, ds))
+    return outcome, data_docs(lake, source, outcome)
+
+
+def _suite_metadata(result: actionable.CleanResult, docs: str) -> dict:
+    outcome = result.validation
+    return {
+        "withheld_columns": ", ".join(result.withheld) or "none",
+        "warned_columns": ", ".join(sorted({quality.base_column(c.column) for c in outcome.column_status
+                                             if c.status == "warned"})) or "none",
+        "data_docs": dg.MetadataValue.path(docs),
+        "validation_seconds": round(sum(outcome.timings.values()), 3),
+    }
+
+
+def withheld_for_day(lake: Lake, ds: date) -> list[tuple[str, str, str]]:
+    """(source, column, expectation) withheld on `ds`, from the column status tables (no GX)."""
+    withheld = []
+    for source in SUITE_SOURCES:
+        path = lake.partition_file("actionable", f"column_status_{source}", ds)
+        if path.exists():
+            table = read_partition(connect(), path)
+            withheld += [(r["source"], r["column"], r["expectation"]) for r in table.to_pylist() if r["status"] == "withheld"]
+    return withheld
+
+
+def blocked_for_day(lake: Lake, pyramid_map: PyramidMap, ds: date) -> "quality.Blocked":
+    """What the columns withheld on `ds` block upward (segments, campaigns, goals, metrics)."""
+    return quality.blocked_by(pyramid_map, withheld_for_day(lake, ds))
+
+
+def inputs_check(blocked: "quality.Blocked") -> dg.AssetCheckResult:
+    metadata = {"withheld": ", ".join(blocked.columns) or "none"}
+    for kind in ("segments", "campaigns", "goals", "metrics"):
+        items = getattr(blocked, kind)
+        metadata[f"blocked_{kind}"] = ", ".join(f"{k} ({'; '.join(v)})" for k, v in items.items()) or "none"
+    return dg.AssetCheckResult(check_name=INPUTS_CHECK, passed=not blocked, metadata=metadata,
+                               severity=dg.AssetCheckSeverity.ERROR, description=blocked.describe())
+
+
 def _clean_result_metadata(lake: Lake, name: str, ds: date, result: actionable.CleanResult) -> dict:
     write_table(lake, "actionable", f"quarantine_{name}", ds, result.quarantine)
     metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
@@ -78,7 +163,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions, deps=["raw_profiles"], kinds={"duckdb", "parquet"},
-        check_specs=[_accounting_spec("actionable_profiles")],
+        check_specs=[_accounting_spec("actionable_profiles"), *_suite_specs("profiles", "actionable_profiles")],
         description="Profile snapshot as of the day: latest update wins, PII removed, consent known.",
     )
     def actionable_profiles(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -86,10 +171,16 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         raw = read_partition(con, lake.partition_file("raw", "profiles", ds))
         previous = previous_partition(lake, "actionable", "profiles", ds, start)
-        result = actionable.update_profiles(con, raw, previous, ds, settings)
+        outcome, docs = _validated(lake, "profiles", ds, raw, settings)
+        result = actionable.update_profiles(con, raw, previous, ds, settings, validation=outcome)
         metadata = _clean_result_metadata(lake, "profiles", ds, result)
+        metadata.update(_suite_metadata(result, docs))
         metadata["contradictory_updates"] = int(result.details.get("contradictions", 0))
-        return dg.MaterializeResult(metadata=metadata, check_results=[accounting_check("actionable_profiles", result)])
+        metadata["unknown_consent"] = int(result.details.get("unknown_consent", 0))
+        metadata["snapshot_users"] = int(result.details.get("snapshot_users", 0))
+        return dg.MaterializeResult(metadata=metadata, check_results=[
+            accounting_check("actionable_profiles", result),
+            *suite_check_results("actionable_profiles", outcome, docs)])
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions, deps=["raw_erasure_requests"], kinds={"duckdb", "parquet"},
@@ -109,7 +200,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         @dg.asset(
             name=asset_name, group_name="actionable", partitions_def=partitions,
             deps=[f"raw_{name}", "actionable_profiles"], kinds={"duckdb", "parquet"},
-            check_specs=[_accounting_spec(asset_name)],
+            check_specs=[_accounting_spec(asset_name), *_suite_specs(name, asset_name)],
             description=f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
                         "refused rows go to quarantine with every reason.",
         )
@@ -120,9 +211,14 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             known_users = read_partition(con, lake.partition_file("actionable", "profiles", ds)).select(["user_id"])
             seen = read_partitions(con, lake, "actionable", name, lookback_days(ds, settings.dedup_lookback_days, start),
                                    columns=key_column)
-            result = clean(con, raw, ds, known_users, seen, settings)
+            outcome, docs = _validated(lake, name, ds, raw, settings)
+            result = clean(con, raw, ds, known_users, seen, settings, validation=outcome)
             metadata = _clean_result_metadata(lake, name, ds, result)
-            return dg.MaterializeResult(metadata=metadata, check_results=[accounting_check(asset_name, result)])
+            metadata.update(_suite_metadata(result, docs))
+            for kind in ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies"):
+                metadata[kind] = int(result.details.get(kind, 0))
+            return dg.MaterializeResult(metadata=metadata, check_results=[
+                accounting_check(asset_name, result), *suite_check_results(asset_name, outcome, docs)])
 
         return _asset
 
@@ -142,6 +238,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
         deps=["user_daily", "actionable_profiles", "actionable_erased_users"], kinds={"duckdb", "parquet"},
+        check_specs=[dg.AssetCheckSpec(INPUTS_CHECK, asset="user_features",
+                                       description="No segment, campaign or goal needs a column withheld today; "
+                                                   "fails naming the column, the expectation and every blocked item.")],
         description="One row per known, non-erased user as of the day: profile, recency and windowed activity.",
     )
     def user_features(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -152,7 +251,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         profiles = read_partition(con, lake.partition_file("actionable", "profiles", ds))
         erased = read_partition(con, lake.partition_file("actionable", "erased_users", ds))
         table = features.user_features(con, daily, profiles, erased, ds, windows)
-        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_features", ds, table))
+        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_features", ds, table),
+                                    check_results=[inputs_check(blocked_for_day(lake, pmap, ds))])
 
     return [
         actionable_profiles,

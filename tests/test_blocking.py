@@ -1,0 +1,67 @@
+"""Consequences flow upward: a withheld column blocks exactly the segments, campaigns and goals that
+need it (assets.quality.blocked_by), and the column status table records the verdict."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from assets import actionable, quality
+from assets.lake import connect
+from assets.pyramid_map import load_map
+from tests.test_actionable import DS, KNOWN_USERS, TXN_HEADER, land_text
+
+
+@pytest.fixture(scope="module")
+def pyramid():
+    return load_map()
+
+
+def test_withheld_status_blocks_every_transaction_based_item(pyramid):
+    blocked = quality.blocked_by(pyramid, [("transactions", "status", "status__be_in_set")])
+    # computed by hand from pyramid.yaml: rules on deposits/card payments/balance_in, their campaigns
+    # and goals, and the metrics over deposits and card payments
+    assert sorted(blocked.segments) == ["card_regulars", "high_inflow", "steady_depositors"]
+    assert sorted(blocked.campaigns) == ["card_cashback", "savings_nudge"]
+    assert sorted(blocked.goals) == ["card_usage", "grow_deposits"]
+    assert sorted(blocked.metrics) == ["card_spend_rate", "deposit_rate"]
+    assert blocked.segments["card_regulars"] == ["transactions.status (status__be_in_set)"]
+    unblocked = {d.id for d in pyramid.segments.definitions} - set(blocked.segments)
+    assert {"recent_searchers", "new_users"} <= unblocked
+    assert "budget_tips" not in blocked.campaigns and "budget_adoption" not in blocked.goals
+    assert "transactions.status (status__be_in_set)" in blocked.describe()
+
+
+def test_withheld_consent_blocks_every_segment_and_a_harmless_column_nothing(pyramid):
+    consent = quality.blocked_by(pyramid, [("profiles", "consent_personalization")])
+    assert sorted(consent.segments) == sorted(d.id for d in pyramid.segments.definitions)
+    assert sorted(consent.campaigns) == sorted(c.id for c in pyramid.campaigns)
+    assert not quality.blocked_by(pyramid, [("events", "channel"), ("transactions", "merchant_category")])
+    assert not quality.blocked_by(pyramid, [])
+
+
+def test_session_id_blocks_the_north_star_metric_only(pyramid):
+    blocked = quality.blocked_by(pyramid, [("events", "session_id")])
+    assert list(blocked.metrics) == [pyramid.north_star.metric]
+    assert not blocked.segments and not blocked.goals
+
+
+def test_failing_status_column_is_withheld_and_recorded(tmp_path, pyramid):
+    # 3 of 4 transactions have a status outside the allowed set: status__be_in_set (critical) fails
+    rows = ["t1,u1,2026-10-01T10:00:00Z,10,EUR,deposit,,completed",
+            "t2,u1,2026-10-01T10:00:00Z,10,EUR,deposit,,done",
+            "t3,u2,2026-10-01T10:00:00Z,10,EUR,deposit,,done",
+            "t4,u3,2026-10-01T10:00:00Z,10,EUR,card_payment,food,ok"]
+    raw = land_text(tmp_path, pyramid, "transactions", "\n".join([TXN_HEADER, *rows]) + "\n")
+    result = actionable.clean_transactions(connect(), raw, DS, KNOWN_USERS, None, pyramid.actionable)
+    assert result.withheld == ["status"]
+    assert result.table.num_rows == 4 and result.table.column("status").null_count == 4
+    assert result.quarantine.num_rows == 0 and result.accounting()["balanced"]
+    status = {r["expectation"]: r for r in quality.column_status_table(result.validation, "transactions", DS).to_pylist()}
+    assert status["status__be_in_set"]["status"] == "withheld"
+    assert status["status__be_in_set"]["column"] == "status" and status["status__be_in_set"]["mostly"] == 0.99
+    assert json.loads(status["status__be_in_set"]["observed_value"]) == 0.25
+    assert status["merchant_category__not_be_null"]["status"] == "promoted"
+    assert all(r["ds"] == DS and r["source"] == "transactions" for r in status.values())
