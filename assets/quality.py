@@ -857,6 +857,28 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
     return index
 
 
+def save_validation(outcome: "ValidationOutcome", path: Path) -> Path:
+    """Keep a validation result as GX's own JSON (written atomically), for Data Docs built later."""
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(outcome.gx_result.to_json_dict()))
+    os.replace(tmp, path)
+    return path
+
+
+def load_validations(paths: Iterable[Path]) -> list:
+    """GX validation results saved by `save_validation`."""
+    import json
+
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
+
+    schema = ExpectationSuiteValidationResultSchema()
+    return [schema.load(json.loads(Path(p).read_text())) for p in paths]
+
+
 # --- the actionable layer's use of a suite ---------------------------------------------------------
 
 def validate_raw(raw: pa.Table, source: str, ds: date, *, max_clock_skew_minutes: int = 5,

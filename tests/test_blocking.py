@@ -65,3 +65,60 @@ def test_failing_status_column_is_withheld_and_recorded(tmp_path, pyramid):
     assert json.loads(status["status__be_in_set"]["observed_value"]) == 0.25
     assert status["merchant_category__not_be_null"]["status"] == "promoted"
     assert all(r["ds"] == DS and r["source"] == "transactions" for r in status.values())
+
+
+def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materializes(tmp_path, pyramid):
+    """Two days through Dagster; on the second, every transaction's status is outside the allowed set,
+    so `status__be_in_set` withholds the column: `inputs_promoted` fails naming what it blocks, the
+    blocked segments have no members that day, and every asset still materializes."""
+    import csv
+
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from assets.lake import Lake
+    from pipelines.definitions import NIGHTLY_JOB, build_definitions
+    from pipelines.resources import PyramidResource
+    from pipelines.runner import QUIET
+    from pipelines.sample_data import generate_sample
+
+    generate_sample(tmp_path / "landing", users=400, days=2, seed=3, pyramid_map=pyramid)
+    day1, day2 = pyramid.start_date, pyramid.start_date.fromordinal(pyramid.start_date.toordinal() + 1)
+    [path] = (tmp_path / "landing" / "transactions" / day2.isoformat()).glob("*.csv")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 20
+    for row in rows:
+        row["status"] = "done"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    defs = build_definitions(pyramid, PyramidResource(data_root=str(tmp_path)))
+    job, instance = defs.resolve_job_def(NIGHTLY_JOB), dg.DagsterInstance.ephemeral()
+    results = {d: job.execute_in_process(partition_key=d.isoformat(), instance=instance, run_config=QUIET)
+               for d in (day1, day2)}
+    assert all(r.success for r in results.values())
+    [inputs] = [e for e in results[day2].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]
+    assert not inputs.passed
+    named = {k: v.value for k, v in inputs.metadata.items()}
+    assert "transactions.status (status__be_in_set)" in named["withheld"]
+    for kind, items in (("segments", ["card_regulars", "high_inflow", "steady_depositors"]),
+                        ("campaigns", ["card_cashback", "savings_nudge"]), ("goals", ["card_usage", "grow_deposits"])):
+        assert sorted(i.split(" (")[0] for i in named[f"blocked_{kind}"].split(", ")) == items, kind
+    [day1_inputs] = [e for e in results[day1].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]
+    assert day1_inputs.passed
+
+    lake = Lake(tmp_path)
+    members = pq.read_table(lake.partition_file("segments", "segment_membership", day2)).to_pylist()
+    assert not {m["segment_id"] for m in members} & {"card_regulars", "high_inflow", "steady_depositors"}
+    assert {m["segment_id"] for m in members} & {"recent_searchers", "new_users"}  # the others still computed
+    audiences = {r["campaign_id"] for r in pq.read_table(lake.partition_file("campaigns", "audiences", day2)).to_pylist()}
+    assert not audiences & {"card_cashback", "savings_nudge"}
+    goals_measured = {r["goal_id"] for r in pq.read_table(lake.partition_file("goals", "goal_metrics", day2)).to_pylist()
+                      if r["window"] == "day"}
+    assert "budget_adoption" in goals_measured and not goals_measured & {"card_usage", "grow_deposits"}
+    materialized = {e.asset_key.to_user_string() for e in results[day2].get_asset_materialization_events()}
+    assert materialized == {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert lake.has_partition("goals", "north_star", day2) and lake.warehouse.exists()

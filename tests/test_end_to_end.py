@@ -5,58 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from assets.catalog import build_catalog
 from assets.lake import Lake
-from assets.pyramid_map import PyramidMap, load_map
-from pipelines.definitions import NIGHTLY_JOB, build_definitions
-from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
-from pipelines.sample_data import generate_sample
 from tests import independent
 
-USERS, DAYS, SEED = 2500, 8, 5
-PII = ("email", "phone", "full_name")
-
-
-@dataclass
-class PyramidRun:
-    lake: Lake
-    pyramid_map: PyramidMap
-    days: list[date]
-    results: dict
-    job: dg.JobDefinition
-    instance: dg.DagsterInstance
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> PyramidRun:
-    root = tmp_path_factory.mktemp("pyramid")
-    pyramid_map = load_map()
-    generate_sample(root / "landing", users=USERS, days=DAYS, seed=SEED, pyramid_map=pyramid_map)
-    defs = build_definitions(pyramid_map, PyramidResource(data_root=str(root)))
-    job = defs.resolve_job_def(NIGHTLY_JOB)
-    instance = dg.DagsterInstance.ephemeral()
-    days = [pyramid_map.start_date + timedelta(days=n) for n in range(DAYS)]
-    results = {
-        day: job.execute_in_process(partition_key=day.isoformat(), instance=instance, run_config=QUIET)
-        for day in days
-    }
-    return PyramidRun(Lake(root), pyramid_map, days, results, job, instance)
-
-
-def _lake_rows(lake: Lake, layer: str, table: str, where: str = "") -> list[dict]:
-    sql = f"SELECT * FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true) {where}"
-    relation = duckdb.sql(sql)
-    return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+from tests.pyramid_run import PII, _lake_rows  # the fixture `run` is in tests/conftest.py
 
 
 def test_every_day_succeeds_and_every_blocking_check_passes(run):
@@ -73,9 +34,10 @@ def test_goal_metrics_match_an_independent_computation(run):
     goal = next(g for g in run.pyramid_map.goals if g.metric == "deposit_rate")
     campaign = run.pyramid_map.campaign(goal.campaign)
     for day in run.days[1:]:
-        audience = [r["user_id"] for r in _lake_rows(
-            run.lake, "campaigns", "audiences",
-            f"WHERE ds = DATE '{day - timedelta(days=1)}' AND campaign_id = '{campaign.id}'")]
+        # the audience as it was sent (later erasures removed users from the lake's copy), less the users
+        # erased by the day measured: the day's run erases them before it measures
+        erased = run.erased(through=day)
+        audience = [u for u in run.audience(day - timedelta(days=1), campaign.id) if u not in erased]
         deposited = {user for user, d in independent.deposit_days(landing, day) if d == day}
         expected = independent.arm_successes(audience, campaign.id, campaign.holdout, deposited)
         [row] = _lake_rows(run.lake, "goals", "goal_metrics",
@@ -97,21 +59,28 @@ def test_goal_to_date_counts_users_as_clusters(run):
     last = run.days[-1]
     days = [r for r in rows if r["window"] == "day"]
     [to_date] = [r for r in rows if r["window"] == "to_date" and r["ds"] == last]
-    for arm in ("treatment", "holdout"):
-        assert to_date[f"{arm}_user_days"] == sum(r[f"{arm}_users"] for r in days if r["ds"] <= last)
-        assert to_date[f"{arm}_successes"] == sum(r[f"{arm}_successes"] for r in days if r["ds"] <= last)
 
-    # per user, from the landing files: days in the audience as of d - 1, days with a deposit known on d
+    # per user, from the landing files: days in the audience (as sent) as of d - 1, days with a deposit
+    # known on d; users erased by the last day are gone from the per-user outcomes and the to_date row
+    erased = run.erased()
     per_user: dict[str, list[int]] = {}
+    erased_days = {"treatment": [0, 0], "holdout": [0, 0]}
     for day in run.days[1:]:
-        audience = [r["user_id"] for r in _lake_rows(
-            run.lake, "campaigns", "audiences",
-            f"WHERE ds = DATE '{day - timedelta(days=1)}' AND campaign_id = '{campaign.id}'")]
+        audience = run.audience(day - timedelta(days=1), campaign.id)
         deposited = {user for user, d in independent.deposit_days(run.lake.landing, day) if d == day}
-        for user in set(audience):
+        for user in set(audience) - run.erased(through=day):  # those measured on the day
+            if user in erased:
+                arm = "holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"
+                erased_days[arm][0] += 1
+                erased_days[arm][1] += user in deposited
+                continue
             counts = per_user.setdefault(user, [0, 0])
             counts[0] += 1
             counts[1] += user in deposited
+    assert sum(n for n, _ in erased_days.values()) > 0  # the sample erases users who were measured
+    for arm in ("treatment", "holdout"):  # the day rows (aggregates, kept) still count the erased users
+        assert to_date[f"{arm}_user_days"] == sum(r[f"{arm}_users"] for r in days if r["ds"] <= last) - erased_days[arm][0]
+        assert to_date[f"{arm}_successes"] == sum(r[f"{arm}_successes"] for r in days if r["ds"] <= last) - erased_days[arm][1]
     arms = {"treatment": [], "holdout": []}
     for user, (n, x) in per_user.items():
         arms["holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"].append((n, x))
@@ -132,14 +101,26 @@ def test_north_star_matches_an_independent_computation(run):
 
 
 def test_rerunning_a_partition_changes_nothing(run):
+    """Rule 3 under rule 7: the first re-run of a day that users asked since to be erased from recomputes
+    that day without them (its raw rows are re-landed from the landing files and erased again), so only
+    that day's aggregates may change; a second re-run changes nothing at all."""
     day = run.days[3]
+    assert any(r["ds"] > day for r in _lake_rows(run.lake, "raw", "erasure_requests") if r["user_id"])
     before = _snapshot(run.lake)
     result = run.job.execute_in_process(partition_key=day.isoformat(), instance=run.instance, run_config=QUIET)
     assert result.success
     after = _snapshot(run.lake)
     assert before.keys() == after.keys()
     changed = [path for path in before if not before[path].equals(after[path])]
-    assert changed == []
+    assert all(f"ds={day}" in path for path in changed), changed
+    per_user = [p for p in changed if "user_id" in after[p].column_names or "payload" in after[p].column_names]
+    aggregates = {"segment_summary", "segment_overlap", "segment_baselines", "goal_metrics", "north_star",
+                  "north_star_contributions"}
+    assert {Path(p).parent.parent.name for p in changed} - {Path(p).parent.parent.name for p in per_user} <= aggregates
+    result = run.job.execute_in_process(partition_key=day.isoformat(), instance=run.instance, run_config=QUIET)
+    assert result.success
+    again = _snapshot(run.lake)
+    assert [path for path in after if not after[path].equals(again[path])] == []
 
 
 def _snapshot(lake: Lake) -> dict:

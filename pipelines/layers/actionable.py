@@ -2,11 +2,12 @@
 profile snapshot without PII, erased users, per-user daily aggregates and the feature table."""
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
-from assets import actionable, features, quality
+from assets import actionable, erasure, features, quality
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import partition_day, write_table
@@ -14,6 +15,7 @@ from pipelines.resources import PyramidResource
 
 ACCOUNTING_CHECK = "rows_accounted_for"
 INPUTS_CHECK = "inputs_promoted"
+ERASURE_CHECK = "erased_users_absent"
 SUITE_SOURCES = ("events", "transactions", "profiles")
 
 
@@ -65,8 +67,10 @@ def _suite_specs(source: str, asset_name: str) -> list[dg.AssetCheckSpec]:
     for rule in quality.peek_rules(source):
         what = (f"refuses rows as `{rule.reason}`" if rule.decides == "row"
                 else "withholds the column when it fails" if rule.severity == "critical" else "warns about the column")
+        # a critical row check blocks downstream (a spike of bad rows); a critical column check does not:
+        # withholding the column is its handling, and `inputs_promoted` blocks only what needs the column
         specs.append(dg.AssetCheckSpec(
-            rule.check_name, asset=asset_name, blocking=rule.severity == "critical",
+            rule.check_name, asset=asset_name, blocking=rule.severity == "critical" and rule.decides == "row",
             description=f"{rule.type} on {rule.column} (mostly {rule.mostly}, {rule.severity}): {what}. "
                         f"Suite expectations/{source}.json",
         ))
@@ -92,16 +96,38 @@ def suite_check_results(asset_name: str, outcome: "quality.ValidationOutcome", d
     return results
 
 
-def data_docs(lake: Lake, source: str, outcome: "quality.ValidationOutcome") -> str:
-    """GX Data Docs for the run's validation of `source`: data/reports/data_docs/<source>/index.html
-    (rebuilt each run; the validation pages of earlier runs stay beside it)."""
-    return str(quality.build_data_docs([outcome], lake.reports / "data_docs" / source))
+def validation_file(lake: Lake, source: str, ds: date) -> Path:
+    return lake.reports / "validations" / source / f"{ds.isoformat()}.json"
+
+
+def data_docs_index(lake: Lake) -> Path:
+    return lake.reports / "data_docs" / "index.html"
 
 
 def _validated(lake: Lake, source: str, ds: date, raw: pa.Table, settings) -> tuple["quality.ValidationOutcome", str]:
     outcome = actionable.validate(raw, source, ds, settings)
     write_table(lake, "actionable", f"column_status_{source}", ds, quality.column_status_table(outcome, source, ds))
-    return outcome, data_docs(lake, source, outcome)
+    quality.save_validation(outcome, validation_file(lake, source, ds))
+    return outcome, str(data_docs_index(lake))
+
+
+def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """One Data Docs build per day for all sources: a build costs most of a second whatever its size."""
+
+    @dg.asset(
+        name="data_quality_docs", group_name="actionable", partitions_def=partitions, kinds={"great_expectations"},
+        deps=[f"actionable_{source}" for source in SUITE_SOURCES],
+        description="Great Expectations Data Docs for the day's validations: data/reports/data_docs/index.html.",
+    )
+    def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        files = [validation_file(lake, source, ds) for source in SUITE_SOURCES]
+        index = quality.build_data_docs(quality.load_validations(f for f in files if f.exists()),
+                                        data_docs_index(lake).parent)
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(index)),
+                                              "validations": len([f for f in files if f.exists()])})
+
+    return _asset
 
 
 def _suite_metadata(result: actionable.CleanResult, docs: str) -> dict:
@@ -194,6 +220,32 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         erased = actionable.update_erasures(con, raw, previous)
         return dg.MaterializeResult(metadata=write_table(lake, "actionable", "erased_users", ds, erased))
 
+    @dg.asset(
+        group_name="actionable", partitions_def=partitions,
+        deps=["actionable_erased_users", "actionable_events", "actionable_transactions", "actionable_profiles"],
+        kinds={"duckdb", "parquet"},
+        check_specs=[dg.AssetCheckSpec(ERASURE_CHECK, asset="erasure_applied", blocking=True,
+                                       description="No Parquet file of the lake (raw events, transactions and "
+                                                   "profiles included) mentions an erased user.")],
+        description="Erasure requests applied: the day's partitions lose every erased user's rows, and a user "
+                    "erased today is removed from every earlier partition of every layer (assets/erasure.py).",
+    )
+    def erasure_applied(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        erased, new = erasure_sets(lake, ds, start)
+        removed_today = erasure.erase_users(lake, erased, only_day=ds)
+        removed_history = erasure.erase_users(lake, new) if new else {}
+        return dg.MaterializeResult(
+            metadata={
+                "erased_users": len(erased),
+                "new_requests": len(new),
+                "removed_today": dg.MetadataValue.json(removed_today),
+                "removed_from_history": dg.MetadataValue.json(removed_history),
+                "rows_removed": sum(removed_today.values()) + sum(removed_history.values()),
+            },
+            check_results=[erasure_check(lake, erased)],
+        )
+
     def _clean_asset(name: str, key_column: str, clean) -> dg.AssetsDefinition:
         asset_name = f"actionable_{name}"
 
@@ -223,8 +275,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return _asset
 
     @dg.asset(
-        group_name="actionable", partitions_def=partitions, deps=["actionable_events", "actionable_transactions"],
-        kinds={"duckdb", "parquet"},
+        group_name="actionable", partitions_def=partitions,
+        deps=["actionable_events", "actionable_transactions", "erasure_applied"], kinds={"duckdb", "parquet"},
         description="Per user and activity day, the activity that landed this day (late rows included).",
     )
     def user_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -237,7 +289,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
-        deps=["user_daily", "actionable_profiles", "actionable_erased_users"], kinds={"duckdb", "parquet"},
+        deps=["user_daily", "actionable_profiles", "actionable_erased_users", "erasure_applied"],
+        kinds={"duckdb", "parquet"},
         check_specs=[dg.AssetCheckSpec(INPUTS_CHECK, asset="user_features",
                                        description="No segment, campaign or goal needs a column withheld today; "
                                                    "fails naming the column, the expectation and every blocked item.")],
@@ -259,9 +312,46 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         actionable_erased_users,
         _clean_asset("events", "event_id", actionable.clean_events),
         _clean_asset("transactions", "txn_id", actionable.clean_transactions),
+        erasure_applied,
         user_daily,
         user_features,
+        data_quality_docs_asset(partitions),
     ]
+
+
+def erasure_sets(lake: Lake, ds: date, start: date) -> tuple[list[str], list[str]]:
+    """(every user known to be erased, those whose request is new on `ds`).
+
+    Known to be erased: the erased users as of `ds` and as of the latest materialized day, so that
+    re-running an old day (which re-lands its raw rows from the landing files) never brings back a user
+    erased since. New on `ds`: in the erased users of `ds` but not of the day before (all of them on
+    the first day, or when that partition is missing)."""
+    con = connect()
+    as_of = set(read_partition(con, lake.partition_file("actionable", "erased_users", ds)).column("user_id").to_pylist())
+    known = set(as_of)
+    days = lake.partitions("actionable", "erased_users")
+    if days and days[-1] > ds:
+        known |= set(read_partition(con, lake.partition_file("actionable", "erased_users", days[-1]))
+                     .column("user_id").to_pylist())
+    before: set = set()
+    previous = ds - timedelta(days=1)
+    if ds > start and lake.has_partition("actionable", "erased_users", previous):
+        before = set(read_partition(con, lake.partition_file("actionable", "erased_users", previous))
+                     .column("user_id").to_pylist())
+    known.discard(None)
+    return sorted(known), sorted(u for u in as_of - before if u is not None)
+
+
+def erasure_check(lake: Lake, erased: list[str]) -> dg.AssetCheckResult:
+    """Scan every Parquet file of the lake (the request records excepted) for the erased users."""
+    found = erasure.find_erased(lake, erased)
+    return dg.AssetCheckResult(
+        check_name=ERASURE_CHECK, passed=not found, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"erased_users": len(erased), "tables_scanned": len(erasure.lake_tables(lake)),
+                  "found": ", ".join(f"{t}: {n} rows" for t, n in found.items()) or "none"},
+        description=("erased users still found in " + ", ".join(f"{t} ({n} rows)" for t, n in found.items()))
+        if found else "no erased user in any file of the lake",
+    )
 
 
 def daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Table:

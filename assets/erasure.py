@@ -1,0 +1,154 @@
+"""Erasure: an erasure request removes the user from every layer, history included (DESIGN rule 7).
+
+`erase_users(lake, user_ids)` rewrites, atomically and one partition file at a time, every Parquet file
+of the lake that mentions one of the users, without the rows that do; files that mention none are not
+touched. A row mentions a user when
+
+- its `user_id` is one of them (every per-user table: actionable events, transactions, profiles,
+  user_daily, user_features; segment_membership; audiences; touchpoint exports; goal_user_outcomes;
+  raw events, transactions and profiles), or
+- it is a quarantined row whose payload's `user_id` is one of them, or
+- its raw text (`_raw_text` of a raw row that did not parse, or the payload's `_raw_text`) contains
+  one of the ids (ids are compared as substrings: the sample's ids have a fixed width).
+
+Kept, by decision:
+
+- `raw/erasure_requests` and `actionable/erased_users`: the request itself is the legal record that
+  the erasure was asked for and honoured (it is what later runs erase by);
+- aggregates without user ids (segment_summary, segment_overlap, segment_baselines, goal_metrics,
+  north_star, north_star_contributions, column_status_*): they hold no personal data. They were
+  computed with the user while the user was there and are not recomputed.
+
+The landing files are the feed's delivery area, outside the lake; re-landing an old day reads them
+again, which is why the nightly asset also erases every known erased user from the day's own
+partitions (see `pipelines/layers/actionable.py`, `erasure_applied`).
+
+`find_erased(lake, user_ids)` is the proof: the rows of every such file that still mention a user.
+Pure functions over the lake: no Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets.lake import Lake, connect, write_parquet_atomic
+
+# the request itself: never rewritten
+KEPT = {("raw", "erasure_requests"), ("actionable", "erased_users")}
+
+
+def lake_tables(lake: Lake) -> list[tuple[str, str]]:
+    """Every (layer, table) folder of the lake, in path order."""
+    base = lake.root / "lake"
+    if not base.exists():
+        return []
+    return sorted((layer.name, table.name) for layer in base.iterdir() if layer.is_dir()
+                  for table in layer.iterdir() if table.is_dir())
+
+
+def _files(lake: Lake, layer: str, table: str, through: date | None = None) -> list[Path]:
+    files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
+    if through is not None:
+        files = [f for f in files if date.fromisoformat(f.parent.name.removeprefix("ds=")) <= through]
+    return files
+
+
+def mention_predicate(columns: Iterable[str]) -> str | None:
+    """SQL that is true for a row mentioning a user of the registered table `_erase_ids(user_id)`;
+    None when a table with these columns cannot hold a user id (an aggregate)."""
+    columns = set(columns)
+    terms = []
+    if "user_id" in columns:
+        terms.append("user_id IN (SELECT user_id FROM _erase_ids)")
+    if "payload" in columns:
+        terms.append("json_extract_string(payload, '$.user_id') IN (SELECT user_id FROM _erase_ids)")
+        terms.append("EXISTS (SELECT 1 FROM _erase_ids e "
+                     "WHERE contains(json_extract_string(payload, '$._raw_text'), e.user_id))")
+    if "_raw_text" in columns:
+        terms.append("EXISTS (SELECT 1 FROM _erase_ids e WHERE contains(_raw_text, e.user_id))")
+    return " OR ".join(f"coalesce({t}, false)" for t in terms) if terms else None
+
+
+def _ids_table(user_ids: Iterable[str]) -> pa.Table:
+    ids = sorted({u for u in user_ids if u is not None and u != ""})
+    return pa.table({"user_id": pa.array(ids, pa.string())})
+
+
+def _mentions_per_file(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict[Path, int]:
+    """For files of one table: how many rows of each mention an erased user (only files with some)."""
+    if not files:
+        return {}
+    predicate = mention_predicate(pq.read_schema(files[-1]).names)
+    if predicate is None:
+        return {}
+    rows = con.sql(
+        f"SELECT filename, count(*) FROM read_parquet(?, filename = true, union_by_name = true) "
+        f"WHERE {predicate} GROUP BY filename", params=[[str(f) for f in files]],
+    ).fetchall()
+    return {Path(name): int(n) for name, n in rows}
+
+
+def find_erased(lake: Lake, user_ids: Iterable[str], through: date | None = None,
+                include_raw: bool = True) -> dict[str, int]:
+    """`layer/table` -> rows that still mention one of `user_ids` (tables without any are left out)."""
+    con = connect()
+    con.register("_erase_ids", _ids_table(user_ids))
+    try:
+        found = {}
+        for layer, table in lake_tables(lake):
+            if (layer, table) in KEPT or (layer == "raw" and not include_raw):
+                continue
+            n = sum(_mentions_per_file(con, _files(lake, layer, table, through)).values())
+            if n:
+                found[f"{layer}/{table}"] = n
+        return found
+    finally:
+        con.unregister("_erase_ids")
+
+
+def erase_users(lake: Lake, user_ids: Iterable[str], through: date | None = None,
+                only_day: date | None = None) -> dict[str, int]:
+    """Rewrite every partition file (up to `through`, or only the one of `only_day`) that mentions one
+    of `user_ids` without those rows; return `layer/table` -> rows removed (tables with none left out).
+
+    Each file is rewritten on its own (temporary name, then rename), keeping the order of the rows
+    kept, so that the result equals a file written without those users. Running it again removes
+    nothing."""
+    ids = _ids_table(user_ids)
+    if ids.num_rows == 0:
+        return {}
+    con = connect()
+    con.register("_erase_ids", ids)
+    try:
+        removed: dict[str, int] = {}
+        for layer, table in lake_tables(lake):
+            if (layer, table) in KEPT:
+                continue
+            files = _files(lake, layer, table, through)
+            if only_day is not None:
+                files = [f for f in files if f.parent.name == f"ds={only_day.isoformat()}"]
+            for path, n in sorted(_mentions_per_file(con, files).items()):
+                _rewrite_without(con, path)
+                removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n
+        return removed
+    finally:
+        con.unregister("_erase_ids")
+
+
+def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    table = pq.read_table(path)
+    predicate = mention_predicate(table.column_names)
+    con.register("_erase_file", table.append_column("_erase_row", pa.array(range(table.num_rows), pa.int64())))
+    try:
+        keep = con.sql(
+            f"SELECT NOT ({predicate}) AS keep FROM _erase_file ORDER BY _erase_row"
+        ).to_arrow_table().column("keep")
+    finally:
+        con.unregister("_erase_file")
+    write_parquet_atomic(table.filter(keep), path)

@@ -1,0 +1,63 @@
+"""One small Dagster run of the whole pyramid, shared by the end-to-end and privacy tests (the
+session-scoped fixture `run` in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+
+from assets.lake import Lake
+from assets.pyramid_map import PyramidMap, load_map
+from pipelines.definitions import NIGHTLY_JOB, build_definitions
+from pipelines.resources import PyramidResource
+from pipelines.runner import QUIET
+from pipelines.sample_data import generate_sample
+
+USERS, DAYS, SEED = 2500, 8, 5
+PII = ("email", "phone", "full_name")
+
+
+@dataclass
+class PyramidRun:
+    lake: Lake
+    pyramid_map: PyramidMap
+    days: list[date]
+    results: dict
+    job: dg.JobDefinition
+    instance: dg.DagsterInstance
+    sent: dict  # day -> audiences of the day as written by its run (before later erasures removed users)
+
+    def audience(self, day: date, campaign_id: str) -> list[str]:
+        return [r["user_id"] for r in self.sent[day] if r["campaign_id"] == campaign_id]
+
+    def erased(self, through: date | None = None) -> set[str]:
+        """Users who asked to be erased (on a landing day up to `through`)."""
+        return {r["user_id"] for r in _lake_rows(self.lake, "raw", "erasure_requests")
+                if r["user_id"] and (through is None or r["ds"] <= through)}
+
+
+def make_run(tmp_path_factory) -> PyramidRun:
+    root = tmp_path_factory.mktemp("pyramid")
+    pyramid_map = load_map()
+    generate_sample(root / "landing", users=USERS, days=DAYS, seed=SEED, pyramid_map=pyramid_map)
+    defs = build_definitions(pyramid_map, PyramidResource(data_root=str(root)))
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    instance = dg.DagsterInstance.ephemeral()
+    days = [pyramid_map.start_date + timedelta(days=n) for n in range(DAYS)]
+    results, sent = {}, {}
+    for day in days:
+        results[day] = job.execute_in_process(partition_key=day.isoformat(), instance=instance, run_config=QUIET)
+        sent[day] = pq.read_table(Lake(root).partition_file("campaigns", "audiences", day)).to_pylist()
+    return PyramidRun(Lake(root), pyramid_map, days, results, job, instance, sent)
+
+
+def _lake_rows(lake: Lake, layer: str, table: str, where: str = "") -> list[dict]:
+    sql = f"SELECT * FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true) {where}"
+    relation = duckdb.sql(sql)
+    return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+
+
