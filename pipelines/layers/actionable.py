@@ -61,39 +61,67 @@ def _accounting_spec(asset_name: str) -> dg.AssetCheckSpec:
 
 # --- the suites as asset checks ---------------------------------------------------------------------
 
+ROWS_CHECK = "suite_rows_valid"
+COLUMNS_CHECK = "suite_columns_promoted"
+
+
 def _suite_specs(source: str, asset_name: str) -> list[dg.AssetCheckSpec]:
-    """One check per expectation of the source's suite (read without GX): critical ones block."""
-    specs = []
-    for rule in quality.peek_rules(source):
-        what = (f"refuses rows as `{rule.reason}`" if rule.decides == "row"
-                else "withholds the column when it fails" if rule.severity == "critical" else "warns about the column")
-        # a critical row check blocks downstream (a spike of bad rows); a critical column check does not:
-        # withholding the column is its handling, and `inputs_promoted` blocks only what needs the column
-        specs.append(dg.AssetCheckSpec(
-            rule.check_name, asset=asset_name, blocking=rule.severity == "critical" and rule.decides == "row",
-            description=f"{rule.type} on {rule.column} (mostly {rule.mostly}, {rule.severity}): {what}. "
-                        f"Suite expectations/{source}.json",
-        ))
-    return specs
+    """Each suite's result as two checks (the suite is read without GX): its row expectations, which
+    block downstream when a critical one fails (a spike of bad rows), and its column expectations,
+    which do not (withholding the column is their handling; `inputs_promoted` blocks only what needs it).
+    Two checks, not one per expectation: every check costs the run a dozen writes to Dagster's
+    event log, and the per-expectation figures are in the checks' metadata table."""
+    rules = quality.peek_rules(source)
+    def listing(decides: str) -> str:
+        return ", ".join(f"{r.check_name} ({r.severity})" for r in rules if r.decides == decides)
+    return [
+        dg.AssetCheckSpec(ROWS_CHECK, asset=asset_name, blocking=True,
+                          description=f"Row expectations of expectations/{source}.json: {listing('row')}"),
+        dg.AssetCheckSpec(COLUMNS_CHECK, asset=asset_name,
+                          description=f"Column expectations of expectations/{source}.json: {listing('column')}"),
+    ]
 
 
 def suite_check_results(asset_name: str, outcome: "quality.ValidationOutcome", docs: str | None) -> list[dg.AssetCheckResult]:
-    results = []
-    for name, summary in outcome.checks.items():
-        metadata = {k: v for k, v in summary.items() if v is not None and not isinstance(v, (list, dict))}
-        metadata["sample_unexpected"] = dg.MetadataValue.json(summary.get("sample_unexpected") or [])
-        observed = summary.get("observed_value")
-        if isinstance(observed, (list, dict)):
-            metadata["observed_value"] = dg.MetadataValue.json(observed)
-        elif observed is not None:
-            metadata["observed_value"] = observed
-        if docs:
-            metadata["data_docs"] = dg.MetadataValue.path(docs)
-        results.append(dg.AssetCheckResult(
-            asset_key=asset_name, check_name=name, passed=bool(summary["success"]), metadata=metadata,
-            severity=dg.AssetCheckSeverity.ERROR if summary["severity"] == "critical" else dg.AssetCheckSeverity.WARN,
-        ))
-    return results
+    return [_suite_check(asset_name, ROWS_CHECK, outcome, "row", docs),
+            _suite_check(asset_name, COLUMNS_CHECK, outcome, "column", docs)]
+
+
+def _suite_check(asset_name: str, check_name: str, outcome: "quality.ValidationOutcome", decides: str,
+                 docs: str | None) -> dg.AssetCheckResult:
+    summaries = {name: s for name, s in outcome.checks.items() if s["decides"] == decides}
+    failed = {name: s for name, s in summaries.items() if not s["success"]}
+    critical = [name for name, s in failed.items() if s["severity"] == "critical"]
+    metadata = {
+        "expectations": len(summaries),
+        "failed": ", ".join(failed) or "none",
+        "results": dg.MetadataValue.md(_expectations_table(summaries)),
+        "unexpected_rows": sum(int(s.get("unexpected_count") or 0) for s in summaries.values()),
+    }
+    if docs:
+        metadata["data_docs"] = dg.MetadataValue.path(docs)
+    return dg.AssetCheckResult(
+        asset_key=asset_name, check_name=check_name, passed=not failed, metadata=metadata,
+        severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
+    )
+
+
+def _expectations_table(summaries: dict[str, dict]) -> str:
+    lines = ["| expectation | severity | decides | unexpected | % | mostly | observed | passed | sample |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        decided = s.get("reason") or s.get("status") or ""
+        pct = s.get("unexpected_percent")
+        sample = ", ".join(str(v) for v in (s.get("sample_unexpected") or [])[:3])
+        lines.append(f"| {name} | {s['severity']} | {decided} | {s.get('unexpected_count', '')} | "
+                     f"{'' if pct is None else f'{pct:.3f}'} | {s.get('mostly', '')} | {_short(s.get('observed_value'))} | "
+                     f"{'yes' if s['success'] else '**no**'} | {sample.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def validation_file(lake: Lake, source: str, ds: date) -> Path:
