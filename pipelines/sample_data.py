@@ -128,7 +128,8 @@ CONSENT_MARKETING_SHARE = 0.60
 CURRENCIES = ("EUR", "USD", "GBP")
 PROFILE_UPDATE_RATE = 0.002  # per known user and day
 PROFILE_UPDATE_KINDS = (0.5, 0.3, 0.2)  # plan change, consent_personalization flip, consent_marketing flip
-ERASURES_PER_DAY = (2, 6)  # from the middle of the window on
+ERASURES_PER_BATCH = (5, 15)  # users asking to be forgotten, in weekly batches from the middle of the window
+ERASURE_EVERY_DAYS = 7
 
 EVENT_TYPES = (
     "session_start", "page_view", "screen_view", "search", "feature_use",
@@ -432,11 +433,13 @@ def _propensities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 
 def _plan_erasures(spec: _Spec, pop: _Population) -> None:
-    """A handful of users a day ask to be forgotten from mid-window; they act no more from that day."""
+    """A batch of users asks to be forgotten once a week from mid-window (a privacy desk forwarding
+    requests weekly); they act no more from that day. Each batch makes the pipeline rewrite the
+    history that mentions them, so daily batches would make the demo measure mostly that."""
     rng = spec.rng("erasures")
-    for day in range(spec.days // 2, spec.days):
+    for day in range(spec.days // 2, spec.days, ERASURE_EVERY_DAYS):
         candidates = np.flatnonzero((pop.first_day < day) & (pop.erasure_us < 0))
-        k = min(len(candidates), int(rng.integers(ERASURES_PER_DAY[0], ERASURES_PER_DAY[1] + 1)))
+        k = min(len(candidates), int(rng.integers(ERASURES_PER_BATCH[0], ERASURES_PER_BATCH[1] + 1)))
         chosen = np.sort(rng.choice(candidates, k, replace=False))
         pop.erasure_us[chosen] = spec.day_start(day) + _time_of_day(rng, k)
         pop.last_day[chosen] = day - 1
