@@ -129,10 +129,11 @@ def rfm_group(r: int, f: int) -> str:
 
 
 def _quintile_sql(expression: str) -> str:
-    """1..5 from the rank of `expression` ascending (higher = better) among the scored users:
-    1 + floor(5 * (rank - 1) / n), with RANK() so that tied users share the lowest rank of their tie,
-    hence the same (lower) quintile, whatever the row order."""
-    return f"(1 + floor(5 * (rank() OVER (ORDER BY {expression}) - 1) / count(*) OVER ()))::INTEGER"
+    """1..5 from the cumulative share of scored users at or below `expression` (ascending, higher =
+    better): ceil(5 * cume_dist()). Tied users share the highest position of their tie, hence the same
+    quintile whatever the row order; the best tie reaches 5 even when it is large (most users
+    transacted today, so recency ties are the rule), which a lowest-rank rule would deny."""
+    return f"greatest(ceil(5 * cume_dist() OVER (ORDER BY {expression})), 1)::INTEGER"
 
 
 def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:

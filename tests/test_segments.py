@@ -264,17 +264,17 @@ def test_rfm_scores_on_known_quintiles():
     assert got["u9"][1] == 551.0 and got["u0"][1] == 115.0
 
 
-def test_rfm_ties_share_the_lower_quintile_whatever_the_order():
-    # frequencies 1, 1, 2, 3, 3 -> ranks 1, 1, 3, 4, 4 -> F = 1, 1, 3, 4, 4 (1 + floor(5 (rank - 1) / 5))
+def test_rfm_ties_share_one_quintile_whatever_the_order():
+    # frequencies 1, 1, 2, 3, 3 -> cume_dist 2/5, 2/5, 3/5, 1, 1 -> F = ceil(5 * cume_dist) = 2, 2, 3, 5, 5
     rows = [("a", True, 5, 1, 10.0), ("b", True, 5, 1, 10.0), ("c", True, 5, 2, 10.0),
             ("d", True, 5, 3, 10.0), ("e", True, 5, 3, 10.0)]
     definitions = scored_definitions("rfm", RFM_GROUPS, RFM, "value")
     forward = segment_membership(rfm_features(rows), definitions, AS_OF)
     backward = segment_membership(rfm_features(rows[::-1]), definitions, AS_OF)
     assert forward == backward
-    # every recency and monetary value ties: R = M = 1
+    # every recency and monetary value ties: the tie is the whole population, R = M = 5
     assert {r["user_id"]: r["score"] for r in forward.to_pylist()} == {
-        "a": 111.0, "b": 111.0, "c": 131.0, "d": 141.0, "e": 141.0}
+        "a": 525.0, "b": 525.0, "c": 535.0, "d": 555.0, "e": 555.0}
 
 
 def test_rfm_only_materializes_the_listed_groups():
