@@ -119,11 +119,37 @@ def accepted_transactions(landing: Path) -> list[tuple[date, dict]]:
 
 def deposit_days(landing: Path, known_on: date) -> set[tuple[str, date]]:
     """(user, UTC day) pairs with a completed deposit, as known on `known_on`."""
+    return transaction_days(landing, known_on, "deposit")
+
+
+def transaction_days(landing: Path, known_on: date, txn_type: str) -> set[tuple[str, date]]:
+    """(user, UTC day) pairs with a completed transaction of the type, as known on `known_on`."""
     return {
         (row["user_id"], row["occurred"].date())
         for landed, row in accepted_transactions(landing)
-        if landed <= known_on and row["txn_type"] == "deposit" and row["status"] == "completed"
+        if landed <= known_on and row["txn_type"] == txn_type and row["status"] == "completed"
     }
+
+
+def budget_tool_days(landing: Path, known_on: date) -> set[tuple[str, date]]:
+    """(user, UTC day) pairs with a use of the budgeting tool, as known on `known_on`."""
+    return {
+        (row["user_id"], row["occurred"].date())
+        for landed, row in accepted_events(landing)
+        if landed <= known_on and row["event_type"] == "feature_use"
+        and (row.get("properties") or {}).get("feature") == "budget_tool"
+    }
+
+
+def metric_days(landing: Path, known_on: date, metric: str) -> set[tuple[str, date]]:
+    """(user, UTC day) pairs meeting one of the sample map's day metrics, as known on `known_on`."""
+    if metric == "deposit_rate":
+        return transaction_days(landing, known_on, "deposit")
+    if metric == "card_spend_rate":
+        return transaction_days(landing, known_on, "card_payment")
+    if metric == "budget_tool_rate":
+        return budget_tool_days(landing, known_on)
+    raise ValueError(f"no independent computation for metric {metric!r}")
 
 
 def session_days(landing: Path, known_on: date) -> set[tuple[str, date]]:
