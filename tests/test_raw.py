@@ -155,3 +155,19 @@ def test_profiles_keep_every_column_as_text(tmp_path, sources):
     row = table.to_pylist()[0]
     assert (row["user_id"], row["birth_year"], row["consent_personalization"], row["full_name"]) == ("u1", "1990", "true", "Ann Lee")
     assert all(pa.types.is_string(t) for t in table.schema.types[:-3])
+
+
+def test_the_raw_check_names_the_lines_that_did_not_parse():
+    from pipelines.layers.raw import parse_check
+
+    landed = pa.table({
+        "event_id": ["e1", None, "e3"],
+        "_source_file": ["landing/events/2026-10-01/events-0.jsonl"] * 3,
+        "_source_line": [1, 2, 3],
+        "_raw_text": [None, "{not json", None],
+    })
+    check = parse_check(landed)
+    assert not check.passed
+    assert check.metadata["unparseable_rows"].value == 1
+    assert check.metadata["first_unparseable"].value == "landing/events/2026-10-01/events-0.jsonl:2"
+    assert parse_check(landed.slice(0, 1)).passed
