@@ -95,8 +95,9 @@ def _mentions_per_file(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dic
 
 
 def find_erased(lake: Lake, user_ids: Iterable[str], through: date | None = None,
-                include_raw: bool = True) -> dict[str, int]:
-    """`layer/table` -> rows that still mention one of `user_ids` (tables without any are left out)."""
+                include_raw: bool = True, only_day: date | None = None) -> dict[str, int]:
+    """`layer/table` -> rows that still mention one of `user_ids` (tables without any are left out),
+    in every partition up to `through`, or only in the partitions of `only_day`."""
     con = connect()
     con.register("_erase_ids", _ids_table(user_ids))
     try:
@@ -104,7 +105,10 @@ def find_erased(lake: Lake, user_ids: Iterable[str], through: date | None = None
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT or (layer == "raw" and not include_raw):
                 continue
-            n = sum(_mentions_per_file(con, _files(lake, layer, table, through)).values())
+            files = _files(lake, layer, table, through)
+            if only_day is not None:
+                files = [f for f in files if f.parent.name == f"ds={only_day.isoformat()}"]
+            n = sum(_mentions_per_file(con, files).values())
             if n:
                 found[f"{layer}/{table}"] = n
         return found

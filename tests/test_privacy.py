@@ -53,6 +53,7 @@ def test_erase_users_rewrites_only_the_files_that_mention_a_user(tmp_path):
 
     assert erasure.find_erased(lake, ["u1"]) == {"actionable/events": 1, "actionable/quarantine_events": 2,
                                                  "raw/events": 1}
+    assert erasure.find_erased(lake, ["u1", "u2"], only_day=d2) == {"actionable/events": 1}  # the day's files only
     removed = erasure.erase_users(lake, ["u1"])
     assert removed == {"actionable/events": 1, "actionable/quarantine_events": 2, "raw/events": 1}
     assert pq.read_table(lake.partition_file("actionable", "events", d1)).to_pydict() == {
