@@ -4,7 +4,6 @@ need it (assets.quality.blocked_by), and the column status table records the ver
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import pytest
 

@@ -23,7 +23,7 @@ from assets.north_star import CONTRIBUTIONS_SCHEMA, NORTH_STAR_SCHEMA, north_sta
 from assets.pyramid_map import Campaign, FrequencyCap, Goal, Metric
 from assets.segments import sandboxed_connection
 from assets.sql_guard import UnsafeExpression
-from pipelines.layers.actionable import MissingPartition
+from pipelines.layers import MissingPartition
 from pipelines.layers.goals import previous_user_outcomes
 
 DS = date(2026, 10, 10)

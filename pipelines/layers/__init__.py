@@ -3,13 +3,13 @@ call the layer's pure transform in `assets/`, write atomically, report metadata 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
-from assets.lake import Lake, write_parquet_atomic
+from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
 from pipelines.metadata import table_metadata
 
 
@@ -22,3 +22,40 @@ def write_table(lake: Lake, layer: str, table_name: str, ds: date, table: pa.Tab
     path: Path = lake.partition_file(layer, table_name, ds)
     write_parquet_atomic(table, path)
     return table_metadata(table, path, **extra)
+
+
+class MissingPartition(RuntimeError):
+    """A partition needs an earlier one that has not been materialized."""
+
+
+def previous_partition(lake: Lake, layer: str, table: str, ds: date, start: date) -> pa.Table | None:
+    """The table's partition for the day before `ds`; None on the first day of the program."""
+    if ds <= start:
+        return None
+    previous = ds - timedelta(days=1)
+    path = lake.partition_file(layer, table, previous)
+    if not path.exists():
+        raise MissingPartition(
+            f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
+            f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
+        )
+    return read_partition(connect(), path)
+
+
+def lookback_days(ds: date, days: int, start: date) -> list[date]:
+    return [ds - timedelta(days=n) for n in range(1, days + 1) if ds - timedelta(days=n) >= start]
+
+
+def daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Table:
+    """user_daily rows known on `ds` for activity days in the `window_days` ending on `ds`.
+
+    Activity of a day can only land on or after that day, so the landing partitions of the window
+    hold all of it; partitions after `ds` are never read, which keeps re-runs reproducible."""
+    first = ds - timedelta(days=window_days - 1)
+    days = [first + timedelta(days=n) for n in range(window_days) if first + timedelta(days=n) >= start]
+    activity = read_partitions(connect(), lake, "actionable", "user_daily", days)
+    if activity is None:
+        raise MissingPartition(f"actionable/user_daily has no partition between {first} and {ds}")
+    return connect().sql(
+        "SELECT * FROM activity WHERE activity_date BETWEEN ? AND ?", params=[first, ds]
+    ).to_arrow_table()

@@ -9,8 +9,8 @@ import pyarrow as pa
 from assets import goals, north_star
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import partition_day, write_table
-from pipelines.layers.actionable import blocked_for_day, daily_activity, previous_partition
+from pipelines.layers import daily_activity, partition_day, previous_partition, write_table
+from pipelines.layers.quality import blocked_for_day
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"

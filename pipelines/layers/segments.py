@@ -6,10 +6,9 @@ import dagster as dg
 from assets import segments
 from assets.lake import connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
-from pipelines.layers import partition_day, write_table
-from pipelines.layers.actionable import blocked_for_day, daily_activity, previous_partition
+from pipelines.layers import daily_activity, partition_day, previous_partition, write_table
+from pipelines.layers.quality import blocked_for_day
 from pipelines.resources import PyramidResource
-
 
 CHURN_CHECK = "segment_churn"
 

@@ -1,0 +1,148 @@
+"""The Great Expectations suites in Dagster: two checks per suite, the day's Data Docs, and what a
+withheld column blocks upward. The validation itself is `assets/quality.py`."""
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from assets import actionable, quality
+from assets.lake import Lake, connect, read_partition
+from assets.pyramid_map import PyramidMap
+from pipelines.layers import partition_day, write_table
+from pipelines.resources import PyramidResource
+
+INPUTS_CHECK = "inputs_promoted"
+SUITE_SOURCES = ("events", "transactions", "profiles")
+ROWS_CHECK = "suite_rows_valid"
+COLUMNS_CHECK = "suite_columns_promoted"
+
+
+def suite_specs(source: str, asset_name: str) -> list[dg.AssetCheckSpec]:
+    """Each suite's result as two checks (the suite is read without GX): its row expectations, which
+    block downstream when a critical one fails (a spike of bad rows), and its column expectations,
+    which do not (withholding the column is their handling; `inputs_promoted` blocks only what needs it).
+    Two checks, not one per expectation: every check costs the run a dozen writes to Dagster's
+    event log, and the per-expectation figures are in the checks' metadata table."""
+    rules = quality.peek_rules(source)
+    def listing(decides: str) -> str:
+        return ", ".join(f"{r.check_name} ({r.severity})" for r in rules if r.decides == decides)
+    return [
+        dg.AssetCheckSpec(ROWS_CHECK, asset=asset_name, blocking=True,
+                          description=f"Row expectations of expectations/{source}.json: {listing('row')}"),
+        dg.AssetCheckSpec(COLUMNS_CHECK, asset=asset_name,
+                          description=f"Column expectations of expectations/{source}.json: {listing('column')}"),
+    ]
+
+
+def suite_check_results(asset_name: str, outcome: "quality.ValidationOutcome", docs: str | None) -> list[dg.AssetCheckResult]:
+    return [_suite_check(asset_name, ROWS_CHECK, outcome, "row", docs),
+            _suite_check(asset_name, COLUMNS_CHECK, outcome, "column", docs)]
+
+
+def _suite_check(asset_name: str, check_name: str, outcome: "quality.ValidationOutcome", decides: str,
+                 docs: str | None) -> dg.AssetCheckResult:
+    summaries = {name: s for name, s in outcome.checks.items() if s["decides"] == decides}
+    failed = {name: s for name, s in summaries.items() if not s["success"]}
+    critical = [name for name, s in failed.items() if s["severity"] == "critical"]
+    metadata = {
+        "expectations": len(summaries),
+        "failed": ", ".join(failed) or "none",
+        "results": dg.MetadataValue.md(_expectations_table(summaries)),
+        "unexpected_rows": sum(int(s.get("unexpected_count") or 0) for s in summaries.values()),
+    }
+    if docs:
+        metadata["data_docs"] = dg.MetadataValue.path(docs)
+    return dg.AssetCheckResult(
+        asset_key=asset_name, check_name=check_name, passed=not failed, metadata=metadata,
+        severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
+    )
+
+
+def _expectations_table(summaries: dict[str, dict]) -> str:
+    lines = ["| expectation | severity | decides | unexpected | % | mostly | observed | passed | sample |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        decided = s.get("reason") or s.get("status") or ""
+        pct = s.get("unexpected_percent")
+        sample = ", ".join(str(v) for v in (s.get("sample_unexpected") or [])[:3])
+        lines.append(f"| {name} | {s['severity']} | {decided} | {s.get('unexpected_count', '')} | "
+                     f"{'' if pct is None else f'{pct:.3f}'} | {s.get('mostly', '')} | {_short(s.get('observed_value'))} | "
+                     f"{'yes' if s['success'] else '**no**'} | {sample.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def validation_file(lake: Lake, source: str, ds: date) -> Path:
+    return lake.reports / "validations" / source / f"{ds.isoformat()}.json"
+
+
+def data_docs_index(lake: Lake) -> Path:
+    return lake.reports / "data_docs" / "index.html"
+
+
+def validate_and_record(lake: Lake, source: str, ds: date, raw: pa.Table, settings) -> tuple["quality.ValidationOutcome", str]:
+    outcome = actionable.validate(raw, source, ds, settings)
+    write_table(lake, "actionable", f"column_status_{source}", ds, quality.column_status_table(outcome, source, ds))
+    quality.save_validation(outcome, validation_file(lake, source, ds))
+    return outcome, str(data_docs_index(lake))
+
+
+def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """One Data Docs build per day for all sources: a build costs most of a second whatever its size."""
+
+    @dg.asset(
+        name="data_quality_docs", group_name="actionable", partitions_def=partitions, kinds={"great_expectations"},
+        deps=[f"actionable_{source}" for source in SUITE_SOURCES],
+        description="Great Expectations Data Docs for the day's validations: data/reports/data_docs/index.html.",
+    )
+    def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        files = [validation_file(lake, source, ds) for source in SUITE_SOURCES]
+        index = quality.build_data_docs(quality.load_validations(f for f in files if f.exists()),
+                                        data_docs_index(lake).parent)
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(index)),
+                                              "validations": len([f for f in files if f.exists()])})
+
+    return _asset
+
+
+def suite_metadata(result: actionable.CleanResult, docs: str) -> dict:
+    outcome = result.validation
+    return {
+        "withheld_columns": ", ".join(result.withheld) or "none",
+        "warned_columns": ", ".join(sorted({quality.base_column(c.column) for c in outcome.column_status
+                                             if c.status == "warned"})) or "none",
+        "data_docs": dg.MetadataValue.path(docs),
+        "validation_seconds": round(sum(outcome.timings.values()), 3),
+    }
+
+
+def withheld_for_day(lake: Lake, ds: date) -> list[tuple[str, str, str]]:
+    """(source, column, expectation) withheld on `ds`, from the column status tables (no GX)."""
+    withheld = []
+    for source in SUITE_SOURCES:
+        path = lake.partition_file("actionable", f"column_status_{source}", ds)
+        if path.exists():
+            table = read_partition(connect(), path)
+            withheld += [(r["source"], r["column"], r["expectation"]) for r in table.to_pylist() if r["status"] == "withheld"]
+    return withheld
+
+
+def blocked_for_day(lake: Lake, pyramid_map: PyramidMap, ds: date) -> "quality.Blocked":
+    """What the columns withheld on `ds` block upward (segments, campaigns, goals, metrics)."""
+    return quality.blocked_by(pyramid_map, withheld_for_day(lake, ds))
+
+
+def inputs_check(blocked: "quality.Blocked") -> dg.AssetCheckResult:
+    metadata = {"withheld": ", ".join(blocked.columns) or "none"}
+    for kind in ("segments", "campaigns", "goals", "metrics"):
+        items = getattr(blocked, kind)
+        metadata[f"blocked_{kind}"] = ", ".join(f"{k} ({'; '.join(v)})" for k, v in items.items()) or "none"
+    return dg.AssetCheckResult(check_name=INPUTS_CHECK, passed=not blocked, metadata=metadata,
+                               severity=dg.AssetCheckSeverity.ERROR, description=blocked.describe())
