@@ -128,6 +128,16 @@ def test_rerunning_a_partition_changes_nothing(run):
     assert [path for path in after if not after[path].equals(again[path])] == []
 
 
+def test_rerunning_the_last_day_changes_no_file(run):
+    before = _snapshot(run.lake)
+    result = run.job.execute_in_process(partition_key=run.days[-1].isoformat(), instance=run.instance,
+                                        run_config=QUIET)
+    assert result.success
+    after = _snapshot(run.lake)
+    assert before.keys() == after.keys()
+    assert [path for path in before if not before[path].equals(after[path])] == []
+
+
 def _snapshot(lake: Lake) -> dict:
     return {str(p.relative_to(lake.root)): pq.read_table(p) for p in sorted((lake.root / "lake").rglob("*.parquet"))}
 
