@@ -1023,7 +1023,7 @@ def blocked_by(pyramid_map, withheld: Iterable[tuple]) -> Blocked:
     """The segments, campaigns, goals and metrics that need a withheld column.
 
     `withheld`: (source, column) or (source, column, expectation). A segment is blocked when its rule
-    reads a feature fed by a withheld column, and every segment when the consent column is withheld
+    (or, for a scored segment, its declared inputs) reads a feature fed by a withheld column, and every segment when the consent column is withheld
     (eligibility cannot be known); a campaign when one of its segments is; a metric when its condition
     reads a daily column fed by a withheld column; a goal when its metric, a guardrail or its campaign is."""
     items = [(w[0], w[1], w[2] if len(w) > 2 else "") for w in withheld]
@@ -1043,7 +1043,8 @@ def blocked_by(pyramid_map, withheld: Iterable[tuple]) -> Blocked:
             causes.append(cause)
 
     for definition in pyramid_map.segments.definitions:
-        used = expression_columns(definition.rule)
+        # a scored segment (RFM, lifecycle) has no rule: it declares the features it reads
+        used = set(definition.inputs) if getattr(definition, "inputs", ()) else expression_columns(definition.rule)
         for label, fed in feeds.items():
             if used & fed or consent in fed:
                 add(result.segments, definition.id, label)

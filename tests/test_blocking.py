@@ -18,11 +18,17 @@ def pyramid():
     return load_map()
 
 
+def transaction_segments(pyramid) -> list[str]:
+    scored = [d.id for d in pyramid.segments.definitions if d.method in ("rfm", "lifecycle")]
+    return sorted(["card_regulars", "high_inflow", "steady_depositors", *scored])
+
+
 def test_withheld_status_blocks_every_transaction_based_item(pyramid):
     blocked = quality.blocked_by(pyramid, [("transactions", "status", "status__be_in_set")])
-    # computed by hand from pyramid.yaml: rules on deposits/card payments/balance_in, their campaigns
-    # and goals, and the metrics over deposits and card payments
-    assert sorted(blocked.segments) == ["card_regulars", "high_inflow", "steady_depositors"]
+    # computed by hand from pyramid.yaml: rules on deposits/card payments/balance_in, the scored
+    # segments (RFM and lifecycle read completed transactions), their campaigns and goals, and the
+    # metrics over deposits and card payments
+    assert sorted(blocked.segments) == transaction_segments(pyramid)
     assert sorted(blocked.campaigns) == ["card_cashback", "savings_nudge"]
     assert sorted(blocked.goals) == ["card_usage", "grow_deposits"]
     assert sorted(blocked.metrics) == ["card_spend_rate", "deposit_rate"]
@@ -103,7 +109,7 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     assert not inputs.passed
     named = {k: v.value for k, v in inputs.metadata.items()}
     assert "transactions.status (status__be_in_set)" in named["withheld"]
-    for kind, items in (("segments", ["card_regulars", "high_inflow", "steady_depositors"]),
+    for kind, items in (("segments", transaction_segments(load_map())),
                         ("campaigns", ["card_cashback", "savings_nudge"]), ("goals", ["card_usage", "grow_deposits"])):
         assert sorted(i.split(" (")[0] for i in named[f"blocked_{kind}"].split(", ")) == items, kind
     [day1_inputs] = [e for e in results[day1].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]
@@ -121,3 +127,11 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     materialized = {e.asset_key.to_user_string() for e in results[day2].get_asset_materialization_events()}
     assert materialized == {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert lake.has_partition("goals", "north_star", day2) and lake.warehouse.exists()
+
+
+def test_a_withheld_amount_blocks_the_scored_segments_that_read_it():
+    pyramid = load_map()
+    blocked = quality.blocked_by(pyramid, [("transactions", "amount", "amount__be_between")])
+    rfm = [d.id for d in pyramid.segments.definitions if d.method == "rfm"]
+    assert rfm and all(segment in blocked.segments for segment in rfm)  # monetary reads the amounts
+    assert "recent_searchers" not in blocked.segments  # a rule over searches does not
