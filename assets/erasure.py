@@ -52,10 +52,13 @@ def lake_tables(lake: Lake) -> list[tuple[str, str]]:
                   for table in layer.iterdir() if table.is_dir())
 
 
-def _files(lake: Lake, layer: str, table: str, through: date | None = None) -> list[Path]:
+def _files(lake: Lake, layer: str, table: str, through: date | None = None,
+           only_day: date | None = None) -> list[Path]:
     files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
     if through is not None:
         files = [f for f in files if date.fromisoformat(f.parent.name.removeprefix("ds=")) <= through]
+    if only_day is not None:
+        files = [f for f in files if f.parent.name == f"ds={only_day.isoformat()}"]
     return files
 
 
@@ -105,9 +108,7 @@ def find_erased(lake: Lake, user_ids: Iterable[str], through: date | None = None
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT or (layer == "raw" and not include_raw):
                 continue
-            files = _files(lake, layer, table, through)
-            if only_day is not None:
-                files = [f for f in files if f.parent.name == f"ds={only_day.isoformat()}"]
+            files = _files(lake, layer, table, through, only_day)
             n = sum(_mentions_per_file(con, files).values())
             if n:
                 found[f"{layer}/{table}"] = n
@@ -134,9 +135,7 @@ def erase_users(lake: Lake, user_ids: Iterable[str], through: date | None = None
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT:
                 continue
-            files = _files(lake, layer, table, through)
-            if only_day is not None:
-                files = [f for f in files if f.parent.name == f"ds={only_day.isoformat()}"]
+            files = _files(lake, layer, table, through, only_day)
             for path, n in sorted(_mentions_per_file(con, files).items()):
                 _rewrite_without(con, path)
                 removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n

@@ -89,6 +89,8 @@ EVENT_TYPE_COUNTS = {
     "conversions": "conversion",
     "unsubscribes": "unsubscribe",
 }
+
+
 def exact_money(expression: str) -> str:
     """Money is summed as a decimal: a parallel sum of doubles depends on the order of the rows, and
     re-running a partition must give the same bytes."""

@@ -158,11 +158,16 @@ def arm_counts(
     """{arm: (users, successes)} of the relation `cohort` (user_id, arm) on the metric ending on `ds`."""
     indicator = metric_indicator_sql(metric, ds, activity_columns, users=cohort, activity=activity)
     rows = con.sql(
-        f"""SELECT c.arm, count(*), count(*) FILTER (WHERE i.success)
-            FROM (SELECT DISTINCT user_id, arm FROM {cohort}) c JOIN ({indicator}) i USING (user_id)
-            GROUP BY c.arm"""
+        f"SELECT arm, count(*), count(*) FILTER (WHERE success) FROM ({_cohort_outcomes_sql(cohort, indicator)})"
+        " GROUP BY arm"
     ).fetchall()
     return {arm: (int(users), int(successes)) for arm, users, successes in rows}
+
+
+def _cohort_outcomes_sql(cohort: str, indicator: str) -> str:
+    """`arm, user_id, success` for each distinct (user, arm) of `cohort`, from the metric `indicator`."""
+    return f"""SELECT c.arm, c.user_id, i.success
+        FROM (SELECT DISTINCT user_id, arm FROM {cohort}) c JOIN ({indicator}) i USING (user_id)"""
 
 
 def campaign_cohort(campaign_id: str) -> str:
@@ -219,10 +224,7 @@ def goal_user_day_outcomes(
             cohort = campaign_cohort(goal.campaign)
             indicator = metric_indicator_sql(metrics[metric_id], ds, activity.column_names, users=cohort,
                                              activity="_activity")
-            users = pl.from_arrow(con.sql(
-                f"""SELECT c.arm, c.user_id, i.success
-                    FROM (SELECT DISTINCT user_id, arm FROM {cohort}) c JOIN ({indicator}) i USING (user_id)"""
-            ).to_arrow_table())
+            users = pl.from_arrow(con.sql(_cohort_outcomes_sql(cohort, indicator)).to_arrow_table())
             parts.append(users.with_columns(goal_id=pl.lit(goal.id), metric=pl.lit(metric_id),
                                             campaign_id=pl.lit(goal.campaign)))
     finally:
@@ -293,14 +295,12 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
         successes=pl.col("successes").sum().cast(pl.Int64),
         sq_residuals=((x - x.sum() / n.sum() * n) ** 2).sum(),  # sum (x_i - R n_i)^2, R = sum x / sum n
     )
-    per_arm = []
+    stats = ("users", "user_days", "successes", "sq_residuals")
+    counts = wanted
     for arm in ("treatment", "holdout"):
-        per_arm.append(arms.filter(pl.col("arm") == arm).drop("arm").rename(
-            {c: f"{arm}_{c}" for c in ("users", "user_days", "successes", "sq_residuals")}))
-    key = ["goal_id", "metric", "campaign_id"]
-    counts = wanted.join(per_arm[0], on=key, how="left").join(per_arm[1], on=key, how="left")
-    filled = [f"{arm}_{c}" for arm in ("treatment", "holdout") for c in ("users", "user_days", "successes", "sq_residuals")]
-    counts = counts.with_columns(pl.col(*filled).fill_null(0))
+        per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in stats})
+        counts = counts.join(per_arm, on=["goal_id", "metric", "campaign_id"], how="left")
+    counts = counts.with_columns(pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in stats)).fill_null(0))
     return _finish(with_cluster_statistics(counts), ds, "to_date")
 
 

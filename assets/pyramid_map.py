@@ -7,6 +7,7 @@ key path, and says what is allowed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -171,6 +172,11 @@ class PyramidMap:
 
     def touchpoint(self, touchpoint_id: str) -> Touchpoint:
         return next(t for t in self.touchpoints if t.id == touchpoint_id)
+
+
+def default_map_path() -> Path:
+    """`$PYRAMID_MAP`, or the project's pyramid.yaml."""
+    return Path(os.environ.get("PYRAMID_MAP", DEFAULT_MAP_PATH))
 
 
 def load_map(path: Path | str = DEFAULT_MAP_PATH) -> PyramidMap:

@@ -61,9 +61,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import duckdb
 import numpy as np
 import pyarrow as pa
+
+from assets.lake import connect
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -381,9 +382,8 @@ def typed_frame(raw: "pa.Table | pd.DataFrame", source: str, columns: Iterable[s
     missing = [c for c in needed_raw if c not in raw_columns]
     if missing:
         raise ValueError(f"{source}: the raw batch lacks {', '.join(missing)}")
-    con = duckdb.connect()
+    con = connect()  # UTC, a cursor on the shared workspace
     try:
-        con.execute("SET TimeZone = 'UTC'")
         con.register("_raw_batch", raw)
         select = ", ".join(f"{outputs[c]} AS \"{c}\"" for c in wanted) or "1 AS _none"
         table = con.sql(f"SELECT {select} FROM _raw_batch").to_arrow_table()  # a projection keeps the order
@@ -859,7 +859,6 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
 
 def save_validation(outcome: "ValidationOutcome", path: Path) -> Path:
     """Keep a validation result as GX's own JSON (written atomically), for Data Docs built later."""
-    import json
     import os
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -871,8 +870,6 @@ def save_validation(outcome: "ValidationOutcome", path: Path) -> Path:
 
 def load_validations(paths: Iterable[Path]) -> list:
     """GX validation results saved by `save_validation`."""
-    import json
-
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
 
     schema = ExpectationSuiteValidationResultSchema()

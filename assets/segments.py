@@ -141,7 +141,6 @@ def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
     if not wanted:
         return None
     window = wanted[0].scoring.window_days
-    groups = ", ".join(f"({_sql_string(d.group)}, {_sql_string(d.id)}, {_sql_string(d.kind)})" for d in wanted)
     return f"""
         WITH base AS (
             SELECT user_id,
@@ -156,7 +155,7 @@ def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
         )
         SELECT w.segment_id, w.kind, CAST(s.user_id AS VARCHAR) AS user_id, (100 * s.r + 10 * s.f + s.m)::DOUBLE AS score
         FROM scored s JOIN _rfm_grid g USING (r, f)
-        JOIN (VALUES {groups}) AS w(grp, segment_id, kind) ON w.grp = g.grp"""
+        JOIN (VALUES {_group_values(wanted)}) AS w(grp, segment_id, kind) ON w.grp = g.grp"""
 
 
 def _lifecycle_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
@@ -164,7 +163,6 @@ def _lifecycle_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
     if not wanted:
         return None
     c = wanted[0].scoring
-    stages = ", ".join(f"({_sql_string(d.group)}, {_sql_string(d.id)}, {_sql_string(d.kind)})" for d in wanted)
     return f"""
         WITH base AS (
             SELECT user_id, tenure_days,
@@ -181,7 +179,12 @@ def _lifecycle_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
             FROM base
         )
         SELECT w.segment_id, w.kind, CAST(s.user_id AS VARCHAR) AS user_id, s.recency::DOUBLE AS score
-        FROM staged s JOIN (VALUES {stages}) AS w(stage, segment_id, kind) ON w.stage = s.stage"""
+        FROM staged s JOIN (VALUES {_group_values(wanted)}) AS w(stage, segment_id, kind) ON w.stage = s.stage"""
+
+
+def _group_values(wanted: Sequence[SegmentDefinition]) -> str:
+    """VALUES rows (group, segment_id, kind) of scored segment definitions."""
+    return ", ".join(f"({_sql_string(d.group)}, {_sql_string(d.id)}, {_sql_string(d.kind)})" for d in wanted)
 
 
 def segment_membership(

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from assets.lake import PROJECT_ROOT, Lake
-from assets.pyramid_map import MapError, load_map
+from assets.pyramid_map import MapError, default_map_path, load_map
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 DEMO_USERS = 20_000
@@ -79,8 +79,6 @@ def _setup(args) -> tuple[Lake, Path]:
     if args.map:
         os.environ["PYRAMID_MAP"] = str(args.map.resolve())
     _ensure_dagster_home()
-    from pipelines.resources import default_map_path
-
     return Lake.default(), default_map_path()
 
 
@@ -95,19 +93,25 @@ def _ensure_dagster_home() -> None:
 
 def cmd_generate(args) -> int:
     lake, map_path = _setup(args)
-    from pipelines.sample_data import generate_sample
-
-    pyramid_map = load_map(map_path)
-    started = time.perf_counter()
-    with console.status("generating the sample ...") as status:
-        summary = generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
-                                  pyramid_map=pyramid_map, progress=status.update)
-    console.print(f"[green]sample written[/green] to {lake.landing} in {time.perf_counter() - started:.1f}s "
-                  f"({summary.generate_seconds:.1f}s generating, {summary.write_seconds:.1f}s writing)")
+    summary = _generate(lake, load_map(map_path), args)
+    console.print(f"  {summary.generate_seconds:.1f}s generating, {summary.write_seconds:.1f}s writing")
     rows = ", ".join(f"{source} {count:,}" for source, count in summary.rows.items())
     console.print(f"  {summary.users:,} users, {summary.days} days from {summary.start}, seed {summary.seed}: {rows}")
     console.print(f"  planted truth: {summary.truth_path}\n  defect plan:   {summary.defect_plan_path}")
     return 0
+
+
+def _generate(lake: Lake, pyramid_map, args):
+    """Write the seeded sample into the landing folder, with a spinner; return its summary."""
+    from pipelines.sample_data import generate_sample
+
+    started = time.perf_counter()
+    with console.status("generating the sample ...") as status:
+        summary = generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
+                                  pyramid_map=pyramid_map, progress=status.update)
+    console.print(f"[green]sample generated[/green] in {lake.landing}: {args.users:,} users, {args.days} days "
+                  f"({time.perf_counter() - started:.1f}s)")
+    return summary
 
 
 def cmd_run(args) -> int:
@@ -125,19 +129,14 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     lake, map_path = _setup(args)
     from pipelines.runner import run_days
-    from pipelines.sample_data import generate_sample
     from pipelines.summary import print_summary
 
     pyramid_map = load_map(map_path)
     started = time.perf_counter()
     for stale in (lake.root / "lake", lake.reports):
         shutil.rmtree(stale, ignore_errors=True)
-    with console.status("generating the sample ...") as status:
-        generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
-                        pyramid_map=pyramid_map, progress=status.update)
+    _generate(lake, pyramid_map, args)
     generated = time.perf_counter()
-    console.print(f"[green]sample generated[/green]: {args.users:,} users, {args.days} days "
-                  f"({generated - started:.1f}s)")
     days = [pyramid_map.start_date + timedelta(days=n) for n in range(args.days)]
     ok = run_days(days, console)
     print_summary(lake, pyramid_map, console)

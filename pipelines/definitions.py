@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.pyramid_map import PyramidMap, load_map
+from assets.pyramid_map import PyramidMap, default_map_path, load_map
 from pipelines.layers import actionable, campaigns, catalog, goals, raw, segments, touchpoints
-from pipelines.resources import PyramidResource, default_map_path
+from pipelines.resources import PyramidResource
 
 NIGHTLY_JOB = "nightly_pyramid"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.lake import Lake, default_data_root
-from assets.pyramid_map import DEFAULT_MAP_PATH, PyramidMap, load_map
+from assets.pyramid_map import PyramidMap, default_map_path, load_map
 
 
 class PyramidResource(dg.ConfigurableResource):
@@ -23,12 +23,6 @@ class PyramidResource(dg.ConfigurableResource):
 
     def pyramid_map(self) -> PyramidMap:
         return _cached_map(self.map_path or str(default_map_path()))
-
-
-def default_map_path() -> Path:
-    import os
-
-    return Path(os.environ.get("PYRAMID_MAP", DEFAULT_MAP_PATH))
 
 
 @lru_cache(maxsize=4)

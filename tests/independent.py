@@ -56,23 +56,24 @@ def _jsonl_rows(landing: Path, ds: date) -> list[dict]:
     return rows
 
 
-def known_users_by_day(landing: Path) -> dict[date, set[str]]:
-    """Users with a profile landed on or before each day."""
-    known: set[str] = set()
+def _cumulative_user_ids(landing: Path, source: str) -> dict[date, set[str]]:
+    """For each landing day, every user_id seen in `source` on or before that day."""
+    seen: set[str] = set()
     by_day = {}
     for ds in landing_days(landing):
-        known |= {r["user_id"] for r in _csv_rows(landing, "profiles", ds) if r.get("user_id")}
-        by_day[ds] = set(known)
+        seen |= {r["user_id"] for r in _csv_rows(landing, source, ds) if r.get("user_id")}
+        by_day[ds] = set(seen)
     return by_day
+
+
+def known_users_by_day(landing: Path) -> dict[date, set[str]]:
+    """Users with a profile landed on or before each day."""
+    return _cumulative_user_ids(landing, "profiles")
 
 
 def erased_by_day(landing: Path) -> dict[date, set[str]]:
-    erased: set[str] = set()
-    by_day = {}
-    for ds in landing_days(landing):
-        erased |= {r["user_id"] for r in _csv_rows(landing, "erasure_requests", ds) if r.get("user_id")}
-        by_day[ds] = set(erased)
-    return by_day
+    """Users with an erasure request landed on or before each day."""
+    return _cumulative_user_ids(landing, "erasure_requests")
 
 
 def _not_future(occurred: datetime | None, ds: date) -> bool:

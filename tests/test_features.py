@@ -255,6 +255,7 @@ def test_features_match_plain_python(features):
     expected = expected_features(PARTITION_A + PARTITION_B, PROFILES, ERASED, AS_OF, WINDOWS)
     actual = features.to_pylist()
     assert [r["user_id"] for r in actual] == ["u1", "u2", "u3", "u4"]
+    assert [r["user_id"] for r in expected] == ["u1", "u2", "u3", "u4"]  # zip below must not truncate
     for got, want in zip(actual, expected):
         assert got.keys() == want.keys()
         for column in want:

@@ -327,6 +327,26 @@ def test_day_outcomes_count_into_day_rows():
     outcomes = goal_user_day_outcomes(audiences, experiment_activity(), GOALS, METRICS, DS)
     assert outcomes.schema == GOAL_USER_DAY_SCHEMA
     assert outcomes.num_rows == 3 * 150  # every audience user, per goal and measured metric
+    # counted by hand from experiment_activity(): 30 / 10 depositors today, 5 / 1 unsubscribes
+    counts = {}
+    for r in outcomes.to_pylist():
+        key = (r["goal_id"], r["metric"], r["arm"])
+        users, successes = counts.get(key, (0, 0))
+        counts[key] = (users + 1, successes + int(r["success"]))
+    assert counts == {
+        ("grow_deposits", "deposit_rate", "treatment"): (100, 30),
+        ("grow_deposits", "deposit_rate", "holdout"): (50, 10),
+        ("grow_deposits", "unsubscribe_rate", "treatment"): (100, 5),
+        ("grow_deposits", "unsubscribe_rate", "holdout"): (50, 1),
+        ("skewed_deposits", "deposit_rate", "treatment"): (100, 30),
+        ("skewed_deposits", "deposit_rate", "holdout"): (50, 10),
+    }
+    assert "outsider" not in set(outcomes.column("user_id").to_pylist())
+    # goal_day_metrics is goal_day_rows over goal_user_day_outcomes, so the equality below only checks
+    # that wiring; the day rows' own counts are checked against the hand counts here
+    rows = {(r["goal_id"], r["metric"]): r for r in goal_day_rows(outcomes, GOALS, CAMPAIGNS, DS).to_pylist()}
+    for (goal_id, metric, arm), (users, successes) in counts.items():
+        assert (rows[(goal_id, metric)][f"{arm}_users"], rows[(goal_id, metric)][f"{arm}_successes"]) == (users, successes)
     assert goal_day_rows(outcomes, GOALS, CAMPAIGNS, DS).equals(
         goal_day_metrics(audiences, experiment_activity(), GOALS, METRICS, CAMPAIGNS, DS))
 

@@ -55,6 +55,14 @@ def _clean_result_metadata(lake: Lake, name: str, ds: date, result: actionable.C
     return metadata
 
 
+def _read(con, lake: Lake, layer: str, name: str, ds: date) -> pa.Table:
+    return read_partition(con, lake.partition_file(layer, name, ds))
+
+
+def _written(lake: Lake, name: str, ds: date, table: pa.Table) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=write_table(lake, "actionable", name, ds, table))
+
+
 def _reason_counts(quarantine: pa.Table) -> dict[str, int]:
     if quarantine.num_rows == 0:
         return {}
@@ -75,7 +83,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     def actionable_profiles(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
         con = connect()
-        raw = read_partition(con, lake.partition_file("raw", "profiles", ds))
+        raw = _read(con, lake, "raw", "profiles", ds)
         previous = previous_partition(lake, "actionable", "profiles", ds, start)
         outcome, docs = validate_and_record(lake, "profiles", ds, raw, settings)
         result = actionable.update_profiles(con, raw, previous, ds, settings, validation=outcome)
@@ -95,10 +103,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     def actionable_erased_users(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         con = connect()
-        raw = read_partition(con, lake.partition_file("raw", "erasure_requests", ds))
+        raw = _read(con, lake, "raw", "erasure_requests", ds)
         previous = previous_partition(lake, "actionable", "erased_users", ds, start)
         erased = actionable.update_erasures(con, raw, previous)
-        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "erased_users", ds, erased))
+        return _written(lake, "erased_users", ds, erased)
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
@@ -139,8 +147,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
             lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
             con = connect()
-            raw = read_partition(con, lake.partition_file("raw", name, ds))
-            known_users = read_partition(con, lake.partition_file("actionable", "profiles", ds)).select(["user_id"])
+            raw = _read(con, lake, "raw", name, ds)
+            known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
             seen = read_partitions(con, lake, "actionable", name, lookback_days(ds, settings.dedup_lookback_days, start),
                                    columns=key_column)
             outcome, docs = validate_and_record(lake, name, ds, raw, settings)
@@ -162,10 +170,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     def user_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         con = connect()
-        events = read_partition(con, lake.partition_file("actionable", "events", ds))
-        transactions = read_partition(con, lake.partition_file("actionable", "transactions", ds))
+        events = _read(con, lake, "actionable", "events", ds)
+        transactions = _read(con, lake, "actionable", "transactions", ds)
         daily = features.user_daily(con, events, transactions)
-        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_daily", ds, daily))
+        return _written(lake, "user_daily", ds, daily)
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
@@ -181,8 +189,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         windows = list(pmap.segments.windows)
         daily = daily_activity(lake, ds, max(windows), start)
-        profiles = read_partition(con, lake.partition_file("actionable", "profiles", ds))
-        erased = read_partition(con, lake.partition_file("actionable", "erased_users", ds))
+        profiles = _read(con, lake, "actionable", "profiles", ds)
+        erased = _read(con, lake, "actionable", "erased_users", ds)
         table = features.user_features(con, daily, profiles, erased, ds, windows)
         return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_features", ds, table),
                                     check_results=[inputs_check(blocked_for_day(lake, pmap, ds))])

@@ -17,7 +17,7 @@ def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         lake, ds = pyramid.lake(), partition_day(context)
         membership = read_partition(connect(), lake.partition_file("segments", "segment_membership", ds))
         audiences = campaigns.campaign_audiences(membership, pyramid.pyramid_map().campaigns, ds)
-        counts = connect().sql(
+        counts = connect().sql(  # `audiences`: the local table, by DuckDB replacement scan
             "SELECT campaign_id || '/' || arm, count(*) FROM audiences GROUP BY 1 ORDER BY 1"
         ).fetchall()
         extra = {f"users/{key}": n for key, n in counts}

@@ -19,17 +19,17 @@ def erasure_sets(lake: Lake, ds: date, start: date) -> tuple[list[str], list[str
     erased since. New on `ds`: in the erased users of `ds` but not of the day before (all of them on
     the first day, or when that partition is missing)."""
     con = connect()
-    as_of = set(read_partition(con, lake.partition_file("actionable", "erased_users", ds)).column("user_id").to_pylist())
+
+    def erased_on(day: date) -> set:
+        return set(read_partition(con, lake.partition_file("actionable", "erased_users", day)).column("user_id").to_pylist())
+
+    as_of = erased_on(ds)
     known = set(as_of)
     days = lake.partitions("actionable", "erased_users")
     if days and days[-1] > ds:
-        known |= set(read_partition(con, lake.partition_file("actionable", "erased_users", days[-1]))
-                     .column("user_id").to_pylist())
-    before: set = set()
+        known |= erased_on(days[-1])
     previous = ds - timedelta(days=1)
-    if ds > start and lake.has_partition("actionable", "erased_users", previous):
-        before = set(read_partition(con, lake.partition_file("actionable", "erased_users", previous))
-                     .column("user_id").to_pylist())
+    before = erased_on(previous) if ds > start and lake.has_partition("actionable", "erased_users", previous) else set()
     known.discard(None)
     return sorted(known), sorted(u for u in as_of - before if u is not None)
 

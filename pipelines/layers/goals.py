@@ -11,6 +11,7 @@ from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import daily_activity, partition_day, previous_partition, write_table
 from pipelines.layers.quality import blocked_for_day
+from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
@@ -74,8 +75,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
 
 def longest_metric_window(pyramid_map: PyramidMap) -> int:
-    used = {g.metric for g in pyramid_map.goals} | {m for g in pyramid_map.goals for m in g.guardrails}
-    return max(pyramid_map.metrics[m].window_days for m in used) if used else 1
+    return max((m.window_days for m in baseline_metrics(pyramid_map)), default=1)
 
 
 def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
@@ -91,7 +91,7 @@ def previous_user_outcomes(lake: Lake, ds: date, start: date) -> pa.Table | None
 
 def known_users(lake: Lake, ds: date) -> pa.Table:
     """Known, non-erased users as of the day (consented or not: the North Star holds no personal data)."""
-    con = connect()
+    con = connect()  # profiles and erased are read by the SQL below (DuckDB replacement scans)
     profiles = read_partition(con, lake.partition_file("actionable", "profiles", ds))
     erased = read_partition(con, lake.partition_file("actionable", "erased_users", ds))
     return con.sql(

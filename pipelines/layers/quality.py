@@ -103,11 +103,10 @@ def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
     )
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
-        files = [validation_file(lake, source, ds) for source in SUITE_SOURCES]
-        index = quality.build_data_docs(quality.load_validations(f for f in files if f.exists()),
-                                        data_docs_index(lake).parent)
+        files = [f for f in (validation_file(lake, source, ds) for source in SUITE_SOURCES) if f.exists()]
+        index = quality.build_data_docs(quality.load_validations(files), data_docs_index(lake).parent)
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(index)),
-                                              "validations": len([f for f in files if f.exists()])})
+                                              "validations": len(files)})
 
     return _asset
 

@@ -28,11 +28,11 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                     "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
     )
     def segment_membership(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
-        lake, ds = pyramid.lake(), partition_day(context)
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         features = read_partition(connect(), lake.partition_file("actionable", "user_features", ds))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
-        blocked = blocked_for_day(lake, pyramid.pyramid_map(), ds).segments  # need a withheld column: not computed
-        definitions = [d for d in pyramid.pyramid_map().segments.definitions if d.id not in blocked]
+        blocked = blocked_for_day(lake, pmap, ds).segments  # need a withheld column: not computed
+        definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
         membership = segments.segment_membership(features, definitions, ds, previous)
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_membership", ds, membership))
 
@@ -51,7 +51,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
-        features = read_partition(con, lake.partition_file("actionable", "user_features", ds))
+        features = read_partition(con, lake.partition_file("actionable", "user_features", ds))  # read by the SQL below
         eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchall()[0][0])
         summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds)
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]

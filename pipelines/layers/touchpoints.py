@@ -1,7 +1,7 @@
 """Touchpoints: one activation export per touchpoint, after priorities and frequency caps, and a
 check that each touchpoint's freshness need is met by the nightly schedule."""
 
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import pyarrow as pa
@@ -9,7 +9,7 @@ import pyarrow as pa
 from assets import touchpoints
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import partition_day, write_table
+from pipelines.layers import lookback_days, partition_day, write_table
 from pipelines.resources import PyramidResource
 
 FRESHNESS_CHECK = "freshness_met"
@@ -67,8 +67,9 @@ def run_allowance_hours(pyramid_map: PyramidMap) -> float:
 def previous_exports(lake: Lake, pyramid_map: PyramidMap, ds: date):
     """Every touchpoint's exports of the days a frequency cap can still count."""
     longest = max((c.frequency_cap.per_days for c in pyramid_map.campaigns), default=1)
-    days = [ds - timedelta(days=n) for n in range(1, longest) if ds - timedelta(days=n) >= pyramid_map.start_date]
-    tables = [read_partitions(connect(), lake, "touchpoints", tp.id, days) for tp in pyramid_map.touchpoints]
+    days = lookback_days(ds, longest - 1, pyramid_map.start_date)
+    con = connect()
+    tables = [read_partitions(con, lake, "touchpoints", tp.id, days) for tp in pyramid_map.touchpoints]
     tables = [t for t in tables if t is not None and t.num_rows]
     if not tables:
         return None
