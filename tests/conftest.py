@@ -1,16 +1,9 @@
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory):
     """The whole pyramid through Dagster on a small generated sample (tests/pyramid_run.py), once per session."""
     from tests.pyramid_run import make_run
+
     return make_run(tmp_path_factory)
