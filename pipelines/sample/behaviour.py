@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from assets.pyramid_map import PyramidMap
 from pipelines.sample.population import Population, earliest, eligible
@@ -58,7 +59,8 @@ class Vocab:
         """Number of codes per tail part; campaign, touchpoint and property have a 'none' code 0."""
         return len(self.channels), len(self.campaigns) + 1, len(self.touchpoints) + 1, len(self.properties) + 1
 
-    def tail(self, channel, campaign, touchpoint, prop) -> np.ndarray:
+    def tail(self, channel: ArrayLike, campaign: ArrayLike, touchpoint: ArrayLike, prop: ArrayLike) -> np.ndarray:
+        """The combined code of each row's channel, campaign, touchpoint and property (-1: none)."""
         _, n_campaign, n_touchpoint, n_prop = self.sizes()
         code = np.asarray(channel, dtype=np.int32)
         for part, size in ((campaign, n_campaign), (touchpoint, n_touchpoint), (prop, n_prop)):

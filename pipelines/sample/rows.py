@@ -6,6 +6,7 @@ import numpy as np
 
 
 def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One set of rows from parts with the same columns, in the order given."""
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
