@@ -1,4 +1,4 @@
-"""Benchmark of the sample data generator (pipelines.sample_data) on one core.
+"""Benchmark of the sample data generator (the pipelines.sample package) on one core.
 
 Generating draws every row, effect and defect as numpy arrays; writing renders them as text (ids, ISO
 timestamps, JSON) and writes the files. Polars is pinned to one thread before it is imported, and a
@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.sample_data import generate_sample  # noqa: E402
+from pipelines.sample.generate import generate_sample  # noqa: E402
 
 COLUMNS = ("users", "days", "events", "s generating", "events/s generating", "s writing", "of which rendering")
 

@@ -103,7 +103,7 @@ def cmd_generate(args) -> int:
 
 def _generate(lake: Lake, pyramid_map, args):
     """Write the seeded sample into the landing folder, with a spinner; return its summary."""
-    from pipelines.sample_data import generate_sample
+    from pipelines.sample.generate import generate_sample
 
     started = time.perf_counter()
     with console.status("generating the sample ...") as status:

@@ -15,7 +15,7 @@ from assets.pyramid_map import PyramidMap, load_map
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
-from pipelines.sample_data import generate_sample
+from pipelines.sample.generate import generate_sample
 
 USERS, DAYS, SEED = 2500, 8, 5
 PII = ("email", "phone", "full_name")

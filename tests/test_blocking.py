@@ -85,7 +85,7 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     from pipelines.definitions import NIGHTLY_JOB, build_definitions
     from pipelines.resources import PyramidResource
     from pipelines.runner import QUIET
-    from pipelines.sample_data import generate_sample
+    from pipelines.sample.generate import generate_sample
 
     generate_sample(tmp_path / "landing", users=400, days=2, seed=3, pyramid_map=pyramid)
     day1, day2 = pyramid.start_date, pyramid.start_date.fromordinal(pyramid.start_date.toordinal() + 1)

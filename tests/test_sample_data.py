@@ -1,4 +1,4 @@
-"""pipelines.sample_data: landing files per the contract, deterministic, with exactly the planted
+"""pipelines.sample: landing files per the contract, deterministic, with exactly the planted
 defects and a visible planted effect. Files are read back with plain json/csv and arms recomputed with
 hashlib, so nothing here trusts the generator's own code."""
 
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from assets.pyramid_map import load_map
-from pipelines.sample_data import PLANTED_EFFECTS, generate_sample
+from pipelines.sample.effects import PLANTED_EFFECTS
+from pipelines.sample.generate import generate_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 START = date(2026, 10, 1)
