@@ -6,8 +6,8 @@ demo's outputs byte-identical.
     python -m tests.demo_outputs compare before.json after.json
 
 A fingerprint holds the SHA-256 of every file of the lake and the reports (Data Docs excepted: GX
-stamps them with the run time), and, per view of the analyst catalog, its row count and an
-order-independent hash of its rows. Byte identity of Parquet files assumes the same library versions
+stamps them with the run time; saved validation results are hashed without their run stamps), and,
+per view of the analyst catalog, its row count and an order-independent hash of its rows. Byte identity of Parquet files assumes the same library versions
 on both sides; the view hashes say whether the contents agree when the bytes do not.
 """
 
@@ -21,6 +21,20 @@ from pathlib import Path
 import duckdb
 
 SKIPPED_FOLDERS = ("data_docs",)
+RUN_STAMPS = (("id",), ("meta", "validation_time"), ("meta", "run_id", "run_time"), ("meta", "batch_markers", "ge_load_time"))
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file; for a saved validation result, of its JSON without the run's stamps."""
+    if "validations" not in path.parts or path.suffix != ".json":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    document = json.loads(path.read_text())
+    for *parents, key in RUN_STAMPS:
+        node = document
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(key, None)
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def file_hashes(root: Path) -> dict[str, str]:
@@ -30,7 +44,7 @@ def file_hashes(root: Path) -> dict[str, str]:
             relative = path.relative_to(root).as_posix()
             if any(f"/{skipped}/" in f"/{relative}" for skipped in SKIPPED_FOLDERS):
                 continue
-            hashes[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+            hashes[relative] = content_hash(path)
     return hashes
 
 
@@ -41,7 +55,7 @@ def view_hashes(warehouse: Path) -> dict[str, list]:
     try:
         names = [r[0] for r in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
         return {
-            name: list(con.sql(f'SELECT count(*), coalesce(sum(hash(t.*)), 0)::VARCHAR FROM "{name}" t').fetchall()[0])
+            name: list(con.sql(f'SELECT count(*), coalesce(sum(hash(t)), 0)::VARCHAR FROM "{name}" t').fetchall()[0])
             for name in sorted(names)
         }
     finally:
