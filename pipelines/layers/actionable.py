@@ -121,7 +121,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                              "Profile snapshot as of the day: latest update wins, PII removed, consent known."),
         check_specs=_cleaned_check_specs("profiles"),
     )
-    def actionable_profiles(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
+    def actionable_profiles(
+        context: dg.AssetExecutionContext, pyramid: PyramidResource
+    ) -> Iterator[dg.MaterializeResult]:
         lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
         con = connect()
         raw = _read(con, lake, "raw", "profiles", ds)
@@ -188,8 +190,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             con = connect()
             raw = _read(con, lake, "raw", name, ds)
             known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
-            seen = read_partitions(con, lake, "actionable", name, lookback_days(ds, settings.dedup_lookback_days, start),
-                                   columns=key_column)
+            lookback = lookback_days(ds, settings.dedup_lookback_days, start)
+            seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
             outcome, docs = validate_and_record(lake, name, ds, raw, settings)
             result = clean(con, raw, ds, known_users, seen, settings, validation=outcome)
             kinds = ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies")

@@ -78,7 +78,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                                      "contribution to the North Star."),
         ],
     )
-    def north_star_series(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
+    def north_star_series(
+        context: dg.AssetExecutionContext, pyramid: PyramidResource
+    ) -> Iterator[dg.MaterializeResult]:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         metric = pmap.metrics[pmap.north_star.metric]
         activity = daily_activity(lake, ds, metric.window_days, start)

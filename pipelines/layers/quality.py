@@ -110,7 +110,9 @@ def data_docs_index(lake: Lake) -> Path:
     return lake.reports / "data_docs" / "index.html"
 
 
-def validate_and_record(lake: Lake, source: str, ds: date, raw: pa.Table, settings) -> tuple["quality.ValidationOutcome", str]:
+def validate_and_record(
+    lake: Lake, source: str, ds: date, raw: pa.Table, settings
+) -> tuple["quality.ValidationOutcome", str]:
     """Validate the day's raw rows and save the result for Data Docs (the column status is written by
     `column_status_result`)."""
     outcome = actionable.validate(raw, source, ds, settings)

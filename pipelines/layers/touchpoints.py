@@ -22,7 +22,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     specs = [
         dg.AssetSpec(
             f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"}, deps=["campaign_audiences"],
-            metadata=lake_table("touchpoints", tp.id), description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
+            metadata=lake_table("touchpoints", tp.id),
+            description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
         )
         for tp in pyramid_map.touchpoints
     ]
