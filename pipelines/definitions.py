@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets.pyramid_map import PyramidMap, default_map_path, load_map
@@ -20,19 +22,20 @@ def daily_partitions(pyramid_map: PyramidMap) -> dg.DailyPartitionsDefinition:
 
 def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     partitions = daily_partitions(pyramid_map)
-    return [
+    tables = [
         *raw.build(partitions),
         *actionable.build(partitions, pyramid_map),
         *segments.build(partitions, pyramid_map),
         *campaigns.build(partitions),
         *touchpoints.build(partitions, pyramid_map),
         *goals.build(partitions, pyramid_map),
-        *catalog.build(partitions, pyramid_map),
     ]
+    return [*tables, *catalog.build(partitions, pyramid_map, tables)]
 
 
 def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None = None) -> dg.Definitions:
-    """The code location for a map; `pyramid` overrides where the data root and map are."""
+    """The code location for a map; `pyramid` overrides where the data root is. The run uses the map the
+    graph was built from: the resource's map path is the map's own, and a resource naming another is refused."""
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
@@ -50,8 +53,17 @@ def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None =
         assets=build_assets(pyramid_map),
         jobs=[nightly],
         schedules=[schedule],
-        resources={"pyramid": pyramid or PyramidResource()},
+        resources={"pyramid": resource_for(pyramid_map, pyramid or PyramidResource())},
     )
+
+
+def resource_for(pyramid_map: PyramidMap, pyramid: PyramidResource) -> PyramidResource:
+    """`pyramid` with the map path of `pyramid_map`; ValueError when it names another map."""
+    own = Path(pyramid_map.path).resolve()
+    if pyramid.map_path and Path(pyramid.map_path).resolve() != own:
+        raise ValueError(f"the graph is built from the map {own}, but the resource names {pyramid.map_path}: "
+                         "a run must use the map its graph was built from")
+    return PyramidResource(data_root=pyramid.data_root, map_path=str(own))
 
 
 defs = build_definitions(load_map(default_map_path()))

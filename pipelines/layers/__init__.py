@@ -12,6 +12,13 @@ import pyarrow as pa
 from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
 from pipelines.metadata import table_metadata
 
+LAKE_TABLE = "lake_table"  # definition metadata: the `layer/table` of the lake an asset writes
+
+
+def lake_table(layer: str, table: str) -> dict[str, str]:
+    """Definition metadata naming the lake table an asset writes (the catalog finds its views' assets by it)."""
+    return {LAKE_TABLE: f"{layer}/{table}"}
+
 
 def partition_day(context: dg.AssetExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
@@ -56,6 +63,6 @@ def daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Ta
     activity = read_partitions(connect(), lake, "actionable", "user_daily", days)
     if activity is None:
         raise MissingPartition(f"actionable/user_daily has no partition between {first} and {ds}")
-    return connect().sql(
-        "SELECT * FROM activity WHERE activity_date BETWEEN ? AND ?", params=[first, ds]
-    ).to_arrow_table()
+    con = connect()
+    con.register("activity", activity)
+    return con.sql("SELECT * FROM activity WHERE activity_date BETWEEN ? AND ?", params=[first, ds]).to_arrow_table()

@@ -1,6 +1,7 @@
 """Actionable data: typed, validated, deduplicated rows (the rest quarantined with reasons), the
 profile snapshot without PII, erased users, per-user daily aggregates and the feature table."""
 
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -9,14 +10,25 @@ import pyarrow as pa
 from assets import actionable, erasure, features
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import daily_activity, lookback_days, partition_day, previous_partition, write_table
+from pipelines.layers import (
+    daily_activity,
+    lake_table,
+    lookback_days,
+    partition_day,
+    previous_partition,
+    write_table,
+)
 from pipelines.layers.erasure import ERASURE_CHECK, erasure_check, erasure_sets
 from pipelines.layers.quality import (
+    COLUMN_STATUS_ASSETS,
     INPUTS_CHECK,
+    SUITE_SOURCES,
     blocked_for_day,
+    column_status_result,
+    column_status_spec,
     data_quality_docs_asset,
     inputs_check,
-    suite_check_results,
+    rows_check,
     suite_metadata,
     suite_specs,
     validate_and_record,
@@ -44,15 +56,41 @@ def _accounting_spec(asset_name: str) -> dg.AssetCheckSpec:
     )
 
 
-# --- the suites as asset checks ---------------------------------------------------------------------
+# --- a cleaned source: its actionable rows, its quarantine and its column status --------------------
 
-def _clean_result_metadata(lake: Lake, name: str, ds: date, result: actionable.CleanResult) -> dict:
-    write_table(lake, "actionable", f"quarantine_{name}", ds, result.quarantine)
+def _cleaned_specs(name: str, deps: list[str], description: str) -> list[dg.AssetSpec]:
+    """The three tables one cleaning of a source writes, each its own asset."""
+    return [
+        dg.AssetSpec(f"actionable_{name}", group_name="actionable", deps=deps, kinds={"duckdb", "parquet"},
+                     description=description, metadata=lake_table("actionable", name)),
+        dg.AssetSpec(f"quarantine_{name}", group_name="actionable", deps=deps, kinds={"duckdb", "parquet"},
+                     metadata=lake_table("actionable", f"quarantine_{name}"),
+                     description=f"The day's refused {name} rows: the raw row as it came, with every reason."),
+        column_status_spec(name),
+    ]
+
+
+def _cleaned_check_specs(name: str) -> list[dg.AssetCheckSpec]:
+    return [_accounting_spec(f"actionable_{name}"), *suite_specs(name)]
+
+
+def _cleaned_results(lake: Lake, name: str, ds: date, result: actionable.CleanResult, docs: str,
+                     **extra) -> Iterator[dg.MaterializeResult]:
+    """Write the cleaned rows, the quarantine and the column status; one result per table."""
     metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
     metadata.pop("balanced", None)
-    for reason, count in _reason_counts(result.quarantine).items():
-        metadata[f"quarantined/{reason}"] = count
-    return metadata
+    metadata.update(suite_metadata(result, docs))
+    metadata.update(extra)
+    yield dg.MaterializeResult(
+        asset_key=f"actionable_{name}", metadata=metadata,
+        check_results=[accounting_check(f"actionable_{name}", result), rows_check(name, result.validation, docs)],
+    )
+    reasons = {f"quarantined/{reason}": n for reason, n in _reason_counts(result.quarantine).items()}
+    yield dg.MaterializeResult(
+        asset_key=f"quarantine_{name}",
+        metadata=write_table(lake, "actionable", f"quarantine_{name}", ds, result.quarantine, **reasons),
+    )
+    yield column_status_result(lake, name, ds, result.validation, docs)
 
 
 def _read(con, lake: Lake, layer: str, name: str, ds: date) -> pa.Table:
@@ -66,7 +104,9 @@ def _written(lake: Lake, name: str, ds: date, table: pa.Table) -> dg.Materialize
 def _reason_counts(quarantine: pa.Table) -> dict[str, int]:
     if quarantine.num_rows == 0:
         return {}
-    rows = connect().sql(
+    con = connect()
+    con.register("quarantine", quarantine)
+    rows = con.sql(
         "SELECT reason, count(*) AS n FROM (SELECT unnest(reasons) AS reason FROM quarantine) GROUP BY 1 ORDER BY 1"
     ).fetchall()
     return {reason: n for reason, n in rows}
@@ -75,29 +115,31 @@ def _reason_counts(quarantine: pa.Table) -> dict[str, int]:
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     start = pyramid_map.start_date
 
-    @dg.asset(
-        group_name="actionable", partitions_def=partitions, deps=["raw_profiles"], kinds={"duckdb", "parquet"},
-        check_specs=[_accounting_spec("actionable_profiles"), *suite_specs("profiles", "actionable_profiles")],
-        description="Profile snapshot as of the day: latest update wins, PII removed, consent known.",
+    @dg.multi_asset(
+        name="actionable_profiles", partitions_def=partitions, can_subset=False,
+        specs=_cleaned_specs("profiles", ["raw_profiles"],
+                             "Profile snapshot as of the day: latest update wins, PII removed, consent known."),
+        check_specs=_cleaned_check_specs("profiles"),
     )
-    def actionable_profiles(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+    def actionable_profiles(
+        context: dg.AssetExecutionContext, pyramid: PyramidResource
+    ) -> Iterator[dg.MaterializeResult]:
         lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
         con = connect()
         raw = _read(con, lake, "raw", "profiles", ds)
         previous = previous_partition(lake, "actionable", "profiles", ds, start)
         outcome, docs = validate_and_record(lake, "profiles", ds, raw, settings)
         result = actionable.update_profiles(con, raw, previous, ds, settings, validation=outcome)
-        metadata = _clean_result_metadata(lake, "profiles", ds, result)
-        metadata.update(suite_metadata(result, docs))
-        metadata["contradictory_updates"] = int(result.details.get("contradictions", 0))
-        metadata["unknown_consent"] = int(result.details.get("unknown_consent", 0))
-        metadata["snapshot_users"] = int(result.details.get("snapshot_users", 0))
-        return dg.MaterializeResult(metadata=metadata, check_results=[
-            accounting_check("actionable_profiles", result),
-            *suite_check_results("actionable_profiles", outcome, docs)])
+        yield from _cleaned_results(
+            lake, "profiles", ds, result, docs,
+            contradictory_updates=int(result.details.get("contradictions", 0)),
+            unknown_consent=int(result.details.get("unknown_consent", 0)),
+            snapshot_users=int(result.details.get("snapshot_users", 0)),
+        )
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions, deps=["raw_erasure_requests"], kinds={"duckdb", "parquet"},
+        metadata=lake_table("actionable", "erased_users"),
         description="Every user who asked to be erased, up to and including the day.",
     )
     def actionable_erased_users(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -110,7 +152,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
-        deps=["actionable_erased_users", "actionable_events", "actionable_transactions", "actionable_profiles"],
+        deps=["actionable_erased_users", *(f"{kind}_{source}" for kind in ("actionable", "quarantine")
+                                           for source in SUITE_SOURCES)],
         kinds={"duckdb", "parquet"},
         check_specs=[dg.AssetCheckSpec(ERASURE_CHECK, asset="erasure_applied", blocking=True,
                                        description="No Parquet file of the lake (raw events, transactions and "
@@ -135,36 +178,32 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         )
 
     def _clean_asset(name: str, key_column: str, clean) -> dg.AssetsDefinition:
-        asset_name = f"actionable_{name}"
-
-        @dg.asset(
-            name=asset_name, group_name="actionable", partitions_def=partitions,
-            deps=[f"raw_{name}", "actionable_profiles"], kinds={"duckdb", "parquet"},
-            check_specs=[_accounting_spec(asset_name), *suite_specs(name, asset_name)],
-            description=f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
-                        "refused rows go to quarantine with every reason.",
+        @dg.multi_asset(
+            name=f"actionable_{name}", partitions_def=partitions, can_subset=False,
+            specs=_cleaned_specs(name, [f"raw_{name}", "actionable_profiles"],
+                                 f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
+                                 "refused rows go to quarantine with every reason."),
+            check_specs=_cleaned_check_specs(name),
         )
-        def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
             lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
             con = connect()
             raw = _read(con, lake, "raw", name, ds)
             known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
-            seen = read_partitions(con, lake, "actionable", name, lookback_days(ds, settings.dedup_lookback_days, start),
-                                   columns=key_column)
+            lookback = lookback_days(ds, settings.dedup_lookback_days, start)
+            seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
             outcome, docs = validate_and_record(lake, name, ds, raw, settings)
             result = clean(con, raw, ds, known_users, seen, settings, validation=outcome)
-            metadata = _clean_result_metadata(lake, name, ds, result)
-            metadata.update(suite_metadata(result, docs))
-            for kind in ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies"):
-                metadata[kind] = int(result.details.get(kind, 0))
-            return dg.MaterializeResult(metadata=metadata, check_results=[
-                accounting_check(asset_name, result), *suite_check_results(asset_name, outcome, docs)])
+            kinds = ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies")
+            yield from _cleaned_results(lake, name, ds, result, docs,
+                                        **{kind: int(result.details.get(kind, 0)) for kind in kinds})
 
         return _asset
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
         deps=["actionable_events", "actionable_transactions", "erasure_applied"], kinds={"duckdb", "parquet"},
+        metadata=lake_table("actionable", "user_daily"),
         description="Per user and activity day, the activity that landed this day (late rows included).",
     )
     def user_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -177,8 +216,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
-        deps=["user_daily", "actionable_profiles", "actionable_erased_users", "erasure_applied"],
-        kinds={"duckdb", "parquet"},
+        deps=["user_daily", "actionable_profiles", "actionable_erased_users", "erasure_applied", *COLUMN_STATUS_ASSETS],
+        kinds={"duckdb", "parquet"}, metadata=lake_table("actionable", "user_features"),
         check_specs=[dg.AssetCheckSpec(INPUTS_CHECK, asset="user_features",
                                        description="No segment, campaign or goal needs a column withheld today; "
                                                    "fails naming the column, the expectation and every blocked item.")],

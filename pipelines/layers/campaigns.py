@@ -4,20 +4,23 @@ import dagster as dg
 
 from assets import campaigns
 from assets.lake import connect, read_partition
-from pipelines.layers import partition_day, write_table
+from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 
 
 def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="campaigns", partitions_def=partitions, deps=["segment_membership"], kinds={"duckdb", "parquet"},
+        metadata=lake_table("campaigns", "audiences"),
         description="For each campaign: the users of its segments, its context, and their stable arm.",
     )
     def campaign_audiences(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         membership = read_partition(connect(), lake.partition_file("segments", "segment_membership", ds))
         audiences = campaigns.campaign_audiences(membership, pyramid.pyramid_map().campaigns, ds)
-        counts = connect().sql(  # `audiences`: the local table, by DuckDB replacement scan
+        con = connect()
+        con.register("audiences", audiences)
+        counts = con.sql(
             "SELECT campaign_id || '/' || arm, count(*) FROM audiences GROUP BY 1 ORDER BY 1"
         ).fetchall()
         extra = {f"users/{key}": n for key, n in counts}

@@ -1,6 +1,7 @@
 """Goals and the North Star: treatment against holdout per goal and day, guardrails, and the one
 series everything serves, with each goal's contribution to it."""
 
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -9,27 +10,37 @@ import pyarrow as pa
 from assets import goals, north_star
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import daily_activity, partition_day, previous_partition, write_table
-from pipelines.layers.quality import blocked_for_day
+from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
-USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, written by goal_metrics
+USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     start = pyramid_map.start_date
 
-    @dg.asset(
-        group_name="goals", partitions_def=partitions, deps=["campaign_audiences", "user_daily"],
-        kinds={"polars", "parquet"},
+    measured_from = ["campaign_audiences", "user_daily", *COLUMN_STATUS_ASSETS]
+
+    @dg.multi_asset(
+        name="goal_metrics", partitions_def=partitions, can_subset=False,
+        specs=[
+            dg.AssetSpec(USER_OUTCOMES, group_name="goals", deps=measured_from, kinds={"polars", "parquet"},
+                         metadata=lake_table("goals", USER_OUTCOMES),
+                         description="Per goal and exposed user, campaign to date: days measured and success days "
+                                     "(each day builds on the day before)."),
+            dg.AssetSpec("goal_metrics", group_name="goals", deps=[USER_OUTCOMES, *measured_from],
+                         kinds={"polars", "parquet"}, metadata=lake_table("goals", "goal_metrics"),
+                         description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, "
+                                     "status; guardrails. Campaign to date: users as clusters, from "
+                                     "goal_user_outcomes."),
+        ],
         check_specs=[dg.AssetCheckSpec(SRM_CHECK, asset="goal_metrics",
                                        description="Arm sizes match each campaign's holdout share.")],
-        description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, status; guardrails. "
-                    "Campaign to date: users as clusters, from goals/goal_user_outcomes (also written here).",
     )
-    def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+    def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences_prev = audiences_before(lake, ds, start)
         activity = daily_activity(lake, ds, longest_metric_window(pmap), start)
@@ -38,26 +49,38 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
         day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds)
         user_outcomes = goals.update_goal_user_outcomes(previous_user_outcomes(lake, ds, start), day_outcomes, ds)
-        write_table(lake, "goals", USER_OUTCOMES, ds, user_outcomes)
+        yield dg.MaterializeResult(asset_key=USER_OUTCOMES,
+                                   metadata=write_table(lake, "goals", USER_OUTCOMES, ds, user_outcomes))
         to_date = goals.goal_to_date(user_outcomes, ds, pmap.goals, pmap.campaigns)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
-            check_name=SRM_CHECK, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
+            asset_key="goal_metrics", check_name=SRM_CHECK, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
             metadata={"goals_with_sample_ratio_mismatch": ", ".join(failing) or "none"},
         )
         status = {f"status/{r['goal_id']}": r["status"] for r in to_date.to_pylist() if r["kind"] == "goal"}
         metadata = write_table(lake, "goals", "goal_metrics", ds, table, **status)
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        yield dg.MaterializeResult(asset_key="goal_metrics", metadata=metadata, check_results=[check])
 
-    @dg.asset(
-        group_name="goals", partitions_def=partitions,
-        deps=["goal_metrics", "user_daily", "actionable_profiles", "actionable_erased_users"],
-        kinds={"polars", "parquet"},
-        description=f"The North Star ({pyramid_map.north_star.id}: {pyramid_map.north_star.description}) "
-                    "and each goal's contribution to it.",
+    users_from = ["user_daily", "actionable_profiles", "actionable_erased_users"]
+
+    @dg.multi_asset(
+        name="north_star_series", partitions_def=partitions, can_subset=False,
+        specs=[
+            dg.AssetSpec("north_star_series", group_name="goals", deps=["goal_metrics", *users_from],
+                         kinds={"polars", "parquet"}, metadata=lake_table("goals", "north_star"),
+                         description=f"The North Star ({pyramid_map.north_star.id}: "
+                                     f"{pyramid_map.north_star.description}), one value per day."),
+            dg.AssetSpec("north_star_contributions", group_name="goals",
+                         deps=["campaign_audiences", *users_from], kinds={"polars", "parquet"},
+                         metadata=lake_table("goals", "north_star_contributions"),
+                         description="One row per goal: its campaign's North Star metric per arm and its "
+                                     "contribution to the North Star."),
+        ],
     )
-    def north_star_series(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+    def north_star_series(
+        context: dg.AssetExecutionContext, pyramid: PyramidResource
+    ) -> Iterator[dg.MaterializeResult]:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         metric = pmap.metrics[pmap.north_star.metric]
         activity = daily_activity(lake, ds, metric.window_days, start)
@@ -66,10 +89,11 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         contributions = north_star.north_star_contributions(
             audiences_before(lake, ds, start), activity, metric, pmap.goals, users.num_rows, ds
         )
-        write_table(lake, "goals", "north_star_contributions", ds, contributions)
         value = series.column("value")[0].as_py() if series.num_rows else None
         metadata = write_table(lake, "goals", "north_star", ds, series, value=float("nan") if value is None else value)
-        return dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(asset_key="north_star_series", metadata=metadata)
+        yield dg.MaterializeResult(asset_key="north_star_contributions",
+                                   metadata=write_table(lake, "goals", "north_star_contributions", ds, contributions))
 
     return [goal_metrics, north_star_series]
 
@@ -91,9 +115,9 @@ def previous_user_outcomes(lake: Lake, ds: date, start: date) -> pa.Table | None
 
 def known_users(lake: Lake, ds: date) -> pa.Table:
     """Known, non-erased users as of the day (consented or not: the North Star holds no personal data)."""
-    con = connect()  # profiles and erased are read by the SQL below (DuckDB replacement scans)
-    profiles = read_partition(con, lake.partition_file("actionable", "profiles", ds))
-    erased = read_partition(con, lake.partition_file("actionable", "erased_users", ds))
+    con = connect()
+    con.register("profiles", read_partition(con, lake.partition_file("actionable", "profiles", ds)))
+    con.register("erased", read_partition(con, lake.partition_file("actionable", "erased_users", ds)))
     return con.sql(
         "SELECT user_id FROM profiles WHERE user_id NOT IN (SELECT user_id FROM erased) ORDER BY user_id"
     ).to_arrow_table()

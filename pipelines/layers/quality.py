@@ -1,6 +1,7 @@
 """The Great Expectations suites in Dagster: two checks per suite, the day's Data Docs, and what a
 withheld column blocks upward. The validation itself is `assets/quality.py`."""
 
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -10,35 +11,58 @@ import pyarrow as pa
 from assets import actionable, quality
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import partition_day, write_table
+from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 
 INPUTS_CHECK = "inputs_promoted"
 SUITE_SOURCES = ("events", "transactions", "profiles")
 ROWS_CHECK = "suite_rows_valid"
 COLUMNS_CHECK = "suite_columns_promoted"
+COLUMN_STATUS_ASSETS = [f"column_status_{source}" for source in SUITE_SOURCES]  # what `blocked_for_day` reads
 
 
-def suite_specs(source: str, asset_name: str) -> list[dg.AssetCheckSpec]:
-    """Each suite's result as two checks (the suite is read without GX): its row expectations, which
-    block downstream when a critical one fails (a spike of bad rows), and its column expectations,
-    which do not (withholding the column is their handling; `inputs_promoted` blocks only what needs it).
+def suite_specs(source: str) -> list[dg.AssetCheckSpec]:
+    """Each suite's result as two checks (the suite is read without GX): its row expectations on
+    `actionable_<source>`, which block downstream when a critical one fails (a spike of bad rows), and
+    its column expectations on `column_status_<source>`, which do not (withholding the column is their
+    handling; `inputs_promoted` blocks only what needs it).
     Two checks, not one per expectation: every check costs the run a dozen writes to Dagster's
     event log, and the per-expectation figures are in the checks' metadata table."""
     rules = quality.peek_rules(source)
     def listing(decides: str) -> str:
         return ", ".join(f"{r.check_name} ({r.severity})" for r in rules if r.decides == decides)
     return [
-        dg.AssetCheckSpec(ROWS_CHECK, asset=asset_name, blocking=True,
+        dg.AssetCheckSpec(ROWS_CHECK, asset=f"actionable_{source}", blocking=True,
                           description=f"Row expectations of expectations/{source}.json: {listing('row')}"),
-        dg.AssetCheckSpec(COLUMNS_CHECK, asset=asset_name,
+        dg.AssetCheckSpec(COLUMNS_CHECK, asset=f"column_status_{source}",
                           description=f"Column expectations of expectations/{source}.json: {listing('column')}"),
     ]
 
 
-def suite_check_results(asset_name: str, outcome: "quality.ValidationOutcome", docs: str | None) -> list[dg.AssetCheckResult]:
-    return [_suite_check(asset_name, ROWS_CHECK, outcome, "row", docs),
-            _suite_check(asset_name, COLUMNS_CHECK, outcome, "column", docs)]
+def rows_check(source: str, outcome: "quality.ValidationOutcome", docs: str | None) -> dg.AssetCheckResult:
+    return _suite_check(f"actionable_{source}", ROWS_CHECK, outcome, "row", docs)
+
+
+def column_status_spec(source: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        f"column_status_{source}", group_name="actionable", deps=[f"raw_{source}"],
+        kinds={"great_expectations", "parquet"}, metadata=lake_table("actionable", f"column_status_{source}"),
+        description=f"Per column expectation of expectations/{source}.json on the day's raw {source}: "
+                    "promoted, warned or withheld, and why.",
+    )
+
+
+def column_status_result(lake: Lake, source: str, ds: date, outcome: "quality.ValidationOutcome",
+                         docs: str | None) -> dg.MaterializeResult:
+    """Write the day's column status table; its result carries the column expectations' check."""
+    statuses = Counter(c.status for c in outcome.column_status)
+    counts = {f"columns/{status}": statuses[status] for status in sorted(statuses)}
+    table = quality.column_status_table(outcome, source, ds)
+    return dg.MaterializeResult(
+        asset_key=f"column_status_{source}",
+        metadata=write_table(lake, "actionable", f"column_status_{source}", ds, table, **counts),
+        check_results=[_suite_check(f"column_status_{source}", COLUMNS_CHECK, outcome, "column", docs)],
+    )
 
 
 def _suite_check(asset_name: str, check_name: str, outcome: "quality.ValidationOutcome", decides: str,
@@ -86,9 +110,12 @@ def data_docs_index(lake: Lake) -> Path:
     return lake.reports / "data_docs" / "index.html"
 
 
-def validate_and_record(lake: Lake, source: str, ds: date, raw: pa.Table, settings) -> tuple["quality.ValidationOutcome", str]:
+def validate_and_record(
+    lake: Lake, source: str, ds: date, raw: pa.Table, settings
+) -> tuple["quality.ValidationOutcome", str]:
+    """Validate the day's raw rows and save the result for Data Docs (the column status is written by
+    `column_status_result`)."""
     outcome = actionable.validate(raw, source, ds, settings)
-    write_table(lake, "actionable", f"column_status_{source}", ds, quality.column_status_table(outcome, source, ds))
     quality.save_validation(outcome, validation_file(lake, source, ds))
     return outcome, str(data_docs_index(lake))
 

@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 from assets import raw
 from assets.lake import connect
 from assets.pyramid_map import SOURCE_NAMES
-from pipelines.layers import partition_day, write_table
+from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 
 PARSE_CHECK = "rows_parseable"
@@ -35,6 +35,7 @@ def _raw_asset(source_name: str, partitions: dg.PartitionsDefinition) -> dg.Asse
         group_name="raw",
         partitions_def=partitions,
         kinds={"duckdb", "parquet"},
+        metadata=lake_table("raw", source_name),
         description=f"The {source_name} landing files of the day, every row as it came, with its file and line.",
         check_specs=[dg.AssetCheckSpec(PARSE_CHECK, asset=f"raw_{source_name}",
                                        description="Every landed line parses as a row of the source's format; "

@@ -6,8 +6,8 @@ import dagster as dg
 from assets import segments
 from assets.lake import connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
-from pipelines.layers import daily_activity, partition_day, previous_partition, write_table
-from pipelines.layers.quality import blocked_for_day
+from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.resources import PyramidResource
 
 CHURN_CHECK = "segment_churn"
@@ -23,7 +23,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     start = pyramid_map.start_date
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions, deps=["user_features"], kinds={"duckdb", "parquet"},
+        group_name="segments", partitions_def=partitions, deps=["user_features", *COLUMN_STATUS_ASSETS],
+        kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_membership"),
         description="Which eligible (consented, non-erased) users are in which segment as of the day "
                     "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
     )
@@ -38,7 +39,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="segments", partitions_def=partitions, deps=["segment_membership", "user_features"],
-        kinds={"duckdb", "parquet"},
+        kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_summary"),
         check_specs=[dg.AssetCheckSpec("segments_usable", asset="segment_summary",
                                        description="Every segment has at least its min_size members."),
                      dg.AssetCheckSpec(CHURN_CHECK, asset="segment_summary",
@@ -51,7 +52,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
-        features = read_partition(con, lake.partition_file("actionable", "user_features", ds))  # read by the SQL below
+        con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
         eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchall()[0][0])
         summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds)
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]
@@ -70,6 +71,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="segments", partitions_def=partitions, deps=["segment_membership"], kinds={"duckdb", "parquet"},
+        metadata=lake_table("segments", "segment_overlap"),
         description="Pairs of segments: users in both and their Jaccard similarity.",
     )
     def segment_overlap(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -80,7 +82,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="segments", partitions_def=partitions, deps=["segment_membership", "user_features", "user_daily"],
-        kinds={"duckdb", "parquet"},
+        kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_baselines"),
         description="Test segments early: each segment's rate on each goal metric against all eligible users.",
     )
     def segment_baselines(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:

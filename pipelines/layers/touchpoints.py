@@ -9,7 +9,7 @@ import pyarrow as pa
 from assets import touchpoints
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import lookback_days, partition_day, write_table
+from pipelines.layers import lake_table, lookback_days, partition_day, write_table
 from pipelines.resources import PyramidResource
 
 FRESHNESS_CHECK = "freshness_met"
@@ -22,6 +22,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     specs = [
         dg.AssetSpec(
             f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"}, deps=["campaign_audiences"],
+            metadata=lake_table("touchpoints", tp.id),
             description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
         )
         for tp in pyramid_map.touchpoints
