@@ -10,8 +10,8 @@ import pytest
 from assets import actionable
 from assets.lake import connect
 from assets.lineage import blocked_by
-from assets.quality.outcome import column_status_table
 from assets.pyramid_map import load_map
+from assets.quality.outcome import column_status_table
 from tests.test_actionable import DS, KNOWN_USERS, TXN_HEADER, land_text
 
 
