@@ -1,7 +1,7 @@
 """Actionable layer: the raw rows typed, validated and deduplicated; the rest quarantined with reasons.
 
 Validation is the source's Great Expectations suite (`expectations/<source>.json`, run by
-`assets.quality.validate_raw`): every row expectation (`meta.decides: row`) refuses the rows it finds
+`assets.quality.validation.validate_raw`): every row expectation (`meta.decides: row`) refuses the rows it finds
 unexpected with its `meta.reason`; every column expectation (`meta.decides: column`) that fails with
 severity `critical` withholds its column: the column is kept in the schema and set to NULL in every
 actionable row of the partition (so readers never break on a missing column), and the column status
@@ -11,7 +11,7 @@ erasure requests' `missing_user_id` (erasures have no suite). A refused row carr
 applies, the suite's in suite order then ours; the one exception is `unparseable_row`, the only reason
 of a row that did not parse (all its columns are NULL, so the others say nothing).
 
-Typing is one implementation, `assets.quality.column_sql`, shared with the validation; the stored
+Typing is one implementation, `assets.quality.typed_batch.column_sql`, shared with the validation; the stored
 types (INTEGER birth_year within range, BOOLEAN consent) are built on its values here.
 
 Inside the checks, `raw_<column>` is the landed VARCHAR and `<column>` the typed value:
@@ -42,8 +42,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from assets import quality
 from assets.pyramid_map import Actionable
+from assets.quality.outcome import ValidationOutcome, withheld_columns
+from assets.quality.suites import Suite, load_suite, suite_path
+from assets.quality.typed_batch import column_sql, flag_sql, text_sql, timestamp_sql
+from assets.quality.validation import validate_raw
 from assets.raw import CANONICAL_COLUMNS
 
 EVENT_TYPES = ("session_start", "page_view", "screen_view", "search", "feature_use",
@@ -52,7 +55,6 @@ TXN_TYPES = ("deposit", "card_payment", "transfer_in", "transfer_out")
 ABSURD_AMOUNT = 1_000_000.0  # a single transaction above this is refused as `absurd_amount`
 MIN_BIRTH_YEAR = 1900        # birth_year must be 4 digits within MIN_BIRTH_YEAR .. the year of ds
 
-ISO_WITH_OFFSET = quality.ISO_WITH_OFFSET  # the one definition, shared with the validation
 UTC = pa.timestamp("us", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -101,7 +103,7 @@ class CleanResult:
     duplicates_removed: int
     details: dict = field(default_factory=dict)
     actionable_rows: int | None = None
-    validation: "quality.ValidationOutcome | None" = None   # the suite's outcome (None: no suite)
+    validation: "ValidationOutcome | None" = None   # the suite's outcome (None: no suite)
     withheld: list[str] = field(default_factory=list)        # columns set to NULL for this partition
 
     def accounting(self) -> dict:
@@ -145,16 +147,16 @@ def _list_lit(values: tuple[str, ...] | list[str]) -> str:
 
 
 def _text(column: str) -> str:
-    return quality.text_sql(f"raw_{column}")
+    return text_sql(f"raw_{column}")
 
 
 def _timestamp(column: str) -> str:
-    return quality.timestamp_sql(f"raw_{column}")
+    return timestamp_sql(f"raw_{column}")
 
 
 def _typed(source: str) -> dict[str, str]:
-    """The shared typing (assets.quality.column_sql) over the `raw_<column>` VARCHARs."""
-    return quality.column_sql(source, lambda column: f"raw_{column}")
+    """The shared typing (assets.quality.typed_batch.column_sql) over the `raw_<column>` VARCHARs."""
+    return column_sql(source, lambda column: f"raw_{column}")
 
 
 def _end_of_day_sql(ds: date, settings: Actionable) -> str:
@@ -211,7 +213,7 @@ def _profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
                          f"expected one of {', '.join(CANONICAL_COLUMNS['profiles'])}")
     typed = _typed("profiles")
     year = typed["birth_year"]
-    consent = quality.flag_sql(f"raw_{settings.consent_column}")
+    consent = flag_sql(f"raw_{settings.consent_column}")
     return {
         "user_id": typed["user_id"],
         "updated_at": typed["updated_at"],
@@ -264,7 +266,7 @@ def _landed(raw: pa.Table) -> pa.Table:
 
 
 def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_users: pa.Table | None,
-           seen_keys: pa.Array | None, validation: "quality.ValidationOutcome | None" = None) -> str:
+           seen_keys: pa.Array | None, validation: "ValidationOutcome | None" = None) -> str:
     """Judge every raw row: typed, with its reasons and its fate (`accepted`, `quarantined`,
     `duplicate`). Returns the name of a temporary view over the materialized result (drop it with
     `_drop`). The copies of a key are resolved in a small grouped table rather than a window over the
@@ -388,24 +390,24 @@ def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
 
 
 def validate(raw: pa.Table, source: str, ds: date, settings: Actionable,
-             suite: "quality.Suite | None" = None) -> "quality.ValidationOutcome":
+             suite: "Suite | None" = None) -> "ValidationOutcome":
     """Run the source's suite on the landed partition (imports Great Expectations). The map's
     currencies must be the transactions suite's currency set: one list, or the two disagree."""
-    suite = suite if suite is not None else quality.load_suite(quality.suite_path(source))
+    suite = suite if suite is not None else load_suite(suite_path(source))
     if source == "transactions":
         for rule in suite.rules:
             if rule.column == "currency" and "value_set" in rule.kwargs:
                 if sorted(rule.kwargs["value_set"]) != sorted(settings.currencies):
                     raise ValueError(f"{suite.path or suite.name}: {rule.check_name} allows {sorted(rule.kwargs['value_set'])} "
                                      f"but pyramid.yaml actionable.currencies is {sorted(settings.currencies)}; make them equal")
-    return quality.validate_raw(raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite)
+    return validate_raw(raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite)
 
 
 def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.Table | None,
                  seen_ids: pa.Table | None, plan: _Plan, key: str, ds: date, settings: Actionable,
-                 validation: "quality.ValidationOutcome | None", withhold: bool) -> CleanResult:
+                 validation: "ValidationOutcome | None", withhold: bool) -> CleanResult:
     validation = validation if validation is not None else validate(raw, plan.source, ds, settings)
-    withheld = quality.withheld_columns(validation) if withhold else []
+    withheld = withheld_columns(validation) if withhold else []
     known = known_users.select(["user_id"]) if known_users is not None else None
     judged = _judge(con, plan, raw, known, _seen_keys(seen_ids, key), validation)
     try:
@@ -427,7 +429,7 @@ def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.
 
 def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
                  seen_ids: pa.Table | None, settings: Actionable, *,
-                 validation: "quality.ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
+                 validation: "ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
     """Typed events of landing day `ds`; refused rows quarantined with every reason; duplicates of
     event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed.
     `validation`: the suite's outcome on `raw` (run here when not given); `withhold=False` keeps
@@ -438,7 +440,7 @@ def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_
 
 def clean_transactions(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
                        seen_ids: pa.Table | None, settings: Actionable, *,
-                       validation: "quality.ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
+                       validation: "ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
     """Typed transactions of landing day `ds` (amount DOUBLE > 0, known currency and type; status
     kept as delivered); refused rows quarantined; duplicates of txn_id removed as for events."""
     plan = _Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")
@@ -454,7 +456,7 @@ PROFILE_TIE_BREAK = ("updated_at DESC, consent_personalization ASC NULLS FIRST, 
 
 
 def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None, ds: date,
-                    settings: Actionable, *, validation: "quality.ValidationOutcome | None" = None,
+                    settings: Actionable, *, validation: "ValidationOutcome | None" = None,
                     withhold: bool = True) -> CleanResult:
     """The profile snapshot as of `ds`: `previous` (the snapshot of ds - 1) updated with the valid rows
     of the day, latest `updated_at` winning per user (ties: PROFILE_TIE_BREAK). No PII column.
@@ -469,7 +471,7 @@ def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.
     day have an unknown value until their next update; the other users keep theirs."""
     raw_columns = CANONICAL_COLUMNS["profiles"]
     validation = validation if validation is not None else validate(raw, "profiles", ds, settings)
-    withheld = [c for c in quality.withheld_columns(validation) if c in SCHEMAS["profiles"].names] if withhold else []
+    withheld = [c for c in withheld_columns(validation) if c in SCHEMAS["profiles"].names] if withhold else []
     plan = _Plan("profiles", _profile_typing(ds, settings), profile_checks(ds, settings),
                  dedup_key=f"to_json([{', '.join(f'raw_{c}' for c in raw_columns)}, _raw_text])::VARCHAR",
                  pii=tuple(settings.pii))

@@ -6,10 +6,7 @@ It is rebuilt under a temporary name and renamed into place, so an analyst who h
 
 from __future__ import annotations
 
-import os
-import uuid
-
-from assets.lake import Lake, connect
+from assets.lake import Lake, atomic_path, connect
 
 # view name -> tables of the lake (layer, table) it unions. PII never reaches the lake above raw,
 # and raw tables are not in the catalog.
@@ -39,20 +36,17 @@ def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:
     """Rebuild the catalog atomically; return the names of the views it holds."""
     views = dict(CATALOG_VIEWS)
     views["touchpoint_exports"] = [("touchpoints", tp) for tp in touchpoint_ids]
-    lake.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    tmp = lake.warehouse.with_name(f".{lake.warehouse.name}.{uuid.uuid4().hex}.tmp")
     created = []
-    try:
+    with atomic_path(lake.warehouse) as tmp:
         con = connect(str(tmp))
-        for name, tables in views.items():
-            globs = [lake.glob(layer, table) for layer, table in tables if lake.partitions(layer, table)]
-            if globs:
-                con.execute(f"CREATE VIEW {name} AS {_union_sql(globs)}")
-                created.append(name)
-        con.close()
-        os.replace(tmp, lake.warehouse)
-    finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            for name, tables in views.items():
+                globs = [lake.glob(layer, table) for layer, table in tables if lake.partitions(layer, table)]
+                if globs:
+                    con.execute(f"CREATE VIEW {name} AS {_union_sql(globs)}")
+                    created.append(name)
+        finally:
+            con.close()
     return created
 
 

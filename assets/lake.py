@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -97,15 +99,23 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     return _WORKSPACE.cursor()
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> int:
-    """Write an Arrow table to `path` via a temporary file and a rename. Returns the row count."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The one atomic writer: yields a unique temporary name beside `path` (`.<name>.<uuid>.tmp`) to
+    write to; renames it onto `path` when the block succeeds and removes it when the block fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> int:
+    """Write an Arrow table to `path` via a temporary file and a rename. Returns the row count."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     return table.num_rows
 
 

@@ -1,11 +1,11 @@
-"""Benchmark of the data-quality layer (assets/quality.py, Great Expectations 1.x) on synthetic events.
+"""Benchmark of the data-quality layer (assets/quality/, Great Expectations 1.x) on synthetic events.
 
 For each size, synthesizes a raw events batch (every column VARCHAR, as the raw layer lands it) with
 planted defects at known rows (one per defective row), writes it to Parquet, and times:
 
 - DuckDB reading the batch back from the Parquet file into Arrow (the yardstick);
-- `quality.typed_frame` (DuckDB typing, Arrow -> pandas) for the suite's columns;
-- `quality.validate_batch` with the events suite, as shipped (by column) and in one GX run;
+- `typed_frame` (DuckDB typing, Arrow -> pandas) for the suite's columns;
+- `validation.validate_batch` with the events suite, as shipped (by column) and in one GX run;
 - what GX would cost without this module's choices: one run with GX's default result_format SUMMARY
   (it still computes every unexpected index, and a `df.filter(items=[...])` query string), the documented
   `batch_definition.get_batch(...).validate(...)` path with GX's dataframe fingerprint on, and GX's
@@ -38,7 +38,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assets import quality  # noqa: E402
+from assets.quality import validation  # noqa: E402
+from assets.quality.suites import load_suite, suite_from_dict, suite_path  # noqa: E402
+from assets.quality.typed_batch import day_parameters, typed_frame  # noqa: E402
 
 DS = date(2026, 10, 1)
 EVENT_TYPES = ["session_start", "page_view", "screen_view", "search", "feature_use",
@@ -153,15 +155,15 @@ def bench_size(rows: int, repeat: int, quick: bool, folder: Path) -> tuple[dict[
     seconds, _ = timed(lambda: con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table(), repeat)
     cells["DuckDB: read the Parquet batch to Arrow"] = f"{seconds:.3f} s"
 
-    suite = quality.load_suite(quality.suite_path("events"))
-    params = quality.day_parameters(DS)
-    seconds, frame = timed(lambda: quality.typed_frame(raw, "events", suite.columns), repeat)
+    suite = load_suite(suite_path("events"))
+    params = day_parameters(DS)
+    seconds, frame = timed(lambda: typed_frame(raw, "events", suite.columns), repeat)
     cells["typed_frame (DuckDB typing -> pandas)"] = f"{seconds:.3f} s"
     cells["typed frame in pandas"] = f"{frame.memory_usage(deep=True).sum() / 1e6:,.0f} MB, {len(frame.columns)} columns"
 
-    quality.validate_batch(frame.head(1000), suite, "warm-up", parameters=params)  # context, metric registry
-    mb, outcome = peak_extra_mb(lambda: quality.validate_batch(frame, suite, "events", parameters=params))
-    seconds, outcome = timed(lambda: quality.validate_batch(frame, suite, "events", parameters=params), repeat)
+    validation.validate_batch(frame.head(1000), suite, "warm-up", parameters=params)  # context, metric registry
+    mb, outcome = peak_extra_mb(lambda: validation.validate_batch(frame, suite, "events", parameters=params))
+    seconds, outcome = timed(lambda: validation.validate_batch(frame, suite, "events", parameters=params), repeat)
     cells["validate_batch (as shipped: by column, COMPLETE for row rules)"] = f"{seconds:.3f} s"
     cells["  of which inside GX"] = f"{outcome.timings['gx_validate_s']:.3f} s"
     cells["  peak memory added by it"] = f"{mb:,.0f} MB"
@@ -173,17 +175,17 @@ def bench_size(rows: int, repeat: int, quick: bool, folder: Path) -> tuple[dict[
     status = {c.check_name: f"{c.status} ({c.observed_value})" for c in outcome.column_status}
     notes.append(f"{rows:,} rows, column verdicts: {status}")
 
-    seconds, whole = timed(lambda: quality.validate_batch(frame, suite, "events", parameters=params, by_column=False), repeat)
+    seconds, whole = timed(lambda: validation.validate_batch(frame, suite, "events", parameters=params, by_column=False), repeat)
     cells["validate_batch(by_column=False): one GX run"] = f"{seconds:.3f} s"
     assert all(np.array_equal(whole.row_reasons[r], outcome.row_reasons[r]) for r in DEFECTS)
 
-    definition = quality._batch_definition("events")
+    definition = validation._batch_definition("events")
     summary = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
     seconds, _ = timed(lambda: V1Validator(batch_definition=definition, batch_parameters={"dataframe": frame},
                                            result_format=summary).validate_expectation_suite(suite.gx_suite, params), repeat)
     cells["GX, one run, result_format SUMMARY (GX's default)"] = f"{seconds:.3f} s"
 
-    complete = quality._result_format(5, complete=True)
+    complete = validation._result_format(5, complete=True)
     pandas_execution_engine.HASH_THRESHOLD = 1e9  # GX's default: fingerprint batches under 1 GB
     try:
         seconds, _ = timed(lambda: definition.get_batch(batch_parameters={"dataframe": frame}).validate(
@@ -197,13 +199,13 @@ def bench_size(rows: int, repeat: int, quick: bool, folder: Path) -> tuple[dict[
     else:
         json_suite = gx.ExpectationSuite(name="json", expectations=[
             gx.expectations.ExpectColumnValuesToBeJsonParseable(column="properties", mostly=0.99)])
-        properties = quality.typed_frame(raw, "events", ["properties"])
+        properties = typed_frame(raw, "events", ["properties"])
         seconds, _ = timed(lambda: V1Validator(batch_definition=definition, batch_parameters={"dataframe": properties},
                                                result_format=summary).validate_expectation_suite(json_suite), 1)
-        is_json = quality.typed_frame(raw, "events", ["properties_is_json"])
+        is_json = typed_frame(raw, "events", ["properties_is_json"])
         ours, _ = timed(lambda: V1Validator(batch_definition=definition, batch_parameters={"dataframe": is_json},
                                             result_format=summary).validate_expectation_suite(
-            quality.suite_from_dict({"name": "j", "expectations": [
+            suite_from_dict({"name": "j", "expectations": [
                 r for r in suite.to_json_dict()["expectations"] if r["kwargs"]["column"] == "properties_is_json"]}).gx_suite,
             params), 1)
         cells["GX expect_column_values_to_be_json_parseable(properties)"] = f"{seconds:.3f} s"

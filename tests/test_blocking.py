@@ -1,5 +1,5 @@
 """Consequences flow upward: a withheld column blocks exactly the segments, campaigns and goals that
-need it (assets.quality.blocked_by), and the column status table records the verdict."""
+need it (assets.lineage.blocked_by), and the column status table records the verdict."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from assets import actionable, quality
+from assets import actionable
 from assets.lake import connect
+from assets.lineage import blocked_by
 from assets.pyramid_map import load_map
+from assets.quality.outcome import column_status_table
 from tests.test_actionable import DS, KNOWN_USERS, TXN_HEADER, land_text
 
 
@@ -24,7 +26,7 @@ def transaction_segments(pyramid) -> list[str]:
 
 
 def test_withheld_status_blocks_every_transaction_based_item(pyramid):
-    blocked = quality.blocked_by(pyramid, [("transactions", "status", "status__be_in_set")])
+    blocked = blocked_by(pyramid, [("transactions", "status", "status__be_in_set")])
     # computed by hand from pyramid.yaml: rules on deposits/card payments/balance_in, the scored
     # segments (RFM and lifecycle read completed transactions), their campaigns and goals, and the
     # metrics over deposits and card payments
@@ -40,15 +42,15 @@ def test_withheld_status_blocks_every_transaction_based_item(pyramid):
 
 
 def test_withheld_consent_blocks_every_segment_and_a_harmless_column_nothing(pyramid):
-    consent = quality.blocked_by(pyramid, [("profiles", "consent_personalization")])
+    consent = blocked_by(pyramid, [("profiles", "consent_personalization")])
     assert sorted(consent.segments) == sorted(d.id for d in pyramid.segments.definitions)
     assert sorted(consent.campaigns) == sorted(c.id for c in pyramid.campaigns)
-    assert not quality.blocked_by(pyramid, [("events", "channel"), ("transactions", "merchant_category")])
-    assert not quality.blocked_by(pyramid, [])
+    assert not blocked_by(pyramid, [("events", "channel"), ("transactions", "merchant_category")])
+    assert not blocked_by(pyramid, [])
 
 
 def test_session_id_blocks_the_north_star_metric_only(pyramid):
-    blocked = quality.blocked_by(pyramid, [("events", "session_id")])
+    blocked = blocked_by(pyramid, [("events", "session_id")])
     assert list(blocked.metrics) == [pyramid.north_star.metric]
     assert not blocked.segments and not blocked.goals
 
@@ -64,7 +66,7 @@ def test_failing_status_column_is_withheld_and_recorded(tmp_path, pyramid):
     assert result.withheld == ["status"]
     assert result.table.num_rows == 4 and result.table.column("status").null_count == 4
     assert result.quarantine.num_rows == 0 and result.accounting()["balanced"]
-    status = {r["expectation"]: r for r in quality.column_status_table(result.validation, "transactions", DS).to_pylist()}
+    status = {r["expectation"]: r for r in column_status_table(result.validation, "transactions", DS).to_pylist()}
     assert status["status__be_in_set"]["status"] == "withheld"
     assert status["status__be_in_set"]["column"] == "status" and status["status__be_in_set"]["mostly"] == 0.99
     assert json.loads(status["status__be_in_set"]["observed_value"]) == 0.25
@@ -131,7 +133,7 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
 
 def test_a_withheld_amount_blocks_the_scored_segments_that_read_it():
     pyramid = load_map()
-    blocked = quality.blocked_by(pyramid, [("transactions", "amount", "amount__be_between")])
+    blocked = blocked_by(pyramid, [("transactions", "amount", "amount__be_between")])
     rfm = [d.id for d in pyramid.segments.definitions if d.method == "rfm"]
     assert rfm and all(segment in blocked.segments for segment in rfm)  # monetary reads the amounts
     assert "recent_searchers" not in blocked.segments  # a rule over searches does not

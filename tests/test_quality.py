@@ -1,4 +1,4 @@
-"""The data-quality layer (assets/quality.py): GX 1.x suites, exact failing rows, column verdicts, Data Docs.
+"""The data-quality layer (assets/quality/): GX 1.x suites, exact failing rows, column verdicts, Data Docs.
 
 Great Expectations is imported once for the module (a few seconds); every test skips where it is not
 installed.
@@ -16,12 +16,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from assets import quality
-from assets.quality import QualityError, SuiteError
+from assets.quality.data_docs import build_data_docs
+from assets.quality.outcome import QualityError
+from assets.quality.suites import SuiteError, load_suite, load_suites, suite_from_dict, suite_path, write_suite
+from assets.quality.typed_batch import day_parameters, typed_frame
+from assets.quality.validation import validate_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 DS = date(2026, 10, 1)
-PARAMS = quality.day_parameters(DS, max_clock_skew_minutes=5)  # latest_valid_time 2026-10-02T00:05:00+00:00
+PARAMS = day_parameters(DS, max_clock_skew_minutes=5)  # latest_valid_time 2026-10-02T00:05:00+00:00
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def gx():
 
 @pytest.fixture(scope="module")
 def suites(gx):
-    return quality.load_suites()
+    return load_suites()
 
 
 def _strings(**columns) -> pa.Table:
@@ -75,8 +78,8 @@ EVENT_FAILURES = {
 
 def test_events_exact_failing_rows_per_reason(suites):
     suite = suites["events"]
-    frame = quality.typed_frame(_events(), "events", suite.columns)
-    outcome = quality.validate_batch(frame, suite, "events 2026-10-01", parameters=PARAMS)
+    frame = typed_frame(_events(), "events", suite.columns)
+    outcome = validate_batch(frame, suite, "events 2026-10-01", parameters=PARAMS)
 
     assert _indices(outcome) == EVENT_FAILURES
     per_rule = {f.rule.check_name: f.indices.tolist() for f in outcome.row_failures}
@@ -94,9 +97,9 @@ def test_events_exact_failing_rows_per_reason(suites):
 
 def test_by_column_split_gives_the_same_outcome_as_one_run(suites):
     suite = suites["events"]
-    frame = quality.typed_frame(_events(), "events", suite.columns)
-    split = quality.validate_batch(frame, suite, "split", parameters=PARAMS)
-    whole = quality.validate_batch(frame, suite, "whole", parameters=PARAMS, by_column=False)
+    frame = typed_frame(_events(), "events", suite.columns)
+    split = validate_batch(frame, suite, "split", parameters=PARAMS)
+    whole = validate_batch(frame, suite, "whole", parameters=PARAMS, by_column=False)
     assert _indices(split) == _indices(whole)
     assert split.column_status == whole.column_status
     assert split.checks == whole.checks
@@ -115,7 +118,7 @@ def test_transactions_amounts_currencies_and_types(suites):
         merchant_category=["grocery", None, None, None, None, None, None, None, None],
         status=["completed"] * 9,
     )
-    outcome = quality.validate_batch(quality.typed_frame(raw, "transactions", suite.columns), suite, "txns", parameters=PARAMS)
+    outcome = validate_batch(typed_frame(raw, "transactions", suite.columns), suite, "txns", parameters=PARAMS)
     assert _indices(outcome) == {
         "bad_amount": [3, 4, 7],
         "non_positive_amount": [1, 2],
@@ -143,9 +146,9 @@ def test_profiles_birth_years_timestamps_and_consent(suites):
         consent_marketing=["false"] * 7,
         email=["x@example.com"] * 7, phone=["1"] * 7, full_name=["X"] * 7,
     )
-    frame = quality.typed_frame(raw, "profiles", suite.columns)
+    frame = typed_frame(raw, "profiles", suite.columns)
     assert "email" not in frame.columns  # only what the suite reads: no PII column
-    outcome = quality.validate_batch(frame, suite, "profiles", parameters=PARAMS)
+    outcome = validate_batch(frame, suite, "profiles", parameters=PARAMS)
     assert _indices(outcome) == {
         "missing_user_id": [6],
         "bad_timestamp": [1],
@@ -165,7 +168,7 @@ def test_column_expectation_fails_and_withholds_with_observed_value(suites):
     table = _events(n_clean_tail=92)  # 100 rows
     channel = [None if i % 2 else "app" for i in range(table.num_rows)]  # 50% nulls
     table = table.set_column(table.column_names.index("channel"), "channel", pa.array(channel, pa.string()))
-    outcome = quality.validate_batch(quality.typed_frame(table, "events", suite.columns), suite, "half", parameters=PARAMS)
+    outcome = validate_batch(typed_frame(table, "events", suite.columns), suite, "half", parameters=PARAMS)
 
     channel_status = next(c for c in outcome.column_status if c.column == "channel")
     assert channel_status.expectation_type == "expect_column_values_to_not_be_null"
@@ -182,7 +185,7 @@ def test_column_expectation_fails_and_withholds_with_observed_value(suites):
 
 def test_row_rule_mostly_decides_the_check_not_the_rows(suites):
     suite = suites["events"]
-    outcome = quality.validate_batch(quality.typed_frame(_events(n_clean_tail=292), "events", suite.columns), suite,
+    outcome = validate_batch(typed_frame(_events(n_clean_tail=292), "events", suite.columns), suite,
                                      "300 rows", parameters=PARAMS)
     assert _indices(outcome) == EVENT_FAILURES  # every unexpected row is refused ...
     check = outcome.checks["user_id__not_be_null"]
@@ -192,7 +195,7 @@ def test_row_rule_mostly_decides_the_check_not_the_rows(suites):
 
 def test_check_summaries_carry_counts_and_samples(suites):
     suite = suites["events"]
-    outcome = quality.validate_batch(quality.typed_frame(_events(), "events", suite.columns), suite, "s", parameters=PARAMS)
+    outcome = validate_batch(typed_frame(_events(), "events", suite.columns), suite, "s", parameters=PARAMS)
     check = outcome.checks["event_type__be_in_set"]
     assert check["reason"] == "unknown_event_type" and check["decides"] == "row"
     assert check["unexpected_count"] == 2 and check["element_count"] == 8 and check["missing_count"] == 1
@@ -206,34 +209,34 @@ def test_check_summaries_carry_counts_and_samples(suites):
 
 def test_arrow_input_and_non_range_index_use_positions(suites):
     suite = suites["events"]
-    frame = quality.typed_frame(_events(), "events", suite.columns)
-    from_arrow = quality.validate_batch(pa.Table.from_pandas(frame, preserve_index=False), suite, "a", parameters=PARAMS)
+    frame = typed_frame(_events(), "events", suite.columns)
+    from_arrow = validate_batch(pa.Table.from_pandas(frame, preserve_index=False), suite, "a", parameters=PARAMS)
     shuffled_index = frame.set_axis(np.arange(100, 100 + len(frame))[::-1], axis=0)
-    from_odd_index = quality.validate_batch(shuffled_index, suite, "b", parameters=PARAMS)
+    from_odd_index = validate_batch(shuffled_index, suite, "b", parameters=PARAMS)
     assert _indices(from_arrow) == _indices(from_odd_index) == EVENT_FAILURES
 
 
 def test_validation_refuses_what_it_cannot_judge(suites):
     suite = suites["events"]
-    frame = quality.typed_frame(_events(), "events", suite.columns)
+    frame = typed_frame(_events(), "events", suite.columns)
     with pytest.raises(QualityError, match="latest_valid_time"):
-        quality.validate_batch(frame, suite, "x")
+        validate_batch(frame, suite, "x")
     with pytest.raises(QualityError, match="lacks column.*channel"):
-        quality.validate_batch(frame.drop(columns=["channel"]), suite, "x", parameters=PARAMS)
+        validate_batch(frame.drop(columns=["channel"]), suite, "x", parameters=PARAMS)
     naive = frame.assign(occurred_at=frame["occurred_at"].dt.tz_localize(None))
     with pytest.raises(QualityError, match="time-zone aware"):
-        quality.validate_batch(naive, suite, "x", parameters=PARAMS)
+        validate_batch(naive, suite, "x", parameters=PARAMS)
 
 
 # --- the suite files ---------------------------------------------------------------------------------
 
 def test_suite_files_are_gx_json_and_round_trip(gx, suites, tmp_path):
     for source, suite in suites.items():
-        on_disk = json.loads(quality.suite_path(source).read_text())
+        on_disk = json.loads(suite_path(source).read_text())
         assert suite.to_json_dict() == on_disk  # the file is exactly GX's own serialization
         assert gx.ExpectationSuite(**on_disk).to_json_dict() == on_disk  # and GX reads it as it is
-        copy = quality.write_suite(suite, tmp_path / f"{source}.json")
-        assert quality.load_suite(copy).to_json_dict() == on_disk
+        copy = write_suite(suite, tmp_path / f"{source}.json")
+        assert load_suite(copy).to_json_dict() == on_disk
         assert suite.row_rules and suite.column_rules
         assert all(rule.reason for rule in suite.row_rules)
         assert all(rule.severity in ("critical", "warning") for rule in suite.rules)
@@ -265,14 +268,14 @@ def test_suite_errors_name_the_expectation(gx, tmp_path, expectation, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(_one_expectation(expectation)))
     with pytest.raises(SuiteError, match=message) as err:
-        quality.load_suite(path)
+        load_suite(path)
     assert "bad.json: expectations[0]" in str(err.value)
 
 
 def test_expectations_without_id_get_stable_ids(gx):
     document = _one_expectation({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"},
                                  "meta": {"decides": "row", "reason": "missing_a"}})
-    first, second = quality.suite_from_dict(document), quality.suite_from_dict(document)
+    first, second = suite_from_dict(document), suite_from_dict(document)
     assert first.rules[0].id == second.rules[0].id
 
 
@@ -280,10 +283,10 @@ def test_expectations_without_id_get_stable_ids(gx):
 
 def test_data_docs_index_is_written(suites, tmp_path):
     suite = suites["events"]
-    outcome = quality.validate_batch(quality.typed_frame(_events(), "events", suite.columns), suite,
+    outcome = validate_batch(typed_frame(_events(), "events", suite.columns), suite,
                                      "events_2026-10-01", parameters=PARAMS)
     site = tmp_path / "reports" / "data_docs"
-    index = quality.build_data_docs([outcome], site, suites=[suite])
+    index = build_data_docs([outcome], site, suites=[suite])
     assert index == site / "index.html" and index.is_file()
     assert "events_2026-10-01" in index.read_text()
     pages = list((site / "validations" / "events").rglob("*.html"))
@@ -292,12 +295,13 @@ def test_data_docs_index_is_written(suites, tmp_path):
     assert "pageview" in page and "Data asset: events" in page  # an unexpected value; the asset is named
     assert (site / "expectations" / "events.html").is_file()
     # the process-wide validation context still works after a Data Docs context was made
-    again = quality.validate_batch(quality.typed_frame(_events(), "events", suite.columns), suite, "x", parameters=PARAMS)
+    again = validate_batch(typed_frame(_events(), "events", suite.columns), suite, "x", parameters=PARAMS)
     assert _indices(again) == EVENT_FAILURES
 
 
 def test_importing_the_module_does_not_import_great_expectations():
-    code = ("import sys; import assets.quality; "
+    code = ("import sys; import assets.quality.suites, assets.quality.typed_batch, assets.quality.outcome, "
+            "assets.quality.validation, assets.quality.data_docs, assets.lineage; "
             "print('great_expectations' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

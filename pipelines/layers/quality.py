@@ -1,5 +1,5 @@
 """The Great Expectations suites in Dagster: two checks per suite, the day's Data Docs, and what a
-withheld column blocks upward. The validation itself is `assets/quality.py`."""
+withheld column blocks upward. The validation itself is `assets/quality/`."""
 
 from collections import Counter
 from datetime import date
@@ -8,9 +8,15 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from assets import actionable, quality
+from assets import actionable
 from assets.lake import Lake, connect, read_partition
+from assets.lineage import Blocked, blocked_by
 from assets.pyramid_map import PyramidMap
+from assets.data_docs import build_data_docs
+from assets.outcome import ValidationOutcome, column_status_table
+from assets.suites import peek_rules
+from assets.typed_batch import base_column
+from assets.validation import load_validations, save_validation
 from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 
@@ -28,7 +34,7 @@ def suite_specs(source: str) -> list[dg.AssetCheckSpec]:
     handling; `inputs_promoted` blocks only what needs it).
     Two checks, not one per expectation: every check costs the run a dozen writes to Dagster's
     event log, and the per-expectation figures are in the checks' metadata table."""
-    rules = quality.peek_rules(source)
+    rules = peek_rules(source)
     def listing(decides: str) -> str:
         return ", ".join(f"{r.check_name} ({r.severity})" for r in rules if r.decides == decides)
     return [
@@ -39,7 +45,7 @@ def suite_specs(source: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def rows_check(source: str, outcome: "quality.ValidationOutcome", docs: str | None) -> dg.AssetCheckResult:
+def rows_check(source: str, outcome: "ValidationOutcome", docs: str | None) -> dg.AssetCheckResult:
     return _suite_check(f"actionable_{source}", ROWS_CHECK, outcome, "row", docs)
 
 
@@ -52,12 +58,12 @@ def column_status_spec(source: str) -> dg.AssetSpec:
     )
 
 
-def column_status_result(lake: Lake, source: str, ds: date, outcome: "quality.ValidationOutcome",
+def column_status_result(lake: Lake, source: str, ds: date, outcome: "ValidationOutcome",
                          docs: str | None) -> dg.MaterializeResult:
     """Write the day's column status table; its result carries the column expectations' check."""
     statuses = Counter(c.status for c in outcome.column_status)
     counts = {f"columns/{status}": statuses[status] for status in sorted(statuses)}
-    table = quality.column_status_table(outcome, source, ds)
+    table = column_status_table(outcome, source, ds)
     return dg.MaterializeResult(
         asset_key=f"column_status_{source}",
         metadata=write_table(lake, "actionable", f"column_status_{source}", ds, table, **counts),
@@ -65,7 +71,7 @@ def column_status_result(lake: Lake, source: str, ds: date, outcome: "quality.Va
     )
 
 
-def _suite_check(asset_name: str, check_name: str, outcome: "quality.ValidationOutcome", decides: str,
+def _suite_check(asset_name: str, check_name: str, outcome: "ValidationOutcome", decides: str,
                  docs: str | None) -> dg.AssetCheckResult:
     summaries = {name: s for name, s in outcome.checks.items() if s["decides"] == decides}
     failed = {name: s for name, s in summaries.items() if not s["success"]}
@@ -112,11 +118,11 @@ def data_docs_index(lake: Lake) -> Path:
 
 def validate_and_record(
     lake: Lake, source: str, ds: date, raw: pa.Table, settings
-) -> tuple["quality.ValidationOutcome", str]:
+) -> tuple["ValidationOutcome", str]:
     """Validate the day's raw rows and save the result for Data Docs (the column status is written by
     `column_status_result`)."""
     outcome = actionable.validate(raw, source, ds, settings)
-    quality.save_validation(outcome, validation_file(lake, source, ds))
+    save_validation(outcome, validation_file(lake, source, ds))
     return outcome, str(data_docs_index(lake))
 
 
@@ -131,7 +137,7 @@ def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         files = [f for f in (validation_file(lake, source, ds) for source in SUITE_SOURCES) if f.exists()]
-        index = quality.build_data_docs(quality.load_validations(files), data_docs_index(lake).parent)
+        index = build_data_docs(load_validations(files), data_docs_index(lake).parent)
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(index)),
                                               "validations": len(files)})
 
@@ -142,7 +148,7 @@ def suite_metadata(result: actionable.CleanResult, docs: str) -> dict:
     outcome = result.validation
     return {
         "withheld_columns": ", ".join(result.withheld) or "none",
-        "warned_columns": ", ".join(sorted({quality.base_column(c.column) for c in outcome.column_status
+        "warned_columns": ", ".join(sorted({base_column(c.column) for c in outcome.column_status
                                              if c.status == "warned"})) or "none",
         "data_docs": dg.MetadataValue.path(docs),
         "validation_seconds": round(sum(outcome.timings.values()), 3),
@@ -160,12 +166,12 @@ def withheld_for_day(lake: Lake, ds: date) -> list[tuple[str, str, str]]:
     return withheld
 
 
-def blocked_for_day(lake: Lake, pyramid_map: PyramidMap, ds: date) -> "quality.Blocked":
+def blocked_for_day(lake: Lake, pyramid_map: PyramidMap, ds: date) -> "Blocked":
     """What the columns withheld on `ds` block upward (segments, campaigns, goals, metrics)."""
-    return quality.blocked_by(pyramid_map, withheld_for_day(lake, ds))
+    return blocked_by(pyramid_map, withheld_for_day(lake, ds))
 
 
-def inputs_check(blocked: "quality.Blocked") -> dg.AssetCheckResult:
+def inputs_check(blocked: "Blocked") -> dg.AssetCheckResult:
     metadata = {"withheld": ", ".join(blocked.columns) or "none"}
     for kind in ("segments", "campaigns", "goals", "metrics"):
         items = getattr(blocked, kind)

@@ -1,0 +1,138 @@
+"""Column use: which derived columns and which map items each raw column feeds, and what a withheld
+column therefore blocks upward (raw column -> daily aggregates -> features -> segments, campaigns, goals).
+
+Not data quality: the validation decides which columns are withheld; this module says what needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from assets import features
+
+
+def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
+    """(source, canonical column) -> every user_daily and user_features column computed from it
+    (assets/features.py). A column not listed feeds nothing above the actionable tables. Keys, ids
+    and timestamps of a row feed every aggregate of the row; `status` every transaction aggregate
+    (only completed ones count); consent also decides eligibility (see `blocked_by`)."""
+    windows = list(windows)
+    event_daily = ["events", "sessions", "page_views", "screen_views", "searches", "feature_uses", "budget_tool_uses",
+                   "impressions", "clicks", "conversions", "unsubscribes", "last_seen_at"]
+    txn_daily = ["deposits", "deposit_amount", "card_payments", "card_amount", "transfers_in", "transfer_in_amount",
+                 "transfers_out", "transfer_out_amount", "txns", "first_txn_at", "last_txn_at"]
+    derived = {"active_days": {"events"}, "txn_days": {"txns"}, "balance_in": {"deposit_amount", "transfer_in_amount"},
+               "balance_out": {"card_amount", "transfer_out_amount"}}
+
+    def upward(daily: Iterable[str]) -> set[str]:
+        daily = set(daily)
+        out = set(daily)
+        for w in windows:
+            out |= {f"{name}_{w}d" for name in features.WINDOWED_SUMS if name in daily}
+            out |= {f"{name}_{w}d" for name, inputs in derived.items() if inputs & daily}
+        if "last_seen_at" in daily:
+            out.add("days_since_last_seen")
+        return out
+
+    every_event, every_txn = upward(event_daily), upward(txn_daily)
+    profile_all = {"country", "plan", "age_band", "tenure_days", "consent_personalization"}
+    return {
+        **{("events", c): every_event for c in ("event_id", "user_id", "occurred_at", "event_type")},
+        ("events", "session_id"): upward(["sessions"]),
+        ("events", "properties"): upward(["budget_tool_uses"]),
+        ("events", "channel"): set(), ("events", "campaign_id"): set(), ("events", "touchpoint_id"): set(),
+        **{("transactions", c): every_txn for c in ("txn_id", "user_id", "occurred_at", "amount", "currency",
+                                                      "txn_type", "status")},
+        ("transactions", "merchant_category"): set(),
+        **{("profiles", c): profile_all for c in ("user_id", "updated_at")},
+        ("profiles", "signup_at"): {"tenure_days"},
+        ("profiles", "country"): {"country"},
+        ("profiles", "birth_year"): {"age_band"},
+        ("profiles", "plan"): {"plan"},
+        ("profiles", "consent_personalization"): {"consent_personalization"},
+        ("profiles", "consent_marketing"): set(),
+    }
+
+
+@dataclass
+class Blocked:
+    """What withheld columns block. Each map is item id -> the withheld inputs that block it, as
+    `source.column (expectation)` texts. `columns`: withheld input -> derived columns it feeds."""
+
+    withheld: list[tuple[str, str, str]]
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    segments: dict[str, list[str]] = field(default_factory=dict)
+    campaigns: dict[str, list[str]] = field(default_factory=dict)
+    goals: dict[str, list[str]] = field(default_factory=dict)
+    metrics: dict[str, list[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.segments or self.campaigns or self.goals or self.metrics)
+
+    def describe(self) -> str:
+        if not self.withheld:
+            return "every input column promoted"
+        lines = [f"withheld: {', '.join(self.columns)}"]
+        for kind in ("segments", "campaigns", "goals", "metrics"):
+            for item, causes in getattr(self, kind).items():
+                lines.append(f"{kind[:-1]} {item} blocked by {', '.join(causes)}")
+        return "\n".join(lines)
+
+
+def expression_columns(text: str) -> set[str]:
+    """The column names a map expression (segment rule, metric condition) reads."""
+    import sqlglot
+    from sqlglot import exp
+
+    if not text or not text.strip():
+        return set()
+    return {node.name for node in sqlglot.parse_one(text, dialect="duckdb").find_all(exp.Column)}
+
+
+def blocked_by(pyramid_map, withheld: Iterable[tuple]) -> Blocked:
+    """The segments, campaigns, goals and metrics that need a withheld column.
+
+    `withheld`: (source, column) or (source, column, expectation). A segment is blocked when its rule
+    (or, for a scored segment, its declared inputs) reads a feature fed by a withheld column, and every
+    segment when the consent column is withheld (eligibility cannot be known); a campaign when one of
+    its segments is; a metric when its condition reads a daily column fed by a withheld column; a goal
+    when its metric, a guardrail or its campaign is."""
+    items = [(w[0], w[1], w[2] if len(w) > 2 else "") for w in withheld]
+    lineage = column_lineage(pyramid_map.segments.windows)
+    result = Blocked(withheld=items)
+    feeds: dict[str, set[str]] = {}
+    for source, column, expectation in items:
+        label = f"{source}.{column}" + (f" ({expectation})" if expectation else "")
+        fed = set(lineage.get((source, column), set()))
+        feeds[label] = fed
+        result.columns[label] = sorted(fed)
+    consent = pyramid_map.actionable.consent_column
+
+    def add(target: dict, key: str, cause: str) -> None:
+        causes = target.setdefault(key, [])
+        if cause not in causes:
+            causes.append(cause)
+
+    for definition in pyramid_map.segments.definitions:
+        # a scored segment (RFM, lifecycle) has no rule: it declares the features it reads
+        used = set(definition.inputs) if getattr(definition, "inputs", ()) else expression_columns(definition.rule)
+        for label, fed in feeds.items():
+            if used & fed or consent in fed:
+                add(result.segments, definition.id, label)
+    for campaign in pyramid_map.campaigns:
+        for segment in campaign.segments:
+            for cause in result.segments.get(segment, []):
+                add(result.campaigns, campaign.id, cause)
+    for metric_id, metric in pyramid_map.metrics.items():
+        used = expression_columns(metric.condition)
+        for label, fed in feeds.items():
+            if used & fed:
+                add(result.metrics, metric_id, label)
+    for goal in pyramid_map.goals:
+        for metric_id in (goal.metric, *goal.guardrails):
+            for cause in result.metrics.get(metric_id, []):
+                add(result.goals, goal.id, cause)
+        for cause in result.campaigns.get(goal.campaign, []):
+            add(result.goals, goal.id, cause)
+    return result

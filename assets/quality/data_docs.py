@@ -1,0 +1,52 @@
+"""Data Docs: validation results rendered as a GX Data Docs site in a folder of the caller's choosing,
+with an in-memory (ephemeral) GX context: nothing is written outside that folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from assets.quality.outcome import QualityError, ValidationOutcome
+from assets.quality.suites import Suite
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from great_expectations.core import ExpectationSuiteValidationResult
+
+
+def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValidationResult"], site_dir: str | Path,
+                    suites: Iterable[Suite] = ()) -> Path:
+    """Render the validation results (and, if given, the suites) as a GX Data Docs site in `site_dir`
+    and return its index.html. Uses a fresh in-memory GX context: nothing is written elsewhere."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    site_dir = Path(site_dir).resolve()
+    site_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    site_name = "pyramid_quality"
+    context.add_data_docs_site(site_name, {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    for suite in suites:
+        context.suites.add_or_update(gx.ExpectationSuite(**suite.to_json_dict()))  # a copy: a suite has one context
+    for item in results:
+        result = item.gx_result if isinstance(item, ValidationOutcome) else item
+        run_id = result.meta.get("run_id")
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
+            run_id=run_id,
+            batch_identifier=result.batch_id or "batch",
+        )
+        context.validation_results_store.set(key, result)
+    context.build_data_docs(site_names=[site_name])
+    index = site_dir / "index.html"
+    if not index.is_file():
+        raise QualityError(f"GX did not write {index}")
+    return index
