@@ -183,34 +183,30 @@ BROKEN = {
     ),
 }
 
-# Problems that today come with follow-on problems computed from the fallback value of the first one.
-FOLLOW_ON = {
+# The hand-written reader also reported follow-on problems computed from the fallback value it put in
+# place of a bad one ("holdout ... got 0.0" after "must be a number, got 'lots'", "unknown metric ''"
+# after a missing one), and checked references even when a section was invalid. The typed models report
+# the problem itself; the references are checked once every section is valid.
+FIRST_PROBLEM_ONLY = {
     "string_for_holdout": (
         [("holdout: 0.20", "holdout: lots")],
-        ["83: campaigns[0].holdout: must be a number, got 'lots'",
-         "83: campaigns[0].holdout: must be a share between 0 and 1 (exclusive), got 0.0"],
+        ["83: campaigns[0].holdout: must be a number, got 'lots'"],
     ),
     "bool_for_holdout": (
         [("holdout: 0.20", "holdout: true")],
-        ["83: campaigns[0].holdout: must be a number, got True",
-         "83: campaigns[0].holdout: must be a share between 0 and 1 (exclusive), got 0.0"],
+        ["83: campaigns[0].holdout: must be a number, got True"],
     ),
     "list_for_frequency_cap": (
         [("frequency_cap: {per_days: 7, max: 2}", "frequency_cap: [7, 2]")],
-        ["84: campaigns[0].frequency_cap: must be a mapping, got [7, 2]",
-         "84: campaigns[0].frequency_cap.per_days: is required (an integer)",
-         "84: campaigns[0].frequency_cap.max: is required (an integer)",
-         "84: campaigns[0].frequency_cap: per_days and max must be at least 1"],
+        ["84: campaigns[0].frequency_cap: must be a mapping, got [7, 2]"],
     ),
     "missing_north_star_metric": (
         [("  metric: weekly_active_share\n", "")],
-        ["14: north_star.metric: is required (a string)",
-         f"14: north_star.metric: unknown metric ''; defined: {METRIC_IDS}"],
+        ["14: north_star.metric: is required (a string)"],
     ),
     "kind_and_reference": (
         [("kind: value", "kind: valuable"), ("campaign: savings_nudge", "campaign: savings_nudges")],
-        ["122: segments.definitions[0].kind: must be one of behavioral, demographic, intent, value, got 'valuable'",
-         f"47: goals[0].campaign: unknown campaign 'savings_nudges'; defined: {CAMPAIGN_IDS}"],
+        ["122: segments.definitions[0].kind: must be one of behavioral, demographic, intent, value, got 'valuable'"],
     ),
 }
 
@@ -233,9 +229,9 @@ def problems_of(path: Path) -> list[str]:
     return raised.value.problems
 
 
-@pytest.mark.parametrize("name", [*BROKEN, *FOLLOW_ON])
+@pytest.mark.parametrize("name", [*BROKEN, *FIRST_PROBLEM_ONLY])
 def test_broken_map_problems(tmp_path, name):
-    edits, expected = {**BROKEN, **FOLLOW_ON}[name]
+    edits, expected = {**BROKEN, **FIRST_PROBLEM_ONLY}[name]
     path = edited_map(tmp_path, edits)
     assert problems_of(path) == [f"{path}:{line}" for line in expected]
 
