@@ -146,6 +146,10 @@ BROKEN = {
         [("window_days: 90", "window_days: 60")],
         ["112: segments.scored.rfm.window_days: must be one of segments.windows [7, 30, 90], got 60"],
     ),
+    "rfm_window_not_a_default_window": (
+        [("  windows: [7, 30, 90]\n", ""), ("window_days: 90", "window_days: 60")],
+        ["111: segments.scored.rfm.window_days: must be one of segments.windows [7, 30, 90], got 60"],
+    ),
     "lifecycle_out_of_order": (
         [("active_days: 7 ", "active_days: 40 ")],
         ["115: segments.scored.lifecycle: needs 0 < active_days <= at_risk_days <= dormant_days, got 40, 30, 90"],

@@ -146,10 +146,9 @@ def _with_defaults(data: dict, default_min_size: int, default_windows: tuple[int
     Where the section's own value is invalid (reported as such), its default stands in. A definition's
     derived fields (`method`, ...) are not the map's to set.
     """
-    min_size, windows = data.get("min_size", default_min_size), data.get("windows", default_windows)
-    min_size = min_size if _is_int(min_size) else default_min_size
-    longest = max(windows if _positive_days(windows) else default_windows)
-    data = dict(data)
+    data = {"min_size": default_min_size, "windows": default_windows, **data}
+    min_size = data["min_size"] if _is_int(data["min_size"]) else default_min_size
+    longest = max(data["windows"] if _positive_days(data["windows"]) else default_windows)
     if isinstance(data.get("scored"), dict):
         days = {"rfm": {"window_days": longest}, "lifecycle": {"dormant_days": longest}}
         data["scored"] = {key: {**days[key], "min_size": min_size, **spec}
@@ -162,7 +161,7 @@ def _with_defaults(data: dict, default_min_size: int, default_windows: tuple[int
 
 def _scoring_problems(data: dict) -> list[Problem]:
     """Unknown scorings, and scoring days outside the windows (on the map's values, valid or not elsewhere)."""
-    scored, windows = data.get("scored"), data.get("windows", ())
+    scored, windows = data.get("scored"), data["windows"]
     if not isinstance(scored, dict):
         return []
     problems: list[Problem] = [(("scored", key), f"unknown scoring; allowed: {', '.join(SCORINGS)}")
