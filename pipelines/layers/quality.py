@@ -12,11 +12,11 @@ from assets import actionable
 from assets.lake import Lake, connect, read_partition
 from assets.lineage import Blocked, blocked_by
 from assets.pyramid_map import PyramidMap
-from assets.data_docs import build_data_docs
-from assets.outcome import ValidationOutcome, column_status_table
-from assets.suites import peek_rules
-from assets.typed_batch import base_column
-from assets.validation import load_validations, save_validation
+from assets.quality.data_docs import build_data_docs
+from assets.quality.outcome import ValidationOutcome, column_status_table
+from assets.quality.suites import peek_rules
+from assets.quality.typed_batch import base_column
+from assets.quality.validation import load_validations, save_validation
 from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 

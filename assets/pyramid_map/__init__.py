@@ -1,0 +1,65 @@
+"""The program's map, `pyramid.yaml`: loaded, typed and checked before anything runs.
+
+"Start with constraints": every reference must resolve, every segment rule may use only feature
+columns, every goal metric only promoted daily aggregates. An error names the file, the line and the
+key path, and says what is allowed.
+
+`models.py` and `segments.py` hold the typed sections (frozen pydantic dataclasses), `references.py` the checks across
+sections, `errors.py` the translation of pydantic's error locations to file lines and key paths. The
+models are imported here too: they are this package's public API (`from assets.pyramid_map import
+Campaign`), not a compatibility facade.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from assets.lake import PROJECT_ROOT
+from assets.pyramid_map.errors import MapError, key_lines, located_problems
+from assets.pyramid_map.models import (
+    SOURCE_FORMATS, SOURCE_NAMES, Actionable, Campaign, FrequencyCap, Goal, Metric, NorthStar, PyramidMap, Source,
+    Touchpoint,
+)
+from assets.pyramid_map.segments import (
+    LIFECYCLE_STAGES, RFM_GROUPS, SEGMENT_KINDS, SEGMENT_METHODS, LifecycleScoring, RfmScoring, SegmentDefinition,
+    Segments,
+)
+
+__all__ = [
+    "DEFAULT_MAP_PATH", "LIFECYCLE_STAGES", "RFM_GROUPS", "SEGMENT_KINDS", "SEGMENT_METHODS", "SOURCE_FORMATS",
+    "SOURCE_NAMES", "Actionable", "Campaign", "FrequencyCap", "Goal", "LifecycleScoring", "MapError", "Metric",
+    "NorthStar", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source", "Touchpoint",
+    "default_map_path", "load_map",
+]
+
+DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"
+_MAP = TypeAdapter(PyramidMap)
+
+
+def default_map_path() -> Path:
+    """`$PYRAMID_MAP`, or the project's pyramid.yaml."""
+    return Path(os.environ.get("PYRAMID_MAP", DEFAULT_MAP_PATH))
+
+
+def load_map(path: Path | str = DEFAULT_MAP_PATH) -> PyramidMap:
+    """Load and check the map; raise MapError listing every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise MapError([f"{path}: cannot be read ({err.strerror})"]) from err
+    try:
+        lines = key_lines(yaml.compose(text))
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise MapError([f"{path}: not valid YAML: {err}"]) from err
+    if not isinstance(raw, dict):
+        raise MapError([f"{path}:1: the map must be a mapping of sections"])
+    try:
+        return _MAP.validate_python({**raw, "path": path})
+    except ValidationError as err:
+        raise MapError(located_problems(err, path, lines)) from None

@@ -1,0 +1,199 @@
+"""The map's typed models: one frozen pydantic dataclass per part of `pyramid.yaml` (`segments` in segments.py).
+
+Field defaults are the map's defaults and validators hold its checks. A field that follows one with a
+default is marked required with `Field()` (dataclass order is the positional order callers use). A key
+the map spells differently is read through `validation_alias`, so error locations are the map's key
+paths. The references between sections are checked once the whole map is valid (references.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AliasPath, BeforeValidator, Field, StrictInt, StrictStr, ValidatorFunctionWrapHandler, WrapValidator,
+    field_validator, model_validator,
+)
+from pydantic.dataclasses import dataclass
+
+from assets.pyramid_map.references import reference_problems
+from assets.pyramid_map.segments import Segments
+from assets.pyramid_map.validation import CONFIG, Float, Problem, fail, mapping_problems, validated
+
+SourceFormat = Literal["jsonl", "csv"]
+SourceName = Literal["events", "profiles", "transactions", "erasure_requests"]
+SOURCE_FORMATS: tuple[str, ...] = get_args(SourceFormat)
+SOURCE_NAMES: tuple[str, ...] = get_args(SourceName)
+
+
+@dataclass(frozen=True, config=CONFIG)
+class NorthStar:
+    id: StrictStr
+    description: StrictStr = ""
+    metric: StrictStr = Field()
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Metric:
+    id: StrictStr
+    description: StrictStr = ""
+    window_days: StrictInt = 1
+    condition: StrictStr = Field()
+
+    @field_validator("window_days")
+    @classmethod
+    def _positive(cls, days: int) -> int:
+        if days < 1:
+            raise ValueError("must be at least 1")
+        return days
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Goal:
+    id: StrictStr
+    north_star: StrictStr
+    metric: StrictStr
+    campaign: StrictStr
+    target_relative_lift: Float = Field(validation_alias=AliasPath("target", "relative_lift"))
+    guardrails: tuple[StrictStr, ...] = ()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _target_mapping(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Goal:
+        return validated("Goal", data, handler, mapping_problems(data, ("target",)))
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Touchpoint:
+    id: StrictStr
+    channel: StrictStr
+    freshness_hours: Float
+
+
+@dataclass(frozen=True, config=CONFIG)
+class FrequencyCap:
+    per_days: StrictInt
+    max: StrictInt
+
+    @model_validator(mode="after")
+    def _positive(self) -> FrequencyCap:
+        if self.per_days < 1 or self.max < 1:
+            raise ValueError("per_days and max must be at least 1")
+        return self
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Campaign:
+    id: StrictStr
+    context: StrictStr = ""
+    segments: tuple[StrictStr, ...] = Field()
+    touchpoints: tuple[StrictStr, ...] = Field()
+    priority: StrictInt = 0
+    holdout: Float = Field()
+    frequency_cap: FrequencyCap = FrequencyCap(per_days=1, max=1)
+
+    @field_validator("holdout")
+    @classmethod
+    def _share(cls, holdout: float) -> float:
+        if not 0 < holdout < 1:
+            raise ValueError(f"must be a share between 0 and 1 (exclusive), got {holdout}")
+        return holdout
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Actionable:
+    pii: tuple[StrictStr, ...] = ()
+    consent_column: StrictStr = "consent_personalization"
+    dedup_lookback_days: StrictInt = 7
+    max_clock_skew_minutes: StrictInt = 5
+    currencies: tuple[StrictStr, ...] = Field()
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Source:
+    name: StrictStr
+    path: StrictStr = Field("", validate_default=True)
+    format: SourceFormat = "csv"
+    columns: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _day_folder(cls, path: str) -> str:
+        if "{ds}" not in path:
+            raise ValueError("must contain {ds}, the landing day folder")
+        return path
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _known_format(cls, source_format: Any) -> Any:
+        if source_format not in SOURCE_FORMATS:
+            raise ValueError(f"must be one of {', '.join(SOURCE_FORMATS)}")
+        return source_format
+
+
+def _start_date(value: Any) -> Any:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _run_at(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return value
+    hour, _, minute = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise ValueError(f"must be a UTC time HH:MM, got {value!r}")
+    return (int(hour), int(minute))
+
+
+def _keyed(specs: Any, key: str) -> Any:
+    """A mapping of specs by id: each spec gets its key as `key` (`metrics.<id>` -> Metric.id)."""
+    if not isinstance(specs, dict):
+        return specs
+    return {k: {**v, key: k} if isinstance(v, dict) else v for k, v in specs.items()}
+
+
+def _every_source(specs: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """`sources`: every one of SOURCE_NAMES, in that order, named by its key; other keys are ignored."""
+    if not isinstance(specs, dict):
+        return handler(specs)
+    missing: list[Problem] = [((name,), "is required (a mapping)") for name in SOURCE_NAMES if name not in specs]
+    named = _keyed({name: specs[name] for name in SOURCE_NAMES if name in specs}, "name")
+    return validated("sources", named, handler, missing)
+
+
+@dataclass(frozen=True, config=CONFIG)
+class PyramidMap:
+    path: Path
+    program_name: StrictStr = Field("personalization program", validation_alias=AliasPath("program", "name"))
+    start_date: Annotated[date, BeforeValidator(_start_date)] = Field(
+        validation_alias=AliasPath("schedule", "start_date"))
+    run_at: Annotated[tuple[int, int], BeforeValidator(_run_at)] = Field(  # (hour, minute) UTC
+        (3, 0), validation_alias=AliasPath("schedule", "run_at"))
+    north_star: NorthStar = Field()
+    metrics: Annotated[dict[str, Metric], BeforeValidator(lambda specs: _keyed(specs, "id"))] = Field()
+    goals: tuple[Goal, ...] = ()
+    touchpoints: tuple[Touchpoint, ...] = ()
+    campaigns: tuple[Campaign, ...] = ()
+    segments: Segments = Field()
+    actionable: Actionable = Field()
+    sources: Annotated[dict[str, Source], WrapValidator(_every_source)] = Field()
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        return next(c for c in self.campaigns if c.id == campaign_id)
+
+    def touchpoint(self, touchpoint_id: str) -> Touchpoint:
+        return next(t for t in self.touchpoints if t.id == touchpoint_id)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sections_and_references(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> PyramidMap:
+        """Sections that are mappings, then (once every section is valid) every reference between them."""
+        pyramid_map = validated("PyramidMap", data, handler, mapping_problems(data, ("program", "schedule")))
+        fail("PyramidMap", reference_problems(pyramid_map))
+        return pyramid_map

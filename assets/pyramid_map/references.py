@@ -1,0 +1,84 @@
+"""The checks across the map's sections: every id unique, every reference resolving, every expression safe."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from assets.features import DAILY_COUNTS, DAILY_AMOUNTS, feature_column_names
+from assets.sql_guard import check_condition
+
+from assets.pyramid_map.validation import Problem
+
+if TYPE_CHECKING:
+    from assets.pyramid_map.models import PyramidMap
+
+
+def reference_problems(m: PyramidMap) -> list[Problem]:
+    """Every problem between sections, in the order of the map."""
+    return [
+        *_duplicates(("goals",), [g.id for g in m.goals]),
+        *_duplicates(("touchpoints",), [t.id for t in m.touchpoints]),
+        *_duplicates(("campaigns",), [c.id for c in m.campaigns]),
+        *_duplicates(("segments", "definitions"), [s.id for s in m.segments.definitions]),
+        *_goal_problems(m),
+        *_campaign_problems(m),
+        *_expression_problems(m),
+    ]
+
+
+def _duplicates(loc: tuple[str, ...], ids: list[str]) -> list[Problem]:
+    seen: set[str] = set()
+    problems = []
+    for index, item in enumerate(ids):
+        if item in seen:
+            problems.append(((*loc, index, "id"), f"duplicate id {item!r}"))
+        seen.add(item)
+    return problems
+
+
+def _unknown(loc: tuple[str | int, ...], what: str, name: str, defined: list[str]) -> Problem:
+    return loc, f"unknown {what} {name!r}; defined: {', '.join(defined)}"
+
+
+def _goal_problems(m: PyramidMap) -> list[Problem]:
+    metric_ids, campaign_ids = sorted(m.metrics), [c.id for c in m.campaigns]
+    problems = []
+    if m.north_star.metric not in m.metrics:
+        problems.append(_unknown(("north_star", "metric"), "metric", m.north_star.metric, metric_ids))
+    for i, goal in enumerate(m.goals):
+        if goal.north_star != m.north_star.id:
+            problems.append((("goals", i, "north_star"), f"must be the North Star's id {m.north_star.id!r}"))
+        if goal.metric not in m.metrics:
+            problems.append(_unknown(("goals", i, "metric"), "metric", goal.metric, metric_ids))
+        if goal.campaign not in campaign_ids:
+            problems.append(_unknown(("goals", i, "campaign"), "campaign", goal.campaign, campaign_ids))
+        problems += [_unknown(("goals", i, "guardrails"), "metric", guardrail, metric_ids)
+                     for guardrail in goal.guardrails if guardrail not in m.metrics]
+    return problems
+
+
+def _campaign_problems(m: PyramidMap) -> list[Problem]:
+    segment_ids = [s.id for s in m.segments.definitions]
+    touchpoint_ids = [t.id for t in m.touchpoints]
+    problems = []
+    for i, campaign in enumerate(m.campaigns):
+        problems += [_unknown(("campaigns", i, "segments"), "segment", seg, segment_ids)
+                     for seg in campaign.segments if seg not in segment_ids]
+        problems += [_unknown(("campaigns", i, "touchpoints"), "touchpoint", tp, touchpoint_ids)
+                     for tp in campaign.touchpoints if tp not in touchpoint_ids]
+    return problems
+
+
+def _expression_problems(m: PyramidMap) -> list[Problem]:
+    """Segment rules may use the feature columns, metric conditions the daily aggregates (assets/sql_guard.py)."""
+    features = feature_column_names(list(m.segments.windows))
+    problems = [
+        (("segments", "definitions", i, "rule"),
+         f"segment {seg.id!r}: {problem}; rules may use the feature columns listed in docs/contracts.md")
+        for i, seg in enumerate(m.segments.definitions) if seg.method == "rule"
+        for problem in check_condition(seg.rule, features)
+    ]
+    daily = [*DAILY_COUNTS, *DAILY_AMOUNTS]
+    problems += [(("metrics", metric.id, "condition"), f"{problem}; conditions may use: {', '.join(daily)}")
+                 for metric in m.metrics.values() for problem in check_condition(metric.condition, daily)]
+    return problems
