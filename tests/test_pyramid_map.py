@@ -366,8 +366,9 @@ def test_defaults(tmp_path):
 def test_pyramid_check(tmp_path, monkeypatch, capsys):
     from pipelines.cli import main
 
-    for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP"):  # set, then removed: the CLI sets them, and they are restored
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     path = tmp_path / "pyramid.yaml"
     path.write_text(BASE)
