@@ -1,6 +1,6 @@
 """Statistics of the pyramid: small pure functions over Polars expressions, one statistical idea each.
 
-Every function takes and returns `pl.Expr`, so one call covers all the statistic rows of a frame. In
+Every function works on `pl.Expr`, so one call covers all the statistic rows of a frame. In
 the formulas below, an arm has n users, s successes, rate p = s / n; t is treatment and h holdout.
 
 - `ratio(a, b)` = a / b, NULL where b is 0 or NULL.
