@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from assets.metrics import metric_indicator_sql
 from assets.pyramid_map import Metric, SegmentDefinition
 from assets.sql_guard import require_safe, sandboxed_connection
-from assets.statistics import ratio, two_proportion_p_value
+from assets.statistics import ratio, two_proportion_p_value_scalar
 
 MEMBERSHIP_SCHEMA = pa.schema([
     ("as_of", pa.date32()),
@@ -334,21 +334,19 @@ def segment_baselines(
 
 def _baseline_table(rows: list[tuple], definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
     """Rates, ratio and p-value from the per-segment counts (a handful of rows, not users)."""
-    counts = pl.DataFrame(rows, schema=_BASELINE_COUNTS, orient="row").sort("position", maintain_order=True)
-    seg_n, seg_s = pl.col("segment_users"), pl.col("segment_successes")
-    all_n, all_s = pl.col("eligible_users"), pl.col("eligible_successes")
-    table = counts.join(_definitions_frame(definitions).select("segment_id", "kind"), on="segment_id",
-                        how="left", maintain_order="left").with_columns(
-        as_of=pl.lit(as_of, pl.Date),
-        segment_rate=ratio(seg_s, seg_n),
-        eligible_rate=ratio(all_s, all_n),
-        p_value=two_proportion_p_value(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
-    ).with_columns(ratio=ratio(pl.col("segment_rate"), pl.col("eligible_rate")))
-    return _to_arrow(table, BASELINE_SCHEMA)
-
-
-_BASELINE_COUNTS = {"position": pl.Int64, "metric": pl.String, "segment_id": pl.String, "segment_users": pl.Int64,
-                    "segment_successes": pl.Int64, "eligible_users": pl.Int64, "eligible_successes": pl.Int64}
+    kinds = {d.id: d.kind for d in definitions}
+    out = []
+    for _, metric_id, segment_id, seg_n, seg_s, all_n, all_s in sorted(rows, key=lambda r: r[0]):
+        seg_rate = seg_s / seg_n if seg_n else None
+        all_rate = all_s / all_n if all_n else None
+        out.append({
+            "as_of": as_of, "segment_id": segment_id, "kind": kinds[segment_id], "metric": metric_id,
+            "segment_users": seg_n, "segment_successes": seg_s, "segment_rate": seg_rate,
+            "eligible_users": all_n, "eligible_successes": all_s, "eligible_rate": all_rate,
+            "ratio": seg_rate / all_rate if seg_rate is not None and all_rate else None,
+            "p_value": two_proportion_p_value_scalar(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
+        })
+    return pa.Table.from_pylist(out, schema=BASELINE_SCHEMA)
 
 
 def segment_overlap(membership: pa.Table, as_of: date) -> pa.Table:

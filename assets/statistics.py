@@ -1,7 +1,8 @@
 """Statistics of the pyramid: small pure functions over Polars expressions, one statistical idea each.
 
-Every function works on `pl.Expr`, so one call covers all the statistic rows of a frame. In
-the formulas below, an arm has n users, s successes, rate p = s / n; t is treatment and h holdout.
+Every function works on `pl.Expr` (one call covers all the statistic rows of a frame), except
+`two_proportion_p_value_scalar`. In the formulas below, an arm has n users, s successes, rate p = s / n;
+t is treatment and h holdout.
 
 - `ratio(a, b)` = a / b, NULL where b is 0 or NULL.
 - `relative_lift(t, h)` = t / h - 1, NULL unless h > 0.
@@ -21,7 +22,8 @@ the formulas below, an arm has n users, s successes, rate p = s / n; t is treatm
 - `normal_two_sided_p_value(z)` = P(|Z| >= |z|) = erfc(|z| / sqrt 2).
 - `two_proportion_p_value(s_1, n_1, s_2, n_2)`: two-sided pooled z-test, pooled rate
   P = (s_1 + s_2) / (n_1 + n_2), z = (p_1 - p_2) / sqrt(P (1 - P) (1/n_1 + 1/n_2)); 1.0 when P is 0 or 1
-  (the standard error is 0); NULL when a group is empty.
+  (the standard error is 0); NULL when a group is empty. `two_proportion_p_value_scalar` is the same
+  test on Python numbers (one formula serves both).
 - `wald_p_value(estimate, se)`: two-sided p-value of estimate / se; when se = 0, 1.0 for a zero
   estimate and 0.0 otherwise.
 - `sample_ratio_chi_square(n_t, n_h, holdout_share)`: chi-square of the arm sizes against the expected
@@ -36,10 +38,13 @@ across refactors, so a formula is not rearranged even where the algebra would al
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
+Number = TypeVar("Number", pl.Expr, float)  # the shared formulas run on expressions or on Python numbers
 Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
 
@@ -102,19 +107,45 @@ def log_ratio_interval(log_rr: pl.Expr, se: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 
 def normal_two_sided_p_value(z: pl.Expr) -> pl.Expr:
     """P(|Z| >= |z|) for a standard normal Z: erfc(|z| / sqrt 2)."""
-    return erfc(z.abs() / math.sqrt(2))
+    return _two_sided(z, erfc)
 
 
 def two_proportion_p_value(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> pl.Expr:
     """Two-sided pooled two-proportion z-test; 1.0 when the pooled rate is 0 or 1, NULL for an empty group."""
-    pooled = ratio(s1 + s2, n1 + n2)
-    se = (pooled * (1 - pooled) * (1 / n1 + 1 / n2)).sqrt()
-    z = (ratio(s1, n1) - ratio(s2, n2)) / se
+    se = _two_proportion_se(s1, n1, s2, n2, pl.Expr.sqrt)
     return (
         pl.when((n1 <= 0) | (n2 <= 0)).then(None)
         .when(se == 0).then(1.0)
-        .otherwise(normal_two_sided_p_value(z))
+        .otherwise(_two_sided(_two_proportion_z(s1, n1, s2, n2, se), erfc))
     )
+
+
+def two_proportion_p_value_scalar(s1: int, n1: int, s2: int, n2: int) -> float | None:
+    """`two_proportion_p_value` for one pair of groups, in Python floats.
+
+    Both forms are kept because Polars divides a column by a constant through its reciprocal, which
+    can differ in the last bit from Python's division; each form keeps its callers' outputs unchanged.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return None
+    se = _two_proportion_se(s1, n1, s2, n2, math.sqrt)
+    if se == 0:
+        return 1.0
+    return _two_sided(_two_proportion_z(s1, n1, s2, n2, se), math.erfc)
+
+
+def _two_proportion_se(s1: Number, n1: Number, s2: Number, n2: Number, sqrt: Callable) -> Number:
+    """sqrt(P (1 - P) (1/n1 + 1/n2)) with the pooled rate P, for expressions or numbers alike."""
+    pooled = (s1 + s2) / (n1 + n2)
+    return sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+
+
+def _two_proportion_z(s1: Number, n1: Number, s2: Number, n2: Number, se: Number) -> Number:
+    return (s1 / n1 - s2 / n2) / se
+
+
+def _two_sided(z: Number, erfc: Callable) -> Number:
+    return erfc(abs(z) / math.sqrt(2))
 
 
 def wald_p_value(estimate: pl.Expr, se: pl.Expr) -> pl.Expr:

@@ -116,3 +116,11 @@ def test_erfc():
     # erfc(0) = 1, erfc(0.5) = 0.479500, erfc(1) = 0.157299; NULL and NaN give NULL.
     got = values(st.erfc(pl.col("x")), x=[0.0, 0.5, 1.0, None, float("nan")])
     assert got == approx([1.0, 0.4795, 0.157299, None, None])
+
+
+def test_two_proportion_p_value_scalar():
+    # The same cases as above, in Python numbers: 0.191695; pooled rate 0 or 1: 1.0; an empty group: None.
+    assert st.two_proportion_p_value_scalar(30, 100, 10, 50) == pytest.approx(0.191695, abs=PLACES)
+    assert st.two_proportion_p_value_scalar(0, 10, 0, 10) == 1.0
+    assert st.two_proportion_p_value_scalar(10, 10, 5, 5) == 1.0
+    assert st.two_proportion_p_value_scalar(0, 0, 1, 2) is None
