@@ -4,9 +4,9 @@ on each guardrail metric.
 Metric (pyramid.yaml `metrics`): a user succeeds on day d when the condition holds on the user's
 `user_daily` columns summed over the `window_days` ending on d (activity dates d - window_days + 1 .. d,
 all landing partitions summed). A user with no rows in the window is evaluated on zero-filled sums;
-a condition that evaluates to NULL counts as not satisfied. `metric_indicator_sql` builds this and
-`north_star.py` reuses it. Conditions are re-checked with `sql_guard.require_safe` and run on a
-sandboxed DuckDB connection.
+a condition that evaluates to NULL counts as not satisfied. `assets.metrics` builds this SQL (the North
+Star and the segment baselines use it too); it runs on a `sql_guard.sandboxed_connection`. The formulas
+below are computed by `assets.statistics`.
 
 Statistics of a `day` row (treatment t, holdout h; n users, s successes; value p = s / n; users as
 independent trials, `*_user_days` = n):
@@ -51,22 +51,30 @@ Status rules are the same as for day rows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date
 
-import duckdb
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from assets.features import DAILY_AMOUNTS, DAILY_COUNTS
+from assets.metrics import ACTIVITY, campaign_cohort, cohort_outcomes_sql, metric_indicator_sql, register_inputs
 from assets.pyramid_map import Campaign, Goal, Metric
-from assets.segments import sandboxed_connection
-from assets.sql_guard import require_safe
+from assets.sql_guard import sandboxed_connection
+from assets.statistics import (
+    chi_square_1df_p_value,
+    cluster_log_rate,
+    cluster_relative_variance,
+    cluster_sq_residuals,
+    log_rate_ratio,
+    log_rate_ratio_se,
+    log_ratio_interval,
+    ratio,
+    relative_lift,
+    sample_ratio_chi_square,
+    two_proportion_p_value,
+    wald_p_value,
+)
 
-METRIC_COLUMNS = [*DAILY_COUNTS, *DAILY_AMOUNTS]
-Z_95 = 1.959963984540054
 SRM_MIN_P_VALUE = 0.001
 GOAL_METRICS_SCHEMA = pa.schema([
     ("ds", pa.date32()),
@@ -118,71 +126,6 @@ GOAL_USER_OUTCOMES_SCHEMA = pa.schema([
 ])
 
 
-# --- metrics: per-user indicators ---------------------------------------------------------------
-
-def metric_window(metric: Metric, ds: date) -> tuple[date, date]:
-    """First and last activity date of the metric's window ending on `ds`."""
-    return ds - timedelta(days=metric.window_days - 1), ds
-
-
-def metric_indicator_sql(metric: Metric, ds: date, activity_columns: Sequence[str], users: str, activity: str) -> str:
-    """SQL giving `user_id, success` for every distinct user of the relation `users`.
-
-    `activity` is a relation of user_daily rows with `activity_columns`; the metric columns among them
-    are summed over the window and zero-filled for users without rows, then the condition is applied.
-    """
-    summed = [c for c in METRIC_COLUMNS if c in set(activity_columns)]
-    condition = require_safe(metric.condition, summed, where=f"metric {metric.id!r}")
-    first, last = metric_window(metric, ds)
-    sums = ", ".join(["user_id", *(f"sum({c}) AS {c}" for c in summed)])
-    filled = ", ".join(["u.user_id", *(f"coalesce(s.{c}, 0) AS {c}" for c in summed)])
-    return f"""
-        WITH window_sums AS (
-            SELECT {sums} FROM {activity}
-            WHERE activity_date BETWEEN DATE '{first.isoformat()}' AND DATE '{last.isoformat()}'
-            GROUP BY user_id
-        ), zero_filled AS (
-            SELECT {filled} FROM (SELECT DISTINCT user_id FROM {users}) u LEFT JOIN window_sums s USING (user_id)
-        )
-        SELECT user_id, coalesce(({condition}), false) AS success FROM zero_filled"""
-
-
-def arm_counts(
-    con: duckdb.DuckDBPyConnection,
-    metric: Metric,
-    ds: date,
-    cohort: str,
-    activity: str,
-    activity_columns: Sequence[str],
-) -> dict[str, tuple[int, int]]:
-    """{arm: (users, successes)} of the relation `cohort` (user_id, arm) on the metric ending on `ds`."""
-    indicator = metric_indicator_sql(metric, ds, activity_columns, users=cohort, activity=activity)
-    rows = con.sql(
-        f"SELECT arm, count(*), count(*) FILTER (WHERE success) FROM ({_cohort_outcomes_sql(cohort, indicator)})"
-        " GROUP BY arm"
-    ).fetchall()
-    return {arm: (int(users), int(successes)) for arm, users, successes in rows}
-
-
-def _cohort_outcomes_sql(cohort: str, indicator: str) -> str:
-    """`arm, user_id, success` for each distinct (user, arm) of `cohort`, from the metric `indicator`."""
-    return f"""SELECT c.arm, c.user_id, i.success
-        FROM (SELECT DISTINCT user_id, arm FROM {cohort}) c JOIN ({indicator}) i USING (user_id)"""
-
-
-def campaign_cohort(campaign_id: str) -> str:
-    """The relation of one campaign's audience in `_audiences` (as registered by the callers)."""
-    return f"(SELECT user_id, arm FROM _audiences WHERE campaign_id = '{campaign_id.replace(chr(39), chr(39) * 2)}')"
-
-
-def register_inputs(con: duckdb.DuckDBPyConnection, audiences: pa.Table | None, activity: pa.Table) -> None:
-    """Register `_audiences` (empty when None) and `_activity` on the connection."""
-    empty = pa.table({"campaign_id": pa.array([], pa.string()), "user_id": pa.array([], pa.string()),
-                      "arm": pa.array([], pa.string())})
-    con.register("_audiences", empty if audiences is None else audiences.select(["campaign_id", "user_id", "arm"]))
-    con.register("_activity", activity)
-
-
 # --- goal rows ----------------------------------------------------------------------------------
 
 def goal_day_metrics(
@@ -223,8 +166,8 @@ def goal_user_day_outcomes(
             seen.add((goal.id, metric_id))
             cohort = campaign_cohort(goal.campaign)
             indicator = metric_indicator_sql(metrics[metric_id], ds, activity.column_names, users=cohort,
-                                             activity="_activity")
-            users = pl.from_arrow(con.sql(_cohort_outcomes_sql(cohort, indicator)).to_arrow_table())
+                                             activity=ACTIVITY)
+            users = pl.from_arrow(con.sql(cohort_outcomes_sql(cohort, indicator)).to_arrow_table())
             parts.append(users.with_columns(goal_id=pl.lit(goal.id), metric=pl.lit(metric_id),
                                             campaign_id=pl.lit(goal.campaign)))
     finally:
@@ -288,12 +231,11 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
     frame = pl.from_arrow(user_outcomes.select(["goal_id", "metric", "campaign_id", "arm", "user_id", "days", "successes"]))
-    n, x = pl.col("days").cast(pl.Float64), pl.col("successes").cast(pl.Float64)
     arms = frame.group_by("goal_id", "metric", "campaign_id", "arm").agg(
         users=pl.len().cast(pl.Int64),
         user_days=pl.col("days").sum().cast(pl.Int64),
         successes=pl.col("successes").sum().cast(pl.Int64),
-        sq_residuals=((x - x.sum() / n.sum() * n) ** 2).sum(),  # sum (x_i - R n_i)^2, R = sum x / sum n
+        sq_residuals=cluster_sq_residuals(pl.col("successes"), pl.col("days")),
     )
     stats = ("users", "user_days", "successes", "sq_residuals")
     counts = wanted
@@ -349,14 +291,13 @@ def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     st, sh = pl.col("treatment_successes"), pl.col("holdout_successes")
     return _lift_interval_status(
         counts.with_columns(
-            treatment_value=_ratio(st, nt),
-            holdout_value=_ratio(sh, nh),
-            _log_ratio=_log_ratio_and_se(nt, nh, st, sh),
-            _pooled=_ratio(st + sh, nt + nh),
-            _srm_chi2=_srm_chi_square(nt.cast(pl.Float64), nh.cast(pl.Float64), pl.col("holdout_share")),
+            treatment_value=ratio(st, nt),
+            holdout_value=ratio(sh, nh),
+            _log_rr=log_rate_ratio(st, nt, sh, nh),
+            _log_rr_se=log_rate_ratio_se(st, nt, sh, nh),
+            _srm_chi2=sample_ratio_chi_square(nt.cast(pl.Float64), nh.cast(pl.Float64), pl.col("holdout_share")),
+            p_value=two_proportion_p_value(st, nt, sh, nh),
         )
-        .unnest("_log_ratio")
-        .with_columns(p_value=_two_proportion_p_value(nt, nh))
     )
 
 
@@ -368,91 +309,41 @@ def with_cluster_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     t_d, h_d = pl.col("treatment_user_days"), pl.col("holdout_user_days")
     t_x, h_x = pl.col("treatment_successes"), pl.col("holdout_successes")
     zero_cell = (t_x == 0) | (h_x == 0)
-
-    def log_rate(x: pl.Expr, d: pl.Expr) -> pl.Expr:
-        return pl.when(zero_cell).then(((x + 0.5) / (d + 1)).log()).otherwise((x / d).log())
-
-    def log_variance(arm: str, n: pl.Expr, d: pl.Expr, x: pl.Expr) -> pl.Expr:
-        # Var(R) / R^2 = N / (N - 1) * sum (x_i - R n_i)^2 / (sum x)^2
-        cluster = n / (n - 1) * pl.col(f"{arm}_sq_residuals") / x.cast(pl.Float64) ** 2
-        return pl.when(x == 0).then(1 / 0.5 - 1 / (d + 1)).when(n > 1).then(cluster)
-
     defined = (t_n > 0) & (h_n > 0)
-    log_rr = pl.when(defined).then(log_rate(t_x, t_d) - log_rate(h_x, h_d))
-    se = (log_variance("treatment", t_n, t_d, t_x) + log_variance("holdout", h_n, h_d, h_x)).sqrt()
-    pooled = _ratio(t_x + h_x, t_d + h_d)
-    z = pl.col("_log_rr").abs() / pl.col("_log_rr_se")
+    log_rr = pl.when(defined).then(cluster_log_rate(t_x, t_d, zero_cell) - cluster_log_rate(h_x, h_d, zero_cell))
+    se = (
+        cluster_relative_variance(t_n, t_d, t_x, pl.col("treatment_sq_residuals"))
+        + cluster_relative_variance(h_n, h_d, h_x, pl.col("holdout_sq_residuals"))
+    ).sqrt()
+    pooled = pl.col("_pooled")
     return _lift_interval_status(
         counts.with_columns(
-            treatment_value=_ratio(t_x, t_d),
-            holdout_value=_ratio(h_x, h_d),
+            treatment_value=ratio(t_x, t_d),
+            holdout_value=ratio(h_x, h_d),
             _log_rr=log_rr,
             _log_rr_se=pl.when(defined).then(se),
-            _pooled=pooled,
-            _srm_chi2=_srm_chi_square(t_n.cast(pl.Float64), h_n.cast(pl.Float64), pl.col("holdout_share")),
+            _pooled=ratio(t_x + h_x, t_d + h_d),
+            _srm_chi2=sample_ratio_chi_square(t_n.cast(pl.Float64), h_n.cast(pl.Float64), pl.col("holdout_share")),
         ).with_columns(
             p_value=pl.when(defined.not_()).then(None)
-            .when((pl.col("_pooled") == 0) | (pl.col("_pooled") == 1)).then(1.0)
-            .when(pl.col("_log_rr_se") == 0).then(pl.when(pl.col("_log_rr") == 0).then(1.0).otherwise(0.0))
-            .otherwise(_erfc(z / math.sqrt(2)))
+            .when((pooled == 0) | (pooled == 1)).then(1.0)
+            .otherwise(wald_p_value(pl.col("_log_rr"), pl.col("_log_rr_se")))
         )
     )
 
 
 def _lift_interval_status(frame: pl.DataFrame) -> pl.DataFrame:
     """From values, `_log_rr`, `_log_rr_se`, `p_value` and `_srm_chi2`: lift, CI, sample ratio, status."""
+    ci_low, ci_high = log_ratio_interval(pl.col("_log_rr"), pl.col("_log_rr_se"))
     return (
         frame.with_columns(
-            lift=pl.when(pl.col("holdout_value") > 0).then(pl.col("treatment_value") / pl.col("holdout_value") - 1),
-            ci_low=(pl.col("_log_rr") - Z_95 * pl.col("_log_rr_se")).exp() - 1,
-            ci_high=(pl.col("_log_rr") + Z_95 * pl.col("_log_rr_se")).exp() - 1,
-            srm_p_value=_erfc((pl.col("_srm_chi2") / 2).sqrt()),
+            lift=relative_lift(pl.col("treatment_value"), pl.col("holdout_value")),
+            ci_low=ci_low,
+            ci_high=ci_high,
+            srm_p_value=chi_square_1df_p_value(pl.col("_srm_chi2")),
         )
         .with_columns(srm_ok=pl.col("srm_p_value") >= SRM_MIN_P_VALUE)
         .with_columns(status=_status())
-    )
-
-
-def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    return pl.when(denominator > 0).then(numerator / denominator)
-
-
-def _log_ratio_and_se(nt: pl.Expr, nh: pl.Expr, st: pl.Expr, sh: pl.Expr) -> pl.Expr:
-    """log(p_t / p_h) and its delta-method standard error, Haldane-Anscombe corrected on a zero arm."""
-    zero_cell = (st == 0) | (sh == 0)
-    st_c, sh_c = pl.when(zero_cell).then(st + 0.5).otherwise(st), pl.when(zero_cell).then(sh + 0.5).otherwise(sh)
-    nt_c, nh_c = pl.when(zero_cell).then(nt + 1).otherwise(nt), pl.when(zero_cell).then(nh + 1).otherwise(nh)
-    defined = (nt > 0) & (nh > 0)
-    return pl.struct(
-        _log_rr=pl.when(defined).then((st_c / nt_c).log() - (sh_c / nh_c).log()),
-        _log_rr_se=pl.when(defined).then((1 / st_c - 1 / nt_c + 1 / sh_c - 1 / nh_c).sqrt()),
-    )
-
-
-def _two_proportion_p_value(nt: pl.Expr, nh: pl.Expr) -> pl.Expr:
-    pooled = pl.col("_pooled")
-    se = (pooled * (1 - pooled) * (1 / nt + 1 / nh)).sqrt()
-    z = (pl.col("treatment_value") - pl.col("holdout_value")) / se
-    return (
-        pl.when((nt == 0) | (nh == 0)).then(None)
-        .when(se == 0).then(1.0)
-        .otherwise(_erfc(z.abs() / math.sqrt(2)))
-    )
-
-
-def _srm_chi_square(treatment: pl.Expr, holdout: pl.Expr, holdout_share: pl.Expr) -> pl.Expr:
-    total = treatment + holdout
-    expected_t, expected_h = total * (1 - holdout_share), total * holdout_share
-    chi2 = (treatment - expected_t) ** 2 / expected_t + (holdout - expected_h) ** 2 / expected_h
-    return pl.when(total > 0).then(chi2)
-
-
-def _erfc(x: pl.Expr) -> pl.Expr:
-    """Complementary error function, element-wise (math.erfc over the few statistic rows)."""
-    vectorized = np.vectorize(math.erfc, otypes=[float])
-    return x.map_batches(
-        lambda s: pl.Series(vectorized(s.cast(pl.Float64).to_numpy()), dtype=pl.Float64).fill_nan(None),
-        return_dtype=pl.Float64,
     )
 
 

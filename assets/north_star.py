@@ -2,7 +2,7 @@
 contribution to it.
 
 `value` = share of the known, non-erased users (consented or not) whose activity over the metric's
-window ending on ds satisfies the metric (users without activity count as zero; see `assets.goals`).
+window ending on ds satisfies the metric (users without activity count as zero; see `assets.metrics`).
 
 Contribution of a goal (docs/contracts.md): within its campaign's audience as of ds - 1, the North Star
 metric in treatment and in holdout; `contribution = (treatment_value - holdout_value) *
@@ -19,9 +19,10 @@ from datetime import date
 import polars as pl
 import pyarrow as pa
 
-from assets.goals import arm_counts, campaign_cohort, register_inputs
+from assets.metrics import ACTIVITY, arm_counts, campaign_cohort, register_inputs
 from assets.pyramid_map import Goal, Metric
-from assets.segments import sandboxed_connection
+from assets.sql_guard import sandboxed_connection
+from assets.statistics import ratio
 
 NORTH_STAR_SCHEMA = pa.schema([
     ("ds", pa.date32()),
@@ -48,7 +49,7 @@ def north_star(activity: pa.Table, users: pa.Table, metric: Metric, north_star_i
     try:
         register_inputs(con, None, activity)
         con.register("_users", users.select(["user_id"]))
-        counts = arm_counts(con, metric, ds, "(SELECT user_id, 'all' AS arm FROM _users)", "_activity",
+        counts = arm_counts(con, metric, ds, "(SELECT user_id, 'all' AS arm FROM _users)", ACTIVITY,
                             activity.column_names)
     finally:
         con.close()
@@ -71,7 +72,7 @@ def north_star_contributions(
     con = sandboxed_connection()
     try:
         register_inputs(con, audiences_prev, activity)
-        rows = [_arm_row(goal, arm_counts(con, metric, ds, campaign_cohort(goal.campaign), "_activity",
+        rows = [_arm_row(goal, arm_counts(con, metric, ds, campaign_cohort(goal.campaign), ACTIVITY,
                                           activity.column_names)) for goal in goals]
     finally:
         con.close()
@@ -92,8 +93,8 @@ def _arm_row(goal: Goal, counts: dict[str, tuple[int, int]]) -> dict:
 
 def _contributions(frame: pl.DataFrame, total_users: int, ds: date) -> pa.Table:
     table = frame.with_columns(
-        treatment_value=_ratio("treatment_successes", "treatment_users"),
-        holdout_value=_ratio("holdout_successes", "holdout_users"),
+        treatment_value=ratio(pl.col("treatment_successes"), pl.col("treatment_users")),
+        holdout_value=ratio(pl.col("holdout_successes"), pl.col("holdout_users")),
     ).with_columns(
         ds=pl.lit(ds, pl.Date),
         contribution=pl.when(pl.lit(total_users) > 0).then(
@@ -101,7 +102,3 @@ def _contributions(frame: pl.DataFrame, total_users: int, ds: date) -> pa.Table:
         ),
     )
     return table.select(CONTRIBUTIONS_SCHEMA.names).to_arrow().cast(CONTRIBUTIONS_SCHEMA)
-
-
-def _ratio(numerator: str, denominator: str) -> pl.Expr:
-    return pl.when(pl.col(denominator) > 0).then(pl.col(numerator) / pl.col(denominator))

@@ -21,17 +21,17 @@ sandbox; their definitions come from the map's `segments.scored`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import date
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.metrics import metric_indicator_sql
 from assets.pyramid_map import Metric, SegmentDefinition
-from assets.sql_guard import require_safe
+from assets.sql_guard import require_safe, sandboxed_connection
+from assets.statistics import ratio, two_proportion_p_value_scalar
 
 MEMBERSHIP_SCHEMA = pa.schema([
     ("as_of", pa.date32()),
@@ -79,26 +79,6 @@ OVERLAP_SCHEMA = pa.schema([
     ("both", pa.int64()),
     ("jaccard", pa.float64()),
 ])
-
-_SANDBOX_SETTINGS = (
-    "SET TimeZone = 'UTC'",
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET enable_external_access = false",
-    "SET lock_configuration = true",  # last: nothing after it can undo the settings above
-)
-
-
-def sandboxed_connection() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for map expressions: no file system, no extensions, settings locked.
-
-    Arrow tables can still be registered on it (`con.register`); that is all it reads.
-    """
-    con = duckdb.connect(":memory:")
-    for setting in _SANDBOX_SETTINGS:
-        con.execute(setting)
-    return con
-
 
 # The standard R x F segment map (the grid published with most RFM tutorials: R and F quintiles,
 # 5 = best), with `lost` split off `hibernating` as its bottom cell (R = 1, F = 1). M is scored and
@@ -279,10 +259,10 @@ def segment_summary(
     summary = summary.with_columns(pl.col("size").fill_null(0)).with_columns(
         as_of=pl.lit(as_of, pl.Date),
         eligible_users=pl.lit(eligible_users, pl.Int64),
-        share=_ratio(pl.col("size"), pl.lit(eligible_users, pl.Int64)),
+        share=ratio(pl.col("size"), pl.lit(eligible_users, pl.Int64)),
         usable=pl.col("size") >= pl.col("min_size"),
-        jaccard=_ratio(pl.col("both"), pl.col("size") + pl.col("previous_size") - pl.col("both")),
-        churn_share=_ratio(pl.col("entered") + pl.col("exited"), pl.col("previous_size")),
+        jaccard=ratio(pl.col("both"), pl.col("size") + pl.col("previous_size") - pl.col("both")),
+        churn_share=ratio(pl.col("entered") + pl.col("exited"), pl.col("previous_size")),
     )
     return _to_arrow(summary.sort("segment_id"), SUMMARY_SCHEMA)
 
@@ -317,7 +297,7 @@ def segment_baselines(
 ) -> pa.Table:
     """"Test segments early": per segment and metric, the members' rate against all eligible users'.
 
-    The metric is evaluated as goals do (`assets.goals.metric_indicator_sql`): on each eligible user's
+    The metric is evaluated as goals do (`assets.metrics.metric_indicator_sql`): on each eligible user's
     `user_daily` columns (`activity`, as known on as_of) summed over the metric's window ending on
     as_of. Members are the segment's membership as of the same day, so a segment defined on the very
     behaviour a metric counts differs from the others by construction. `ratio` = segment_rate /
@@ -326,8 +306,6 @@ def segment_baselines(
     pooled rate is 0 or 1; NULL when either group is empty). One row per segment (members or not) and
     metric, in definition then metric order.
     """
-    from assets.goals import metric_indicator_sql  # here: assets.goals imports this module
-
     eligible = features.filter(pc.equal(features.column("consent_personalization"), True)).select(["user_id"])
     con = sandboxed_connection()
     rows = []
@@ -366,20 +344,9 @@ def _baseline_table(rows: list[tuple], definitions: Sequence[SegmentDefinition],
             "segment_users": seg_n, "segment_successes": seg_s, "segment_rate": seg_rate,
             "eligible_users": all_n, "eligible_successes": all_s, "eligible_rate": all_rate,
             "ratio": seg_rate / all_rate if seg_rate is not None and all_rate else None,
-            "p_value": _two_proportion_p(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
+            "p_value": two_proportion_p_value_scalar(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
         })
     return pa.Table.from_pylist(out, schema=BASELINE_SCHEMA)
-
-
-def _two_proportion_p(s1: int, n1: int, s2: int, n2: int) -> float | None:
-    """Two-sided p-value of the pooled two-proportion z-test; NULL when a group is empty."""
-    if n1 <= 0 or n2 <= 0:
-        return None
-    pooled = (s1 + s2) / (n1 + n2)
-    if pooled in (0.0, 1.0):
-        return 1.0
-    z = (s1 / n1 - s2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    return math.erfc(abs(z) / math.sqrt(2))
 
 
 def segment_overlap(membership: pa.Table, as_of: date) -> pa.Table:
@@ -403,7 +370,7 @@ def segment_overlap(membership: pa.Table, as_of: date) -> pa.Table:
         .with_columns(pl.col("both").fill_null(0))
         .with_columns(
             as_of=pl.lit(as_of, pl.Date),
-            jaccard=_ratio(pl.col("both"), pl.col("size_a") + pl.col("size_b") - pl.col("both")),
+            jaccard=ratio(pl.col("both"), pl.col("size_a") + pl.col("size_b") - pl.col("both")),
         )
         .sort("segment_a", "segment_b")
     )
@@ -429,11 +396,6 @@ def _definitions_frame(definitions: Sequence[SegmentDefinition]) -> pl.DataFrame
         },
         schema={"segment_id": pl.String, "kind": pl.String, "min_size": pl.Int64, "method": pl.String},
     )
-
-
-def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    """numerator / denominator, NULL where the denominator is 0 or NULL."""
-    return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
 
 
 def _sql_string(value: str) -> str:

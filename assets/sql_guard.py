@@ -2,11 +2,13 @@
 
 Segment rules and metric conditions are written by people in pyramid.yaml and evaluated by DuckDB.
 Only column names from an allow-list, literals, operators and a few scalar functions are accepted;
-a subquery, a table function, a file read, a second statement or anything else is refused.
+a subquery, a table function, a file read, a second statement or anything else is refused. What passes
+runs on a `sandboxed_connection`, which reads only the relations registered on it.
 """
 
 from __future__ import annotations
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
@@ -19,6 +21,15 @@ _ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
     exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
     exp.Case, exp.If, exp.Coalesce, exp.Lower, exp.Upper, exp.Abs, exp.Round,
     exp.Least, exp.Greatest, exp.Cast, exp.DataType, exp.Floor, exp.Ceil, exp.Length,
+)
+
+_SANDBOX_SETTINGS = (
+    "SET TimeZone = 'UTC'",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET enable_external_access = false",
+    "SET python_enable_replacements = false",  # no table found by a Python variable's name
+    "SET lock_configuration = true",  # last: nothing after it can undo the settings above
 )
 
 
@@ -55,6 +66,17 @@ def require_safe(text: str, allowed_columns: set[str] | list[str], where: str) -
     if problems:
         raise UnsafeExpression(f"{where}: rule {text!r} refused: " + "; ".join(problems))
     return text
+
+
+def sandboxed_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for map expressions: no file system, no extensions, settings locked.
+
+    It reads only the Arrow tables registered on it (`con.register`), never a Python variable by name.
+    """
+    con = duckdb.connect(":memory:")
+    for setting in _SANDBOX_SETTINGS:
+        con.execute(setting)
+    return con
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -14,15 +14,14 @@ from assets.goals import (
     goal_day_rows,
     goal_to_date,
     goal_user_day_outcomes,
-    metric_indicator_sql,
     update_goal_user_outcomes,
     with_statistics,
 )
 from assets.lake import Lake, write_parquet_atomic
+from assets.metrics import metric_indicator_sql
 from assets.north_star import CONTRIBUTIONS_SCHEMA, NORTH_STAR_SCHEMA, north_star, north_star_contributions
 from assets.pyramid_map import Campaign, FrequencyCap, Goal, Metric
-from assets.segments import sandboxed_connection
-from assets.sql_guard import UnsafeExpression
+from assets.sql_guard import UnsafeExpression, sandboxed_connection
 from pipelines.layers import MissingPartition
 from pipelines.layers.goals import previous_user_outcomes
 

@@ -7,12 +7,11 @@ import pytest
 from assets.pyramid_map import SegmentDefinition
 from assets.segments import (
     MEMBERSHIP_SCHEMA,
-    sandboxed_connection,
     segment_membership,
     segment_overlap,
     segment_summary,
 )
-from assets.sql_guard import UnsafeExpression
+from assets.sql_guard import UnsafeExpression, sandboxed_connection
 
 AS_OF = date(2026, 10, 10)
 
@@ -71,6 +70,13 @@ def test_sandbox_reads_registered_arrow_but_no_files_and_stays_locked():
         con.sql("SELECT * FROM read_csv('/etc/hostname')").fetchall()
     with pytest.raises(duckdb.Error, match="locked"):
         con.execute("SET enable_external_access = true")
+
+
+def test_sandbox_never_reads_a_python_variable_by_name():
+    hidden = pa.table({"a": [1]})  # noqa: F841 (the name a replacement scan would find)
+    con = sandboxed_connection()
+    with pytest.raises(duckdb.CatalogException, match="hidden"):
+        con.sql("SELECT * FROM hidden").fetchall()
 
 
 def test_summary_against_previous_snapshot():

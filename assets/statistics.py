@@ -1,0 +1,178 @@
+"""Statistics of the pyramid: small pure functions over Polars expressions, one statistical idea each.
+
+Every function works on `pl.Expr` (one call covers all the statistic rows of a frame), except
+`two_proportion_p_value_scalar`. In the formulas below, an arm has n users, s successes, rate p = s / n;
+t is treatment and h holdout.
+
+- `ratio(a, b)` = a / b, NULL where b is 0 or NULL.
+- `relative_lift(t, h)` = t / h - 1, NULL unless h > 0.
+- `log_rate_ratio(s_t, n_t, s_h, n_h)` = log(p_t / p_h), computed as log(s_t / n_t) - log(s_h / n_h);
+  `log_rate_ratio_se` = sqrt(1/s_t - 1/n_t + 1/s_h - 1/n_h), its delta-method standard error (users as
+  independent trials). When an arm has no successes, 0.5 is added to every cell of the 2x2 table
+  (s + 0.5, n + 1; Haldane-Anscombe) in both, so that they stay defined. NULL when an arm is empty.
+- Users as clusters (user i measured on n_i days with x_i success days; per arm N users, rate
+  R = sum x_i / sum n_i, the ratio estimator):
+  `cluster_sq_residuals(x, n)` = sum (x_i - R n_i)^2 (an aggregation over the users of an arm);
+  `cluster_log_rate(x, d, zero_cell)` = log(sum x / sum n), or log((sum x + 0.5) / (sum n + 1)) when
+  `zero_cell` (an arm of the comparison has no successes);
+  `cluster_relative_variance(N, d, x, sq_residuals)` = Var(R) / R^2 by the delta method,
+  N / (N - 1) * sum (x_i - R n_i)^2 / (sum x)^2; for an arm without successes the Haldane-Anscombe term
+  1 / 0.5 - 1 / (sum n + 1); NULL for a single user (no variance estimate).
+- `log_ratio_interval(log_rr, se)`: 95% CI of the relative lift, exp(log_rr ± Z_95 se) - 1.
+- `normal_two_sided_p_value(z)` = P(|Z| >= |z|) = erfc(|z| / sqrt 2).
+- `two_proportion_p_value(s_1, n_1, s_2, n_2)`: two-sided pooled z-test, pooled rate
+  P = (s_1 + s_2) / (n_1 + n_2), z = (p_1 - p_2) / sqrt(P (1 - P) (1/n_1 + 1/n_2)); 1.0 when P is 0 or 1
+  (the standard error is 0); NULL when a group is empty. `two_proportion_p_value_scalar` is the same
+  test on Python numbers (one formula serves both).
+- `wald_p_value(estimate, se)`: two-sided p-value of estimate / se; when se = 0, 1.0 for a zero
+  estimate and 0.0 otherwise.
+- `sample_ratio_chi_square(n_t, n_h, holdout_share)`: chi-square of the arm sizes against the expected
+  split, sum (observed - expected)^2 / expected with expected (N (1 - share), N share), N = n_t + n_h;
+  NULL when N = 0. `chi_square_1df_p_value(chi2)` = P(X >= chi2) for 1 degree of freedom = erfc(sqrt(chi2 / 2)).
+- `erfc(x)`: the complementary error function, element-wise.
+
+The order of floating-point operations is part of the contract: the lake's outputs are byte-compared
+across refactors, so a formula is not rearranged even where the algebra would allow it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import polars as pl
+
+Number = TypeVar("Number", pl.Expr, float)  # the shared formulas run on expressions or on Python numbers
+Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal
+
+
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, NULL where the denominator is 0 or NULL."""
+    return pl.when(denominator > 0).then(numerator / denominator)
+
+
+def relative_lift(treatment: pl.Expr, holdout: pl.Expr) -> pl.Expr:
+    """treatment / holdout - 1, NULL unless holdout > 0."""
+    return pl.when(holdout > 0).then(treatment / holdout - 1)
+
+
+def _haldane_anscombe(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> tuple[pl.Expr, ...]:
+    """The 2x2 cells, with 0.5 added to every cell (s + 0.5, n + 1) when either arm has no successes."""
+    zero_cell = (s1 == 0) | (s2 == 0)
+    return (
+        pl.when(zero_cell).then(s1 + 0.5).otherwise(s1), pl.when(zero_cell).then(n1 + 1).otherwise(n1),
+        pl.when(zero_cell).then(s2 + 0.5).otherwise(s2), pl.when(zero_cell).then(n2 + 1).otherwise(n2),
+    )
+
+
+def log_rate_ratio(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> pl.Expr:
+    """log((s1 / n1) / (s2 / n2)), Haldane-Anscombe corrected on a zero arm; NULL when an arm is empty."""
+    s1_c, n1_c, s2_c, n2_c = _haldane_anscombe(s1, n1, s2, n2)
+    return pl.when((n1 > 0) & (n2 > 0)).then((s1_c / n1_c).log() - (s2_c / n2_c).log())
+
+
+def log_rate_ratio_se(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> pl.Expr:
+    """Delta-method standard error of `log_rate_ratio`, users as independent trials."""
+    s1_c, n1_c, s2_c, n2_c = _haldane_anscombe(s1, n1, s2, n2)
+    return pl.when((n1 > 0) & (n2 > 0)).then((1 / s1_c - 1 / n1_c + 1 / s2_c - 1 / n2_c).sqrt())
+
+
+def cluster_sq_residuals(successes: pl.Expr, days: pl.Expr) -> pl.Expr:
+    """Aggregation over an arm's users: sum (x_i - R n_i)^2 with R = sum x / sum n."""
+    x, n = successes.cast(pl.Float64), days.cast(pl.Float64)
+    return ((x - x.sum() / n.sum() * n) ** 2).sum()
+
+
+def cluster_log_rate(successes: pl.Expr, user_days: pl.Expr, zero_cell: pl.Expr) -> pl.Expr:
+    """log(sum x / sum n), or log((sum x + 0.5) / (sum n + 1)) where `zero_cell` (Haldane-Anscombe)."""
+    return pl.when(zero_cell).then(((successes + 0.5) / (user_days + 1)).log()).otherwise(
+        (successes / user_days).log()
+    )
+
+
+def cluster_relative_variance(
+    users: pl.Expr, user_days: pl.Expr, successes: pl.Expr, sq_residuals: pl.Expr
+) -> pl.Expr:
+    """Var(R) / R^2 of an arm's ratio estimator, users as clusters (delta method); NULL for one user."""
+    cluster = users / (users - 1) * sq_residuals / successes.cast(pl.Float64) ** 2
+    return pl.when(successes == 0).then(1 / 0.5 - 1 / (user_days + 1)).when(users > 1).then(cluster)
+
+
+def log_ratio_interval(log_rr: pl.Expr, se: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """95% CI (low, high) of the relative lift from log(ratio) and its standard error."""
+    return (log_rr - Z_95 * se).exp() - 1, (log_rr + Z_95 * se).exp() - 1
+
+
+def normal_two_sided_p_value(z: pl.Expr) -> pl.Expr:
+    """P(|Z| >= |z|) for a standard normal Z: erfc(|z| / sqrt 2)."""
+    return _two_sided(z, erfc)
+
+
+def two_proportion_p_value(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> pl.Expr:
+    """Two-sided pooled two-proportion z-test; 1.0 when the pooled rate is 0 or 1, NULL for an empty group."""
+    se = _two_proportion_se(s1, n1, s2, n2, pl.Expr.sqrt)
+    return (
+        pl.when((n1 <= 0) | (n2 <= 0)).then(None)
+        .when(se == 0).then(1.0)
+        .otherwise(_two_sided(_two_proportion_z(s1, n1, s2, n2, se), erfc))
+    )
+
+
+def two_proportion_p_value_scalar(s1: int, n1: int, s2: int, n2: int) -> float | None:
+    """`two_proportion_p_value` for one pair of groups, in Python floats.
+
+    Both forms are kept because Polars divides a column by a constant through its reciprocal, which
+    can differ in the last bit from Python's division; each form keeps its callers' outputs unchanged.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return None
+    se = _two_proportion_se(s1, n1, s2, n2, math.sqrt)
+    if se == 0:
+        return 1.0
+    return _two_sided(_two_proportion_z(s1, n1, s2, n2, se), math.erfc)
+
+
+def _two_proportion_se(s1: Number, n1: Number, s2: Number, n2: Number, sqrt: Callable) -> Number:
+    """sqrt(P (1 - P) (1/n1 + 1/n2)) with the pooled rate P, for expressions or numbers alike."""
+    pooled = (s1 + s2) / (n1 + n2)
+    return sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+
+
+def _two_proportion_z(s1: Number, n1: Number, s2: Number, n2: Number, se: Number) -> Number:
+    return (s1 / n1 - s2 / n2) / se
+
+
+def _two_sided(z: Number, erfc: Callable) -> Number:
+    return erfc(abs(z) / math.sqrt(2))
+
+
+def wald_p_value(estimate: pl.Expr, se: pl.Expr) -> pl.Expr:
+    """Two-sided p-value of estimate / se; with se = 0: 1.0 for a zero estimate, else 0.0."""
+    return (
+        pl.when(se == 0).then(pl.when(estimate == 0).then(1.0).otherwise(0.0))
+        .otherwise(normal_two_sided_p_value(estimate / se))
+    )
+
+
+def sample_ratio_chi_square(treatment: pl.Expr, holdout: pl.Expr, holdout_share: pl.Expr) -> pl.Expr:
+    """Chi-square of the arm sizes (floats) against the split (1 - share, share); NULL when both are 0."""
+    total = treatment + holdout
+    expected_t, expected_h = total * (1 - holdout_share), total * holdout_share
+    chi2 = (treatment - expected_t) ** 2 / expected_t + (holdout - expected_h) ** 2 / expected_h
+    return pl.when(total > 0).then(chi2)
+
+
+def chi_square_1df_p_value(chi2: pl.Expr) -> pl.Expr:
+    """P(X >= chi2) for a chi-square X with 1 degree of freedom: erfc(sqrt(chi2 / 2))."""
+    return erfc((chi2 / 2).sqrt())
+
+
+def erfc(x: pl.Expr) -> pl.Expr:
+    """Complementary error function, element-wise (math.erfc over the few statistic rows); NaN -> NULL."""
+    vectorized = np.vectorize(math.erfc, otypes=[float])
+    return x.map_batches(
+        lambda s: pl.Series(vectorized(s.cast(pl.Float64).to_numpy()), dtype=pl.Float64).fill_nan(None),
+        return_dtype=pl.Float64,
+    )

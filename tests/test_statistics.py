@@ -1,0 +1,126 @@
+"""assets.statistics pinned to hand-computed values (to about five decimals), each shown in a comment."""
+
+import math
+
+import polars as pl
+import pytest
+
+from assets import statistics as st
+
+PLACES = 1e-5
+
+
+def values(expression: pl.Expr, **columns: list) -> list:
+    """The expression evaluated row by row on a frame of the given columns."""
+    return pl.DataFrame(columns).select(expression.alias("out")).to_series().to_list()
+
+
+def approx(expected: list) -> list:
+    return [None if e is None else pytest.approx(e, abs=PLACES) for e in expected]
+
+
+def test_ratio_is_null_where_the_denominator_is_zero_or_null():
+    # 3 / 4 = 0.75; 1 / 0 and 1 / NULL are NULL.
+    got = values(st.ratio(pl.col("a"), pl.col("b")), a=[3, 1, 1], b=[4, 0, None])
+    assert got == approx([0.75, None, None])
+
+
+def test_relative_lift():
+    # 0.3 / 0.2 - 1 = 0.5; 0.1 / 0.2 - 1 = -0.5; holdout 0: NULL.
+    got = values(st.relative_lift(pl.col("t"), pl.col("h")), t=[0.3, 0.1, 0.3], h=[0.2, 0.2, 0.0])
+    assert got == approx([0.5, -0.5, None])
+
+
+def test_log_rate_ratio_and_its_standard_error():
+    s1, n1, s2, n2 = pl.col("s1"), pl.col("n1"), pl.col("s2"), pl.col("n2")
+    cells = {"s1": [30, 0, 5], "n1": [100, 10, 0], "s2": [10, 5, 1], "n2": [50, 10, 2]}
+    # 30/100 against 10/50: log(0.3 / 0.2) = log 1.5 = 0.405465;
+    #   se = sqrt(1/30 - 1/100 + 1/10 - 1/50) = sqrt(0.033333 - 0.01 + 0.1 - 0.02) = sqrt(0.103333) = 0.321455.
+    # 0/10 against 5/10, Haldane-Anscombe: 0.5/11 against 5.5/11: log(0.5 / 5.5) = log(1/11) = -2.397895;
+    #   se = sqrt(1/0.5 - 1/11 + 1/5.5 - 1/11) = sqrt(2 - 0.090909 + 0.181818 - 0.090909) = sqrt(2) = 1.414214.
+    # An empty arm (n1 = 0): NULL.
+    assert values(st.log_rate_ratio(s1, n1, s2, n2), **cells) == approx([0.405465, -2.397895, None])
+    assert values(st.log_rate_ratio_se(s1, n1, s2, n2), **cells) == approx([0.321455, 1.414214, None])
+
+
+def test_cluster_sq_residuals():
+    # Users (x_i, n_i) = (1, 2), (0, 1), (3, 3): R = 4 / 6 = 0.666667;
+    # (1 - 1.333333)^2 + (0 - 0.666667)^2 + (3 - 2)^2 = 0.111111 + 0.444444 + 1 = 1.555556 (14/9).
+    got = values(st.cluster_sq_residuals(pl.col("x"), pl.col("n")), x=[1, 0, 3], n=[2, 1, 3])
+    assert got == approx([1.555556])
+
+
+def test_cluster_log_rate():
+    # log(4 / 6) = -0.405465; with the zero-cell correction log(4.5 / 7) = log(0.642857) = -0.441833.
+    got = values(st.cluster_log_rate(pl.col("x"), pl.col("d"), pl.col("zero")), x=[4, 4], d=[6, 6],
+                 zero=[False, True])
+    assert got == approx([-0.405465, -0.441833])
+
+
+def test_cluster_relative_variance():
+    # N = 3, sum n = 6, sum x = 4, sum (x_i - R n_i)^2 = 14/9: 3 / 2 * 1.555556 / 4^2 = 2.333333 / 16 = 0.145833.
+    # No successes: 1 / 0.5 - 1 / (6 + 1) = 2 - 0.142857 = 1.857143.
+    # A single user: no variance estimate, NULL.
+    got = values(st.cluster_relative_variance(pl.col("users"), pl.col("d"), pl.col("x"), pl.col("sq")),
+                 users=[3, 3, 1], d=[6, 6, 4], x=[4, 0, 2], sq=[14 / 9, 0.0, 0.0])
+    assert got == approx([0.145833, 1.857143, None])
+
+
+def test_log_ratio_interval():
+    # log 1.5 = 0.405465, se 0.321455: 1.959964 * 0.321455 = 0.630040;
+    # exp(0.405465 - 0.630040) - 1 = exp(-0.224575) - 1 = -0.201144;
+    # exp(0.405465 + 0.630040) - 1 = exp(1.035505) - 1 = 1.816529.
+    low, high = st.log_ratio_interval(pl.col("log_rr"), pl.col("se"))
+    frame = pl.DataFrame({"log_rr": [math.log(1.5)], "se": [0.32145502536643183]})
+    assert frame.select(low).item() == pytest.approx(-0.201144, abs=PLACES)
+    assert frame.select(high).item() == pytest.approx(1.816529, abs=PLACES)
+
+
+def test_normal_two_sided_p_value():
+    # P(|Z| >= 1.959964) = 0.05 on either sign; P(|Z| >= 1) = erfc(1 / sqrt 2) = 0.317311; P(|Z| >= 0) = 1.
+    got = values(st.normal_two_sided_p_value(pl.col("z")), z=[1.959963984540054, -1.959963984540054, 1.0, 0.0])
+    assert got == approx([0.05, 0.05, 0.317311, 1.0])
+
+
+def test_two_proportion_p_value():
+    # 30/100 against 10/50: pooled P = 40 / 150 = 0.266667; P (1 - P) = 0.195556;
+    # se = sqrt(0.195556 * (1/100 + 1/50)) = sqrt(0.0058667) = 0.076594; z = (0.3 - 0.2) / 0.076594 = 1.305582;
+    # p = erfc(1.305582 / sqrt 2) = 0.191695.
+    # Pooled rate 0 (0/10, 0/10) or 1 (10/10, 5/5): 1.0. An empty group: NULL.
+    got = values(st.two_proportion_p_value(pl.col("s1"), pl.col("n1"), pl.col("s2"), pl.col("n2")),
+                 s1=[30, 0, 10, 0], n1=[100, 10, 10, 0], s2=[10, 0, 5, 1], n2=[50, 10, 5, 2])
+    assert got == approx([0.191695, 1.0, 1.0, None])
+
+
+def test_wald_p_value():
+    # 0.405465 / 0.321455 = 1.261343; p = erfc(1.261343 / sqrt 2) = 0.207185 (either sign).
+    # se = 0: 1.0 for a zero estimate, 0.0 otherwise.
+    got = values(st.wald_p_value(pl.col("est"), pl.col("se")),
+                 est=[math.log(1.5), -math.log(1.5), 0.0, 0.2], se=[0.32145502536643183, 0.32145502536643183, 0.0, 0.0])
+    assert got == approx([0.207185, 0.207185, 1.0, 0.0])
+
+
+def test_sample_ratio_chi_square_and_its_p_value():
+    # 90 treated, 10 held out, holdout share 0.2: expected 80 and 20;
+    # (90 - 80)^2 / 80 + (10 - 20)^2 / 20 = 1.25 + 5 = 6.25. An exact split: 0. No users: NULL.
+    got = values(st.sample_ratio_chi_square(pl.col("t"), pl.col("h"), pl.col("share")),
+                 t=[90.0, 80.0, 0.0], h=[10.0, 20.0, 0.0], share=[0.2, 0.2, 0.2])
+    assert got == approx([6.25, 0.0, None])
+    # P(chi2_1 >= 6.25) = erfc(sqrt(3.125)) = erfc(1.767767) = P(|Z| >= 2.5) = 0.012419;
+    # P(chi2_1 >= 3.841459) = P(|Z| >= 1.959964) = 0.05; P(chi2_1 >= 0) = 1.
+    got = values(st.chi_square_1df_p_value(pl.col("chi2")), chi2=[6.25, 3.841458820694124, 0.0])
+    assert got == approx([0.012419, 0.05, 1.0])
+
+
+def test_erfc():
+    # erfc(0) = 1, erfc(0.5) = 0.479500, erfc(1) = 0.157299; NULL and NaN give NULL.
+    got = values(st.erfc(pl.col("x")), x=[0.0, 0.5, 1.0, None, float("nan")])
+    assert got == approx([1.0, 0.4795, 0.157299, None, None])
+
+
+def test_two_proportion_p_value_scalar():
+    # The same cases as above, in Python numbers: 0.191695; pooled rate 0 or 1: 1.0; an empty group: None.
+    assert st.two_proportion_p_value_scalar(30, 100, 10, 50) == pytest.approx(0.191695, abs=PLACES)
+    assert st.two_proportion_p_value_scalar(0, 10, 0, 10) == 1.0
+    assert st.two_proportion_p_value_scalar(10, 10, 5, 5) == 1.0
+    assert st.two_proportion_p_value_scalar(0, 0, 1, 2) is None
