@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     segments.add_argument("--date", type=date.fromisoformat, help="as-of day (default: the last one materialized)")
     segments.set_defaults(handler=cmd_segments)
 
+    report = commands.add_parser("report", help="print the scorecard's path (reports/scorecard), or open it")
+    report.add_argument("--date", type=date.fromisoformat, help="the day's page (default: the latest)")
+    report.add_argument("--open", action="store_true", help="open it in the browser")
+    report.set_defaults(handler=cmd_report)
+
     check = commands.add_parser("check", help="check the map (pyramid.yaml) and print what it declares")
     check.set_defaults(handler=cmd_check)
 
@@ -167,6 +172,23 @@ def cmd_segments(args) -> int:
         console.print(f"[yellow]no segment summary {where}in {lake.root}[/yellow] (try `pyramid run`)")
         return 1
     console.print(table)
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Reads the reports folder only: no Dagster, no GX."""
+    import webbrowser
+
+    from assets.scorecard import report_path
+
+    lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
+    path = report_path(lake, args.date)
+    if not path.exists():
+        console.print(f"[yellow]no scorecard at {path}[/yellow] (try `pyramid run`)")
+        return 1
+    print(path)
+    if args.open:
+        webbrowser.open(path.as_uri())
     return 0
 
 
