@@ -69,6 +69,7 @@ class Touchpoint:
     id: str
     channel: str
     freshness_hours: float
+    format: str = "parquet"  # parquet | csv: the export's files (a csv touchpoint also gets CSV copies)
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,7 @@ class _Reader:
             id=self.get(spec, key_path, "id", str),
             channel=self.get(spec, key_path, "channel", str),
             freshness_hours=self.get(spec, key_path, "freshness_hours", float),
+            format=self.get(spec, key_path, "format", str, default="parquet"),
         )
 
     def _campaign(self, key_path: str, spec: dict) -> Campaign:

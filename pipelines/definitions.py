@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.pyramid_map import PyramidMap, default_map_path, load_map
 from pipelines.layers import actionable, campaigns, catalog, goals, raw, segments, touchpoints
-from pipelines.layers import reports
+from pipelines.layers import exports, reports
 from pipelines.resources import PyramidResource
 
 NIGHTLY_JOB = "nightly_pyramid"
@@ -29,6 +29,7 @@ def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
         *touchpoints.build(partitions, pyramid_map),
         *goals.build(partitions, pyramid_map),
         *catalog.build(partitions, pyramid_map),
+        *exports.build(partitions, pyramid_map),
         *reports.build(partitions, pyramid_map),
     ]
 
