@@ -90,11 +90,22 @@ class Campaign:
 
 
 @dataclass(frozen=True)
+class Stability:
+    """A scoring's hysteresis (assets/stability.py): recompute `daily` or `weekly` (Mondays); a member stays
+    at least `min_stay_days` as-of days in its group while still eligible; an RFM member leaves only when its
+    R or F quintile is more than `leave_margin` away from its group's cells."""
+    refresh: str = "daily"
+    min_stay_days: int = 1
+    leave_margin: int = 0
+
+
+@dataclass(frozen=True)
 class RfmScoring:
     """`segments.scored.rfm`: RFM quintiles over `window_days` (one of `segments.windows`)."""
     window_days: int
     groups: tuple[str, ...]
     min_size: int
+    stability: Stability = Stability()
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class LifecycleScoring:
     dormant_days: int
     stages: tuple[str, ...]
     min_size: int
+    stability: Stability = Stability()
 
 
 @dataclass(frozen=True)
@@ -414,10 +426,21 @@ class _Reader:
             window_days=self.get(spec, key_path, "window_days", int, default=max(windows)),
             groups=self._names(spec, key_path, "groups", RFM_GROUPS),
             min_size=self.get(spec, key_path, "min_size", int, default=min_size),
+            stability=self._stability(spec, key_path),
         )
         if rfm.window_days not in windows:
             self.problem(f"{key_path}.window_days", f"must be one of segments.windows {list(windows)}, got {rfm.window_days}")
         return rfm
+
+    def _stability(self, spec: dict, key_path: str) -> Stability:
+        stability = Stability(refresh=self.get(spec, key_path, "refresh", str, default="daily"),
+                              min_stay_days=self.get(spec, key_path, "min_stay_days", int, default=1),
+                              leave_margin=self.get(spec, key_path, "leave_margin", int, default=0))
+        if stability.refresh not in ("daily", "weekly"):
+            self.problem(f"{key_path}.refresh", f"must be daily or weekly, got {stability.refresh!r}")
+        if stability.min_stay_days < 1:
+            self.problem(f"{key_path}.min_stay_days", f"must be at least 1, got {stability.min_stay_days}")
+        return stability
 
     def _lifecycle(self, scored: dict, windows: tuple[int, ...], min_size: int) -> LifecycleScoring:
         key_path = "segments.scored.lifecycle"
@@ -425,7 +448,8 @@ class _Reader:
         days = {key: self.get(spec, key_path, key, int, default=default) for key, default in
                 (("new_days", 30), ("active_days", 7), ("at_risk_days", 30), ("dormant_days", max(windows)))}
         lifecycle = LifecycleScoring(**days, stages=self._names(spec, key_path, "stages", LIFECYCLE_STAGES),
-                                     min_size=self.get(spec, key_path, "min_size", int, default=min_size))
+                                     min_size=self.get(spec, key_path, "min_size", int, default=min_size),
+                                     stability=self._stability(spec, key_path))
         if not 0 < lifecycle.active_days <= lifecycle.at_risk_days <= lifecycle.dormant_days:
             self.problem(key_path, "needs 0 < active_days <= at_risk_days <= dormant_days, got "
                          f"{lifecycle.active_days}, {lifecycle.at_risk_days}, {lifecycle.dormant_days}")

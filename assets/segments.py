@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from assets.pyramid_map import Metric, SegmentDefinition
 from assets.sql_guard import require_safe
+from assets.stability import stabilize
 
 MEMBERSHIP_SCHEMA = pa.schema([
     ("as_of", pa.date32()),
@@ -233,7 +234,7 @@ def segment_membership(
         ).to_arrow_table()
     finally:
         con.close()
-    return members.cast(MEMBERSHIP_SCHEMA)
+    return stabilize(members.cast(MEMBERSHIP_SCHEMA), previous, features, definitions, as_of)
 
 
 def _previous_runs(previous: pa.Table | None) -> pa.Table:
