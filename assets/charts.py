@@ -29,7 +29,8 @@ _STYLE = {"svg.fonttype": "none", "font.size": 8, "axes.spines.top": False, "axe
 
 def line_chart(series: Mapping[str, Series], title: str, ylabel: str = "",
                bands: Mapping[str, Sequence[tuple[object, float | None, float | None]]] | None = None,
-               hlines: Mapping[str, float] | None = None, percent: bool = False) -> str:
+               hlines: Mapping[str, float] | None = None, percent: bool = False,
+               ylim: tuple[float, float] | None = None) -> str:
     """Lines per named series, optional interval bands (same names) and labelled horizontal lines."""
     with plt.rc_context({**_STYLE, "svg.hashsalt": f"line:{title}"}):
         fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
@@ -44,6 +45,8 @@ def line_chart(series: Mapping[str, Series], title: str, ylabel: str = "",
         for j, (label, value) in enumerate((hlines or {}).items()):
             ax.axhline(value, color="#555555" if j == 0 else "#aaaaaa", linestyle="--", linewidth=1, label=label)
         _day_axis(ax, [p[0] for points in series.values() for p in points])
+        if ylim:
+            ax.set_ylim(*ylim)
         return _finish(fig, ax, title, ylabel, percent, legend=len(series) + len(hlines or {}) > 1)
 
 

@@ -316,7 +316,7 @@ def _goals(card: Scorecard) -> str:
         lines = {"target": float(target[-1])} if len(target) else {}
         lines["no effect"] = 0.0
         chart = charts.line_chart({"lift": points}, f"{goal_id}: lift to date, 95% interval", "relative lift",
-                                  bands={"lift": band}, hlines=lines, percent=True)
+                                  bands={"lift": band}, hlines=lines, percent=True, ylim=_lift_range(band, lines))
         guards = rows.filter((pl.col("kind") == "guardrail") & (pl.col("ds") == card.as_of))
         guard_rows = [[_e(g["metric"]), _signed(g["lift"]), f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
                        _status(g["status"])] for g in guards.iter_rows(named=True)]
@@ -331,6 +331,18 @@ def _goals(card: Scorecard) -> str:
                      f"<div><h3>Guardrails</h3>{_table(['metric', 'lift', '95% CI', 'status'], guard_rows)}</div>"
                      "</div></div>")
     return "<section id=\"goals\"><h2>Goals, campaign to date</h2>" + "".join(parts) + "</section>"
+
+
+def _lift_range(band: list[tuple], lines: dict[str, float]) -> tuple[float, float] | None:
+    """The y range of a lift chart: the later half of the interval band and the lines, so that the wide
+    intervals of the first days do not flatten the rest (they are clipped at the chart's edge)."""
+    later = [v for _, lo, hi in band[len(band) // 2:] for v in (lo, hi) if v is not None]
+    values = later + list(lines.values())
+    if not later:
+        return None
+    low, high = min(values), max(values)
+    pad = 0.1 * ((high - low) or 1.0)
+    return low - pad, high + pad
 
 
 def _srm(ok, p_value) -> str:

@@ -168,7 +168,7 @@ def cmd_segments(args) -> int:
     lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
     days = lake.partitions("segments", "segment_summary")
     as_of = args.date or (days[-1] if days else None)
-    tables = segments_report(lake, as_of) if as_of else None
+    tables = segments_report(lake, as_of, console.width) if as_of else None
     if tables is None:
         where = f"for {as_of} " if as_of else ""
         console.print(f"[yellow]no segment summary {where}in {lake.root}[/yellow] (try `pyramid run`)")

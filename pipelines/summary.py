@@ -156,11 +156,39 @@ def segments_json(data: dict) -> str:
     return json.dumps(data, default=str, indent=1)
 
 
-def segments_report(lake: Lake, as_of) -> list[Table] | None:
-    """`pyramid segments`: three tables that fit 80 columns: size and usability, stability, baselines."""
+def segments_report(lake: Lake, as_of, width: int = 120) -> list[Table] | None:
+    """`pyramid segments`: one table when it fits `width` columns, else three narrower ones (size and
+    usability, stability, baselines with a legend for the metric names)."""
     data = segments_data(lake, as_of)
     if data is None:
         return None
+    whole = _segments_whole(data, as_of)
+    if Console(width=10_000).measure(whole).maximum <= width:  # its natural width, unclamped
+        return [whole]
+    return _segments_split(data, as_of)
+
+
+def _segment_cells(r: dict) -> dict[str, str]:
+    return {"size": f"{r['size']:,}", "share": _pct(r["share"]), "usable": _usable(r["usable"]),
+            "Jaccard": _jaccard(r["jaccard"]), "entered": _int(r["entered"]), "exited": _int(r["exited"]),
+            "churn": _pct(r["churn_share"]),
+            "median days": "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}"}
+
+
+def _segments_whole(data: dict, as_of) -> Table:
+    rows, metrics = data["segments"], data["metrics"]
+    table = Table(title=f"Segments as of {as_of} (baselines: segment rate / eligible rate)", title_justify="left")
+    for column in ["segment", "kind", "size", "share", "usable", "Jaccard", "entered", "exited", "churn",
+                   "median days", *metrics]:
+        table.add_column(column, justify="left" if column in ("segment", "kind") else "right", overflow="fold",
+                         no_wrap=column in ("segment", "kind"))
+    for r in rows:
+        table.add_row(r["segment_id"], r["kind"], *_segment_cells(r).values(),
+                      *(_times(r["baselines"].get(m)) for m in metrics))
+    return table
+
+
+def _segments_split(data: dict, as_of) -> list[Table]:
     rows, metrics = data["segments"], data["metrics"]
     names = {"segment": [r["segment_id"] for r in rows]}
     sizes = _table(f"Segments as of {as_of}: size and usability", ["segment", "kind", "method", "size", "share",
@@ -173,11 +201,10 @@ def segments_report(lake: Lake, as_of) -> list[Table] | None:
     baselines = _table(f"Baselines: segment rate / eligible rate ({legend})", ["segment", *codes.values()],
                        names=names)
     for r in rows:
-        sizes.add_row(r["segment_id"], r["kind"], r["method"], f"{r['size']:,}", _pct(r["share"]),
-                      _usable(r["usable"]))
-        stability.add_row(r["segment_id"], _jaccard(r["jaccard"]), _int(r["entered"]), _int(r["exited"]),
-                          _pct(r["churn_share"]),
-                          "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}")
+        cells = _segment_cells(r)
+        sizes.add_row(r["segment_id"], r["kind"], r["method"], *(cells[c] for c in ("size", "share", "usable")))
+        stability.add_row(r["segment_id"], *(cells[c] for c in ("Jaccard", "entered", "exited", "churn",
+                                                                "median days")))
         baselines.add_row(r["segment_id"], *(_times(r["baselines"].get(m)) for m in metrics))
     return [sizes, stability, baselines] if metrics else [sizes, stability]
 

@@ -36,7 +36,7 @@ def test_summary_fits(run, width):
 
 @pytest.mark.parametrize("width", [80, 120])
 def test_segments_fits(run, width):
-    tables = segments_report(run.lake, run.days[-1])
+    tables = segments_report(run.lake, run.days[-1], width)
     out = _render(width, lambda c: c.print(*tables))
     metrics = {m for g in run.pyramid_map.goals for m in (g.metric, *g.guardrails)}
     _assert_fits(out, width, [s.id for s in run.pyramid_map.segments.definitions] + sorted(metrics))
