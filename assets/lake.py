@@ -119,6 +119,18 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> int:
     return table.num_rows
 
 
+def write_text_atomic(text: str, path: Path) -> Path:
+    """Write a text file (UTF-8) to `path` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def read_partition(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     return con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
 

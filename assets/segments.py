@@ -31,6 +31,8 @@ import pyarrow.compute as pc
 from assets.metrics import metric_indicator_sql
 from assets.pyramid_map import Metric, SegmentDefinition
 from assets.sql_guard import require_safe, sandboxed_connection
+from assets.rfm import rfm_group
+from assets.stability import stabilize
 from assets.statistics import ratio, two_proportion_p_value_scalar
 
 MEMBERSHIP_SCHEMA = pa.schema([
@@ -79,34 +81,6 @@ OVERLAP_SCHEMA = pa.schema([
     ("both", pa.int64()),
     ("jaccard", pa.float64()),
 ])
-
-# The standard R x F segment map (the grid published with most RFM tutorials: R and F quintiles,
-# 5 = best), with `lost` split off `hibernating` as its bottom cell (R = 1, F = 1). M is scored and
-# kept in the score but does not choose the group (it follows F closely). (R range, F range) -> group.
-RFM_GRID: dict[str, list[tuple[tuple[int, int], tuple[int, int]]]] = {
-    "champions": [((5, 5), (4, 5))],
-    "loyal": [((3, 4), (4, 5))],
-    "potential_loyalists": [((4, 5), (2, 3))],
-    "new": [((5, 5), (1, 1))],
-    "promising": [((4, 4), (1, 1))],
-    "need_attention": [((3, 3), (3, 3))],
-    "about_to_sleep": [((3, 3), (1, 2))],
-    "at_risk": [((1, 2), (3, 4))],
-    "cannot_lose_them": [((1, 2), (5, 5))],
-    "hibernating": [((1, 2), (1, 2))],  # but R = 1 and F = 1 is lost (lost is matched first)
-    "lost": [((1, 1), (1, 1))],
-}
-
-
-def rfm_group(r: int, f: int) -> str:
-    """The RFM group of recency and frequency quintiles (1..5); every (r, f) has exactly one group."""
-    if (r, f) == (1, 1):
-        return "lost"
-    for group, cells in RFM_GRID.items():
-        if any(rl <= r <= rh and fl <= f <= fh for (rl, rh), (fl, fh) in cells):
-            return group
-    raise ValueError(f"no RFM group for R={r}, F={f}")
-
 
 def _quintile_sql(expression: str) -> str:
     """1..5 from the cumulative share of scored users at or below `expression` (ascending, higher =
@@ -213,7 +187,7 @@ def segment_membership(
         ).to_arrow_table()
     finally:
         con.close()
-    return members.cast(MEMBERSHIP_SCHEMA)
+    return stabilize(members.cast(MEMBERSHIP_SCHEMA), previous, features, definitions, as_of)
 
 
 def _previous_runs(previous: pa.Table | None) -> pa.Table:

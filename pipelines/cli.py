@@ -51,11 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     summary = commands.add_parser("summary", help="print the pyramid's summary from the lake")
+    summary.add_argument("--json", action="store_true", help="machine-readable output")
     summary.set_defaults(handler=cmd_summary)
 
     segments = commands.add_parser("segments", help="print the segments' summary and baselines from the lake")
     segments.add_argument("--date", type=date.fromisoformat, help="as-of day (default: the last one materialized)")
+    segments.add_argument("--json", action="store_true", help="machine-readable output")
     segments.set_defaults(handler=cmd_segments)
+
+    report = commands.add_parser("report", help="print the scorecard's path (reports/scorecard), or open it")
+    report.add_argument("--date", type=date.fromisoformat, help="the day's page (default: the latest)")
+    report.add_argument("--open", action="store_true", help="open it in the browser")
+    report.set_defaults(handler=cmd_report)
 
     check = commands.add_parser("check", help="check the map (pyramid.yaml) and print what it declares")
     check.set_defaults(handler=cmd_check)
@@ -150,23 +157,43 @@ def cmd_summary(args) -> int:
     lake, map_path = _setup(args)
     from pipelines.summary import print_summary
 
-    print_summary(lake, load_map(map_path), console)
+    print_summary(lake, load_map(map_path), console, as_json=args.json)
     return 0
 
 
 def cmd_segments(args) -> int:
     """Reads the lake only: no Dagster instance (unlike _setup) and no Great Expectations import."""
-    from pipelines.summary import segments_report
+    from pipelines.summary import segments_data, segments_json, segments_report
 
     lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
     days = lake.partitions("segments", "segment_summary")
     as_of = args.date or (days[-1] if days else None)
-    table = segments_report(lake, as_of) if as_of else None
-    if table is None:
+    tables = segments_report(lake, as_of, console.width) if as_of else None
+    if tables is None:
         where = f"for {as_of} " if as_of else ""
         console.print(f"[yellow]no segment summary {where}in {lake.root}[/yellow] (try `pyramid run`)")
         return 1
-    console.print(table)
+    if args.json:
+        print(segments_json(segments_data(lake, as_of)))
+        return 0
+    console.print(*tables)
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Reads the reports folder only: no Dagster, no GX."""
+    import webbrowser
+
+    from assets.scorecard import report_path
+
+    lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
+    path = report_path(lake, args.date)
+    if not path.exists():
+        console.print(f"[yellow]no scorecard at {path}[/yellow] (try `pyramid run`)")
+        return 1
+    print(path)
+    if args.open:
+        webbrowser.open(path.as_uri())
     return 0
 
 

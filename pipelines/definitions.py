@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.pyramid_map import PyramidMap, default_map_path, load_map
-from pipelines.layers import actionable, campaigns, catalog, goals, raw, segments, touchpoints
+from pipelines.layers import actionable, campaigns, catalog, exports, goals, raw, reports, segments, touchpoints
 from pipelines.resources import PyramidResource
 
 NIGHTLY_JOB = "nightly_pyramid"
@@ -29,8 +29,9 @@ def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
         *campaigns.build(partitions),
         *touchpoints.build(partitions, pyramid_map),
         *goals.build(partitions, pyramid_map),
+        *exports.build(partitions, pyramid_map),
     ]
-    return [*tables, *catalog.build(partitions, pyramid_map, tables)]
+    return [*tables, *catalog.build(partitions, pyramid_map, tables), *reports.build(partitions, pyramid_map)]
 
 
 def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None = None) -> dg.Definitions:

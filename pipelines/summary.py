@@ -1,116 +1,220 @@
-"""The end-of-run summary: the pyramid's counts per layer, its segments, goals and North Star."""
+"""The end-of-run summary: the pyramid's counts per layer, its segments, goals and North Star.
+
+Each report is data first (`summary_data`, `segments_data`: plain dicts, what `--json` prints), then
+tables that fit an 80- to 120-column terminal without cutting a name: name columns never shrink below
+their longest name, other cells wrap (`overflow="fold"`, never "…"), wide reports are split into
+several narrower tables, and long metric names become short headers with a legend.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 
+import polars as pl
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from assets.lake import Lake, connect
 from assets.pyramid_map import PyramidMap
+from assets.scorecard import layer_counts, read
 
 SPARK = "▁▂▃▄▅▆▇█"
+OPTIONAL_SUMMARY_COLUMNS = (("method", "rule", pl.String), ("churn_share", None, pl.Float64),
+                            ("median_days_in_segment", None, pl.Float64))
 
 
-def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console) -> None:
-    con = connect()
-    if not lake.partitions("goals", "north_star"):
+def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console, as_json: bool = False) -> None:
+    data = summary_data(lake, pyramid_map)
+    if as_json:
+        print(json.dumps(data, default=str, indent=1))
+        return
+    if not data:
         console.print("[yellow]no materialized North Star yet: run `pyramid run` first[/yellow]")
         return
-    as_of = lake.partitions("goals", "north_star")[-1]
-    console.rule(f"[bold]{pyramid_map.program_name}[/bold] — the pyramid as of {as_of}")
-    console.print(_layer_counts(con, lake, pyramid_map, as_of))
-    console.print(_segments_table(con, lake, as_of))
-    console.print(_goals_table(con, lake, as_of))
-    _print_north_star(con, lake, pyramid_map, console)
+    console.rule(f"[bold]{pyramid_map.program_name}[/bold] — the pyramid as of {data['as_of']}")
+    console.print(_layers_table(data["layers"]))
+    console.print(*_segments_table(data["segments"], data["as_of"]))
+    console.print(*_goals_table(data["goals"]))
+    _print_north_star(data["north_star"], console)
 
 
-def _count(con, lake: Lake, layer: str, table: str, where: str = "") -> int:
-    if not lake.partitions(layer, table):
-        return 0
-    sql = f"SELECT count(*) FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true) {where}"
-    return int(con.sql(sql).fetchall()[0][0])
+def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
+    """The summary as plain data; {} before the first North Star."""
+    days = lake.partitions("goals", "north_star")
+    if not days:
+        return {}
+    con, as_of = connect(), days[-1]
+    day = f"ds = DATE '{as_of}'"
+    truth = _planted_effects(lake)
+    goals = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'goal'",
+                 "goal_id, metric, campaign_id, treatment_value AS treatment, holdout_value AS holdout, lift, "
+                 "ci_low, ci_high, target, status").sort("goal_id").to_dicts()
+    for goal in goals:
+        goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
+    star = read(con, lake, "goals", "north_star", "TRUE", "ds, value").sort("ds")
+    contributions = read(con, lake, "goals", "north_star_contributions", day, "goal_id, contribution")
+    return {
+        "program": pyramid_map.program_name, "as_of": as_of,
+        "layers": [{"layer": layer, "count": n, "what": what} for layer, n, what in
+                   layer_counts(con, lake, pyramid_map, as_of)],
+        "segments": read(con, lake, "segments", "segment_summary", day,
+                         "segment_id, kind, size, share, usable, jaccard, entered, exited").sort(
+                             ["size", "segment_id"], descending=[True, False]).to_dicts(),
+        "goals": goals,
+        "north_star": {"id": pyramid_map.north_star.id, "metric": pyramid_map.north_star.metric,
+                       "series": star.to_dicts(),
+                       "contributions": contributions.sort("goal_id").to_dicts() if contributions.height else []},
+    }
 
 
-def _layer_counts(con, lake: Lake, pyramid_map: PyramidMap, as_of) -> Table:
-    day = f"WHERE ds = DATE '{as_of}'"
-    raw = sum(_count(con, lake, "raw", s) for s in pyramid_map.sources)
-    actionable = sum(_count(con, lake, "actionable", t) for t in ("events", "transactions"))
-    quarantined = sum(_count(con, lake, "actionable", f"quarantine_{t}") for t in ("events", "transactions", "profiles"))
-    users = _count(con, lake, "actionable", "user_features", day)
-    memberships = _count(con, lake, "segments", "segment_membership", day)
-    audience = _count(con, lake, "campaigns", "audiences", day)
-    exports = sum(_count(con, lake, "touchpoints", t.id, day) for t in pyramid_map.touchpoints)
-    table = Table(title="The pyramid, bottom to top", title_justify="left")
-    for column in ("layer", "count", "what"):
-        table.add_column(column, justify="right" if column == "count" else "left")
-    table.add_row("raw data", f"{raw:,}", "rows landed, all sources, all days")
-    table.add_row("actionable data", f"{actionable:,}", f"events and transactions promoted ({quarantined:,} quarantined)")
-    table.add_row("users", f"{users:,}", f"known users with features on {as_of}")
-    table.add_row("user segments", f"{len(pyramid_map.segments.definitions)}", f"{memberships:,} memberships")
-    table.add_row("contexts & campaigns", f"{len(pyramid_map.campaigns)}", f"{audience:,} audience members")
-    table.add_row("touchpoints", f"{len(pyramid_map.touchpoints)}", f"{exports:,} users exported for {as_of}")
-    table.add_row("goals", f"{len(pyramid_map.goals)}", "measured treatment vs holdout")
-    table.add_row("North Star", "1", f"{pyramid_map.north_star.id}: {pyramid_map.north_star.metric}")
+def _table(title: str, columns: list[str], names: dict[str, list[str]] | None = None,
+           left: tuple[str, ...] = ()) -> Table:
+    """A compact table; the columns in `names` never shrink below their longest value (no cut names)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        longest = max((len(v) for v in (names or {}).get(column, [])), default=0)
+        table.add_column(column, justify="left" if column in left or column in (names or {}) else "right",
+                         overflow="fold", min_width=max(longest, len(column)) if longest else None)
     return table
 
 
-def _segments_table(con, lake: Lake, as_of) -> Table:
-    rows = con.sql(
-        f"SELECT segment_id, kind, size, share, usable, jaccard, entered, exited "
-        f"FROM read_parquet('{lake.glob('segments', 'segment_summary')}', hive_partitioning = true, union_by_name = true) "
-        f"WHERE ds = DATE '{as_of}' ORDER BY size DESC"
-    ).fetchall()
-    table = Table(title=f"Segments as of {as_of}", title_justify="left")
-    for column in ("segment", "kind", "size", "share", "usable", "stability (Jaccard)", "entered", "exited"):
-        table.add_column(column, justify="left" if column in ("segment", "kind") else "right")
-    for seg, kind, size, share, usable, jaccard, entered, exited in rows:
-        table.add_row(seg, kind, f"{size:,}", f"{share:.1%}", "yes" if usable else "[red]no[/red]",
-                      "—" if jaccard is None else f"{jaccard:.3f}", f"{entered or 0:,}", f"{exited or 0:,}")
+def _layers_table(layers: list[dict]) -> Table:
+    table = _table("The pyramid, bottom to top", ["layer", "count", "what"],
+                   names={"layer": [r["layer"] for r in layers]}, left=("what",))
+    for r in layers:
+        table.add_row(r["layer"], f"{r['count']:,}", r["what"])
     return table
 
 
-def segments_report(lake: Lake, as_of) -> Table | None:
-    """`pyramid segments`: every segment's summary as of the day, with its baseline on each goal metric
-    (segment rate / eligible rate, `segment_baselines`). Reads the lake only (no Dagster, no GX)."""
-    con = connect()
+def _segments_table(rows: list[dict], as_of) -> list[Table]:
+    """Two tables, so that each fits 80 columns: size and usability, then stability."""
+    names = {"segment": [r["segment_id"] for r in rows]}
+    sizes = _table(f"Segments as of {as_of}", ["segment", "kind", "size", "share", "usable"],
+                   names={**names, "kind": [r["kind"] for r in rows]})
+    stability = _table("Stability against the day before", ["segment", "Jaccard", "entered", "exited"], names=names)
+    for r in rows:
+        sizes.add_row(r["segment_id"], r["kind"], f"{r['size']:,}", _pct(r["share"]), _usable(r["usable"]))
+        stability.add_row(r["segment_id"], _jaccard(r["jaccard"]), _int(r["entered"]), _int(r["exited"]))
+    return [sizes, stability]
+
+
+def _goals_table(goals: list[dict]) -> list[Table]:
+    """Two tables, so that each fits 80 columns: the verdict, then the arms and the lift."""
+    planted = any(g["planted"] is not None for g in goals)
+    names = {"goal": [g["goal_id"] for g in goals]}
+    verdict = _table("Goals, campaign to date", ["goal", "metric", "target", "status", *(["planted"] if planted else [])],
+                     names={**names, "metric": [g["metric"] for g in goals],
+                            "status": [g["status"] or "" for g in goals]})
+    arms = _table("Treatment vs holdout", ["goal", "treatment", "holdout", "lift", "95% CI"], names=names)
+    for g in goals:
+        verdict.add_row(g["goal_id"], g["metric"], _signed(g["target"]), _status(g["status"]),
+                        *([_signed(g["planted"])] if planted else []))
+        arms.add_row(g["goal_id"], _pct(g["treatment"]), _pct(g["holdout"]), _signed(g["lift"]),
+                     f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]")
+    return [verdict, arms]
+
+
+def _print_north_star(star: dict, console: Console) -> None:
+    values = [r["value"] for r in star["series"] if r["value"] is not None]
+    if not values:
+        return
+    series = star["series"]
+    console.print(f"\n[bold]North Star[/bold] {star['id']} ({star['metric']}), {series[0]['ds']} → {series[-1]['ds']}")
+    console.print(f"  {sparkline(values)}  {values[0]:.3f} → {values[-1]:.3f}")
+    for row in star["contributions"]:
+        console.print(f"  {row['goal_id']:<20} contributes {_signed_points(row['contribution'])}")
+
+
+def segments_data(lake: Lake, as_of: date) -> dict | None:
+    """`pyramid segments` as data: every segment's summary as of the day with its baseline ratio on each goal
+    metric (segment rate / eligible rate, `segment_baselines`); None when the day has no summary."""
     summary_file = lake.partition_file("segments", "segment_summary", as_of)
     if not summary_file.exists():
         return None
-    summary = con.sql("SELECT * FROM read_parquet(?) ORDER BY method <> 'rule', method, size DESC, segment_id",
-                      params=[str(summary_file)]).pl() if _has_column(con, summary_file, "method") else \
-        con.sql("SELECT *, 'rule' AS method, NULL::DOUBLE AS churn_share, NULL::DOUBLE AS median_days_in_segment "
-                "FROM read_parquet(?) ORDER BY size DESC", params=[str(summary_file)]).pl()
+    con = connect()
+    summary = con.sql("SELECT * FROM read_parquet(?)", params=[str(summary_file)]).pl()
+    for column, default, kind in OPTIONAL_SUMMARY_COLUMNS:  # partitions written before these columns existed
+        if column not in summary.columns:
+            summary = summary.with_columns(pl.lit(default, kind).alias(column))
+    summary = summary.sort([pl.col("method") != "rule", "method", "size", "segment_id"],
+                           descending=[False, False, True, False])
     baselines_file = lake.partition_file("segments", "segment_baselines", as_of)
-    ratios: dict[tuple[str, str], float | None] = {}
+    ratios: dict[str, dict[str, float | None]] = {}
     metrics: list[str] = []
     if baselines_file.exists():
         for segment_id, metric, ratio in con.sql("SELECT segment_id, metric, ratio FROM read_parquet(?)",
                                                  params=[str(baselines_file)]).fetchall():
-            ratios[(segment_id, metric)] = ratio
-            if metric not in metrics:
-                metrics.append(metric)
+            ratios.setdefault(segment_id, {})[metric] = ratio
+            metrics += [metric] if metric not in metrics else []
+    rows = [{**r, "baselines": ratios.get(r["segment_id"], {})} for r in summary.to_dicts()]
+    return {"as_of": as_of, "metrics": metrics, "segments": rows}
+
+
+def segments_json(data: dict) -> str:
+    return json.dumps(data, default=str, indent=1)
+
+
+def segments_report(lake: Lake, as_of, width: int = 120) -> list[Table] | None:
+    """`pyramid segments`: one table when it fits `width` columns, else three narrower ones (size and
+    usability, stability, baselines with a legend for the metric names)."""
+    data = segments_data(lake, as_of)
+    if data is None:
+        return None
+    whole = _segments_whole(data, as_of)
+    if Console(width=10_000).measure(whole).maximum <= width:  # its natural width, unclamped
+        return [whole]
+    return _segments_split(data, as_of)
+
+
+def _segment_cells(r: dict) -> dict[str, str]:
+    return {"size": f"{r['size']:,}", "share": _pct(r["share"]), "usable": _usable(r["usable"]),
+            "Jaccard": _jaccard(r["jaccard"]), "entered": _int(r["entered"]), "exited": _int(r["exited"]),
+            "churn": _pct(r["churn_share"]),
+            "median days": "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}"}
+
+
+def _segments_whole(data: dict, as_of) -> Table:
+    rows, metrics = data["segments"], data["metrics"]
     table = Table(title=f"Segments as of {as_of} (baselines: segment rate / eligible rate)", title_justify="left")
-    headers = ["segment", "kind", "size", "share", "usable", "Jaccard", "entered", "exited", "churn", "median days",
-               *metrics]
-    for column in headers:
-        table.add_column(column, justify="left" if column in ("segment", "kind") else "right")
-    for row in summary.iter_rows(named=True):
-        cells = [
-            row["segment_id"], row["kind"], f"{row['size']:,}", _pct(row["share"]),
-            "yes" if row["usable"] else "[red]no[/red]",
-            "—" if row["jaccard"] is None else f"{row['jaccard']:.3f}",
-            _int(row["entered"]), _int(row["exited"]), _pct(row["churn_share"]),
-            "—" if row["median_days_in_segment"] is None else f"{row['median_days_in_segment']:g}",
-        ]
-        cells += [_times(ratios.get((row["segment_id"], m))) for m in metrics]
-        table.add_row(*cells)
+    for column in ["segment", "kind", "size", "share", "usable", "Jaccard", "entered", "exited", "churn",
+                   "median days", *metrics]:
+        table.add_column(column, justify="left" if column in ("segment", "kind") else "right", overflow="fold",
+                         no_wrap=column in ("segment", "kind"))
+    for r in rows:
+        table.add_row(r["segment_id"], r["kind"], *_segment_cells(r).values(),
+                      *(_times(r["baselines"].get(m)) for m in metrics))
     return table
 
 
-def _has_column(con, path, column: str) -> bool:
-    return column in con.sql("SELECT * FROM read_parquet(?) LIMIT 0", params=[str(path)]).columns
+def _segments_split(data: dict, as_of) -> list[Table]:
+    rows, metrics = data["segments"], data["metrics"]
+    names = {"segment": [r["segment_id"] for r in rows]}
+    sizes = _table(f"Segments as of {as_of}: size and usability", ["segment", "kind", "method", "size", "share",
+                                                                   "usable"],
+                   names={**names, "kind": [r["kind"] for r in rows], "method": [r["method"] for r in rows]})
+    stability = _table("Stability against the day before", ["segment", "Jaccard", "entered", "exited", "churn",
+                                                            "median days"], names=names)
+    codes = {m: f"M{i + 1}" for i, m in enumerate(metrics)}
+    legend = "; ".join(f"{code} = {m}" for m, code in codes.items())
+    baselines = _table(f"Baselines: segment rate / eligible rate ({legend})", ["segment", *codes.values()],
+                       names=names)
+    for r in rows:
+        cells = _segment_cells(r)
+        sizes.add_row(r["segment_id"], r["kind"], r["method"], *(cells[c] for c in ("size", "share", "usable")))
+        stability.add_row(r["segment_id"], *(cells[c] for c in ("Jaccard", "entered", "exited", "churn",
+                                                                "median days")))
+        baselines.add_row(r["segment_id"], *(_times(r["baselines"].get(m)) for m in metrics))
+    return [sizes, stability, baselines] if metrics else [sizes, stability]
+
+
+def _usable(value) -> str:
+    return "yes" if value else "[red]no[/red]"
+
+
+def _jaccard(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _int(value) -> str:
@@ -122,46 +226,6 @@ def _times(value) -> str:
         return "—"
     colour = "green" if value >= 1.2 else "red" if value <= 1 / 1.2 else "white"
     return f"[{colour}]×{value:.2f}[/]"
-
-
-def _goals_table(con, lake: Lake, as_of) -> Table:
-    truth = _planted_effects(lake)
-    rows = con.sql(
-        f"SELECT goal_id, metric, treatment_value, holdout_value, lift, ci_low, ci_high, target, status, campaign_id "
-        f"FROM read_parquet('{lake.glob('goals', 'goal_metrics')}', hive_partitioning = true) "
-        f"WHERE ds = DATE '{as_of}' AND \"window\" = 'to_date' AND kind = 'goal' ORDER BY goal_id"
-    ).fetchall()
-    table = Table(title="Goals, campaign to date: treatment vs holdout", title_justify="left")
-    for column in ("goal (metric)", "treatment", "holdout", "lift [95% CI]", "target", "status"):
-        table.add_column(column, justify="left" if column in ("goal (metric)", "status") else "right")
-    if truth:
-        table.add_column("planted", justify="right")
-    for goal, metric, t, h, lift, lo, hi, target, status, campaign in rows:
-        cells = [f"{goal} ({metric})", _pct(t), _pct(h), f"{_signed(lift)} [{_signed(lo)}, {_signed(hi)}]",
-                 _signed(target), _status(status)]
-        if truth:
-            cells.append(_signed(truth.get(campaign)))
-        table.add_row(*cells)
-    return table
-
-
-def _print_north_star(con, lake: Lake, pyramid_map: PyramidMap, console: Console) -> None:
-    series = con.sql(
-        f"SELECT ds, value FROM read_parquet('{lake.glob('goals', 'north_star')}', hive_partitioning = true) ORDER BY ds"
-    ).fetchall()
-    values = [v for _, v in series if v is not None]
-    if not values:
-        return
-    console.print(f"\n[bold]North Star[/bold] {pyramid_map.north_star.id} ({pyramid_map.north_star.metric}), "
-                  f"{series[0][0]} → {series[-1][0]}")
-    console.print(f"  {sparkline(values)}  {values[0]:.3f} → {values[-1]:.3f}")
-    contributions = con.sql(
-        f"SELECT goal_id, contribution FROM read_parquet('{lake.glob('goals', 'north_star_contributions')}', "
-        f"hive_partitioning = true) WHERE ds = (SELECT max(ds) FROM read_parquet('{lake.glob('goals', 'north_star')}', "
-        f"hive_partitioning = true)) ORDER BY goal_id"
-    ).fetchall() if lake.partitions("goals", "north_star_contributions") else []
-    for goal, contribution in contributions:
-        console.print(f"  {goal:<20} contributes {_signed_points(contribution)}")
 
 
 def sparkline(values: list[float]) -> str:

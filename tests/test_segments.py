@@ -210,7 +210,8 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from assets.pyramid_map import (  # noqa: E402
     LIFECYCLE_STAGES, RFM_GROUPS, LifecycleScoring, RfmScoring,
 )
-from assets.segments import churning_segments, rfm_group, segment_baselines  # noqa: E402
+from assets.rfm import rfm_group  # noqa: E402
+from assets.segments import churning_segments, segment_baselines  # noqa: E402
 
 RFM = RfmScoring(window_days=90, groups=RFM_GROUPS, min_size=1)
 LIFECYCLE = LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90,

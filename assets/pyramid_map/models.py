@@ -70,6 +70,7 @@ class Touchpoint:
     id: StrictStr
     channel: StrictStr
     freshness_hours: Float
+    format: Literal["parquet", "csv"] = "parquet"  # the export's files (a csv touchpoint also gets CSV copies)
 
 
 @dataclass(frozen=True, config=CONFIG)

@@ -44,12 +44,24 @@ def _names(names: Any, allowed: tuple[str, ...]) -> Any:
 
 
 @dataclass(frozen=True, config=CONFIG)
+class Stability:
+    """A scoring's hysteresis (assets/stability.py): regroup `daily` or `weekly` (Mondays); a member stays at
+    least `min_stay_days` as-of days in its group while still eligible; an RFM member leaves only when its R or
+    F quintile is more than `leave_margin` away from its group's cells."""
+
+    refresh: Literal["daily", "weekly"] = "daily"
+    min_stay_days: Annotated[StrictInt, Field(ge=1)] = 1
+    leave_margin: Annotated[StrictInt, Field(ge=0)] = 0
+
+
+@dataclass(frozen=True, config=CONFIG)
 class RfmScoring:
     """`segments.scored.rfm`: RFM quintiles over `window_days` (one of `segments.windows`)."""
 
     window_days: StrictInt
     groups: Annotated[tuple[RfmGroup, ...], BeforeValidator(lambda names: _names(names, RFM_GROUPS))] = RFM_GROUPS
     min_size: StrictInt = Field()
+    stability: Stability = Stability()
 
 
 @dataclass(frozen=True, config=CONFIG)
@@ -63,6 +75,7 @@ class LifecycleScoring:
     stages: Annotated[tuple[LifecycleStage, ...], BeforeValidator(lambda names: _names(names, LIFECYCLE_STAGES))] = (
         LIFECYCLE_STAGES)
     min_size: StrictInt = Field()
+    stability: Stability = Stability()
 
     @model_validator(mode="after")
     def _ordered(self) -> LifecycleScoring:

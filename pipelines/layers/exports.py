@@ -1,0 +1,59 @@
+"""Exports that sync: per touchpoint and day, the delta since the previous export and a manifest
+(assets/exports.py; layout in docs/contracts.md)."""
+
+from datetime import date
+
+import dagster as dg
+
+from assets import exports
+from assets.lake import Lake, connect, read_partition, write_text_atomic
+from assets.pyramid_map import PyramidMap, Touchpoint
+from assets.touchpoints import EXPORT_SCHEMA
+from pipelines.layers import partition_day, previous_partition, write_table
+from pipelines.resources import PyramidResource
+
+
+def delta_table(touchpoint_id: str) -> str:
+    return f"{touchpoint_id}_delta"
+
+
+def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
+    for tp in pyramid_map.touchpoints:
+        exports.check_format(tp.id, tp.format)
+    specs = [
+        dg.AssetSpec(
+            f"touchpoint_{tp.id}_delta", group_name="touchpoints", kinds={"polars", "parquet"},
+            deps=[f"touchpoint_{tp.id}"],
+            description=f"Users entered, exited or changed on {tp.id} since the previous day's export, "
+                        "and the export's manifest (counts, checksums, schema, campaigns, map version).",
+        )
+        for tp in pyramid_map.touchpoints
+    ]
+
+    @dg.multi_asset(name="touchpoint_deltas", specs=specs, partitions_def=partitions, can_subset=False)
+    def touchpoint_deltas(context: dg.AssetExecutionContext, pyramid: PyramidResource):
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        version = exports.map_version(pmap.path)
+        for tp in pmap.touchpoints:
+            yield dg.MaterializeResult(asset_key=f"touchpoint_{tp.id}_delta",
+                                       metadata=sync_export(lake, tp, ds, pmap.start_date, version))
+
+    return [touchpoint_deltas]
+
+
+def sync_export(lake: Lake, tp: Touchpoint, ds: date, start: date, map_version: str) -> dict:
+    """Write the day's delta, the CSV copies when asked, and the manifest; return the delta's metadata."""
+    snapshot_path = lake.partition_file("touchpoints", tp.id, ds)
+    snapshot = read_partition(connect(), snapshot_path).select(EXPORT_SCHEMA.names)  # without the hive `ds`
+    previous = previous_partition(lake, "touchpoints", tp.id, ds, start)
+    delta = exports.export_delta(previous, snapshot, ds)
+    counts = {c: sum(1 for v in delta.column("change").to_pylist() if v == c) for c in exports.CHANGES}
+    metadata = write_table(lake, "touchpoints", delta_table(tp.id), ds, delta, **counts)
+    files = {"snapshot": snapshot_path, "delta": lake.partition_file("touchpoints", delta_table(tp.id), ds)}
+    if tp.format == "csv":
+        for name, table in (("snapshot_csv", snapshot), ("delta_csv", delta)):
+            files[name] = write_text_atomic(exports.csv_text(table), snapshot_path.parent / f"{name[:-4]}.csv")
+    manifest = exports.manifest(tp.id, tp.channel, tp.format, ds, snapshot, delta, files, lake.root, map_version)
+    manifest_path = write_text_atomic(exports.manifest_text(manifest), snapshot_path.parent / "manifest.json")
+    metadata["manifest"] = dg.MetadataValue.path(str(manifest_path))
+    return metadata

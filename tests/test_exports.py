@@ -1,0 +1,90 @@
+"""Exports that sync: the delta, its application, the manifest, CSV on request; over the small run."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assets import exports
+from assets.pyramid_map import Touchpoint
+from assets.touchpoints import EXPORT_SCHEMA
+
+D1, D2 = date(2026, 10, 1), date(2026, 10, 2)
+
+
+def _snapshot(day: date, rows: list[tuple[str, str, int]]) -> pa.Table:
+    return pa.Table.from_pylist([{"as_of": day, "touchpoint_id": "tp", "channel": "email", "user_id": u,
+                                  "campaign_id": c, "priority": p} for u, c, p in rows], schema=EXPORT_SCHEMA)
+
+
+def test_delta_by_hand():
+    before = _snapshot(D1, [("u1", "a", 1), ("u2", "a", 1), ("u3", "b", 2)])
+    after = _snapshot(D2, [("u2", "a", 1), ("u3", "a", 1), ("u4", "b", 2)])
+    delta = exports.export_delta(before, after, D2)
+    got = [(r["user_id"], r["change"], r["campaign_id"], r["as_of"]) for r in delta.to_pylist()]
+    assert got == [("u1", "exited", "a", D1), ("u3", "changed", "a", D2), ("u4", "entered", "b", D2)]
+    assert exports.apply_delta(before, delta, D2).equals(after)
+
+
+def test_first_day_everything_entered():
+    first = _snapshot(D1, [("u1", "a", 1)])
+    delta = exports.export_delta(None, first, D1)
+    assert delta.column("change").to_pylist() == ["entered"]
+    assert exports.apply_delta(None, delta, D1).equals(first)
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="touchpoints\\[tp\\].format must be one of parquet, csv"):
+        exports.check_format("tp", "xlsx")
+
+
+def test_deltas_rebuild_every_snapshot_of_the_run(run):
+    """Applying each day's stored delta to the previous day's stored snapshot gives the stored snapshot."""
+    lake = run.lake
+    for tp in run.pyramid_map.touchpoints:
+        previous = None
+        for day in run.days:
+            snapshot = pq.read_table(lake.partition_file("touchpoints", tp.id, day)).cast(EXPORT_SCHEMA)
+            delta = pq.read_table(lake.partition_file("touchpoints", f"{tp.id}_delta", day))
+            assert exports.apply_delta(previous, delta, day).equals(snapshot.sort_by("user_id")), (tp.id, day)
+            previous = snapshot
+
+
+def test_manifest_counts_checksums_and_map_version(run):
+    lake, day = run.lake, run.days[-1]
+    version = exports.map_version(run.pyramid_map.path)
+    for tp in run.pyramid_map.touchpoints:
+        folder = lake.partition_file("touchpoints", tp.id, day).parent
+        manifest = json.loads((folder / "manifest.json").read_text())
+        snapshot = pq.read_table(folder / "part-0.parquet")
+        delta = pq.read_table(lake.partition_file("touchpoints", f"{tp.id}_delta", day)).to_pylist()
+        assert manifest["map_version"] == version and manifest["as_of"] == day.isoformat()
+        assert manifest["counts"] == {"rows": snapshot.num_rows,
+                                      **{c: sum(r["change"] == c for r in delta) for c in exports.CHANGES}}
+        assert sum(manifest["campaigns"].values()) == snapshot.num_rows
+        assert [f["name"] for f in manifest["schema"]["snapshot"]] == EXPORT_SCHEMA.names
+        for entry in manifest["files"].values():
+            assert exports.sha256_file(lake.root / entry["path"]) == entry["sha256"]
+        assert "u0" not in json.dumps(manifest)  # aggregates only
+
+
+def test_csv_on_request(tmp_path):
+    """A `format: csv` touchpoint gets CSV copies of its snapshot and delta, listed in the manifest."""
+    from assets.lake import Lake, write_parquet_atomic
+    from pipelines.layers.exports import sync_export
+
+    lake, tp = Lake(tmp_path), Touchpoint("tp", "email", 24.0, format="csv")
+    write_parquet_atomic(_snapshot(D1, [("u1", "a", 1), ("u2", "b", 2)]), lake.partition_file("touchpoints", "tp", D1))
+    sync_export(lake, tp, D1, D1, "v1")
+    folder = lake.partition_file("touchpoints", "tp", D1).parent
+    assert (folder / "snapshot.csv").read_text().splitlines() == [
+        "as_of,touchpoint_id,channel,user_id,campaign_id,priority",
+        "2026-10-01,tp,email,u1,a,1", "2026-10-01,tp,email,u2,b,2"]
+    assert (folder / "delta.csv").read_text().splitlines()[1] == "2026-10-01,tp,email,u1,a,1,entered"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"snapshot", "delta", "snapshot_csv", "delta_csv"}
+    assert manifest["counts"] == {"rows": 2, "entered": 2, "exited": 0, "changed": 0}
