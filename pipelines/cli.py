@@ -53,15 +53,16 @@ def _global_options(parser: argparse.ArgumentParser, default) -> None:
 
 
 def _command(commands, name: str, help: str, example: str, handler) -> argparse.ArgumentParser:
-    parser = commands.add_parser(name, help=help, description=help, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=f"example:\n  {example}\n\n{EPILOG}")
+    parser = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EPILOG}",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(parser, argparse.SUPPRESS)  # after the subcommand too; SUPPRESS keeps a value given before it
     parser.set_defaults(handler=handler)
     return parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyramid", description=__doc__, epilog=f"example:\n  {MAIN_EXAMPLE}\n\n{EPILOG}",
+    epilog = f"example:\n  {MAIN_EXAMPLE}\n\n{EPILOG}"
+    parser = argparse.ArgumentParser(prog="pyramid", description=__doc__, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(parser, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -41,7 +41,7 @@ def run_days(days: list[date], console: Console, data_root: Path) -> Failure | N
                 progress.stop()
                 failures = step_failures(result, day)
                 return failures[0] if failures else Failure(day, None, "RunFailure", "the run failed", "")
-            progress.console.print(_day_line(day, result, seconds))
+            progress.console.print(_day_line(day, result, seconds), soft_wrap=True)
             progress.advance(task)
     return None
 

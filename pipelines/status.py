@@ -195,15 +195,16 @@ class _Storage:
         return latest
 
     def failed_steps(self, run_id: str) -> list[dict]:
-        rows = self._query(self.history / "runs" / f"{run_id}.db",
-                           "SELECT step_key, event FROM event_logs WHERE dagster_event_type = 'STEP_FAILURE' ORDER BY id")
+        sql = "SELECT step_key, event FROM event_logs WHERE dagster_event_type = 'STEP_FAILURE' ORDER BY id"
+        rows = self._query(self.history / "runs" / f"{run_id}.db", sql)
         return [{"step": step, **_cause(json.loads(event))} for step, event in rows]
 
     def failed_checks(self, run_id: str) -> list[Check]:
         rows = self._query(self.history / "runs" / "index.db", """
             SELECT asset_key, check_name, evaluation_event FROM asset_check_executions
             WHERE run_id = ? AND execution_status IN ('FAILED', 'EXECUTION_FAILED') ORDER BY id""", (run_id,))
-        return [Check("/".join(json.loads(key)), name, _severity(event)) for key, name, event in rows]
+        return sorted((Check("/".join(json.loads(key)), name, _severity(event)) for key, name, event in rows),
+                      key=lambda c: (c.asset, c.check))
 
 
 def _cause(event: dict) -> dict:
@@ -213,7 +214,8 @@ def _cause(event: dict) -> dict:
     error = event["dagster_event"]["event_specific_data"]["error"]
     while error.get("cause") and error.get("cls_name") != BLOCKED_CHECK:
         error = error["cause"]
-    return {"error": error.get("cls_name", ""), "cause": plain_message(error.get("message", ""), error.get("cls_name", ""))}
+    cls_name = error.get("cls_name", "")
+    return {"error": cls_name, "cause": plain_message(error.get("message", ""), cls_name)}
 
 
 def _severity(event: str | None) -> str:
