@@ -2,8 +2,9 @@
 checks did not pass; from file metadata, line counts and Dagster's run storage, never from the data.
 
 Sources of each fact:
-- landing: the map's `sources.<name>.path` glob for the day; rows are the files' lines (less one header
-  line per CSV file), counted in large binary chunks without parsing.
+- landing: the map's `sources.<name>.path` glob for the day. Rows: for an up-to-date day, the raw table's
+  row count from its Parquet footer (one row per landed record); for any other day, the files' lines (less
+  one header line per CSV file), counted in large binary chunks without parsing.
 - materialized: the day's top table (`goals/north_star`) has a partition file in the lake.
 - stale: a landing file, or the map, is newer than the day's raw partition file in the lake.
 - failed: the day's latest run in Dagster's instance failed; its failed steps and their causes come from
@@ -110,12 +111,10 @@ def _landed_days(lake: Lake, pattern: str) -> set[date]:
 def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None, storage: _Storage) -> DayStatus:
     files = {name: sorted(glob.glob(str(lake.root / source.path.format(ds=day.isoformat()))))
              for name, source in pyramid_map.sources.items()}
-    landing = {name: Landing(len(paths), sum(_rows(Path(p), pyramid_map.sources[name].format) for p in paths))
-               for name, paths in files.items()}
-    status = DayStatus(day.isoformat(), "", "", landing, run.run_id if run else None, run.status if run else None)
+    status = DayStatus(day.isoformat(), "", "", {}, run.run_id if run else None, run.status if run else None)
     if run is not None:
         status.checks = storage.failed_checks(run.run_id)
-    absent = [name for name, found in landing.items() if not found.files]
+    absent = [name for name, paths in files.items() if not paths]
     if run is not None and run.status in ("FAILURE", "CANCELED"):
         status.failed_steps = storage.failed_steps(run.run_id)
         first = status.failed_steps[0] if status.failed_steps else {"step": "run", "cause": run.status.lower()}
@@ -128,7 +127,20 @@ def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None,
         status.state, status.note = "missing", f"no {', '.join(absent)} landed"
     else:
         status.state, status.note = "not run", "landed, not materialized"
+    status.landing = {name: Landing(len(paths), _landed_rows(lake, pyramid_map, name, day, paths, status.state))
+                      for name, paths in files.items()}
     return status
+
+
+def _landed_rows(lake: Lake, pyramid_map: PyramidMap, source: str, day: date, paths: list[str], state: str) -> int:
+    """Rows landed: an up-to-date day's raw table holds one per record (its Parquet footer says how many);
+    any other day's files are counted by their lines."""
+    raw = lake.partition_file("raw", source, day)
+    if state == "ok" and paths and raw.exists():
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(raw).num_rows
+    return sum(_rows(Path(p), pyramid_map.sources[source].format) for p in paths)
 
 
 def _changed_since_run(lake: Lake, pyramid_map: PyramidMap, day: date, files: dict[str, list[str]]) -> str:
