@@ -2,9 +2,10 @@
 checks did not pass; from file metadata, line counts and Dagster's run storage, never from the data.
 
 Sources of each fact:
-- landing: the map's `sources.<name>.path` glob for the day. Rows: for an up-to-date day, the raw table's
-  row count from its Parquet footer (one row per landed record); for any other day, the files' lines (less
-  one header line per CSV file), counted in large binary chunks without parsing.
+- landing: the map's `sources.<name>.path` glob for the day. Rows: for an up-to-date day, the records its
+  run landed (the `landed_rows` its raw parse checks recorded in the instance; the raw table itself may
+  since have lost erased users); for any other day, the files' lines (less one header line per CSV file),
+  counted in large binary chunks without parsing.
 - materialized: the day's top table (`goals/north_star`) has a partition file in the lake.
 - stale: a landing file, or the map, is newer than the day's raw partition file in the lake.
 - failed: the day's latest run in Dagster's instance failed; its failed steps and their causes come from
@@ -36,6 +37,7 @@ PARTITION_TAG = "dagster/partition"
 JOB = "nightly_pyramid"
 TOP_TABLE = ("goals", "north_star")
 CHUNK = 1 << 22
+PARSE_CHECK, LANDED_ROWS = "rows_parseable", "landed_rows"  # pipelines/layers/raw.py
 
 
 @dataclass
@@ -127,19 +129,16 @@ def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None,
         status.state, status.note = "missing", f"no {', '.join(absent)} landed"
     else:
         status.state, status.note = "not run", "landed, not materialized"
-    status.landing = {name: Landing(len(paths), _landed_rows(lake, pyramid_map, name, day, paths, status.state))
+    recorded = storage.landed_rows(run.run_id) if run is not None and status.state == "ok" else {}
+    status.landing = {name: Landing(len(paths), _landed_rows(pyramid_map, name, paths, recorded))
                       for name, paths in files.items()}
     return status
 
 
-def _landed_rows(lake: Lake, pyramid_map: PyramidMap, source: str, day: date, paths: list[str], state: str) -> int:
-    """Rows landed: an up-to-date day's raw table holds one per record (its Parquet footer says how many);
-    any other day's files are counted by their lines."""
-    raw = lake.partition_file("raw", source, day)
-    if state == "ok" and paths and raw.exists():
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(raw).num_rows
+def _landed_rows(pyramid_map: PyramidMap, source: str, paths: list[str], recorded: dict[str, int]) -> int:
+    """Rows landed: for an up-to-date day, as its run recorded them; for any other day, the files' lines."""
+    if paths and source in recorded:
+        return recorded[source]
     return sum(_rows(Path(p), pyramid_map.sources[source].format) for p in paths)
 
 
@@ -210,6 +209,20 @@ class _Storage:
         sql = "SELECT step_key, event FROM event_logs WHERE dagster_event_type = 'STEP_FAILURE' ORDER BY id"
         rows = self._query(self.history / "runs" / f"{run_id}.db", sql)
         return [{"step": step, **_cause(json.loads(event))} for step, event in rows]
+
+    def landed_rows(self, run_id: str) -> dict[str, int]:
+        """Per source, the records the run landed (the `landed_rows` of each raw asset's parse check)."""
+        rows = self._query(self.history / "runs" / "index.db", """
+            SELECT asset_key, evaluation_event FROM asset_check_executions
+            WHERE run_id = ? AND check_name = ? AND execution_status IN ('SUCCEEDED', 'FAILED')""",
+                           (run_id, PARSE_CHECK))
+        found = {}
+        for key, event in rows:
+            metadata = json.loads(event)["dagster_event"]["event_specific_data"].get("metadata", {})
+            value = metadata.get(LANDED_ROWS, {}).get("value")
+            if isinstance(value, int):
+                found[json.loads(key)[-1].removeprefix("raw_")] = value
+        return found
 
     def failed_checks(self, run_id: str) -> list[Check]:
         rows = self._query(self.history / "runs" / "index.db", """
