@@ -1,75 +1,106 @@
-"""`pyramid`: generate the sample, run the pyramid for a day or a range, the demo, the map check, the UI."""
+"""`pyramid`: generate the sample, run the pyramid for a day or a range, the demo, status, the map check, the UI."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import subprocess
 import sys
 import time
+import traceback
 from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from assets.lake import PROJECT_ROOT, Lake
-from assets.pyramid_map import MapError, default_map_path, load_map
+from assets.pyramid_map import SOURCE_NAMES, MapError, default_map_path, load_map
+from pipelines.completion import SHELLS, script
+from pipelines.errors import EXIT_DAY_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_failure
+from pipelines.safety import confirm_removal, holds_only_a_sample, landing_folders, write_marker
 
 console = Console(width=None if sys.stdout.isatty() else 120)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 DEMO_USERS = 20_000
 DEMO_DAYS = 30
+MAIN_EXAMPLE = "pyramid --data-root /tmp/trial demo --users 2000 --days 4   # then: pyramid status"
+GLOBAL_DEFAULTS = {"data_root": None, "map": None, "verbose": False}
+EPILOG = """exit codes: 0 ok, 1 a day failed, 2 an invalid map or usage, 3 a blocking check failed"""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     try:
         return args.handler(args)
     except MapError as err:
-        console.print(f"[red]{err}[/red]")
-        return 2
+        trace = traceback.format_exc() if args.verbose else ""
+        print_error(errors, "the map is invalid", err.problems, "correct it; `pyramid check` checks it again", trace)
+        return EXIT_USAGE
+
+
+def _global_options(parser: argparse.ArgumentParser, default) -> None:
+    """--data-root, --map and --verbose, accepted before or after the subcommand."""
+    parser.add_argument("--data-root", type=Path, default=default,
+                        help="data root (default: ./data or $PYRAMID_DATA_ROOT)")
+    parser.add_argument("--map", type=Path, default=default, help="the program's map (default: ./pyramid.yaml)")
+    parser.add_argument("--verbose", action="store_true", default=default,
+                        help="print the trace of a failure on the terminal")
+
+
+def _command(commands, name: str, help: str, example: str, handler) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EPILOG}",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(parser, argparse.SUPPRESS)  # after the subcommand too; SUPPRESS keeps a value given before it
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyramid", description=__doc__)
-    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: ./data or $PYRAMID_DATA_ROOT)")
-    parser.add_argument("--map", type=Path, default=None, help="the program's map (default: ./pyramid.yaml)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    epilog = f"example:\n  {MAIN_EXAMPLE}\n\n{EPILOG}"
+    parser = argparse.ArgumentParser(prog="pyramid", description=__doc__, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(parser, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = commands.add_parser("generate", help="write the seeded sample landing files")
+    generate = _command(commands, "generate", "write the seeded sample landing files (asks before replacing any)",
+                        "pyramid generate --users 50000 --days 30 --seed 7", cmd_generate)
     _sample_options(generate)
-    generate.set_defaults(handler=cmd_generate)
 
-    run = commands.add_parser("run", help="materialize the pyramid for a day or a range of days, in order")
+    run = _command(commands, "run", "materialize the pyramid for a day or a range of days, in order",
+                   "pyramid run --start 2026-10-01 --end 2026-10-07", cmd_run)
     run.add_argument("--date", type=date.fromisoformat, help="one day")
     run.add_argument("--start", type=date.fromisoformat, help="first day (default: the map's start_date)")
     run.add_argument("--end", type=date.fromisoformat, help="last day (default: the last landed day)")
-    run.set_defaults(handler=cmd_run)
 
-    demo = commands.add_parser("demo", help="generate the sample, run every day, print the summary")
+    demo = _command(commands, "demo", "generate the sample, run every day, print the summary",
+                    "pyramid demo --users 2000 --days 4", cmd_demo)
     _sample_options(demo)
-    demo.set_defaults(handler=cmd_demo)
 
-    summary = commands.add_parser("summary", help="print the pyramid's summary from the lake")
+    _command(commands, "status", "per day: landing files, materialized, stale or failed, and checks not passed",
+             "pyramid status --json", cmd_status).add_argument("--json", action="store_true", help="print JSON")
+    summary = _command(commands, "summary", "print the pyramid's summary from the lake", "pyramid summary --json",
+                       cmd_summary)
     summary.add_argument("--json", action="store_true", help="machine-readable output")
-    summary.set_defaults(handler=cmd_summary)
-
-    segments = commands.add_parser("segments", help="print the segments' summary and baselines from the lake")
+    segments = _command(commands, "segments", "print the segments' summary and baselines from the lake",
+                        "pyramid segments --date 2026-10-30", cmd_segments)
     segments.add_argument("--date", type=date.fromisoformat, help="as-of day (default: the last one materialized)")
     segments.add_argument("--json", action="store_true", help="machine-readable output")
-    segments.set_defaults(handler=cmd_segments)
-
-    report = commands.add_parser("report", help="print the scorecard's path (reports/scorecard), or open it")
+    report = _command(commands, "report", "print the scorecard's path (reports/scorecard), or open it",
+                      "pyramid report --open", cmd_report)
     report.add_argument("--date", type=date.fromisoformat, help="the day's page (default: the latest)")
     report.add_argument("--open", action="store_true", help="open it in the browser")
-    report.set_defaults(handler=cmd_report)
-
-    check = commands.add_parser("check", help="check the map (pyramid.yaml) and print what it declares")
-    check.set_defaults(handler=cmd_check)
-
-    ui = commands.add_parser("ui", help="start the Dagster UI on this project's instance")
+    _command(commands, "check", "check the map (pyramid.yaml) and print what it declares",
+             "pyramid --map my-program.yaml check", cmd_check)
+    ui = _command(commands, "ui", "start the Dagster UI on this project's instance", "pyramid ui --port 3001", cmd_ui)
     ui.add_argument("--port", type=int, default=3000)
-    ui.set_defaults(handler=cmd_ui)
+    completion = _command(commands, "completion", "print a shell completion script for bash or zsh",
+                          'eval "$(pyramid completion bash)"   # in ~/.bashrc', cmd_completion)
+    completion.add_argument("shell", choices=SHELLS)
     return parser
 
 
@@ -77,6 +108,7 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=DEMO_USERS)
     parser.add_argument("--days", type=int, default=DEMO_DAYS)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--yes", action="store_true", help="replace existing data without asking")
 
 
 def _setup(args) -> tuple[Lake, Path]:
@@ -100,22 +132,26 @@ def _ensure_dagster_home() -> None:
 
 def cmd_generate(args) -> int:
     lake, map_path = _setup(args)
-    summary = _generate(lake, load_map(map_path), args)
+    pyramid_map = load_map(map_path)
+    if not confirm_removal(errors, landing_folders(lake, list(SOURCE_NAMES)), args.yes):
+        return EXIT_USAGE
+    summary = _generate(lake, pyramid_map, args)
     console.print(f"  {summary.generate_seconds:.1f}s generating, {summary.write_seconds:.1f}s writing")
     rows = ", ".join(f"{source} {count:,}" for source, count in summary.rows.items())
     console.print(f"  {summary.users:,} users, {summary.days} days from {summary.start}, seed {summary.seed}: {rows}")
     console.print(f"  planted truth: {summary.truth_path}\n  defect plan:   {summary.defect_plan_path}")
-    return 0
+    return EXIT_OK
 
 
 def _generate(lake: Lake, pyramid_map, args):
-    """Write the seeded sample into the landing folder, with a spinner; return its summary."""
+    """Write the seeded sample into the landing folder, with a spinner, and mark it; return its summary."""
     from pipelines.sample.generate import generate_sample
 
     started = time.perf_counter()
     with console.status("generating the sample ...") as status:
         summary = generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
                                   pyramid_map=pyramid_map, progress=status.update)
+    write_marker(lake)
     console.print(f"[green]sample generated[/green] in {lake.landing}: {args.users:,} users, {args.days} days "
                   f"({time.perf_counter() - started:.1f}s)")
     return summary
@@ -128,29 +164,61 @@ def cmd_run(args) -> int:
     pyramid_map = load_map(map_path)
     days = _days_to_run(args, lake, pyramid_map.start_date)
     if not days:
-        console.print("[yellow]nothing to run: no landing data found[/yellow] (try `pyramid generate`)")
-        return 1
-    return 0 if run_days(days, console) else 1
+        print_error(errors, "nothing to run", [f"no landing data found in {lake.landing}"],
+                    "land the day's files, or write a sample with `pyramid generate`")
+        return EXIT_DAY_FAILED
+    failure = run_days(days, console, lake.root)
+    if failure is None:
+        return EXIT_OK
+    print_failure(errors, failure, lake.root / "logs", args.verbose)
+    return failure.exit_code
 
 
 def cmd_demo(args) -> int:
     lake, map_path = _setup(args)
+    pyramid_map = load_map(map_path)
+    derived = [lake.root / "lake", lake.reports]
+    if not holds_only_a_sample(lake) and not confirm_removal(
+            errors, [*landing_folders(lake, list(SOURCE_NAMES)), *derived], args.yes):
+        return EXIT_USAGE
     from pipelines.runner import run_days
     from pipelines.summary import print_summary
 
-    pyramid_map = load_map(map_path)
     started = time.perf_counter()
-    for stale in (lake.root / "lake", lake.reports):
+    for stale in derived:
         shutil.rmtree(stale, ignore_errors=True)
     _generate(lake, pyramid_map, args)
     generated = time.perf_counter()
     days = [pyramid_map.start_date + timedelta(days=n) for n in range(args.days)]
-    ok = run_days(days, console)
+    failure = run_days(days, console, lake.root)
     print_summary(lake, pyramid_map, console)
     console.print(f"\ndemo finished in {time.perf_counter() - started:.0f}s "
                   f"(generate {generated - started:.0f}s, pipeline {time.perf_counter() - generated:.0f}s)")
     _print_next_steps(lake)
-    return 0 if ok else 1
+    if failure is None:
+        return EXIT_OK
+    print_failure(errors, failure, lake.root / "logs", args.verbose)
+    return failure.exit_code
+
+
+def cmd_status(args) -> int:
+    """Reads file metadata and Dagster's SQLite storage: no Dagster import (pipelines/status.py)."""
+    from pipelines.status import collect, render
+
+    untagged_root = Lake.default().root  # where the UI's and the schedule's runs write: before --data-root
+    lake, map_path = _setup(args)
+    status = collect(lake, load_map(map_path), Path(os.environ["DAGSTER_HOME"]), untagged_root)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        width = min(max(shutil.get_terminal_size((100, 24)).columns, 80), 120)
+        console.print(Text(render(status, width)), soft_wrap=True, highlight=False)
+    return EXIT_OK
+
+
+def cmd_completion(args) -> int:
+    print(script(_parser(), args.shell), end="")
+    return EXIT_OK
 
 
 def cmd_summary(args) -> int:
@@ -158,7 +226,7 @@ def cmd_summary(args) -> int:
     from pipelines.summary import print_summary
 
     print_summary(lake, load_map(map_path), console, as_json=args.json)
-    return 0
+    return EXIT_OK
 
 
 def cmd_segments(args) -> int:
@@ -175,9 +243,9 @@ def cmd_segments(args) -> int:
         return 1
     if args.json:
         print(segments_json(segments_data(lake, as_of)))
-        return 0
+        return EXIT_OK
     console.print(*tables)
-    return 0
+    return EXIT_OK
 
 
 def cmd_report(args) -> int:
@@ -194,7 +262,7 @@ def cmd_report(args) -> int:
     print(path)
     if args.open:
         webbrowser.open(path.as_uri())
-    return 0
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
@@ -203,13 +271,15 @@ def cmd_check(args) -> int:
     console.print(f"[green]{map_path} is valid[/green]: North Star {m.north_star.id} ({m.north_star.metric}), "
                   f"{len(m.goals)} goals, {len(m.touchpoints)} touchpoints, {len(m.campaigns)} campaigns, "
                   f"{len(m.segments.definitions)} segments, partitions from {m.start_date}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_ui(args) -> int:
     _setup(args)
     console.print(f"Dagster UI on http://127.0.0.1:{args.port} (instance: {os.environ['DAGSTER_HOME']})")
-    return subprocess.call([sys.executable, "-m", "dagster", "dev", "-p", str(args.port)], cwd=PROJECT_ROOT)
+    from pipelines.process_group import run_in_own_group
+
+    return run_in_own_group([sys.executable, "-m", "dagster", "dev", "-p", str(args.port)], PROJECT_ROOT)
 
 
 def _days_to_run(args, lake: Lake, start: date) -> list[date]:

@@ -4,37 +4,46 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipelines.errors import Failure, step_failures
+from pipelines.status import DATA_ROOT_TAG
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# the CLI reports a failed step itself (pipelines/errors.py): Dagster's own ERROR line carries the whole trace
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def run_days(days: list[date], console: Console) -> bool:
-    """Run the whole pyramid for each day; stop at the first failed day. True when all succeeded."""
+def run_days(days: list[date], console: Console, data_root: Path) -> Failure | None:
+    """Run the whole pyramid for each day; stop at the first failed day and return its first failed step.
+
+    Each run is tagged with its data root, so that `pyramid status` tells this root's runs from others'."""
     from pipelines.definitions import NIGHTLY_JOB, defs
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
     instance = dg.DagsterInstance.get()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("pyramid", total=len(days))
         for day in days:
             progress.update(task, description=f"materializing {day}")
             started = time.perf_counter()
             result = job.execute_in_process(
-                partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
+                partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=SILENT,
+                tags={DATA_ROOT_TAG: str(data_root)},
             )
             seconds = time.perf_counter() - started
             if not result.success:
                 progress.stop()
-                _report_failure(result, day, console)
-                return False
-            progress.console.print(_day_line(day, result, seconds))
+                failures = step_failures(result, day)
+                return failures[0] if failures else Failure(day, None, "RunFailure", "the run failed", "")
+            progress.console.print(_day_line(day, result, seconds), soft_wrap=True)
             progress.advance(task)
-    return True
+    return None
 
 
 def _day_line(day: date, result: dg.ExecuteInProcessResult, seconds: float) -> str:
@@ -62,12 +71,3 @@ def _metadata_by_asset(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
             key: getattr(value, "value", value) for key, value in materialization.metadata.items()
         }
     return metadata
-
-
-def _report_failure(result: dg.ExecuteInProcessResult, day: date, console: Console) -> None:
-    console.print(f"[red]the pyramid failed for {day}[/red]; nothing after the failed step was written.")
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            message = error.cause.message if error and error.cause else (error.message if error else "")
-            console.print(f"  step [bold]{event.step_key}[/bold]: {message.strip()}")
