@@ -87,15 +87,17 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
 
     In-memory connections are cursors on one process-wide workspace database: opening a database
     costs tens of milliseconds, a cursor almost nothing, and each cursor keeps its own registered
-    tables. A file database gets a connection of its own."""
+    tables. A file database gets a connection of its own. SQL never finds a Python variable by its
+    name (DuckDB's replacement scans are off): every relation a statement reads is registered on the
+    connection, so a reader sees where each table name comes from."""
     global _WORKSPACE
     if database != ":memory:":
         con = duckdb.connect(database, read_only=read_only)
-        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET TimeZone = 'UTC'; SET python_enable_replacements = false")
         return con
     if _WORKSPACE is None:
         _WORKSPACE = duckdb.connect(":memory:")
-        _WORKSPACE.execute("SET GLOBAL TimeZone = 'UTC'")
+        _WORKSPACE.execute("SET GLOBAL TimeZone = 'UTC'; SET GLOBAL python_enable_replacements = false")
     return _WORKSPACE.cursor()
 
 

@@ -24,7 +24,7 @@ from assets.lake import PROJECT_ROOT, Lake
 from assets.pyramid_map import load_map
 from pipelines.cli import main
 from pipelines.safety import holds_only_a_sample, write_marker
-from pipelines.sample_data import generate_sample
+from pipelines.sample.generate import generate_sample
 
 USERS, DAYS, SEED = 300, 4, 7
 EXPECTED_COLUMNS = "txn_id, user_id, occurred_at, amount, currency, txn_type, merchant_category, status"
