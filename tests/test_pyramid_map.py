@@ -10,7 +10,7 @@ from assets.pyramid_map import (
     DEFAULT_MAP_PATH, Campaign, FrequencyCap, MapError, Metric, PyramidMap, Touchpoint, load_map,
 )
 
-BASE = DEFAULT_MAP_PATH.read_text()
+BASE = (Path(__file__).parent / "fixtures" / "pyramid_map_base.yaml").read_text()  # frozen: the lines are pinned
 SEGMENT_IDS = (
     "steady_depositors, card_regulars, recent_searchers, new_users, high_inflow, rfm_champions, rfm_loyal, "
     "rfm_potential_loyalists, rfm_new, rfm_promising, rfm_need_attention, rfm_about_to_sleep, rfm_at_risk, "
@@ -267,7 +267,10 @@ def test_a_map_that_cannot_be_read(tmp_path):
     [("{id: weekly_email, channel: email,", "{id: weekly_email, colour: blue, channel: email,")],
 ], ids=["top_level", "program", "touchpoint"])
 def test_unknown_keys_are_ignored(tmp_path, edits):
-    assert replace(load_map(edited_map(tmp_path, edits)), path=DEFAULT_MAP_PATH) == load_map(DEFAULT_MAP_PATH)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    expected = replace(load_map(edited_map(plain, [])), path=DEFAULT_MAP_PATH)
+    assert replace(load_map(edited_map(tmp_path, edits)), path=DEFAULT_MAP_PATH) == expected
 
 
 def test_the_sample_map():
@@ -312,9 +315,11 @@ def assert_segments(m: PyramidMap) -> None:
         "days.', owner='savings-team', rule='deposits_30d >= 2', min_size=1000, method='rule', group='', "
         "scoring=None, inputs=())")
     rfm = ("RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', 'promising', "
-           "'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', 'hibernating', 'lost'), min_size=1000)")
+           "'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', 'hibernating', 'lost'), min_size=1000, "
+           "stability=Stability(refresh='daily', min_stay_days=3, leave_margin=1))")
     lifecycle = ("LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=('new', "
-                 "'active', 'at_risk', 'dormant', 'churned'), min_size=1000)")
+                 "'active', 'at_risk', 'dormant', 'churned'), min_size=1000, "
+                 "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))")
     assert (repr(s.rfm), repr(s.lifecycle)) == (rfm, lifecycle)
     assert repr(s.definitions[5]) == (
         "SegmentDefinition(id='rfm_champions', kind='value', description='RFM group champions (recency, frequency, "
@@ -354,9 +359,11 @@ def test_defaults(tmp_path):
     assert s.definitions[1].min_size == 5
     assert repr(s.rfm) == ("RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', "
                            "'promising', 'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', "
-                           "'hibernating', 'lost'), min_size=10000)")
+                           "'hibernating', 'lost'), min_size=10000, "
+                           "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))")
     assert repr(s.lifecycle) == ("LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, "
-                                 "stages=('new', 'active', 'at_risk', 'dormant', 'churned'), min_size=10000)")
+                                 "stages=('new', 'active', 'at_risk', 'dormant', 'churned'), min_size=10000, "
+                                 "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))")
     assert len(s.definitions) == 5 + 11 + 5
     assert repr(m.actionable) == ("Actionable(pii=(), consent_column='consent_personalization', dedup_lookback_days=7, "
                                   "max_clock_skew_minutes=5, currencies=('EUR', 'USD', 'GBP'))")
@@ -378,6 +385,6 @@ def test_pyramid_check(tmp_path, monkeypatch, capsys):
         "21 segments, partitions from 2026-10-01")
     broken = edited_map(tmp_path, BROKEN["unknown_campaign_in_goal"][0])
     assert main(["--map", str(broken), "check"]) == 2
-    assert " ".join(capsys.readouterr().out.split()) == (
-        f"pyramid map is invalid: {broken}:47: goals[0].campaign: unknown campaign 'savings_nudges'; defined: "
-        "savings_nudge, card_cashback, budget_tips")
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: the map is invalid cause: {broken}:47: goals[0].campaign: unknown campaign 'savings_nudges'; "
+        "defined: savings_nudge, card_cashback, budget_tips to do: correct it; `pyramid check` checks it again")

@@ -26,13 +26,13 @@ from assets.pyramid_map.models import (
 )
 from assets.pyramid_map.segments import (
     LIFECYCLE_STAGES, RFM_GROUPS, SEGMENT_KINDS, SEGMENT_METHODS, LifecycleScoring, RfmScoring, SegmentDefinition,
-    Segments,
+    Segments, Stability,
 )
 
 __all__ = [
     "DEFAULT_MAP_PATH", "LIFECYCLE_STAGES", "RFM_GROUPS", "SEGMENT_KINDS", "SEGMENT_METHODS", "SOURCE_FORMATS",
     "SOURCE_NAMES", "Actionable", "Campaign", "FrequencyCap", "Goal", "LifecycleScoring", "MapError", "Metric",
-    "NorthStar", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source", "Touchpoint",
+    "NorthStar", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source", "Stability", "Touchpoint",
     "default_map_path", "load_map",
 ]
 
