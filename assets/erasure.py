@@ -29,6 +29,8 @@ Pure functions over the lake: no Dagster.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -37,7 +39,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.lake import Lake, connect, write_parquet_atomic
+from assets.lake import Lake, atomic_path, connect, write_parquet_atomic
 
 # the request itself: never rewritten
 KEPT = {("raw", "erasure_requests"), ("actionable", "erased_users")}
@@ -139,9 +141,32 @@ def erase_users(lake: Lake, user_ids: Iterable[str], through: date | None = None
             for path, n in sorted(_mentions_per_file(con, files).items()):
                 _rewrite_without(con, path)
                 removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n
+            for path in _csv_copies(files):
+                _rewrite_csv_without(path, set(ids.column("user_id").to_pylist()))
         return removed
     finally:
         con.unregister("_erase_ids")
+
+
+def _csv_copies(files: list[Path]) -> list[Path]:
+    """CSV copies beside the partitions' Parquet files (exports a touchpoint asks for as CSV)."""
+    return sorted(csv_path for folder in {f.parent for f in files} for csv_path in folder.glob("*.csv"))
+
+
+def _rewrite_csv_without(path: Path, user_ids: set[str]) -> None:
+    """Rewrite a CSV copy without the rows of `user_ids` (its `user_id` column), written as it was
+    (Python's csv writer, `\\n` line ends: assets/exports.py `csv_text`); untouched when none is there."""
+    rows = list(csv.reader(io.StringIO(path.read_text(), newline="")))
+    if not rows or "user_id" not in rows[0]:
+        return
+    column = rows[0].index("user_id")
+    kept = [rows[0], *(row for row in rows[1:] if row[column] not in user_ids)]
+    if len(kept) == len(rows):
+        return
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(kept)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())
 
 
 def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path) -> None:

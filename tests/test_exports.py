@@ -88,3 +88,25 @@ def test_csv_on_request(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"snapshot", "delta", "snapshot_csv", "delta_csv"}
     assert manifest["counts"] == {"rows": 2, "entered": 2, "exited": 0, "changed": 0}
+
+
+def test_erasure_removes_users_from_csv_copies(tmp_path):
+    """A touchpoint exported as CSV: erasing a user rewrites the CSV copies beside the Parquet export."""
+    from datetime import date
+
+    import pyarrow as pa
+
+    from assets.erasure import erase_users
+    from assets.exports import csv_text
+    from assets.lake import Lake, write_parquet_atomic
+
+    lake = Lake(tmp_path)
+    ds = date(2026, 10, 2)
+    table = pa.table({"user_id": ["u1", "u2", "u3"], "campaign_id": ["c", "c", "c"]})
+    path = lake.partition_file("touchpoints", "weekly_email", ds)
+    write_parquet_atomic(table, path)
+    (path.parent / "snapshot.csv").write_text(csv_text(table))
+    removed = erase_users(lake, ["u2"])
+    assert removed == {"touchpoints/weekly_email": 1}
+    assert (path.parent / "snapshot.csv").read_text() == "user_id,campaign_id\nu1,c\nu3,c\n"
+    assert (path.parent / "snapshot.csv").read_text() == csv_text(table.filter(pa.array([True, False, True])))

@@ -1,4 +1,5 @@
-"""The project's own import graph has no circle, counting imports inside functions too."""
+"""The project's own import graph has no circle, counting imports inside functions too (imports only for
+type checkers, under `if TYPE_CHECKING:`, do not run and are not counted)."""
 
 import ast
 from pathlib import Path
@@ -18,13 +19,26 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         imported = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
             elif isinstance(node, ast.Import):
                 imported |= {alias.name for alias in node.names}
         graph[name] = {m for m in imported if m in modules and m != name}
     return graph
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under an `if TYPE_CHECKING:` block."""
+    nodes, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return nodes
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

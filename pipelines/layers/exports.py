@@ -9,7 +9,7 @@ from assets import exports
 from assets.lake import Lake, connect, read_partition, write_text_atomic
 from assets.pyramid_map import PyramidMap, Touchpoint
 from assets.touchpoints import EXPORT_SCHEMA
-from pipelines.layers import partition_day, previous_partition, write_table
+from pipelines.layers import lake_table, partition_day, previous_partition, write_table
 from pipelines.resources import PyramidResource
 
 
@@ -23,7 +23,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     specs = [
         dg.AssetSpec(
             f"touchpoint_{tp.id}_delta", group_name="touchpoints", kinds={"polars", "parquet"},
-            deps=[f"touchpoint_{tp.id}"],
+            deps=[f"touchpoint_{tp.id}"], metadata=lake_table("touchpoints", delta_table(tp.id)),
             description=f"Users entered, exited or changed on {tp.id} since the previous day's export, "
                         "and the export's manifest (counts, checksums, schema, campaigns, map version).",
         )
