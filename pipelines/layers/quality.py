@@ -97,6 +97,7 @@ def _expectations_table(summaries: dict[str, dict]) -> str:
         decided = s.get("reason") or s.get("status") or ""
         pct = s.get("unexpected_percent")
         sample = ", ".join(str(v) for v in (s.get("sample_unexpected") or [])[:3])
+        sample = "(masked)" if s.get("samples_masked") else sample
         lines.append(f"| {name} | {s['severity']} | {decided} | {s.get('unexpected_count', '')} | "
                      f"{'' if pct is None else f'{pct:.3f}'} | {s.get('mostly', '')} | {_short(s.get('observed_value'))} | "
                      f"{'yes' if s['success'] else '**no**'} | {sample.replace('|', '/')} |")
