@@ -101,3 +101,17 @@ def test_suite_results_mask_the_unexpected_values_of_id_and_pii_columns(tmp_path
     text = "\n".join(p.read_text() for p in pages) + json.dumps(outcome.checks)
     assert "platinum" in text  # an ordinary value is still shown
     assert "secret-id-77" not in text and "leak@mail.test" not in text
+
+
+def test_data_docs_strip_the_values_of_private_columns_from_older_results(tmp_path: Path):
+    pytest.importorskip("great_expectations")
+    from assets.quality.data_docs import build_data_docs
+    from assets.quality.validation import validate_batch
+
+    table = pa.table({"user_id": ["u0000001", "u0000002"], "email": ["a@example.org", "leak@mail.test"],
+                      "plan": ["free", "free"]})
+    outcome = validate_batch(table, _suite(), "older")  # the map's PII not given: email values kept
+    assert "leak@mail.test" in json.dumps(outcome.gx_result.to_json_dict())
+    build_data_docs([outcome], tmp_path / "docs", pii=["email"])
+    pages = "\n".join(p.read_text() for p in (tmp_path / "docs").rglob("*.html"))
+    assert "older" in pages and "leak@mail.test" not in pages

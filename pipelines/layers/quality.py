@@ -138,7 +138,8 @@ def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         files = [f for f in (validation_file(lake, source, ds) for source in SUITE_SOURCES) if f.exists()]
-        index = build_data_docs(load_validations(files), data_docs_index(lake).parent)
+        index = build_data_docs(load_validations(files), data_docs_index(lake).parent,
+                                pii=pyramid.pyramid_map().actionable.pii)
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(index)),
                                               "validations": len(files)})
 
