@@ -120,11 +120,11 @@ def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: s
     batch_definition = _batch_definition(suite.name)
     groups = suite.groups if by_column else [(tuple(data.columns), suite.gx_suite, bool(suite.row_rules))]
     prepared = clock.perf_counter()
-    results, masked = [], set()
+    # per expectation, whatever the grouping; the groups of `suite.groups` are cut by exactly the columns read
+    masked = {e.id for columns, gx_suite, _ in suite.groups if _private(columns, pii) for e in gx_suite.expectations}
+    results = []
     for columns, gx_suite, complete in groups:
-        private = _private(columns, pii)
-        if private:
-            masked |= {e.id for e in gx_suite.expectations}
+        private = by_column and _private(columns, pii)  # one GX run over all columns: dropped afterwards
         # GX's V1 Validator loads the batch once; `batch_definition.get_batch(...).validate(...)`
         # loads it twice.
         validator = V1Validator(batch_definition=batch_definition,
