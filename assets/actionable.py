@@ -400,7 +400,8 @@ def validate(raw: pa.Table, source: str, ds: date, settings: Actionable,
                 if sorted(rule.kwargs["value_set"]) != sorted(settings.currencies):
                     raise ValueError(f"{suite.path or suite.name}: {rule.check_name} allows {sorted(rule.kwargs['value_set'])} "
                                      f"but pyramid.yaml actionable.currencies is {sorted(settings.currencies)}; make them equal")
-    return validate_raw(raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite)
+    return validate_raw(raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite,
+                        pii=settings.pii)
 
 
 def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.Table | None,

@@ -46,7 +46,8 @@ def make_run(tmp_path_factory) -> PyramidRun:
     generate_sample(root / "landing", users=USERS, days=DAYS, seed=SEED, pyramid_map=pyramid_map)
     defs = build_definitions(pyramid_map, PyramidResource(data_root=str(root)))
     job = defs.resolve_job_def(NIGHTLY_JOB)
-    instance = dg.DagsterInstance.ephemeral()
+    # on disk, as in production: the PII scan (tests/test_pii_scan.py) reads every file of its storage
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path_factory.mktemp("dagster_home")))
     days = [pyramid_map.start_date + timedelta(days=n) for n in range(DAYS)]
     results, sent = {}, {}
     for day in days:

@@ -6,17 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from assets.quality.outcome import QualityError, ValidationOutcome
+from assets.privacy import is_private
+from assets.quality.outcome import UNEXPECTED_VALUE_KEYS, QualityError, ValidationOutcome
 from assets.quality.suites import Suite
+from assets.quality.typed_batch import base_column
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from great_expectations.core import ExpectationSuiteValidationResult
 
 
 def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValidationResult"], site_dir: str | Path,
-                    suites: Iterable[Suite] = ()) -> Path:
+                    suites: Iterable[Suite] = (), pii: Iterable[str] = ()) -> Path:
     """Render the validation results (and, if given, the suites) as a GX Data Docs site in `site_dir`
-    and return its index.html. Uses a fresh in-memory GX context: nothing is written elsewhere."""
+    and return its index.html. Uses a fresh in-memory GX context: nothing is written elsewhere.
+    Unexpected values of id and PII (`pii`) columns are dropped first (`strip_private_values`)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.data_context.types.resource_identifiers import (
@@ -37,7 +40,7 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
     for suite in suites:
         context.suites.add_or_update(gx.ExpectationSuite(**suite.to_json_dict()))  # a copy: a suite has one context
     for item in results:
-        result = item.gx_result if isinstance(item, ValidationOutcome) else item
+        result = strip_private_values(item.gx_result if isinstance(item, ValidationOutcome) else item, pii)
         run_id = result.meta.get("run_id")
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
@@ -50,3 +53,17 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
     if not index.is_file():
         raise QualityError(f"GX did not write {index}")
     return index
+
+
+def strip_private_values(result: "ExpectationSuiteValidationResult",
+                         pii: Iterable[str] = ()) -> "ExpectationSuiteValidationResult":
+    """Drop, in place, the unexpected values GX kept for an expectation on an id or PII column (results
+    saved before validation masked them)."""
+    pii = tuple(pii)
+    for item in result.results:
+        kwargs = item.expectation_config.kwargs
+        columns = [kwargs.get("column"), *(kwargs.get("column_list") or [])]
+        if item.result and any(c and is_private(base_column(c) or c, pii) for c in columns):
+            for key in UNEXPECTED_VALUE_KEYS:
+                item.result.pop(key, None)
+    return result

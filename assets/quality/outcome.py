@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -110,8 +110,13 @@ class ValidationOutcome:
 
 
 
+UNEXPECTED_VALUE_KEYS = ("unexpected_list", "partial_unexpected_list", "partial_unexpected_counts")
+
+
 def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite, batch_name: str, row_count: int,
-             sample_size: int) -> ValidationOutcome:
+             sample_size: int, masked: Collection[str] = frozenset()) -> ValidationOutcome:
+    """The outcome of GX's suite result. `masked`: ids of the expectations on private columns (ids, PII),
+    whose unexpected values are dropped from the result (hence from Data Docs) and from the samples."""
     by_id = {r.id: r for r in suite.rules}
     results = {}
     for item in result.results:
@@ -129,6 +134,9 @@ def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite
     for rule in suite.rules:
         item = results[rule.id]
         info = item.result or {}
+        if rule.id in masked:
+            for key in UNEXPECTED_VALUE_KEYS:
+                info.pop(key, None)
         if rule.decides == "row":
             indices = info.get("unexpected_index_list")
             count = info.get("unexpected_count") or 0
@@ -146,7 +154,7 @@ def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite
                 unexpected_percent=_number(info.get("unexpected_percent")), mostly=rule.mostly,
                 severity=rule.severity, status=status, check_name=rule.check_name,
             ))
-        checks[rule.check_name] = _check_summary(rule, item, info, sample_size)
+        checks[rule.check_name] = _check_summary(rule, item, info, sample_size, rule.id in masked)
 
     failed = [r for r in suite.rules if not results[r.id].success]
     severity = {
@@ -178,7 +186,7 @@ def _observed_value(info: Mapping[str, Any]) -> Any:
     return None if percent is None else round(1.0 - percent / 100.0, 6)
 
 
-def _check_summary(rule: Rule, item: Any, info: Mapping[str, Any], sample_size: int) -> dict:
+def _check_summary(rule: Rule, item: Any, info: Mapping[str, Any], sample_size: int, masked: bool = False) -> dict:
     summary = {
         "expectation_type": rule.type,
         "column": rule.column,
@@ -196,6 +204,8 @@ def _check_summary(rule: Rule, item: Any, info: Mapping[str, Any], sample_size: 
     }
     if rule.type == "expect_column_values_to_not_be_null":
         summary["sample_unexpected"] = []  # every unexpected value is null: nothing to show
+    if masked:
+        summary["sample_unexpected"], summary["samples_masked"] = [], True
     if rule.decides == "column":
         summary["status"] = "passed" if item.success else ("withheld" if rule.severity == "critical" else "warned")
     return {k: v for k, v in summary.items() if v is not None or k in ("observed_value", "reason")}

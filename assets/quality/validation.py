@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import pyarrow as pa
 
 from assets.lake import atomic_path
+from assets.privacy import is_private
 from assets.quality.outcome import QualityError, ValidationOutcome, outcome_from_result
 from assets.quality.suites import Suite, load_suite, suite_path
-from assets.quality.typed_batch import day_parameters, to_pandas, typed_frame
+from assets.quality.typed_batch import base_column, day_parameters, to_pandas, typed_frame
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -63,22 +64,30 @@ def _batch_definition(asset_name: str):
         return definitions[asset_name]
 
 
-def _result_format(sample_size: int, complete: bool) -> dict:
+def _result_format(sample_size: int, complete: bool, private: bool = False) -> dict:
     """COMPLETE is the only format whose map results carry every unexpected index (GX caps its value
     lists at 200, MAX_RESULT_RECORDS, not the index list); SUMMARY suffices for column verdicts.
     `return_unexpected_index_query: False` keeps GX from writing every index a second time into a
-    `df.filter(items=[...])` string."""
+    `df.filter(items=[...])` string. On a private column (an id, PII, a raw record)
+    `exclude_unexpected_values` keeps GX from listing unexpected values at all (indices stay)."""
     return {
         "result_format": "COMPLETE" if complete else "SUMMARY",
         "partial_unexpected_count": sample_size,
         "return_unexpected_index_query": False,
         "include_unexpected_rows": False,
+        "exclude_unexpected_values": private,
     }
+
+
+def _private(columns: Iterable[str], pii: Iterable[str]) -> bool:
+    """Whether an expectation group reads a column whose values must not be listed."""
+    pii = tuple(pii)
+    return any(is_private(base_column(c) or c, pii) for c in columns)
 
 
 def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: str, *,
                    parameters: Mapping[str, Any] | None = None, sample_size: int = SAMPLE_SIZE,
-                   by_column: bool = True) -> ValidationOutcome:
+                   by_column: bool = True, pii: Iterable[str] = ()) -> ValidationOutcome:
     """Validate one typed batch against `suite` with GX's pandas engine.
 
     `frame` is the typed batch (`typed_frame`, or any frame with the suite's columns and these
@@ -93,6 +102,9 @@ def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: s
 
     Raises QualityError when a column is missing, a parameter lacks a value, or an expectation
     raised inside GX (its rows could not be judged).
+
+    No unexpected value of an id, PII (`pii`, the map's list) or raw-record column is kept: not in
+    the result, its Data Docs nor the outcome's samples (`assets.privacy`).
     """
     import time as clock
 
@@ -108,13 +120,16 @@ def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: s
     batch_definition = _batch_definition(suite.name)
     groups = suite.groups if by_column else [(tuple(data.columns), suite.gx_suite, bool(suite.row_rules))]
     prepared = clock.perf_counter()
+    # per expectation, whatever the grouping; the groups of `suite.groups` are cut by exactly the columns read
+    masked = {e.id for columns, gx_suite, _ in suite.groups if _private(columns, pii) for e in gx_suite.expectations}
     results = []
     for columns, gx_suite, complete in groups:
+        private = by_column and _private(columns, pii)  # one GX run over all columns: dropped afterwards
         # GX's V1 Validator loads the batch once; `batch_definition.get_batch(...).validate(...)`
         # loads it twice.
         validator = V1Validator(batch_definition=batch_definition,
                                 batch_parameters={"dataframe": data[list(columns)] if by_column else data},
-                                result_format=_result_format(sample_size, complete))
+                                result_format=_result_format(sample_size, complete, private))
         results.append(validator.validate_expectation_suite(gx_suite, dict(parameters or {})))
     validated = clock.perf_counter()
     result = _merge(results, suite) if by_column else results[0]
@@ -124,7 +139,7 @@ def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: s
     result.meta["batch_parameters"] = {"dataframe": f"<{len(data):,} rows x {len(data.columns)} columns>"}
     # Data Docs read the asset name from batch_spec, where GX 1.x does not put it ("Data asset: None")
     result.meta["batch_spec"] = {**dict(result.meta.get("batch_spec") or {}), "data_asset_name": suite.name}
-    outcome = outcome_from_result(result, suite, batch_name, len(data), sample_size)
+    outcome = outcome_from_result(result, suite, batch_name, len(data), sample_size, masked=masked)
     outcome.timings = {"prepare_s": prepared - started, "gx_validate_s": validated - prepared,
                        "summarize_s": clock.perf_counter() - validated}
     return outcome
@@ -190,10 +205,10 @@ def load_validations(paths: Iterable[Path]) -> list:
 
 
 def validate_raw(raw: pa.Table, source: str, ds: date, *, max_clock_skew_minutes: int = 5,
-                 suite: Suite | None = None) -> ValidationOutcome:
+                 suite: Suite | None = None, pii: Iterable[str] = ()) -> ValidationOutcome:
     """Validate one landed partition of `source` against its suite (default `expectations/<source>.json`):
     typed with the one typing (`column_sql`), only the suite's columns, the day's `$PARAMETER`s."""
     suite = suite if suite is not None else load_suite(suite_path(source))
     frame = typed_frame(raw, source, suite.columns)
     return validate_batch(frame, suite, f"{source}-{ds.isoformat()}",
-                          parameters=day_parameters(ds, max_clock_skew_minutes))
+                          parameters=day_parameters(ds, max_clock_skew_minutes), pii=pii)

@@ -97,6 +97,7 @@ def _expectations_table(summaries: dict[str, dict]) -> str:
         decided = s.get("reason") or s.get("status") or ""
         pct = s.get("unexpected_percent")
         sample = ", ".join(str(v) for v in (s.get("sample_unexpected") or [])[:3])
+        sample = "(masked)" if s.get("samples_masked") else sample
         lines.append(f"| {name} | {s['severity']} | {decided} | {s.get('unexpected_count', '')} | "
                      f"{'' if pct is None else f'{pct:.3f}'} | {s.get('mostly', '')} | {_short(s.get('observed_value'))} | "
                      f"{'yes' if s['success'] else '**no**'} | {sample.replace('|', '/')} |")
@@ -137,7 +138,8 @@ def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         files = [f for f in (validation_file(lake, source, ds) for source in SUITE_SOURCES) if f.exists()]
-        index = build_data_docs(load_validations(files), data_docs_index(lake).parent)
+        index = build_data_docs(load_validations(files), data_docs_index(lake).parent,
+                                pii=pyramid.pyramid_map().actionable.pii)
         return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(index)),
                                               "validations": len(files)})
 

@@ -45,7 +45,7 @@ def _raw_asset(source_name: str, partitions: dg.PartitionsDefinition) -> dg.Asse
         lake, ds = pyramid.lake(), partition_day(context)
         source = pyramid.pyramid_map().sources[source_name]
         table = raw.land(connect(), lake, source, ds)
-        metadata = write_table(lake, "raw", source_name, ds, table)
+        metadata = write_table(lake, "raw", source_name, ds, table, pii=pyramid.pyramid_map().actionable.pii)
         return dg.MaterializeResult(metadata=metadata, check_results=[parse_check(table)])
 
     return _asset
