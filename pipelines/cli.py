@@ -9,17 +9,22 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from assets.lake import PROJECT_ROOT, Lake
-from assets.pyramid_map import SOURCE_NAMES, MapError, default_map_path, load_map
+from assets.pyramid_map import SOURCE_NAMES, MapError, PyramidMap, default_map_path, load_map
 from pipelines.completion import SHELLS, script
 from pipelines.errors import EXIT_DAY_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_failure
 from pipelines.safety import confirm_removal, holds_only_a_sample, landing_folders, write_marker
+
+if TYPE_CHECKING:  # the generator is imported only by the commands that generate
+    from pipelines.sample.generate import GenerationSummary
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _global_options(parser: argparse.ArgumentParser, default) -> None:
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
     """--data-root, --map and --verbose, accepted before or after the subcommand."""
     parser.add_argument("--data-root", type=Path, default=default,
                         help="data root (default: ./data or $PYRAMID_DATA_ROOT)")
@@ -52,7 +57,8 @@ def _global_options(parser: argparse.ArgumentParser, default) -> None:
                         help="print the trace of a failure on the terminal")
 
 
-def _command(commands, name: str, help: str, example: str, handler) -> argparse.ArgumentParser:
+def _command(commands: argparse._SubParsersAction, name: str, help: str, example: str,
+             handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EPILOG}",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(parser, argparse.SUPPRESS)  # after the subcommand too; SUPPRESS keeps a value given before it
@@ -111,7 +117,7 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true", help="replace existing data without asking")
 
 
-def _setup(args) -> tuple[Lake, Path]:
+def _setup(args: argparse.Namespace) -> tuple[Lake, Path]:
     """Point the code location (which reads the environment) at the chosen data root and map."""
     if args.data_root:
         os.environ["PYRAMID_DATA_ROOT"] = str(args.data_root.resolve())
@@ -130,7 +136,7 @@ def _ensure_dagster_home() -> None:
         config.write_text("telemetry:\n  enabled: false\n")
 
 
-def cmd_generate(args) -> int:
+def cmd_generate(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
     pyramid_map = load_map(map_path)
     if not confirm_removal(errors, landing_folders(lake, list(SOURCE_NAMES)), args.yes):
@@ -143,7 +149,7 @@ def cmd_generate(args) -> int:
     return EXIT_OK
 
 
-def _generate(lake: Lake, pyramid_map, args):
+def _generate(lake: Lake, pyramid_map: PyramidMap, args: argparse.Namespace) -> GenerationSummary:
     """Write the seeded sample into the landing folder, with a spinner, and mark it; return its summary."""
     from pipelines.sample.generate import generate_sample
 
@@ -157,7 +163,7 @@ def _generate(lake: Lake, pyramid_map, args):
     return summary
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
     from pipelines.runner import run_days
 
@@ -174,7 +180,7 @@ def cmd_run(args) -> int:
     return failure.exit_code
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
     pyramid_map = load_map(map_path)
     derived = [lake.root / "lake", lake.reports]
@@ -201,7 +207,7 @@ def cmd_demo(args) -> int:
     return failure.exit_code
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     """Reads file metadata and Dagster's SQLite storage: no Dagster import (pipelines/status.py)."""
     from pipelines.status import collect, render
 
@@ -216,12 +222,12 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
-def cmd_completion(args) -> int:
+def cmd_completion(args: argparse.Namespace) -> int:
     print(script(_parser(), args.shell), end="")
     return EXIT_OK
 
 
-def cmd_summary(args) -> int:
+def cmd_summary(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
     from pipelines.summary import print_summary
 
@@ -229,7 +235,7 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
-def cmd_segments(args) -> int:
+def cmd_segments(args: argparse.Namespace) -> int:
     """Reads the lake only: no Dagster instance (unlike _setup) and no Great Expectations import."""
     from pipelines.summary import segments_data, segments_json, segments_report
 
@@ -248,7 +254,7 @@ def cmd_segments(args) -> int:
     return EXIT_OK
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     """Reads the reports folder only: no Dagster, no GX."""
     import webbrowser
 
@@ -265,7 +271,7 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     _, map_path = _setup(args)
     m = load_map(map_path)
     console.print(f"[green]{map_path} is valid[/green]: North Star {m.north_star.id} ({m.north_star.metric}), "
@@ -274,7 +280,7 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
-def cmd_ui(args) -> int:
+def cmd_ui(args: argparse.Namespace) -> int:
     _setup(args)
     console.print(f"Dagster UI on http://127.0.0.1:{args.port} (instance: {os.environ['DAGSTER_HOME']})")
     from pipelines.process_group import run_in_own_group
@@ -282,7 +288,7 @@ def cmd_ui(args) -> int:
     return run_in_own_group([sys.executable, "-m", "dagster", "dev", "-p", str(args.port)], PROJECT_ROOT)
 
 
-def _days_to_run(args, lake: Lake, start: date) -> list[date]:
+def _days_to_run(args: argparse.Namespace, lake: Lake, start: date) -> list[date]:
     if args.date:
         return [args.date]
     first = args.start or start
