@@ -71,3 +71,6 @@ def _report_failure(result: dg.ExecuteInProcessResult, day: date, console: Conso
             error = event.step_failure_data.error
             message = error.cause.message if error and error.cause else (error.message if error else "")
             console.print(f"  step [bold]{event.step_key}[/bold]: {message.strip()}")
+    for evaluation in result.get_asset_check_evaluations():  # a blocking check says why in its description
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR and evaluation.description:
+            console.print(f"  check [bold]{evaluation.check_name}[/bold]: {evaluation.description}")

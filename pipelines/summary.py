@@ -15,6 +15,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console) -> None:
     con = connect()
+    print_erasure_requests(con, lake, console)
     if not lake.partitions("goals", "north_star"):
         console.print("[yellow]no materialized North Star yet: run `pyramid run` first[/yellow]")
         return
@@ -24,6 +25,23 @@ def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console) -> None
     console.print(_segments_table(con, lake, as_of))
     console.print(_goals_table(con, lake, as_of))
     _print_north_star(con, lake, pyramid_map, console)
+
+
+def print_erasure_requests(con, lake: Lake, console: Console) -> None:
+    """Erasure requests that could not be honoured (quarantined), by file and line; one line when none."""
+    if not lake.partitions("actionable", "quarantine_erasure_requests"):
+        return
+    rows = con.sql(
+        f"SELECT _source_file, _source_line, array_to_string(reasons, ', ') FROM read_parquet("
+        f"'{lake.glob('actionable', 'quarantine_erasure_requests')}', hive_partitioning = true) ORDER BY 1, 2"
+    ).fetchall()
+    if not rows:
+        console.print("erasure requests: every request was honoured")
+        return
+    console.print(f"[red]erasure requests: {len(rows)} cannot be honoured[/red] "
+                  "(actionable/quarantine_erasure_requests; correct them at the source and re-run their day):")
+    for source_file, line, reasons in rows[:20]:
+        console.print(f"  {source_file}:{line} ({reasons})")
 
 
 def _count(con, lake: Lake, layer: str, table: str, where: str = "") -> int:
