@@ -548,12 +548,14 @@ def clean_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> CleanResult
     return result.assert_balanced("erasure_requests")
 
 
-def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None) -> pa.Table:
+def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None,
+                    day: CleanResult | None = None) -> pa.Table:
     """Every user who asked to be erased up to this partition: `previous` plus the day's requests,
-    one row per user with the earliest requested_at (NULL only if no readable timestamp ever came)."""
+    one row per user with the earliest requested_at (NULL only if no readable timestamp ever came).
+    `day`: the day's `clean_erasures(con, raw)` when the caller has it already."""
     schema = SCHEMAS["erased_users"]
     con.register("_erased_previous", _conformed(previous, schema))
-    con.register("_erased_today", clean_erasures(con, raw).table)
+    con.register("_erased_today", (day if day is not None else clean_erasures(con, raw)).table)
     try:
         return con.sql("""
             SELECT user_id, min(requested_at) AS requested_at
@@ -563,3 +565,9 @@ def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.
     finally:
         con.unregister("_erased_previous")
         con.unregister("_erased_today")
+
+
+def erasure_request_problems(quarantine: pa.Table, limit: int = 10) -> list[str]:
+    """The first `limit` quarantined erasure requests as `file:line (reasons)`: where to look, no user id."""
+    rows = quarantine.select(["_source_file", "_source_line", "reasons"]).slice(0, limit).to_pylist()
+    return [f"{r['_source_file']}:{r['_source_line']} ({', '.join(r['reasons'])})" for r in rows]

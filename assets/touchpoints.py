@@ -2,7 +2,11 @@
 
 Order of the rules (docs/contracts.md, `exports`):
 
-1. Candidates: every treatment user of every campaign, on every touchpoint the campaign lists.
+1. Candidates: every treatment user of every campaign, on every touchpoint the campaign lists, less
+   the unreachable (`Reach`, assets/suppression.py): a user suppressed on the touchpoint's channel (or
+   on every channel), and on a marketing channel a user without marketing consent. An unreachable
+   touchpoint is skipped: it takes no place in the campaign's order below and uses none of its cap.
+   (Personalization consent gated the segments already: only consenting users are members.)
 2. Frequency cap, per campaign and user: `max` exports in `per_days` days, counted across all the
    campaign's touchpoints. The exports already made on the previous `per_days - 1` days (from
    `previous_exports`, by `as_of`) are subtracted; what is left goes to the campaign's touchpoints in
@@ -26,12 +30,14 @@ touchpoint is ok when that worst case is within its `freshness_hours`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
 import pyarrow as pa
 
 from assets.pyramid_map import Campaign, Touchpoint
+from assets.suppression import ALL_CHANNELS
 
 EXPORT_SCHEMA = pa.schema([
     ("as_of", pa.date32()),
@@ -44,14 +50,26 @@ EXPORT_SCHEMA = pa.schema([
 DEFAULT_RUN_ALLOWANCE_HOURS = 4.0  # the nightly run starts at 03:00 UTC and is given an hour to land
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Who may be reached: `suppressions` (user_id, channel; channel `*` is every channel), the marketing
+    consent snapshot (user_id, consent_marketing) and the channels that need marketing consent."""
+
+    suppressions: pa.Table
+    marketing_consent: pa.Table
+    marketing_channels: tuple[str, ...] = ()
+
+
 def touchpoint_exports(
     audiences: pa.Table,
     campaigns: Sequence[Campaign],
     touchpoints: Sequence[Touchpoint],
     previous_exports: pa.Table | None,
     as_of: date,
+    reach: Reach | None = None,
 ) -> dict[str, pa.Table]:
-    """One export table per touchpoint of the map (empty where nobody is reached), sorted by user."""
+    """One export table per touchpoint of the map (empty where nobody is reached), sorted by user.
+    `reach` None: nobody is suppressed and no channel needs marketing consent."""
     plan = _campaign_plan(campaigns, touchpoints)
     treated = (
         pl.from_arrow(audiences.select(["campaign_id", "user_id", "arm", "priority"]))
@@ -59,8 +77,9 @@ def touchpoint_exports(
         .select("campaign_id", "user_id", pl.col("priority").cast(pl.Int64))
         .unique()
     )
+    candidates = _reachable(treated.join(plan, on="campaign_id", how="inner"), reach)
     capped = (
-        treated.join(plan, on="campaign_id", how="inner")
+        candidates
         .join(_already_sent(previous_exports, plan, as_of), on=["campaign_id", "user_id"], how="left")
         .filter(pl.col("touchpoint_order") < pl.col("cap_max") - pl.col("already_sent").fill_null(0))
     )
@@ -106,6 +125,26 @@ def _campaign_plan(campaigns: Sequence[Campaign], touchpoints: Sequence[Touchpoi
     schema = {"campaign_id": pl.String, "touchpoint_id": pl.String, "channel": pl.String,
               "touchpoint_order": pl.Int64, "cap_max": pl.Int64, "cap_days": pl.Int64}
     return pl.DataFrame(rows, schema=schema)
+
+
+def _reachable(candidates: pl.DataFrame, reach: Reach | None) -> pl.DataFrame:
+    """The candidates `reach` allows, each campaign's touchpoints renumbered per user without the others."""
+    if reach is not None:
+        suppressed = pl.from_arrow(reach.suppressions.select(["user_id", "channel"])).unique()
+        everywhere = suppressed.filter(pl.col("channel") == ALL_CHANNELS).select("user_id")
+        consented = (pl.from_arrow(reach.marketing_consent.select(["user_id", "consent_marketing"]))
+                     .filter(pl.col("consent_marketing").fill_null(False)).select("user_id").unique())
+        needs_consent = pl.col("channel").is_in(list(reach.marketing_channels))
+        candidates = (
+            candidates.join(suppressed, on=["user_id", "channel"], how="anti")
+            .join(everywhere, on="user_id", how="anti")
+            .join(consented.with_columns(_consented=pl.lit(True)), on="user_id", how="left")
+            .filter(~needs_consent | pl.col("_consented").fill_null(False))
+            .drop("_consented")
+        )
+    return candidates.with_columns(
+        touchpoint_order=(pl.col("touchpoint_order").rank("ordinal").over(["campaign_id", "user_id"]) - 1)
+        .cast(pl.Int64))
 
 
 def _already_sent(previous_exports: pa.Table | None, plan: pl.DataFrame, as_of: date) -> pl.DataFrame:

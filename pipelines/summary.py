@@ -30,6 +30,7 @@ def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console, as_json
     if as_json:
         print(json.dumps(data, default=str, indent=1))
         return
+    print_erasure_requests(connect(), lake, console)
     if not data:
         console.print("[yellow]no materialized North Star yet: run `pyramid run` first[/yellow]")
         return
@@ -67,6 +68,23 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
                        "series": star.to_dicts(),
                        "contributions": contributions.sort("goal_id").to_dicts() if contributions.height else []},
     }
+
+
+def print_erasure_requests(con, lake: Lake, console: Console) -> None:
+    """Erasure requests that could not be honoured (quarantined), by file and line; one line when none."""
+    if not lake.partitions("actionable", "quarantine_erasure_requests"):
+        return
+    rows = con.sql(
+        f"SELECT _source_file, _source_line, array_to_string(reasons, ', ') FROM read_parquet("
+        f"'{lake.glob('actionable', 'quarantine_erasure_requests')}', hive_partitioning = true) ORDER BY 1, 2"
+    ).fetchall()
+    if not rows:
+        console.print("erasure requests: every request was honoured")
+        return
+    console.print(f"[red]erasure requests: {len(rows)} cannot be honoured[/red] "
+                  "(actionable/quarantine_erasure_requests; correct them at the source and re-run their day):")
+    for source_file, line, reasons in rows[:20]:
+        console.print(f"  {source_file}:{line} ({reasons})")
 
 
 def _table(title: str, columns: list[str], names: dict[str, list[str]] | None = None,

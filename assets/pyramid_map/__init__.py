@@ -21,8 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 from assets.lake import PROJECT_ROOT
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
-    SOURCE_FORMATS, SOURCE_NAMES, Actionable, Campaign, FrequencyCap, Goal, Metric, NorthStar, PyramidMap, Source,
-    Touchpoint,
+    SOURCE_FORMATS, SOURCE_NAMES, Actionable, Campaign, Consent, FrequencyCap, Goal, Metric, NorthStar, OptOut,
+    PyramidMap, Source, Touchpoint,
 )
 from assets.pyramid_map.segments import (
     LIFECYCLE_STAGES, RFM_GROUPS, SEGMENT_KINDS, SEGMENT_METHODS, LifecycleScoring, RfmScoring, SegmentDefinition,
@@ -31,8 +31,9 @@ from assets.pyramid_map.segments import (
 
 __all__ = [
     "DEFAULT_MAP_PATH", "LIFECYCLE_STAGES", "RFM_GROUPS", "SEGMENT_KINDS", "SEGMENT_METHODS", "SOURCE_FORMATS",
-    "SOURCE_NAMES", "Actionable", "Campaign", "FrequencyCap", "Goal", "LifecycleScoring", "MapError", "Metric",
-    "NorthStar", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source", "Stability", "Touchpoint",
+    "SOURCE_NAMES", "Actionable", "Campaign", "Consent", "FrequencyCap", "Goal", "LifecycleScoring", "MapError",
+    "Metric", "NorthStar", "OptOut", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source",
+    "Stability", "Touchpoint",
     "default_map_path", "load_map",
 ]
 

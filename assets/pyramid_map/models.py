@@ -113,6 +113,22 @@ class Actionable:
 
 
 @dataclass(frozen=True, config=CONFIG)
+class OptOut:
+    """Events of `event_type` opt their user out of the event's channel (assets/suppression.py); "" declares none."""
+
+    event_type: StrictStr = ""
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Consent:
+    """Channel consent: the profiles column of marketing consent, the channels it gates, what an opt-out is."""
+
+    marketing_column: StrictStr = "consent_marketing"
+    marketing_channels: tuple[StrictStr, ...] = ()
+    opt_out: OptOut = OptOut()
+
+
+@dataclass(frozen=True, config=CONFIG)
 class Source:
     name: StrictStr
     path: StrictStr = Field("", validate_default=True)
@@ -184,6 +200,7 @@ class PyramidMap:
     segments: Segments = Field()
     actionable: Actionable = Field()
     sources: Annotated[dict[str, Source], WrapValidator(_every_source)] = Field()
+    consent: Consent = Consent()
 
     def campaign(self, campaign_id: str) -> Campaign:
         return next(c for c in self.campaigns if c.id == campaign_id)

@@ -12,10 +12,12 @@ from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
     daily_activity,
+    erasure_requests,
     lake_table,
     lookback_days,
     partition_day,
     previous_partition,
+    suppression,
     write_table,
 )
 from pipelines.layers.erasure import ERASURE_CHECK, erasure_check, erasure_sets
@@ -138,19 +140,6 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         )
 
     @dg.asset(
-        group_name="actionable", partitions_def=partitions, deps=["raw_erasure_requests"], kinds={"duckdb", "parquet"},
-        metadata=lake_table("actionable", "erased_users"),
-        description="Every user who asked to be erased, up to and including the day.",
-    )
-    def actionable_erased_users(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
-        lake, ds = pyramid.lake(), partition_day(context)
-        con = connect()
-        raw = _read(con, lake, "raw", "erasure_requests", ds)
-        previous = previous_partition(lake, "actionable", "erased_users", ds, start)
-        erased = actionable.update_erasures(con, raw, previous)
-        return _written(lake, "erased_users", ds, erased)
-
-    @dg.asset(
         group_name="actionable", partitions_def=partitions,
         deps=["actionable_erased_users", *(f"{kind}_{source}" for kind in ("actionable", "quarantine")
                                            for source in SUITE_SOURCES)],
@@ -236,11 +225,12 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     return [
         actionable_profiles,
-        actionable_erased_users,
+        erasure_requests.build(partitions, start),
         _clean_asset("events", "event_id", actionable.clean_events),
         _clean_asset("transactions", "txn_id", actionable.clean_transactions),
         erasure_applied,
         user_daily,
         user_features,
         data_quality_docs_asset(partitions),
+        *suppression.build(partitions, pyramid_map),
     ]

@@ -15,15 +15,18 @@ from pipelines.resources import PyramidResource
 FRESHNESS_CHECK = "freshness_met"
 SCHEDULE_INTERVAL_HOURS = 24
 EXPECTED_RUN_HOURS = 1  # the nightly run finishes within an hour of its start on the sample's scale
+REACH_TABLES = ("channel_suppressions", "marketing_consent")  # actionable tables that say who may be reached
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     ids = [t.id for t in pyramid_map.touchpoints]
     specs = [
         dg.AssetSpec(
-            f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"}, deps=["campaign_audiences"],
+            f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"},
+            deps=["campaign_audiences", *REACH_TABLES],
             metadata=lake_table("touchpoints", tp.id),
-            description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
+            description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each; nobody suppressed "
+                        "on the channel or, on a marketing channel, without marketing consent.",
         )
         for tp in pyramid_map.touchpoints
     ]
@@ -41,7 +44,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences = read_partition(connect(), lake.partition_file("campaigns", "audiences", ds))
         previous = previous_exports(lake, pmap, ds)
-        exports = touchpoints.touchpoint_exports(audiences, pmap.campaigns, pmap.touchpoints, previous, ds)
+        exports = touchpoints.touchpoint_exports(audiences, pmap.campaigns, pmap.touchpoints, previous, ds,
+                                                 reach(lake, pmap, ds))
         freshness = {r["touchpoint_id"]: r for r in touchpoints.freshness_report(
             pmap.touchpoints, SCHEDULE_INTERVAL_HOURS, run_allowance_hours=run_allowance_hours(pmap))}
         for tp_id in ids:
@@ -57,6 +61,13 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             )
 
     return [touchpoint_exports]
+
+
+def reach(lake: Lake, pyramid_map: PyramidMap, ds: date) -> touchpoints.Reach:
+    """Who may be reached on the day: its suppressions, marketing consents and the map's marketing channels."""
+    con = connect()
+    suppressions, consent = (read_partition(con, lake.partition_file("actionable", t, ds)) for t in REACH_TABLES)
+    return touchpoints.Reach(suppressions, consent, tuple(pyramid_map.consent.marketing_channels))
 
 
 def run_allowance_hours(pyramid_map: PyramidMap) -> float:
