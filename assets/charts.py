@@ -12,12 +12,17 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Series = Sequence[tuple[object, float | None]]
 WIDTH, HEIGHT = 6.4, 2.6
@@ -69,7 +74,7 @@ def bar_chart(values: Mapping[str, float], title: str, ylabel: str = "", thresho
         return _finish(fig, ax, title, "", False, legend=bool(threshold_label), xlabel=ylabel)
 
 
-def _day_axis(ax, xs: list) -> None:
+def _day_axis(ax: Axes, xs: list) -> None:
     """Whole days on the x axis, at most about eight ticks."""
     if not xs or not isinstance(xs[0], date):
         return
@@ -82,7 +87,7 @@ def _xy(points: Series) -> tuple[list, list]:
     return [p[0] for p in points], [float("nan") if p[1] is None else p[1] for p in points]
 
 
-def _finish(fig, ax, title: str, ylabel: str, percent: bool, legend: bool, xlabel: str = "") -> str:
+def _finish(fig: Figure, ax: Axes, title: str, ylabel: str, percent: bool, legend: bool, xlabel: str = "") -> str:
     ax.set_title(title, loc="left", fontsize=9)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)

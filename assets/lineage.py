@@ -7,9 +7,12 @@ Not data quality: the validation decides which columns are withheld; this module
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from assets import features
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from assets.pyramid_map import PyramidMap
 
 
 def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
@@ -90,7 +93,7 @@ def expression_columns(text: str) -> set[str]:
     return {node.name for node in sqlglot.parse_one(text, dialect="duckdb").find_all(exp.Column)}
 
 
-def blocked_by(pyramid_map, withheld: Iterable[tuple]) -> Blocked:
+def blocked_by(pyramid_map: PyramidMap, withheld: Iterable[tuple]) -> Blocked:
     """The segments, campaigns, goals and metrics that need a withheld column.
 
     `withheld`: (source, column) or (source, column, expectation). A segment is blocked when its rule

@@ -160,7 +160,7 @@ def _today_goals(card: Scorecard) -> pl.DataFrame:
     return card.goals.filter((pl.col("ds") == card.as_of) & (pl.col("kind") == "goal"))
 
 
-def _float(value) -> float:
+def _float(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
@@ -205,7 +205,7 @@ def render(card: Scorecard) -> str:
             f"<style>{CSS}</style></head><body>\n<h1>{_e(title)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
 
 
-def _e(value) -> str:
+def _e(value: object) -> str:
     return html.escape(str(value))
 
 
@@ -219,15 +219,15 @@ def _figure(name: str, svg: str) -> str:
     return f"<figure class=\"chart\" data-chart=\"{_e(name)}\">{svg}</figure>"
 
 
-def _pct(value) -> str:
+def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-def _signed(value) -> str:
+def _signed(value: float | None) -> str:
     return "—" if value is None else f"{value:+.1%}"
 
 
-def _status(status) -> str:
+def _status(status: str) -> str:
     return f"<span class=\"{STATUS_CLASS.get(status, '')}\">{_e(status)}</span>"
 
 
@@ -279,11 +279,11 @@ def _targeted(card: Scorecard) -> list[str]:
     return list(dict.fromkeys(s for c in card.campaigns for s in c["segments"].split(", ")))
 
 
-def _int(value) -> str:
+def _int(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def _churn(value, limit: float) -> str:
+def _churn(value: float | None, limit: float) -> str:
     if value is None:
         return "—"
     return f"<span class=\"{'bad' if value > limit else 'ok'}\">{value:.0%}</span>"
@@ -345,7 +345,7 @@ def _lift_range(band: list[tuple], lines: dict[str, float]) -> tuple[float, floa
     return low - pad, high + pad
 
 
-def _srm(ok, p_value) -> str:
+def _srm(ok: bool | None, p_value: float | None) -> str:
     if ok is None:
         return "<span class=\"muted\">not measured</span>"
     p = "" if p_value is None else f" (p = {p_value:.3g})"

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; dagster is slow to import
+    import dagster as dg
+    from dagster_shared.error import SerializableErrorInfo
 
 EXIT_OK, EXIT_DAY_FAILED, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
 BLOCKED_CHECK = "DagsterAssetCheckFailedError"
@@ -58,7 +63,7 @@ class Failure:
         return EXPECTED.get(self.cls_name, default).format(day=self.day)
 
 
-def step_failures(result, day: date) -> list[Failure]:
+def step_failures(result: dg.ExecuteInProcessResult, day: date) -> list[Failure]:
     """Every failed step of an `ExecuteInProcessResult`, in the order they failed."""
     failures = [event for event in result.all_events if event.is_step_failure]
     found = [_failure(event.step_key, event.step_failure_data.error, day) for event in failures]
@@ -69,7 +74,7 @@ def step_failures(result, day: date) -> list[Failure]:
             for f in found]
 
 
-def _failure(step: str | None, error, day: date) -> Failure:
+def _failure(step: str | None, error: SerializableErrorInfo | None, day: date) -> Failure:
     root = error
     while root is not None and root.cause is not None and root.cls_name != BLOCKED_CHECK:
         root = root.cause

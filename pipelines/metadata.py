@@ -93,13 +93,13 @@ def _top_values(column: pa.ChunkedArray, distinct: int | None) -> str:
     return ", ".join(f"{_text(c['values'])}: {c['counts']:,}" for c in counts[:TOP_VALUES])
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if value is None:
         return ""
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def _cell(value, limit: int = 40) -> str:
+def _cell(value: object, limit: int = 40) -> str:
     text = "" if value is None else str(value)
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= limit else text[:limit - 3] + "..."

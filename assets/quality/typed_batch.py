@@ -20,6 +20,7 @@ it: the caller gives such a row its one reason, `unparseable_row`, as the action
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -120,7 +121,7 @@ def flag_sql(expr: str) -> str:
     return f"lower({text_sql(expr)})"
 
 
-def column_sql(source: str, expr_of) -> dict[str, str]:
+def column_sql(source: str, expr_of: Callable[[str], str]) -> dict[str, str]:
     """The one typing of a source: output column -> SQL, where `expr_of(column)` is the SQL of the raw
     VARCHAR of a canonical column. Used for validation (`typed_frame`) and by the actionable layer,
     which builds its stored types (INTEGER year, BOOLEAN consent) on these values."""

@@ -150,13 +150,13 @@ class _Sessions:
         offset = (rng.random(len(session)) * self.duration[session]).astype(np.int64) + 1
         return np.minimum(self.start[session] + offset, DAY_US - 1)
 
-    def starts(self, rng, rates, vocab: Vocab) -> dict:
+    def starts(self, rng: np.random.Generator, rates: dict[str, np.ndarray], vocab: Vocab) -> dict:
         first_kind = rng.random(self.count) < np.where(self.app, rates["p_ios"][self.user], 0.7)
         # ios android desktop mobile_web
         device = vocab.prop("device", DEVICES[0]) + np.where(self.app, 0, 2) + ~first_kind
         return _event_rows(vocab, self.user, "session_start", self.start, self.ids, 1 - self.app, prop=device)
 
-    def views(self, rng, rates, vocab: Vocab) -> dict:
+    def views(self, rng: np.random.Generator, rates: dict[str, np.ndarray], vocab: Vocab) -> dict:
         per_session = 1 + rng.poisson(rates["lam_views"][self.user])
         session = np.repeat(np.arange(self.count), per_session)
         app = self.app[session]
@@ -166,7 +166,9 @@ class _Sessions:
         t = self.time_in(rng, session)
         return _event_rows(vocab, self.user[session], event_type, t, self.ids[session], 1 - app, prop=prop)
 
-    def actions(self, rng, per_actor: np.ndarray, event_type: str, vocab: Vocab, props: np.ndarray | int) -> dict:
+    def actions(
+        self, rng: np.random.Generator, per_actor: np.ndarray, event_type: str, vocab: Vocab, props: np.ndarray | int
+    ) -> dict:
         """`per_actor[i]` events of one type for actor i, each in a random session of theirs."""
         session = self.pick(rng, np.repeat(np.arange(len(self.actors)), per_actor))
         if isinstance(props, np.ndarray):
@@ -202,13 +204,26 @@ def _unsubscribes(rng: np.random.Generator, vocab: Vocab, ci: int, users: np.nda
     return _campaign_rows(vocab, users[hit], "unsubscribe", t, ci, touchpoint)
 
 
-def _campaign_rows(vocab: Vocab, user, event_type: str, t, ci: int, touchpoint) -> dict:
+def _campaign_rows(
+    vocab: Vocab, user: np.ndarray, event_type: str, t: np.ndarray, ci: int, touchpoint: np.ndarray
+) -> dict:
     """Campaign events come from the messaging system: no session, the touchpoint's channel."""
     channel = vocab.touchpoint_channel[touchpoint]
     return _event_rows(vocab, user, event_type, t, -1, channel, campaign=ci, touchpoint=touchpoint)
 
 
-def _event_rows(vocab: Vocab, user, event_type, t, session, channel, *, campaign=-1, touchpoint=-1, prop=-1) -> dict:
+def _event_rows(
+    vocab: Vocab,
+    user: np.ndarray,
+    event_type: str | np.ndarray,
+    t: np.ndarray,
+    session: np.ndarray | int,
+    channel: np.ndarray,
+    *,
+    campaign: int = -1,
+    touchpoint: np.ndarray | int = -1,
+    prop: np.ndarray | int = -1,
+) -> dict:
     n = len(user)
     if isinstance(event_type, str):
         event_type = EVENT_TYPES.index(event_type)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -37,6 +39,16 @@ TRANSACTION_COLUMNS = (
 ERASURE_COLUMNS = ("user_id", "requested_at")
 
 
+class Renderer(Protocol):
+    """Turns one day's rows into a frame and writes it as a landing file with the given extension."""
+
+    extension: str
+
+    def render(self, rows: dict[str, np.ndarray]) -> pl.DataFrame: ...
+
+    def write(self, frame: pl.DataFrame, path: Path) -> None: ...
+
+
 class Writer:
     """Writes each source's rows day by day, timing the text rendering apart from the rest."""
 
@@ -46,7 +58,7 @@ class Writer:
         self.rows_by_day: dict[str, dict[str, int]] = {}
         self.render_seconds = 0.0
 
-    def write(self, source: str, rows: dict[str, np.ndarray], renderer) -> None:
+    def write(self, source: str, rows: dict[str, np.ndarray], renderer: Renderer) -> None:
         bounds = np.searchsorted(rows["land"], np.arange(self.spec.days + 1))
         self.rows_by_day[source] = {}
         for day in range(self.spec.days):
@@ -161,7 +173,7 @@ class ErasureRenderer(_CsvRenderer):
         })
 
 
-def _fragments(key: str, values) -> pl.Series:
+def _fragments(key: str, values: Sequence[str]) -> pl.Series:
     """Enum of `"key":"value"` texts, one per value, then `"key":null` (code len(values))."""
     texts = [f'"{key}":{_json_text(v)}' for v in values] + [f'"{key}":null']
     return pl.Series(key, texts, dtype=pl.Enum(texts))
@@ -200,7 +212,7 @@ def _json_text(value: str) -> str:
     return text
 
 
-def _enum(categories, codes: np.ndarray) -> pl.Series:
+def _enum(categories: Sequence[str], codes: np.ndarray) -> pl.Series:
     """Categorical column from integer codes; a negative code is null."""
     series = pl.Series(list(categories), dtype=pl.Enum(list(categories)))
     return series.gather(pl.Series(codes).set(pl.Series(codes < 0), None))

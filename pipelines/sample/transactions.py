@@ -36,7 +36,9 @@ def generate_transactions(spec: Spec, pop: Population) -> dict[str, np.ndarray]:
     return in_arrival_order(concat(parts))
 
 
-def _typed_transactions(rng: np.random.Generator, pop: Population, users, day_start: int, txn_type: str) -> dict:
+def _typed_transactions(
+    rng: np.random.Generator, pop: Population, users: np.ndarray, day_start: int, txn_type: str
+) -> dict:
     """Completed rows on days drawn with the (treated) day probability; pending/failed rows beside them."""
     base = pop.rates[txn_type][users]
     has_day = rng.random(len(users)) < pop.rates.get(f"{txn_type}_treated", pop.rates[txn_type])[users]
@@ -50,14 +52,24 @@ def _typed_transactions(rng: np.random.Generator, pop: Population, users, day_st
     return _txn_rows(rng, pop, who, txn_type, t, status)
 
 
-def _salaries(rng: np.random.Generator, pop: Population, users, day_start: int, day_of_month: int) -> dict:
+def _salaries(rng: np.random.Generator, pop: Population, users: np.ndarray, day_start: int, day_of_month: int) -> dict:
     paid = users[pop.rates["payday"][users] == day_of_month]
     t = day_start + time_of_day(rng, len(paid), earliest(pop, paid, day_start))
     income = pop.rates["income"][paid]
     return _txn_rows(rng, pop, paid, "transfer_in", t, np.zeros(len(paid)), scale=income, spread=0.05)
 
 
-def _txn_rows(rng, pop: Population, who, txn_type: str, t, status, *, scale=None, spread=0.6) -> dict:
+def _txn_rows(
+    rng: np.random.Generator,
+    pop: Population,
+    who: np.ndarray,
+    txn_type: str,
+    t: np.ndarray,
+    status: np.ndarray,
+    *,
+    scale: np.ndarray | None = None,
+    spread: float = 0.6,
+) -> dict:
     n = len(who)
     scale = pop.rates[f"scale_{txn_type}"][who] if scale is None else scale
     if txn_type == "card_payment":
