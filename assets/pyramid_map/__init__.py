@@ -22,7 +22,7 @@ from assets.lake import PROJECT_ROOT
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
     SOURCE_FORMATS, SOURCE_NAMES, Actionable, Campaign, FrequencyCap, Goal, Metric, NorthStar, PyramidMap, Source,
-    Touchpoint,
+    Touchpoint, Volume,
 )
 from assets.pyramid_map.segments import (
     LIFECYCLE_STAGES, RFM_GROUPS, SEGMENT_KINDS, SEGMENT_METHODS, LifecycleScoring, RfmScoring, SegmentDefinition,
@@ -33,7 +33,7 @@ __all__ = [
     "DEFAULT_MAP_PATH", "LIFECYCLE_STAGES", "RFM_GROUPS", "SEGMENT_KINDS", "SEGMENT_METHODS", "SOURCE_FORMATS",
     "SOURCE_NAMES", "Actionable", "Campaign", "FrequencyCap", "Goal", "LifecycleScoring", "MapError", "Metric",
     "NorthStar", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source", "Touchpoint",
-    "default_map_path", "load_map",
+    "Volume", "default_map_path", "load_map",
 ]
 
 DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"
