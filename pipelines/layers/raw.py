@@ -56,8 +56,8 @@ def late_check(lake: Lake, source: Source, ds: date) -> dg.AssetCheckResult:
 
 def landed_in_run(context: dg.AssetExecutionContext, pyramid_map: PyramidMap) -> list[Source]:
     """The sources whose raw asset this run materializes (all of them in the nightly job)."""
-    selected = context.run.asset_selection
-    return [s for s in pyramid_map.sources.values() if selected is None or dg.AssetKey(f"raw_{s.name}") in selected]
+    selected = context.run.asset_selection  # None or empty: the whole job
+    return [s for s in pyramid_map.sources.values() if not selected or dg.AssetKey(f"raw_{s.name}") in selected]
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
