@@ -1,6 +1,7 @@
 """Raw data: each source's landing files for a day, as they came, in the lake; the day stops when a
 required source has no file, and each source's volume and late files are checked."""
 
+import math
 from datetime import date
 
 import dagster as dg
@@ -38,7 +39,9 @@ def volume_check(lake: Lake, source: Source, ds: date, rows: int) -> dg.AssetChe
     metadata = {"rows": rows, "previous_landed_days": verdict.history_days, "tolerance": volume.tolerance,
                 "action": volume.action}
     if verdict.median is not None:
-        metadata.update(trailing_median=verdict.median, deviation=verdict.deviation)
+        metadata["trailing_median"] = verdict.median
+    if verdict.deviation is not None and math.isfinite(verdict.deviation):
+        metadata["deviation"] = verdict.deviation
     return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=verdict.passed, severity=severity,
                                metadata=metadata, description=verdict.describe(volume))
 
