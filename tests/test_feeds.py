@@ -190,7 +190,7 @@ def test_rematerializing_a_day_marks_later_days_stale(run):
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
     from dagster._core.loader import LoadingContextForTest
 
-    days = run.days[:5]
+    days = run.days[:4]  # test_end_to_end re-runs the 4th and the last day: later days' status depends on order
     assert run.job.execute_in_process(partition_key=days[1].isoformat(), instance=run.instance,
                                       run_config=QUIET).success
     graph = build_definitions(run.pyramid_map, PyramidResource(data_root=str(run.lake.root))).resolve_asset_graph()
@@ -202,10 +202,10 @@ def test_rematerializing_a_day_marks_later_days_stale(run):
         return [n + 1 for n, value in enumerate(statuses) if value == "STALE"]
 
     assert stale("user_daily") == []  # same-day inputs only
-    assert stale("user_features") == [3, 4, 5]  # user_daily over 90 days
+    assert stale("user_features") == [3, 4]  # user_daily over 90 days
     assert stale("segment_summary") == [3]  # compares with the day before
-    assert stale("goal_user_outcomes") == [3, 4, 5]  # yesterday's audiences, 7 days of activity
-    assert stale("touchpoint_weekly_email") == [3, 4, 5]  # frequency caps count the exports of 6 days
+    assert stale("goal_user_outcomes") == [3, 4]  # yesterday's audiences, 7 days of activity
+    assert stale("touchpoint_weekly_email") == [3, 4]  # frequency caps count the exports of 6 days
     causes = resolver.get_stale_causes(dg.AssetKey("user_features"), days[3].isoformat())
     assert {(c.dependency.asset_key.to_user_string(), c.dependency.partition_key) for c in causes} == {
         ("user_daily", days[1].isoformat())}
