@@ -20,12 +20,13 @@ EXPECTED_RUN_HOURS = 1  # the nightly run finishes within an hour of its start o
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     ids = [t.id for t in pyramid_map.touchpoints]
-    # each export counts every touchpoint's exports of the days a frequency cap still covers
-    capped = [dep for tp_id in ids for dep in earlier_days(f"touchpoint_{tp_id}", longest_cap_days(pyramid_map) - 1)]
+    # The caps count every touchpoint's exports of the days a frequency cap still covers. Each export declares
+    # only its own earlier days: the exports are one step, and deps between them would be a cycle to Dagster.
+    capped_days = longest_cap_days(pyramid_map) - 1
     specs = [
         dg.AssetSpec(
             f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"},
-            deps=["campaign_audiences", *capped],
+            deps=["campaign_audiences", *earlier_days(f"touchpoint_{tp.id}", capped_days)],
             metadata=lake_table("touchpoints", tp.id),
             description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each.",
         )
