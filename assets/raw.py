@@ -17,12 +17,19 @@ or a file that cannot be read, raises `LandingError` naming the file and what wa
 JSONL files are split into lines with numpy (exact line numbers, any line length) and parsed by DuckDB
 in one pass per line (`json_extract_string` with a list of paths). CSV files are read by DuckDB's
 reader with explicit dialect and columns; refused rows come from its rejects table.
+
+Before a day is landed, `require_feeds` stops it when a source the map declares `required` has no
+file for the day (`MissingFeedError`, naming the sources and the day). Beside each raw partition a
+manifest (`_landing_manifest.json`) records the landing files it was made from, with their sizes and
+modification times, so that a file landing later for that day is noticed (assets/feeds.py).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import json
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -30,7 +37,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from assets.lake import Lake
+from assets.lake import Lake, atomic_path
 from assets.pyramid_map import Source
 
 CANONICAL_COLUMNS: dict[str, list[str]] = {
@@ -49,10 +56,15 @@ CANONICAL_COLUMNS: dict[str, list[str]] = {
 }
 LINEAGE_COLUMNS = ["_source_file", "_source_line", "_raw_text"]
 UTF8_BOM = b"\xef\xbb\xbf"
+MANIFEST_NAME = "_landing_manifest.json"
 
 
 class LandingError(RuntimeError):
     """A landing file that cannot be landed; the message names the file and what was expected."""
+
+
+class MissingFeedError(LandingError):
+    """A source that must land every day has no file for the day; nothing is written for that day."""
 
 
 def raw_schema(source_name: str) -> pa.Schema:
@@ -68,11 +80,55 @@ def landing_files(lake: Lake, source: Source, ds: date) -> list[Path]:
     return [Path(p) for p in sorted(glob.glob(pattern))]
 
 
-def land(con: duckdb.DuckDBPyConnection, lake: Lake, source: Source, ds: date) -> pa.Table:
-    """Every record of the source's landing files for `ds`, as VARCHAR, with its file and line."""
+def require_feeds(lake: Lake, sources: Iterable[Source], ds: date) -> None:
+    """Raise MissingFeedError when a required source has no landing file for `ds`."""
+    missing = [s for s in sources if s.required and not landing_files(lake, s, ds)]
+    if missing:
+        expected = "; ".join(f"{s.name} (expected {s.path.format(ds=ds.isoformat())} under {lake.root})"
+                             for s in missing)
+        raise MissingFeedError(
+            f"landing day {ds} is incomplete: no file for required source {expected}. Nothing was written for "
+            f"{ds}. Land the file, then re-run the day and the days after it (`pyramid run --start {ds}`); "
+            "or declare the source `required: false` in the map if it may skip a day."
+        )
+
+
+def landing_manifest(lake: Lake, files: Iterable[Path]) -> list[dict]:
+    """Each landing file (path relative to the data root) with its size and modification time."""
+    manifest = []
+    for path in files:
+        stat = path.stat()
+        manifest.append({"file": _relative(path, lake), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return sorted(manifest, key=lambda entry: entry["file"])
+
+
+def manifest_path(lake: Lake, source_name: str, ds: date) -> Path:
+    return lake.partition_file("raw", source_name, ds).with_name(MANIFEST_NAME)
+
+
+def write_manifest(lake: Lake, source_name: str, ds: date, manifest: list[dict]) -> Path:
+    """Record, beside the raw partition, the landing files it was made from (atomically)."""
+    path = manifest_path(lake, source_name, ds)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"files": manifest}, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(lake: Lake, source_name: str, ds: date) -> list[dict] | None:
+    """The recorded landing files of a raw partition; None when it has no manifest."""
+    path = manifest_path(lake, source_name, ds)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["files"]
+
+
+def land(con: duckdb.DuckDBPyConnection, lake: Lake, source: Source, ds: date,
+         files: list[Path] | None = None) -> pa.Table:
+    """Every record of the source's landing files for `ds` (or of `files`), as VARCHAR, with its file and line."""
     schema = raw_schema(source.name)
     reader = _land_jsonl if source.format == "jsonl" else _land_csv
-    tables = [reader(con, path, lake, source).cast(schema) for path in landing_files(lake, source, ds)]
+    paths = landing_files(lake, source, ds) if files is None else files
+    tables = [reader(con, path, lake, source).cast(schema) for path in paths]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

@@ -23,7 +23,7 @@ def daily_partitions(pyramid_map: PyramidMap) -> dg.DailyPartitionsDefinition:
 def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     partitions = daily_partitions(pyramid_map)
     tables = [
-        *raw.build(partitions),
+        *raw.build(partitions, pyramid_map),
         *actionable.build(partitions, pyramid_map),
         *segments.build(partitions, pyramid_map),
         *campaigns.build(partitions),

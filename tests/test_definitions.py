@@ -48,6 +48,9 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
             "lake_table": spec.metadata.get(LAKE_TABLE),
             "checks": sorted(({"name": c.name, "blocking": c.blocking} for c in checks), key=lambda c: c["name"]),
         }
+        mapped = {d.asset_key.to_user_string(): _mapping(d.partition_mapping) for d in spec.deps if d.partition_mapping}
+        if mapped:  # deps on other days than the partition's own (pipelines/layers/order.py)
+            assets[spec.key.to_user_string()]["partition_mappings"] = dict(sorted(mapped.items()))
     jobs = {}
     for unresolved in defs.jobs:
         job = defs.resolve_job_def(unresolved.name)
@@ -59,6 +62,14 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
         schedules[schedule.name] = {"cron": schedule.cron_schedule, "timezone": schedule.execution_timezone,
                                     "job": schedule.job_name}
     return {"assets": dict(sorted(assets.items())), "jobs": jobs, "schedules": schedules}
+
+
+def _mapping(mapping: dg.PartitionMapping) -> str:
+    """A time-window mapping as `days <first>..<last>` relative to the partition day, others as their repr."""
+    if isinstance(mapping, dg.TimeWindowPartitionMapping):
+        missing_ok = ", missing ok" if mapping.allow_nonexistent_upstream_partitions else ""
+        return f"days {mapping.start_offset}..{mapping.end_offset}{missing_ok}"
+    return repr(mapping)
 
 
 def _dump(snapshot: dict) -> str:

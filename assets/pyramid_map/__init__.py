@@ -22,7 +22,7 @@ from assets.lake import PROJECT_ROOT
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
     SOURCE_FORMATS, SOURCE_NAMES, Actionable, Campaign, Consent, FrequencyCap, Goal, Metric, NorthStar, OptOut,
-    PyramidMap, Source, Touchpoint,
+    PyramidMap, Source, Touchpoint, Volume,
 )
 from assets.pyramid_map.segments import (
     LIFECYCLE_STAGES, RFM_GROUPS, SEGMENT_KINDS, SEGMENT_METHODS, LifecycleScoring, RfmScoring, SegmentDefinition,
@@ -33,8 +33,7 @@ __all__ = [
     "DEFAULT_MAP_PATH", "LIFECYCLE_STAGES", "RFM_GROUPS", "SEGMENT_KINDS", "SEGMENT_METHODS", "SOURCE_FORMATS",
     "SOURCE_NAMES", "Actionable", "Campaign", "Consent", "FrequencyCap", "Goal", "LifecycleScoring", "MapError",
     "Metric", "NorthStar", "OptOut", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source",
-    "Stability", "Touchpoint",
-    "default_map_path", "load_map",
+    "Stability", "Touchpoint", "Volume", "default_map_path", "load_map",
 ]
 
 DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"

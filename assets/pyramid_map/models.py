@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
-    AliasPath, BeforeValidator, Field, StrictInt, StrictStr, ValidatorFunctionWrapHandler, WrapValidator,
+    AliasPath, BeforeValidator, Field, StrictBool, StrictInt, StrictStr, ValidatorFunctionWrapHandler, WrapValidator,
     field_validator, model_validator,
 )
 from pydantic.dataclasses import dataclass
@@ -112,6 +112,25 @@ class Actionable:
     currencies: tuple[StrictStr, ...] = Field()
 
 
+VolumeAction = Literal["warn", "block"]
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Volume:
+    """`sources.<name>.volume`: the day's landed rows against the median of the previous landed days."""
+
+    tolerance: Float = 0.5  # the largest accepted |rows - median| / median
+    action: VolumeAction = "warn"  # block: a failed check stops the day's downstream assets
+    window_days: StrictInt = 7  # how many previous landed days the median is taken over
+    min_days: StrictInt = 3  # fewer previous landed days than this: not judged yet
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Volume:
+        if self.tolerance <= 0 or self.window_days < 1 or self.min_days < 1 or self.min_days > self.window_days:
+            raise ValueError("tolerance must be above 0 and 1 <= min_days <= window_days")
+        return self
+
+
 @dataclass(frozen=True, config=CONFIG)
 class OptOut:
     """Events of `event_type` opt their user out of the event's channel (assets/suppression.py); "" declares none."""
@@ -134,6 +153,9 @@ class Source:
     path: StrictStr = Field("", validate_default=True)
     format: SourceFormat = "csv"
     columns: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # feeds (README "Missing and late feeds"); kept out of the repr, which names where and how a source lands
+    required: StrictBool = Field(True, repr=False)  # a day without a file for the source is not processed
+    volume: Volume | None = Field(None, repr=False)  # None: no volume check
 
     @field_validator("path")
     @classmethod

@@ -21,6 +21,7 @@ from pipelines.layers import (
     write_table,
 )
 from pipelines.layers.erasure import ERASURE_CHECK, erasure_check, erasure_sets
+from pipelines.layers.order import earlier_days, previous_day, trailing_days
 from pipelines.layers.quality import (
     COLUMN_STATUS_ASSETS,
     INPUTS_CHECK,
@@ -60,10 +61,12 @@ def _accounting_spec(asset_name: str) -> dg.AssetCheckSpec:
 
 # --- a cleaned source: its actionable rows, its quarantine and its column status --------------------
 
-def _cleaned_specs(name: str, deps: list[str], description: str) -> list[dg.AssetSpec]:
-    """The three tables one cleaning of a source writes, each its own asset."""
+def _cleaned_specs(name: str, deps: list[str], description: str,
+                   earlier: list[dg.AssetDep]) -> list[dg.AssetSpec]:
+    """The three tables one cleaning of a source writes, each its own asset; `earlier`: the earlier days
+    of its own table the cleaning reads."""
     return [
-        dg.AssetSpec(f"actionable_{name}", group_name="actionable", deps=deps, kinds={"duckdb", "parquet"},
+        dg.AssetSpec(f"actionable_{name}", group_name="actionable", deps=[*deps, *earlier], kinds={"duckdb", "parquet"},
                      description=description, metadata=lake_table("actionable", name)),
         dg.AssetSpec(f"quarantine_{name}", group_name="actionable", deps=deps, kinds={"duckdb", "parquet"},
                      metadata=lake_table("actionable", f"quarantine_{name}"),
@@ -120,7 +123,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     @dg.multi_asset(
         name="actionable_profiles", partitions_def=partitions, can_subset=False,
         specs=_cleaned_specs("profiles", ["raw_profiles"],
-                             "Profile snapshot as of the day: latest update wins, PII removed, consent known."),
+                             "Profile snapshot as of the day: latest update wins, PII removed, consent known.",
+                             [previous_day("actionable_profiles")]),
         check_specs=_cleaned_check_specs("profiles"),
     )
     def actionable_profiles(
@@ -141,7 +145,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
-        deps=["actionable_erased_users", *(f"{kind}_{source}" for kind in ("actionable", "quarantine")
+        deps=[trailing_days("actionable_erased_users", 2), *(f"{kind}_{source}" for kind in ("actionable", "quarantine")
                                            for source in SUITE_SOURCES)],
         kinds={"duckdb", "parquet"},
         check_specs=[dg.AssetCheckSpec(ERASURE_CHECK, asset="erasure_applied", blocking=True,
@@ -171,7 +175,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             name=f"actionable_{name}", partitions_def=partitions, can_subset=False,
             specs=_cleaned_specs(name, [f"raw_{name}", "actionable_profiles"],
                                  f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
-                                 "refused rows go to quarantine with every reason."),
+                                 "refused rows go to quarantine with every reason.",
+                                 earlier_days(f"actionable_{name}", pyramid_map.actionable.dedup_lookback_days)),
             check_specs=_cleaned_check_specs(name),
         )
         def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
@@ -205,7 +210,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         group_name="actionable", partitions_def=partitions,
-        deps=["user_daily", "actionable_profiles", "actionable_erased_users", "erasure_applied", *COLUMN_STATUS_ASSETS],
+        deps=[trailing_days("user_daily", max(pyramid_map.segments.windows)), "actionable_profiles",
+              "actionable_erased_users", "erasure_applied", *COLUMN_STATUS_ASSETS],
         kinds={"duckdb", "parquet"}, metadata=lake_table("actionable", "user_features"),
         check_specs=[dg.AssetCheckSpec(INPUTS_CHECK, asset="user_features",
                                        description="No segment, campaign or goal needs a column withheld today; "

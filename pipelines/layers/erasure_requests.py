@@ -10,6 +10,7 @@ import pyarrow as pa
 from assets import actionable
 from assets.lake import connect, read_partition
 from pipelines.layers import lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.order import previous_day
 from pipelines.resources import PyramidResource
 
 ERASURE_REQUESTS_CHECK = "erasure_requests_recorded"
@@ -41,7 +42,8 @@ def build(partitions: dg.PartitionsDefinition, start: date) -> dg.AssetsDefiniti
     @dg.multi_asset(
         name="actionable_erased_users", partitions_def=partitions, can_subset=False,
         specs=[
-            dg.AssetSpec("actionable_erased_users", group_name="actionable", deps=["raw_erasure_requests"],
+            dg.AssetSpec("actionable_erased_users", group_name="actionable",
+                         deps=["raw_erasure_requests", previous_day("actionable_erased_users")],
                          kinds={"duckdb", "parquet"}, metadata=lake_table("actionable", "erased_users"),
                          description="Every user who asked to be erased, up to and including the day."),
             dg.AssetSpec(QUARANTINE_TABLE, group_name="actionable", deps=["raw_erasure_requests"],

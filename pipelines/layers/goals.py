@@ -11,6 +11,7 @@ from assets import goals, north_star
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
@@ -22,12 +23,15 @@ USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset o
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     start = pyramid_map.start_date
 
-    measured_from = ["campaign_audiences", "user_daily", *COLUMN_STATUS_ASSETS]
+    # the audiences of the day before (what was sent for the day) and user_daily over the longest metric window
+    activity_days = trailing_days("user_daily", longest_metric_window(pyramid_map))
+    measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
 
     @dg.multi_asset(
         name="goal_metrics", partitions_def=partitions, can_subset=False,
         specs=[
-            dg.AssetSpec(USER_OUTCOMES, group_name="goals", deps=measured_from, kinds={"polars", "parquet"},
+            dg.AssetSpec(USER_OUTCOMES, group_name="goals", deps=[*measured_from, previous_day(USER_OUTCOMES)],
+                         kinds={"polars", "parquet"},
                          metadata=lake_table("goals", USER_OUTCOMES),
                          description="Per goal and exposed user, campaign to date: days measured and success days "
                                      "(each day builds on the day before)."),
@@ -62,7 +66,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         metadata = write_table(lake, "goals", "goal_metrics", ds, table, **status)
         yield dg.MaterializeResult(asset_key="goal_metrics", metadata=metadata, check_results=[check])
 
-    users_from = ["user_daily", "actionable_profiles", "actionable_erased_users"]
+    north_star_window = pyramid_map.metrics[pyramid_map.north_star.metric].window_days
+    users_from = [trailing_days("user_daily", north_star_window), "actionable_profiles", "actionable_erased_users"]
 
     @dg.multi_asset(
         name="north_star_series", partitions_def=partitions, can_subset=False,
@@ -72,7 +77,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                          description=f"The North Star ({pyramid_map.north_star.id}: "
                                      f"{pyramid_map.north_star.description}), one value per day."),
             dg.AssetSpec("north_star_contributions", group_name="goals",
-                         deps=["campaign_audiences", *users_from], kinds={"polars", "parquet"},
+                         deps=[previous_day("campaign_audiences"), *users_from], kinds={"polars", "parquet"},
                          metadata=lake_table("goals", "north_star_contributions"),
                          description="One row per goal: its campaign's North Star metric per arm and its "
                                      "contribution to the North Star."),

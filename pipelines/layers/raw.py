@@ -1,16 +1,22 @@
-"""Raw data: each source's landing files for a day, as they came, in the lake."""
+"""Raw data: each source's landing files for a day, as they came, in the lake; the day stops when a
+required source has no file, and each source's volume and late files are checked."""
+
+import math
+from datetime import date
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets import raw
-from assets.lake import connect
-from assets.pyramid_map import SOURCE_NAMES
+from assets import feeds, raw
+from assets.lake import Lake, connect
+from assets.pyramid_map import SOURCE_NAMES, PyramidMap, Source
 from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 
 PARSE_CHECK = "rows_parseable"
+VOLUME_CHECK = "volume_within_tolerance"
+LATE_CHECK = "no_late_files"
 
 
 def parse_check(table: pa.Table) -> dg.AssetCheckResult:
@@ -25,11 +31,63 @@ def parse_check(table: pa.Table) -> dg.AssetCheckResult:
     )
 
 
-def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [_raw_asset(source, partitions) for source in SOURCE_NAMES]
+def volume_check(lake: Lake, source: Source, ds: date, rows: int) -> dg.AssetCheckResult:
+    """The day's rows against the trailing median; an error (blocking) when the map says `action: block`."""
+    volume = source.volume
+    verdict = feeds.volume_verdict(lake, source.name, ds, rows, volume)
+    severity = dg.AssetCheckSeverity.ERROR if volume.action == "block" else dg.AssetCheckSeverity.WARN
+    metadata = {"rows": rows, "previous_landed_days": verdict.history_days, "tolerance": volume.tolerance,
+                "action": volume.action}
+    if verdict.median is not None:
+        metadata["trailing_median"] = verdict.median
+    if verdict.deviation is not None and math.isfinite(verdict.deviation):
+        metadata["deviation"] = verdict.deviation
+    return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=verdict.passed, severity=severity,
+                               metadata=metadata, description=verdict.describe(volume))
 
 
-def _raw_asset(source_name: str, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def late_check(lake: Lake, source: Source, ds: date) -> dg.AssetCheckResult:
+    """Warn, naming the days to re-run, when landing files arrived or changed for days already processed."""
+    late = feeds.late_files(lake, source, skip=ds)
+    metadata = {"days_to_rerun": ", ".join(str(d) for d in sorted(late)) or "none",
+                "late_files": sum(len(files) for files in late.values())}
+    if late:
+        metadata["rerun_from"] = str(min(late))
+    return dg.AssetCheckResult(check_name=LATE_CHECK, passed=not late, severity=dg.AssetCheckSeverity.WARN,
+                               metadata=metadata, description=feeds.rerun_advice(late))
+
+
+def landed_in_run(context: dg.AssetExecutionContext, pyramid_map: PyramidMap) -> list[Source]:
+    """The sources whose raw asset this run materializes (all of them in the nightly job)."""
+    selected = context.run.asset_selection  # None or empty: the whole job
+    return [s for s in pyramid_map.sources.values() if not selected or dg.AssetKey(f"raw_{s.name}") in selected]
+
+
+def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
+    return [_raw_asset(pyramid_map.sources[source], partitions) for source in SOURCE_NAMES]
+
+
+def _check_specs(source: Source) -> list[dg.AssetCheckSpec]:
+    asset = f"raw_{source.name}"
+    specs = [
+        dg.AssetCheckSpec(PARSE_CHECK, asset=asset,
+                          description="Every landed line parses as a row of the source's format; "
+                                      "those that do not are kept and quarantined as unparseable_row."),
+        dg.AssetCheckSpec(LATE_CHECK, asset=asset,
+                          description="No landing file arrived or changed for a day already processed; "
+                                      "otherwise names the days to re-run."),
+    ]
+    if source.volume is not None:
+        specs.append(dg.AssetCheckSpec(
+            VOLUME_CHECK, asset=asset, blocking=source.volume.action == "block",
+            description=f"The day's rows are within ±{source.volume.tolerance:.0%} of the median of the previous "
+                        f"{source.volume.window_days} landed days ({source.volume.action} beyond)."))
+    return specs
+
+
+def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    source_name = source.name
+
     @dg.asset(
         name=f"raw_{source_name}",
         group_name="raw",
@@ -37,15 +95,21 @@ def _raw_asset(source_name: str, partitions: dg.PartitionsDefinition) -> dg.Asse
         kinds={"duckdb", "parquet"},
         metadata=lake_table("raw", source_name),
         description=f"The {source_name} landing files of the day, every row as it came, with its file and line.",
-        check_specs=[dg.AssetCheckSpec(PARSE_CHECK, asset=f"raw_{source_name}",
-                                       description="Every landed line parses as a row of the source's format; "
-                                                   "those that do not are kept and quarantined as unparseable_row.")],
+        check_specs=_check_specs(source),
     )
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
-        lake, ds = pyramid.lake(), partition_day(context)
-        source = pyramid.pyramid_map().sources[source_name]
-        table = raw.land(connect(), lake, source, ds)
-        metadata = write_table(lake, "raw", source_name, ds, table, pii=pyramid.pyramid_map().actionable.pii)
-        return dg.MaterializeResult(metadata=metadata, check_results=[parse_check(table)])
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        source = pmap.sources[source_name]
+        raw.require_feeds(lake, landed_in_run(context, pmap), ds)  # each raw step stops: nothing of the day is written
+        files = raw.landing_files(lake, source, ds)
+        manifest = raw.landing_manifest(lake, files)  # before reading: a file changing meanwhile shows as late
+        table = raw.land(connect(), lake, source, ds, files)
+        metadata = write_table(lake, "raw", source_name, ds, table, landing_files=len(files),
+                                   pii=pmap.actionable.pii)
+        raw.write_manifest(lake, source_name, ds, manifest)
+        checks = [parse_check(table), late_check(lake, source, ds)]
+        if source.volume is not None:
+            checks.append(volume_check(lake, source, ds, table.num_rows))
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _asset

@@ -7,6 +7,7 @@ from assets import segments
 from assets.lake import connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.resources import PyramidResource
 
@@ -23,7 +24,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     start = pyramid_map.start_date
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions, deps=["user_features", *COLUMN_STATUS_ASSETS],
+        group_name="segments", partitions_def=partitions,
+        deps=["user_features", previous_day("segment_membership"), *COLUMN_STATUS_ASSETS],
         kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_membership"),
         description="Which eligible (consented, non-erased) users are in which segment as of the day "
                     "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
@@ -38,7 +40,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_membership", ds, membership))
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions, deps=["segment_membership", "user_features"],
+        group_name="segments", partitions_def=partitions,
+        deps=[trailing_days("segment_membership", 2), "user_features"],
         kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_summary"),
         check_specs=[dg.AssetCheckSpec("segments_usable", asset="segment_summary",
                                        description="Every segment has at least its min_size members."),
@@ -81,7 +84,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_overlap", ds, overlap))
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions, deps=["segment_membership", "user_features", "user_daily"],
+        group_name="segments", partitions_def=partitions,
+        deps=["segment_membership", "user_features", trailing_days("user_daily", longest_baseline_window(pyramid_map))],
         kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_baselines"),
         description="Test segments early: each segment's rate on each goal metric against all eligible users.",
     )
@@ -91,8 +95,13 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
         features = read_partition(con, lake.partition_file("actionable", "user_features", ds))
         metrics = baseline_metrics(pmap)
-        activity = daily_activity(lake, ds, max((m.window_days for m in metrics), default=1), start)
+        activity = daily_activity(lake, ds, longest_baseline_window(pmap), start)
         table = segments.segment_baselines(membership, features, activity, metrics, pmap.segments.definitions, ds)
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_baselines", ds, table))
 
     return [segment_membership, segment_summary, segment_overlap, segment_baselines]
+
+
+def longest_baseline_window(pyramid_map: PyramidMap) -> int:
+    """The most days of user_daily a baseline reads."""
+    return max((m.window_days for m in baseline_metrics(pyramid_map)), default=1)

@@ -10,6 +10,7 @@ from assets import suppression
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.order import previous_day
 from pipelines.resources import PyramidResource
 
 SUPPRESSIONS = "channel_suppressions"
@@ -30,7 +31,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         name=SUPPRESSIONS, group_name="actionable", partitions_def=partitions, kinds={"duckdb", "parquet"},
-        deps=["actionable_events", "erasure_applied"], metadata=lake_table("actionable", SUPPRESSIONS),
+        deps=["actionable_events", "erasure_applied", previous_day(SUPPRESSIONS)],
+        metadata=lake_table("actionable", SUPPRESSIONS),
         description="Who opted out of which channel, and since when (the map's consent.opt_out), cumulative: "
                     "the touchpoint exports of the day and every later day leave them out.",
     )
@@ -47,7 +49,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
     @dg.asset(
         name=MARKETING_CONSENT, group_name="actionable", partitions_def=partitions, kinds={"duckdb", "parquet"},
-        deps=["raw_profiles", "quarantine_profiles", "column_status_profiles", "erasure_applied"],
+        deps=["raw_profiles", "quarantine_profiles", "column_status_profiles", "erasure_applied",
+              previous_day(MARKETING_CONSENT)],
         metadata=lake_table("actionable", MARKETING_CONSENT),
         description="Each known user's marketing consent as of the day (the map's consent.marketing_column), "
                     "which gates the map's consent.marketing_channels.",

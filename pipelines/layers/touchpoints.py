@@ -10,6 +10,7 @@ from assets import touchpoints
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import lake_table, lookback_days, partition_day, write_table
+from pipelines.layers.order import earlier_days
 from pipelines.resources import PyramidResource
 
 FRESHNESS_CHECK = "freshness_met"
@@ -20,10 +21,13 @@ REACH_TABLES = ("channel_suppressions", "marketing_consent")  # actionable table
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     ids = [t.id for t in pyramid_map.touchpoints]
+    # The caps count every touchpoint's exports of the days a frequency cap still covers. Each export declares
+    # only its own earlier days: the exports are one step, and deps between them would be a cycle to Dagster.
+    capped_days = longest_cap_days(pyramid_map) - 1
     specs = [
         dg.AssetSpec(
             f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"},
-            deps=["campaign_audiences", *REACH_TABLES],
+            deps=["campaign_audiences", *REACH_TABLES, *earlier_days(f"touchpoint_{tp.id}", capped_days)],
             metadata=lake_table("touchpoints", tp.id),
             description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each; nobody suppressed "
                         "on the channel or, on a marketing channel, without marketing consent.",
@@ -78,11 +82,15 @@ def run_allowance_hours(pyramid_map: PyramidMap) -> float:
 
 def previous_exports(lake: Lake, pyramid_map: PyramidMap, ds: date):
     """Every touchpoint's exports of the days a frequency cap can still count."""
-    longest = max((c.frequency_cap.per_days for c in pyramid_map.campaigns), default=1)
-    days = lookback_days(ds, longest - 1, pyramid_map.start_date)
+    days = lookback_days(ds, longest_cap_days(pyramid_map) - 1, pyramid_map.start_date)
     con = connect()
     tables = [read_partitions(con, lake, "touchpoints", tp.id, days) for tp in pyramid_map.touchpoints]
     tables = [t for t in tables if t is not None and t.num_rows]
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="default")
+
+
+def longest_cap_days(pyramid_map: PyramidMap) -> int:
+    """The longest frequency-cap period: a day's exports count the exports of that many days (itself included)."""
+    return max((c.frequency_cap.per_days for c in pyramid_map.campaigns), default=1)
