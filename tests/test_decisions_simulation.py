@@ -95,4 +95,4 @@ def test_planted_effects_are_covered(seed):
     last = rows.filter((pl.col("kind") == "goal") & (pl.col("day") == DAYS)).select(covered.mean()).item()
     print(f"seed {seed}: planted +25% covered on every day {always:.1%}, on the last day {last:.1%}")
     assert always >= 0.93
-    assert ever(rows, "goal", pl.col("status") == "met") > 0.25  # and it is found (the price of always-valid: less power)
+    assert ever(rows, "goal", pl.col("status") == "met") > 0.25  # found, if with less power than a fixed look
