@@ -53,7 +53,9 @@ keeps, per goal, metric, campaign, arm and user, the days measured n_i and the s
   row's `alpha` (0.05, lowered by Holm within the campaign across its goals and guardrails), and the
   always-valid p-value of the row's null (goal: 0; guardrail: log(1 + margin)).
 - Status: goal rows as for day rows on the primary interval; guardrail rows `breached` when ci_low >
-  margin, `ok` when ci_high < margin, else `inconclusive`; then gated as above.
+  margin, `ok` when ci_high < margin, else `inconclusive`; then gated as above; then a goal row whose
+  campaign declares a horizon not yet reached (before its `start` or `end`, fewer users than
+  `planned_users`) says `running` instead of `met` / `not_met` / `inconclusive`.
 """
 
 from __future__ import annotations
@@ -261,7 +263,19 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
         per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in stats})
         counts = counts.join(per_arm, on=["goal_id", "metric", "campaign_id"], how="left")
     counts = counts.with_columns(pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in stats)).fill_null(0))
-    return _finish(gate_by_guardrails(with_cluster_statistics(counts)), ds, "to_date")
+    return _finish(before_horizon(gate_by_guardrails(with_cluster_statistics(counts)), campaigns, ds), ds, "to_date")
+
+
+def before_horizon(frame: pl.DataFrame, campaigns: Sequence[Campaign], ds: date) -> pl.DataFrame:
+    """Goal rows of a campaign whose planned horizon (start, end, planned users) is not reached say `running`
+    (a blocked goal stays `blocked_by_guardrail`; guardrails are always read)."""
+    waiting = [c.id for c in campaigns if (c.start and ds < c.start) or (c.end and ds < c.end)]
+    planned = {c.id: c.planned_users for c in campaigns if c.planned_users}
+    users = pl.col("treatment_users") + pl.col("holdout_users")
+    short = users < pl.col("campaign_id").replace_strict(planned, default=0, return_dtype=pl.Int64)
+    running = (pl.col("kind") == "goal") & pl.col("status").is_in(["met", "not_met", "inconclusive"]) & (
+        pl.col("campaign_id").is_in(waiting) | short)
+    return frame.with_columns(status=pl.when(running).then(pl.lit("running")).otherwise(pl.col("status")))
 
 
 _COUNTS_SCHEMA = {

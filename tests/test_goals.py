@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -472,3 +473,16 @@ def test_guardrail_margins_and_gating():
     assert sorted(r["alpha"] for r in result)[:2] == [pytest.approx(0.01), pytest.approx(0.0125)]
     ungated = with_cluster_statistics(frame).to_dicts()
     assert ungated[0]["status"] == "met"
+
+
+def test_a_goal_is_running_before_its_planned_horizon():
+    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS))
+    table = pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA)
+    even = CAMPAIGNS[0]
+    for horizon, expected in [({"end": DS + timedelta(days=1)}, "running"), ({"end": DS}, "inconclusive"),
+                              ({"start": DS + timedelta(days=1)}, "running"), ({"planned_users": 8}, "running"),
+                              ({"planned_users": 7}, "inconclusive")]:
+        campaigns = [replace(even, **horizon), CAMPAIGNS[1]]
+        goal, guardrail = goal_to_date(table, DS, GOALS[:1], campaigns).to_pylist()
+        assert (goal["status"], guardrail["status"]) == (expected, "no_data"), horizon

@@ -123,6 +123,10 @@ class Campaign:
     priority: StrictInt = 0
     holdout: Float = Field()
     frequency_cap: FrequencyCap = FrequencyCap(per_days=1, max=1)
+    # the planned horizon: goal rows say `running` before `start`, before `end` and below `planned_users`
+    start: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
+    end: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
+    planned_users: StrictInt | None = None
 
     @field_validator("holdout")
     @classmethod
