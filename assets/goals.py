@@ -25,7 +25,8 @@ independent trials, `*_user_days` = n):
   or above the target (an infinite lift, p_h = 0, counts as above), `not_met` when ci_high < target
   (the target lies above the whole interval), else `inconclusive`;
   guardrail rows (rates that must not rise): `breached` when ci_low > 0 (the rate rose significantly
-  under treatment), else `ok`.
+  under treatment), else `ok`. The primary and the `_fixed` columns are the same here; `alpha` = 0.05.
+- Gating (both windows): a goal `met` while one of its guardrails is `breached` is `blocked_by_guardrail`.
 
 `to_date` rows: users as clusters. A user is measured on every day d on which they were in the
 campaign's audience as of d - 1, from the campaign's first measured day to ds; `goal_user_outcomes`
@@ -46,7 +47,15 @@ keeps, per goal, metric, campaign, arm and user, the days measured n_i and the s
   1.0 when the pooled rate is 0 or 1.
 - Sample ratio on the distinct users per arm (the arm is fixed per user, so users are the randomized
   units, not user-days).
-Status rules are the same as for day rows.
+- These are the secondary, fixed-horizon columns `ci_low_fixed`, `ci_high_fixed`, `p_value_fixed` (valid
+  for one look). The primary `ci_low`, `ci_high`, `p_value` are always-valid (docs/statistics.md): the
+  normal-mixture confidence sequence exp(log(R_t / R_h) ± m se) - 1 with n = N_t + N_h users, at the
+  row's `alpha` (0.05, lowered by Holm within the campaign across its goals and guardrails), and the
+  always-valid p-value of the row's null (goal: 0; guardrail: log(1 + margin)).
+- Status: goal rows as for day rows on the primary interval; guardrail rows `breached` when ci_low >
+  margin, `ok` when ci_high < margin, else `inconclusive`; then gated as above; then a goal row whose
+  campaign declares a horizon not yet reached (before its `start` or `end`, fewer users than
+  `planned_users`) says `running` instead of `met` / `not_met` / `inconclusive`.
 """
 
 from __future__ import annotations
@@ -65,17 +74,23 @@ from assets.statistics import (
     cluster_log_rate,
     cluster_relative_variance,
     cluster_sq_residuals,
+    holm_alpha,
     log_rate_ratio,
     log_rate_ratio_se,
     log_ratio_interval,
     ratio,
     relative_lift,
     sample_ratio_chi_square,
+    sequential_interval,
+    sequential_p_value,
+    sequential_rho_squared,
     two_proportion_p_value,
     wald_p_value,
 )
 
 SRM_MIN_P_VALUE = 0.001
+ALPHA = 0.05  # the error rate of each campaign's family of decisions (Holm within the campaign)
+SEQUENTIAL_TUNING = 5000.0  # N*: the users (both arms) at which the confidence sequence is narrowest
 GOAL_METRICS_SCHEMA = pa.schema([
     ("ds", pa.date32()),
     ("goal_id", pa.string()),
@@ -95,6 +110,11 @@ GOAL_METRICS_SCHEMA = pa.schema([
     ("ci_low", pa.float64()),
     ("ci_high", pa.float64()),
     ("p_value", pa.float64()),
+    ("alpha", pa.float64()),
+    ("ci_low_fixed", pa.float64()),
+    ("ci_high_fixed", pa.float64()),
+    ("p_value_fixed", pa.float64()),
+    ("margin", pa.float64()),
     ("srm_p_value", pa.float64()),
     ("srm_ok", pa.bool_()),
     ("target", pa.float64()),
@@ -195,7 +215,7 @@ def goal_day_rows(outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence
         treatment_user_days=pl.col("treatment_users"),  # one day: a user is one user-day
         holdout_user_days=pl.col("holdout_users"),
     )
-    return _finish(with_statistics(counts), ds, "day")
+    return _finish(gate_by_guardrails(with_statistics(counts)), ds, "day")
 
 
 def update_goal_user_outcomes(previous: pa.Table | None, day_outcomes: pa.Table, ds: date) -> pa.Table:
@@ -243,12 +263,24 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
         per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in stats})
         counts = counts.join(per_arm, on=["goal_id", "metric", "campaign_id"], how="left")
     counts = counts.with_columns(pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in stats)).fill_null(0))
-    return _finish(with_cluster_statistics(counts), ds, "to_date")
+    return _finish(before_horizon(gate_by_guardrails(with_cluster_statistics(counts)), campaigns, ds), ds, "to_date")
+
+
+def before_horizon(frame: pl.DataFrame, campaigns: Sequence[Campaign], ds: date) -> pl.DataFrame:
+    """Goal rows of a campaign whose planned horizon (start, end, planned users) is not reached say `running`
+    (a blocked goal stays `blocked_by_guardrail`; guardrails are always read)."""
+    waiting = [c.id for c in campaigns if (c.start and ds < c.start) or (c.end and ds < c.end)]
+    planned = {c.id: c.planned_users for c in campaigns if c.planned_users}
+    users = pl.col("treatment_users") + pl.col("holdout_users")
+    short = users < pl.col("campaign_id").replace_strict(planned, default=0, return_dtype=pl.Int64)
+    running = (pl.col("kind") == "goal") & pl.col("status").is_in(["met", "not_met", "inconclusive"]) & (
+        pl.col("campaign_id").is_in(waiting) | short)
+    return frame.with_columns(status=pl.when(running).then(pl.lit("running")).otherwise(pl.col("status")))
 
 
 _COUNTS_SCHEMA = {
     "goal_id": pl.String, "metric": pl.String, "kind": pl.String, "campaign_id": pl.String,
-    "target": pl.Float64, "holdout_share": pl.Float64,
+    "target": pl.Float64, "holdout_share": pl.Float64, "margin": pl.Float64,
     **{c: pl.Int64 for c in _COUNT_COLUMNS},
 }
 
@@ -268,6 +300,7 @@ def _count_row(goal: Goal, kind: str, metric_id: str, holdout_share: float, coun
     return {
         "goal_id": goal.id, "metric": metric_id, "kind": kind, "campaign_id": goal.campaign,
         "target": goal.target_relative_lift if kind == "goal" else None, "holdout_share": holdout_share,
+        "margin": goal.guardrail_margin(metric_id) if kind == "guardrail" else None,
         "treatment_users": treatment_users, "holdout_users": holdout_users,
         "treatment_successes": treatment_successes, "holdout_successes": holdout_successes,
     }
@@ -283,28 +316,51 @@ def _finish(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
 
 def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     """Day rows: add values, lift, CI, p-value, sample ratio check and status (module docstring) to
-    count rows, users as independent trials.
+    count rows, users as independent trials; the fixed-horizon interval is also the primary one.
 
     Needs the four count columns, `holdout_share`, `kind` and `target`.
     """
     nt, nh = pl.col("treatment_users"), pl.col("holdout_users")
     st, sh = pl.col("treatment_successes"), pl.col("holdout_successes")
-    return _lift_interval_status(
-        counts.with_columns(
-            treatment_value=ratio(st, nt),
-            holdout_value=ratio(sh, nh),
-            _log_rr=log_rate_ratio(st, nt, sh, nh),
-            _log_rr_se=log_rate_ratio_se(st, nt, sh, nh),
-            _srm_chi2=sample_ratio_chi_square(nt.cast(pl.Float64), nh.cast(pl.Float64), pl.col("holdout_share")),
-            p_value=two_proportion_p_value(st, nt, sh, nh),
-        )
+    frame = counts.with_columns(
+        treatment_value=ratio(st, nt),
+        holdout_value=ratio(sh, nh),
+        _log_rr=log_rate_ratio(st, nt, sh, nh),
+        _log_rr_se=log_rate_ratio_se(st, nt, sh, nh),
+        _srm_chi2=sample_ratio_chi_square(nt.cast(pl.Float64), nh.cast(pl.Float64), pl.col("holdout_share")),
+        p_value=two_proportion_p_value(st, nt, sh, nh),
+    )
+    ci_low, ci_high = log_ratio_interval(pl.col("_log_rr"), pl.col("_log_rr_se"))
+    return _lift_and_sample_ratio(frame.with_columns(ci_low=ci_low, ci_high=ci_high)).with_columns(
+        ci_low_fixed=pl.col("ci_low"), ci_high_fixed=pl.col("ci_high"), p_value_fixed=pl.col("p_value"),
+        alpha=pl.lit(ALPHA), status=_day_status(),
     )
 
 
-def with_cluster_statistics(counts: pl.DataFrame) -> pl.DataFrame:
+def with_cluster_statistics(
+    counts: pl.DataFrame, alpha: float = ALPHA, tuning: float = SEQUENTIAL_TUNING, family: str = "campaign_id"
+) -> pl.DataFrame:
     """To-date rows: users as clusters (module docstring). Needs, per arm (`treatment_`, `holdout_`):
     `users` (N), `user_days` (sum n_i), `successes` (sum x_i), `sq_residuals` (sum (x_i - R n_i)^2);
-    and `holdout_share`, `kind`, `target`. Adds the contract's count columns and the statistics."""
+    and `holdout_share`, `kind`, `target`, `margin` and the `family` column (Holm's family of tests).
+    Adds the contract's count columns, the fixed-horizon statistics and the sequential ones with the status."""
+    frame = _with_fixed_horizon(_cluster_estimate(counts))
+    rho2 = sequential_rho_squared(alpha, tuning)
+    n, se = pl.col("treatment_users") + pl.col("holdout_users"), pl.col("_log_rr_se")
+    null = pl.when(pl.col("kind") == "guardrail").then((1 + pl.col("margin")).log()).otherwise(0.0)
+    distance = pl.col("_log_rr") - null
+    frame = frame.with_columns(
+        p_value=pl.when(se == 0).then(pl.when(distance == 0).then(1.0).otherwise(0.0))
+        .otherwise(sequential_p_value(distance / se, n, pl.lit(rho2)))
+    ).with_columns(alpha=holm_alpha(pl.col("p_value"), alpha, family))
+    ci_low, ci_high = sequential_interval(pl.col("_log_rr"), se, n, pl.col("alpha"), pl.lit(rho2))
+    return _lift_and_sample_ratio(frame.with_columns(ci_low=ci_low, ci_high=ci_high)).with_columns(
+        status=_decision_status()
+    )
+
+
+def _cluster_estimate(counts: pl.DataFrame) -> pl.DataFrame:
+    """Values, log(R_t / R_h) and its cluster standard error, the pooled rate and the sample ratio chi-square."""
     t_n, h_n = pl.col("treatment_users"), pl.col("holdout_users")
     t_d, h_d = pl.col("treatment_user_days"), pl.col("holdout_user_days")
     t_x, h_x = pl.col("treatment_successes"), pl.col("holdout_successes")
@@ -315,54 +371,79 @@ def with_cluster_statistics(counts: pl.DataFrame) -> pl.DataFrame:
         cluster_relative_variance(t_n, t_d, t_x, pl.col("treatment_sq_residuals"))
         + cluster_relative_variance(h_n, h_d, h_x, pl.col("holdout_sq_residuals"))
     ).sqrt()
+    return counts.with_columns(
+        treatment_value=ratio(t_x, t_d),
+        holdout_value=ratio(h_x, h_d),
+        _log_rr=log_rr,
+        _log_rr_se=pl.when(defined).then(se),
+        _defined=defined,
+        _pooled=ratio(t_x + h_x, t_d + h_d),
+        _srm_chi2=sample_ratio_chi_square(t_n.cast(pl.Float64), h_n.cast(pl.Float64), pl.col("holdout_share")),
+    )
+
+
+def _with_fixed_horizon(frame: pl.DataFrame) -> pl.DataFrame:
+    """The secondary, fixed-horizon 95% interval and Wald p-value (valid for one look only)."""
     pooled = pl.col("_pooled")
-    return _lift_interval_status(
-        counts.with_columns(
-            treatment_value=ratio(t_x, t_d),
-            holdout_value=ratio(h_x, h_d),
-            _log_rr=log_rr,
-            _log_rr_se=pl.when(defined).then(se),
-            _pooled=ratio(t_x + h_x, t_d + h_d),
-            _srm_chi2=sample_ratio_chi_square(t_n.cast(pl.Float64), h_n.cast(pl.Float64), pl.col("holdout_share")),
-        ).with_columns(
-            p_value=pl.when(defined.not_()).then(None)
-            .when((pooled == 0) | (pooled == 1)).then(1.0)
-            .otherwise(wald_p_value(pl.col("_log_rr"), pl.col("_log_rr_se")))
-        )
-    )
-
-
-def _lift_interval_status(frame: pl.DataFrame) -> pl.DataFrame:
-    """From values, `_log_rr`, `_log_rr_se`, `p_value` and `_srm_chi2`: lift, CI, sample ratio, status."""
     ci_low, ci_high = log_ratio_interval(pl.col("_log_rr"), pl.col("_log_rr_se"))
-    return (
-        frame.with_columns(
-            lift=relative_lift(pl.col("treatment_value"), pl.col("holdout_value")),
-            ci_low=ci_low,
-            ci_high=ci_high,
-            srm_p_value=chi_square_1df_p_value(pl.col("_srm_chi2")),
-        )
-        .with_columns(srm_ok=pl.col("srm_p_value") >= SRM_MIN_P_VALUE)
-        .with_columns(status=_status())
+    return frame.with_columns(
+        ci_low_fixed=ci_low,
+        ci_high_fixed=ci_high,
+        p_value_fixed=pl.when(pl.col("_defined").not_()).then(None)
+        .when((pooled == 0) | (pooled == 1)).then(1.0)
+        .otherwise(wald_p_value(pl.col("_log_rr"), pl.col("_log_rr_se"))),
     )
 
 
-def _status() -> pl.Expr:
-    empty_arm = (pl.col("treatment_users") == 0) | (pl.col("holdout_users") == 0)
-    significant_rise = pl.col("ci_low") > 0
-    at_target = (
+def _lift_and_sample_ratio(frame: pl.DataFrame) -> pl.DataFrame:
+    """From the values and `_srm_chi2`: lift, sample ratio p-value and check."""
+    return frame.with_columns(
+        lift=relative_lift(pl.col("treatment_value"), pl.col("holdout_value")),
+        srm_p_value=chi_square_1df_p_value(pl.col("_srm_chi2")),
+    ).with_columns(srm_ok=pl.col("srm_p_value") >= SRM_MIN_P_VALUE)
+
+
+def _at_target() -> pl.Expr:
+    return (
         pl.when(pl.col("holdout_value") == 0).then(pl.col("treatment_value") > 0)  # infinite lift
         .otherwise(pl.col("lift") >= pl.col("target"))
     )
-    goal_status = (
-        pl.when(significant_rise & at_target).then(pl.lit("met"))
+
+
+def _goal_status() -> pl.Expr:
+    return (
+        pl.when((pl.col("ci_low") > 0) & _at_target()).then(pl.lit("met"))
         .when(pl.col("ci_high") < pl.col("target")).then(pl.lit("not_met"))
         .otherwise(pl.lit("inconclusive"))
     )
-    guardrail_status = pl.when(significant_rise).then(pl.lit("breached")).otherwise(pl.lit("ok"))
-    return (
-        pl.when(empty_arm).then(pl.lit("no_data"))
-        .when(pl.col("srm_ok").not_()).then(pl.lit("srm_fail"))
-        .when(pl.col("kind") == "goal").then(goal_status)
-        .otherwise(guardrail_status)
+
+
+def _checked(status: pl.Expr) -> pl.Expr:
+    """`no_data` for an empty arm, `srm_fail` for a failed sample ratio check, else `status`."""
+    empty_arm = (pl.col("treatment_users") == 0) | (pl.col("holdout_users") == 0)
+    return pl.when(empty_arm).then(pl.lit("no_data")).when(pl.col("srm_ok").not_()).then(pl.lit("srm_fail")).otherwise(
+        status
     )
+
+
+def _day_status() -> pl.Expr:
+    """Day rows (a one-day diagnostic): a guardrail is `breached` on a significant rise, else `ok`."""
+    guardrail = pl.when(pl.col("ci_low") > 0).then(pl.lit("breached")).otherwise(pl.lit("ok"))
+    return _checked(pl.when(pl.col("kind") == "goal").then(_goal_status()).otherwise(guardrail))
+
+
+def _decision_status() -> pl.Expr:
+    """To-date rows: a guardrail is `breached` when its rise is shown above its margin, `ok` when shown below."""
+    guardrail = (
+        pl.when(pl.col("ci_low") > pl.col("margin")).then(pl.lit("breached"))
+        .when(pl.col("ci_high") < pl.col("margin")).then(pl.lit("ok"))
+        .otherwise(pl.lit("inconclusive"))
+    )
+    return _checked(pl.when(pl.col("kind") == "goal").then(_goal_status()).otherwise(guardrail))
+
+
+def gate_by_guardrails(frame: pl.DataFrame, by: str | list[str] = "goal_id") -> pl.DataFrame:
+    """A goal `met` while one of its guardrails (same `by`) is `breached` becomes `blocked_by_guardrail`."""
+    breached = ((pl.col("kind") == "guardrail") & (pl.col("status") == "breached")).any().over(by)
+    blocked = (pl.col("kind") == "goal") & (pl.col("status") == "met") & breached
+    return frame.with_columns(status=pl.when(blocked).then(pl.lit("blocked_by_guardrail")).otherwise(pl.col("status")))

@@ -9,7 +9,7 @@ no network; `write` puts it at `reports/scorecard/<ds>.html` and, when it is the
 Contents, top of the page to bottom: the pyramid (per-layer counts, what was refused, withheld and
 blocked, and why); segments (sizes over time, stability: entered, exited, Jaccard, churn, usability
 against min_size); campaigns (audience and arms, exports per touchpoint after priority and caps); goals
-(lift to date with its 95% interval, target line, status, guardrails, sample-ratio check); the North
+(lift to date with its always-valid interval, target line, status, guardrails, sample-ratio check); the North
 Star with each goal's contribution; data quality (quarantine by reason, withheld columns).
 """
 
@@ -315,7 +315,7 @@ def _goals(card: Scorecard) -> str:
         target = goal["target"].drop_nulls()
         lines = {"target": float(target[-1])} if len(target) else {}
         lines["no effect"] = 0.0
-        chart = charts.line_chart({"lift": points}, f"{goal_id}: lift to date, 95% interval", "relative lift",
+        chart = charts.line_chart({"lift": points}, f"{goal_id}: lift to date, always-valid interval", "relative lift",
                                   bands={"lift": band}, hlines=lines, percent=True, ylim=_lift_range(band, lines))
         guards = rows.filter((pl.col("kind") == "guardrail") & (pl.col("ds") == card.as_of))
         guard_rows = [[_e(g["metric"]), _signed(g["lift"]), f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
@@ -328,7 +328,7 @@ def _goals(card: Scorecard) -> str:
                 f"{last['holdout_users'] or 0:,} holdout; sample ratio "
                 f"{_srm(last['srm_ok'], last['srm_p_value'])}</p>")
         parts.append(f"<div class=\"goal\">{head}<div class=\"grid\">{_figure(f'goal_{goal_id}', chart)}"
-                     f"<div><h3>Guardrails</h3>{_table(['metric', 'lift', '95% CI', 'status'], guard_rows)}</div>"
+                     f"<div><h3>Guardrails</h3>{_table(['metric', 'lift', 'interval', 'status'], guard_rows)}</div>"
                      "</div></div>")
     return "<section id=\"goals\"><h2>Goals, campaign to date</h2>" + "".join(parts) + "</section>"
 

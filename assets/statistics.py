@@ -31,6 +31,18 @@ t is treatment and h holdout.
   NULL when N = 0. `chi_square_1df_p_value(chi2)` = P(X >= chi2) for 1 degree of freedom = erfc(sqrt(chi2 / 2)).
 - `erfc(x)`: the complementary error function, element-wise.
 
+Always-valid inference (docs/statistics.md): the asymptotic normal-mixture confidence sequence of Howard et al.
+(2021), parametrized as GrowthBook's gbstats `SequentialTwoSidedTTest`. For n units, standard error se of an
+estimate and tuning N* (the n at which the sequence is narrowest):
+- `sequential_rho_squared(alpha, N*)` = rho^2 = (-2 log alpha + log(1 - 2 log alpha)) / N*.
+- `sequential_multiplier(n, alpha, rho^2)` = sqrt(2 (n rho^2 + 1) / (n rho^2) log(sqrt(n rho^2 + 1) / alpha)):
+  the half-width in standard errors (the fixed-horizon interval's is Z_95).
+- `sequential_p_value(z, n, rho^2)` = min(1, sqrt(n rho^2 + 1) exp(-n rho^2 z^2 / (2 (n rho^2 + 1)))), the
+  always-valid p-value: below alpha exactly when the interval at alpha (same rho) excludes the null.
+- `holm_alpha(p, alpha, over)`: the level each test of a family is read at under Holm's step-down:
+  with the family's m p-values ranked k = 1..m, alpha / (m - k + 1) up to the first k whose p exceeds it,
+  that first level after it; NULL p-values are not tests.
+
 The order of floating-point operations is part of the contract: the lake's outputs are byte-compared
 across refactors, so a formula is not rearranged even where the algebra would allow it.
 """
@@ -167,6 +179,44 @@ def sample_ratio_chi_square(treatment: pl.Expr, holdout: pl.Expr, holdout_share:
 def chi_square_1df_p_value(chi2: pl.Expr) -> pl.Expr:
     """P(X >= chi2) for a chi-square X with 1 degree of freedom: erfc(sqrt(chi2 / 2))."""
     return erfc((chi2 / 2).sqrt())
+
+
+def sequential_rho_squared(alpha: Number, tuning: float) -> Number:
+    """rho^2 of the normal mixture: (-2 log alpha + log(1 - 2 log alpha)) / tuning (GrowthBook's rho, squared)."""
+    log_alpha = alpha.log() if isinstance(alpha, pl.Expr) else math.log(alpha)
+    minus_two_log = -2 * log_alpha
+    log_term = (minus_two_log + 1).log() if isinstance(alpha, pl.Expr) else math.log(minus_two_log + 1)
+    return (minus_two_log + log_term) / tuning
+
+
+def sequential_multiplier(n: pl.Expr, alpha: pl.Expr, rho_squared: pl.Expr) -> pl.Expr:
+    """Half-width of the confidence sequence in standard errors; NULL for n <= 0."""
+    nr2 = n * rho_squared
+    return pl.when(n > 0).then((2 * (nr2 + 1) / nr2 * ((nr2 + 1).sqrt() / alpha).log()).sqrt())
+
+
+def sequential_interval(
+    log_rr: pl.Expr, se: pl.Expr, n: pl.Expr, alpha: pl.Expr, rho_squared: pl.Expr
+) -> tuple[pl.Expr, pl.Expr]:
+    """Confidence sequence (low, high) of the relative lift from log(ratio), its se and n units."""
+    half = sequential_multiplier(n, alpha, rho_squared) * se
+    return (log_rr - half).exp() - 1, (log_rr + half).exp() - 1
+
+
+def sequential_p_value(z: pl.Expr, n: pl.Expr, rho_squared: pl.Expr) -> pl.Expr:
+    """Always-valid two-sided p-value of z = estimate / se: min(1, 1 / e-value) of the normal mixture."""
+    nr2 = n * rho_squared
+    log_evalue = nr2 * z**2 / (2 * (nr2 + 1)) - (nr2 + 1).sqrt().log()
+    return pl.when(n > 0).then((-log_evalue).exp().clip(upper_bound=1.0))
+
+
+def holm_alpha(p_value: pl.Expr, alpha: float, over: str | list[str]) -> pl.Expr:
+    """The Holm step-down level of each test in its family (`over`); alpha / m for a NULL p-value."""
+    rank = p_value.rank("ordinal").over(over)
+    tests = p_value.count().over(over)
+    first_kept = pl.when(p_value > alpha / (tests - rank + 1)).then(rank).min().over(over)
+    step = pl.min_horizontal(rank, first_kept.fill_null(rank))
+    return pl.when(p_value.is_null()).then(alpha / pl.max_horizontal(tests, 1)).otherwise(alpha / (tests - step + 1))
 
 
 def erfc(x: pl.Expr) -> pl.Expr:

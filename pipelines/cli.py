@@ -114,7 +114,19 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=DEMO_USERS)
     parser.add_argument("--days", type=int, default=DEMO_DAYS)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--effect", type=_effect, action="append", default=[], metavar="CAMPAIGN=LIFT",
+                        help="plant a relative effect on a campaign's goal metric, e.g. savings_nudge=0.2 (repeatable; "
+                             "the other campaigns keep the sample's planted effects)")
     parser.add_argument("--yes", action="store_true", help="replace existing data without asking")
+
+
+def _effect(text: str) -> tuple[str, float]:
+    """`CAMPAIGN=LIFT` -> (campaign id, relative lift)."""
+    campaign, _, lift = text.partition("=")
+    try:
+        return campaign.strip(), float(lift)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CAMPAIGN=LIFT (a number, e.g. 0.2), got {text!r}") from None
 
 
 def _setup(args: argparse.Namespace) -> tuple[Lake, Path]:
@@ -139,6 +151,8 @@ def _ensure_dagster_home() -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
     pyramid_map = load_map(map_path)
+    if not _effects_fit(pyramid_map, args):
+        return EXIT_USAGE
     if not confirm_removal(errors, landing_folders(lake, list(SOURCE_NAMES)), args.yes):
         return EXIT_USAGE
     summary = _generate(lake, pyramid_map, args)
@@ -149,6 +163,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _effects_fit(pyramid_map: PyramidMap, args: argparse.Namespace) -> bool:
+    """Whether the `--effect` options name campaigns of the map with lifts that can be planted (else say why)."""
+    from pipelines.sample.effects import campaign_effects
+
+    try:
+        campaign_effects(pyramid_map, dict(args.effect))
+    except ValueError as error:
+        print_error(errors, "the effects to plant do not fit the map", [str(error)],
+                    "name a campaign of the map that has a goal, with a lift above -1: --effect savings_nudge=0.2")
+        return False
+    return True
+
+
 def _generate(lake: Lake, pyramid_map: PyramidMap, args: argparse.Namespace) -> GenerationSummary:
     """Write the seeded sample into the landing folder, with a spinner, and mark it; return its summary."""
     from pipelines.sample.generate import generate_sample
@@ -156,7 +183,7 @@ def _generate(lake: Lake, pyramid_map: PyramidMap, args: argparse.Namespace) -> 
     started = time.perf_counter()
     with console.status("generating the sample ...") as status:
         summary = generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
-                                  pyramid_map=pyramid_map, progress=status.update)
+                                  pyramid_map=pyramid_map, effects=dict(args.effect), progress=status.update)
     write_marker(lake)
     console.print(f"[green]sample generated[/green] in {lake.landing}: {args.users:,} users, {args.days} days "
                   f"({time.perf_counter() - started:.1f}s)")
@@ -184,6 +211,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
     pyramid_map = load_map(map_path)
     derived = [lake.root / "lake", lake.reports]
+    if not _effects_fit(pyramid_map, args):
+        return EXIT_USAGE
     if not holds_only_a_sample(lake) and not confirm_removal(
             errors, [*landing_folders(lake, list(SOURCE_NAMES)), *derived], args.yes):
         return EXIT_USAGE

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import duckdb
 import polars as pl
 from rich import box
 from rich.console import Console
@@ -52,8 +53,10 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     goals = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'goal'",
                  "goal_id, metric, campaign_id, treatment_value AS treatment, holdout_value AS holdout, lift, "
                  "ci_low, ci_high, target, status").sort("goal_id").to_dicts()
+    guardrails = _guardrails_by_goal(con, lake, day)
     for goal in goals:
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
+        goal["guardrails"] = guardrails.get(goal["goal_id"], [])
     star = read(con, lake, "goals", "north_star", "TRUE", "ds, value").sort("ds")
     contributions = read(con, lake, "goals", "north_star_contributions", day, "goal_id, contribution")
     return {
@@ -85,6 +88,16 @@ def print_erasure_requests(con, lake: Lake, console: Console) -> None:
                   "(actionable/quarantine_erasure_requests; correct them at the source and re-run their day):")
     for source_file, line, reasons in rows[:20]:
         console.print(f"  {source_file}:{line} ({reasons})")
+
+
+def _guardrails_by_goal(con: duckdb.DuckDBPyConnection, lake: Lake, day: str) -> dict[str, list[dict]]:
+    """Each goal's guardrails, campaign to date: the rise of the metric, its interval, margin and status."""
+    rows = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'guardrail'",
+                "goal_id, metric, lift AS rise, ci_low, ci_high, margin, status")
+    by_goal: dict[str, list[dict]] = {}
+    for row in [] if rows.is_empty() else rows.sort("goal_id", "metric").to_dicts():
+        by_goal.setdefault(row.pop("goal_id"), []).append(row)
+    return by_goal
 
 
 def _table(title: str, columns: list[str], names: dict[str, list[str]] | None = None,
@@ -125,13 +138,19 @@ def _goals_table(goals: list[dict]) -> list[Table]:
     verdict = _table("Goals, campaign to date", ["goal", "metric", "target", "status", *(["planted"] if planted else [])],
                      names={**names, "metric": [g["metric"] for g in goals],
                             "status": [g["status"] or "" for g in goals]})
-    arms = _table("Treatment vs holdout", ["goal", "treatment", "holdout", "lift", "95% CI"], names=names)
+    arms = _table("Treatment vs holdout (always-valid interval)", ["goal", "treatment", "holdout", "lift", "interval"],
+                  names=names)
+    guards = _table("Guardrails beside their goal", ["goal", "guardrail", "rise", "interval", "margin", "status"],
+                    names={**names, "guardrail": [r["metric"] for g in goals for r in g.get("guardrails", [])]})
     for g in goals:
         verdict.add_row(g["goal_id"], g["metric"], _signed(g["target"]), _status(g["status"]),
                         *([_signed(g["planted"])] if planted else []))
         arms.add_row(g["goal_id"], _pct(g["treatment"]), _pct(g["holdout"]), _signed(g["lift"]),
                      f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]")
-    return [verdict, arms]
+        for r in g.get("guardrails", []):
+            guards.add_row(g["goal_id"], r["metric"], _signed(r["rise"]), f"[{_signed(r['ci_low'])}, "
+                           f"{_signed(r['ci_high'])}]", f"≤ {_signed(r['margin'])}", _status(r["status"]))
+    return [verdict, arms, guards]
 
 
 def _print_north_star(star: dict, console: Console) -> None:
@@ -274,5 +293,6 @@ def _signed_points(value) -> str:
 
 
 def _status(status: str | None) -> str:
-    colours = {"met": "green", "not_met": "red", "srm_fail": "red", "inconclusive": "yellow"}
+    colours = {"met": "green", "ok": "green", "not_met": "red", "srm_fail": "red", "breached": "red",
+               "blocked_by_guardrail": "red", "inconclusive": "yellow", "running": "blue"}
     return f"[{colours.get(status, 'white')}]{status}[/]"

@@ -187,9 +187,28 @@ def arm_successes(audience: list[str], campaign_id: str, holdout: float, success
 
 
 def cluster_relative_lift(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]]) -> tuple[float, float, float]:
-    """Relative lift of success days per user-day, treatment over holdout, and its 95% interval with
-    users as clusters: each arm's (days measured, success days) per user; ratio estimator R = sum x /
+    """Relative lift of success days per user-day, treatment over holdout, and its fixed-horizon 95% interval
+    with users as clusters: each arm's (days measured, success days) per user; ratio estimator R = sum x /
     sum n, Var(R) = N / (N - 1) * sum (x - R n)^2 / (sum n)^2, interval on the log of the ratio."""
+    centre, se = _cluster_log_ratio(treatment, holdout)
+    z = 1.959963984540054
+    return math.exp(centre) - 1, math.exp(centre - z * se) - 1, math.exp(centre + z * se) - 1
+
+
+def sequential_relative_interval(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]], alpha: float,
+                                 tuning: float = 5000.0, base_alpha: float = 0.05) -> tuple[float, float]:
+    """The always-valid interval of the same lift at level `alpha`: the normal-mixture confidence sequence with
+    n = users of both arms and rho^2 = (-2 log a + log(1 - 2 log a)) / tuning at the base level a
+    (docs/statistics.md), half-width se * sqrt(2 (n rho^2 + 1) / (n rho^2) * log(sqrt(n rho^2 + 1) / alpha))."""
+    centre, se = _cluster_log_ratio(treatment, holdout)
+    rho_squared = (-2 * math.log(base_alpha) + math.log(1 - 2 * math.log(base_alpha))) / tuning
+    v = (len(treatment) + len(holdout)) * rho_squared
+    half = se * math.sqrt(2 * (v + 1) / v * math.log(math.sqrt(v + 1) / alpha))
+    return math.exp(centre - half) - 1, math.exp(centre + half) - 1
+
+
+def _cluster_log_ratio(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]]) -> tuple[float, float]:
+    """log(R_t / R_h) and its standard error, users as clusters."""
     def rate_and_log_variance(users: list[tuple[int, int]]) -> tuple[float, float]:
         days, successes = sum(n for n, _ in users), sum(x for _, x in users)
         rate = successes / days
@@ -198,6 +217,4 @@ def cluster_relative_lift(treatment: list[tuple[int, int]], holdout: list[tuple[
 
     rate_t, var_t = rate_and_log_variance(treatment)
     rate_h, var_h = rate_and_log_variance(holdout)
-    se, centre = math.sqrt(var_t + var_h), math.log(rate_t / rate_h)
-    z = 1.959963984540054
-    return rate_t / rate_h - 1, math.exp(centre - z * se) - 1, math.exp(centre + z * se) - 1
+    return math.log(rate_t / rate_h), math.sqrt(var_t + var_h)

@@ -262,3 +262,17 @@ def _alive(pids: list[int]) -> list[int]:
         if state != "Z":
             alive.append(pid)
     return alive
+
+
+def test_generate_plants_the_given_effects(tmp_path):
+    code, out, _ = cli("--data-root", str(tmp_path), "generate", "--users", "200", "--days", "2", "--yes",
+                       "--effect", "budget_tips=0.3", "--effect", "savings_nudge=-0.1")
+    assert code == 0, out
+    truth = json.loads((tmp_path / "landing" / "_truth" / "planted_truth.json").read_text())
+    effects = {cid: c["relative_effect"] for cid, c in truth["campaigns"].items()}
+    assert (effects["budget_tips"], effects["savings_nudge"], effects["card_cashback"]) == (0.3, -0.1, 0.15)
+
+
+def test_generate_refuses_effects_that_do_not_fit_the_map(tmp_path):
+    code, _, err = cli("--data-root", str(tmp_path), "generate", "--effect", "no_such_campaign=0.2", "--yes")
+    assert code == 2 and "no_such_campaign" in err and not (tmp_path / "landing").exists()

@@ -91,8 +91,12 @@ def _check_goal_to_date(run, goal) -> int:
     assert (to_date["treatment_users"], to_date["holdout_users"]) == (len(arms["treatment"]), len(arms["holdout"]))
     assert to_date["treatment_user_days"] == sum(n for n, _ in arms["treatment"])
     lift, ci_low, ci_high = independent.cluster_relative_lift(arms["treatment"], arms["holdout"])
-    assert (to_date["lift"], to_date["ci_low"], to_date["ci_high"]) == (
+    assert (to_date["lift"], to_date["ci_low_fixed"], to_date["ci_high_fixed"]) == (
         pytest.approx(lift), pytest.approx(ci_low), pytest.approx(ci_high))
+    # the decision's interval: the confidence sequence at the row's level (Holm within the campaign)
+    assert to_date["alpha"] in [pytest.approx(0.05 / k) for k in (1, 2)]
+    sequential = independent.sequential_relative_interval(arms["treatment"], arms["holdout"], to_date["alpha"])
+    assert (to_date["ci_low"], to_date["ci_high"]) == (pytest.approx(sequential[0]), pytest.approx(sequential[1]))
     outcomes = _lake_rows(run.lake, "goals", "goal_user_outcomes",
                           f"WHERE ds = DATE '{last}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}'")
     assert {r["user_id"]: [r["days"], r["successes"]] for r in outcomes} == per_user

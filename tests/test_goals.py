@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -15,6 +16,8 @@ from assets.goals import (
     goal_to_date,
     goal_user_day_outcomes,
     update_goal_user_outcomes,
+    gate_by_guardrails,
+    with_cluster_statistics,
     with_statistics,
 )
 from assets.lake import Lake, write_parquet_atomic
@@ -245,10 +248,11 @@ def test_goal_to_date_treats_users_as_clusters():
     se = math.sqrt(cluster_log_variance(list(TREATED_USERS.values())) + cluster_log_variance(list(HELD_USERS.values())))
     assert se == pytest.approx(0.62406, abs=1e-5)
     centre = math.log((8 / 15) / 0.3)
-    assert goal["ci_low"] == pytest.approx(math.exp(centre - Z * se) - 1)
-    assert goal["ci_high"] == pytest.approx(math.exp(centre + Z * se) - 1)
-    assert (goal["ci_low"], goal["ci_high"]) == (pytest.approx(-0.47680, abs=1e-4), pytest.approx(5.0403, abs=1e-3))
-    assert goal["p_value"] == pytest.approx(math.erfc(abs(centre) / se / math.sqrt(2)))
+    assert goal["ci_low_fixed"] == pytest.approx(math.exp(centre - Z * se) - 1)
+    assert goal["ci_high_fixed"] == pytest.approx(math.exp(centre + Z * se) - 1)
+    assert (goal["ci_low_fixed"], goal["ci_high_fixed"]) == (pytest.approx(-0.47680, abs=1e-4),
+                                                             pytest.approx(5.0403, abs=1e-3))
+    assert goal["p_value_fixed"] == pytest.approx(math.erfc(abs(centre) / se / math.sqrt(2)))
     # sample ratio on distinct users, 4 : 3 against 2/3 : 1/3: chi2 = (2/3)^2 / (14/3) + (2/3)^2 / (7/3)
     assert goal["srm_p_value"] == pytest.approx(math.erfc(math.sqrt((4 / 9 / (14 / 3) + 4 / 9 / (7 / 3)) / 2)))
     assert goal["status"] == "inconclusive"
@@ -266,10 +270,10 @@ def test_goal_to_date_zero_successes_and_single_users():
     assert goal["lift"] is None
     se = math.sqrt(cluster_log_variance(list(TREATED_USERS.values())) + 1 / 0.5 - 1 / 10)
     centre = math.log(8.5 / 16) - math.log(0.5 / 10)
-    assert goal["ci_low"] == pytest.approx(math.exp(centre - Z * se) - 1)
+    assert goal["ci_low_fixed"] == pytest.approx(math.exp(centre - Z * se) - 1)
     # a single treatment user: no variance estimate, no interval
     assert (guardrail["treatment_users"], guardrail["ci_low"], guardrail["p_value"]) == (1, None, None)
-    assert guardrail["status"] == "ok"
+    assert guardrail["status"] == "inconclusive"  # nothing shows the rise within its margin
 
 
 def day_outcomes(goal_id, metric, campaign_id, users: dict[str, tuple[str, bool]]) -> pa.Table:
@@ -423,3 +427,62 @@ def test_north_star_value_and_contributions():
     assert (even["treatment_value"], even["holdout_value"]) == (pytest.approx(1 / 3), 0.5)
     assert even["contribution"] == pytest.approx((1 / 3 - 1 / 2) * 3 / 6)
     assert (skewed["treatment_users"], skewed["treatment_value"], skewed["contribution"]) == (0, None, None)
+
+
+def cluster_counts(rows: list[tuple]) -> pl.DataFrame:
+    """To-date count rows of one-day users: (goal_id, kind, target, margin, n_t, s_t, n_h, s_h); with n_i = 1 for
+    every user, sum (x_i - R n_i)^2 = s (1 - R)^2 + (N - s) R^2."""
+    def arm(n, s):
+        rate = s / n
+        return {"users": n, "user_days": n, "successes": s, "sq_residuals": s * (1 - rate) ** 2 + (n - s) * rate ** 2}
+    return pl.DataFrame([
+        {"goal_id": g, "kind": k, "target": t, "margin": m, "campaign_id": "c", "holdout_share": 0.5,
+         **{f"treatment_{c}": v for c, v in arm(nt, st).items()}, **{f"holdout_{c}": v for c, v in arm(nh, sh).items()}}
+        for g, k, t, m, nt, st, nh, sh in rows
+    ], schema_overrides={"target": pl.Float64, "margin": pl.Float64})
+
+
+def test_to_date_interval_is_sequential_and_the_fixed_one_is_kept():
+    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS))
+    table = pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA)
+    goal, _ = goal_to_date(table, DS, GOALS[:1], CAMPAIGNS).to_pylist()
+    # 7 users: n rho^2 = 7 * 0.00158723 = 0.0111106; multiplier sqrt(2 * 1.0111106 / 0.0111106 * log(1.0055399 / 0.05))
+    #   = 23.37205; the only test of campaign `even` (the guardrail has no data): alpha 0.05
+    centre, se = math.log((8 / 15) / 0.3), 0.624055
+    assert goal["alpha"] == 0.05
+    assert goal["ci_high"] == pytest.approx(math.exp(centre + 23.37205 * se) - 1, rel=1e-4)
+    assert goal["ci_low"] < goal["ci_low_fixed"] < goal["ci_high_fixed"] < goal["ci_high"]
+    assert goal["p_value"] == 1.0  # sqrt(1.0111106) exp(-0.0111106 * 0.85003 / 2.0222) = 1.00085, capped at 1
+
+
+def test_guardrail_margins_and_gating():
+    frame = cluster_counts([
+        # goal clearly met: 3000 vs 2000 of 10000 (lift 0.5)
+        ("g", "goal", 0.1, None, 10000, 3000, 10000, 2000),
+        # rise of 100% on 10000 users each: shown above a 10% margin
+        ("g", "guardrail", None, 0.1, 10000, 1000, 10000, 500),
+        ("ok", "guardrail", None, 0.1, 100000, 5000, 100000, 5000),  # no rise, shown below 10% on 200000 users
+        ("few", "guardrail", None, 0.1, 200, 10, 200, 10),           # no rise, too few users to tell
+        ("wide", "guardrail", None, 3.0, 10000, 1000, 10000, 500),   # rise 100%, within a 300% margin
+    ])
+    result = gate_by_guardrails(with_cluster_statistics(frame)).to_dicts()
+    assert [r["status"] for r in result] == ["blocked_by_guardrail", "breached", "ok", "inconclusive", "ok"]
+    assert all(r["ci_low"] < r["ci_low_fixed"] and r["ci_high_fixed"] < r["ci_high"] for r in result)
+    # Holm over the campaign's five tests: the smallest p-value is read at 0.05 / 5, the next at 0.05 / 4, ...
+    assert sorted(r["alpha"] for r in result)[:2] == [pytest.approx(0.01), pytest.approx(0.0125)]
+    ungated = with_cluster_statistics(frame).to_dicts()
+    assert ungated[0]["status"] == "met"
+
+
+def test_a_goal_is_running_before_its_planned_horizon():
+    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS))
+    table = pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA)
+    even = CAMPAIGNS[0]
+    for horizon, expected in [({"end": DS + timedelta(days=1)}, "running"), ({"end": DS}, "inconclusive"),
+                              ({"start": DS + timedelta(days=1)}, "running"), ({"planned_users": 8}, "running"),
+                              ({"planned_users": 7}, "inconclusive")]:
+        campaigns = [replace(even, **horizon), CAMPAIGNS[1]]
+        goal, guardrail = goal_to_date(table, DS, GOALS[:1], campaigns).to_pylist()
+        assert (goal["status"], guardrail["status"]) == (expected, "no_data"), horizon

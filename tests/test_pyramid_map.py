@@ -388,3 +388,20 @@ def test_pyramid_check(tmp_path, monkeypatch, capsys):
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: the map is invalid cause: {broken}:47: goals[0].campaign: unknown campaign 'savings_nudges'; "
         "defined: savings_nudge, card_cashback, budget_tips to do: correct it; `pyramid check` checks it again")
+
+
+def test_guardrail_margins(tmp_path):
+    edit = ("guardrails: [unsubscribe_rate]", "guardrails: [{metric: unsubscribe_rate, max_relative_rise: 0.05}]")
+    m = load_map(edited_map(tmp_path, [edit]))
+    assert m.goals[0].guardrails == ("unsubscribe_rate",) and m.goals[1].guardrails == ("unsubscribe_rate",)
+    assert m.goals[0].guardrail_margin("unsubscribe_rate") == 0.05
+    assert m.goals[1].guardrail_margin("unsubscribe_rate") == 0.10  # a bare metric id: the default margin
+
+
+def test_broken_guardrail_margins(tmp_path):
+    edit = ("guardrails: [unsubscribe_rate]", "guardrails: [{max_relative_rise: -1}]")
+    path = edited_map(tmp_path, [edit])
+    assert problems_of(path) == [
+        f"{path}:49: goals[0].guardrails[0].metric: is required (a metric id)",
+        f"{path}:49: goals[0].guardrails[0].max_relative_rise: must be a number >= 0, got -1",
+    ]

@@ -124,3 +124,49 @@ def test_two_proportion_p_value_scalar():
     assert st.two_proportion_p_value_scalar(0, 10, 0, 10) == 1.0
     assert st.two_proportion_p_value_scalar(10, 10, 5, 5) == 1.0
     assert st.two_proportion_p_value_scalar(0, 0, 1, 2) is None
+
+
+RHO2 = 0.00158723  # alpha 0.05, N* 5000: (-2 log 0.05 + log(1 - 2 log 0.05)) / 5000 = (5.991465 + 1.944700) / 5000
+
+
+def test_sequential_rho_squared():
+    # (5.991465 + log 6.991465) / 5000 = 7.936165 / 5000 = 0.00158723, the same on numbers and expressions
+    assert st.sequential_rho_squared(0.05, 5000.0) == pytest.approx(RHO2, abs=1e-8)
+    assert values(st.sequential_rho_squared(pl.col("a"), 5000.0), a=[0.05]) == [pytest.approx(RHO2, abs=1e-8)]
+
+
+def test_sequential_multiplier():
+    # n = 3000: n rho^2 = 4.761693; sqrt(2 * 5.761693 / 4.761693 * log(sqrt(5.761693) / 0.05))
+    #   = sqrt(2.420022 * log(48.00705)) = sqrt(2.420022 * 3.871348) = sqrt(9.368747) = 3.060838
+    # n = 100: n rho^2 = 0.158723; sqrt(2 * 1.158723 / 0.158723 * log(1.076440 / 0.05)) = sqrt(14.60073 * 3.069353)
+    #   = 6.694389; n = 0: NULL
+    got = values(st.sequential_multiplier(pl.col("n"), pl.col("a"), pl.lit(st.sequential_rho_squared(0.05, 5000.0))),
+                 n=[3000, 100, 0], a=[0.05, 0.05, 0.05])
+    assert got == approx([3.060838, 6.694389, None])
+
+
+def test_sequential_interval_is_wider_than_the_fixed_one():
+    # log 1.5 = 0.405465, se 0.1, n 3000: half-width 0.3060838 (fixed: 0.195996):
+    #   exp(0.099381) - 1 = 0.104487, exp(0.711549) - 1 = 1.037144
+    rho2 = pl.lit(st.sequential_rho_squared(0.05, 5000.0))
+    low, high = st.sequential_interval(pl.col("l"), pl.col("se"), pl.col("n"), pl.col("a"), rho2)
+    columns = {"l": [math.log(1.5)], "se": [0.1], "n": [3000], "a": [0.05]}
+    assert values(low, **columns) == approx([0.104487])
+    assert values(high, **columns) == approx([1.037144])
+
+
+def test_sequential_p_value_matches_the_interval():
+    # at z = 3.060838 (the multiplier at n = 3000): sqrt(5.761693) * exp(-4.761693 * 9.368747 / (2 * 5.761693))
+    #   = 2.400353 * exp(-3.871348) = 0.05 exactly at the interval's edge; z = 0: 1 (capped); z = 5: 2.400353 *
+    #   exp(-4.761693 * 25 / 11.523386) = 2.400353 * 3.2599e-5 = 7.8249e-5
+    got = values(st.sequential_p_value(pl.col("z"), pl.col("n"), pl.lit(st.sequential_rho_squared(0.05, 5000.0))),
+                 z=[3.060838, 0.0, 5.0], n=[3000, 3000, 3000])
+    assert got == [pytest.approx(0.05, abs=1e-6), 1.0, pytest.approx(7.8249e-5, rel=1e-3)]
+
+
+def test_holm_alpha():
+    # family a: 0.01, 0.012, 0.04 all pass alpha/3, alpha/2, alpha: levels 0.016667, 0.025, 0.05; NULL: alpha/3
+    # family b: 0.03 fails alpha/2 = 0.025 at rank 1, so both tests are read at 0.025
+    got = values(st.holm_alpha(pl.col("p"), 0.05, "g"),
+                 g=["a", "a", "a", "a", "b", "b"], p=[0.01, 0.04, 0.012, None, 0.03, 0.2])
+    assert got == approx([0.05 / 3, 0.05, 0.025, 0.05 / 3, 0.025, 0.025])

@@ -50,6 +50,9 @@ class Metric:
         return days
 
 
+DEFAULT_GUARDRAIL_MARGIN = 0.10  # a guardrail's metric may rise by at most 10% relative unless the map says otherwise
+
+
 @dataclass(frozen=True, config=CONFIG)
 class Goal:
     id: StrictStr
@@ -57,12 +60,38 @@ class Goal:
     metric: StrictStr
     campaign: StrictStr
     target_relative_lift: Float = Field(validation_alias=AliasPath("target", "relative_lift"))
-    guardrails: tuple[StrictStr, ...] = ()
+    guardrails: tuple[StrictStr, ...] = ()  # metric ids; the map may spell one {metric: id, max_relative_rise: x}
+    guardrail_margins: dict[StrictStr, Float] = Field(default_factory=dict, repr=False)  # declared margins only
+
+    def guardrail_margin(self, metric_id: str) -> float:
+        """The non-inferiority margin of a guardrail: the largest relative rise of its metric that is `ok`."""
+        return self.guardrail_margins.get(metric_id, DEFAULT_GUARDRAIL_MARGIN)
 
     @model_validator(mode="wrap")
     @classmethod
     def _target_mapping(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Goal:
-        return validated("Goal", data, handler, mapping_problems(data, ("target",)))
+        data, problems = _guardrail_specs(data)
+        return validated("Goal", data, handler, mapping_problems(data, ("target",)) + problems)
+
+
+def _guardrail_specs(data: Any) -> tuple[Any, list[Problem]]:
+    """`guardrails` entries `{metric, max_relative_rise}` split into the metric ids and `guardrail_margins`."""
+    if not isinstance(data, dict) or not isinstance(data.get("guardrails"), list):
+        return data, []
+    ids, margins, problems = [], {}, []
+    for i, entry in enumerate(data["guardrails"]):
+        if not isinstance(entry, dict):
+            ids.append(entry)
+            continue
+        ids.append(entry.get("metric"))
+        margin = entry.get("max_relative_rise", DEFAULT_GUARDRAIL_MARGIN)
+        if "metric" not in entry:
+            problems.append((("guardrails", i, "metric"), "is required (a metric id)"))
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            problems.append((("guardrails", i, "max_relative_rise"), f"must be a number >= 0, got {margin!r}"))
+        elif isinstance(entry.get("metric"), str):
+            margins[entry["metric"]] = float(margin)
+    return {**data, "guardrails": [i for i in ids if i is not None], "guardrail_margins": margins}, problems
 
 
 @dataclass(frozen=True, config=CONFIG)
@@ -94,6 +123,10 @@ class Campaign:
     priority: StrictInt = 0
     holdout: Float = Field()
     frequency_cap: FrequencyCap = FrequencyCap(per_days=1, max=1)
+    # the planned horizon: goal rows say `running` before `start`, before `end` and below `planned_users`
+    start: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
+    end: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
+    planned_users: StrictInt | None = None
 
     @field_validator("holdout")
     @classmethod
