@@ -9,6 +9,9 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from assets.lake import Lake
+from pipelines.locks import RunLocked, hold_days
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -18,8 +21,13 @@ def run_days(days: list[date], console: Console) -> bool:
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
     instance = dg.DagsterInstance.get()
+    try:
+        locks = hold_days(Lake.default().root, days)  # a second run of a day in progress is refused
+    except RunLocked as err:
+        console.print(f"[red]refused:[/red] {err}")
+        return False
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with locks, Progress(*columns, console=console) as progress:
         task = progress.add_task("pyramid", total=len(days))
         for day in days:
             progress.update(task, description=f"materializing {day}")

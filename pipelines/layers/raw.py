@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets import raw
+from assets.crash_points import crash_point
 from assets.lake import connect
 from assets.pyramid_map import SOURCE_NAMES
 from pipelines.layers import lake_table, partition_day, write_table
@@ -46,6 +47,7 @@ def _raw_asset(source_name: str, partitions: dg.PartitionsDefinition) -> dg.Asse
         source = pyramid.pyramid_map().sources[source_name]
         table = raw.land(connect(), lake, source, ds)
         metadata = write_table(lake, "raw", source_name, ds, table)
+        crash_point("landing")
         return dg.MaterializeResult(metadata=metadata, check_results=[parse_check(table)])
 
     return _asset
