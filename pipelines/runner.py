@@ -17,15 +17,15 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def run_days(days: list[date], console: Console) -> bool:
     """Run the whole pyramid for each day; stop at the first failed day. True when all succeeded."""
-    from pipelines.definitions import NIGHTLY_JOB, defs
-
-    job = defs.resolve_job_def(NIGHTLY_JOB)
-    instance = dg.DagsterInstance.get()
     try:
         locks = hold_days(Lake.default().root, days)  # a second run of a day in progress is refused
     except RunLocked as err:
         console.print(f"[red]refused:[/red] {err}")
         return False
+    from pipelines.definitions import NIGHTLY_JOB, defs
+
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    instance = dg.DagsterInstance.get()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with locks, Progress(*columns, console=console) as progress:
         task = progress.add_task("pyramid", total=len(days))

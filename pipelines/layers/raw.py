@@ -4,7 +4,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets import raw
+from assets import file_faults, raw
 from assets.crash_points import crash_point
 from assets.lake import connect
 from assets.pyramid_map import SOURCE_NAMES
@@ -46,6 +46,7 @@ def _raw_asset(source_name: str, partitions: dg.PartitionsDefinition) -> dg.Asse
         lake, ds = pyramid.lake(), partition_day(context)
         source = pyramid.pyramid_map().sources[source_name]
         table = raw.land(connect(), lake, source, ds)
+        file_faults.check_files(table, raw.landing_files(lake, source, ds), source)  # before anything is written
         metadata = write_table(lake, "raw", source_name, ds, table)
         crash_point("landing")
         return dg.MaterializeResult(metadata=metadata, check_results=[parse_check(table)])
