@@ -46,7 +46,8 @@ def freshness(lake: Lake) -> dict:
 
 def test_freshness_passes_when_the_newest_activity_is_near_the_cut_off(tmp_path):
     lake = Lake(tmp_path)
-    write_user_daily(lake, datetime(2026, 10, 1, 9, tzinfo=timezone.utc), datetime(2026, 10, 1, 23, tzinfo=timezone.utc))
+    utc = timezone.utc
+    write_user_daily(lake, datetime(2026, 10, 1, 9, tzinfo=utc), datetime(2026, 10, 1, 23, tzinfo=utc))
     report = freshness(lake)
     assert report["ok"] is True
     assert (report["data_age_hours"], report["worst_case_age_hours"]) == (1.0, 29.0)

@@ -47,7 +47,8 @@ def pyramid(root: Path, *args: str, kill_at: str | None = None) -> subprocess.Po
 def lake_bytes(root: Path) -> dict[str, str]:
     """Every partition file of the lake: relative path -> sha256 of its bytes."""
     base = root / "data" / "lake"
-    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(base.rglob("*.parquet"))}
+    files = sorted(base.rglob("*.parquet"))
+    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 class Querier(threading.Thread):

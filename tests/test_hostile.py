@@ -70,7 +70,8 @@ def test_hostile_event_lines_never_crash_and_every_record_is_accounted_for(tmp_p
     result = actionable.clean_events(connect(), raw, DS, KNOWN, None, PMAP.actionable)
     figures = result.accounting()
     assert figures["balanced"]
-    assert figures["raw_rows"] == figures["actionable_rows"] + figures["quarantined_rows"] + figures["duplicates_removed"]
+    outputs = figures["actionable_rows"] + figures["quarantined_rows"] + figures["duplicates_removed"]
+    assert figures["raw_rows"] == outputs
 
 
 csv_field = st.one_of(
@@ -124,7 +125,8 @@ def land_checked(root, source_name: str):
 def test_a_whole_file_fault_names_the_file_and_the_problem(tmp_path, fault):
     source_name, name, data, problem = FAULTS[fault]
     path = write(tmp_path, f"landing/{source_name}/{DS}/{name}", data)
-    write(tmp_path, f"landing/profiles/{DS}/profiles-0.csv", (",".join(CANONICAL_COLUMNS["profiles"]) + "\n").encode())
+    profiles_header = ",".join(CANONICAL_COLUMNS["profiles"]) + "\n"
+    write(tmp_path, f"landing/profiles/{DS}/profiles-0.csv", profiles_header.encode())
     with pytest.raises(LandingError) as err:
         land_checked(tmp_path, source_name)
     assert str(path) in str(err.value) and problem in str(err.value)
