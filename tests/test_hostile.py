@@ -145,3 +145,12 @@ def test_type_changed_upstream_is_quarantined_not_refused(tmp_path):
     raw = land_checked(tmp_path, "transactions")
     result = actionable.clean_transactions(connect(), raw, DS, KNOWN, None, PMAP.actionable)
     assert result.table.num_rows == 0 and result.quarantine.num_rows == 1
+
+
+def test_a_timestamp_beyond_year_9999_in_utc_is_quarantined_not_a_crash(tmp_path):
+    """Found by the property test: GX's sample of unexpected values held a pandas Timestamp in year 10000."""
+    body = TXN_HEADER + "\nt1,u1,9999-12-31T23:59:59-12:00,12.5,EUR,deposit,,completed\n"
+    write(tmp_path, f"landing/transactions/{DS}/transactions-0.csv", body.encode())
+    raw = land_checked(tmp_path, "transactions")
+    result = actionable.clean_transactions(connect(), raw, DS, KNOWN, None, PMAP.actionable)
+    assert result.accounting()["balanced"] and result.quarantine.num_rows == 1
