@@ -6,6 +6,7 @@ It is rebuilt under a temporary name and renamed into place, so an analyst who h
 
 from __future__ import annotations
 
+from assets.crash_points import crash_point
 from assets.lake import Lake, atomic_path, connect
 
 # view name -> tables of the lake (layer, table) it unions. PII never reaches the lake above raw,
@@ -47,6 +48,7 @@ def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:
                     created.append(name)
         finally:
             con.close()
+        crash_point("catalog")
     return created
 
 

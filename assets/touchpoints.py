@@ -23,15 +23,20 @@ simply not exported to that user today, and its cap is not consumed.
 Freshness model (`freshness_report`): the export of day D holds the data up to the end of D (00:00
 UTC of D+1, the cut-off). It lands `run_allowance_hours` after the cut-off (the nightly run's start
 time after midnight plus its duration) and is replaced by the next export one schedule interval later,
-so the data a touchpoint uses is at most `schedule_interval_hours + run_allowance_hours` old. A
-touchpoint is ok when that worst case is within its `freshness_hours`.
+so the data a touchpoint uses is at most `data_age_hours + schedule_interval_hours + run_allowance_hours`
+old, where `data_age_hours` is how far the newest activity the export reflects lies before the cut-off.
+A touchpoint is ok when that worst case is within its `freshness_hours`.
+
+`measured_freshness` takes `data_age_hours` from the data: the newest activity (`last_seen_at`,
+`last_txn_at`) of the user_daily partition that fed the day's segments, hence its audiences and
+exports. A day whose export reflects no activity at all fails: nothing says how old its data is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 
 import polars as pl
 import pyarrow as pa
@@ -95,22 +100,48 @@ def freshness_report(
     touchpoints: Sequence[Touchpoint],
     schedule_interval_hours: float = 24,
     run_allowance_hours: float = DEFAULT_RUN_ALLOWANCE_HOURS,
+    data_age_hours: float = 0.0,
 ) -> list[dict]:
-    """Per touchpoint: is its freshness need met by the schedule? (model in the module docstring)."""
-    worst_case = float(schedule_interval_hours) + float(run_allowance_hours)
+    """Per touchpoint: is its freshness need met by the data and the schedule? (model in the module docstring)."""
+    worst_case = float(data_age_hours) + float(schedule_interval_hours) + float(run_allowance_hours)
     return [
         {
             "touchpoint_id": tp.id,
             "channel": tp.channel,
             "freshness_hours": float(tp.freshness_hours),
+            "data_age_hours": float(data_age_hours),
             "schedule_interval_hours": float(schedule_interval_hours),
             "run_allowance_hours": float(run_allowance_hours),
             "worst_case_age_hours": worst_case,
             "ok": worst_case <= tp.freshness_hours,
-            "message": _freshness_message(tp, worst_case, float(run_allowance_hours)),
+            "message": _freshness_message(tp, worst_case, float(run_allowance_hours), float(data_age_hours)),
         }
         for tp in touchpoints
     ]
+
+
+def measured_freshness(
+    touchpoints: Sequence[Touchpoint],
+    newest_activity: datetime | None,
+    as_of: date,
+    schedule_interval_hours: float = 24,
+    run_allowance_hours: float = DEFAULT_RUN_ALLOWANCE_HOURS,
+) -> list[dict]:
+    """`freshness_report` with the data's age measured: the cut-off of `as_of` minus `newest_activity`
+    (never negative: accepted activity is at most the allowed clock skew past the cut-off)."""
+    if newest_activity is None:
+        return [
+            {"touchpoint_id": tp.id, "channel": tp.channel, "freshness_hours": float(tp.freshness_hours), "ok": False,
+             "message": f"{tp.id} ({tp.channel}): the export of {as_of} reflects no activity at all, "
+                        "so its data is of unknown age; check that the day's events and transactions landed"}
+            for tp in touchpoints
+        ]
+    cutoff = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=timezone.utc)
+    age = max((cutoff - newest_activity).total_seconds() / 3600, 0.0)
+    reports = freshness_report(touchpoints, schedule_interval_hours, run_allowance_hours, data_age_hours=round(age, 3))
+    for report in reports:
+        report["newest_activity"] = newest_activity.astimezone(timezone.utc).isoformat()
+    return reports
 
 
 def _campaign_plan(campaigns: Sequence[Campaign], touchpoints: Sequence[Touchpoint]) -> pl.DataFrame:
@@ -169,11 +200,12 @@ def _export_table(winners: pl.DataFrame) -> pa.Table:
     return winners.sort("user_id").select(EXPORT_SCHEMA.names).to_arrow().cast(EXPORT_SCHEMA)
 
 
-def _freshness_message(tp: Touchpoint, worst_case: float, run_allowance: float) -> str:
+def _freshness_message(tp: Touchpoint, worst_case: float, run_allowance: float, data_age: float = 0.0) -> str:
     need = f"{tp.id} ({tp.channel}) needs data at most {tp.freshness_hours:g} h old"
+    aged = f" (its newest activity is {data_age:g} h before the cut-off)" if data_age else ""
     if worst_case <= tp.freshness_hours:
-        return f"{need}; the schedule delivers at worst {worst_case:g} h: ok"
-    longest_interval = tp.freshness_hours - run_allowance
+        return f"{need}; the export delivers at worst {worst_case:g} h{aged}: ok"
+    longest_interval = tp.freshness_hours - run_allowance - data_age
     remedy = (f"run at least every {longest_interval:g} h" if longest_interval > 0
-              else f"land exports within {tp.freshness_hours:g} h of the data cut-off")
-    return f"{need} but the schedule delivers at worst {worst_case:g} h: {remedy}, or relax freshness_hours"
+              else f"land exports within {tp.freshness_hours:g} h of the newest data")
+    return f"{need} but the export delivers at worst {worst_case:g} h{aged}: {remedy}, or relax freshness_hours"

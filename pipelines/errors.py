@@ -32,6 +32,7 @@ EXPECTED = {
     "SuiteError": "correct the expectation suite in expectations/, then `pyramid run --date {day}`",
     "QualityError": "compare the expectation suite with the source's columns, then `pyramid run --date {day}`",
     "AccountingError": "rows went missing between layers: keep the log and report it",
+    "RunLocked": "wait for that run to finish (a lock left by a process that died is taken over), then run again",
     BLOCKED_CHECK: "see the check in `pyramid status` or the Dagster UI, fix the data, then `pyramid run --date {day}`",
 }
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines.errors import Failure, step_failures
+from pipelines.locks import RunLocked, hold_days
 from pipelines.status import DATA_ROOT_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -21,13 +22,18 @@ SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 def run_days(days: list[date], console: Console, data_root: Path) -> Failure | None:
     """Run the whole pyramid for each day; stop at the first failed day and return its first failed step.
 
-    Each run is tagged with its data root, so that `pyramid status` tells this root's runs from others'."""
+    Each run is tagged with its data root, so that `pyramid status` tells this root's runs from others'.
+    A day already being run by another process is refused (pipelines/locks.py)."""
+    try:
+        locks = hold_days(data_root, days)
+    except RunLocked as err:
+        return Failure(days[0] if days else None, None, "RunLocked", str(err), "")
     from pipelines.definitions import NIGHTLY_JOB, defs
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
     instance = dg.DagsterInstance.get()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+    with locks, Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("pyramid", total=len(days))
         for day in days:
             progress.update(task, description=f"materializing {day}")

@@ -239,8 +239,15 @@ def _json_safe(value: Any) -> Any:
             return None
     except (TypeError, ValueError):  # pd.NA refuses bool()
         return None
+    except NotImplementedError:  # a pandas Timestamp beyond year 9999 (below)
+        pass
     if hasattr(value, "isoformat"):
-        return value.isoformat()
+        try:
+            return value.isoformat()
+        except (ValueError, OverflowError, NotImplementedError):  # a pandas Timestamp beyond year 9999
+            zone = "" if getattr(value, "tzinfo", None) is None else f" {value.tzinfo}"
+            return f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}" \
+                   f":{value.second:02d}{zone}"
     return str(value)
 
 

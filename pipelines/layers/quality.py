@@ -9,6 +9,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets import actionable
+from assets.crash_points import crash_point
 from assets.lake import Lake, connect, read_partition
 from assets.lineage import Blocked, blocked_by
 from assets.pyramid_map import PyramidMap
@@ -124,6 +125,7 @@ def validate_and_record(
     `column_status_result`)."""
     outcome = actionable.validate(raw, source, ds, settings)
     save_validation(outcome, validation_file(lake, source, ds))
+    crash_point("validation")
     return outcome, str(data_docs_index(lake))
 
 

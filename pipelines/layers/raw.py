@@ -8,7 +8,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets import feeds, raw
+from assets import feeds, file_faults, raw
+from assets.crash_points import crash_point
 from assets.lake import Lake, connect
 from assets.pyramid_map import SOURCE_NAMES, PyramidMap, Source
 from pipelines.layers import lake_table, partition_day, write_table
@@ -104,9 +105,11 @@ def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.Assets
         files = raw.landing_files(lake, source, ds)
         manifest = raw.landing_manifest(lake, files)  # before reading: a file changing meanwhile shows as late
         table = raw.land(connect(), lake, source, ds, files)
+        file_faults.check_files(table, files, source)  # before anything is written
         metadata = write_table(lake, "raw", source_name, ds, table, landing_files=len(files),
-                                   pii=pmap.actionable.pii)
+                               pii=pmap.actionable.pii)
         raw.write_manifest(lake, source_name, ds, manifest)
+        crash_point("landing")
         checks = [parse_check(table), late_check(lake, source, ds)]
         if source.volume is not None:
             checks.append(volume_check(lake, source, ds, table.num_rows))

@@ -4,6 +4,7 @@ baselines on the goal metrics."""
 import dagster as dg
 
 from assets import segments
+from assets.crash_points import crash_point
 from assets.lake import connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
@@ -37,7 +38,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         blocked = blocked_for_day(lake, pmap, ds).segments  # need a withheld column: not computed
         definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
         membership = segments.segment_membership(features, definitions, ds, previous)
-        return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_membership", ds, membership))
+        metadata = write_table(lake, "segments", "segment_membership", ds, membership)
+        crash_point("segments")
+        return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         group_name="segments", partitions_def=partitions,

@@ -1,7 +1,8 @@
 """Touchpoints: one activation export per touchpoint, after priorities and frequency caps, and a
-check that each touchpoint's freshness need is met by the nightly schedule."""
+check that each touchpoint's freshness need is met: the age of the newest activity the export reflects
+(measured from the day's user_daily partition) plus the nightly schedule's delay."""
 
-from datetime import date
+from datetime import date, datetime
 
 import dagster as dg
 import pyarrow as pa
@@ -36,7 +37,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     ]
     check_specs = [
         dg.AssetCheckSpec(FRESHNESS_CHECK, asset=f"touchpoint_{tp_id}",
-                          description="The nightly schedule refreshes the export before it is too stale.")
+                          description="The newest activity the export reflects, plus the nightly schedule's delay, "
+                                      "is within the touchpoint's freshness_hours.")
         for tp_id in ids
     ]
 
@@ -50,8 +52,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         previous = previous_exports(lake, pmap, ds)
         exports = touchpoints.touchpoint_exports(audiences, pmap.campaigns, pmap.touchpoints, previous, ds,
                                                  reach(lake, pmap, ds))
-        freshness = {r["touchpoint_id"]: r for r in touchpoints.freshness_report(
-            pmap.touchpoints, SCHEDULE_INTERVAL_HOURS, run_allowance_hours=run_allowance_hours(pmap))}
+        freshness = {r["touchpoint_id"]: r for r in touchpoints.measured_freshness(
+            pmap.touchpoints, newest_activity(lake, ds), ds, SCHEDULE_INTERVAL_HOURS, run_allowance_hours(pmap))}
         for tp_id in ids:
             yield dg.MaterializeResult(
                 asset_key=f"touchpoint_{tp_id}",
@@ -78,6 +80,16 @@ def run_allowance_hours(pyramid_map: PyramidMap) -> float:
     """Hours from the end of a partition day until its exports are ready: the run's start plus its length."""
     hour, minute = pyramid_map.run_at
     return hour + minute / 60 + EXPECTED_RUN_HOURS
+
+
+def newest_activity(lake: Lake, ds: date) -> datetime | None:
+    """The newest activity instant in the user_daily partition of `ds` (what the day's segments, audiences
+    and exports were built from); None when the partition is missing or holds no activity."""
+    path = lake.partition_file("actionable", "user_daily", ds)
+    if not path.exists():
+        return None
+    sql = "SELECT greatest(max(last_seen_at), max(last_txn_at)) FROM read_parquet(?)"  # greatest skips NULLs
+    return connect().sql(sql, params=[str(path)]).fetchall()[0][0]
 
 
 def previous_exports(lake: Lake, pyramid_map: PyramidMap, ds: date):

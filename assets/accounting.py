@@ -1,0 +1,93 @@
+"""Accounting by a separate read: the records of a day's landing files, counted without the landing or
+the cleaning code, against the rows the cleaning wrote (DESIGN rule 1: nothing is lost silently).
+
+The count is deliberately simple, so that a bug in `assets/raw.py` or `assets/actionable.py` cannot
+hide itself:
+
+- a JSON-lines file holds one record per line that is not blank (blank: only spaces, tabs, CR; a
+  UTF-8 byte-order mark is not a character), whether or not the line parses;
+- a CSV file holds one record per row after the header, rows as pyarrow's CSV reader splits them
+  (quoted newlines allowed), every value as bytes, rows with the wrong number of fields counted too.
+
+`accounting_figures` compares that count with the outputs: the accepted rows (the written actionable
+partition, or the accepted count of a source whose partition is a snapshot), the written quarantine
+partition and the duplicates removed. Pure functions: no Dagster.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def jsonl_records(data: bytes) -> int:
+    """Non-blank lines of a JSON-lines file."""
+    data = data.removeprefix(UTF8_BOM)
+    return sum(1 for line in data.split(b"\n") if line.strip(b" \t\r"))
+
+
+def csv_records(data: bytes) -> int:
+    """Rows after the header of a comma-separated file, malformed rows included."""
+    data = data.removeprefix(UTF8_BOM)
+    if not data.strip():
+        return 0
+    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", "replace"))), [])
+    names = [f"c{i}" for i in range(max(len(header), 1))]
+    invalid = 0
+
+    def count_invalid(row) -> str:
+        nonlocal invalid
+        invalid += 1
+        return "skip"
+
+    table = pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=count_invalid),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}),
+    )
+    return table.num_rows + invalid
+
+
+def landed_records(files: list[Path], file_format: str) -> dict[str, int]:
+    """Records per landing file (path -> count), by the format's simple rule."""
+    count = jsonl_records if file_format == "jsonl" else csv_records
+    return {str(path): count(path.read_bytes()) for path in files}
+
+
+def parquet_rows(path: Path) -> int:
+    """Rows of a written Parquet file, from its footer."""
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def accounting_figures(landed: dict[str, int], raw_rows: int, actionable_rows: int, quarantined_rows: int,
+                       duplicates_removed: int) -> dict:
+    """The check's figures: landed records (separate read) against raw rows and against the outputs."""
+    landed_total = sum(landed.values())
+    outputs = actionable_rows + quarantined_rows + duplicates_removed
+    return {
+        "landed_records": landed_total,
+        "landing_files": len(landed),
+        "raw_rows": raw_rows,
+        "actionable_rows": actionable_rows,
+        "quarantined_rows": quarantined_rows,
+        "duplicates_removed": duplicates_removed,
+        "balanced": landed_total == raw_rows == outputs,
+    }
+
+
+def accounting_message(source: str, figures: dict) -> str:
+    """One line: what balanced, or which count differs from the landing files'."""
+    sums = (f"{figures['actionable_rows']} actionable + {figures['quarantined_rows']} quarantined + "
+            f"{figures['duplicates_removed']} duplicates removed")
+    landed = f"{figures['landed_records']} records in {figures['landing_files']} landing file(s)"
+    if figures["balanced"]:
+        return f"{source}: {landed} = {figures['raw_rows']} raw rows = {sums}"
+    return f"{source}: {landed}, but {figures['raw_rows']} raw rows and {sums}; rows were lost or invented"
