@@ -207,7 +207,7 @@ def _transaction_typing() -> dict[str, str]:
     return {c: typed[c] for c in SCHEMAS["transactions"].names}  # amount: finite DOUBLE or NULL
 
 
-def _profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
+def profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
     if settings.consent_column not in CANONICAL_COLUMNS["profiles"]:
         raise ValueError(f"actionable.consent_column {settings.consent_column!r} is not a profiles column; "
                          f"expected one of {', '.join(CANONICAL_COLUMNS['profiles'])}")
@@ -225,14 +225,14 @@ def _profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
     }
 
 
-def _erasure_typing() -> dict[str, str]:
+def erasure_typing() -> dict[str, str]:
     return {"user_id": _text("user_id"), "requested_at": _timestamp("requested_at")}
 
 
 # --- the cleaning machinery ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     source: str
     typing: dict[str, str]
     checks: list[RowCheck]
@@ -265,7 +265,7 @@ def _landed(raw: pa.Table) -> pa.Table:
     return raw.append_column("_row", pa.array(np.arange(raw.num_rows, dtype=np.int64)))
 
 
-def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_users: pa.Table | None,
+def judge(con: duckdb.DuckDBPyConnection, plan: Plan, raw: pa.Table, known_users: pa.Table | None,
            seen_keys: pa.Array | None, validation: "ValidationOutcome | None" = None) -> str:
     """Judge every raw row: typed, with its reasons and its fate (`accepted`, `quarantined`,
     `duplicate`). Returns the name of a temporary view over the materialized result (drop it with
@@ -325,7 +325,7 @@ def _judge(con: duckdb.DuckDBPyConnection, plan: _Plan, raw: pa.Table, known_use
             LEFT JOIN {name}_copies AS c USING (_dedup_key)
         """)
     except Exception:
-        _drop(con, name)
+        drop_judged(con, name)
         raise
     finally:
         for registered in (raw_name, known_name, seen_name, suite_name):
@@ -337,20 +337,20 @@ def quality_empty_failures() -> pa.Table:
     return pa.table({"_row": pa.array([], pa.int64()), "reasons": pa.array([], pa.list_(pa.string()))})
 
 
-def _accepted(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema, withheld: list[str] = ()) -> pa.Table:
+def accepted_rows(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema, withheld: list[str] = ()) -> pa.Table:
     """The accepted rows in the order they landed (file, line); `withheld` columns are NULL."""
     columns = ", ".join(f"NULL AS {c}" if c in withheld else c for c in schema.names)
     return con.sql(f"SELECT {columns} FROM {judged} WHERE fate = 'accepted' ORDER BY _row").to_arrow_table().cast(schema)
 
 
-def _quarantine(con: duckdb.DuckDBPyConnection, judged: str, source: str) -> pa.Table:
+def quarantine_rows(con: duckdb.DuckDBPyConnection, judged: str, source: str) -> pa.Table:
     return con.sql(f"""
         SELECT {_lit(source)} AS source, _source_file, _source_line, payload, reasons
         FROM {judged} WHERE fate = 'quarantined' ORDER BY _row
     """).to_arrow_table().cast(SCHEMAS["quarantine"])
 
 
-def _fate_details(con: duckdb.DuckDBPyConnection, judged: str) -> dict:
+def fate_details(con: duckdb.DuckDBPyConnection, judged: str) -> dict:
     fates = dict(con.sql(f"SELECT fate, count(*) FROM {judged} GROUP BY fate").fetchall())
     reasons = dict(con.sql(f"""
         SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM {judged} WHERE fate = 'quarantined')
@@ -375,7 +375,7 @@ def _conflicting_copies(con: duckdb.DuckDBPyConnection, judged: str) -> int:
     return int(con.sql(f"SELECT count(*) FROM {judged}_copies WHERE versions > 1").fetchall()[0][0])
 
 
-def _drop(con: duckdb.DuckDBPyConnection, judged: str) -> None:
+def drop_judged(con: duckdb.DuckDBPyConnection, judged: str) -> None:
     con.execute(f"DROP VIEW IF EXISTS {judged}")
     for table in ("copies", "seen", "rows"):
         con.execute(f"DROP TABLE IF EXISTS {judged}_{table}")
@@ -405,24 +405,24 @@ def validate(raw: pa.Table, source: str, ds: date, settings: Actionable,
 
 
 def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.Table | None,
-                 seen_ids: pa.Table | None, plan: _Plan, key: str, ds: date, settings: Actionable,
+                 seen_ids: pa.Table | None, plan: Plan, key: str, ds: date, settings: Actionable,
                  validation: "ValidationOutcome | None", withhold: bool) -> CleanResult:
     validation = validation if validation is not None else validate(raw, plan.source, ds, settings)
     withheld = withheld_columns(validation) if withhold else []
     known = known_users.select(["user_id"]) if known_users is not None else None
-    judged = _judge(con, plan, raw, known, _seen_keys(seen_ids, key), validation)
+    judged = judge(con, plan, raw, known, _seen_keys(seen_ids, key), validation)
     try:
-        details = _fate_details(con, judged)
+        details = fate_details(con, judged)
         details["conflicting_copies"] = _conflicting_copies(con, judged)
         result = CleanResult(
-            table=_accepted(con, judged, SCHEMAS[plan.source], withheld),
-            quarantine=_quarantine(con, judged, plan.source),
+            table=accepted_rows(con, judged, SCHEMAS[plan.source], withheld),
+            quarantine=quarantine_rows(con, judged, plan.source),
             raw_rows=raw.num_rows,
             duplicates_removed=details["duplicates"],
             details=details, validation=validation, withheld=withheld,
         )
     finally:
-        _drop(con, judged)
+        drop_judged(con, judged)
     return result.assert_balanced(plan.source)
 
 
@@ -435,7 +435,7 @@ def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_
     event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed.
     `validation`: the suite's outcome on `raw` (run here when not given); `withhold=False` keeps
     columns a failed column expectation would withhold (for tests of the row rules only)."""
-    plan = _Plan("events", _event_typing(), event_checks(ds, settings), dedup_key="event_id")
+    plan = Plan("events", _event_typing(), event_checks(ds, settings), dedup_key="event_id")
     return _clean_keyed(con, raw, known_users, seen_ids, plan, "event_id", ds, settings, validation, withhold)
 
 
@@ -444,130 +444,10 @@ def clean_transactions(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, 
                        validation: "ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
     """Typed transactions of landing day `ds` (amount DOUBLE > 0, known currency and type; status
     kept as delivered); refused rows quarantined; duplicates of txn_id removed as for events."""
-    plan = _Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")
+    plan = Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")
     return _clean_keyed(con, raw, known_users, seen_ids, plan, "txn_id", ds, settings, validation, withhold)
 
 
-PROFILE_VALUES = ["signup_at", "country", "birth_year", "plan", "consent_personalization"]
-# Among updates of a user with the same updated_at (a contradiction), the kept one is the one with the
-# least consent (NULL, then false, then true: when in doubt, no consent), then the greatest
-# (signup_at, country, birth_year, plan), NULLs lowest. Equal on all of these means identical rows.
-PROFILE_TIE_BREAK = ("updated_at DESC, consent_personalization ASC NULLS FIRST, signup_at DESC NULLS LAST, "
-                     "country DESC NULLS LAST, birth_year DESC NULLS LAST, plan DESC NULLS LAST")
-
-
-def update_profiles(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None, ds: date,
-                    settings: Actionable, *, validation: "ValidationOutcome | None" = None,
-                    withhold: bool = True) -> CleanResult:
-    """The profile snapshot as of `ds`: `previous` (the snapshot of ds - 1) updated with the valid rows
-    of the day, latest `updated_at` winning per user (ties: PROFILE_TIE_BREAK). No PII column.
-
-    Exact copies of a landed row (every column equal) count as duplicates_removed; rows without a
-    user, with a missing or bad updated_at/signup_at, a future one, or a bad birth_year are
-    quarantined. `details['contradictions']` counts (user, updated_at) pairs seen with different
-    values, the previous snapshot's row included. actionable_rows = the accepted raw rows; `table` is
-    the whole snapshot.
-
-    A withheld column is NULL in the day's accepted rows before they merge: the users updated that
-    day have an unknown value until their next update; the other users keep theirs."""
-    raw_columns = CANONICAL_COLUMNS["profiles"]
-    validation = validation if validation is not None else validate(raw, "profiles", ds, settings)
-    withheld = [c for c in withheld_columns(validation) if c in SCHEMAS["profiles"].names] if withhold else []
-    plan = _Plan("profiles", _profile_typing(ds, settings), profile_checks(ds, settings),
-                 dedup_key=f"to_json([{', '.join(f'raw_{c}' for c in raw_columns)}, _raw_text])::VARCHAR",
-                 pii=tuple(settings.pii))
-    judged = _judge(con, plan, raw, None, None, validation)
-    try:
-        details = _fate_details(con, judged)
-        details["unknown_consent"] = int(con.sql(
-            f"SELECT count(*) FROM {judged} WHERE fate = 'accepted' AND consent_personalization IS NULL").fetchall()[0][0])
-        accepted = _accepted(con, judged, SCHEMAS["profiles"], withheld)
-        quarantine = _quarantine(con, judged, "profiles")
-    finally:
-        _drop(con, judged)
-    snapshot, contradictions = _merge_snapshot(con, previous, accepted)
-    details.update(contradictions=contradictions, snapshot_users=snapshot.num_rows)
-    result = CleanResult(table=snapshot, quarantine=quarantine, raw_rows=raw.num_rows,
-                         duplicates_removed=details["duplicates"], details=details,
-                         actionable_rows=accepted.num_rows, validation=validation, withheld=withheld)
-    return result.assert_balanced("profiles")
-
-
-def _conformed(previous: pa.Table | None, schema: pa.Schema) -> pa.Table:
+def conformed(previous: pa.Table | None, schema: pa.Schema) -> pa.Table:
     """A previous partition in the table's schema (empty on the first day)."""
     return (previous if previous is not None else schema.empty_table()).select(schema.names).cast(schema)
-
-
-def _merge_snapshot(con: duckdb.DuckDBPyConnection, previous: pa.Table | None, accepted: pa.Table) -> tuple[pa.Table, int]:
-    schema = SCHEMAS["profiles"]
-    con.register("_profiles_previous", _conformed(previous, schema))
-    con.register("_profiles_accepted", accepted)
-    values = ", ".join(PROFILE_VALUES)
-    try:
-        con.execute("""CREATE OR REPLACE TEMP VIEW _profiles_candidates AS
-                       SELECT * FROM _profiles_previous UNION ALL SELECT * FROM _profiles_accepted""")
-        contradictions = con.sql(f"""
-            SELECT count(*) FROM (
-                SELECT user_id, updated_at FROM _profiles_candidates GROUP BY user_id, updated_at
-                HAVING count(DISTINCT row({values})) > 1
-            )
-        """).fetchall()[0][0]
-        snapshot = con.sql(f"""
-            SELECT {', '.join(schema.names)} FROM _profiles_candidates
-            QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {PROFILE_TIE_BREAK}) = 1
-            ORDER BY user_id
-        """).to_arrow_table().cast(schema)
-    finally:
-        con.execute("DROP VIEW IF EXISTS _profiles_candidates")
-        con.unregister("_profiles_previous")
-        con.unregister("_profiles_accepted")
-    return snapshot, int(contradictions)
-
-
-def clean_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> CleanResult:
-    """The day's erasure requests, one row per user (earliest requested_at). A request without a
-    user or that did not parse is quarantined; one with an unreadable timestamp is honoured with a
-    NULL requested_at (counted in details['bad_timestamp_honoured']). Further requests of the same
-    user in the partition count as duplicates_removed."""
-    plan = _Plan("erasure_requests", _erasure_typing(), erasure_checks(), dedup_key="user_id")
-    judged = _judge(con, plan, raw, None, None)
-    try:
-        details = _fate_details(con, judged)
-        details["bad_timestamp_honoured"] = int(con.sql(
-            f"SELECT count(*) FROM {judged} WHERE len(reasons) = 0 AND user_id IS NOT NULL AND requested_at IS NULL"
-        ).fetchall()[0][0])
-        table = con.sql(f"""
-            SELECT user_id, min(requested_at) AS requested_at FROM {judged}
-            WHERE fate <> 'quarantined' AND user_id IS NOT NULL GROUP BY user_id ORDER BY user_id
-        """).to_arrow_table().cast(SCHEMAS["erased_users"])
-        quarantine = _quarantine(con, judged, "erasure_requests")
-    finally:
-        _drop(con, judged)
-    result = CleanResult(table=table, quarantine=quarantine, raw_rows=raw.num_rows,
-                         duplicates_removed=details["duplicates"], details=details)
-    return result.assert_balanced("erasure_requests")
-
-
-def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None,
-                    day: CleanResult | None = None) -> pa.Table:
-    """Every user who asked to be erased up to this partition: `previous` plus the day's requests,
-    one row per user with the earliest requested_at (NULL only if no readable timestamp ever came).
-    `day`: the day's `clean_erasures(con, raw)` when the caller has it already."""
-    schema = SCHEMAS["erased_users"]
-    con.register("_erased_previous", _conformed(previous, schema))
-    con.register("_erased_today", (day if day is not None else clean_erasures(con, raw)).table)
-    try:
-        return con.sql("""
-            SELECT user_id, min(requested_at) AS requested_at
-            FROM (SELECT * FROM _erased_previous UNION ALL SELECT * FROM _erased_today)
-            GROUP BY user_id ORDER BY user_id
-        """).to_arrow_table().cast(schema)
-    finally:
-        con.unregister("_erased_previous")
-        con.unregister("_erased_today")
-
-
-def erasure_request_problems(quarantine: pa.Table, limit: int = 10) -> list[str]:
-    """The first `limit` quarantined erasure requests as `file:line (reasons)`: where to look, no user id."""
-    rows = quarantine.select(["_source_file", "_source_line", "reasons"]).slice(0, limit).to_pylist()
-    return [f"{r['_source_file']}:{r['_source_line']} ({', '.join(r['reasons'])})" for r in rows]

@@ -30,8 +30,8 @@ import pyarrow.compute as pc
 
 from assets.metrics import metric_indicator_sql
 from assets.pyramid_map import Metric, SegmentDefinition
-from assets.sql_guard import require_safe, sandboxed_connection
 from assets.rfm import rfm_group
+from assets.sql_guard import require_safe, sandboxed_connection
 from assets.stability import stabilize
 from assets.statistics import ratio, two_proportion_p_value_scalar
 

@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 import pyarrow as pa
 import pytest
 
-from assets import actionable
+from assets import actionable, erasure_requests, profiles
 from assets.actionable import AccountingError, CleanResult
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
@@ -245,12 +245,12 @@ def profiles_result(tmp_path, pyramid):
     raw = land_text(tmp_path, pyramid, "profiles", "\n".join([PROFILE_HEADER, *PROFILE_ROWS]) + "\n")
     # this small fixture fails the column expectations on plan and consent (tested below): keep them
     # here, to test the row rules and the tie-break
-    return actionable.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable, withhold=False)
+    return profiles.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable, withhold=False)
 
 
 def test_profiles_withheld_columns_are_null_in_the_day_rows_only(tmp_path, pyramid):
     raw = land_text(tmp_path, pyramid, "profiles", "\n".join([PROFILE_HEADER, *PROFILE_ROWS]) + "\n")
-    result = actionable.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable)
+    result = profiles.update_profiles(connect(), raw, PREVIOUS_PROFILES, DS, pyramid.actionable)
     assert result.withheld == ["consent_personalization", "plan"]          # 'gold' and 'maybe' beyond mostly
     snapshot = {row["user_id"]: row for row in result.table.to_pylist()}
     assert (snapshot["u1"]["plan"], snapshot["u1"]["consent_personalization"]) == (None, None)  # updated today
@@ -295,7 +295,7 @@ def test_profiles_never_carry_pii(profiles_result, pyramid):
 def test_profile_tie_break_does_not_depend_on_delivery_order(tmp_path, pyramid):
     rows = [PROFILE_ROWS[3], PROFILE_ROWS[2]]
     raw = land_text(tmp_path, pyramid, "profiles", "\n".join([PROFILE_HEADER, *rows]) + "\n")
-    result = actionable.update_profiles(connect(), raw, None, DS, pyramid.actionable)
+    result = profiles.update_profiles(connect(), raw, None, DS, pyramid.actionable)
     assert result.table.column("plan").to_pylist() == ["plus"]
     assert result.details["contradictions"] == 1
 
@@ -310,7 +310,7 @@ def test_erasures_are_cumulative_with_the_earliest_request(tmp_path, pyramid):
         ",2026-10-01T10:00:00Z",          # no user: cannot be honoured
     ]) + "\n")
     previous = pa.table({"user_id": ["u3", "u4"], "requested_at": [utc(2026, 9, 2), utc(2026, 9, 3)]})
-    erased = actionable.update_erasures(connect(), raw, previous)
+    erased = erasure_requests.update_erasures(connect(), raw, previous)
     assert erased.schema == actionable.SCHEMAS["erased_users"]
     assert erased.to_pylist() == [
         {"user_id": "u1", "requested_at": utc(2026, 10, 1, 7)},
@@ -318,7 +318,7 @@ def test_erasures_are_cumulative_with_the_earliest_request(tmp_path, pyramid):
         {"user_id": "u3", "requested_at": utc(2026, 9, 2)},
         {"user_id": "u4", "requested_at": utc(2026, 9, 3)},
     ]
-    day = actionable.clean_erasures(connect(), raw)
+    day = erasure_requests.clean_erasures(connect(), raw)
     assert day.accounting() == {"raw_rows": 5, "actionable_rows": 3, "quarantined_rows": 1,
                                 "duplicates_removed": 1, "balanced": True}
     assert reasons_by_line(day) == {5: ["missing_user_id"]}

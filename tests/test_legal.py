@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from assets import actionable, suppression
+from assets import actionable, erasure_requests, suppression
 from assets.lake import Lake, connect
 from assets.pyramid_map import Consent, OptOut, Touchpoint, load_map
 from assets.touchpoints import Reach, touchpoint_exports
@@ -44,9 +44,9 @@ def test_a_request_that_cannot_be_honoured_is_quarantined_with_file_and_line(tmp
         "u2,2026-10-01T10:00:00Z,extra",      # a field too many: does not parse
         ",2026-10-01T10:00:00Z",               # no user
     ]) + "\n")
-    day = actionable.clean_erasures(connect(), raw)
+    day = erasure_requests.clean_erasures(connect(), raw)
     assert day.table.column("user_id").to_pylist() == ["u1"]
-    problems = actionable.erasure_request_problems(day.quarantine)
+    problems = erasure_requests.erasure_request_problems(day.quarantine)
     file = raw.column("_source_file")[0].as_py()
     assert problems == [f"{file}:2 (unparseable_row)", f"{file}:3 (missing_user_id)"]
     assert day.accounting()["balanced"]
@@ -91,12 +91,12 @@ def test_a_malformed_request_stops_the_day_at_the_check_naming_file_and_line(tmp
                          *(("touchpoints", t.id) for t in pyramid.touchpoints), ("goals", "north_star")]:
         assert not lake.partition_file(layer, table, ds).exists(), (layer, table)
     # the operator sees it: in `pyramid run`'s failure report and in the end-of-run summary
-    from pipelines.runner import _report_failure
+    from pipelines.errors import print_failure, step_failures
     from pipelines.summary import print_summary
 
     out = io.StringIO()
     console = Console(file=out, width=500)
-    _report_failure(result, ds, console)
+    print_failure(console, step_failures(result, ds)[0], None, verbose=False)
     print_summary(lake, pyramid, console)
     assert out.getvalue().count(where) == 2
 

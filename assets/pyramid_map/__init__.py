@@ -21,12 +21,31 @@ from pydantic import TypeAdapter, ValidationError
 from assets.lake import PROJECT_ROOT
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
-    SOURCE_FORMATS, SOURCE_NAMES, Actionable, Campaign, Consent, FrequencyCap, Goal, Metric, NorthStar, OptOut,
-    PyramidMap, Source, Touchpoint, Volume,
+    SOURCE_FORMATS,
+    SOURCE_NAMES,
+    Actionable,
+    Campaign,
+    Consent,
+    FrequencyCap,
+    Goal,
+    Metric,
+    NorthStar,
+    OptOut,
+    PyramidMap,
+    Source,
+    Touchpoint,
+    Volume,
 )
 from assets.pyramid_map.segments import (
-    LIFECYCLE_STAGES, RFM_GROUPS, SEGMENT_KINDS, SEGMENT_METHODS, LifecycleScoring, RfmScoring, SegmentDefinition,
-    Segments, Stability,
+    LIFECYCLE_STAGES,
+    RFM_GROUPS,
+    SEGMENT_KINDS,
+    SEGMENT_METHODS,
+    LifecycleScoring,
+    RfmScoring,
+    SegmentDefinition,
+    Segments,
+    Stability,
 )
 
 __all__ = [

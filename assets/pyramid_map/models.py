@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
-    AliasPath, BeforeValidator, Field, StrictBool, StrictInt, StrictStr, ValidatorFunctionWrapHandler, WrapValidator,
-    field_validator, model_validator,
+    AliasPath,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
 )
 from pydantic.dataclasses import dataclass
 

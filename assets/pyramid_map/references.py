@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from assets.features import DAILY_COUNTS, DAILY_AMOUNTS, feature_column_names
-from assets.sql_guard import check_condition
-
+from assets.features import DAILY_AMOUNTS, DAILY_COUNTS, feature_column_names
 from assets.pyramid_map.validation import Problem
+from assets.sql_guard import check_condition
 
 if TYPE_CHECKING:
     from assets.pyramid_map.models import PyramidMap

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
-    AliasPath, BeforeValidator, Field, StrictInt, StrictStr, ValidatorFunctionWrapHandler, field_validator,
+    AliasPath,
+    BeforeValidator,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidatorFunctionWrapHandler,
+    field_validator,
     model_validator,
 )
 from pydantic.dataclasses import dataclass

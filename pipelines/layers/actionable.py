@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
-from assets import accounting, actionable, erasure, features, raw
+from assets import accounting, actionable, erasure, features, profiles, raw
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap, Source
 from pipelines.layers import (
@@ -147,7 +147,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         raw = _read(con, lake, "raw", "profiles", ds)
         previous = previous_partition(lake, "actionable", "profiles", ds, start)
         outcome, docs = validate_and_record(lake, "profiles", ds, raw, settings)
-        result = actionable.update_profiles(con, raw, previous, ds, settings, validation=outcome)
+        result = profiles.update_profiles(con, raw, previous, ds, settings, validation=outcome)
         yield from _cleaned_results(
             lake, pyramid.pyramid_map().sources["profiles"], ds, result, docs,
             contradictory_updates=int(result.details.get("contradictions", 0)),

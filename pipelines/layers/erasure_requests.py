@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
-from assets import actionable
+from assets import actionable, erasure_requests
 from assets.lake import connect, read_partition
 from pipelines.layers import lake_table, partition_day, previous_partition, write_table
 from pipelines.layers.order import previous_day
@@ -20,7 +20,7 @@ QUARANTINE_TABLE = "quarantine_erasure_requests"
 def erasure_requests_check(day: actionable.CleanResult) -> dg.AssetCheckResult:
     """Fails (ERROR, blocking) when a request could not be honoured; names each file:line, never a user id."""
     quarantined = day.quarantine.num_rows
-    problems = actionable.erasure_request_problems(day.quarantine)
+    problems = erasure_requests.erasure_request_problems(day.quarantine)
     more = f" and {quarantined - len(problems)} more" if quarantined > len(problems) else ""
     description = (
         "every erasure request of the day was recorded" if not quarantined else
@@ -61,9 +61,9 @@ def build(partitions: dg.PartitionsDefinition, start: date) -> dg.AssetsDefiniti
         lake, ds = pyramid.lake(), partition_day(context)
         con = connect()
         raw = read_partition(con, lake.partition_file("raw", "erasure_requests", ds))
-        day = actionable.clean_erasures(con, raw)
+        day = erasure_requests.clean_erasures(con, raw)
         previous = previous_partition(lake, "actionable", "erased_users", ds, start)
-        erased = actionable.update_erasures(con, raw, previous, day=day)
+        erased = erasure_requests.update_erasures(con, raw, previous, day=day)
         figures = {k: v for k, v in day.accounting().items() if k != "balanced"}
         yield dg.MaterializeResult(asset_key="actionable_erased_users",
                                    metadata=write_table(lake, "actionable", "erased_users", ds, erased, **figures),
