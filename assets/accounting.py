@@ -42,7 +42,7 @@ def csv_records(data: bytes) -> int:
     names = [f"c{i}" for i in range(max(len(header), 1))]
     invalid = 0
 
-    def count_invalid(row) -> str:
+    def count_invalid(row: list[str | None]) -> str:
         nonlocal invalid
         invalid += 1
         return "skip"
@@ -67,8 +67,9 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def accounting_figures(landed: dict[str, int], raw_rows: int, actionable_rows: int, quarantined_rows: int,
-                       duplicates_removed: int) -> dict:
+def accounting_figures(
+    landed: dict[str, int], raw_rows: int, actionable_rows: int, quarantined_rows: int, duplicates_removed: int
+) -> dict:
     """The check's figures: landed records (separate read) against raw rows and against the outputs."""
     landed_total = sum(landed.values())
     outputs = actionable_rows + quarantined_rows + duplicates_removed
@@ -85,8 +86,10 @@ def accounting_figures(landed: dict[str, int], raw_rows: int, actionable_rows: i
 
 def accounting_message(source: str, figures: dict) -> str:
     """One line: what balanced, or which count differs from the landing files'."""
-    sums = (f"{figures['actionable_rows']} actionable + {figures['quarantined_rows']} quarantined + "
-            f"{figures['duplicates_removed']} duplicates removed")
+    sums = (
+        f"{figures['actionable_rows']} actionable + {figures['quarantined_rows']} quarantined + "
+        f"{figures['duplicates_removed']} duplicates removed"
+    )
     landed = f"{figures['landed_records']} records in {figures['landing_files']} landing file(s)"
     if figures["balanced"]:
         return f"{source}: {landed} = {figures['raw_rows']} raw rows = {sums}"

@@ -49,34 +49,70 @@ from assets.quality.typed_batch import column_sql, flag_sql, text_sql, timestamp
 from assets.quality.validation import validate_raw
 from assets.raw import CANONICAL_COLUMNS
 
-EVENT_TYPES = ("session_start", "page_view", "screen_view", "search", "feature_use",
-               "impression", "click", "conversion", "unsubscribe")
+EVENT_TYPES = (
+    "session_start",
+    "page_view",
+    "screen_view",
+    "search",
+    "feature_use",
+    "impression",
+    "click",
+    "conversion",
+    "unsubscribe",
+)
 TXN_TYPES = ("deposit", "card_payment", "transfer_in", "transfer_out")
 ABSURD_AMOUNT = 1_000_000.0  # a single transaction above this is refused as `absurd_amount`
-MIN_BIRTH_YEAR = 1900        # birth_year must be 4 digits within MIN_BIRTH_YEAR .. the year of ds
+MIN_BIRTH_YEAR = 1900  # birth_year must be 4 digits within MIN_BIRTH_YEAR .. the year of ds
 
 UTC = pa.timestamp("us", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "events": pa.schema([
-        ("event_id", pa.string()), ("user_id", pa.string()), ("event_type", pa.string()),
-        ("occurred_at", UTC), ("session_id", pa.string()), ("channel", pa.string()),
-        ("campaign_id", pa.string()), ("touchpoint_id", pa.string()), ("properties", pa.string()),
-    ]),
-    "transactions": pa.schema([
-        ("txn_id", pa.string()), ("user_id", pa.string()), ("occurred_at", UTC), ("amount", pa.float64()),
-        ("currency", pa.string()), ("txn_type", pa.string()), ("merchant_category", pa.string()),
-        ("status", pa.string()),
-    ]),
-    "profiles": pa.schema([
-        ("user_id", pa.string()), ("updated_at", UTC), ("signup_at", UTC), ("country", pa.string()),
-        ("birth_year", pa.int32()), ("plan", pa.string()), ("consent_personalization", pa.bool_()),
-    ]),
+    "events": pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("user_id", pa.string()),
+            ("event_type", pa.string()),
+            ("occurred_at", UTC),
+            ("session_id", pa.string()),
+            ("channel", pa.string()),
+            ("campaign_id", pa.string()),
+            ("touchpoint_id", pa.string()),
+            ("properties", pa.string()),
+        ]
+    ),
+    "transactions": pa.schema(
+        [
+            ("txn_id", pa.string()),
+            ("user_id", pa.string()),
+            ("occurred_at", UTC),
+            ("amount", pa.float64()),
+            ("currency", pa.string()),
+            ("txn_type", pa.string()),
+            ("merchant_category", pa.string()),
+            ("status", pa.string()),
+        ]
+    ),
+    "profiles": pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("updated_at", UTC),
+            ("signup_at", UTC),
+            ("country", pa.string()),
+            ("birth_year", pa.int32()),
+            ("plan", pa.string()),
+            ("consent_personalization", pa.bool_()),
+        ]
+    ),
     "erased_users": pa.schema([("user_id", pa.string()), ("requested_at", UTC)]),
-    "quarantine": pa.schema([
-        ("source", pa.string()), ("_source_file", pa.string()), ("_source_line", pa.int64()),
-        ("payload", pa.string()), ("reasons", pa.list_(pa.string())),
-    ]),
+    "quarantine": pa.schema(
+        [
+            ("source", pa.string()),
+            ("_source_file", pa.string()),
+            ("_source_line", pa.int64()),
+            ("payload", pa.string()),
+            ("reasons", pa.list_(pa.string())),
+        ]
+    ),
 }
 
 
@@ -103,8 +139,8 @@ class CleanResult:
     duplicates_removed: int
     details: dict = field(default_factory=dict)
     actionable_rows: int | None = None
-    validation: "ValidationOutcome | None" = None   # the suite's outcome (None: no suite)
-    withheld: list[str] = field(default_factory=list)        # columns set to NULL for this partition
+    validation: ValidationOutcome | None = None  # the suite's outcome (None: no suite)
+    withheld: list[str] = field(default_factory=list)  # columns set to NULL for this partition
 
     def accounting(self) -> dict:
         actionable = self.table.num_rows if self.actionable_rows is None else self.actionable_rows
@@ -117,7 +153,7 @@ class CleanResult:
             "balanced": self.raw_rows == actionable + quarantined + self.duplicates_removed,
         }
 
-    def assert_balanced(self, source: str) -> "CleanResult":
+    def assert_balanced(self, source: str) -> CleanResult:
         figures = self.accounting()
         if not figures["balanced"]:
             raise AccountingError(
@@ -137,6 +173,7 @@ class RowCheck:
 
 
 # --- SQL building blocks ---------------------------------------------------------------------------
+
 
 def _lit(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
@@ -172,8 +209,7 @@ def _missing(column: str) -> str:
 UNPARSEABLE = RowCheck("unparseable_row", "_raw_text IS NOT NULL", "the landed line or CSV row did not parse")
 
 
-ORPHAN = RowCheck("orphan_user", "user_id IS NOT NULL AND NOT _known_user",
-                  "user_id is not in the profile snapshot")
+ORPHAN = RowCheck("orphan_user", "user_id IS NOT NULL AND NOT _known_user", "user_id is not in the profile snapshot")
 
 
 def event_checks(ds: date, settings: Actionable) -> list[RowCheck]:
@@ -197,6 +233,7 @@ def erasure_checks() -> list[RowCheck]:
 
 # --- typing per source: output column -> SQL over the raw_ columns ----------------------------------
 
+
 def _event_typing() -> dict[str, str]:
     typed = _typed("events")
     return {c: typed[c] for c in SCHEMAS["events"].names}  # properties: the JSON text as landed
@@ -209,8 +246,10 @@ def _transaction_typing() -> dict[str, str]:
 
 def profile_typing(ds: date, settings: Actionable) -> dict[str, str]:
     if settings.consent_column not in CANONICAL_COLUMNS["profiles"]:
-        raise ValueError(f"actionable.consent_column {settings.consent_column!r} is not a profiles column; "
-                         f"expected one of {', '.join(CANONICAL_COLUMNS['profiles'])}")
+        raise ValueError(
+            f"actionable.consent_column {settings.consent_column!r} is not a profiles column; "
+            f"expected one of {', '.join(CANONICAL_COLUMNS['profiles'])}"
+        )
     typed = _typed("profiles")
     year = typed["birth_year"]
     consent = flag_sql(f"raw_{settings.consent_column}")
@@ -231,22 +270,26 @@ def erasure_typing() -> dict[str, str]:
 
 # --- the cleaning machinery ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Plan:
     source: str
     typing: dict[str, str]
     checks: list[RowCheck]
-    dedup_key: str             # SQL over the typed row: the duplicate key (NULL: never a duplicate)
+    dedup_key: str  # SQL over the typed row: the duplicate key (NULL: never a duplicate)
     pii: tuple[str, ...] = ()
 
 
 def _reasons_sql(checks: list[RowCheck]) -> str:
     """Every reason of a row: the suite's (`_suite_reasons`, from GX) then the declared checks'."""
-    others = ", ".join(f"CASE WHEN coalesce(({c.fails}), false) THEN {_lit(c.reason)} END"
-                       for c in checks if c is not UNPARSEABLE)
-    return (f"CASE WHEN _raw_text IS NOT NULL THEN ['unparseable_row'] "
-            f"ELSE list_concat(coalesce(_suite_reasons, []::VARCHAR[]), "
-            f"list_filter([{others}]::VARCHAR[], lambda r: r IS NOT NULL)) END")
+    others = ", ".join(
+        f"CASE WHEN coalesce(({c.fails}), false) THEN {_lit(c.reason)} END" for c in checks if c is not UNPARSEABLE
+    )
+    return (
+        f"CASE WHEN _raw_text IS NOT NULL THEN ['unparseable_row'] "
+        f"ELSE list_concat(coalesce(_suite_reasons, []::VARCHAR[]), "
+        f"list_filter([{others}]::VARCHAR[], lambda r: r IS NOT NULL)) END"
+    )
 
 
 def _payload_sql(raw_columns: list[str], pii: tuple[str, ...]) -> str:
@@ -265,8 +308,14 @@ def _landed(raw: pa.Table) -> pa.Table:
     return raw.append_column("_row", pa.array(np.arange(raw.num_rows, dtype=np.int64)))
 
 
-def judge(con: duckdb.DuckDBPyConnection, plan: Plan, raw: pa.Table, known_users: pa.Table | None,
-           seen_keys: pa.Array | None, validation: "ValidationOutcome | None" = None) -> str:
+def judge(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    raw: pa.Table,
+    known_users: pa.Table | None,
+    seen_keys: pa.Array | None,
+    validation: ValidationOutcome | None = None,
+) -> str:
     """Judge every raw row: typed, with its reasons and its fate (`accepted`, `quarantined`,
     `duplicate`). Returns the name of a temporary view over the materialized result (drop it with
     `_drop`). The copies of a key are resolved in a small grouped table rather than a window over the
@@ -276,11 +325,15 @@ def judge(con: duckdb.DuckDBPyConnection, plan: Plan, raw: pa.Table, known_users
     raw_name, known_name, seen_name = f"{name}_raw", f"{name}_known", f"{name}_lookback"
     suite_name = f"{name}_suite"
     if validation is not None and validation.row_count != raw.num_rows:
-        raise ValueError(f"{plan.source}: the validation outcome has {validation.row_count} rows, the raw partition {raw.num_rows}")
+        raise ValueError(
+            f"{plan.source}: the validation outcome has {validation.row_count} rows, the raw partition {raw.num_rows}"
+        )
     failing = validation.failing_rows() if validation is not None else quality_empty_failures()
     con.register(suite_name, failing)
     con.register(raw_name, _landed(raw))
-    con.register(known_name, known_users if known_users is not None else pa.table({"user_id": pa.array([], pa.string())}))
+    con.register(
+        known_name, known_users if known_users is not None else pa.table({"user_id": pa.array([], pa.string())})
+    )
     con.register(seen_name, pa.table({"key": seen_keys if seen_keys is not None else pa.array([], pa.string())}))
     renamed = ", ".join(f'"{c}" AS raw_{c}' for c in raw_columns)
     typed = ", ".join(f"{expr} AS {col}" for col, expr in plan.typing.items())
@@ -296,7 +349,7 @@ def judge(con: duckdb.DuckDBPyConnection, plan: Plan, raw: pa.Table, known_users
                 SELECT *, {_reasons_sql(plan.checks)} AS reasons, ({plan.dedup_key}) AS _dedup_key
                 FROM (SELECT *, user_id IN (SELECT user_id FROM {known_name}) AS _known_user FROM typed)
             )
-            SELECT _row, _source_file, _source_line, {', '.join(plan.typing)}, reasons, _dedup_key,
+            SELECT _row, _source_file, _source_line, {", ".join(plan.typing)}, reasons, _dedup_key,
                    CASE WHEN len(reasons) > 0 THEN {_payload_sql(raw_columns, plan.pii)} END AS payload,
                    hash({raw_values}, _raw_text) AS _content_hash
             FROM judged
@@ -323,7 +376,7 @@ def judge(con: duckdb.DuckDBPyConnection, plan: Plan, raw: pa.Table, known_users
             FROM {name}_rows AS r
             LEFT JOIN {name}_seen AS s USING (_dedup_key)
             LEFT JOIN {name}_copies AS c USING (_dedup_key)
-        """)
+        """)  # noqa: E501
     except Exception:
         drop_judged(con, name)
         raise
@@ -340,26 +393,36 @@ def quality_empty_failures() -> pa.Table:
 def accepted_rows(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema, withheld: list[str] = ()) -> pa.Table:
     """The accepted rows in the order they landed (file, line); `withheld` columns are NULL."""
     columns = ", ".join(f"NULL AS {c}" if c in withheld else c for c in schema.names)
-    return con.sql(f"SELECT {columns} FROM {judged} WHERE fate = 'accepted' ORDER BY _row").to_arrow_table().cast(schema)
+    return (
+        con.sql(f"SELECT {columns} FROM {judged} WHERE fate = 'accepted' ORDER BY _row").to_arrow_table().cast(schema)
+    )
 
 
 def quarantine_rows(con: duckdb.DuckDBPyConnection, judged: str, source: str) -> pa.Table:
-    return con.sql(f"""
+    return (
+        con.sql(f"""
         SELECT {_lit(source)} AS source, _source_file, _source_line, payload, reasons
         FROM {judged} WHERE fate = 'quarantined' ORDER BY _row
-    """).to_arrow_table().cast(SCHEMAS["quarantine"])
+    """)
+        .to_arrow_table()
+        .cast(SCHEMAS["quarantine"])
+    )
 
 
 def fate_details(con: duckdb.DuckDBPyConnection, judged: str) -> dict:
     fates = dict(con.sql(f"SELECT fate, count(*) FROM {judged} GROUP BY fate").fetchall())
-    reasons = dict(con.sql(f"""
+    reasons = dict(
+        con.sql(f"""
         SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM {judged} WHERE fate = 'quarantined')
         GROUP BY reason ORDER BY reason
-    """).fetchall())
-    duplicates = dict(con.sql(f"""
+    """).fetchall()
+    )
+    duplicates = dict(
+        con.sql(f"""
         SELECT CASE WHEN _seen THEN 'duplicates_of_lookback' ELSE 'duplicates_within_partition' END, count(*)
         FROM {judged} WHERE fate = 'duplicate' GROUP BY 1
-    """).fetchall())
+    """).fetchall()
+    )
     return {
         "accepted": int(fates.get("accepted", 0)),
         "quarantined": int(fates.get("quarantined", 0)),
@@ -385,12 +448,15 @@ def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
     if seen_ids is None:
         return None
     if key not in seen_ids.column_names:
-        raise ValueError(f"seen_ids must have a {key!r} column (the ids accepted in the lookback), got {seen_ids.column_names}")
+        raise ValueError(
+            f"seen_ids must have a {key!r} column (the ids accepted in the lookback), got {seen_ids.column_names}"
+        )
     return seen_ids.column(key).cast(pa.string())
 
 
-def validate(raw: pa.Table, source: str, ds: date, settings: Actionable,
-             suite: "Suite | None" = None) -> "ValidationOutcome":
+def validate(
+    raw: pa.Table, source: str, ds: date, settings: Actionable, suite: Suite | None = None
+) -> ValidationOutcome:
     """Run the source's suite on the landed partition (imports Great Expectations). The map's
     currencies must be the transactions suite's currency set: one list, or the two disagree."""
     suite = suite if suite is not None else load_suite(suite_path(source))
@@ -398,15 +464,27 @@ def validate(raw: pa.Table, source: str, ds: date, settings: Actionable,
         for rule in suite.rules:
             if rule.column == "currency" and "value_set" in rule.kwargs:
                 if sorted(rule.kwargs["value_set"]) != sorted(settings.currencies):
-                    raise ValueError(f"{suite.path or suite.name}: {rule.check_name} allows {sorted(rule.kwargs['value_set'])} "
-                                     f"but pyramid.yaml actionable.currencies is {sorted(settings.currencies)}; make them equal")
-    return validate_raw(raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite,
-                        pii=settings.pii)
+                    raise ValueError(
+                        f"{suite.path or suite.name}: {rule.check_name} allows {sorted(rule.kwargs['value_set'])} "
+                        f"but pyramid.yaml actionable.currencies is {sorted(settings.currencies)}; make them equal"
+                    )
+    return validate_raw(
+        raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite, pii=settings.pii
+    )
 
 
-def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.Table | None,
-                 seen_ids: pa.Table | None, plan: Plan, key: str, ds: date, settings: Actionable,
-                 validation: "ValidationOutcome | None", withhold: bool) -> CleanResult:
+def _clean_keyed(
+    con: duckdb.DuckDBPyConnection,
+    raw: pa.Table,
+    known_users: pa.Table | None,
+    seen_ids: pa.Table | None,
+    plan: Plan,
+    key: str,
+    ds: date,
+    settings: Actionable,
+    validation: ValidationOutcome | None,
+    withhold: bool,
+) -> CleanResult:
     validation = validation if validation is not None else validate(raw, plan.source, ds, settings)
     withheld = withheld_columns(validation) if withhold else []
     known = known_users.select(["user_id"]) if known_users is not None else None
@@ -419,7 +497,9 @@ def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.
             quarantine=quarantine_rows(con, judged, plan.source),
             raw_rows=raw.num_rows,
             duplicates_removed=details["duplicates"],
-            details=details, validation=validation, withheld=withheld,
+            details=details,
+            validation=validation,
+            withheld=withheld,
         )
     finally:
         drop_judged(con, judged)
@@ -428,9 +508,18 @@ def _clean_keyed(con: duckdb.DuckDBPyConnection, raw: pa.Table, known_users: pa.
 
 # --- public API ------------------------------------------------------------------------------------
 
-def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
-                 seen_ids: pa.Table | None, settings: Actionable, *,
-                 validation: "ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
+
+def clean_events(
+    con: duckdb.DuckDBPyConnection,
+    raw: pa.Table,
+    ds: date,
+    known_users: pa.Table,
+    seen_ids: pa.Table | None,
+    settings: Actionable,
+    *,
+    validation: ValidationOutcome | None = None,
+    withhold: bool = True,
+) -> CleanResult:
     """Typed events of landing day `ds`; refused rows quarantined with every reason; duplicates of
     event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed.
     `validation`: the suite's outcome on `raw` (run here when not given); `withhold=False` keeps
@@ -439,9 +528,17 @@ def clean_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_
     return _clean_keyed(con, raw, known_users, seen_ids, plan, "event_id", ds, settings, validation, withhold)
 
 
-def clean_transactions(con: duckdb.DuckDBPyConnection, raw: pa.Table, ds: date, known_users: pa.Table,
-                       seen_ids: pa.Table | None, settings: Actionable, *,
-                       validation: "ValidationOutcome | None" = None, withhold: bool = True) -> CleanResult:
+def clean_transactions(
+    con: duckdb.DuckDBPyConnection,
+    raw: pa.Table,
+    ds: date,
+    known_users: pa.Table,
+    seen_ids: pa.Table | None,
+    settings: Actionable,
+    *,
+    validation: ValidationOutcome | None = None,
+    withhold: bool = True,
+) -> CleanResult:
     """Typed transactions of landing day `ds` (amount DOUBLE > 0, known currency and type; status
     kept as delivered); refused rows quarantined; duplicates of txn_id removed as for events."""
     plan = Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")

@@ -23,15 +23,14 @@ HEX_DIGITS = 13  # 52 bits: exact in a double, so SQL and Python agree to the la
 def arm_bucket_sql(campaign_expr: str, user_expr: str) -> str:
     """A DuckDB expression giving the user's bucket in [0, 1) for the campaign."""
     return (
-        f"(('0x' || substr(md5({campaign_expr} || ':' || {user_expr}), 1, {HEX_DIGITS}))::UBIGINT"
-        f" / {16 ** HEX_DIGITS}.0)"
+        f"(('0x' || substr(md5({campaign_expr} || ':' || {user_expr}), 1, {HEX_DIGITS}))::UBIGINT / {16**HEX_DIGITS}.0)"
     )
 
 
 def arm_bucket(campaign_id: str, user_id: str) -> float:
     """The same bucket as `arm_bucket_sql`, for one user in Python (the generator, tests, debugging)."""
     digest = hashlib.md5(f"{campaign_id}:{user_id}".encode()).hexdigest()
-    return int(digest[:HEX_DIGITS], 16) / 16 ** HEX_DIGITS
+    return int(digest[:HEX_DIGITS], 16) / 16**HEX_DIGITS
 
 
 def holdout_mask(con: duckdb.DuckDBPyConnection, user_ids: pa.Array, campaign_id: str, holdout: float) -> pa.Array:
@@ -39,23 +38,30 @@ def holdout_mask(con: duckdb.DuckDBPyConnection, user_ids: pa.Array, campaign_id
     users = pa.table({"user_id": user_ids})
     con.register("_arm_users", users)
     try:
-        return con.sql(
-            f"SELECT {arm_bucket_sql('?', 'user_id')} < ? AS held_out FROM _arm_users",  # insertion order is preserved
-            params=[campaign_id, holdout],
-        ).to_arrow_table().column("held_out").combine_chunks()
+        return (
+            con.sql(
+                f"SELECT {arm_bucket_sql('?', 'user_id')} < ? AS held_out FROM _arm_users",  # insertion order is preserved  # noqa: E501
+                params=[campaign_id, holdout],
+            )
+            .to_arrow_table()
+            .column("held_out")
+            .combine_chunks()
+        )
     finally:
         con.unregister("_arm_users")
 
 
-AUDIENCE_SCHEMA = pa.schema([
-    ("as_of", pa.date32()),
-    ("campaign_id", pa.string()),
-    ("user_id", pa.string()),
-    ("segment_id", pa.string()),
-    ("context", pa.string()),
-    ("arm", pa.string()),
-    ("priority", pa.int64()),
-])
+AUDIENCE_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("campaign_id", pa.string()),
+        ("user_id", pa.string()),
+        ("segment_id", pa.string()),
+        ("context", pa.string()),
+        ("arm", pa.string()),
+        ("priority", pa.int64()),
+    ]
+)
 
 
 def campaign_audiences(membership: pa.Table, campaigns: Sequence[Campaign], as_of: date) -> pa.Table:
@@ -81,7 +87,7 @@ def campaign_audiences(membership: pa.Table, campaigns: Sequence[Campaign], as_o
                 FROM candidates GROUP BY campaign_id, user_id
             )
             SELECT ?::DATE AS as_of, campaign_id, user_id, segment_id, context,
-                   CASE WHEN {arm_bucket_sql('campaign_id', 'user_id')} < holdout THEN 'holdout' ELSE 'treatment' END
+                   CASE WHEN {arm_bucket_sql("campaign_id", "user_id")} < holdout THEN 'holdout' ELSE 'treatment' END
                        AS arm,
                    priority
             FROM audience ORDER BY campaign_id, user_id
@@ -96,11 +102,25 @@ def campaign_audiences(membership: pa.Table, campaigns: Sequence[Campaign], as_o
 def _campaign_segments(campaigns: Sequence[Campaign]) -> pa.Table:
     """One row per campaign and listed segment, with the segment's position in the campaign's list."""
     rows = [
-        {"campaign_id": c.id, "segment_id": segment_id, "segment_order": order,
-         "context": c.context, "priority": c.priority, "holdout": c.holdout}
+        {
+            "campaign_id": c.id,
+            "segment_id": segment_id,
+            "segment_order": order,
+            "context": c.context,
+            "priority": c.priority,
+            "holdout": c.holdout,
+        }
         for c in campaigns
         for order, segment_id in enumerate(c.segments)
     ]
-    schema = pa.schema([("campaign_id", pa.string()), ("segment_id", pa.string()), ("segment_order", pa.int64()),
-                        ("context", pa.string()), ("priority", pa.int64()), ("holdout", pa.float64())])
+    schema = pa.schema(
+        [
+            ("campaign_id", pa.string()),
+            ("segment_id", pa.string()),
+            ("segment_order", pa.int64()),
+            ("context", pa.string()),
+            ("priority", pa.int64()),
+            ("holdout", pa.float64()),
+        ]
+    )
     return pa.Table.from_pylist(rows, schema=schema)

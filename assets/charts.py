@@ -26,16 +26,25 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 Series = Sequence[tuple[object, float | None]]
 WIDTH, HEIGHT = 6.4, 2.6
-COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
-_STYLE = {"svg.fonttype": "none", "font.size": 8, "axes.spines.top": False, "axes.spines.right": False,
-          "font.family": "sans-serif"}
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_STYLE = {
+    "svg.fonttype": "none",
+    "font.size": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.family": "sans-serif",
+}
 
 
-def line_chart(series: Mapping[str, Series], title: str, ylabel: str = "",
-               bands: Mapping[str, Sequence[tuple[object, float | None, float | None]]] | None = None,
-               hlines: Mapping[str, float] | None = None, percent: bool = False,
-               ylim: tuple[float, float] | None = None) -> str:
+def line_chart(
+    series: Mapping[str, Series],
+    title: str,
+    ylabel: str = "",
+    bands: Mapping[str, Sequence[tuple[object, float | None, float | None]]] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    percent: bool = False,
+    ylim: tuple[float, float] | None = None,
+) -> str:
     """Lines per named series, optional interval bands (same names) and labelled horizontal lines."""
     with plt.rc_context({**_STYLE, "svg.hashsalt": f"line:{title}"}):
         fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
@@ -45,8 +54,14 @@ def line_chart(series: Mapping[str, Series], title: str, ylabel: str = "",
             ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1.4, color=colour, label=name)
             band = [(x, lo, hi) for x, lo, hi in (bands or {}).get(name, []) if lo is not None and hi is not None]
             if band:
-                ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band],
-                                color=colour, alpha=0.18, linewidth=0)
+                ax.fill_between(
+                    [b[0] for b in band],
+                    [b[1] for b in band],
+                    [b[2] for b in band],
+                    color=colour,
+                    alpha=0.18,
+                    linewidth=0,
+                )
         for j, (label, value) in enumerate((hlines or {}).items()):
             ax.axhline(value, color="#555555" if j == 0 else "#aaaaaa", linestyle="--", linewidth=1, label=label)
         _day_axis(ax, [p[0] for points in series.values() for p in points])
@@ -55,8 +70,15 @@ def line_chart(series: Mapping[str, Series], title: str, ylabel: str = "",
         return _finish(fig, ax, title, ylabel, percent, legend=len(series) + len(hlines or {}) > 1)
 
 
-def bar_chart(values: Mapping[str, float], title: str, ylabel: str = "", threshold: float | None = None,
-              threshold_label: str = "", percent: bool = False, log: bool = False) -> str:
+def bar_chart(
+    values: Mapping[str, float],
+    title: str,
+    ylabel: str = "",
+    threshold: float | None = None,
+    threshold_label: str = "",
+    percent: bool = False,
+    log: bool = False,
+) -> str:
     """Horizontal bars, one per label, with an optional vertical threshold line (e.g. min_size)."""
     labels = list(values)
     height = max(1.4, 0.22 * len(labels) + 0.8)
@@ -105,6 +127,6 @@ def _finish(fig: Figure, ax: Axes, title: str, ylabel: str, percent: bool, legen
 
 def inline_svg(svg: str) -> str:
     """The `<svg>` element alone: no prolog, DOCTYPE, RDF metadata, nor any external link."""
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
     return re.sub(r'\s(?:xlink:)?href="https?://[^"]*"', "", svg)

@@ -50,12 +50,16 @@ def lake_tables(lake: Lake) -> list[tuple[str, str]]:
     base = lake.root / "lake"
     if not base.exists():
         return []
-    return sorted((layer.name, table.name) for layer in base.iterdir() if layer.is_dir()
-                  for table in layer.iterdir() if table.is_dir())
+    return sorted(
+        (layer.name, table.name)
+        for layer in base.iterdir()
+        if layer.is_dir()
+        for table in layer.iterdir()
+        if table.is_dir()
+    )
 
 
-def _files(lake: Lake, layer: str, table: str, through: date | None = None,
-           only_day: date | None = None) -> list[Path]:
+def _files(lake: Lake, layer: str, table: str, through: date | None = None, only_day: date | None = None) -> list[Path]:
     files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
     if through is not None:
         files = [f for f in files if date.fromisoformat(f.parent.name.removeprefix("ds=")) <= through]
@@ -73,8 +77,9 @@ def mention_predicate(columns: Iterable[str]) -> str | None:
         terms.append("user_id IN (SELECT user_id FROM _erase_ids)")
     if "payload" in columns:
         terms.append("json_extract_string(payload, '$.user_id') IN (SELECT user_id FROM _erase_ids)")
-        terms.append("EXISTS (SELECT 1 FROM _erase_ids e "
-                     "WHERE contains(json_extract_string(payload, '$._raw_text'), e.user_id))")
+        terms.append(
+            "EXISTS (SELECT 1 FROM _erase_ids e WHERE contains(json_extract_string(payload, '$._raw_text'), e.user_id))"
+        )
     if "_raw_text" in columns:
         terms.append("EXISTS (SELECT 1 FROM _erase_ids e WHERE contains(_raw_text, e.user_id))")
     return " OR ".join(f"coalesce({t}, false)" for t in terms) if terms else None
@@ -94,13 +99,19 @@ def _mentions_per_file(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dic
         return {}
     rows = con.sql(
         f"SELECT filename, count(*) FROM read_parquet(?, filename = true, union_by_name = true) "
-        f"WHERE {predicate} GROUP BY filename", params=[[str(f) for f in files]],
+        f"WHERE {predicate} GROUP BY filename",
+        params=[[str(f) for f in files]],
     ).fetchall()
     return {Path(name): int(n) for name, n in rows}
 
 
-def find_erased(lake: Lake, user_ids: Iterable[str], through: date | None = None,
-                include_raw: bool = True, only_day: date | None = None) -> dict[str, int]:
+def find_erased(
+    lake: Lake,
+    user_ids: Iterable[str],
+    through: date | None = None,
+    include_raw: bool = True,
+    only_day: date | None = None,
+) -> dict[str, int]:
     """`layer/table` -> rows that still mention one of `user_ids` (tables without any are left out),
     in every partition up to `through`, or only in the partitions of `only_day`."""
     con = connect()
@@ -119,8 +130,9 @@ def find_erased(lake: Lake, user_ids: Iterable[str], through: date | None = None
         con.unregister("_erase_ids")
 
 
-def erase_users(lake: Lake, user_ids: Iterable[str], through: date | None = None,
-                only_day: date | None = None) -> dict[str, int]:
+def erase_users(
+    lake: Lake, user_ids: Iterable[str], through: date | None = None, only_day: date | None = None
+) -> dict[str, int]:
     """Rewrite every partition file (up to `through`, or only the one of `only_day`) that mentions one
     of `user_ids` without those rows; return `layer/table` -> rows removed (tables with none left out).
 
@@ -174,9 +186,11 @@ def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     predicate = mention_predicate(table.column_names)
     con.register("_erase_file", table.append_column("_erase_row", pa.array(range(table.num_rows), pa.int64())))
     try:
-        keep = con.sql(
-            f"SELECT NOT ({predicate}) AS keep FROM _erase_file ORDER BY _erase_row"
-        ).to_arrow_table().column("keep")
+        keep = (
+            con.sql(f"SELECT NOT ({predicate}) AS keep FROM _erase_file ORDER BY _erase_row")
+            .to_arrow_table()
+            .column("keep")
+        )
     finally:
         con.unregister("_erase_file")
     write_parquet_atomic(table.filter(keep), path)

@@ -29,23 +29,35 @@ def clean_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> CleanResult
     judged = judge(con, plan, raw, None, None)
     try:
         details = fate_details(con, judged)
-        details["bad_timestamp_honoured"] = int(con.sql(
-            f"SELECT count(*) FROM {judged} WHERE len(reasons) = 0 AND user_id IS NOT NULL AND requested_at IS NULL"
-        ).fetchall()[0][0])
-        table = con.sql(f"""
+        details["bad_timestamp_honoured"] = int(
+            con.sql(
+                f"SELECT count(*) FROM {judged} WHERE len(reasons) = 0 AND user_id IS NOT NULL AND requested_at IS NULL"
+            ).fetchall()[0][0]
+        )
+        table = (
+            con.sql(f"""
             SELECT user_id, min(requested_at) AS requested_at FROM {judged}
             WHERE fate <> 'quarantined' AND user_id IS NOT NULL GROUP BY user_id ORDER BY user_id
-        """).to_arrow_table().cast(SCHEMAS["erased_users"])
+        """)
+            .to_arrow_table()
+            .cast(SCHEMAS["erased_users"])
+        )
         quarantine = quarantine_rows(con, judged, "erasure_requests")
     finally:
         drop_judged(con, judged)
-    result = CleanResult(table=table, quarantine=quarantine, raw_rows=raw.num_rows,
-                         duplicates_removed=details["duplicates"], details=details)
+    result = CleanResult(
+        table=table,
+        quarantine=quarantine,
+        raw_rows=raw.num_rows,
+        duplicates_removed=details["duplicates"],
+        details=details,
+    )
     return result.assert_balanced("erasure_requests")
 
 
-def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None,
-                    day: CleanResult | None = None) -> pa.Table:
+def update_erasures(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.Table | None, day: CleanResult | None = None
+) -> pa.Table:
     """Every user who asked to be erased up to this partition: `previous` plus the day's requests,
     one row per user with the earliest requested_at (NULL only if no readable timestamp ever came).
     `day`: the day's `clean_erasures(con, raw)` when the caller has it already."""
@@ -53,11 +65,15 @@ def update_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table, previous: pa.
     con.register("_erased_previous", conformed(previous, schema))
     con.register("_erased_today", (day if day is not None else clean_erasures(con, raw)).table)
     try:
-        return con.sql("""
+        return (
+            con.sql("""
             SELECT user_id, min(requested_at) AS requested_at
             FROM (SELECT * FROM _erased_previous UNION ALL SELECT * FROM _erased_today)
             GROUP BY user_id ORDER BY user_id
-        """).to_arrow_table().cast(schema)
+        """)
+            .to_arrow_table()
+            .cast(schema)
+        )
     finally:
         con.unregister("_erased_previous")
         con.unregister("_erased_today")

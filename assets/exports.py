@@ -39,14 +39,17 @@ _COMPARED = [n for n in EXPORT_SCHEMA.names if n != "as_of"]
 def export_delta(previous: pa.Table | None, current: pa.Table, as_of: date) -> pa.Table:
     """The rows that changed between the previous snapshot (None: nothing exported yet) and this one."""
     now = pl.from_arrow(current.select(EXPORT_SCHEMA.names).cast(EXPORT_SCHEMA))
-    before = (pl.from_arrow(previous.select(EXPORT_SCHEMA.names).cast(EXPORT_SCHEMA)) if previous is not None
-              else now.clear())
+    before = (
+        pl.from_arrow(previous.select(EXPORT_SCHEMA.names).cast(EXPORT_SCHEMA)) if previous is not None else now.clear()
+    )
     entered = now.join(before, on="user_id", how="anti").with_columns(change=pl.lit("entered"))
     exited = before.join(now, on="user_id", how="anti").with_columns(change=pl.lit("exited"))
-    changed = (now.join(before.select(_COMPARED), on="user_id", how="inner", suffix="_before")
-               .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_before"))
-                                         for c in _COMPARED if c != "user_id"))
-               .select(EXPORT_SCHEMA.names).with_columns(change=pl.lit("changed")))
+    changed = (
+        now.join(before.select(_COMPARED), on="user_id", how="inner", suffix="_before")
+        .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_before")) for c in _COMPARED if c != "user_id"))
+        .select(EXPORT_SCHEMA.names)
+        .with_columns(change=pl.lit("changed"))
+    )
     delta = pl.concat([entered, exited, changed]).sort(["user_id", "change"])
     return delta.to_arrow().cast(DELTA_SCHEMA)
 
@@ -54,8 +57,11 @@ def export_delta(previous: pa.Table | None, current: pa.Table, as_of: date) -> p
 def apply_delta(previous: pa.Table | None, delta: pa.Table, as_of: date) -> pa.Table:
     """The snapshot of `as_of` from the previous one and the day's delta, sorted by user."""
     changes = pl.from_arrow(delta)
-    before = (pl.from_arrow(previous.select(EXPORT_SCHEMA.names).cast(EXPORT_SCHEMA)) if previous is not None
-              else pl.from_arrow(EXPORT_SCHEMA.empty_table()))
+    before = (
+        pl.from_arrow(previous.select(EXPORT_SCHEMA.names).cast(EXPORT_SCHEMA))
+        if previous is not None
+        else pl.from_arrow(EXPORT_SCHEMA.empty_table())
+    )
     gone = changes.filter(pl.col("change").is_in(["exited", "changed"])).select("user_id")
     added = changes.filter(pl.col("change").is_in(["entered", "changed"])).select(EXPORT_SCHEMA.names)
     kept = before.join(gone, on="user_id", how="anti")
@@ -81,21 +87,37 @@ def csv_text(table: pa.Table) -> str:
     return buffer.getvalue()
 
 
-def manifest(touchpoint_id: str, channel: str, export_format: str, as_of: date, snapshot: pa.Table,
-             delta: pa.Table, files: dict[str, Path], root: Path, map_version: str) -> dict:
+def manifest(
+    touchpoint_id: str,
+    channel: str,
+    export_format: str,
+    as_of: date,
+    snapshot: pa.Table,
+    delta: pa.Table,
+    files: dict[str, Path],
+    root: Path,
+    map_version: str,
+) -> dict:
     """What a sync tool reads first: counts, checksums, schema, campaigns, map version (aggregates only)."""
     changes = pl.from_arrow(delta.select(["change"]))["change"].value_counts()
     counted = {c: int(n) for c, n in changes.iter_rows()}
     campaigns = pl.from_arrow(snapshot.select(["campaign_id"]))["campaign_id"].value_counts().sort("campaign_id")
     return {
-        "touchpoint_id": touchpoint_id, "channel": channel, "as_of": as_of.isoformat(), "format": export_format,
+        "touchpoint_id": touchpoint_id,
+        "channel": channel,
+        "as_of": as_of.isoformat(),
+        "format": export_format,
         "map_version": map_version,
         "counts": {"rows": snapshot.num_rows, **{c: counted.get(c, 0) for c in CHANGES}},
         "campaigns": {c: int(n) for c, n in campaigns.iter_rows()},
-        "schema": {name: [{"name": f.name, "type": str(f.type)} for f in schema]
-                   for name, schema in (("snapshot", EXPORT_SCHEMA), ("delta", DELTA_SCHEMA))},
-        "files": {name: {"path": path.relative_to(root).as_posix(), "sha256": sha256_file(path)}
-                  for name, path in sorted(files.items())},
+        "schema": {
+            name: [{"name": f.name, "type": str(f.type)} for f in schema]
+            for name, schema in (("snapshot", EXPORT_SCHEMA), ("delta", DELTA_SCHEMA))
+        },
+        "files": {
+            name: {"path": path.relative_to(root).as_posix(), "sha256": sha256_file(path)}
+            for name, path in sorted(files.items())
+        },
     }
 
 
@@ -110,5 +132,6 @@ def map_version(map_path: Path) -> str:
 
 def check_format(touchpoint_id: str, export_format: str) -> None:
     if export_format not in FORMATS:
-        raise ValueError(f"touchpoints[{touchpoint_id}].format must be one of {', '.join(FORMATS)}, "
-                         f"got {export_format!r}")
+        raise ValueError(
+            f"touchpoints[{touchpoint_id}].format must be one of {', '.join(FORMATS)}, got {export_format!r}"
+        )

@@ -122,7 +122,7 @@ def _utc_date(column: str) -> str:
 def _event_aggregates_sql() -> str:
     counts = ",\n".join(f"count(*) FILTER (WHERE event_type = '{t}') AS {c}" for c, t in EVENT_TYPE_COUNTS.items())
     return f"""
-        SELECT user_id, {_utc_date('occurred_at')} AS activity_date,
+        SELECT user_id, {_utc_date("occurred_at")} AS activity_date,
                count(*) AS events,
                count(DISTINCT session_id) AS sessions,
                {counts},
@@ -137,11 +137,13 @@ def _txn_aggregates_sql() -> str:
     parts = []
     for txn_type, (count_column, amount_column) in TXN_TYPE_AGGREGATES.items():
         parts.append(f"count(*) FILTER (WHERE txn_type = '{txn_type}') AS {count_column}")
-        parts.append(f"coalesce(sum({exact_money('amount')}) FILTER (WHERE txn_type = '{txn_type}'), 0)::DOUBLE "
-                     f"AS {amount_column}")
+        parts.append(
+            f"coalesce(sum({exact_money('amount')}) FILTER (WHERE txn_type = '{txn_type}'), 0)::DOUBLE "
+            f"AS {amount_column}"
+        )
     return f"""
-        SELECT user_id, {_utc_date('occurred_at')} AS activity_date,
-               {', '.join(parts)},
+        SELECT user_id, {_utc_date("occurred_at")} AS activity_date,
+               {", ".join(parts)},
                count(*) AS txns, min(occurred_at) AS first_txn_at, max(occurred_at) AS last_txn_at
         FROM _daily_transactions WHERE status = 'completed' GROUP BY ALL
     """
@@ -168,38 +170,58 @@ def user_daily(con: duckdb.DuckDBPyConnection, events: pa.Table, transactions: p
 
     Only `completed` transactions count. A user-day with neither an event nor a completed transaction
     has no row. Counts are BIGINT (0 when none), amounts DOUBLE (0.0 when none), times TIMESTAMPTZ.
-    """
+    """  # noqa: E501
     schema = daily_schema()
     select = ", ".join(
-        f"coalesce({c}, 0)::BIGINT AS {c}" if c in DAILY_COUNTS
-        else f"coalesce({c}, 0)::DOUBLE AS {c}" if c in DAILY_AMOUNTS
+        f"coalesce({c}, 0)::BIGINT AS {c}"
+        if c in DAILY_COUNTS
+        else f"coalesce({c}, 0)::DOUBLE AS {c}"
+        if c in DAILY_AMOUNTS
         else c
         for c in DAILY_COLUMNS
     )
     con.register("_daily_events", events.select(["user_id", "event_type", "occurred_at", "session_id", "properties"]))
     con.register("_daily_transactions", transactions.select(["user_id", "occurred_at", "amount", "txn_type", "status"]))
     try:
-        return con.sql(f"""
+        return (
+            con.sql(f"""
             SELECT {select}
             FROM ({_event_aggregates_sql()}) AS e
             FULL OUTER JOIN ({_txn_aggregates_sql()}) AS t USING (user_id, activity_date)
             ORDER BY user_id, activity_date
-        """).to_arrow_table().cast(schema)
+        """)
+            .to_arrow_table()
+            .cast(schema)
+        )
     finally:
         con.unregister("_daily_events")
         con.unregister("_daily_transactions")
 
 
 FIXED_FEATURES = ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES]
-AMOUNT_FEATURES = {"deposit_amount", "card_amount", "transfer_in_amount", "transfer_out_amount", "balance_in",
-                   "balance_out", *AVERAGE_AMOUNTS}
+AMOUNT_FEATURES = {
+    "deposit_amount",
+    "card_amount",
+    "transfer_in_amount",
+    "transfer_out_amount",
+    "balance_in",
+    "balance_out",
+    *AVERAGE_AMOUNTS,
+}
 
 
 def features_schema(windows: list[int]) -> pa.Schema:
     types = {
-        "user_id": pa.string(), "as_of": pa.date32(), "country": pa.string(), "plan": pa.string(),
-        "age_band": pa.string(), "tenure_days": pa.int64(), "consent_personalization": pa.bool_(),
-        "days_since_last_seen": pa.int64(), "first_txn_at": UTC, "last_txn_at": UTC,
+        "user_id": pa.string(),
+        "as_of": pa.date32(),
+        "country": pa.string(),
+        "plan": pa.string(),
+        "age_band": pa.string(),
+        "tenure_days": pa.int64(),
+        "consent_personalization": pa.bool_(),
+        "days_since_last_seen": pa.int64(),
+        "first_txn_at": UTC,
+        "last_txn_at": UTC,
     }
     fields = []
     for name in feature_column_names(windows):
@@ -224,16 +246,22 @@ def _inside(window: int, largest: int, expression: str) -> str:
 def _window_sums_sql(window: int, largest: int) -> str:
     """Sums over the daily rows of the window. Sums need no per-day merge first: adding the rows of
     several landing partitions per day, then the days, is adding the rows."""
+
     def total(expression: str, kind: str, name: str) -> str:
         if kind == "DOUBLE":
             expression = exact_money(expression)
         return f"coalesce(sum({_inside(window, largest, expression)}), 0)::{kind} AS {name}_{window}d"
 
     parts = [total(name, "DOUBLE" if name in AMOUNT_FEATURES else "BIGINT", name) for name in WINDOWED_SUMS]
-    parts += [total("deposit_amount + transfer_in_amount", "DOUBLE", "balance_in"),
-              total("card_amount + transfer_out_amount", "DOUBLE", "balance_out")]
-    parts += [f"(sum({_inside(window, largest, exact_money(amount))}) / nullif(sum({_inside(window, largest, count)}), 0))"
-              f"::DOUBLE AS {name}_{window}d" for name, (amount, count) in AVERAGE_AMOUNTS.items()]
+    parts += [
+        total("deposit_amount + transfer_in_amount", "DOUBLE", "balance_in"),
+        total("card_amount + transfer_out_amount", "DOUBLE", "balance_out"),
+    ]
+    parts += [
+        f"(sum({_inside(window, largest, exact_money(amount))}) / nullif(sum({_inside(window, largest, count)}), 0))"
+        f"::DOUBLE AS {name}_{window}d"
+        for name, (amount, count) in AVERAGE_AMOUNTS.items()
+    ]
     return ",\n".join(parts)
 
 
@@ -245,8 +273,14 @@ def _window_days_sql(window: int, largest: int) -> str:
     )
 
 
-def user_features(con: duckdb.DuckDBPyConnection, daily: pa.Table | None, profiles: pa.Table,
-                  erased: pa.Table | None, as_of: date, windows: list[int]) -> pa.Table:
+def user_features(
+    con: duckdb.DuckDBPyConnection,
+    daily: pa.Table | None,
+    profiles: pa.Table,
+    erased: pa.Table | None,
+    as_of: date,
+    windows: list[int],
+) -> pa.Table:
     """One row per user of the `profiles` snapshot who is not in `erased`, as of `as_of`, ordered by
     user_id; columns exactly `feature_column_names(windows)`.
 
@@ -269,17 +303,21 @@ def user_features(con: duckdb.DuckDBPyConnection, daily: pa.Table | None, profil
     | balance_out_<W>d | card_amount + transfer_out_amount over the window |
     | transfers_in_<W>d, transfer_in_amount_<W>d, transfers_out_<W>d, transfer_out_amount_<W>d | completed transfers in / out over the window: count, amount |
     | avg_deposit_amount_<W>d, avg_card_amount_<W>d, avg_transfer_in_amount_<W>d, avg_transfer_out_amount_<W>d | amount / count of that transaction type over the window; NULL without one |
-    """
+    """  # noqa: E501
     schema = features_schema(windows)
     daily = daily if daily is not None else daily_schema().empty_table()
     erased = erased if erased is not None else pa.table({"user_id": pa.array([], pa.string())})
     con.register("_features_daily", daily.select(DAILY_COLUMNS))
-    con.register("_features_profiles", profiles.select(["user_id", "country", "plan", "birth_year", "signup_at",
-                                                         "consent_personalization"]))
+    con.register(
+        "_features_profiles",
+        profiles.select(["user_id", "country", "plan", "birth_year", "signup_at", "consent_personalization"]),
+    )
     con.register("_features_erased", erased.select(["user_id"]))
     largest = max(windows)
     try:
-        return con.sql(f"""
+        return (
+            con.sql(
+                f"""
             WITH daily AS (
                 SELECT * FROM _features_daily
                 WHERE activity_date BETWEEN CAST($as_of AS DATE) - {largest - 1} AND CAST($as_of AS DATE)
@@ -297,17 +335,22 @@ def user_features(con: duckdb.DuckDBPyConnection, daily: pa.Table | None, profil
             )
             SELECT p.user_id, CAST($as_of AS DATE) AS as_of, p.country, p.plan,
                    {_age_band_sql()} AS age_band,
-                   greatest(date_diff('day', {_utc_date('p.signup_at')}, CAST($as_of AS DATE)), 0)::BIGINT AS tenure_days,
+                   greatest(date_diff('day', {_utc_date("p.signup_at")}, CAST($as_of AS DATE)), 0)::BIGINT AS tenure_days,
                    p.consent_personalization,
-                   date_diff('day', {_utc_date('s.last_seen_at')}, CAST($as_of AS DATE))::BIGINT AS days_since_last_seen,
+                   date_diff('day', {_utc_date("s.last_seen_at")}, CAST($as_of AS DATE))::BIGINT AS days_since_last_seen,
                    s.first_txn_at, s.last_txn_at,
-                   {', '.join(_zero_filled(name, schema) for name in schema.names[len(FIXED_FEATURES):])}
+                   {", ".join(_zero_filled(name, schema) for name in schema.names[len(FIXED_FEATURES) :])}
             FROM _features_profiles AS p
             LEFT JOIN sums AS s USING (user_id)
             LEFT JOIN day_counts AS c USING (user_id)
             WHERE p.user_id NOT IN (SELECT user_id FROM _features_erased WHERE user_id IS NOT NULL)
             ORDER BY p.user_id
-        """, params={"as_of": as_of}).to_arrow_table().cast(schema)
+        """,  # noqa: E501
+                params={"as_of": as_of},
+            )
+            .to_arrow_table()
+            .cast(schema)
+        )
     finally:
         for name in ("_features_daily", "_features_profiles", "_features_erased"):
             con.unregister(name)

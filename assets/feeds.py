@@ -33,8 +33,10 @@ class VolumeVerdict:
             return f"not judged: {self.history_days} earlier landed days, {volume.min_days} needed"
         change = "inf" if self.deviation == float("inf") else f"{self.deviation:+.0%}"
         verdict = "within" if self.passed else "beyond"
-        return (f"{self.rows} rows against a median of {self.median:g} over the previous {self.history_days} "
-                f"landed days ({change}), {verdict} the tolerance of ±{volume.tolerance:.0%}")
+        return (
+            f"{self.rows} rows against a median of {self.median:g} over the previous {self.history_days} "
+            f"landed days ({change}), {verdict} the tolerance of ±{volume.tolerance:.0%}"
+        )
 
 
 def trailing_row_counts(lake: Lake, source_name: str, ds: date, window_days: int) -> list[int]:
@@ -99,5 +101,7 @@ def rerun_advice(late: dict[date, list[str]]) -> str:
         return "no landing file arrived or changed for a day already processed"
     first = min(late)
     days = ", ".join(f"{d} ({len(files)} file{'s' if len(files) > 1 else ''})" for d, files in sorted(late.items()))
-    return (f"landing files arrived or changed after these days were processed: {days}; re-run from {first} "
-            f"(`pyramid run --start {first}`), since later days build on it")
+    return (
+        f"landing files arrived or changed after these days were processed: {days}; re-run from {first} "
+        f"(`pyramid run --start {first}`), since later days build on it"
+    )

@@ -34,8 +34,10 @@ def check_files(table: pa.Table, files: list[Path], source: Source) -> None:
             raise LandingError(f"{path}: empty file; expected JSON lines, one {source.name} record per line")
         if key is not None and good[key] == 0:
             hint = _hint(table, key)
-            raise LandingError(f"{path}: none of its {records[key]} records parses as {source.format} "
-                               f"({hint}); the file is refused and nothing of the day is written")
+            raise LandingError(
+                f"{path}: none of its {records[key]} records parses as {source.format} "
+                f"({hint}); the file is refused and nothing of the day is written"
+            )
 
 
 def _hint(table: pa.Table, name: str) -> str:

@@ -91,62 +91,69 @@ from assets.statistics import (
 SRM_MIN_P_VALUE = 0.001
 ALPHA = 0.05  # the error rate of each campaign's family of decisions (Holm within the campaign)
 SEQUENTIAL_TUNING = 5000.0  # N*: the users (both arms) at which the confidence sequence is narrowest
-GOAL_METRICS_SCHEMA = pa.schema([
-    ("ds", pa.date32()),
-    ("goal_id", pa.string()),
-    ("metric", pa.string()),
-    ("kind", pa.string()),
-    ("campaign_id", pa.string()),
-    ("window", pa.string()),
-    ("treatment_users", pa.int64()),
-    ("holdout_users", pa.int64()),
-    ("treatment_successes", pa.int64()),
-    ("holdout_successes", pa.int64()),
-    ("treatment_user_days", pa.int64()),
-    ("holdout_user_days", pa.int64()),
-    ("treatment_value", pa.float64()),
-    ("holdout_value", pa.float64()),
-    ("lift", pa.float64()),
-    ("ci_low", pa.float64()),
-    ("ci_high", pa.float64()),
-    ("p_value", pa.float64()),
-    ("alpha", pa.float64()),
-    ("ci_low_fixed", pa.float64()),
-    ("ci_high_fixed", pa.float64()),
-    ("p_value_fixed", pa.float64()),
-    ("margin", pa.float64()),
-    ("srm_p_value", pa.float64()),
-    ("srm_ok", pa.bool_()),
-    ("target", pa.float64()),
-    ("status", pa.string()),
-])
+GOAL_METRICS_SCHEMA = pa.schema(
+    [
+        ("ds", pa.date32()),
+        ("goal_id", pa.string()),
+        ("metric", pa.string()),
+        ("kind", pa.string()),
+        ("campaign_id", pa.string()),
+        ("window", pa.string()),
+        ("treatment_users", pa.int64()),
+        ("holdout_users", pa.int64()),
+        ("treatment_successes", pa.int64()),
+        ("holdout_successes", pa.int64()),
+        ("treatment_user_days", pa.int64()),
+        ("holdout_user_days", pa.int64()),
+        ("treatment_value", pa.float64()),
+        ("holdout_value", pa.float64()),
+        ("lift", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("p_value", pa.float64()),
+        ("alpha", pa.float64()),
+        ("ci_low_fixed", pa.float64()),
+        ("ci_high_fixed", pa.float64()),
+        ("p_value_fixed", pa.float64()),
+        ("margin", pa.float64()),
+        ("srm_p_value", pa.float64()),
+        ("srm_ok", pa.bool_()),
+        ("target", pa.float64()),
+        ("status", pa.string()),
+    ]
+)
 _COUNT_COLUMNS = ["treatment_users", "holdout_users", "treatment_successes", "holdout_successes"]
 # One measured day of a user: goal metric or guardrail, campaign, arm, success on the day.
-GOAL_USER_DAY_SCHEMA = pa.schema([
-    ("goal_id", pa.string()),
-    ("metric", pa.string()),
-    ("campaign_id", pa.string()),
-    ("arm", pa.string()),
-    ("user_id", pa.string()),
-    ("success", pa.bool_()),
-])
+GOAL_USER_DAY_SCHEMA = pa.schema(
+    [
+        ("goal_id", pa.string()),
+        ("metric", pa.string()),
+        ("campaign_id", pa.string()),
+        ("arm", pa.string()),
+        ("user_id", pa.string()),
+        ("success", pa.bool_()),
+    ]
+)
 # The lake table goals/goal_user_outcomes: per user, cumulated over the days measured up to ds.
 _OUTCOME_KEY = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
-GOAL_USER_OUTCOMES_SCHEMA = pa.schema([
-    ("ds", pa.date32()),
-    ("goal_id", pa.string()),
-    ("metric", pa.string()),
-    ("campaign_id", pa.string()),
-    ("arm", pa.string()),
-    ("user_id", pa.string()),
-    ("first_ds", pa.date32()),
-    ("last_ds", pa.date32()),
-    ("days", pa.int64()),
-    ("successes", pa.int64()),
-])
+GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("ds", pa.date32()),
+        ("goal_id", pa.string()),
+        ("metric", pa.string()),
+        ("campaign_id", pa.string()),
+        ("arm", pa.string()),
+        ("user_id", pa.string()),
+        ("first_ds", pa.date32()),
+        ("last_ds", pa.date32()),
+        ("days", pa.int64()),
+        ("successes", pa.int64()),
+    ]
+)
 
 
 # --- goal rows ----------------------------------------------------------------------------------
+
 
 def goal_day_metrics(
     audiences_prev: pa.Table | None,
@@ -185,11 +192,13 @@ def goal_user_day_outcomes(
                 continue
             seen.add((goal.id, metric_id))
             cohort = campaign_cohort(goal.campaign)
-            indicator = metric_indicator_sql(metrics[metric_id], ds, activity.column_names, users=cohort,
-                                             activity=ACTIVITY)
+            indicator = metric_indicator_sql(
+                metrics[metric_id], ds, activity.column_names, users=cohort, activity=ACTIVITY
+            )
             users = pl.from_arrow(con.sql(cohort_outcomes_sql(cohort, indicator)).to_arrow_table())
-            parts.append(users.with_columns(goal_id=pl.lit(goal.id), metric=pl.lit(metric_id),
-                                            campaign_id=pl.lit(goal.campaign)))
+            parts.append(
+                users.with_columns(goal_id=pl.lit(goal.id), metric=pl.lit(metric_id), campaign_id=pl.lit(goal.campaign))
+            )
     finally:
         con.close()
     frame = pl.concat([p.select(GOAL_USER_DAY_SCHEMA.names) for p in parts]) if parts else None
@@ -203,8 +212,10 @@ def goal_day_rows(outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence
     holdouts = {c.id: c.holdout for c in campaigns}
     by_arm = {}
     for goal_id, metric_id, campaign_id, arm, users, successes in (
-        pl.from_arrow(outcomes).group_by("goal_id", "metric", "campaign_id", "arm")
-        .agg(pl.len(), pl.col("success").sum()).iter_rows()
+        pl.from_arrow(outcomes)
+        .group_by("goal_id", "metric", "campaign_id", "arm")
+        .agg(pl.len(), pl.col("success").sum())
+        .iter_rows()
     ):
         by_arm.setdefault((goal_id, metric_id, campaign_id), {})[arm] = (int(users), int(successes))
     rows = [
@@ -224,8 +235,10 @@ def update_goal_user_outcomes(previous: pa.Table | None, day_outcomes: pa.Table,
     sorted on the key, so the same inputs give the same table."""
     today = pl.from_arrow(day_outcomes.cast(GOAL_USER_DAY_SCHEMA)).select(
         *_OUTCOME_KEY,
-        first_ds=pl.lit(ds, pl.Date), last_ds=pl.lit(ds, pl.Date),
-        days=pl.lit(1, pl.Int64), successes=pl.col("success").cast(pl.Int64),
+        first_ds=pl.lit(ds, pl.Date),
+        last_ds=pl.lit(ds, pl.Date),
+        days=pl.lit(1, pl.Int64),
+        successes=pl.col("success").cast(pl.Int64),
     )
     columns = [*_OUTCOME_KEY, "first_ds", "last_ds", "days", "successes"]
     frames = [today]
@@ -246,11 +259,15 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
     guardrails (for the goal's current campaign), users as clusters (see the module docstring)."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
-        [_count_row(goal, kind, metric_id, holdouts[goal.campaign], {})
-         for goal, kind, metric_id in _measurements(goals)],
+        [
+            _count_row(goal, kind, metric_id, holdouts[goal.campaign], {})
+            for goal, kind, metric_id in _measurements(goals)
+        ],
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
-    frame = pl.from_arrow(user_outcomes.select(["goal_id", "metric", "campaign_id", "arm", "user_id", "days", "successes"]))
+    frame = pl.from_arrow(
+        user_outcomes.select(["goal_id", "metric", "campaign_id", "arm", "user_id", "days", "successes"])
+    )
     arms = frame.group_by("goal_id", "metric", "campaign_id", "arm").agg(
         users=pl.len().cast(pl.Int64),
         user_days=pl.col("days").sum().cast(pl.Int64),
@@ -262,7 +279,9 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
     for arm in ("treatment", "holdout"):
         per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in stats})
         counts = counts.join(per_arm, on=["goal_id", "metric", "campaign_id"], how="left")
-    counts = counts.with_columns(pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in stats)).fill_null(0))
+    counts = counts.with_columns(
+        pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in stats)).fill_null(0)
+    )
     return _finish(before_horizon(gate_by_guardrails(with_cluster_statistics(counts)), campaigns, ds), ds, "to_date")
 
 
@@ -273,14 +292,22 @@ def before_horizon(frame: pl.DataFrame, campaigns: Sequence[Campaign], ds: date)
     planned = {c.id: c.planned_users for c in campaigns if c.planned_users}
     users = pl.col("treatment_users") + pl.col("holdout_users")
     short = users < pl.col("campaign_id").replace_strict(planned, default=0, return_dtype=pl.Int64)
-    running = (pl.col("kind") == "goal") & pl.col("status").is_in(["met", "not_met", "inconclusive"]) & (
-        pl.col("campaign_id").is_in(waiting) | short)
+    running = (
+        (pl.col("kind") == "goal")
+        & pl.col("status").is_in(["met", "not_met", "inconclusive"])
+        & (pl.col("campaign_id").is_in(waiting) | short)
+    )
     return frame.with_columns(status=pl.when(running).then(pl.lit("running")).otherwise(pl.col("status")))
 
 
 _COUNTS_SCHEMA = {
-    "goal_id": pl.String, "metric": pl.String, "kind": pl.String, "campaign_id": pl.String,
-    "target": pl.Float64, "holdout_share": pl.Float64, "margin": pl.Float64,
+    "goal_id": pl.String,
+    "metric": pl.String,
+    "kind": pl.String,
+    "campaign_id": pl.String,
+    "target": pl.Float64,
+    "holdout_share": pl.Float64,
+    "margin": pl.Float64,
     **{c: pl.Int64 for c in _COUNT_COLUMNS},
 }
 
@@ -298,11 +325,17 @@ def _count_row(goal: Goal, kind: str, metric_id: str, holdout_share: float, coun
     treatment_users, treatment_successes = counts.get("treatment", (0, 0))
     holdout_users, holdout_successes = counts.get("holdout", (0, 0))
     return {
-        "goal_id": goal.id, "metric": metric_id, "kind": kind, "campaign_id": goal.campaign,
-        "target": goal.target_relative_lift if kind == "goal" else None, "holdout_share": holdout_share,
+        "goal_id": goal.id,
+        "metric": metric_id,
+        "kind": kind,
+        "campaign_id": goal.campaign,
+        "target": goal.target_relative_lift if kind == "goal" else None,
+        "holdout_share": holdout_share,
         "margin": goal.guardrail_margin(metric_id) if kind == "guardrail" else None,
-        "treatment_users": treatment_users, "holdout_users": holdout_users,
-        "treatment_successes": treatment_successes, "holdout_successes": holdout_successes,
+        "treatment_users": treatment_users,
+        "holdout_users": holdout_users,
+        "treatment_successes": treatment_successes,
+        "holdout_successes": holdout_successes,
     }
 
 
@@ -313,6 +346,7 @@ def _finish(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
 
 
 # --- statistics ---------------------------------------------------------------------------------
+
 
 def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     """Day rows: add values, lift, CI, p-value, sample ratio check and status (module docstring) to
@@ -332,8 +366,11 @@ def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     )
     ci_low, ci_high = log_ratio_interval(pl.col("_log_rr"), pl.col("_log_rr_se"))
     return _lift_and_sample_ratio(frame.with_columns(ci_low=ci_low, ci_high=ci_high)).with_columns(
-        ci_low_fixed=pl.col("ci_low"), ci_high_fixed=pl.col("ci_high"), p_value_fixed=pl.col("p_value"),
-        alpha=pl.lit(ALPHA), status=_day_status(),
+        ci_low_fixed=pl.col("ci_low"),
+        ci_high_fixed=pl.col("ci_high"),
+        p_value_fixed=pl.col("p_value"),
+        alpha=pl.lit(ALPHA),
+        status=_day_status(),
     )
 
 
@@ -350,7 +387,8 @@ def with_cluster_statistics(
     null = pl.when(pl.col("kind") == "guardrail").then((1 + pl.col("margin")).log()).otherwise(0.0)
     distance = pl.col("_log_rr") - null
     frame = frame.with_columns(
-        p_value=pl.when(se == 0).then(pl.when(distance == 0).then(1.0).otherwise(0.0))
+        p_value=pl.when(se == 0)
+        .then(pl.when(distance == 0).then(1.0).otherwise(0.0))
         .otherwise(sequential_p_value(distance / se, n, pl.lit(rho2)))
     ).with_columns(alpha=holm_alpha(pl.col("p_value"), alpha, family))
     ci_low, ci_high = sequential_interval(pl.col("_log_rr"), se, n, pl.col("alpha"), pl.lit(rho2))
@@ -389,8 +427,10 @@ def _with_fixed_horizon(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         ci_low_fixed=ci_low,
         ci_high_fixed=ci_high,
-        p_value_fixed=pl.when(pl.col("_defined").not_()).then(None)
-        .when((pooled == 0) | (pooled == 1)).then(1.0)
+        p_value_fixed=pl.when(pl.col("_defined").not_())
+        .then(None)
+        .when((pooled == 0) | (pooled == 1))
+        .then(1.0)
         .otherwise(wald_p_value(pl.col("_log_rr"), pl.col("_log_rr_se"))),
     )
 
@@ -405,15 +445,18 @@ def _lift_and_sample_ratio(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _at_target() -> pl.Expr:
     return (
-        pl.when(pl.col("holdout_value") == 0).then(pl.col("treatment_value") > 0)  # infinite lift
+        pl.when(pl.col("holdout_value") == 0)
+        .then(pl.col("treatment_value") > 0)  # infinite lift
         .otherwise(pl.col("lift") >= pl.col("target"))
     )
 
 
 def _goal_status() -> pl.Expr:
     return (
-        pl.when((pl.col("ci_low") > 0) & _at_target()).then(pl.lit("met"))
-        .when(pl.col("ci_high") < pl.col("target")).then(pl.lit("not_met"))
+        pl.when((pl.col("ci_low") > 0) & _at_target())
+        .then(pl.lit("met"))
+        .when(pl.col("ci_high") < pl.col("target"))
+        .then(pl.lit("not_met"))
         .otherwise(pl.lit("inconclusive"))
     )
 
@@ -421,8 +464,12 @@ def _goal_status() -> pl.Expr:
 def _checked(status: pl.Expr) -> pl.Expr:
     """`no_data` for an empty arm, `srm_fail` for a failed sample ratio check, else `status`."""
     empty_arm = (pl.col("treatment_users") == 0) | (pl.col("holdout_users") == 0)
-    return pl.when(empty_arm).then(pl.lit("no_data")).when(pl.col("srm_ok").not_()).then(pl.lit("srm_fail")).otherwise(
-        status
+    return (
+        pl.when(empty_arm)
+        .then(pl.lit("no_data"))
+        .when(pl.col("srm_ok").not_())
+        .then(pl.lit("srm_fail"))
+        .otherwise(status)
     )
 
 
@@ -435,8 +482,10 @@ def _day_status() -> pl.Expr:
 def _decision_status() -> pl.Expr:
     """To-date rows: a guardrail is `breached` when its rise is shown above its margin, `ok` when shown below."""
     guardrail = (
-        pl.when(pl.col("ci_low") > pl.col("margin")).then(pl.lit("breached"))
-        .when(pl.col("ci_high") < pl.col("margin")).then(pl.lit("ok"))
+        pl.when(pl.col("ci_low") > pl.col("margin"))
+        .then(pl.lit("breached"))
+        .when(pl.col("ci_high") < pl.col("margin"))
+        .then(pl.lit("ok"))
         .otherwise(pl.lit("inconclusive"))
     )
     return _checked(pl.when(pl.col("kind") == "goal").then(_goal_status()).otherwise(guardrail))

@@ -34,7 +34,7 @@ class Lake:
     root: Path
 
     @classmethod
-    def default(cls) -> "Lake":
+    def default(cls) -> Lake:
         return cls(default_data_root())
 
     @property

@@ -6,8 +6,9 @@ Not data quality: the validation decides which columns are withheld; this module
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from assets import features
 
@@ -21,12 +22,39 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
     and timestamps of a row feed every aggregate of the row; `status` every transaction aggregate
     (only completed ones count); consent also decides eligibility (see `blocked_by`)."""
     windows = list(windows)
-    event_daily = ["events", "sessions", "page_views", "screen_views", "searches", "feature_uses", "budget_tool_uses",
-                   "impressions", "clicks", "conversions", "unsubscribes", "last_seen_at"]
-    txn_daily = ["deposits", "deposit_amount", "card_payments", "card_amount", "transfers_in", "transfer_in_amount",
-                 "transfers_out", "transfer_out_amount", "txns", "first_txn_at", "last_txn_at"]
-    derived = {"active_days": {"events"}, "txn_days": {"txns"}, "balance_in": {"deposit_amount", "transfer_in_amount"},
-               "balance_out": {"card_amount", "transfer_out_amount"}}
+    event_daily = [
+        "events",
+        "sessions",
+        "page_views",
+        "screen_views",
+        "searches",
+        "feature_uses",
+        "budget_tool_uses",
+        "impressions",
+        "clicks",
+        "conversions",
+        "unsubscribes",
+        "last_seen_at",
+    ]
+    txn_daily = [
+        "deposits",
+        "deposit_amount",
+        "card_payments",
+        "card_amount",
+        "transfers_in",
+        "transfer_in_amount",
+        "transfers_out",
+        "transfer_out_amount",
+        "txns",
+        "first_txn_at",
+        "last_txn_at",
+    ]
+    derived = {
+        "active_days": {"events"},
+        "txn_days": {"txns"},
+        "balance_in": {"deposit_amount", "transfer_in_amount"},
+        "balance_out": {"card_amount", "transfer_out_amount"},
+    }
 
     def upward(daily: Iterable[str]) -> set[str]:
         daily = set(daily)
@@ -44,9 +72,13 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
         **{("events", c): every_event for c in ("event_id", "user_id", "occurred_at", "event_type")},
         ("events", "session_id"): upward(["sessions"]),
         ("events", "properties"): upward(["budget_tool_uses"]),
-        ("events", "channel"): set(), ("events", "campaign_id"): set(), ("events", "touchpoint_id"): set(),
-        **{("transactions", c): every_txn for c in ("txn_id", "user_id", "occurred_at", "amount", "currency",
-                                                      "txn_type", "status")},
+        ("events", "channel"): set(),
+        ("events", "campaign_id"): set(),
+        ("events", "touchpoint_id"): set(),
+        **{
+            ("transactions", c): every_txn
+            for c in ("txn_id", "user_id", "occurred_at", "amount", "currency", "txn_type", "status")
+        },
         ("transactions", "merchant_category"): set(),
         **{("profiles", c): profile_all for c in ("user_id", "updated_at")},
         ("profiles", "signup_at"): {"tenure_days"},

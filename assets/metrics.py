@@ -83,7 +83,12 @@ def campaign_cohort(campaign_id: str) -> str:
 
 def register_inputs(con: duckdb.DuckDBPyConnection, audiences: pa.Table | None, activity: pa.Table) -> None:
     """Register AUDIENCES (empty when None) and ACTIVITY on the connection."""
-    empty = pa.table({"campaign_id": pa.array([], pa.string()), "user_id": pa.array([], pa.string()),
-                      "arm": pa.array([], pa.string())})
+    empty = pa.table(
+        {
+            "campaign_id": pa.array([], pa.string()),
+            "user_id": pa.array([], pa.string()),
+            "arm": pa.array([], pa.string()),
+        }
+    )
     con.register(AUDIENCES, empty if audiences is None else audiences.select(["campaign_id", "user_id", "arm"]))
     con.register(ACTIVITY, activity)

@@ -24,23 +24,27 @@ from assets.pyramid_map import Goal, Metric
 from assets.sql_guard import sandboxed_connection
 from assets.statistics import ratio
 
-NORTH_STAR_SCHEMA = pa.schema([
-    ("ds", pa.date32()),
-    ("north_star_id", pa.string()),
-    ("metric", pa.string()),
-    ("value", pa.float64()),
-    ("active_users", pa.int64()),
-    ("total_users", pa.int64()),
-])
-CONTRIBUTIONS_SCHEMA = pa.schema([
-    ("ds", pa.date32()),
-    ("goal_id", pa.string()),
-    ("campaign_id", pa.string()),
-    ("treatment_users", pa.int64()),
-    ("treatment_value", pa.float64()),
-    ("holdout_value", pa.float64()),
-    ("contribution", pa.float64()),
-])
+NORTH_STAR_SCHEMA = pa.schema(
+    [
+        ("ds", pa.date32()),
+        ("north_star_id", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("active_users", pa.int64()),
+        ("total_users", pa.int64()),
+    ]
+)
+CONTRIBUTIONS_SCHEMA = pa.schema(
+    [
+        ("ds", pa.date32()),
+        ("goal_id", pa.string()),
+        ("campaign_id", pa.string()),
+        ("treatment_users", pa.int64()),
+        ("treatment_value", pa.float64()),
+        ("holdout_value", pa.float64()),
+        ("contribution", pa.float64()),
+    ]
+)
 
 
 def north_star(activity: pa.Table, users: pa.Table, metric: Metric, north_star_id: str, ds: date) -> pa.Table:
@@ -49,14 +53,20 @@ def north_star(activity: pa.Table, users: pa.Table, metric: Metric, north_star_i
     try:
         register_inputs(con, None, activity)
         con.register("_users", users.select(["user_id"]))
-        counts = arm_counts(con, metric, ds, "(SELECT user_id, 'all' AS arm FROM _users)", ACTIVITY,
-                            activity.column_names)
+        counts = arm_counts(
+            con, metric, ds, "(SELECT user_id, 'all' AS arm FROM _users)", ACTIVITY, activity.column_names
+        )
     finally:
         con.close()
     total_users, active_users = counts.get("all", (0, 0))
-    row = {"ds": ds, "north_star_id": north_star_id, "metric": metric.id,
-           "value": active_users / total_users if total_users else None,
-           "active_users": active_users, "total_users": total_users}
+    row = {
+        "ds": ds,
+        "north_star_id": north_star_id,
+        "metric": metric.id,
+        "value": active_users / total_users if total_users else None,
+        "active_users": active_users,
+        "total_users": total_users,
+    }
     return pa.Table.from_pylist([row], schema=NORTH_STAR_SCHEMA)
 
 
@@ -72,23 +82,36 @@ def north_star_contributions(
     con = sandboxed_connection()
     try:
         register_inputs(con, audiences_prev, activity)
-        rows = [_arm_row(goal, arm_counts(con, metric, ds, campaign_cohort(goal.campaign), ACTIVITY,
-                                          activity.column_names)) for goal in goals]
+        rows = [
+            _arm_row(goal, arm_counts(con, metric, ds, campaign_cohort(goal.campaign), ACTIVITY, activity.column_names))
+            for goal in goals
+        ]
     finally:
         con.close()
     return _contributions(pl.DataFrame(rows, schema=_ARM_ROW_SCHEMA), total_users, ds)
 
 
-_ARM_ROW_SCHEMA = {"goal_id": pl.String, "campaign_id": pl.String, "treatment_users": pl.Int64,
-                   "treatment_successes": pl.Int64, "holdout_users": pl.Int64, "holdout_successes": pl.Int64}
+_ARM_ROW_SCHEMA = {
+    "goal_id": pl.String,
+    "campaign_id": pl.String,
+    "treatment_users": pl.Int64,
+    "treatment_successes": pl.Int64,
+    "holdout_users": pl.Int64,
+    "holdout_successes": pl.Int64,
+}
 
 
 def _arm_row(goal: Goal, counts: dict[str, tuple[int, int]]) -> dict:
     treatment_users, treatment_successes = counts.get("treatment", (0, 0))
     holdout_users, holdout_successes = counts.get("holdout", (0, 0))
-    return {"goal_id": goal.id, "campaign_id": goal.campaign,
-            "treatment_users": treatment_users, "treatment_successes": treatment_successes,
-            "holdout_users": holdout_users, "holdout_successes": holdout_successes}
+    return {
+        "goal_id": goal.id,
+        "campaign_id": goal.campaign,
+        "treatment_users": treatment_users,
+        "treatment_successes": treatment_successes,
+        "holdout_users": holdout_users,
+        "holdout_successes": holdout_successes,
+    }
 
 
 def _contributions(frame: pl.DataFrame, total_users: int, ds: date) -> pa.Table:

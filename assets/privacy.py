@@ -4,7 +4,7 @@ list of tables."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 USER_ID = "user_id"  # the contract's user key (docs/contracts.md)
 RAW_RECORD_COLUMNS = ("payload", "_raw_text")  # a row as it landed: may hold any of its fields

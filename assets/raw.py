@@ -42,15 +42,38 @@ from assets.pyramid_map import Source
 
 CANONICAL_COLUMNS: dict[str, list[str]] = {
     "events": [
-        "event_id", "user_id", "event_type", "occurred_at", "session_id", "channel",
-        "campaign_id", "touchpoint_id", "properties",
+        "event_id",
+        "user_id",
+        "event_type",
+        "occurred_at",
+        "session_id",
+        "channel",
+        "campaign_id",
+        "touchpoint_id",
+        "properties",
     ],
     "profiles": [
-        "user_id", "updated_at", "signup_at", "country", "birth_year", "plan",
-        "consent_personalization", "consent_marketing", "email", "phone", "full_name",
+        "user_id",
+        "updated_at",
+        "signup_at",
+        "country",
+        "birth_year",
+        "plan",
+        "consent_personalization",
+        "consent_marketing",
+        "email",
+        "phone",
+        "full_name",
     ],
     "transactions": [
-        "txn_id", "user_id", "occurred_at", "amount", "currency", "txn_type", "merchant_category", "status",
+        "txn_id",
+        "user_id",
+        "occurred_at",
+        "amount",
+        "currency",
+        "txn_type",
+        "merchant_category",
+        "status",
     ],
     "erasure_requests": ["user_id", "requested_at"],
 }
@@ -70,8 +93,9 @@ class MissingFeedError(LandingError):
 def raw_schema(source_name: str) -> pa.Schema:
     """The schema of `raw/<source>`: canonical columns as VARCHAR, then the lineage columns."""
     lineage = {"_source_file": pa.string(), "_source_line": pa.int64(), "_raw_text": pa.string()}
-    return pa.schema([(c, pa.string()) for c in CANONICAL_COLUMNS[source_name]]
-                     + [(c, lineage[c]) for c in LINEAGE_COLUMNS])
+    return pa.schema(
+        [(c, pa.string()) for c in CANONICAL_COLUMNS[source_name]] + [(c, lineage[c]) for c in LINEAGE_COLUMNS]
+    )
 
 
 def landing_files(lake: Lake, source: Source, ds: date) -> list[Path]:
@@ -84,8 +108,9 @@ def require_feeds(lake: Lake, sources: Iterable[Source], ds: date) -> None:
     """Raise MissingFeedError when a required source has no landing file for `ds`."""
     missing = [s for s in sources if s.required and not landing_files(lake, s, ds)]
     if missing:
-        expected = "; ".join(f"{s.name} (expected {s.path.format(ds=ds.isoformat())} under {lake.root})"
-                             for s in missing)
+        expected = "; ".join(
+            f"{s.name} (expected {s.path.format(ds=ds.isoformat())} under {lake.root})" for s in missing
+        )
         raise MissingFeedError(
             f"landing day {ds} is incomplete: no file for required source {expected}. Nothing was written for "
             f"{ds}. Land the file, then re-run the day and the days after it (`pyramid run --start {ds}`); "
@@ -122,8 +147,9 @@ def read_manifest(lake: Lake, source_name: str, ds: date) -> list[dict] | None:
     return json.loads(path.read_text())["files"]
 
 
-def land(con: duckdb.DuckDBPyConnection, lake: Lake, source: Source, ds: date,
-         files: list[Path] | None = None) -> pa.Table:
+def land(
+    con: duckdb.DuckDBPyConnection, lake: Lake, source: Source, ds: date, files: list[Path] | None = None
+) -> pa.Table:
     """Every record of the source's landing files for `ds` (or of `files`), as VARCHAR, with its file and line."""
     schema = raw_schema(source.name)
     reader = _land_jsonl if source.format == "jsonl" else _land_csv
@@ -156,11 +182,12 @@ def _read_bytes(path: Path) -> bytes:
 
 # --- JSONL -----------------------------------------------------------------------------------------
 
+
 def _split_lines(con: duckdb.DuckDBPyConnection, data: bytes) -> pa.Table:
     """The file's lines (newline kept: JSON ignores it), their 1-based numbers, and for a line that is
     not valid UTF-8 its bytes escaped as text (`\\xFF`) in `undecodable`."""
     if data.startswith(UTF8_BOM):
-        data = b" " * len(UTF8_BOM) + data[len(UTF8_BOM):]  # whitespace to JSON; offsets unchanged
+        data = b" " * len(UTF8_BOM) + data[len(UTF8_BOM) :]  # whitespace to JSON; offsets unchanged
     buffer = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(buffer == ord("\n")) + 1
     if len(data) and (not len(ends) or ends[-1] != len(data)):
@@ -195,7 +222,8 @@ def _land_jsonl(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: 
     picks = ", ".join(f"v[{i + 1}] AS {c}" for i, c in enumerate(canonical))
     con.register("_landing_lines", _split_lines(con, _read_bytes(path)))
     try:
-        return con.sql(f"""
+        return con.sql(
+            f"""
             SELECT {picks}, ? AS _source_file, _source_line,
                    CASE WHEN v IS NULL THEN coalesce(undecodable, rtrim(text, chr(13) || chr(10))) END AS _raw_text
             FROM (
@@ -204,7 +232,9 @@ def _land_jsonl(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: 
                 FROM (SELECT *, CASE WHEN json_valid(text) THEN text END AS json_text FROM _landing_lines)
             )
             WHERE v IS NOT NULL OR undecodable IS NOT NULL OR trim(text, ' ' || chr(9) || chr(13) || chr(10)) <> ''
-        """, params=[_relative(path, lake)]).to_arrow_table()  # a projection keeps the file's order
+        """,  # noqa: E501
+            params=[_relative(path, lake)],
+        ).to_arrow_table()  # a projection keeps the file's order
     finally:
         con.unregister("_landing_lines")
 
@@ -215,6 +245,7 @@ def _json_path_literal(key: str) -> str:
 
 
 # --- CSV -------------------------------------------------------------------------------------------
+
 
 def _csv_header(path: Path) -> list[str]:
     try:
@@ -229,8 +260,11 @@ def _csv_header(path: Path) -> list[str]:
 
 def _check_header(path: Path, header: list[str], source: Source) -> None:
     to_source = _canonical_to_source(source)
-    missing = [f"{to_source[c]!r}" + (f" (canonical {c!r})" if to_source[c] != c else "")
-               for c in CANONICAL_COLUMNS[source.name] if to_source[c] not in header]
+    missing = [
+        f"{to_source[c]!r}" + (f" (canonical {c!r})" if to_source[c] != c else "")
+        for c in CANONICAL_COLUMNS[source.name]
+        if to_source[c] not in header
+    ]
     if missing:
         raise LandingError(
             f"{path}: CSV header lacks {', '.join(missing)}; expected columns for source {source.name!r}: "
@@ -253,12 +287,15 @@ def _land_csv(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: So
     try:
         good_cols = ", ".join(f'"{to_source[c]}" AS {c}' for c in canonical)
         null_cols = ", ".join(f"NULL::VARCHAR AS {c}" for c in canonical)
-        return con.sql(f"""
+        return con.sql(
+            f"""
             SELECT {good_cols}, $file AS _source_file, _source_line, NULL::VARCHAR AS _raw_text FROM _landing_good
             UNION ALL
             SELECT {null_cols}, $file, _source_line, _raw_text FROM _landing_rejected
             ORDER BY _source_line
-        """, params={"file": _relative(path, lake)}).to_arrow_table()
+        """,
+            params={"file": _relative(path, lake)},
+        ).to_arrow_table()
     finally:
         con.unregister("_landing_good")
         con.unregister("_landing_rejected")
@@ -268,12 +305,15 @@ def _read_csv_rows(con: duckdb.DuckDBPyConnection, path: Path, header: list[str]
     """The rows that parsed (file order) and the refused ones (data row number, raw text)."""
     columns = "{" + ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for name in header) + "}"
     try:
-        good = con.sql(f"""
+        good = con.sql(
+            f"""
             SELECT * FROM read_csv(?, columns = {columns}, header = true, delim = ',', quote = '"',
                                    escape = '"', auto_detect = false, ignore_errors = true,
                                    store_rejects = true, rejects_table = '_landing_rejects',
                                    rejects_scan = '_landing_scans')
-        """, params=[str(path)]).to_arrow_table()
+        """,
+            params=[str(path)],
+        ).to_arrow_table()
         rejected = con.sql("""
             SELECT (line - 1)::BIGINT AS _source_line, trim(any_value(csv_line), chr(10) || chr(13)) AS _raw_text
             FROM _landing_rejects GROUP BY line ORDER BY line
@@ -290,6 +330,8 @@ def _good_row_numbers(path: Path, good_rows: int, rejected: np.ndarray) -> np.nd
     total = good_rows + len(rejected)
     numbers = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), rejected, assume_unique=True)
     if len(numbers) != good_rows:
-        raise LandingError(f"{path}: row numbering does not add up ({good_rows} parsed rows, refused rows at "
-                           f"{rejected.tolist()[:10]}); expected refused rows within 1..{total}")
+        raise LandingError(
+            f"{path}: row numbering does not add up ({good_rows} parsed rows, refused rows at "
+            f"{rejected.tolist()[:10]}); expected refused rows within 1..{total}"
+        )
     return numbers

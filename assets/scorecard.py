@@ -49,13 +49,22 @@ class Scorecard:
     contributions: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
-def read(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, where: str = "TRUE",
-         columns: str = "*", group_by: str = "") -> pl.DataFrame:
+def read(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    layer: str,
+    table: str,
+    where: str = "TRUE",
+    columns: str = "*",
+    group_by: str = "",
+) -> pl.DataFrame:
     """A table's rows over every partition (hive `ds` column included); empty when never written."""
     if not lake.partitions(layer, table):
         return pl.DataFrame()
-    return con.sql(f"SELECT {columns} FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true, "
-                   f"union_by_name = true) WHERE {where} {'GROUP BY ' + group_by if group_by else ''}").pl()
+    return con.sql(
+        f"SELECT {columns} FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true, "
+        f"union_by_name = true) WHERE {where} {'GROUP BY ' + group_by if group_by else ''}"
+    ).pl()
 
 
 def count(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, where: str = "TRUE") -> int:
@@ -63,8 +72,9 @@ def count(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, wh
     return 0 if frame.is_empty() else int(frame["n"][0])
 
 
-def layer_counts(con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: PyramidMap,
-                 as_of: date) -> list[tuple[str, int, str]]:
+def layer_counts(
+    con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: PyramidMap, as_of: date
+) -> list[tuple[str, int, str]]:
     """(layer, count, what) bottom to top; raw and actionable over all days, the rest on `as_of`."""
     day = f"ds = DATE '{as_of}'"
     raw = sum(count(con, lake, "raw", s) for s in pyramid_map.sources)
@@ -86,23 +96,31 @@ def layer_counts(con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: Pyrami
     ]
 
 
-def gather(lake: Lake, pyramid_map: PyramidMap, as_of: date,
-           blocked: list[tuple[str, str, str]] | None = None) -> Scorecard:
+def gather(
+    lake: Lake, pyramid_map: PyramidMap, as_of: date, blocked: list[tuple[str, str, str]] | None = None
+) -> Scorecard:
     """Read the scorecard's aggregates for `as_of` (histories up to it) from the lake."""
     con = connect()
     through, day = f"ds <= DATE '{as_of}'", f"ds = DATE '{as_of}'"
     return Scorecard(
-        program=pyramid_map.program_name, as_of=as_of, max_churn_share=pyramid_map.segments.max_churn_share,
+        program=pyramid_map.program_name,
+        as_of=as_of,
+        max_churn_share=pyramid_map.segments.max_churn_share,
         layers=layer_counts(con, lake, pyramid_map, as_of),
         quarantine=quarantine_by_reason(con, lake, as_of),
-        withheld=[(r["source"], r["column"], r["expectation"]) for s in QUARANTINE_SOURCES
-                  for r in read(con, lake, "actionable", f"column_status_{s}",
-                                f"{day} AND status = 'withheld'").iter_rows(named=True)],
+        withheld=[
+            (r["source"], r["column"], r["expectation"])
+            for s in QUARANTINE_SOURCES
+            for r in read(con, lake, "actionable", f"column_status_{s}", f"{day} AND status = 'withheld'").iter_rows(
+                named=True
+            )
+        ],
         blocked=blocked or [],
         segments=read(con, lake, "segments", "segment_summary", through).sort(["segment_id", "as_of"]),
         campaigns=campaign_rows(con, lake, pyramid_map, as_of),
         goals=read(con, lake, "goals", "goal_metrics", f"{through} AND \"window\" = 'to_date'").sort(
-            ["goal_id", "kind", "metric", "ds"]),
+            ["goal_id", "kind", "metric", "ds"]
+        ),
         north_star=read(con, lake, "goals", "north_star", through).sort("ds"),
         contributions=read(con, lake, "goals", "north_star_contributions", through).sort(["goal_id", "ds"]),
     )
@@ -112,8 +130,9 @@ def quarantine_by_reason(con: duckdb.DuckDBPyConnection, lake: Lake, as_of: date
     """(source, reason, rows) quarantined on the day; a row with several reasons counts under each."""
     rows = []
     for source in QUARANTINE_SOURCES:
-        frame = read(con, lake, "actionable", f"quarantine_{source}", f"ds = DATE '{as_of}'",
-                     "unnest(reasons) AS reason")
+        frame = read(
+            con, lake, "actionable", f"quarantine_{source}", f"ds = DATE '{as_of}'", "unnest(reasons) AS reason"
+        )
         if not frame.is_empty():
             counted = frame.group_by("reason").len().sort(["len", "reason"], descending=[True, False])
             rows += [(source, r, int(n)) for r, n in counted.iter_rows()]
@@ -129,12 +148,19 @@ def campaign_rows(con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: Pyram
     for tp in pyramid_map.touchpoints:
         frame = read(con, lake, "touchpoints", tp.id, day, "campaign_id, count(*) AS users", "ALL")
         exported |= {(r["campaign_id"], tp.id): r["users"] for r in frame.iter_rows(named=True)}
-    return [{
-        "campaign": c.id, "segments": ", ".join(c.segments), "priority": c.priority, "holdout": c.holdout,
-        "cap": f"{c.frequency_cap.max} per {c.frequency_cap.per_days} d",
-        "treatment": arm_users.get((c.id, "treatment"), 0), "holdout_users": arm_users.get((c.id, "holdout"), 0),
-        "exports": {tp: exported.get((c.id, tp), 0) for tp in c.touchpoints},
-    } for c in pyramid_map.campaigns]
+    return [
+        {
+            "campaign": c.id,
+            "segments": ", ".join(c.segments),
+            "priority": c.priority,
+            "holdout": c.holdout,
+            "cap": f"{c.frequency_cap.max} per {c.frequency_cap.per_days} d",
+            "treatment": arm_users.get((c.id, "treatment"), 0),
+            "holdout_users": arm_users.get((c.id, "holdout"), 0),
+            "exports": {tp: exported.get((c.id, tp), 0) for tp in c.touchpoints},
+        }
+        for c in pyramid_map.campaigns
+    ]
 
 
 def metadata(card: Scorecard) -> dict[str, float | int]:
@@ -193,16 +219,25 @@ th:first-child,td:first-child{text-align:left}
 figure.chart{margin:0;max-width:640px}figure.chart svg{width:100%;height:auto}
 .ok{color:#1a7f37}.bad{color:#c62828}.warn{color:#b26a00}.muted{color:#777}
 """
-STATUS_CLASS = {"met": "ok", "ok": "ok", "not_met": "bad", "breached": "bad", "srm_fail": "bad",
-                "inconclusive": "warn", "no_data": "muted"}
+STATUS_CLASS = {
+    "met": "ok",
+    "ok": "ok",
+    "not_met": "bad",
+    "breached": "bad",
+    "srm_fail": "bad",
+    "inconclusive": "warn",
+    "no_data": "muted",
+}
 
 
 def render(card: Scorecard) -> str:
     """The whole page: inline CSS and SVG, no script, no external URL."""
     sections = [_pyramid(card), _segments(card), _campaigns(card), _goals(card), _north_star(card), _quality(card)]
     title = f"{card.program}: scorecard {card.as_of}"
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-            f"<style>{CSS}</style></head><body>\n<h1>{_e(title)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{CSS}</style></head><body>\n<h1>{_e(title)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
 
 
 def _e(value: object) -> str:
@@ -212,11 +247,11 @@ def _e(value: object) -> str:
 def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table class=\"{cls}\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _figure(name: str, svg: str) -> str:
-    return f"<figure class=\"chart\" data-chart=\"{_e(name)}\">{svg}</figure>"
+    return f'<figure class="chart" data-chart="{_e(name)}">{svg}</figure>'
 
 
 def _pct(value: float | None) -> str:
@@ -228,51 +263,92 @@ def _signed(value: float | None) -> str:
 
 
 def _status(status: str) -> str:
-    return f"<span class=\"{STATUS_CLASS.get(status, '')}\">{_e(status)}</span>"
+    return f'<span class="{STATUS_CLASS.get(status, "")}">{_e(status)}</span>'
 
 
 def _pyramid(card: Scorecard) -> str:
     rows = [[_e(layer), f"{n:,}", _e(what)] for layer, n, what in card.layers]
-    chart = charts.bar_chart({layer: max(n, 1) for layer, n, _ in reversed(card.layers)},
-                             f"The pyramid on {card.as_of} (log scale)", "count", log=True)
+    chart = charts.bar_chart(
+        {layer: max(n, 1) for layer, n, _ in reversed(card.layers)},
+        f"The pyramid on {card.as_of} (log scale)",
+        "count",
+        log=True,
+    )
     refused = [[_e(s), _e(r), f"{n:,}"] for s, r, n in card.quarantine]
     blocked = [[_e(k), _e(item), _e(cause)] for k, item, cause in card.blocked]
-    return ("<section id=\"pyramid\"><h2>The pyramid</h2><div class=\"grid\">"
-            + _table(["layer", "count", "what"], rows) + _figure("pyramid", chart) + "</div>"
-            + "<h3>Refused today (quarantined rows by reason)</h3>"
-            + (_table(["source", "reason", "rows"], refused) if refused else "<p class=\"muted\">none</p>")
-            + "<h3>Blocked today (needs a withheld column)</h3>"
-            + (_table(["kind", "item", "blocked by"], blocked) if blocked else "<p class=\"muted\">nothing</p>")
-            + "</section>")
+    return (
+        '<section id="pyramid"><h2>The pyramid</h2><div class="grid">'
+        + _table(["layer", "count", "what"], rows)
+        + _figure("pyramid", chart)
+        + "</div>"
+        + "<h3>Refused today (quarantined rows by reason)</h3>"
+        + (_table(["source", "reason", "rows"], refused) if refused else '<p class="muted">none</p>')
+        + "<h3>Blocked today (needs a withheld column)</h3>"
+        + (_table(["kind", "item", "blocked by"], blocked) if blocked else '<p class="muted">nothing</p>')
+        + "</section>"
+    )
 
 
 def _segments(card: Scorecard) -> str:
     if card.segments.is_empty():
-        return "<section id=\"segments\"><h2>Segments</h2><p class=\"muted\">no segment summary yet</p></section>"
+        return '<section id="segments"><h2>Segments</h2><p class="muted">no segment summary yet</p></section>'
     history = card.segments
     today = history.filter(pl.col("as_of") == card.as_of).sort("size", descending=True)
-    rows = [[f"<span data-segment=\"{_e(r['segment_id'])}\">{_e(r['segment_id'])}</span>", _e(r["kind"]),
-             f"{r['size']:,}", f"{r['min_size']:,}",
-             "<span class=\"ok\">yes</span>" if r["usable"] else "<span class=\"bad\">no</span>",
-             _int(r["entered"]), _int(r["exited"]), "—" if r["jaccard"] is None else f"{r['jaccard']:.3f}",
-             _churn(r.get("churn_share"), card.max_churn_share)] for r in today.iter_rows(named=True)]
-    sizes = charts.bar_chart({r["segment_id"]: r["size"] for r in today.iter_rows(named=True)},
-                             f"Segment sizes on {card.as_of} against min_size", "members",
-                             threshold=float(today["min_size"].min()), threshold_label="min_size")
+    rows = [
+        [
+            f'<span data-segment="{_e(r["segment_id"])}">{_e(r["segment_id"])}</span>',
+            _e(r["kind"]),
+            f"{r['size']:,}",
+            f"{r['min_size']:,}",
+            '<span class="ok">yes</span>' if r["usable"] else '<span class="bad">no</span>',
+            _int(r["entered"]),
+            _int(r["exited"]),
+            "—" if r["jaccard"] is None else f"{r['jaccard']:.3f}",
+            _churn(r.get("churn_share"), card.max_churn_share),
+        ]
+        for r in today.iter_rows(named=True)
+    ]
+    sizes = charts.bar_chart(
+        {r["segment_id"]: r["size"] for r in today.iter_rows(named=True)},
+        f"Segment sizes on {card.as_of} against min_size",
+        "members",
+        threshold=float(today["min_size"].min()),
+        threshold_label="min_size",
+    )
     targeted = history.filter(pl.col("segment_id").is_in(_targeted(card)))  # the lines that fit one chart
-    series = {s: list(zip(g["as_of"].to_list(), g["size"].to_list()))
-              for (s,), g in targeted.group_by("segment_id", maintain_order=True)}
-    jaccard = {s: list(zip(g["as_of"].to_list(), g["jaccard"].to_list()))
-               for (s,), g in targeted.group_by("segment_id", maintain_order=True)}
-    return ("<section id=\"segments\"><h2>Segments</h2>"
-            + _table(["segment", "kind", "size", "min_size", "usable", "entered", "exited", "Jaccard",
-                      f"churn (max {card.max_churn_share:.0%})"], rows)
-            + "<div class=\"grid\">" + _figure("segment_sizes", sizes)
-            + _figure("segment_history", charts.line_chart(series, "Sizes over time (segments with a campaign)",
-                                                           "members"))
-            + _figure("segment_stability", charts.line_chart(jaccard, "Stability: Jaccard with the day before "
-                                                              "(segments with a campaign)", "Jaccard"))
-            + "</div></section>")
+    series = {
+        s: list(zip(g["as_of"].to_list(), g["size"].to_list()))
+        for (s,), g in targeted.group_by("segment_id", maintain_order=True)
+    }
+    jaccard = {
+        s: list(zip(g["as_of"].to_list(), g["jaccard"].to_list()))
+        for (s,), g in targeted.group_by("segment_id", maintain_order=True)
+    }
+    return (
+        '<section id="segments"><h2>Segments</h2>'
+        + _table(
+            [
+                "segment",
+                "kind",
+                "size",
+                "min_size",
+                "usable",
+                "entered",
+                "exited",
+                "Jaccard",
+                f"churn (max {card.max_churn_share:.0%})",
+            ],
+            rows,
+        )
+        + '<div class="grid">'
+        + _figure("segment_sizes", sizes)
+        + _figure("segment_history", charts.line_chart(series, "Sizes over time (segments with a campaign)", "members"))
+        + _figure(
+            "segment_stability",
+            charts.line_chart(jaccard, "Stability: Jaccard with the day before (segments with a campaign)", "Jaccard"),
+        )
+        + "</div></section>"
+    )
 
 
 def _targeted(card: Scorecard) -> list[str]:
@@ -286,26 +362,50 @@ def _int(value: int | None) -> str:
 def _churn(value: float | None, limit: float) -> str:
     if value is None:
         return "—"
-    return f"<span class=\"{'bad' if value > limit else 'ok'}\">{value:.0%}</span>"
+    return f'<span class="{"bad" if value > limit else "ok"}">{value:.0%}</span>'
 
 
 def _campaigns(card: Scorecard) -> str:
     rows, exports = [], {}
     for c in card.campaigns:
         sent = ", ".join(f"{tp} {n:,}" for tp, n in c["exports"].items())
-        rows.append([_e(c["campaign"]), _e(c["segments"]), str(c["priority"]), f"{c['holdout']:.0%}", _e(c["cap"]),
-                     f"{c['treatment']:,}", f"{c['holdout_users']:,}", _e(sent)])
+        rows.append(
+            [
+                _e(c["campaign"]),
+                _e(c["segments"]),
+                str(c["priority"]),
+                f"{c['holdout']:.0%}",
+                _e(c["cap"]),
+                f"{c['treatment']:,}",
+                f"{c['holdout_users']:,}",
+                _e(sent),
+            ]
+        )
         exports |= {f"{c['campaign']} → {tp}": n for tp, n in c["exports"].items()}
     chart = charts.bar_chart(exports or {"none": 0}, f"Exports on {card.as_of}, after priority and caps", "users")
-    return ("<section id=\"campaigns\"><h2>Campaigns and touchpoints</h2>"
-            + _table(["campaign", "segments", "priority", "holdout", "cap", "treatment", "holdout users",
-                      "exported (touchpoint users)"], rows)
-            + _figure("exports", chart) + "</section>")
+    return (
+        '<section id="campaigns"><h2>Campaigns and touchpoints</h2>'
+        + _table(
+            [
+                "campaign",
+                "segments",
+                "priority",
+                "holdout",
+                "cap",
+                "treatment",
+                "holdout users",
+                "exported (touchpoint users)",
+            ],
+            rows,
+        )
+        + _figure("exports", chart)
+        + "</section>"
+    )
 
 
 def _goals(card: Scorecard) -> str:
     if card.goals.is_empty():
-        return "<section id=\"goals\"><h2>Goals</h2><p class=\"muted\">no goal metrics yet</p></section>"
+        return '<section id="goals"><h2>Goals</h2><p class="muted">no goal metrics yet</p></section>'
     parts = []
     for (goal_id,), rows in card.goals.group_by("goal_id", maintain_order=True):
         goal = rows.filter(pl.col("kind") == "goal")
@@ -315,28 +415,47 @@ def _goals(card: Scorecard) -> str:
         target = goal["target"].drop_nulls()
         lines = {"target": float(target[-1])} if len(target) else {}
         lines["no effect"] = 0.0
-        chart = charts.line_chart({"lift": points}, f"{goal_id}: lift to date, always-valid interval", "relative lift",
-                                  bands={"lift": band}, hlines=lines, percent=True, ylim=_lift_range(band, lines))
+        chart = charts.line_chart(
+            {"lift": points},
+            f"{goal_id}: lift to date, always-valid interval",
+            "relative lift",
+            bands={"lift": band},
+            hlines=lines,
+            percent=True,
+            ylim=_lift_range(band, lines),
+        )
         guards = rows.filter((pl.col("kind") == "guardrail") & (pl.col("ds") == card.as_of))
-        guard_rows = [[_e(g["metric"]), _signed(g["lift"]), f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
-                       _status(g["status"])] for g in guards.iter_rows(named=True)]
-        head = (f"<h3 data-goal=\"{_e(goal_id)}\">{_e(goal_id)}</h3>" if last is None else
-                f"<h3 data-goal=\"{_e(goal_id)}\">{_e(goal_id)} ({_e(last['metric'])}, campaign "
-                f"{_e(last['campaign_id'])}): {_status(last['status'])}</h3>"
-                f"<p>lift {_signed(last['lift'])} [{_signed(last['ci_low'])}, {_signed(last['ci_high'])}], "
-                f"target {_signed(last['target'])}; arms {last['treatment_users'] or 0:,} treatment / "
-                f"{last['holdout_users'] or 0:,} holdout; sample ratio "
-                f"{_srm(last['srm_ok'], last['srm_p_value'])}</p>")
-        parts.append(f"<div class=\"goal\">{head}<div class=\"grid\">{_figure(f'goal_{goal_id}', chart)}"
-                     f"<div><h3>Guardrails</h3>{_table(['metric', 'lift', 'interval', 'status'], guard_rows)}</div>"
-                     "</div></div>")
-    return "<section id=\"goals\"><h2>Goals, campaign to date</h2>" + "".join(parts) + "</section>"
+        guard_rows = [
+            [
+                _e(g["metric"]),
+                _signed(g["lift"]),
+                f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
+                _status(g["status"]),
+            ]
+            for g in guards.iter_rows(named=True)
+        ]
+        head = (
+            f'<h3 data-goal="{_e(goal_id)}">{_e(goal_id)}</h3>'
+            if last is None
+            else f'<h3 data-goal="{_e(goal_id)}">{_e(goal_id)} ({_e(last["metric"])}, campaign '
+            f"{_e(last['campaign_id'])}): {_status(last['status'])}</h3>"
+            f"<p>lift {_signed(last['lift'])} [{_signed(last['ci_low'])}, {_signed(last['ci_high'])}], "
+            f"target {_signed(last['target'])}; arms {last['treatment_users'] or 0:,} treatment / "
+            f"{last['holdout_users'] or 0:,} holdout; sample ratio "
+            f"{_srm(last['srm_ok'], last['srm_p_value'])}</p>"
+        )
+        parts.append(
+            f'<div class="goal">{head}<div class="grid">{_figure(f"goal_{goal_id}", chart)}'
+            f"<div><h3>Guardrails</h3>{_table(['metric', 'lift', 'interval', 'status'], guard_rows)}</div>"
+            "</div></div>"
+        )
+    return '<section id="goals"><h2>Goals, campaign to date</h2>' + "".join(parts) + "</section>"
 
 
 def _lift_range(band: list[tuple], lines: dict[str, float]) -> tuple[float, float] | None:
     """The y range of a lift chart: the later half of the interval band and the lines, so that the wide
     intervals of the first days do not flatten the rest (they are clipped at the chart's edge)."""
-    later = [v for _, lo, hi in band[len(band) // 2:] for v in (lo, hi) if v is not None]
+    later = [v for _, lo, hi in band[len(band) // 2 :] for v in (lo, hi) if v is not None]
     values = later + list(lines.values())
     if not later:
         return None
@@ -347,27 +466,34 @@ def _lift_range(band: list[tuple], lines: dict[str, float]) -> tuple[float, floa
 
 def _srm(ok: bool | None, p_value: float | None) -> str:
     if ok is None:
-        return "<span class=\"muted\">not measured</span>"
+        return '<span class="muted">not measured</span>'
     p = "" if p_value is None else f" (p = {p_value:.3g})"
-    return f"<span class=\"{'ok' if ok else 'bad'}\">{'ok' if ok else 'mismatch'}{p}</span>"
+    return f'<span class="{"ok" if ok else "bad"}">{"ok" if ok else "mismatch"}{p}</span>'
 
 
 def _north_star(card: Scorecard) -> str:
     if card.north_star.is_empty():
-        return "<section id=\"north_star\"><h2>North Star</h2><p class=\"muted\">no series yet</p></section>"
+        return '<section id="north_star"><h2>North Star</h2><p class="muted">no series yet</p></section>'
     star = card.north_star
     name = f"{star['north_star_id'][0]} ({star['metric'][0]})"
-    series = charts.line_chart({name: list(zip(star["ds"].to_list(), star["value"].to_list()))},
-                               f"North Star: {name}", "value", percent=True)
-    contributions = {g: list(zip(rows["ds"].to_list(), rows["contribution"].to_list()))
-                     for (g,), rows in card.contributions.group_by("goal_id", maintain_order=True)}
+    series = charts.line_chart(
+        {name: list(zip(star["ds"].to_list(), star["value"].to_list()))}, f"North Star: {name}", "value", percent=True
+    )
+    contributions = {
+        g: list(zip(rows["ds"].to_list(), rows["contribution"].to_list()))
+        for (g,), rows in card.contributions.group_by("goal_id", maintain_order=True)
+    }
     figures = _figure("north_star", series)
     if contributions:
-        figures += _figure("north_star_contributions", charts.line_chart(
-            contributions, "Each goal's contribution to the North Star", "points", percent=True))
+        figures += _figure(
+            "north_star_contributions",
+            charts.line_chart(contributions, "Each goal's contribution to the North Star", "points", percent=True),
+        )
     value = star["value"][-1]
-    return (f"<section id=\"north_star\"><h2>North Star</h2><p>{_e(name)} on {star['ds'][-1]}: "
-            f"<strong>{_pct(value)}</strong></p><div class=\"grid\">{figures}</div></section>")
+    return (
+        f'<section id="north_star"><h2>North Star</h2><p>{_e(name)} on {star["ds"][-1]}: '
+        f'<strong>{_pct(value)}</strong></p><div class="grid">{figures}</div></section>'
+    )
 
 
 def _quality(card: Scorecard) -> str:
@@ -376,7 +502,14 @@ def _quality(card: Scorecard) -> str:
         by_reason[f"{source}: {reason}"] = by_reason.get(f"{source}: {reason}", 0) + n
     chart = charts.bar_chart(by_reason or {"none": 0}, f"Quarantined rows by reason on {card.as_of}", "rows")
     withheld = [[_e(s), _e(c), _e(x)] for s, c, x in card.withheld]
-    return ("<section id=\"quality\"><h2>Data quality</h2><div class=\"grid\">" + _figure("quarantine", chart)
-            + "<div><h3>Withheld columns</h3>"
-            + (_table(["source", "column", "expectation"], withheld) if withheld else "<p class=\"muted\">none: "
-               "every column promoted</p>") + "</div></div></section>")
+    return (
+        '<section id="quality"><h2>Data quality</h2><div class="grid">'
+        + _figure("quarantine", chart)
+        + "<div><h3>Withheld columns</h3>"
+        + (
+            _table(["source", "column", "expectation"], withheld)
+            if withheld
+            else '<p class="muted">none: every column promoted</p>'
+        )
+        + "</div></div></section>"
+    )

@@ -35,52 +35,61 @@ from assets.sql_guard import require_safe, sandboxed_connection
 from assets.stability import stabilize
 from assets.statistics import ratio, two_proportion_p_value_scalar
 
-MEMBERSHIP_SCHEMA = pa.schema([
-    ("as_of", pa.date32()),
-    ("segment_id", pa.string()),
-    ("kind", pa.string()),
-    ("user_id", pa.string()),
-    ("score", pa.float64()),
-    ("since", pa.date32()),
-])
-SUMMARY_SCHEMA = pa.schema([
-    ("as_of", pa.date32()),
-    ("segment_id", pa.string()),
-    ("kind", pa.string()),
-    ("size", pa.int64()),
-    ("eligible_users", pa.int64()),
-    ("share", pa.float64()),
-    ("min_size", pa.int64()),
-    ("usable", pa.bool_()),
-    ("previous_size", pa.int64()),
-    ("entered", pa.int64()),
-    ("exited", pa.int64()),
-    ("jaccard", pa.float64()),
-    ("method", pa.string()),
-    ("churn_share", pa.float64()),
-    ("median_days_in_segment", pa.float64()),
-])
-BASELINE_SCHEMA = pa.schema([
-    ("as_of", pa.date32()),
-    ("segment_id", pa.string()),
-    ("kind", pa.string()),
-    ("metric", pa.string()),
-    ("segment_users", pa.int64()),
-    ("segment_successes", pa.int64()),
-    ("segment_rate", pa.float64()),
-    ("eligible_users", pa.int64()),
-    ("eligible_successes", pa.int64()),
-    ("eligible_rate", pa.float64()),
-    ("ratio", pa.float64()),
-    ("p_value", pa.float64()),
-])
-OVERLAP_SCHEMA = pa.schema([
-    ("as_of", pa.date32()),
-    ("segment_a", pa.string()),
-    ("segment_b", pa.string()),
-    ("both", pa.int64()),
-    ("jaccard", pa.float64()),
-])
+MEMBERSHIP_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("segment_id", pa.string()),
+        ("kind", pa.string()),
+        ("user_id", pa.string()),
+        ("score", pa.float64()),
+        ("since", pa.date32()),
+    ]
+)
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("segment_id", pa.string()),
+        ("kind", pa.string()),
+        ("size", pa.int64()),
+        ("eligible_users", pa.int64()),
+        ("share", pa.float64()),
+        ("min_size", pa.int64()),
+        ("usable", pa.bool_()),
+        ("previous_size", pa.int64()),
+        ("entered", pa.int64()),
+        ("exited", pa.int64()),
+        ("jaccard", pa.float64()),
+        ("method", pa.string()),
+        ("churn_share", pa.float64()),
+        ("median_days_in_segment", pa.float64()),
+    ]
+)
+BASELINE_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("segment_id", pa.string()),
+        ("kind", pa.string()),
+        ("metric", pa.string()),
+        ("segment_users", pa.int64()),
+        ("segment_successes", pa.int64()),
+        ("segment_rate", pa.float64()),
+        ("eligible_users", pa.int64()),
+        ("eligible_successes", pa.int64()),
+        ("eligible_rate", pa.float64()),
+        ("ratio", pa.float64()),
+        ("p_value", pa.float64()),
+    ]
+)
+OVERLAP_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("segment_a", pa.string()),
+        ("segment_b", pa.string()),
+        ("both", pa.int64()),
+        ("jaccard", pa.float64()),
+    ]
+)
+
 
 def _quintile_sql(expression: str) -> str:
     """1..5 from the cumulative share of scored users at or below `expression` (ascending, higher =
@@ -103,13 +112,13 @@ def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
                    balance_in_{window}d + balance_out_{window}d AS monetary
             FROM _features WHERE consent_personalization IS TRUE AND txns_{window}d > 0
         ), scored AS (
-            SELECT user_id, {_quintile_sql('recency DESC')} AS r, {_quintile_sql('frequency')} AS f,
-                   {_quintile_sql('monetary')} AS m
+            SELECT user_id, {_quintile_sql("recency DESC")} AS r, {_quintile_sql("frequency")} AS f,
+                   {_quintile_sql("monetary")} AS m
             FROM base
         )
         SELECT w.segment_id, w.kind, CAST(s.user_id AS VARCHAR) AS user_id, (100 * s.r + 10 * s.f + s.m)::DOUBLE AS score
         FROM scored s JOIN _rfm_grid g USING (r, f)
-        JOIN (VALUES {_group_values(wanted)}) AS w(grp, segment_id, kind) ON w.grp = g.grp"""
+        JOIN (VALUES {_group_values(wanted)}) AS w(grp, segment_id, kind) ON w.grp = g.grp"""  # noqa: E501
 
 
 def _lifecycle_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
@@ -171,11 +180,16 @@ def segment_membership(
     con = sandboxed_connection()
     try:
         con.register("_features", features)
-        con.register("_rfm_grid", pa.table({
-            "r": [r for r in range(1, 6) for _ in range(1, 6)],
-            "f": [f for _ in range(1, 6) for f in range(1, 6)],
-            "grp": [rfm_group(r, f) for r in range(1, 6) for f in range(1, 6)],
-        }))
+        con.register(
+            "_rfm_grid",
+            pa.table(
+                {
+                    "r": [r for r in range(1, 6) for _ in range(1, 6)],
+                    "f": [f for _ in range(1, 6) for f in range(1, 6)],
+                    "grp": [rfm_group(r, f) for r in range(1, 6) for f in range(1, 6)],
+                }
+            ),
+        )
         con.register("_previous", _previous_runs(previous))
         members = con.sql(
             f"SELECT ?::DATE AS as_of, m.segment_id, m.kind, m.user_id, m.score,"
@@ -197,8 +211,9 @@ def _previous_runs(previous: pa.Table | None) -> pa.Table:
     if previous is None or previous.num_rows == 0:
         return schema.empty_table()
     since = previous.column("since" if "since" in previous.column_names else "as_of")
-    return pa.table({"segment_id": previous.column("segment_id"), "user_id": previous.column("user_id"),
-                     "since": since}).cast(schema)
+    return pa.table(
+        {"segment_id": previous.column("segment_id"), "user_id": previous.column("user_id"), "since": since}
+    ).cast(schema)
 
 
 def segment_summary(
@@ -243,8 +258,11 @@ def segment_summary(
 
 def churning_segments(summary: pa.Table, max_churn_share: float) -> list[str]:
     """Segments whose churn_share (entered + exited over the previous size) exceeds the share."""
-    return [r["segment_id"] for r in summary.to_pylist()
-            if r["churn_share"] is not None and r["churn_share"] > max_churn_share]
+    return [
+        r["segment_id"]
+        for r in summary.to_pylist()
+        if r["churn_share"] is not None and r["churn_share"] > max_churn_share
+    ]
 
 
 def _median_days(membership: pa.Table, as_of: date) -> pl.DataFrame:
@@ -269,7 +287,7 @@ def segment_baselines(
     definitions: Sequence[SegmentDefinition],
     as_of: date,
 ) -> pa.Table:
-    """"Test segments early": per segment and metric, the members' rate against all eligible users'.
+    """ "Test segments early": per segment and metric, the members' rate against all eligible users'.
 
     The metric is evaluated as goals do (`assets.metrics.metric_indicator_sql`): on each eligible user's
     `user_daily` columns (`activity`, as known on as_of) summed over the metric's window ending on
@@ -287,11 +305,22 @@ def segment_baselines(
         con.register("_eligible", eligible)
         con.register("_activity", activity)
         con.register("_members", membership.select(["segment_id", "user_id"]))
-        con.register("_segments", pa.table({"segment_id": pa.array([d.id for d in definitions], pa.string()),
-                                            "position": pa.array(range(len(definitions)), pa.int64())}))
+        con.register(
+            "_segments",
+            pa.table(
+                {
+                    "segment_id": pa.array([d.id for d in definitions], pa.string()),
+                    "position": pa.array(range(len(definitions)), pa.int64()),
+                }
+            ),
+        )
         for metric in metrics:
-            indicator = metric_indicator_sql(metric, as_of, activity.column_names, users="_eligible", activity="_activity")
-            rows += [(position, metric.id, *row) for position, *row in con.sql(f"""
+            indicator = metric_indicator_sql(
+                metric, as_of, activity.column_names, users="_eligible", activity="_activity"
+            )
+            rows += [
+                (position, metric.id, *row)
+                for position, *row in con.sql(f"""
                 WITH i AS ({indicator}),
                 overall AS (SELECT count(*) AS n, count(*) FILTER (WHERE success) AS s FROM i)
                 SELECT d.position, d.segment_id, count(i.user_id), count(*) FILTER (WHERE i.success),
@@ -300,7 +329,8 @@ def segment_baselines(
                 LEFT JOIN (SELECT DISTINCT segment_id, user_id FROM _members) m ON m.segment_id = d.segment_id
                 LEFT JOIN i ON i.user_id = m.user_id
                 GROUP BY d.segment_id, d.position
-            """).fetchall()]
+            """).fetchall()
+            ]
     finally:
         con.close()
     return _baseline_table(rows, definitions, as_of)
@@ -313,13 +343,22 @@ def _baseline_table(rows: list[tuple], definitions: Sequence[SegmentDefinition],
     for _, metric_id, segment_id, seg_n, seg_s, all_n, all_s in sorted(rows, key=lambda r: r[0]):
         seg_rate = seg_s / seg_n if seg_n else None
         all_rate = all_s / all_n if all_n else None
-        out.append({
-            "as_of": as_of, "segment_id": segment_id, "kind": kinds[segment_id], "metric": metric_id,
-            "segment_users": seg_n, "segment_successes": seg_s, "segment_rate": seg_rate,
-            "eligible_users": all_n, "eligible_successes": all_s, "eligible_rate": all_rate,
-            "ratio": seg_rate / all_rate if seg_rate is not None and all_rate else None,
-            "p_value": two_proportion_p_value_scalar(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
-        })
+        out.append(
+            {
+                "as_of": as_of,
+                "segment_id": segment_id,
+                "kind": kinds[segment_id],
+                "metric": metric_id,
+                "segment_users": seg_n,
+                "segment_successes": seg_s,
+                "segment_rate": seg_rate,
+                "eligible_users": all_n,
+                "eligible_successes": all_s,
+                "eligible_rate": all_rate,
+                "ratio": seg_rate / all_rate if seg_rate is not None and all_rate else None,
+                "p_value": two_proportion_p_value_scalar(seg_s, seg_n, all_s - seg_s, all_n - seg_n),
+            }
+        )
     return pa.Table.from_pylist(out, schema=BASELINE_SCHEMA)
 
 

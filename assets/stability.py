@@ -35,18 +35,33 @@ from assets.rfm import RFM_GRID
 REFRESH_WEEKDAY = 1  # Monday
 
 
-def stabilize(fresh: pa.Table, previous: pa.Table | None, features: pa.Table,
-              definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
+def stabilize(
+    fresh: pa.Table,
+    previous: pa.Table | None,
+    features: pa.Table,
+    definitions: Sequence[SegmentDefinition],
+    as_of: date,
+) -> pa.Table:
     """Today's membership after each scoring's hysteresis; rule segments and the first day pass through."""
-    methods = {d.method: d.scoring.stability for d in definitions
-               if d.method != "rule" and d.scoring is not None and getattr(d.scoring, "stability", None)}
+    methods = {
+        d.method: d.scoring.stability
+        for d in definitions
+        if d.method != "rule" and d.scoring is not None and getattr(d.scoring, "stability", None)
+    }
     active = {m: s for m, s in methods.items() if s.min_stay_days > 1 or s.refresh == "weekly" or s.leave_margin}
     if previous is None or previous.num_rows == 0 or not active:
         return fresh
-    now, before = pl.from_arrow(fresh), pl.from_arrow(previous.select(fresh.column_names)).cast(
-        dict(zip(fresh.column_names, pl.from_arrow(fresh).dtypes)))
-    eligible = pl.from_arrow(features.select(["user_id", "consent_personalization"])).filter(
-        pl.col("consent_personalization")).select(pl.col("user_id").cast(pl.String))
+    now, before = (
+        pl.from_arrow(fresh),
+        pl.from_arrow(previous.select(fresh.column_names)).cast(
+            dict(zip(fresh.column_names, pl.from_arrow(fresh).dtypes))
+        ),
+    )
+    eligible = (
+        pl.from_arrow(features.select(["user_id", "consent_personalization"]))
+        .filter(pl.col("consent_personalization"))
+        .select(pl.col("user_id").cast(pl.String))
+    )
     parts = [now.filter(~pl.col("segment_id").is_in(_ids(definitions, active)))]
     for method, stability in active.items():
         ids = _ids(definitions, {method: stability})
@@ -56,18 +71,23 @@ def stabilize(fresh: pa.Table, previous: pa.Table | None, features: pa.Table,
             parts.append(kept)
             continue
         staying = pl.lit(stability.min_stay_days > 1) & (
-            (pl.lit(as_of, pl.Date) - pl.col("since")).dt.total_days() < stability.min_stay_days)
+            (pl.lit(as_of, pl.Date) - pl.col("since")).dt.total_days() < stability.min_stay_days
+        )
         if method == "rfm" and stability.leave_margin:
             staying = staying | _near_own_group(kept, today, definitions, stability.leave_margin)
-        held = kept.join(today.select("user_id", pl.col("score").alias("fresh")), on="user_id", how="left") \
-            .filter(staying).drop("fresh")
+        held = (
+            kept.join(today.select("user_id", pl.col("score").alias("fresh")), on="user_id", how="left")
+            .filter(staying)
+            .drop("fresh")
+        )
         parts += [held, today.join(held.select("user_id"), on="user_id", how="anti")]
     merged = pl.concat(parts).sort(["segment_id", "user_id"])
     return merged.to_arrow().cast(fresh.schema)
 
 
-def _near_own_group(kept: pl.DataFrame, today: pl.DataFrame, definitions: Sequence[SegmentDefinition],
-                    margin: int) -> pl.Expr:
+def _near_own_group(
+    kept: pl.DataFrame, today: pl.DataFrame, definitions: Sequence[SegmentDefinition], margin: int
+) -> pl.Expr:
     """Today's R and F quintiles (from today's score 100 R + 10 F + M) lie within `margin` of a cell of the
     member's group; users scored in no listed group today are not held by it."""
     group = {d.id: d.group for d in definitions if d.method == "rfm"}
@@ -75,8 +95,11 @@ def _near_own_group(kept: pl.DataFrame, today: pl.DataFrame, definitions: Sequen
     near = pl.lit(False)
     for segment_id, name in group.items():
         for (rl, rh), (fl, fh) in RFM_GRID[name]:
-            near = near | ((pl.col("segment_id") == segment_id) & r.is_between(rl - margin, rh + margin)
-                           & f.is_between(fl - margin, fh + margin))
+            near = near | (
+                (pl.col("segment_id") == segment_id)
+                & r.is_between(rl - margin, rh + margin)
+                & f.is_between(fl - margin, fh + margin)
+            )
     return pl.col("fresh").is_not_null() & near
 
 

@@ -74,8 +74,10 @@ def _haldane_anscombe(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> tup
     """The 2x2 cells, with 0.5 added to every cell (s + 0.5, n + 1) when either arm has no successes."""
     zero_cell = (s1 == 0) | (s2 == 0)
     return (
-        pl.when(zero_cell).then(s1 + 0.5).otherwise(s1), pl.when(zero_cell).then(n1 + 1).otherwise(n1),
-        pl.when(zero_cell).then(s2 + 0.5).otherwise(s2), pl.when(zero_cell).then(n2 + 1).otherwise(n2),
+        pl.when(zero_cell).then(s1 + 0.5).otherwise(s1),
+        pl.when(zero_cell).then(n1 + 1).otherwise(n1),
+        pl.when(zero_cell).then(s2 + 0.5).otherwise(s2),
+        pl.when(zero_cell).then(n2 + 1).otherwise(n2),
     )
 
 
@@ -99,14 +101,10 @@ def cluster_sq_residuals(successes: pl.Expr, days: pl.Expr) -> pl.Expr:
 
 def cluster_log_rate(successes: pl.Expr, user_days: pl.Expr, zero_cell: pl.Expr) -> pl.Expr:
     """log(sum x / sum n), or log((sum x + 0.5) / (sum n + 1)) where `zero_cell` (Haldane-Anscombe)."""
-    return pl.when(zero_cell).then(((successes + 0.5) / (user_days + 1)).log()).otherwise(
-        (successes / user_days).log()
-    )
+    return pl.when(zero_cell).then(((successes + 0.5) / (user_days + 1)).log()).otherwise((successes / user_days).log())
 
 
-def cluster_relative_variance(
-    users: pl.Expr, user_days: pl.Expr, successes: pl.Expr, sq_residuals: pl.Expr
-) -> pl.Expr:
+def cluster_relative_variance(users: pl.Expr, user_days: pl.Expr, successes: pl.Expr, sq_residuals: pl.Expr) -> pl.Expr:
     """Var(R) / R^2 of an arm's ratio estimator, users as clusters (delta method); NULL for one user."""
     cluster = users / (users - 1) * sq_residuals / successes.cast(pl.Float64) ** 2
     return pl.when(successes == 0).then(1 / 0.5 - 1 / (user_days + 1)).when(users > 1).then(cluster)
@@ -126,8 +124,10 @@ def two_proportion_p_value(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -
     """Two-sided pooled two-proportion z-test; 1.0 when the pooled rate is 0 or 1, NULL for an empty group."""
     se = _two_proportion_se(s1, n1, s2, n2, pl.Expr.sqrt)
     return (
-        pl.when((n1 <= 0) | (n2 <= 0)).then(None)
-        .when(se == 0).then(1.0)
+        pl.when((n1 <= 0) | (n2 <= 0))
+        .then(None)
+        .when(se == 0)
+        .then(1.0)
         .otherwise(_two_sided(_two_proportion_z(s1, n1, s2, n2, se), erfc))
     )
 
@@ -163,7 +163,8 @@ def _two_sided(z: Number, erfc: Callable) -> Number:
 def wald_p_value(estimate: pl.Expr, se: pl.Expr) -> pl.Expr:
     """Two-sided p-value of estimate / se; with se = 0: 1.0 for a zero estimate, else 0.0."""
     return (
-        pl.when(se == 0).then(pl.when(estimate == 0).then(1.0).otherwise(0.0))
+        pl.when(se == 0)
+        .then(pl.when(estimate == 0).then(1.0).otherwise(0.0))
         .otherwise(normal_two_sided_p_value(estimate / se))
     )
 

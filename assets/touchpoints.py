@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -44,14 +44,16 @@ import pyarrow as pa
 from assets.pyramid_map import Campaign, Touchpoint
 from assets.suppression import ALL_CHANNELS
 
-EXPORT_SCHEMA = pa.schema([
-    ("as_of", pa.date32()),
-    ("touchpoint_id", pa.string()),
-    ("channel", pa.string()),
-    ("user_id", pa.string()),
-    ("campaign_id", pa.string()),
-    ("priority", pa.int64()),
-])
+EXPORT_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("touchpoint_id", pa.string()),
+        ("channel", pa.string()),
+        ("user_id", pa.string()),
+        ("campaign_id", pa.string()),
+        ("priority", pa.int64()),
+    ]
+)
 DEFAULT_RUN_ALLOWANCE_HOURS = 4.0  # the nightly run starts at 03:00 UTC and is given an hour to land
 
 
@@ -83,11 +85,9 @@ def touchpoint_exports(
         .unique()
     )
     candidates = _reachable(treated.join(plan, on="campaign_id", how="inner"), reach)
-    capped = (
-        candidates
-        .join(_already_sent(previous_exports, plan, as_of), on=["campaign_id", "user_id"], how="left")
-        .filter(pl.col("touchpoint_order") < pl.col("cap_max") - pl.col("already_sent").fill_null(0))
-    )
+    capped = candidates.join(
+        _already_sent(previous_exports, plan, as_of), on=["campaign_id", "user_id"], how="left"
+    ).filter(pl.col("touchpoint_order") < pl.col("cap_max") - pl.col("already_sent").fill_null(0))
     winners = (
         capped.sort(["user_id", "touchpoint_id", "priority", "campaign_id"], descending=[False, False, True, False])
         .unique(subset=["user_id", "touchpoint_id"], keep="first", maintain_order=True)
@@ -131,16 +131,21 @@ def measured_freshness(
     (never negative: accepted activity is at most the allowed clock skew past the cut-off)."""
     if newest_activity is None:
         return [
-            {"touchpoint_id": tp.id, "channel": tp.channel, "freshness_hours": float(tp.freshness_hours), "ok": False,
-             "message": f"{tp.id} ({tp.channel}): the export of {as_of} reflects no activity at all, "
-                        "so its data is of unknown age; check that the day's events and transactions landed"}
+            {
+                "touchpoint_id": tp.id,
+                "channel": tp.channel,
+                "freshness_hours": float(tp.freshness_hours),
+                "ok": False,
+                "message": f"{tp.id} ({tp.channel}): the export of {as_of} reflects no activity at all, "
+                "so its data is of unknown age; check that the day's events and transactions landed",
+            }
             for tp in touchpoints
         ]
-    cutoff = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=timezone.utc)
+    cutoff = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
     age = max((cutoff - newest_activity).total_seconds() / 3600, 0.0)
     reports = freshness_report(touchpoints, schedule_interval_hours, run_allowance_hours, data_age_hours=round(age, 3))
     for report in reports:
-        report["newest_activity"] = newest_activity.astimezone(timezone.utc).isoformat()
+        report["newest_activity"] = newest_activity.astimezone(UTC).isoformat()
     return reports
 
 
@@ -148,13 +153,25 @@ def _campaign_plan(campaigns: Sequence[Campaign], touchpoints: Sequence[Touchpoi
     """One row per campaign and touchpoint it uses, with the touchpoint's position and the campaign's cap."""
     channels = {tp.id: tp.channel for tp in touchpoints}
     rows = [
-        {"campaign_id": c.id, "touchpoint_id": tp_id, "channel": channels[tp_id], "touchpoint_order": order,
-         "cap_max": c.frequency_cap.max, "cap_days": c.frequency_cap.per_days}
+        {
+            "campaign_id": c.id,
+            "touchpoint_id": tp_id,
+            "channel": channels[tp_id],
+            "touchpoint_order": order,
+            "cap_max": c.frequency_cap.max,
+            "cap_days": c.frequency_cap.per_days,
+        }
         for c in campaigns
         for order, tp_id in enumerate(t for t in dict.fromkeys(c.touchpoints) if t in channels)
     ]
-    schema = {"campaign_id": pl.String, "touchpoint_id": pl.String, "channel": pl.String,
-              "touchpoint_order": pl.Int64, "cap_max": pl.Int64, "cap_days": pl.Int64}
+    schema = {
+        "campaign_id": pl.String,
+        "touchpoint_id": pl.String,
+        "channel": pl.String,
+        "touchpoint_order": pl.Int64,
+        "cap_max": pl.Int64,
+        "cap_days": pl.Int64,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -163,8 +180,12 @@ def _reachable(candidates: pl.DataFrame, reach: Reach | None) -> pl.DataFrame:
     if reach is not None:
         suppressed = pl.from_arrow(reach.suppressions.select(["user_id", "channel"])).unique()
         everywhere = suppressed.filter(pl.col("channel") == ALL_CHANNELS).select("user_id")
-        consented = (pl.from_arrow(reach.marketing_consent.select(["user_id", "consent_marketing"]))
-                     .filter(pl.col("consent_marketing").fill_null(False)).select("user_id").unique())
+        consented = (
+            pl.from_arrow(reach.marketing_consent.select(["user_id", "consent_marketing"]))
+            .filter(pl.col("consent_marketing").fill_null(False))
+            .select("user_id")
+            .unique()
+        )
         needs_consent = pl.col("channel").is_in(list(reach.marketing_channels))
         candidates = (
             candidates.join(suppressed, on=["user_id", "channel"], how="anti")
@@ -174,8 +195,10 @@ def _reachable(candidates: pl.DataFrame, reach: Reach | None) -> pl.DataFrame:
             .drop("_consented")
         )
     return candidates.with_columns(
-        touchpoint_order=(pl.col("touchpoint_order").rank("ordinal").over(["campaign_id", "user_id"]) - 1)
-        .cast(pl.Int64))
+        touchpoint_order=(pl.col("touchpoint_order").rank("ordinal").over(["campaign_id", "user_id"]) - 1).cast(
+            pl.Int64
+        )
+    )
 
 
 def _already_sent(previous_exports: pa.Table | None, plan: pl.DataFrame, as_of: date) -> pl.DataFrame:
@@ -206,6 +229,9 @@ def _freshness_message(tp: Touchpoint, worst_case: float, run_allowance: float, 
     if worst_case <= tp.freshness_hours:
         return f"{need}; the export delivers at worst {worst_case:g} h{aged}: ok"
     longest_interval = tp.freshness_hours - run_allowance - data_age
-    remedy = (f"run at least every {longest_interval:g} h" if longest_interval > 0
-              else f"land exports within {tp.freshness_hours:g} h of the newest data")
+    remedy = (
+        f"run at least every {longest_interval:g} h"
+        if longest_interval > 0
+        else f"land exports within {tp.freshness_hours:g} h of the newest data"
+    )
     return f"{need} but the export delivers at worst {worst_case:g} h{aged}: {remedy}, or relax freshness_hours"

@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,17 @@ from assets.lake import Lake, connect  # noqa: E402
 from assets.pyramid_map import load_map  # noqa: E402
 
 DS = date(2026, 10, 1)
-EVENT_TYPES = ["session_start", "page_view", "screen_view", "search", "feature_use",
-               "impression", "click", "conversion", "unsubscribe"]
+EVENT_TYPES = [
+    "session_start",
+    "page_view",
+    "screen_view",
+    "search",
+    "feature_use",
+    "impression",
+    "click",
+    "conversion",
+    "unsubscribe",
+]
 EVENT_WEIGHTS = [0.10, 0.30, 0.25, 0.10, 0.10, 0.08, 0.04, 0.02, 0.01]
 FEATURES = ["budget_tool", "savings_goal", "card_controls"]
 OFFSETS = [("Z", 0), ("+02:00", 120), ("-05:00", -300), ("+05:30", 330)]
@@ -41,7 +50,7 @@ OFFSETS = [("Z", 0), ("+02:00", 120), ("-05:00", -300), ("+05:30", 330)]
 def synthesize_events(rows: int, users: int, seed: int = 7) -> pl.DataFrame:
     """One JSON line per row; ~0.5% duplicates of earlier lines, ~0.01% broken lines."""
     rng = np.random.default_rng(seed)
-    start = datetime(DS.year, DS.month, DS.day, tzinfo=timezone.utc)
+    start = datetime(DS.year, DS.month, DS.day, tzinfo=UTC)
     seconds = rng.integers(0, 86_400, rows)
     offset_index = rng.integers(0, len(OFFSETS), rows)
     suffixes = np.array([o[0] for o in OFFSETS])[offset_index]
@@ -49,27 +58,37 @@ def synthesize_events(rows: int, users: int, seed: int = 7) -> pl.DataFrame:
     types = np.array(EVENT_TYPES)[rng.choice(len(EVENT_TYPES), rows, p=EVENT_WEIGHTS)]
     local_seconds = int(start.timestamp()) + seconds + offset_minutes * 60  # wall clock at the offset
     local = pl.Series(local_seconds * 1_000_000).cast(pl.Datetime("us"))
-    frame = pl.DataFrame({
-        "event_id": pl.Series(np.arange(rows)).cast(pl.String),
-        "user_id": pl.Series(rng.integers(0, users, rows)).cast(pl.String),
-        "event_type": types,
-        "local": local,
-        "suffix": suffixes,
-        "session": pl.Series(rng.integers(0, users * 3, rows)).cast(pl.String),
-        "feature": np.array(FEATURES)[rng.integers(0, len(FEATURES), rows)],
-    })
-    line = pl.concat_str([
-        pl.lit('{"event_id":"e'), pl.col("event_id"),
-        pl.lit('","user_id":"u'), pl.col("user_id"),
-        pl.lit('","event_type":"'), pl.col("event_type"),
-        pl.lit('","occurred_at":"'), pl.col("local").dt.strftime("%Y-%m-%dT%H:%M:%S"), pl.col("suffix"),
-        pl.lit('","session_id":"s'), pl.col("session"),
-        pl.lit('","channel":"app","campaign_id":null,"touchpoint_id":null,"properties":'),
-        pl.when(pl.col("event_type") == "feature_use")
-          .then(pl.concat_str([pl.lit('{"feature":"'), pl.col("feature"), pl.lit('"}')]))
-          .otherwise(pl.lit("{}")),
-        pl.lit("}"),
-    ])
+    frame = pl.DataFrame(
+        {
+            "event_id": pl.Series(np.arange(rows)).cast(pl.String),
+            "user_id": pl.Series(rng.integers(0, users, rows)).cast(pl.String),
+            "event_type": types,
+            "local": local,
+            "suffix": suffixes,
+            "session": pl.Series(rng.integers(0, users * 3, rows)).cast(pl.String),
+            "feature": np.array(FEATURES)[rng.integers(0, len(FEATURES), rows)],
+        }
+    )
+    line = pl.concat_str(
+        [
+            pl.lit('{"event_id":"e'),
+            pl.col("event_id"),
+            pl.lit('","user_id":"u'),
+            pl.col("user_id"),
+            pl.lit('","event_type":"'),
+            pl.col("event_type"),
+            pl.lit('","occurred_at":"'),
+            pl.col("local").dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            pl.col("suffix"),
+            pl.lit('","session_id":"s'),
+            pl.col("session"),
+            pl.lit('","channel":"app","campaign_id":null,"touchpoint_id":null,"properties":'),
+            pl.when(pl.col("event_type") == "feature_use")
+            .then(pl.concat_str([pl.lit('{"feature":"'), pl.col("feature"), pl.lit('"}')]))
+            .otherwise(pl.lit("{}")),
+            pl.lit("}"),
+        ]
+    )
     lines = frame.select(line.alias("line"))
     duplicates = lines.sample(fraction=0.005, seed=seed)
     broken = pl.DataFrame({"line": ['{"event_id": "broken'] * max(1, rows // 10_000)})
@@ -124,26 +143,43 @@ def main() -> None:
         started = time.perf_counter()
         path = write_day(root, synthesize_events(args.rows, args.users))
         seen = lookback_ids(args.rows, settings.dedup_lookback_days)
-        print(f"synthesized {path.stat().st_size / 1e6:.0f} MB of events and {seen.num_rows:,} lookback ids "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(
+            f"synthesized {path.stat().st_size / 1e6:.0f} MB of events and {seen.num_rows:,} lookback ids "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
         users = pa.table({"user_id": pa.array([f"u{i}" for i in range(args.users)])})
-        profiles = pa.table({
-            "user_id": users.column("user_id"),
-            "signup_at": pa.array([datetime(2025, 1, 1, tzinfo=timezone.utc)] * args.users, pa.timestamp("us", tz="UTC")),
-            "country": ["FR"] * args.users, "birth_year": pa.array([1990] * args.users, pa.int32()),
-            "plan": ["basic"] * args.users, "consent_personalization": [True] * args.users,
-        })
+        profiles = pa.table(
+            {
+                "user_id": users.column("user_id"),
+                "signup_at": pa.array([datetime(2025, 1, 1, tzinfo=UTC)] * args.users, pa.timestamp("us", tz="UTC")),
+                "country": ["FR"] * args.users,
+                "birth_year": pa.array([1990] * args.users, pa.int32()),
+                "plan": ["basic"] * args.users,
+                "consent_personalization": [True] * args.users,
+            }
+        )
         con = connect()
         results: list = []
         landed = timed(results, "raw.land", lambda: raw.land(con, Lake(root), pyramid.sources["events"], DS))
-        cleaned = timed(results, "actionable.clean_events",
-                        lambda: actionable.clean_events(con, landed, DS, users, seen, settings), landed.num_rows)
-        daily = timed(results, "features.user_daily",
-                      lambda: features.user_daily(con, cleaned.table, actionable.empty_table("transactions")),
-                      cleaned.table.num_rows)
+        cleaned = timed(
+            results,
+            "actionable.clean_events",
+            lambda: actionable.clean_events(con, landed, DS, users, seen, settings),
+            landed.num_rows,
+        )
+        daily = timed(
+            results,
+            "features.user_daily",
+            lambda: features.user_daily(con, cleaned.table, actionable.empty_table("transactions")),
+            cleaned.table.num_rows,
+        )
         window = history(daily, max(windows))
-        feats = timed(results, "features.user_features",
-                      lambda: features.user_features(con, window, profiles, None, DS, windows), window.num_rows)
+        feats = timed(
+            results,
+            "features.user_features",
+            lambda: features.user_features(con, window, profiles, None, DS, windows),
+            window.num_rows,
+        )
     print()
     print(f"{'step':<26}{'rows in':>12}{'seconds':>10}{'cpu s':>8}{'rows/s':>14}")
     for label, rows_in, seconds, cpu in results:
@@ -152,8 +188,10 @@ def main() -> None:
     print()
     print("clean_events accounting:", cleaned.accounting())
     print("duplicates:", {k: cleaned.details[k] for k in ("duplicates_within_partition", "duplicates_of_lookback")})
-    print(f"user_daily rows: {daily.num_rows:,}; user_features: {feats.num_rows:,} users x {feats.num_columns} columns "
-          f"from {window.num_rows:,} daily rows ({max(windows)} days)")
+    print(
+        f"user_daily rows: {daily.num_rows:,}; user_features: {feats.num_rows:,} users x {feats.num_columns} columns "
+        f"from {window.num_rows:,} daily rows ({max(windows)} days)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,12 @@ def main() -> None:
         generate_sample(Path(tmp) / "warmup", users=200, days=2, seed=args.seed)
         summary = generate_sample(Path(tmp) / "landing", users=args.users, days=args.days, seed=args.seed)
     row = (
-        f"{summary.users:,}", str(summary.days), f"{summary.events:,}", f"{summary.generate_seconds:.2f}",
-        f"{summary.events / summary.generate_seconds:,.0f}", f"{summary.write_seconds:.2f}",
+        f"{summary.users:,}",
+        str(summary.days),
+        f"{summary.events:,}",
+        f"{summary.generate_seconds:.2f}",
+        f"{summary.events / summary.generate_seconds:,.0f}",
+        f"{summary.write_seconds:.2f}",
         f"{summary.render_seconds:.2f}",
     )
     widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, row)]

@@ -50,17 +50,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
     """--data-root, --map and --verbose, accepted before or after the subcommand."""
-    parser.add_argument("--data-root", type=Path, default=default,
-                        help="data root (default: ./data or $PYRAMID_DATA_ROOT)")
+    parser.add_argument(
+        "--data-root", type=Path, default=default, help="data root (default: ./data or $PYRAMID_DATA_ROOT)"
+    )
     parser.add_argument("--map", type=Path, default=default, help="the program's map (default: ./pyramid.yaml)")
-    parser.add_argument("--verbose", action="store_true", default=default,
-                        help="print the trace of a failure on the terminal")
+    parser.add_argument(
+        "--verbose", action="store_true", default=default, help="print the trace of a failure on the terminal"
+    )
 
 
-def _command(commands: argparse._SubParsersAction, name: str, help: str, example: str,
-             handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-    parser = commands.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}\n\n{EPILOG}",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    example: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"example:\n  {example}\n\n{EPILOG}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _global_options(parser, argparse.SUPPRESS)  # after the subcommand too; SUPPRESS keeps a value given before it
     parser.set_defaults(handler=handler)
     return parser
@@ -68,44 +80,86 @@ def _command(commands: argparse._SubParsersAction, name: str, help: str, example
 
 def _parser() -> argparse.ArgumentParser:
     epilog = f"example:\n  {MAIN_EXAMPLE}\n\n{EPILOG}"
-    parser = argparse.ArgumentParser(prog="pyramid", description=__doc__, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pyramid", description=__doc__, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _global_options(parser, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = _command(commands, "generate", "write the seeded sample landing files (asks before replacing any)",
-                        "pyramid generate --users 50000 --days 30 --seed 7", cmd_generate)
+    generate = _command(
+        commands,
+        "generate",
+        "write the seeded sample landing files (asks before replacing any)",
+        "pyramid generate --users 50000 --days 30 --seed 7",
+        cmd_generate,
+    )
     _sample_options(generate)
 
-    run = _command(commands, "run", "materialize the pyramid for a day or a range of days, in order",
-                   "pyramid run --start 2026-10-01 --end 2026-10-07", cmd_run)
+    run = _command(
+        commands,
+        "run",
+        "materialize the pyramid for a day or a range of days, in order",
+        "pyramid run --start 2026-10-01 --end 2026-10-07",
+        cmd_run,
+    )
     run.add_argument("--date", type=date.fromisoformat, help="one day")
     run.add_argument("--start", type=date.fromisoformat, help="first day (default: the map's start_date)")
     run.add_argument("--end", type=date.fromisoformat, help="last day (default: the last landed day)")
 
-    demo = _command(commands, "demo", "generate the sample, run every day, print the summary",
-                    "pyramid demo --users 2000 --days 4", cmd_demo)
+    demo = _command(
+        commands,
+        "demo",
+        "generate the sample, run every day, print the summary",
+        "pyramid demo --users 2000 --days 4",
+        cmd_demo,
+    )
     _sample_options(demo)
 
-    _command(commands, "status", "per day: landing files, materialized, stale or failed, and checks not passed",
-             "pyramid status --json", cmd_status).add_argument("--json", action="store_true", help="print JSON")
-    summary = _command(commands, "summary", "print the pyramid's summary from the lake", "pyramid summary --json",
-                       cmd_summary)
+    _command(
+        commands,
+        "status",
+        "per day: landing files, materialized, stale or failed, and checks not passed",
+        "pyramid status --json",
+        cmd_status,
+    ).add_argument("--json", action="store_true", help="print JSON")
+    summary = _command(
+        commands, "summary", "print the pyramid's summary from the lake", "pyramid summary --json", cmd_summary
+    )
     summary.add_argument("--json", action="store_true", help="machine-readable output")
-    segments = _command(commands, "segments", "print the segments' summary and baselines from the lake",
-                        "pyramid segments --date 2026-10-30", cmd_segments)
+    segments = _command(
+        commands,
+        "segments",
+        "print the segments' summary and baselines from the lake",
+        "pyramid segments --date 2026-10-30",
+        cmd_segments,
+    )
     segments.add_argument("--date", type=date.fromisoformat, help="as-of day (default: the last one materialized)")
     segments.add_argument("--json", action="store_true", help="machine-readable output")
-    report = _command(commands, "report", "print the scorecard's path (reports/scorecard), or open it",
-                      "pyramid report --open", cmd_report)
+    report = _command(
+        commands,
+        "report",
+        "print the scorecard's path (reports/scorecard), or open it",
+        "pyramid report --open",
+        cmd_report,
+    )
     report.add_argument("--date", type=date.fromisoformat, help="the day's page (default: the latest)")
     report.add_argument("--open", action="store_true", help="open it in the browser")
-    _command(commands, "check", "check the map (pyramid.yaml) and print what it declares",
-             "pyramid --map my-program.yaml check", cmd_check)
+    _command(
+        commands,
+        "check",
+        "check the map (pyramid.yaml) and print what it declares",
+        "pyramid --map my-program.yaml check",
+        cmd_check,
+    )
     ui = _command(commands, "ui", "start the Dagster UI on this project's instance", "pyramid ui --port 3001", cmd_ui)
     ui.add_argument("--port", type=int, default=3000)
-    completion = _command(commands, "completion", "print a shell completion script for bash or zsh",
-                          'eval "$(pyramid completion bash)"   # in ~/.bashrc', cmd_completion)
+    completion = _command(
+        commands,
+        "completion",
+        "print a shell completion script for bash or zsh",
+        'eval "$(pyramid completion bash)"   # in ~/.bashrc',
+        cmd_completion,
+    )
     completion.add_argument("shell", choices=SHELLS)
     return parser
 
@@ -114,9 +168,15 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=DEMO_USERS)
     parser.add_argument("--days", type=int, default=DEMO_DAYS)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--effect", type=_effect, action="append", default=[], metavar="CAMPAIGN=LIFT",
-                        help="plant a relative effect on a campaign's goal metric, e.g. savings_nudge=0.2 (repeatable; "
-                             "the other campaigns keep the sample's planted effects)")
+    parser.add_argument(
+        "--effect",
+        type=_effect,
+        action="append",
+        default=[],
+        metavar="CAMPAIGN=LIFT",
+        help="plant a relative effect on a campaign's goal metric, e.g. savings_nudge=0.2 (repeatable; "
+        "the other campaigns keep the sample's planted effects)",
+    )
     parser.add_argument("--yes", action="store_true", help="replace existing data without asking")
 
 
@@ -170,8 +230,12 @@ def _effects_fit(pyramid_map: PyramidMap, args: argparse.Namespace) -> bool:
     try:
         campaign_effects(pyramid_map, dict(args.effect))
     except ValueError as error:
-        print_error(errors, "the effects to plant do not fit the map", [str(error)],
-                    "name a campaign of the map that has a goal, with a lift above -1: --effect savings_nudge=0.2")
+        print_error(
+            errors,
+            "the effects to plant do not fit the map",
+            [str(error)],
+            "name a campaign of the map that has a goal, with a lift above -1: --effect savings_nudge=0.2",
+        )
         return False
     return True
 
@@ -182,11 +246,20 @@ def _generate(lake: Lake, pyramid_map: PyramidMap, args: argparse.Namespace) -> 
 
     started = time.perf_counter()
     with console.status("generating the sample ...") as status:
-        summary = generate_sample(lake.landing, users=args.users, days=args.days, seed=args.seed,
-                                  pyramid_map=pyramid_map, effects=dict(args.effect), progress=status.update)
+        summary = generate_sample(
+            lake.landing,
+            users=args.users,
+            days=args.days,
+            seed=args.seed,
+            pyramid_map=pyramid_map,
+            effects=dict(args.effect),
+            progress=status.update,
+        )
     write_marker(lake)
-    console.print(f"[green]sample generated[/green] in {lake.landing}: {args.users:,} users, {args.days} days "
-                  f"({time.perf_counter() - started:.1f}s)")
+    console.print(
+        f"[green]sample generated[/green] in {lake.landing}: {args.users:,} users, {args.days} days "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
     return summary
 
 
@@ -197,8 +270,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     pyramid_map = load_map(map_path)
     days = _days_to_run(args, lake, pyramid_map.start_date)
     if not days:
-        print_error(errors, "nothing to run", [f"no landing data found in {lake.landing}"],
-                    "land the day's files, or write a sample with `pyramid generate`")
+        print_error(
+            errors,
+            "nothing to run",
+            [f"no landing data found in {lake.landing}"],
+            "land the day's files, or write a sample with `pyramid generate`",
+        )
         return EXIT_DAY_FAILED
     failure = run_days(days, console, lake.root)
     if failure is None:
@@ -214,7 +291,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not _effects_fit(pyramid_map, args):
         return EXIT_USAGE
     if not holds_only_a_sample(lake) and not confirm_removal(
-            errors, [*landing_folders(lake, list(SOURCE_NAMES)), *derived], args.yes):
+        errors, [*landing_folders(lake, list(SOURCE_NAMES)), *derived], args.yes
+    ):
         return EXIT_USAGE
     from pipelines.runner import run_days
     from pipelines.summary import print_summary
@@ -227,8 +305,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     days = [pyramid_map.start_date + timedelta(days=n) for n in range(args.days)]
     failure = run_days(days, console, lake.root)
     print_summary(lake, pyramid_map, console)
-    console.print(f"\ndemo finished in {time.perf_counter() - started:.0f}s "
-                  f"(generate {generated - started:.0f}s, pipeline {time.perf_counter() - generated:.0f}s)")
+    console.print(
+        f"\ndemo finished in {time.perf_counter() - started:.0f}s "
+        f"(generate {generated - started:.0f}s, pipeline {time.perf_counter() - generated:.0f}s)"
+    )
     _print_next_steps(lake)
     if failure is None:
         return EXIT_OK
@@ -303,9 +383,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     _, map_path = _setup(args)
     m = load_map(map_path)
-    console.print(f"[green]{map_path} is valid[/green]: North Star {m.north_star.id} ({m.north_star.metric}), "
-                  f"{len(m.goals)} goals, {len(m.touchpoints)} touchpoints, {len(m.campaigns)} campaigns, "
-                  f"{len(m.segments.definitions)} segments, partitions from {m.start_date}")
+    console.print(
+        f"[green]{map_path} is valid[/green]: North Star {m.north_star.id} ({m.north_star.metric}), "
+        f"{len(m.goals)} goals, {len(m.touchpoints)} touchpoints, {len(m.campaigns)} campaigns, "
+        f"{len(m.segments.definitions)} segments, partitions from {m.start_date}"
+    )
     return EXIT_OK
 
 

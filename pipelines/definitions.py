@@ -62,8 +62,10 @@ def resource_for(pyramid_map: PyramidMap, pyramid: PyramidResource) -> PyramidRe
     """`pyramid` with the map path of `pyramid_map`; ValueError when it names another map."""
     own = Path(pyramid_map.path).resolve()
     if pyramid.map_path and Path(pyramid.map_path).resolve() != own:
-        raise ValueError(f"the graph is built from the map {own}, but the resource names {pyramid.map_path}: "
-                         "a run must use the map its graph was built from")
+        raise ValueError(
+            f"the graph is built from the map {own}, but the resource names {pyramid.map_path}: "
+            "a run must use the map its graph was built from"
+        )
     return PyramidResource(data_root=pyramid.data_root, map_path=str(own))
 
 

@@ -71,8 +71,7 @@ def step_failures(result: dg.ExecuteInProcessResult, day: date) -> list[Failure]
     blocked = [e for e in result.get_asset_check_evaluations() if not e.passed and e.blocking]
     found = [_with_checks(f, blocked) if f.cls_name == BLOCKED_CHECK else f for f in found]
     steps = tuple(f.step for f in found if f.step)
-    return [Failure(f.day, f.step, f.cls_name, f.cause, f.trace, tuple(s for s in steps if s != f.step))
-            for f in found]
+    return [Failure(f.day, f.step, f.cls_name, f.cause, f.trace, tuple(s for s in steps if s != f.step)) for f in found]
 
 
 def _failure(step: str | None, error: SerializableErrorInfo | None, day: date) -> Failure:
@@ -80,15 +79,17 @@ def _failure(step: str | None, error: SerializableErrorInfo | None, day: date) -
     while root is not None and root.cause is not None and root.cls_name != BLOCKED_CHECK:
         root = root.cause
     cls_name = root.cls_name if root else "UnknownError"
-    return Failure(day, step, cls_name, plain_message(root.message if root else "", cls_name),
-                   error.to_string() if error else "")
+    return Failure(
+        day, step, cls_name, plain_message(root.message if root else "", cls_name), error.to_string() if error else ""
+    )
 
 
 def _with_checks(failure: Failure, blocked: list) -> Failure:
     """A blocked step's cause names each failed check and its own description."""
     own = [e for e in blocked if e.asset_key.to_user_string() == failure.step] or blocked
-    checks = [f"{e.asset_key.to_user_string()} {e.check_name}" + (f" ({e.description})" if e.description else "")
-              for e in own]
+    checks = [
+        f"{e.asset_key.to_user_string()} {e.check_name}" + (f" ({e.description})" if e.description else "") for e in own
+    ]
     cause = "blocking check failed: " + "; ".join(checks) if checks else failure.cause
     return Failure(failure.day, failure.step, failure.cls_name, cause, failure.trace)
 
@@ -119,8 +120,11 @@ def print_failure(console: Console, failure: Failure, log_dir: Path | None, verb
 
 def print_error(console: Console, what: str, causes: list[str], todo: str, trace: str = "") -> None:
     """The short block for a failure outside a run (an invalid map); the trace only when given."""
-    lines = [f"error: {what}", *(f"  {'cause:' if n == 0 else '      '} {c}" for n, c in enumerate(causes)),
-             f"  to do: {todo}"]
+    lines = [
+        f"error: {what}",
+        *(f"  {'cause:' if n == 0 else '      '} {c}" for n, c in enumerate(causes)),
+        f"  to do: {todo}",
+    ]
     _print_plain(console, "\n".join(lines))
     if trace:
         _print_plain(console, trace.rstrip())

@@ -6,8 +6,8 @@ no PII."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import dagster as dg
 import pyarrow as pa
@@ -53,23 +53,37 @@ def column_profile(table: pa.Table, pii: Iterable[str] = ()) -> str:
     """One line per column: non-null and distinct counts, min and max of numbers and instants, and the
     top values of a categorical column that is neither an id nor personal. No value of a row otherwise."""
     pii = tuple(pii)
-    lines = [f"_Personal data: a profile of the {table.num_rows:,} rows, no row shown._", "",
-             "| column | type | non-null | distinct | min | max | top values |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"_Personal data: a profile of the {table.num_rows:,} rows, no row shown._",
+        "",
+        "| column | type | non-null | distinct | min | max | top values |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for field in table.schema:
         column = table.column(field.name)
         low, high = _min_max(column)
         distinct = _distinct(column)
         top = "" if is_private(field.name, pii) else _top_values(column, distinct)
-        cells = [field.name, str(field.type), f"{pc.count(column).as_py():,}",
-                 "" if distinct is None else f"{distinct:,}", low, high]
+        cells = [
+            field.name,
+            str(field.type),
+            f"{pc.count(column).as_py():,}",
+            "" if distinct is None else f"{distinct:,}",
+            low,
+            high,
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + f" | {_cell(top, 100)} |")
     return "\n".join(lines)
 
 
 def _min_max(column: pa.ChunkedArray) -> tuple[str, str]:
     kind = column.type
-    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
-            or pa.types.is_temporal(kind)):
+    if not (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_temporal(kind)
+    ):
         return "", ""
     extremes = pc.min_max(column)
     return tuple(_text(extremes[key].as_py()) for key in ("min", "max"))  # type: ignore[return-value]
@@ -84,8 +98,12 @@ def _distinct(column: pa.ChunkedArray) -> int | None:
 
 def _top_values(column: pa.ChunkedArray, distinct: int | None) -> str:
     kind = column.type
-    categorical = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_boolean(kind) \
+    categorical = (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_boolean(kind)
         or pa.types.is_dictionary(kind)
+    )
     if not categorical or distinct is None or distinct == 0 or distinct > TOP_DISTINCT:
         return ""
     counts = pc.value_counts(column.drop_null()).to_pylist()
@@ -102,4 +120,4 @@ def _text(value: object) -> str:
 def _cell(value: object, limit: int = 40) -> str:
     text = "" if value is None else str(value)
     text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -39,7 +39,10 @@ def run_days(days: list[date], console: Console, data_root: Path) -> Failure | N
             progress.update(task, description=f"materializing {day}")
             started = time.perf_counter()
             result = job.execute_in_process(
-                partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=SILENT,
+                partition_key=day.isoformat(),
+                instance=instance,
+                raise_on_error=False,
+                run_config=SILENT,
                 tags={DATA_ROOT_TAG: str(data_root)},
             )
             seconds = time.perf_counter() - started

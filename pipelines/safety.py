@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
@@ -52,8 +52,7 @@ def holds_only_a_sample(lake: Lake) -> bool:
     return found == listed and all(path.stat().st_mtime >= written for path in _files(lake.root / "lake"))
 
 
-def confirm_removal(console: Console, folders: list[Path], yes: bool,
-                    ask: Callable[[str], str] = input) -> bool:
+def confirm_removal(console: Console, folders: list[Path], yes: bool, ask: Callable[[str], str] = input) -> bool:
     """True to go ahead: nothing to remove, --yes, or the operator said yes. Says what goes, and why not."""
     present = [(folder, sum(1 for _ in _files(folder))) for folder in folders]
     present = [(folder, count) for folder, count in present if count]
@@ -62,8 +61,13 @@ def confirm_removal(console: Console, folders: list[Path], yes: bool,
     listing = "\n".join(f"  {folder}  ({count:,} file{'s' if count > 1 else ''})" for folder, count in present)
     console.print(f"this removes:\n{listing}", soft_wrap=True, highlight=False, markup=False)
     if not sys.stdin.isatty():
-        console.print(f"refused: standard input is not a terminal, so nobody can confirm; "
-                      f"run again with {YES_FLAG} to remove them", soft_wrap=True, highlight=False, markup=False)
+        console.print(
+            f"refused: standard input is not a terminal, so nobody can confirm; "
+            f"run again with {YES_FLAG} to remove them",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
         return False
     return ask("remove them? [y/N] ").strip().lower() in ("y", "yes")
 

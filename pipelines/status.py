@@ -83,7 +83,9 @@ def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_roo
     statuses = [_day_status(lake, pyramid_map, day, runs.get(day.isoformat()), storage) for day in days]
     last = max(runs.values(), key=lambda run: run.start, default=None)
     return {
-        "data_root": str(lake.root), "map": str(pyramid_map.path), "dagster_home": str(dagster_home),
+        "data_root": str(lake.root),
+        "map": str(pyramid_map.path),
+        "dagster_home": str(dagster_home),
         "days": [asdict(status) for status in statuses],
         "last_run": {"day": last.day, "run_id": last.run_id, "status": last.status} if last else None,
     }
@@ -111,8 +113,10 @@ def _landed_days(lake: Lake, pattern: str) -> set[date]:
 
 
 def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None, storage: _Storage) -> DayStatus:
-    files = {name: sorted(glob.glob(str(lake.root / source.path.format(ds=day.isoformat()))))
-             for name, source in pyramid_map.sources.items()}
+    files = {
+        name: sorted(glob.glob(str(lake.root / source.path.format(ds=day.isoformat()))))
+        for name, source in pyramid_map.sources.items()
+    }
     status = DayStatus(day.isoformat(), "", "", {}, run.run_id if run else None, run.status if run else None)
     if run is not None:
         status.checks = storage.failed_checks(run.run_id)
@@ -130,8 +134,9 @@ def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None,
     else:
         status.state, status.note = "not run", "landed, not materialized"
     recorded = storage.landed_rows(run.run_id) if run is not None and status.state == "ok" else {}
-    status.landing = {name: Landing(len(paths), _landed_rows(pyramid_map, name, paths, recorded))
-                      for name, paths in files.items()}
+    status.landing = {
+        name: Landing(len(paths), _landed_rows(pyramid_map, name, paths, recorded)) for name, paths in files.items()
+    }
     return status
 
 
@@ -194,11 +199,15 @@ class _Storage:
 
     def latest_runs(self, data_root: Path, default: bool) -> dict[str, Run]:
         """Each day's latest run of the nightly job on this data root."""
-        rows = self._query(self.history / "runs.db", """
+        rows = self._query(
+            self.history / "runs.db",
+            """
             SELECT r.run_id, r.status, p.value, coalesce(r.start_time, 0), d.value
             FROM runs r JOIN run_tags p ON p.run_id = r.run_id AND p.key = ?
             LEFT JOIN run_tags d ON d.run_id = r.run_id AND d.key = ?
-            WHERE r.pipeline_name = ? ORDER BY r.id""", (PARTITION_TAG, DATA_ROOT_TAG, JOB))
+            WHERE r.pipeline_name = ? ORDER BY r.id""",
+            (PARTITION_TAG, DATA_ROOT_TAG, JOB),
+        )
         latest: dict[str, Run] = {}
         for run_id, status, day, start, root in rows:
             if (root == str(data_root)) if root else default:
@@ -212,10 +221,13 @@ class _Storage:
 
     def landed_rows(self, run_id: str) -> dict[str, int]:
         """Per source, the records the run landed (the `landed_rows` of each raw asset's parse check)."""
-        rows = self._query(self.history / "runs" / "index.db", """
+        rows = self._query(
+            self.history / "runs" / "index.db",
+            """
             SELECT asset_key, evaluation_event FROM asset_check_executions
             WHERE run_id = ? AND check_name = ? AND execution_status IN ('SUCCEEDED', 'FAILED')""",
-                           (run_id, PARSE_CHECK))
+            (run_id, PARSE_CHECK),
+        )
         found = {}
         for key, event in rows:
             metadata = json.loads(event)["dagster_event"]["event_specific_data"].get("metadata", {})
@@ -225,11 +237,17 @@ class _Storage:
         return found
 
     def failed_checks(self, run_id: str) -> list[Check]:
-        rows = self._query(self.history / "runs" / "index.db", """
+        rows = self._query(
+            self.history / "runs" / "index.db",
+            """
             SELECT asset_key, check_name, evaluation_event FROM asset_check_executions
-            WHERE run_id = ? AND execution_status IN ('FAILED', 'EXECUTION_FAILED') ORDER BY id""", (run_id,))
-        return sorted((Check("/".join(json.loads(key)), name, _severity(event)) for key, name, event in rows),
-                      key=lambda c: (c.asset, c.check))
+            WHERE run_id = ? AND execution_status IN ('FAILED', 'EXECUTION_FAILED') ORDER BY id""",
+            (run_id,),
+        )
+        return sorted(
+            (Check("/".join(json.loads(key)), name, _severity(event)) for key, name, event in rows),
+            key=lambda c: (c.asset, c.check),
+        )
 
 
 def _cause(event: dict) -> dict:
@@ -265,8 +283,14 @@ def render(status: dict, width: int) -> str:
     lines = [f"data root {status['data_root']}", f"map       {status['map']}", ""]
     if not days:
         return "\n".join([*lines, "nothing landed yet (try `pyramid generate`)"])
-    lines.append(_fit("  ".join(["day       ", *(heads[n].rjust(widths[n]) for n in sources),
-                                  "state".ljust(STATE_WIDTH), "note"]), width))
+    lines.append(
+        _fit(
+            "  ".join(
+                ["day       ", *(heads[n].rjust(widths[n]) for n in sources), "state".ljust(STATE_WIDTH), "note"]
+            ),
+            width,
+        )
+    )
     for day in days:
         counts = [_count(day["landing"][n]).rjust(widths[n]) for n in sources]
         lines.append(_fit("  ".join([day["day"], *counts, day["state"].ljust(STATE_WIDTH), day["note"]]), width))

@@ -22,8 +22,11 @@ from assets.pyramid_map import PyramidMap
 from assets.scorecard import layer_counts, read
 
 SPARK = "▁▂▃▄▅▆▇█"
-OPTIONAL_SUMMARY_COLUMNS = (("method", "rule", pl.String), ("churn_share", None, pl.Float64),
-                            ("median_days_in_segment", None, pl.Float64))
+OPTIONAL_SUMMARY_COLUMNS = (
+    ("method", "rule", pl.String),
+    ("churn_share", None, pl.Float64),
+    ("median_days_in_segment", None, pl.Float64),
+)
 
 
 def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console, as_json: bool = False) -> None:
@@ -50,9 +53,19 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     con, as_of = connect(), days[-1]
     day = f"ds = DATE '{as_of}'"
     truth = _planted_effects(lake)
-    goals = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'goal'",
-                 "goal_id, metric, campaign_id, treatment_value AS treatment, holdout_value AS holdout, lift, "
-                 "ci_low, ci_high, target, status").sort("goal_id").to_dicts()
+    goals = (
+        read(
+            con,
+            lake,
+            "goals",
+            "goal_metrics",
+            f"{day} AND \"window\" = 'to_date' AND kind = 'goal'",
+            "goal_id, metric, campaign_id, treatment_value AS treatment, holdout_value AS holdout, lift, "
+            "ci_low, ci_high, target, status",
+        )
+        .sort("goal_id")
+        .to_dicts()
+    )
     guardrails = _guardrails_by_goal(con, lake, day)
     for goal in goals:
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
@@ -60,20 +73,32 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     star = read(con, lake, "goals", "north_star", "TRUE", "ds, value").sort("ds")
     contributions = read(con, lake, "goals", "north_star_contributions", day, "goal_id, contribution")
     return {
-        "program": pyramid_map.program_name, "as_of": as_of,
-        "layers": [{"layer": layer, "count": n, "what": what} for layer, n, what in
-                   layer_counts(con, lake, pyramid_map, as_of)],
-        "segments": read(con, lake, "segments", "segment_summary", day,
-                         "segment_id, kind, size, share, usable, jaccard, entered, exited").sort(
-                             ["size", "segment_id"], descending=[True, False]).to_dicts(),
+        "program": pyramid_map.program_name,
+        "as_of": as_of,
+        "layers": [
+            {"layer": layer, "count": n, "what": what} for layer, n, what in layer_counts(con, lake, pyramid_map, as_of)
+        ],
+        "segments": read(
+            con,
+            lake,
+            "segments",
+            "segment_summary",
+            day,
+            "segment_id, kind, size, share, usable, jaccard, entered, exited",
+        )
+        .sort(["size", "segment_id"], descending=[True, False])
+        .to_dicts(),
         "goals": goals,
-        "north_star": {"id": pyramid_map.north_star.id, "metric": pyramid_map.north_star.metric,
-                       "series": star.to_dicts(),
-                       "contributions": contributions.sort("goal_id").to_dicts() if contributions.height else []},
+        "north_star": {
+            "id": pyramid_map.north_star.id,
+            "metric": pyramid_map.north_star.metric,
+            "series": star.to_dicts(),
+            "contributions": contributions.sort("goal_id").to_dicts() if contributions.height else [],
+        },
     }
 
 
-def print_erasure_requests(con, lake: Lake, console: Console) -> None:
+def print_erasure_requests(con: duckdb.DuckDBPyConnection, lake: Lake, console: Console) -> None:
     """Erasure requests that could not be honoured (quarantined), by file and line; one line when none."""
     if not lake.partitions("actionable", "quarantine_erasure_requests"):
         return
@@ -84,46 +109,66 @@ def print_erasure_requests(con, lake: Lake, console: Console) -> None:
     if not rows:
         console.print("erasure requests: every request was honoured")
         return
-    console.print(f"[red]erasure requests: {len(rows)} cannot be honoured[/red] "
-                  "(actionable/quarantine_erasure_requests; correct them at the source and re-run their day):")
+    console.print(
+        f"[red]erasure requests: {len(rows)} cannot be honoured[/red] "
+        "(actionable/quarantine_erasure_requests; correct them at the source and re-run their day):"
+    )
     for source_file, line, reasons in rows[:20]:
         console.print(f"  {source_file}:{line} ({reasons})")
 
 
 def _guardrails_by_goal(con: duckdb.DuckDBPyConnection, lake: Lake, day: str) -> dict[str, list[dict]]:
     """Each goal's guardrails, campaign to date: the rise of the metric, its interval, margin and status."""
-    rows = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'guardrail'",
-                "goal_id, metric, lift AS rise, ci_low, ci_high, margin, status")
+    rows = read(
+        con,
+        lake,
+        "goals",
+        "goal_metrics",
+        f"{day} AND \"window\" = 'to_date' AND kind = 'guardrail'",
+        "goal_id, metric, lift AS rise, ci_low, ci_high, margin, status",
+    )
     by_goal: dict[str, list[dict]] = {}
     for row in [] if rows.is_empty() else rows.sort("goal_id", "metric").to_dicts():
         by_goal.setdefault(row.pop("goal_id"), []).append(row)
     return by_goal
 
 
-def _table(title: str, columns: list[str], names: dict[str, list[str]] | None = None,
-           left: tuple[str, ...] = ()) -> Table:
+def _table(
+    title: str, columns: list[str], names: dict[str, list[str]] | None = None, left: tuple[str, ...] = ()
+) -> Table:
     """A compact table; the columns in `names` never shrink below their longest value (no cut names)."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
         longest = max((len(v) for v in (names or {}).get(column, [])), default=0)
-        table.add_column(column, justify="left" if column in left or column in (names or {}) else "right",
-                         overflow="fold", min_width=max(longest, len(column)) if longest else None)
+        table.add_column(
+            column,
+            justify="left" if column in left or column in (names or {}) else "right",
+            overflow="fold",
+            min_width=max(longest, len(column)) if longest else None,
+        )
     return table
 
 
 def _layers_table(layers: list[dict]) -> Table:
-    table = _table("The pyramid, bottom to top", ["layer", "count", "what"],
-                   names={"layer": [r["layer"] for r in layers]}, left=("what",))
+    table = _table(
+        "The pyramid, bottom to top",
+        ["layer", "count", "what"],
+        names={"layer": [r["layer"] for r in layers]},
+        left=("what",),
+    )
     for r in layers:
         table.add_row(r["layer"], f"{r['count']:,}", r["what"])
     return table
 
 
-def _segments_table(rows: list[dict], as_of) -> list[Table]:
+def _segments_table(rows: list[dict], as_of: date) -> list[Table]:
     """Two tables, so that each fits 80 columns: size and usability, then stability."""
     names = {"segment": [r["segment_id"] for r in rows]}
-    sizes = _table(f"Segments as of {as_of}", ["segment", "kind", "size", "share", "usable"],
-                   names={**names, "kind": [r["kind"] for r in rows]})
+    sizes = _table(
+        f"Segments as of {as_of}",
+        ["segment", "kind", "size", "share", "usable"],
+        names={**names, "kind": [r["kind"] for r in rows]},
+    )
     stability = _table("Stability against the day before", ["segment", "Jaccard", "entered", "exited"], names=names)
     for r in rows:
         sizes.add_row(r["segment_id"], r["kind"], f"{r['size']:,}", _pct(r["share"]), _usable(r["usable"]))
@@ -135,21 +180,45 @@ def _goals_table(goals: list[dict]) -> list[Table]:
     """Two tables, so that each fits 80 columns: the verdict, then the arms and the lift."""
     planted = any(g["planted"] is not None for g in goals)
     names = {"goal": [g["goal_id"] for g in goals]}
-    verdict = _table("Goals, campaign to date", ["goal", "metric", "target", "status", *(["planted"] if planted else [])],
-                     names={**names, "metric": [g["metric"] for g in goals],
-                            "status": [g["status"] or "" for g in goals]})
-    arms = _table("Treatment vs holdout (always-valid interval)", ["goal", "treatment", "holdout", "lift", "interval"],
-                  names=names)
-    guards = _table("Guardrails beside their goal", ["goal", "guardrail", "rise", "interval", "margin", "status"],
-                    names={**names, "guardrail": [r["metric"] for g in goals for r in g.get("guardrails", [])]})
+    verdict = _table(
+        "Goals, campaign to date",
+        ["goal", "metric", "target", "status", *(["planted"] if planted else [])],
+        names={**names, "metric": [g["metric"] for g in goals], "status": [g["status"] or "" for g in goals]},
+    )
+    arms = _table(
+        "Treatment vs holdout (always-valid interval)",
+        ["goal", "treatment", "holdout", "lift", "interval"],
+        names=names,
+    )
+    guards = _table(
+        "Guardrails beside their goal",
+        ["goal", "guardrail", "rise", "interval", "margin", "status"],
+        names={**names, "guardrail": [r["metric"] for g in goals for r in g.get("guardrails", [])]},
+    )
     for g in goals:
-        verdict.add_row(g["goal_id"], g["metric"], _signed(g["target"]), _status(g["status"]),
-                        *([_signed(g["planted"])] if planted else []))
-        arms.add_row(g["goal_id"], _pct(g["treatment"]), _pct(g["holdout"]), _signed(g["lift"]),
-                     f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]")
+        verdict.add_row(
+            g["goal_id"],
+            g["metric"],
+            _signed(g["target"]),
+            _status(g["status"]),
+            *([_signed(g["planted"])] if planted else []),
+        )
+        arms.add_row(
+            g["goal_id"],
+            _pct(g["treatment"]),
+            _pct(g["holdout"]),
+            _signed(g["lift"]),
+            f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
+        )
         for r in g.get("guardrails", []):
-            guards.add_row(g["goal_id"], r["metric"], _signed(r["rise"]), f"[{_signed(r['ci_low'])}, "
-                           f"{_signed(r['ci_high'])}]", f"≤ {_signed(r['margin'])}", _status(r["status"]))
+            guards.add_row(
+                g["goal_id"],
+                r["metric"],
+                _signed(r["rise"]),
+                f"[{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]",
+                f"≤ {_signed(r['margin'])}",
+                _status(r["status"]),
+            )
     return [verdict, arms, guards]
 
 
@@ -175,14 +244,16 @@ def segments_data(lake: Lake, as_of: date) -> dict | None:
     for column, default, kind in OPTIONAL_SUMMARY_COLUMNS:  # partitions written before these columns existed
         if column not in summary.columns:
             summary = summary.with_columns(pl.lit(default, kind).alias(column))
-    summary = summary.sort([pl.col("method") != "rule", "method", "size", "segment_id"],
-                           descending=[False, False, True, False])
+    summary = summary.sort(
+        [pl.col("method") != "rule", "method", "size", "segment_id"], descending=[False, False, True, False]
+    )
     baselines_file = lake.partition_file("segments", "segment_baselines", as_of)
     ratios: dict[str, dict[str, float | None]] = {}
     metrics: list[str] = []
     if baselines_file.exists():
-        for segment_id, metric, ratio in con.sql("SELECT segment_id, metric, ratio FROM read_parquet(?)",
-                                                 params=[str(baselines_file)]).fetchall():
+        for segment_id, metric, ratio in con.sql(
+            "SELECT segment_id, metric, ratio FROM read_parquet(?)", params=[str(baselines_file)]
+        ).fetchall():
             ratios.setdefault(segment_id, {})[metric] = ratio
             metrics += [metric] if metric not in metrics else []
     rows = [{**r, "baselines": ratios.get(r["segment_id"], {})} for r in summary.to_dicts()]
@@ -193,7 +264,7 @@ def segments_json(data: dict) -> str:
     return json.dumps(data, default=str, indent=1)
 
 
-def segments_report(lake: Lake, as_of, width: int = 120) -> list[Table] | None:
+def segments_report(lake: Lake, as_of: date, width: int = 120) -> list[Table] | None:
     """`pyramid segments`: one table when it fits `width` columns, else three narrower ones (size and
     usability, stability, baselines with a legend for the metric names)."""
     data = segments_data(lake, as_of)
@@ -206,59 +277,86 @@ def segments_report(lake: Lake, as_of, width: int = 120) -> list[Table] | None:
 
 
 def _segment_cells(r: dict) -> dict[str, str]:
-    return {"size": f"{r['size']:,}", "share": _pct(r["share"]), "usable": _usable(r["usable"]),
-            "Jaccard": _jaccard(r["jaccard"]), "entered": _int(r["entered"]), "exited": _int(r["exited"]),
-            "churn": _pct(r["churn_share"]),
-            "median days": "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}"}
+    return {
+        "size": f"{r['size']:,}",
+        "share": _pct(r["share"]),
+        "usable": _usable(r["usable"]),
+        "Jaccard": _jaccard(r["jaccard"]),
+        "entered": _int(r["entered"]),
+        "exited": _int(r["exited"]),
+        "churn": _pct(r["churn_share"]),
+        "median days": "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}",
+    }
 
 
-def _segments_whole(data: dict, as_of) -> Table:
+def _segments_whole(data: dict, as_of: date) -> Table:
     rows, metrics = data["segments"], data["metrics"]
     table = Table(title=f"Segments as of {as_of} (baselines: segment rate / eligible rate)", title_justify="left")
-    for column in ["segment", "kind", "size", "share", "usable", "Jaccard", "entered", "exited", "churn",
-                   "median days", *metrics]:
-        table.add_column(column, justify="left" if column in ("segment", "kind") else "right", overflow="fold",
-                         no_wrap=column in ("segment", "kind"))
+    for column in [
+        "segment",
+        "kind",
+        "size",
+        "share",
+        "usable",
+        "Jaccard",
+        "entered",
+        "exited",
+        "churn",
+        "median days",
+        *metrics,
+    ]:
+        table.add_column(
+            column,
+            justify="left" if column in ("segment", "kind") else "right",
+            overflow="fold",
+            no_wrap=column in ("segment", "kind"),
+        )
     for r in rows:
-        table.add_row(r["segment_id"], r["kind"], *_segment_cells(r).values(),
-                      *(_times(r["baselines"].get(m)) for m in metrics))
+        table.add_row(
+            r["segment_id"], r["kind"], *_segment_cells(r).values(), *(_times(r["baselines"].get(m)) for m in metrics)
+        )
     return table
 
 
-def _segments_split(data: dict, as_of) -> list[Table]:
+def _segments_split(data: dict, as_of: date) -> list[Table]:
     rows, metrics = data["segments"], data["metrics"]
     names = {"segment": [r["segment_id"] for r in rows]}
-    sizes = _table(f"Segments as of {as_of}: size and usability", ["segment", "kind", "method", "size", "share",
-                                                                   "usable"],
-                   names={**names, "kind": [r["kind"] for r in rows], "method": [r["method"] for r in rows]})
-    stability = _table("Stability against the day before", ["segment", "Jaccard", "entered", "exited", "churn",
-                                                            "median days"], names=names)
+    sizes = _table(
+        f"Segments as of {as_of}: size and usability",
+        ["segment", "kind", "method", "size", "share", "usable"],
+        names={**names, "kind": [r["kind"] for r in rows], "method": [r["method"] for r in rows]},
+    )
+    stability = _table(
+        "Stability against the day before",
+        ["segment", "Jaccard", "entered", "exited", "churn", "median days"],
+        names=names,
+    )
     codes = {m: f"M{i + 1}" for i, m in enumerate(metrics)}
     legend = "; ".join(f"{code} = {m}" for m, code in codes.items())
-    baselines = _table(f"Baselines: segment rate / eligible rate ({legend})", ["segment", *codes.values()],
-                       names=names)
+    baselines = _table(f"Baselines: segment rate / eligible rate ({legend})", ["segment", *codes.values()], names=names)
     for r in rows:
         cells = _segment_cells(r)
         sizes.add_row(r["segment_id"], r["kind"], r["method"], *(cells[c] for c in ("size", "share", "usable")))
-        stability.add_row(r["segment_id"], *(cells[c] for c in ("Jaccard", "entered", "exited", "churn",
-                                                                "median days")))
+        stability.add_row(
+            r["segment_id"], *(cells[c] for c in ("Jaccard", "entered", "exited", "churn", "median days"))
+        )
         baselines.add_row(r["segment_id"], *(_times(r["baselines"].get(m)) for m in metrics))
     return [sizes, stability, baselines] if metrics else [sizes, stability]
 
 
-def _usable(value) -> str:
+def _usable(value: object) -> str:
     return "yes" if value else "[red]no[/red]"
 
 
-def _jaccard(value) -> str:
+def _jaccard(value: object) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _int(value) -> str:
+def _int(value: object) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def _times(value) -> str:
+def _times(value: object) -> str:
     if value is None:
         return "—"
     colour = "green" if value >= 1.2 else "red" if value <= 1 / 1.2 else "white"
@@ -280,19 +378,27 @@ def _planted_effects(lake: Lake) -> dict[str, float]:
     return {c: spec.get("relative_effect") for c, spec in campaigns.items() if isinstance(spec, dict)}
 
 
-def _pct(value) -> str:
+def _pct(value: object) -> str:
     return "—" if value is None else f"{value:.2%}"
 
 
-def _signed(value) -> str:
+def _signed(value: object) -> str:
     return "—" if value is None else f"{value:+.1%}"
 
 
-def _signed_points(value) -> str:
+def _signed_points(value: object) -> str:
     return "—" if value is None else f"{value * 100:+.2f} points"
 
 
 def _status(status: str | None) -> str:
-    colours = {"met": "green", "ok": "green", "not_met": "red", "srm_fail": "red", "breached": "red",
-               "blocked_by_guardrail": "red", "inconclusive": "yellow", "running": "blue"}
+    colours = {
+        "met": "green",
+        "ok": "green",
+        "not_met": "red",
+        "srm_fail": "red",
+        "breached": "red",
+        "blocked_by_guardrail": "red",
+        "inconclusive": "yellow",
+        "running": "blue",
+    }
     return f"[{colours.get(status, 'white')}]{status}[/]"

@@ -9,7 +9,7 @@ A fingerprint holds the SHA-256 of every file of the lake and the reports (Data 
 stamps them with the run time; saved validation results are hashed without their run stamps), and,
 per view of the analyst catalog, its row count and an order-independent hash of its rows. Byte identity of Parquet files assumes the same library versions
 on both sides; the view hashes say whether the contents agree when the bytes do not.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ from pathlib import Path
 import duckdb
 
 SKIPPED_FOLDERS = ("data_docs",)
-RUN_STAMPS = (("id",), ("meta", "validation_time"), ("meta", "run_id", "run_time"), ("meta", "batch_markers", "ge_load_time"))
+RUN_STAMPS = (
+    ("id",),
+    ("meta", "validation_time"),
+    ("meta", "run_id", "run_time"),
+    ("meta", "batch_markers", "ge_load_time"),
+)
 
 
 def content_hash(path: Path) -> str:
@@ -85,8 +90,10 @@ def main(argv: list[str]) -> int:
         problems = compare(before, after)
         for problem in problems:
             print(problem)
-        print(f"{len(before['files'])} files, {len(before['views'])} views compared: "
-              f"{'identical' if not problems else f'{len(problems)} differences'}")
+        print(
+            f"{len(before['files'])} files, {len(before['views'])} views compared: "
+            f"{'identical' if not problems else f'{len(problems)} differences'}"
+        )
         return 1 if problems else 0
     print(__doc__)
     return 2

@@ -11,11 +11,20 @@ import hashlib
 import json
 import math
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-EVENT_TYPES = {"session_start", "page_view", "screen_view", "search", "feature_use",
-               "impression", "click", "conversion", "unsubscribe"}
+EVENT_TYPES = {
+    "session_start",
+    "page_view",
+    "screen_view",
+    "search",
+    "feature_use",
+    "impression",
+    "click",
+    "conversion",
+    "unsubscribe",
+}
 TXN_TYPES = {"deposit", "card_payment", "transfer_in", "transfer_out"}
 CURRENCIES = {"EUR", "USD", "GBP"}
 MAX_AMOUNT = 1_000_000
@@ -33,7 +42,7 @@ def parse_time(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return value.astimezone(timezone.utc) if value.tzinfo else None
+    return value.astimezone(UTC) if value.tzinfo else None
 
 
 def _csv_rows(landing: Path, source: str, ds: date) -> list[dict]:
@@ -77,7 +86,7 @@ def erased_by_day(landing: Path) -> dict[date, set[str]]:
 
 
 def _not_future(occurred: datetime | None, ds: date) -> bool:
-    end_of_day = datetime.combine(ds + timedelta(days=1), time(), tzinfo=timezone.utc)
+    end_of_day = datetime.combine(ds + timedelta(days=1), time(), tzinfo=UTC)
     return occurred is not None and occurred <= end_of_day + SKEW
 
 
@@ -89,8 +98,13 @@ def accepted_events(landing: Path) -> list[tuple[date, dict]]:
     for ds in landing_days(landing):
         for row in _jsonl_rows(landing, ds):
             occurred = parse_time(row.get("occurred_at"))
-            valid = (row.get("event_id") and row.get("user_id") and row.get("event_type") in EVENT_TYPES
-                     and _not_future(occurred, ds) and row["user_id"] in known[ds])
+            valid = (
+                row.get("event_id")
+                and row.get("user_id")
+                and row.get("event_type") in EVENT_TYPES
+                and _not_future(occurred, ds)
+                and row["user_id"] in known[ds]
+            )
             if valid and row["event_id"] not in seen:
                 seen.add(row["event_id"])
                 accepted.append((ds, {**row, "occurred": occurred}))
@@ -108,10 +122,16 @@ def accepted_transactions(landing: Path) -> list[tuple[date, dict]]:
                 amount = float(row.get("amount") or "nan")
             except ValueError:
                 amount = math.nan
-            valid = (row.get("txn_id") and row.get("user_id") and _not_future(occurred, ds)
-                     and math.isfinite(amount) and 0 < amount <= MAX_AMOUNT
-                     and row.get("currency") in CURRENCIES and row.get("txn_type") in TXN_TYPES
-                     and row["user_id"] in known[ds])
+            valid = (
+                row.get("txn_id")
+                and row.get("user_id")
+                and _not_future(occurred, ds)
+                and math.isfinite(amount)
+                and 0 < amount <= MAX_AMOUNT
+                and row.get("currency") in CURRENCIES
+                and row.get("txn_type") in TXN_TYPES
+                and row["user_id"] in known[ds]
+            )
             if valid and row["txn_id"] not in seen:
                 seen.add(row["txn_id"])
                 accepted.append((ds, {**row, "occurred": occurred}))
@@ -137,7 +157,8 @@ def budget_tool_days(landing: Path, known_on: date) -> set[tuple[str, date]]:
     return {
         (row["user_id"], row["occurred"].date())
         for landed, row in accepted_events(landing)
-        if landed <= known_on and row["event_type"] == "feature_use"
+        if landed <= known_on
+        and row["event_type"] == "feature_use"
         and (row.get("properties") or {}).get("feature") == "budget_tool"
     }
 
@@ -171,7 +192,7 @@ def weekly_active_share(landing: Path, ds: date) -> float:
 
 def is_holdout(campaign_id: str, user_id: str, holdout: float) -> bool:
     digest = hashlib.md5(f"{campaign_id}:{user_id}".encode()).hexdigest()
-    return int(digest[:13], 16) / 16 ** 13 < holdout
+    return int(digest[:13], 16) / 16**13 < holdout
 
 
 def arm_successes(audience: list[str], campaign_id: str, holdout: float, successes: set[str]) -> dict:
@@ -186,7 +207,9 @@ def arm_successes(audience: list[str], campaign_id: str, holdout: float, success
     }
 
 
-def cluster_relative_lift(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]]) -> tuple[float, float, float]:
+def cluster_relative_lift(
+    treatment: list[tuple[int, int]], holdout: list[tuple[int, int]]
+) -> tuple[float, float, float]:
     """Relative lift of success days per user-day, treatment over holdout, and its fixed-horizon 95% interval
     with users as clusters: each arm's (days measured, success days) per user; ratio estimator R = sum x /
     sum n, Var(R) = N / (N - 1) * sum (x - R n)^2 / (sum n)^2, interval on the log of the ratio."""
@@ -195,8 +218,13 @@ def cluster_relative_lift(treatment: list[tuple[int, int]], holdout: list[tuple[
     return math.exp(centre) - 1, math.exp(centre - z * se) - 1, math.exp(centre + z * se) - 1
 
 
-def sequential_relative_interval(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]], alpha: float,
-                                 tuning: float = 5000.0, base_alpha: float = 0.05) -> tuple[float, float]:
+def sequential_relative_interval(
+    treatment: list[tuple[int, int]],
+    holdout: list[tuple[int, int]],
+    alpha: float,
+    tuning: float = 5000.0,
+    base_alpha: float = 0.05,
+) -> tuple[float, float]:
     """The always-valid interval of the same lift at level `alpha`: the normal-mixture confidence sequence with
     n = users of both arms and rho^2 = (-2 log a + log(1 - 2 log a)) / tuning at the base level a
     (docs/statistics.md), half-width se * sqrt(2 (n rho^2 + 1) / (n rho^2) * log(sqrt(n rho^2 + 1) / alpha))."""
@@ -209,11 +237,12 @@ def sequential_relative_interval(treatment: list[tuple[int, int]], holdout: list
 
 def _cluster_log_ratio(treatment: list[tuple[int, int]], holdout: list[tuple[int, int]]) -> tuple[float, float]:
     """log(R_t / R_h) and its standard error, users as clusters."""
+
     def rate_and_log_variance(users: list[tuple[int, int]]) -> tuple[float, float]:
         days, successes = sum(n for n, _ in users), sum(x for _, x in users)
         rate = successes / days
-        variance = len(users) / (len(users) - 1) * sum((x - rate * n) ** 2 for n, x in users) / days ** 2
-        return rate, variance / rate ** 2
+        variance = len(users) / (len(users) - 1) * sum((x - rate * n) ** 2 for n, x in users) / days**2
+        return rate, variance / rate**2
 
     rate_t, var_t = rate_and_log_variance(treatment)
     rate_h, var_h = rate_and_log_variance(holdout)

@@ -36,8 +36,11 @@ class PyramidRun:
 
     def erased(self, through: date | None = None) -> set[str]:
         """Users who asked to be erased (on a landing day up to `through`)."""
-        return {r["user_id"] for r in _lake_rows(self.lake, "raw", "erasure_requests")
-                if r["user_id"] and (through is None or r["ds"] <= through)}
+        return {
+            r["user_id"]
+            for r in _lake_rows(self.lake, "raw", "erasure_requests")
+            if r["user_id"] and (through is None or r["ds"] <= through)
+        }
 
 
 def make_run(tmp_path_factory) -> PyramidRun:
@@ -60,5 +63,3 @@ def _lake_rows(lake: Lake, layer: str, table: str, where: str = "") -> list[dict
     sql = f"SELECT * FROM read_parquet('{lake.glob(layer, table)}', hive_partitioning = true) {where}"
     relation = duckdb.sql(sql)
     return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
-
-

@@ -57,10 +57,12 @@ def test_session_id_blocks_the_north_star_metric_only(pyramid):
 
 def test_failing_status_column_is_withheld_and_recorded(tmp_path, pyramid):
     # 3 of 4 transactions have a status outside the allowed set: status__be_in_set (critical) fails
-    rows = ["t1,u1,2026-10-01T10:00:00Z,10,EUR,deposit,,completed",
-            "t2,u1,2026-10-01T10:00:00Z,10,EUR,deposit,,done",
-            "t3,u2,2026-10-01T10:00:00Z,10,EUR,deposit,,done",
-            "t4,u3,2026-10-01T10:00:00Z,10,EUR,card_payment,food,ok"]
+    rows = [
+        "t1,u1,2026-10-01T10:00:00Z,10,EUR,deposit,,completed",
+        "t2,u1,2026-10-01T10:00:00Z,10,EUR,deposit,,done",
+        "t3,u2,2026-10-01T10:00:00Z,10,EUR,deposit,,done",
+        "t4,u3,2026-10-01T10:00:00Z,10,EUR,card_payment,food,ok",
+    ]
     raw = land_text(tmp_path, pyramid, "transactions", "\n".join([TXN_HEADER, *rows]) + "\n")
     result = actionable.clean_transactions(connect(), raw, DS, KNOWN_USERS, None, pyramid.actionable)
     assert result.withheld == ["status"]
@@ -104,15 +106,20 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
 
     defs = build_definitions(pyramid, PyramidResource(data_root=str(tmp_path)))
     job, instance = defs.resolve_job_def(NIGHTLY_JOB), dg.DagsterInstance.ephemeral()
-    results = {d: job.execute_in_process(partition_key=d.isoformat(), instance=instance, run_config=QUIET)
-               for d in (day1, day2)}
+    results = {
+        d: job.execute_in_process(partition_key=d.isoformat(), instance=instance, run_config=QUIET)
+        for d in (day1, day2)
+    }
     assert all(r.success for r in results.values())
     [inputs] = [e for e in results[day2].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]
     assert not inputs.passed
     named = {k: v.value for k, v in inputs.metadata.items()}
     assert "transactions.status (status__be_in_set)" in named["withheld"]
-    for kind, items in (("segments", transaction_segments(load_map())),
-                        ("campaigns", ["card_cashback", "savings_nudge"]), ("goals", ["card_usage", "grow_deposits"])):
+    for kind, items in (
+        ("segments", transaction_segments(load_map())),
+        ("campaigns", ["card_cashback", "savings_nudge"]),
+        ("goals", ["card_usage", "grow_deposits"]),
+    ):
         assert sorted(i.split(" (")[0] for i in named[f"blocked_{kind}"].split(", ")) == items, kind
     [day1_inputs] = [e for e in results[day1].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]
     assert day1_inputs.passed
@@ -121,10 +128,15 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     members = pq.read_table(lake.partition_file("segments", "segment_membership", day2)).to_pylist()
     assert not {m["segment_id"] for m in members} & {"card_regulars", "high_inflow", "steady_depositors"}
     assert {m["segment_id"] for m in members} & {"recent_searchers", "new_users"}  # the others still computed
-    audiences = {r["campaign_id"] for r in pq.read_table(lake.partition_file("campaigns", "audiences", day2)).to_pylist()}
+    audiences = {
+        r["campaign_id"] for r in pq.read_table(lake.partition_file("campaigns", "audiences", day2)).to_pylist()
+    }
     assert not audiences & {"card_cashback", "savings_nudge"}
-    goals_measured = {r["goal_id"] for r in pq.read_table(lake.partition_file("goals", "goal_metrics", day2)).to_pylist()
-                      if r["window"] == "day"}
+    goals_measured = {
+        r["goal_id"]
+        for r in pq.read_table(lake.partition_file("goals", "goal_metrics", day2)).to_pylist()
+        if r["window"] == "day"
+    }
     assert "budget_adoption" in goals_measured and not goals_measured & {"card_usage", "grow_deposits"}
     materialized = {e.asset_key.to_user_string() for e in results[day2].get_asset_materialization_events()}
     assert materialized == {k.to_user_string() for k in job.asset_layer.executable_asset_keys}

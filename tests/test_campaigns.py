@@ -10,13 +10,20 @@ AS_OF = date(2026, 10, 10)
 
 
 def campaign(campaign_id: str, segments: tuple[str, ...], priority: int = 10, holdout: float = 0.2) -> Campaign:
-    return Campaign(id=campaign_id, context=f"context of {campaign_id}", segments=segments, touchpoints=("t",),
-                    priority=priority, holdout=holdout, frequency_cap=FrequencyCap(per_days=1, max=1))
+    return Campaign(
+        id=campaign_id,
+        context=f"context of {campaign_id}",
+        segments=segments,
+        touchpoints=("t",),
+        priority=priority,
+        holdout=holdout,
+        frequency_cap=FrequencyCap(per_days=1, max=1),
+    )
 
 
 def md5_bucket(campaign_id: str, user_id: str) -> float:
     """Independent of the module: first 13 hex digits of the md5 as a fraction."""
-    return int(hashlib.md5(f"{campaign_id}:{user_id}".encode()).hexdigest()[:13], 16) / 16 ** 13
+    return int(hashlib.md5(f"{campaign_id}:{user_id}".encode()).hexdigest()[:13], 16) / 16**13
 
 
 def test_arms_match_an_independent_md5_computation():
@@ -35,17 +42,20 @@ def test_python_bucket_agrees_with_md5():
 
 
 def test_audience_takes_first_listed_segment_context_and_priority():
-    membership = pa.table({
-        "segment_id": ["a", "b", "b", "c", "d"],
-        "user_id": ["u1", "u1", "u2", "u3", "u4"],
-    })
+    membership = pa.table(
+        {
+            "segment_id": ["a", "b", "b", "c", "d"],
+            "user_id": ["u1", "u1", "u2", "u3", "u4"],
+        }
+    )
     campaigns = [campaign("first", ("b", "a"), priority=20), campaign("second", ("c", "a"), priority=5)]
 
     audiences = campaign_audiences(membership, campaigns, AS_OF)
 
     assert audiences.schema == AUDIENCE_SCHEMA
-    assert [(r["campaign_id"], r["user_id"], r["segment_id"], r["context"], r["priority"])
-            for r in audiences.to_pylist()] == [
+    assert [
+        (r["campaign_id"], r["user_id"], r["segment_id"], r["context"], r["priority"]) for r in audiences.to_pylist()
+    ] == [
         ("first", "u1", "b", "context of first", 20),  # in a and b: b is listed first
         ("first", "u2", "b", "context of first", 20),
         ("second", "u1", "a", "context of second", 5),

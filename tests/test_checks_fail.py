@@ -3,7 +3,7 @@ landing files, erasure proven by a scan independent of the deletion. Each passes
 on a corrupted output, a dropped row or a planted id."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,13 +29,16 @@ def pyramid():
 
 # --- freshness -------------------------------------------------------------------------------------
 
+
 def write_user_daily(lake: Lake, *last_seen: datetime) -> None:
-    table = pa.table({
-        "user_id": [f"u{i}" for i in range(len(last_seen))],
-        "activity_date": pa.array([DS] * len(last_seen), pa.date32()),
-        "last_seen_at": pa.array(list(last_seen), pa.timestamp("us", tz="UTC")),
-        "last_txn_at": pa.nulls(len(last_seen), pa.timestamp("us", tz="UTC")),
-    })
+    table = pa.table(
+        {
+            "user_id": [f"u{i}" for i in range(len(last_seen))],
+            "activity_date": pa.array([DS] * len(last_seen), pa.date32()),
+            "last_seen_at": pa.array(list(last_seen), pa.timestamp("us", tz="UTC")),
+            "last_txn_at": pa.nulls(len(last_seen), pa.timestamp("us", tz="UTC")),
+        }
+    )
     write_parquet_atomic(table, lake.partition_file("actionable", "user_daily", DS))
 
 
@@ -46,7 +49,7 @@ def freshness(lake: Lake) -> dict:
 
 def test_freshness_passes_when_the_newest_activity_is_near_the_cut_off(tmp_path):
     lake = Lake(tmp_path)
-    utc = timezone.utc
+    utc = UTC
     write_user_daily(lake, datetime(2026, 10, 1, 9, tzinfo=utc), datetime(2026, 10, 1, 23, tzinfo=utc))
     report = freshness(lake)
     assert report["ok"] is True
@@ -55,7 +58,7 @@ def test_freshness_passes_when_the_newest_activity_is_near_the_cut_off(tmp_path)
 
 def test_freshness_fails_when_the_data_behind_the_export_is_old(tmp_path):
     lake = Lake(tmp_path)
-    write_user_daily(lake, datetime(2026, 10, 1, 20, tzinfo=timezone.utc))  # nothing in the last 4 hours
+    write_user_daily(lake, datetime(2026, 10, 1, 20, tzinfo=UTC))  # nothing in the last 4 hours
     report = freshness(lake)
     assert report["ok"] is False
     assert report["worst_case_age_hours"] == 32.0
@@ -69,9 +72,18 @@ def test_freshness_fails_when_the_export_reflects_no_activity(tmp_path):
 
 # --- accounting ------------------------------------------------------------------------------------
 
+
 def event_line(n: int, user: str = "u1") -> str:
-    return json.dumps({"event_id": f"e{n}", "user_id": user, "event_type": "page_view",
-                       "occurred_at": "2026-10-01T10:00:00Z", "session_id": "s1", "channel": "app"})
+    return json.dumps(
+        {
+            "event_id": f"e{n}",
+            "user_id": user,
+            "event_type": "page_view",
+            "occurred_at": "2026-10-01T10:00:00Z",
+            "session_id": "s1",
+            "channel": "app",
+        }
+    )
 
 
 LINES = [event_line(1), event_line(2), "", event_line(1), event_line(3, user="u9"), '{"event_id": "e4", "us']
@@ -97,8 +109,14 @@ def test_accounting_balances_a_clean_run(cleaned):
     check = accounting_check(lake, source, DS, result)
     assert check.passed
     figures = {k: v.value for k, v in check.metadata.items()}
-    assert figures == {"landed_records": 5, "landing_files": 1, "raw_rows": 5, "actionable_rows": 2,
-                       "quarantined_rows": 2, "duplicates_removed": 1}
+    assert figures == {
+        "landed_records": 5,
+        "landing_files": 1,
+        "raw_rows": 5,
+        "actionable_rows": 2,
+        "quarantined_rows": 2,
+        "duplicates_removed": 1,
+    }
 
 
 def test_accounting_fails_when_an_output_loses_a_row(cleaned):
@@ -118,13 +136,14 @@ def test_accounting_fails_when_the_landing_holds_more_than_raw(cleaned):
 
 
 def test_the_separate_count_of_csv_and_jsonl():
-    assert accounting.jsonl_records(b"\xef\xbb\xbf{}\n \r\n\t\n{\"a\n[1]") == 3
+    assert accounting.jsonl_records(b'\xef\xbb\xbf{}\n \r\n\t\n{"a\n[1]') == 3
     data = b'a,b,c\n1,2,3\n"x\ny",2,3\n1,2\n\n4,5,6'  # quoted newline, a short row, a blank line
     assert accounting.csv_records(data) == 4
     assert accounting.csv_records(b"a,b,c\n") == 0 and accounting.csv_records(b"") == 0
 
 
 # --- erasure ---------------------------------------------------------------------------------------
+
 
 def write(lake: Lake, layer: str, table: str, **columns) -> None:
     write_parquet_atomic(pa.table(columns), lake.partition_file(layer, table, DS))
@@ -148,11 +167,14 @@ def test_erasure_check_passes_when_only_the_request_records_mention_the_user(era
     assert check(erased_lake)
 
 
-@pytest.mark.parametrize("layer, table, columns", [
-    ("segments", "segment_membership", {"user_id": ["u0000001", "u0000042"], "segment_id": ["a", "b"]}),
-    ("actionable", "quarantine_events", {"payload": ['{"uid": "u0000042"}'], "reasons": [["x"]]}),
-    ("goals", "some_new_table", {"member": ["u0000042"]}),  # a column name the deletion does not know
-])
+@pytest.mark.parametrize(
+    "layer, table, columns",
+    [
+        ("segments", "segment_membership", {"user_id": ["u0000001", "u0000042"], "segment_id": ["a", "b"]}),
+        ("actionable", "quarantine_events", {"payload": ['{"uid": "u0000042"}'], "reasons": [["x"]]}),
+        ("goals", "some_new_table", {"member": ["u0000042"]}),  # a column name the deletion does not know
+    ],
+)
 def test_erasure_check_fails_on_a_planted_id(erased_lake, layer, table, columns):
     write(erased_lake, layer, table, **columns)
     assert not check(erased_lake)

@@ -66,12 +66,14 @@ def failed_run(tmp_path_factory, pyramid_map):
 
 def error_block(root: Path, broken: Path, day, verbose: bool) -> str:
     hint = "" if verbose else " (or run with --verbose)"
-    return (f"error: the pyramid failed for {day} at step raw_transactions\n"
-            f"  cause: {broken}: CSV header lacks 'amount'; expected columns for source 'transactions': "
-            f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}\n"
-            f"  to do: fix the landing file (or the source's `columns` in the map), then `pyramid run --date {day}`\n"
-            f"  trace: {root}/logs/{day}-raw_transactions.log{hint}\n"
-            f"  nothing after the failed step was written.\n")
+    return (
+        f"error: the pyramid failed for {day} at step raw_transactions\n"
+        f"  cause: {broken}: CSV header lacks 'amount'; expected columns for source 'transactions': "
+        f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}\n"
+        f"  to do: fix the landing file (or the source's `columns` in the map), then `pyramid run --date {day}`\n"
+        f"  trace: {root}/logs/{day}-raw_transactions.log{hint}\n"
+        f"  nothing after the failed step was written.\n"
+    )
 
 
 def test_a_renamed_column_prints_one_short_block_and_exits_1(failed_run):
@@ -115,8 +117,10 @@ def test_status_shows_the_stale_the_failed_and_the_missing_day(failed_run, pyram
         json_code, json_out, _ = cli("--data-root", str(root), "status", "--json")
     rows = {day: [_data_lines(root, pyramid_map, source, day) for source in pyramid_map.sources] for day in days}
     counts = {day: "  ".join(f"{r:>{w}}" for r, w in zip(rows[day], (7, 8, 12, 7))) for day in days}
-    cause = (f"{failed_run['broken']}: CSV header lacks 'amount'; expected columns for source 'transactions': "
-             f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}")
+    cause = (
+        f"{failed_run['broken']}: CSV header lacks 'amount'; expected columns for source 'transactions': "
+        f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}"
+    )
     table = [
         f"{days[0]}  {counts[days[0]]}  stale     events landing changed after the run",
         f"{days[1]}  {counts[days[1]]}  failed    raw_transactions: {cause}",
@@ -125,13 +129,24 @@ def test_status_shows_the_stale_the_failed_and_the_missing_day(failed_run, pyram
     ]
     last = [f"  {severity:<6} {asset} {check}" for asset, check, severity in _checks_not_passed_last(root)]
     assert code == 0 and err == ""
-    assert out == "\n".join([
-        f"data root {root}", f"map       {pyramid_map.path}", "",
-        "day          events  profiles  transactions  erasure  state     note",
-        *(line if len(line) <= 100 else line[:99] + "…" for line in table),
-        "4 days: 1 stale, 1 failed, 1 not run, 1 missing", "",
-        f"last run: {days[1]}, failed", f"  failed raw_transactions: {cause}", *last,
-    ]) + "\n"
+    assert (
+        out
+        == "\n".join(
+            [
+                f"data root {root}",
+                f"map       {pyramid_map.path}",
+                "",
+                "day          events  profiles  transactions  erasure  state     note",
+                *(line if len(line) <= 100 else line[:99] + "…" for line in table),
+                "4 days: 1 stale, 1 failed, 1 not run, 1 missing",
+                "",
+                f"last run: {days[1]}, failed",
+                f"  failed raw_transactions: {cause}",
+                *last,
+            ]
+        )
+        + "\n"
+    )
     status = json.loads(json_out)
     assert json_code == 0 and [d["state"] for d in status["days"]] == ["stale", "failed", "not run", "missing"]
     assert status["days"][3]["landing"]["events"] == {"files": 0, "rows": 0}
@@ -155,11 +170,13 @@ def _checks_not_passed_last(root: Path) -> list[tuple[str, str, str]]:
     last = instance.get_runs(limit=1)[0]  # the newest first
     events = instance.all_logs(last.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     evaluations = [e.dagster_event.event_specific_data for e in events]
-    return sorted((e.asset_key.to_user_string(), e.check_name, e.severity.value.lower())
-                  for e in evaluations if not e.passed)
+    return sorted(
+        (e.asset_key.to_user_string(), e.check_name, e.severity.value.lower()) for e in evaluations if not e.passed
+    )
 
 
 # --- safe with data ------------------------------------------------------------------------------
+
 
 def test_demo_refuses_to_replace_landed_files_without_yes_on_a_non_terminal(tmp_path, monkeypatch):
     own = tmp_path / "landing" / "events" / "2026-10-01" / "mine.jsonl"
@@ -169,9 +186,11 @@ def test_demo_refuses_to_replace_landed_files_without_yes_on_a_non_terminal(tmp_
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     code, out, err = cli("demo", "--data-root", str(tmp_path), "--users", "300", "--days", "2")
     assert (code, out) == (2, "")
-    assert err == (f"this removes:\n  {tmp_path}/landing/events  (1 file)\n"
-                   "refused: standard input is not a terminal, so nobody can confirm; "
-                   "run again with --yes to remove them\n")
+    assert err == (
+        f"this removes:\n  {tmp_path}/landing/events  (1 file)\n"
+        "refused: standard input is not a terminal, so nobody can confirm; "
+        "run again with --yes to remove them\n"
+    )
     assert own.read_text() == '{"event_id": "e1"}\n'
 
 
@@ -194,14 +213,23 @@ def test_only_an_unchanged_generated_sample_counts_as_replaceable(tmp_path, pyra
 
 # --- pyramid ui ----------------------------------------------------------------------------------
 
+
 def test_ui_stopped_with_sigterm_leaves_no_process(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "PYRAMID_DATA_ROOT": str(tmp_path),
-           "PYTHONPATH": str(PROJECT_ROOT)}
-    ui = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "PYRAMID_DATA_ROOT": str(tmp_path),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_port(port, ui, timeout=180)
         started = _descendants(ui.pid)
@@ -265,8 +293,20 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def test_generate_plants_the_given_effects(tmp_path):
-    code, out, _ = cli("--data-root", str(tmp_path), "generate", "--users", "200", "--days", "2", "--yes",
-                       "--effect", "budget_tips=0.3", "--effect", "savings_nudge=-0.1")
+    code, out, _ = cli(
+        "--data-root",
+        str(tmp_path),
+        "generate",
+        "--users",
+        "200",
+        "--days",
+        "2",
+        "--yes",
+        "--effect",
+        "budget_tips=0.3",
+        "--effect",
+        "savings_nudge=-0.1",
+    )
     assert code == 0, out
     truth = json.loads((tmp_path / "landing" / "_truth" / "planted_truth.json").read_text())
     effects = {cid: c["relative_effect"] for cid, c in truth["campaigns"].items()}

@@ -39,8 +39,16 @@ def pyramid(root: Path, *args: str, kill_at: str | None = None) -> subprocess.Po
     if kill_at:
         env[KILL_AT_ENV] = kill_at
     (root / "dagster_home").mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pipelines.cli", "--data-root", str(root / "data"), "--map",
-               str(ROOT / "pyramid.yaml"), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "--data-root",
+        str(root / "data"),
+        "--map",
+        str(ROOT / "pyramid.yaml"),
+        *args,
+    ]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -87,10 +95,14 @@ def runs(tmp_path_factory):
         process = pyramid(crashed, "run", "--date", str(first), kill_at=point)
         killed[point] = (process.wait(timeout=300), process.stdout.read())
     rerun = pyramid(crashed, "run", "--date", str(first))
-    outcome = {"reference": (reference.wait(timeout=300), reference.stdout.read()),
-               "rerun": (rerun.wait(timeout=300), rerun.stdout.read()), "killed": killed,
-               "clean_lake": lake_bytes(clean), "crashed_lake": lake_bytes(crashed),
-               "stale_locks": sorted(p.name for p in (crashed / "data" / ".locks").glob("*"))}
+    outcome = {
+        "reference": (reference.wait(timeout=300), reference.stdout.read()),
+        "rerun": (rerun.wait(timeout=300), rerun.stdout.read()),
+        "killed": killed,
+        "clean_lake": lake_bytes(clean),
+        "crashed_lake": lake_bytes(crashed),
+        "stale_locks": sorted(p.name for p in (crashed / "data" / ".locks").glob("*")),
+    }
 
     querier = Querier(clean / "data" / "warehouse.duckdb")
     querier.start()

@@ -37,27 +37,44 @@ def simulate(seed: int, campaigns: int, goal_effect: float, guardrail_effect: fl
 
 def _day_rows(day: int, holdout: np.ndarray, days: np.ndarray, cumulated: dict[str, np.ndarray]) -> pl.DataFrame:
     campaigns, users = holdout.shape
-    per_user = pl.concat([
-        pl.DataFrame({
-            "campaign_id": np.repeat(np.arange(campaigns), users), "kind": kind,
-            "arm": np.where(holdout.ravel(), "holdout", "treatment"),
-            "days": days.ravel(), "successes": cumulated[kind][:, :, day].ravel(),
-        }) for kind in ("goal", "guardrail")
-    ]).filter(pl.col("days") > 0)
+    per_user = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "campaign_id": np.repeat(np.arange(campaigns), users),
+                    "kind": kind,
+                    "arm": np.where(holdout.ravel(), "holdout", "treatment"),
+                    "days": days.ravel(),
+                    "successes": cumulated[kind][:, :, day].ravel(),
+                }
+            )
+            for kind in ("goal", "guardrail")
+        ]
+    ).filter(pl.col("days") > 0)
     arms = per_user.group_by("campaign_id", "kind", "arm").agg(
-        users=pl.len().cast(pl.Int64), user_days=pl.col("days").sum().cast(pl.Int64),
+        users=pl.len().cast(pl.Int64),
+        user_days=pl.col("days").sum().cast(pl.Int64),
         successes=pl.col("successes").sum().cast(pl.Int64),
         sq_residuals=cluster_sq_residuals(pl.col("successes"), pl.col("days")),
     )
     wide = arms.pivot("arm", index=["campaign_id", "kind"], values=["users", "user_days", "successes", "sq_residuals"])
-    wide = wide.rename({f"{c}_{arm}": f"{arm}_{c}" for arm in ("treatment", "holdout")
-                        for c in ("users", "user_days", "successes", "sq_residuals")})
+    wide = wide.rename(
+        {
+            f"{c}_{arm}": f"{arm}_{c}"
+            for arm in ("treatment", "holdout")
+            for c in ("users", "user_days", "successes", "sq_residuals")
+        }
+    )
     counts = wide.with_columns(
-        goal_id=pl.col("campaign_id").cast(pl.String), day=pl.lit(day + 1), holdout_share=pl.lit(HOLDOUT),
-        target=pl.when(pl.col("kind") == "goal").then(0.0), margin=pl.when(pl.col("kind") == "guardrail").then(0.0),
+        goal_id=pl.col("campaign_id").cast(pl.String),
+        day=pl.lit(day + 1),
+        holdout_share=pl.lit(HOLDOUT),
+        target=pl.when(pl.col("kind") == "goal").then(0.0),
+        margin=pl.when(pl.col("kind") == "guardrail").then(0.0),
     )
     return gate_by_guardrails(with_cluster_statistics(counts)).select(
-        "campaign_id", "kind", "day", "lift", "ci_low", "ci_high", "ci_low_fixed", "status")
+        "campaign_id", "kind", "day", "lift", "ci_low", "ci_high", "ci_low_fixed", "status"
+    )
 
 
 def ever(rows: pl.DataFrame, kind: str, condition: pl.Expr) -> float:

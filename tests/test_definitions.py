@@ -54,13 +54,19 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
     jobs = {}
     for unresolved in defs.jobs:
         job = defs.resolve_job_def(unresolved.name)
-        jobs[job.name] = {"selection": str(unresolved.selection), "executor": job.executor_def.name,
-                          "partitions": str(job.partitions_def)}
+        jobs[job.name] = {
+            "selection": str(unresolved.selection),
+            "executor": job.executor_def.name,
+            "partitions": str(job.partitions_def),
+        }
     schedules = {}
     for unresolved in defs.schedules:
         schedule = defs.resolve_schedule_def(unresolved.name)
-        schedules[schedule.name] = {"cron": schedule.cron_schedule, "timezone": schedule.execution_timezone,
-                                    "job": schedule.job_name}
+        schedules[schedule.name] = {
+            "cron": schedule.cron_schedule,
+            "timezone": schedule.execution_timezone,
+            "job": schedule.job_name,
+        }
     return {"assets": dict(sorted(assets.items())), "jobs": jobs, "schedules": schedules}
 
 
@@ -83,8 +89,11 @@ def test_the_graph_matches_its_snapshot():
         SNAPSHOT.write_text(current)
     assert SNAPSHOT.exists(), f"no snapshot yet: create it with `{REGENERATE}`"
     pinned = SNAPSHOT.read_text()
-    diff = "".join(difflib.unified_diff(pinned.splitlines(True), current.splitlines(True),
-                                        f"{SNAPSHOT.name} (pinned)", "current graph"))
+    diff = "".join(
+        difflib.unified_diff(
+            pinned.splitlines(True), current.splitlines(True), f"{SNAPSHOT.name} (pinned)", "current graph"
+        )
+    )
     assert not diff, f"the asset graph changed:\n{diff}\nIf the change is intended, regenerate with `{REGENERATE}`"
 
 
@@ -93,8 +102,14 @@ def test_dagster_definitions_validate_passes(tmp_path):
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
     env.pop("PYRAMID_MAP", None)
-    done = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr
 
@@ -112,10 +127,13 @@ def test_every_table_asset_reports_its_rows_and_schema_every_day(run):
     column schema, path and preview; the row count is the file's, less what erasure removed after."""
     tables = {key.to_user_string(): table for table, key in table_assets(build_assets(run.pyramid_map)).items()}
     assert {"quarantine_events", "column_status_profiles", "goal_user_outcomes", "north_star_contributions"} <= set(
-        tables)
+        tables
+    )
     for day, result in run.results.items():
-        materialized = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
-                        for e in result.get_asset_materialization_events()}
+        materialized = {
+            e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
         assert set(tables) <= set(materialized), day
         for key, table in tables.items():
             metadata = materialized[key]
@@ -126,7 +144,8 @@ def test_every_table_asset_reports_its_rows_and_schema_every_day(run):
             # erasure rewrites the day's raw and cleaned rows after they are reported, and later days' erasures
             # rewrite earlier days; the column status holds no user and is never rewritten
             rewritable = not name.startswith("column_status_") and (
-                layer == "raw" or key.startswith(("actionable_", "quarantine_")) or day != run.days[-1])
+                layer == "raw" or key.startswith(("actionable_", "quarantine_")) or day != run.days[-1]
+            )
             assert reported >= rows if rewritable else reported == rows, (key, day)
 
 
@@ -150,8 +169,10 @@ def test_a_custom_maps_graph_runs_that_map(tmp_path, monkeypatch):
     (landing / "part.jsonl").write_text('{"event_id": "e1"}\n{"event_id": "e2"}\n')
     defs = build_definitions(custom, PyramidResource(data_root=str(tmp_path)))
     result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
-        partition_key=day.isoformat(), asset_selection=[dg.AssetKey("raw_events")],
-        instance=dg.DagsterInstance.ephemeral(), run_config=QUIET,
+        partition_key=day.isoformat(),
+        asset_selection=[dg.AssetKey("raw_events")],
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config=QUIET,
     )
     assert result.success
     table = pq.read_table(Lake(tmp_path).partition_file("raw", "events", day))

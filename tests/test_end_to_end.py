@@ -16,7 +16,6 @@ from assets.catalog import build_catalog
 from assets.lake import Lake
 from pipelines.runner import QUIET
 from tests import independent
-
 from tests.pyramid_run import PII, _lake_rows  # the fixture `run` is in tests/conftest.py
 
 
@@ -40,9 +39,12 @@ def test_goal_metrics_match_an_independent_computation(run):
         audience = [u for u in run.audience(day - timedelta(days=1), campaign.id) if u not in erased]
         deposited = {user for user, d in independent.deposit_days(landing, day) if d == day}
         expected = independent.arm_successes(audience, campaign.id, campaign.holdout, deposited)
-        [row] = _lake_rows(run.lake, "goals", "goal_metrics",
-                           f"WHERE ds = DATE '{day}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}' "
-                           f"AND \"window\" = 'day'")
+        [row] = _lake_rows(
+            run.lake,
+            "goals",
+            "goal_metrics",
+            f"WHERE ds = DATE '{day}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}' AND \"window\" = 'day'",
+        )
         assert {k: row[k] for k in expected} == expected, day
         treatment = expected["treatment_successes"] / expected["treatment_users"]
         holdout = expected["holdout_successes"] / expected["holdout_users"]
@@ -83,8 +85,13 @@ def _check_goal_to_date(run, goal) -> int:
             counts[0] += 1
             counts[1] += user in deposited
     for arm in ("treatment", "holdout"):  # the day rows (aggregates, kept) still count the erased users
-        assert to_date[f"{arm}_user_days"] == sum(r[f"{arm}_users"] for r in days if r["ds"] <= last) - erased_days[arm][0]
-        assert to_date[f"{arm}_successes"] == sum(r[f"{arm}_successes"] for r in days if r["ds"] <= last) - erased_days[arm][1]
+        assert (
+            to_date[f"{arm}_user_days"] == sum(r[f"{arm}_users"] for r in days if r["ds"] <= last) - erased_days[arm][0]
+        )
+        assert (
+            to_date[f"{arm}_successes"]
+            == sum(r[f"{arm}_successes"] for r in days if r["ds"] <= last) - erased_days[arm][1]
+        )
     arms = {"treatment": [], "holdout": []}
     for user, (n, x) in per_user.items():
         arms["holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"].append((n, x))
@@ -92,13 +99,20 @@ def _check_goal_to_date(run, goal) -> int:
     assert to_date["treatment_user_days"] == sum(n for n, _ in arms["treatment"])
     lift, ci_low, ci_high = independent.cluster_relative_lift(arms["treatment"], arms["holdout"])
     assert (to_date["lift"], to_date["ci_low_fixed"], to_date["ci_high_fixed"]) == (
-        pytest.approx(lift), pytest.approx(ci_low), pytest.approx(ci_high))
+        pytest.approx(lift),
+        pytest.approx(ci_low),
+        pytest.approx(ci_high),
+    )
     # the decision's interval: the confidence sequence at the row's level (Holm within the campaign)
     assert to_date["alpha"] in [pytest.approx(0.05 / k) for k in (1, 2)]
     sequential = independent.sequential_relative_interval(arms["treatment"], arms["holdout"], to_date["alpha"])
     assert (to_date["ci_low"], to_date["ci_high"]) == (pytest.approx(sequential[0]), pytest.approx(sequential[1]))
-    outcomes = _lake_rows(run.lake, "goals", "goal_user_outcomes",
-                          f"WHERE ds = DATE '{last}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}'")
+    outcomes = _lake_rows(
+        run.lake,
+        "goals",
+        "goal_user_outcomes",
+        f"WHERE ds = DATE '{last}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}'",
+    )
     assert {r["user_id"]: [r["days"], r["successes"]] for r in outcomes} == per_user
     return sum(n for n, _ in erased_days.values())
 
@@ -123,8 +137,14 @@ def test_rerunning_a_partition_changes_nothing(run):
     changed = [path for path in before if not before[path].equals(after[path])]
     assert all(f"ds={day}" in path for path in changed), changed
     per_user = [p for p in changed if "user_id" in after[p].column_names or "payload" in after[p].column_names]
-    aggregates = {"segment_summary", "segment_overlap", "segment_baselines", "goal_metrics", "north_star",
-                  "north_star_contributions"}
+    aggregates = {
+        "segment_summary",
+        "segment_overlap",
+        "segment_baselines",
+        "goal_metrics",
+        "north_star",
+        "north_star_contributions",
+    }
     assert {Path(p).parent.parent.name for p in changed} - {Path(p).parent.parent.name for p in per_user} <= aggregates
     result = run.job.execute_in_process(partition_key=day.isoformat(), instance=run.instance, run_config=QUIET)
     assert result.success
@@ -134,8 +154,7 @@ def test_rerunning_a_partition_changes_nothing(run):
 
 def test_rerunning_the_last_day_changes_no_file(run):
     before = _snapshot(run.lake)
-    result = run.job.execute_in_process(partition_key=run.days[-1].isoformat(), instance=run.instance,
-                                        run_config=QUIET)
+    result = run.job.execute_in_process(partition_key=run.days[-1].isoformat(), instance=run.instance, run_config=QUIET)
     assert result.success
     after = _snapshot(run.lake)
     assert before.keys() == after.keys()
@@ -165,18 +184,24 @@ def test_unconsented_users_are_never_targeted(run):
             WHERE p.consent_personalization IS NOT TRUE
         """).fetchall()[0][0]
         assert targeted_without_consent == 0, table
-    unconsented = duckdb.sql(f"SELECT count(*) FROM read_parquet('{profiles}', hive_partitioning = true) "
-                             "WHERE consent_personalization IS NOT TRUE").fetchall()[0][0]
+    unconsented = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{profiles}', hive_partitioning = true) "
+        "WHERE consent_personalization IS NOT TRUE"
+    ).fetchall()[0][0]
     assert unconsented > 0  # the sample has users to protect
 
 
 def test_catalog_answers_from_another_process_while_it_is_rebuilt(run):
-    query = "import duckdb; c = duckdb.connect(sys.argv[1], read_only=True); print(len(c.sql('select * from segment_summary').fetchall()))"
+    query = "import duckdb; c = duckdb.connect(sys.argv[1], read_only=True); print(len(c.sql('select * from segment_summary').fetchall()))"  # noqa: E501
     holder = duckdb.connect(str(run.lake.warehouse), read_only=True)
     build_catalog(run.lake, [t.id for t in run.pyramid_map.touchpoints])  # an analyst keeps the old one open
     assert holder.sql("SELECT count(*) FROM segment_summary").fetchall()[0][0] > 0
-    output = subprocess.run([sys.executable, "-c", "import sys; " + query, str(run.lake.warehouse)],
-                            capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", "import sys; " + query, str(run.lake.warehouse)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert int(output) == len(run.pyramid_map.segments.definitions) * len(run.days)
 
 

@@ -17,8 +17,13 @@ D1, D2 = date(2026, 10, 1), date(2026, 10, 2)
 
 
 def _snapshot(day: date, rows: list[tuple[str, str, int]]) -> pa.Table:
-    return pa.Table.from_pylist([{"as_of": day, "touchpoint_id": "tp", "channel": "email", "user_id": u,
-                                  "campaign_id": c, "priority": p} for u, c, p in rows], schema=EXPORT_SCHEMA)
+    return pa.Table.from_pylist(
+        [
+            {"as_of": day, "touchpoint_id": "tp", "channel": "email", "user_id": u, "campaign_id": c, "priority": p}
+            for u, c, p in rows
+        ],
+        schema=EXPORT_SCHEMA,
+    )
 
 
 def test_delta_by_hand():
@@ -63,8 +68,10 @@ def test_manifest_counts_checksums_and_map_version(run):
         snapshot = pq.read_table(folder / "part-0.parquet")
         delta = pq.read_table(lake.partition_file("touchpoints", f"{tp.id}_delta", day)).to_pylist()
         assert manifest["map_version"] == version and manifest["as_of"] == day.isoformat()
-        assert manifest["counts"] == {"rows": snapshot.num_rows,
-                                      **{c: sum(r["change"] == c for r in delta) for c in exports.CHANGES}}
+        assert manifest["counts"] == {
+            "rows": snapshot.num_rows,
+            **{c: sum(r["change"] == c for r in delta) for c in exports.CHANGES},
+        }
         assert sum(manifest["campaigns"].values()) == snapshot.num_rows
         assert [f["name"] for f in manifest["schema"]["snapshot"]] == EXPORT_SCHEMA.names
         for entry in manifest["files"].values():
@@ -83,7 +90,9 @@ def test_csv_on_request(tmp_path):
     folder = lake.partition_file("touchpoints", "tp", D1).parent
     assert (folder / "snapshot.csv").read_text().splitlines() == [
         "as_of,touchpoint_id,channel,user_id,campaign_id,priority",
-        "2026-10-01,tp,email,u1,a,1", "2026-10-01,tp,email,u2,b,2"]
+        "2026-10-01,tp,email,u1,a,1",
+        "2026-10-01,tp,email,u2,b,2",
+    ]
     assert (folder / "delta.csv").read_text().splitlines()[1] == "2026-10-01,tp,email,u1,a,1,entered"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"snapshot", "delta", "snapshot_csv", "delta_csv"}

@@ -2,40 +2,65 @@
 
 import json
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
 
 from assets import actionable
 from assets.features import (
-    DAILY_AMOUNTS, DAILY_COLUMNS, DAILY_COUNTS, WINDOWED_SUMS, daily_schema, feature_column_names,
-    features_schema, user_daily, user_features,
+    DAILY_AMOUNTS,
+    DAILY_COLUMNS,
+    DAILY_COUNTS,
+    WINDOWED_SUMS,
+    daily_schema,
+    feature_column_names,
+    features_schema,
+    user_daily,
+    user_features,
 )
 from assets.lake import connect
 
 WINDOWS = [7, 30, 90]
 AS_OF = date(2026, 10, 31)
-TYPE_COLUMNS = {"page_view": "page_views", "screen_view": "screen_views", "search": "searches",
-                "feature_use": "feature_uses", "impression": "impressions", "click": "clicks",
-                "conversion": "conversions", "unsubscribe": "unsubscribes"}
-TXN_COLUMNS = {"deposit": ("deposits", "deposit_amount"), "card_payment": ("card_payments", "card_amount"),
-               "transfer_in": ("transfers_in", "transfer_in_amount"),
-               "transfer_out": ("transfers_out", "transfer_out_amount")}
+TYPE_COLUMNS = {
+    "page_view": "page_views",
+    "screen_view": "screen_views",
+    "search": "searches",
+    "feature_use": "feature_uses",
+    "impression": "impressions",
+    "click": "clicks",
+    "conversion": "conversions",
+    "unsubscribe": "unsubscribes",
+}
+TXN_COLUMNS = {
+    "deposit": ("deposits", "deposit_amount"),
+    "card_payment": ("card_payments", "card_amount"),
+    "transfer_in": ("transfers_in", "transfer_in_amount"),
+    "transfer_out": ("transfers_out", "transfer_out_amount"),
+}
 
 
 def at(day, hour=12, minute=0, offset_hours=0):
     """An instant given as local wall time at a UTC offset, as a UTC datetime."""
     local = datetime(2026, 10, day, hour, minute, tzinfo=timezone(timedelta(hours=offset_hours)))
-    return local.astimezone(timezone.utc)
+    return local.astimezone(UTC)
 
 
 def events_table(rows):
     columns = {name: [] for name in actionable.SCHEMAS["events"].names}
     for i, (user, event_type, when, session, feature) in enumerate(rows):
-        values = {"event_id": f"e{i}", "user_id": user, "event_type": event_type, "occurred_at": when,
-                  "session_id": session, "channel": "app", "campaign_id": None, "touchpoint_id": None,
-                  "properties": json.dumps({"feature": feature} if feature else {})}
+        values = {
+            "event_id": f"e{i}",
+            "user_id": user,
+            "event_type": event_type,
+            "occurred_at": when,
+            "session_id": session,
+            "channel": "app",
+            "campaign_id": None,
+            "touchpoint_id": None,
+            "properties": json.dumps({"feature": feature} if feature else {}),
+        }
         for name, value in values.items():
             columns[name].append(value)
     return pa.table(columns).cast(actionable.SCHEMAS["events"])
@@ -44,8 +69,16 @@ def events_table(rows):
 def txns_table(rows):
     columns = {name: [] for name in actionable.SCHEMAS["transactions"].names}
     for i, (user, txn_type, when, amount, status) in enumerate(rows):
-        values = {"txn_id": f"t{i}", "user_id": user, "occurred_at": when, "amount": amount, "currency": "EUR",
-                  "txn_type": txn_type, "merchant_category": None, "status": status}
+        values = {
+            "txn_id": f"t{i}",
+            "user_id": user,
+            "occurred_at": when,
+            "amount": amount,
+            "currency": "EUR",
+            "txn_type": txn_type,
+            "merchant_category": None,
+            "status": status,
+        }
         for name, value in values.items():
             columns[name].append(value)
     return pa.table(columns).cast(actionable.SCHEMAS["transactions"])
@@ -58,7 +91,7 @@ EVENTS = [
     ("u1", "feature_use", at(1, 8, 7), "s1", "savings_goal"),
     ("u1", "page_view", at(1, 23, 30, offset_hours=-5), "s2", "budget_tool"),  # 04:30 UTC on the 2nd
     ("u1", "search", at(2, 9), None, None),
-    ("u2", "impression", at(1, 1, 0, offset_hours=2), "s9", None),              # 23:00 UTC on 30 September
+    ("u2", "impression", at(1, 1, 0, offset_hours=2), "s9", None),  # 23:00 UTC on 30 September
     ("u2", "click", at(1, 10), "s9", None),
     ("u2", "conversion", at(1, 10, 1), "s9", None),
     ("u2", "unsubscribe", at(1, 10, 2), "s10", None),
@@ -73,16 +106,24 @@ TXNS = [
     ("u3", "transfer_in", at(1, 6), 300.0, "completed"),
     ("u3", "transfer_out", at(1, 7), 80.0, "completed"),
     ("u3", "card_payment", at(1, 8), 5.0, "failed"),
-    ("u4", "deposit", at(3, 8), 7.0, "failed"),                                   # no completed row: no daily row
+    ("u4", "deposit", at(3, 8), 7.0, "failed"),  # no completed row: no daily row
 ]
 
 
 def expected_daily(events, txns):
     """The user_daily contract computed row by row in Python."""
-    rows = defaultdict(lambda: {**{c: 0 for c in DAILY_COUNTS}, **{c: 0.0 for c in DAILY_AMOUNTS},
-                                "first_txn_at": None, "last_txn_at": None, "last_seen_at": None, "_sessions": set()})
+    rows = defaultdict(
+        lambda: {
+            **{c: 0 for c in DAILY_COUNTS},
+            **{c: 0.0 for c in DAILY_AMOUNTS},
+            "first_txn_at": None,
+            "last_txn_at": None,
+            "last_seen_at": None,
+            "_sessions": set(),
+        }
+    )
     for user, event_type, when, session, feature in events:
-        row = rows[(user, when.astimezone(timezone.utc).date())]
+        row = rows[(user, when.astimezone(UTC).date())]
         row["events"] += 1
         if event_type in TYPE_COLUMNS:
             row[TYPE_COLUMNS[event_type]] += 1
@@ -94,7 +135,7 @@ def expected_daily(events, txns):
     for user, txn_type, when, amount, status in txns:
         if status != "completed":
             continue
-        row = rows[(user, when.astimezone(timezone.utc).date())]
+        row = rows[(user, when.astimezone(UTC).date())]
         count_column, amount_column = TXN_COLUMNS[txn_type]
         row[count_column] += 1
         row[amount_column] += amount
@@ -116,11 +157,14 @@ def test_user_daily_matches_plain_python():
 
 
 def test_user_daily_spot_values():
-    rows = {(r["user_id"], r["activity_date"]): r for r in user_daily(connect(), events_table(EVENTS), txns_table(TXNS)).to_pylist()}
+    rows = {
+        (r["user_id"], r["activity_date"]): r
+        for r in user_daily(connect(), events_table(EVENTS), txns_table(TXNS)).to_pylist()
+    }
     u1 = rows[("u1", date(2026, 10, 1))]
     assert (u1["events"], u1["sessions"], u1["feature_uses"], u1["budget_tool_uses"]) == (4, 1, 2, 1)
     assert (u1["deposits"], u1["deposit_amount"], u1["txns"]) == (2, 150.5, 2)
-    assert rows[("u1", date(2026, 10, 2))]["page_views"] == 1       # the -05:00 event is on the UTC day after
+    assert rows[("u1", date(2026, 10, 2))]["page_views"] == 1  # the -05:00 event is on the UTC day after
     assert rows[("u2", date(2026, 9, 30))]["impressions"] == 1
     assert ("u4", date(2026, 10, 3)) not in rows
 
@@ -138,43 +182,83 @@ def daily_row(user, day, **values):
 
 
 def ts(day: date, hour=12):
-    return datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
 D = lambda n: AS_OF - timedelta(days=n)  # noqa: E731  the day n days before as_of
 PARTITION_A = [
     daily_row("u1", D(0), events=3, sessions=1, page_views=2, last_seen_at=ts(D(0), 9)),
-    daily_row("u1", D(3), events=1, sessions=1, searches=1, deposits=1, deposit_amount=100.0, txns=1,
-              first_txn_at=ts(D(3), 8), last_txn_at=ts(D(3), 8), last_seen_at=ts(D(3), 7)),
+    daily_row(
+        "u1",
+        D(3),
+        events=1,
+        sessions=1,
+        searches=1,
+        deposits=1,
+        deposit_amount=100.0,
+        txns=1,
+        first_txn_at=ts(D(3), 8),
+        last_txn_at=ts(D(3), 8),
+        last_seen_at=ts(D(3), 7),
+    ),
     daily_row("u1", D(6), events=2, budget_tool_uses=1, feature_uses=2, last_seen_at=ts(D(6))),
-    daily_row("u1", D(7), events=5, clicks=2, impressions=3, last_seen_at=ts(D(7))),      # outside 7d
-    daily_row("u1", D(29), card_payments=2, card_amount=40.0, txns=2, transfers_out=1, transfer_out_amount=10.0,
-              first_txn_at=ts(D(29), 6), last_txn_at=ts(D(29), 20)),
-    daily_row("u1", D(30), events=1, conversions=1, last_seen_at=ts(D(30))),              # outside 30d
-    daily_row("u1", D(89), transfers_in=1, transfer_in_amount=500.0, txns=1,
-              first_txn_at=ts(D(89)), last_txn_at=ts(D(89))),
+    daily_row("u1", D(7), events=5, clicks=2, impressions=3, last_seen_at=ts(D(7))),  # outside 7d
+    daily_row(
+        "u1",
+        D(29),
+        card_payments=2,
+        card_amount=40.0,
+        txns=2,
+        transfers_out=1,
+        transfer_out_amount=10.0,
+        first_txn_at=ts(D(29), 6),
+        last_txn_at=ts(D(29), 20),
+    ),
+    daily_row("u1", D(30), events=1, conversions=1, last_seen_at=ts(D(30))),  # outside 30d
+    daily_row(
+        "u1", D(89), transfers_in=1, transfer_in_amount=500.0, txns=1, first_txn_at=ts(D(89)), last_txn_at=ts(D(89))
+    ),
     daily_row("u1", D(90), events=9, deposits=9, deposit_amount=9.0, txns=9, last_seen_at=ts(D(90))),  # outside 90d
     daily_row("u2", D(10), events=1, sessions=1, unsubscribes=1, last_seen_at=ts(D(10))),
-    daily_row("u6", D(1), events=4, last_seen_at=ts(D(1))),                               # not in profiles
-    daily_row("u5", D(1), events=4, last_seen_at=ts(D(1))),                               # erased
+    daily_row("u6", D(1), events=4, last_seen_at=ts(D(1))),  # not in profiles
+    daily_row("u5", D(1), events=4, last_seen_at=ts(D(1))),  # erased
 ]
 PARTITION_B = [  # landed later: more activity of days already seen
-    daily_row("u1", D(3), events=2, sessions=1, deposits=1, deposit_amount=25.5, txns=1,
-              first_txn_at=ts(D(3), 6), last_txn_at=ts(D(3), 6), last_seen_at=ts(D(3), 22)),
+    daily_row(
+        "u1",
+        D(3),
+        events=2,
+        sessions=1,
+        deposits=1,
+        deposit_amount=25.5,
+        txns=1,
+        first_txn_at=ts(D(3), 6),
+        last_txn_at=ts(D(3), 6),
+        last_seen_at=ts(D(3), 22),
+    ),
     daily_row("u2", D(10), deposits=1, deposit_amount=1.0, txns=1, first_txn_at=ts(D(10)), last_txn_at=ts(D(10))),
-    daily_row("u2", D(-1), events=7, last_seen_at=ts(D(-1))),                             # after as_of
+    daily_row("u2", D(-1), events=7, last_seen_at=ts(D(-1))),  # after as_of
 ]
-PROFILES = pa.table({
-    "user_id": ["u1", "u2", "u3", "u4", "u5"],
-    "updated_at": [ts(date(2026, 10, 1))] * 5,
-    "signup_at": [ts(date(2026, 1, 1)), ts(date(2026, 10, 20), 23), ts(AS_OF, 1), ts(date(2020, 2, 29)),
-                  ts(date(2026, 1, 1))],
-    "country": ["FR", "DE", "ES", None, "NL"],
-    "birth_year": pa.array([1990, None, 2010, 1961, 1980], pa.int32()),
-    "plan": ["basic", "gold", "basic", "free", "free"],
-    "consent_personalization": [True, False, None, True, True],
-}).cast(actionable.SCHEMAS["profiles"])
-ERASED = pa.table({"user_id": ["u5", "u-unknown"], "requested_at": [ts(D(2))] * 2}).cast(actionable.SCHEMAS["erased_users"])
+PROFILES = pa.table(
+    {
+        "user_id": ["u1", "u2", "u3", "u4", "u5"],
+        "updated_at": [ts(date(2026, 10, 1))] * 5,
+        "signup_at": [
+            ts(date(2026, 1, 1)),
+            ts(date(2026, 10, 20), 23),
+            ts(AS_OF, 1),
+            ts(date(2020, 2, 29)),
+            ts(date(2026, 1, 1)),
+        ],
+        "country": ["FR", "DE", "ES", None, "NL"],
+        "birth_year": pa.array([1990, None, 2010, 1961, 1980], pa.int32()),
+        "plan": ["basic", "gold", "basic", "free", "free"],
+        "consent_personalization": [True, False, None, True, True],
+    }
+).cast(actionable.SCHEMAS["profiles"])
+ERASED = pa.table({"user_id": ["u5", "u-unknown"], "requested_at": [ts(D(2))] * 2}).cast(
+    actionable.SCHEMAS["erased_users"]
+)
 
 
 def expected_features(daily_rows, profiles, erased, as_of, windows):
@@ -205,12 +289,16 @@ def expected_features(daily_rows, profiles, erased, as_of, windows):
         firsts = [r["first_txn_at"] for r in mine if r["first_txn_at"]]
         lasts = [r["last_txn_at"] for r in mine if r["last_txn_at"]]
         row = {
-            "user_id": user, "as_of": as_of, "country": profile["country"], "plan": profile["plan"],
+            "user_id": user,
+            "as_of": as_of,
+            "country": profile["country"],
+            "plan": profile["plan"],
             "age_band": age_band(profile["birth_year"], as_of),
             "tenure_days": max((as_of - profile["signup_at"].date()).days, 0),
             "consent_personalization": profile["consent_personalization"],
             "days_since_last_seen": (as_of - max(seen).date()).days if seen else None,
-            "first_txn_at": min(firsts) if firsts else None, "last_txn_at": max(lasts) if lasts else None,
+            "first_txn_at": min(firsts) if firsts else None,
+            "last_txn_at": max(lasts) if lasts else None,
         }
         for w in windows:
             inside = [r for r in mine if r["activity_date"] > as_of - timedelta(days=w)]
@@ -220,8 +308,12 @@ def expected_features(daily_rows, profiles, erased, as_of, windows):
             row[f"txn_days_{w}d"] = len({r["activity_date"] for r in inside if r["txns"] > 0})
             row[f"balance_in_{w}d"] = sum(r["deposit_amount"] + r["transfer_in_amount"] for r in inside)
             row[f"balance_out_{w}d"] = sum(r["card_amount"] + r["transfer_out_amount"] for r in inside)
-            for amount, count in (("deposit_amount", "deposits"), ("card_amount", "card_payments"),
-                                  ("transfer_in_amount", "transfers_in"), ("transfer_out_amount", "transfers_out")):
+            for amount, count in (
+                ("deposit_amount", "deposits"),
+                ("card_amount", "card_payments"),
+                ("transfer_in_amount", "transfers_in"),
+                ("transfer_out_amount", "transfers_out"),
+            ):
                 n = sum(r[count] for r in inside)
                 row[f"avg_{amount}_{w}d"] = sum(r[amount] for r in inside) / n if n else None
         result.append(row)
@@ -232,7 +324,13 @@ def age_band(birth_year, as_of):
     if birth_year is None:
         return "unknown"
     age = as_of.year - birth_year
-    for low, high, label in [(18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 64, "55-64")]:
+    for low, high, label in [
+        (18, 24, "18-24"),
+        (25, 34, "25-34"),
+        (35, 44, "35-44"),
+        (45, 54, "45-54"),
+        (55, 64, "55-64"),
+    ]:
         if low <= age <= high:
             return label
     return "65+" if age >= 65 else "unknown"
@@ -259,7 +357,11 @@ def test_features_match_plain_python(features):
     for got, want in zip(actual, expected):
         assert got.keys() == want.keys()
         for column in want:
-            assert got[column] == pytest.approx(want[column]) if isinstance(want[column], float) else got[column] == want[column], (got["user_id"], column)
+            assert (
+                got[column] == pytest.approx(want[column])
+                if isinstance(want[column], float)
+                else got[column] == want[column]
+            ), (got["user_id"], column)
 
 
 def test_features_spot_values(features):

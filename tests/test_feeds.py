@@ -37,27 +37,39 @@ def _sample(tmp_path, pyramid, days: int, users: int = 300):
 
 
 def _run(job, day: date, instance: dg.DagsterInstance, selection=None) -> dg.ExecuteInProcessResult:
-    return job.execute_in_process(partition_key=day.isoformat(), instance=instance, asset_selection=selection,
-                                  raise_on_error=False, run_config=QUIET)
+    return job.execute_in_process(
+        partition_key=day.isoformat(),
+        instance=instance,
+        asset_selection=selection,
+        raise_on_error=False,
+        run_config=QUIET,
+    )
 
 
 def _check(result: dg.ExecuteInProcessResult, asset: str, name: str) -> dg.AssetCheckEvaluation:
-    [evaluation] = [e for e in result.get_asset_check_evaluations()
-                    if e.check_name == name and e.asset_key == dg.AssetKey(asset)]
+    [evaluation] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == name and e.asset_key == dg.AssetKey(asset)
+    ]
     return evaluation
 
 
 # --- the map -------------------------------------------------------------------------------------------
 
+
 def test_the_map_declares_which_sources_must_land_and_their_volume(pyramid):
     sources = pyramid.sources
     assert {name: s.required for name, s in sources.items()} == {
-        "events": True, "profiles": False, "transactions": True, "erasure_requests": False}
+        "events": True,
+        "profiles": False,
+        "transactions": True,
+        "erasure_requests": False,
+    }
     assert sources["events"].volume == Volume(tolerance=0.5, action="block", window_days=7, min_days=3)
     assert sources["transactions"].volume.action == "warn" and sources["erasure_requests"].volume is None
 
 
 # --- a missing required file -----------------------------------------------------------------------
+
 
 def test_a_missing_required_file_names_source_and_day(tmp_path, pyramid):
     day = pyramid.start_date
@@ -98,6 +110,7 @@ def test_an_optional_source_may_skip_a_day(tmp_path, pyramid):
 
 # --- volume ------------------------------------------------------------------------------------------
 
+
 def test_volume_is_judged_against_the_trailing_median():
     volume = Volume(tolerance=0.5, action="warn", window_days=7, min_days=3)
     assert judge_volume(5, [100, 100], volume).passed  # too few days to judge
@@ -126,12 +139,16 @@ def test_a_collapsed_feed_fails_the_blocking_volume_check(tmp_path, pyramid):
     assert "beyond the tolerance of ±50%" in check.description
     defs = build_definitions(pyramid, PyramidResource(data_root=str(tmp_path)))
     graph = defs.resolve_asset_graph()
-    blocking = {k.asset_key.to_user_string(): graph.get_check_spec(k).blocking
-                for k in graph.asset_check_keys if k.name == VOLUME_CHECK}
+    blocking = {
+        k.asset_key.to_user_string(): graph.get_check_spec(k).blocking
+        for k in graph.asset_check_keys
+        if k.name == VOLUME_CHECK
+    }
     assert blocking == {"raw_events": True, "raw_profiles": False, "raw_transactions": False}
 
 
 # --- late files --------------------------------------------------------------------------------------
+
 
 def test_a_file_landing_for_a_processed_day_names_the_days_to_rerun(tmp_path, pyramid):
     job, lake, days = _sample(tmp_path, pyramid, days=3)
@@ -161,13 +178,15 @@ def test_a_file_landing_for_a_processed_day_names_the_days_to_rerun(tmp_path, py
 
 # --- order in Dagster ----------------------------------------------------------------------------------
 
+
 def test_earlier_days_resolve_through_the_partition_mappings(pyramid):
     graph = build_definitions(pyramid).resolve_asset_graph()
     day = pyramid.start_date + timedelta(days=9)
 
     def parents(child: str, parent: str, partition: date) -> list[str]:
-        subset = graph.get_parent_partition_keys_for_child(partition.isoformat(), dg.AssetKey(parent),
-                                                           dg.AssetKey(child)).partitions_subset
+        subset = graph.get_parent_partition_keys_for_child(
+            partition.isoformat(), dg.AssetKey(parent), dg.AssetKey(child)
+        ).partitions_subset
         return sorted(subset.get_partition_keys())
 
     def iso(*offsets: int, base: date = day) -> list[str]:
@@ -212,4 +231,5 @@ def test_rematerializing_a_day_marks_later_days_stale(pyramid):
     assert stale("touchpoint_weekly_email") == [3, 4]  # frequency caps count the exports of 6 days
     causes = resolver.get_stale_causes(dg.AssetKey("user_features"), days[3])
     assert {(c.dependency.asset_key.to_user_string(), c.dependency.partition_key) for c in causes} == {
-        ("user_daily", days[1])}
+        ("user_daily", days[1])
+    }

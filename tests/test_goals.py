@@ -11,12 +11,12 @@ from assets.goals import (
     GOAL_METRICS_SCHEMA,
     GOAL_USER_DAY_SCHEMA,
     GOAL_USER_OUTCOMES_SCHEMA,
+    gate_by_guardrails,
     goal_day_metrics,
     goal_day_rows,
     goal_to_date,
     goal_user_day_outcomes,
     update_goal_user_outcomes,
-    gate_by_guardrails,
     with_cluster_statistics,
     with_statistics,
 )
@@ -47,23 +47,27 @@ GOALS = [
 
 def daily(rows: list[tuple[str, date, int, int, int]]) -> pa.Table:
     """user_daily rows: (user_id, activity_date, deposits, unsubscribes, sessions)."""
-    return pa.table({
-        "user_id": [r[0] for r in rows],
-        "activity_date": pa.array([r[1] for r in rows], pa.date32()),
-        "deposits": [r[2] for r in rows],
-        "unsubscribes": [r[3] for r in rows],
-        "sessions": [r[4] for r in rows],
-    })
+    return pa.table(
+        {
+            "user_id": [r[0] for r in rows],
+            "activity_date": pa.array([r[1] for r in rows], pa.date32()),
+            "deposits": [r[2] for r in rows],
+            "unsubscribes": [r[3] for r in rows],
+            "sessions": [r[4] for r in rows],
+        }
+    )
 
 
 def audience(campaign_id: str, treatment: list[str], holdout: list[str]) -> pa.Table:
     users = treatment + holdout
-    return pa.table({
-        "as_of": [DS - timedelta(days=1)] * len(users),
-        "campaign_id": [campaign_id] * len(users),
-        "user_id": users,
-        "arm": ["treatment"] * len(treatment) + ["holdout"] * len(holdout),
-    })
+    return pa.table(
+        {
+            "as_of": [DS - timedelta(days=1)] * len(users),
+            "campaign_id": [campaign_id] * len(users),
+            "user_id": users,
+            "arm": ["treatment"] * len(treatment) + ["holdout"] * len(holdout),
+        }
+    )
 
 
 TREATED = [f"t{n:03d}" for n in range(100)]
@@ -73,11 +77,11 @@ HELD = [f"h{n:03d}" for n in range(50)]
 def experiment_activity() -> pa.Table:
     yesterday = DS - timedelta(days=1)
     rows = (
-        [(u, DS, 1, 0, 1) for u in TREATED[:30]]              # 30 treatment depositors today
-        + [(u, DS, 0, 0, 1) for u in TREATED[:10]]            # a second landing partition of the same day
-        + [(u, yesterday, 1, 0, 1) for u in TREATED[30:40]]   # deposited yesterday only: not today's success
-        + [(u, DS, 0, 1, 1) for u in TREATED[50:55]]          # 5 treatment unsubscribes
-        + [(u, DS, 1, 0, 1) for u in HELD[:10]]               # 10 holdout depositors
+        [(u, DS, 1, 0, 1) for u in TREATED[:30]]  # 30 treatment depositors today
+        + [(u, DS, 0, 0, 1) for u in TREATED[:10]]  # a second landing partition of the same day
+        + [(u, yesterday, 1, 0, 1) for u in TREATED[30:40]]  # deposited yesterday only: not today's success
+        + [(u, DS, 0, 1, 1) for u in TREATED[50:55]]  # 5 treatment unsubscribes
+        + [(u, DS, 1, 0, 1) for u in HELD[:10]]  # 10 holdout depositors
         + [("h040", DS, 0, 1, 0), ("outsider", DS, 1, 1, 1)]  # 1 holdout unsubscribe; a user in no audience
     )
     return daily(rows)
@@ -98,8 +102,10 @@ def two_proportion_p(st, nt, sh, nh):
 def test_metric_indicator_zero_fills_users_without_rows():
     con = sandboxed_connection()
     con.register("users", pa.table({"user_id": ["a", "b", "c"]}))
-    con.register("activity", daily([("a", DS, 1, 0, 0), ("a", DS - timedelta(days=1), 1, 0, 0),
-                                    ("c", DS - timedelta(days=2), 3, 0, 0)]))
+    con.register(
+        "activity",
+        daily([("a", DS, 1, 0, 0), ("a", DS - timedelta(days=1), 1, 0, 0), ("c", DS - timedelta(days=2), 3, 0, 0)]),
+    )
     two_day = Metric("two_deposits", "", 2, "deposits >= 2")
     no_deposit = Metric("no_deposit", "", 2, "deposits = 0")
     columns = ["user_id", "activity_date", "deposits", "unsubscribes", "sessions"]
@@ -118,8 +124,11 @@ def test_goal_day_metrics_against_plain_math():
 
     assert result.schema == GOAL_METRICS_SCHEMA
     rows = {(r["goal_id"], r["metric"]): r for r in result.to_pylist()}
-    assert list(rows) == [("grow_deposits", "deposit_rate"), ("grow_deposits", "unsubscribe_rate"),
-                          ("skewed_deposits", "deposit_rate")]
+    assert list(rows) == [
+        ("grow_deposits", "deposit_rate"),
+        ("grow_deposits", "unsubscribe_rate"),
+        ("skewed_deposits", "deposit_rate"),
+    ]
 
     goal = rows[("grow_deposits", "deposit_rate")]
     assert (goal["ds"], goal["kind"], goal["campaign_id"], goal["window"]) == (DS, "goal", "even", "day")
@@ -176,7 +185,7 @@ def test_status_rules():
     cases = {
         # name: (kind, target, n_t, s_t, n_h, s_h, holdout_share)
         "met": ("goal", 0.1, 1000, 300, 1000, 200, 0.5),
-        "below_target": ("goal", 0.15, 10000, 2100, 10000, 2000, 0.5),   # ci_high 0.109 < 0.15
+        "below_target": ("goal", 0.15, 10000, 2100, 10000, 2000, 0.5),  # ci_high 0.109 < 0.15
         "unclear": ("goal", 0.15, 100, 30, 50, 10, 1 / 3),
         "srm": ("goal", 0.1, 1000, 300, 500, 100, 0.5),
         "empty_arm": ("goal", 0.1, 1000, 300, 0, 0, 0.5),
@@ -198,8 +207,14 @@ def test_status_rules():
     result = {r["name"]: r for r in with_statistics(frame).to_dicts()}
 
     assert {n: r["status"] for n, r in result.items()} == {
-        "met": "met", "below_target": "not_met", "unclear": "inconclusive", "srm": "srm_fail",
-        "empty_arm": "no_data", "worse": "breached", "same": "ok", "worse_from_zero": "breached",
+        "met": "met",
+        "below_target": "not_met",
+        "unclear": "inconclusive",
+        "srm": "srm_fail",
+        "empty_arm": "no_data",
+        "worse": "breached",
+        "same": "ok",
+        "worse_from_zero": "breached",
     }
     assert result["below_target"]["ci_high"] == pytest.approx(log_ratio_ci(2100, 10000, 2000, 10000)[1])
     assert result["same"]["p_value"] == pytest.approx(1.0)
@@ -210,35 +225,49 @@ def test_status_rules():
 
 def outcome_rows(ds, goal_id, metric, campaign_id, arm, users: dict[str, tuple[int, int]]) -> list[dict]:
     """goal_user_outcomes rows: users = {user_id: (days measured, success days)}."""
-    return [{"ds": ds, "goal_id": goal_id, "metric": metric, "campaign_id": campaign_id, "arm": arm,
-             "user_id": u, "first_ds": ds - timedelta(days=n - 1), "last_ds": ds, "days": n, "successes": x}
-            for u, (n, x) in users.items()]
+    return [
+        {
+            "ds": ds,
+            "goal_id": goal_id,
+            "metric": metric,
+            "campaign_id": campaign_id,
+            "arm": arm,
+            "user_id": u,
+            "first_ds": ds - timedelta(days=n - 1),
+            "last_ds": ds,
+            "days": n,
+            "successes": x,
+        }
+        for u, (n, x) in users.items()
+    ]
 
 
 def cluster_log_variance(users: list[tuple[int, int]]) -> float:
     """Var(R) / R^2 of the ratio estimator R = sum x / sum n, users as clusters, in plain Python."""
     big_n, days, successes = len(users), sum(n for n, _ in users), sum(x for _, x in users)
     rate = successes / days
-    var_rate = big_n / (big_n - 1) * sum((x - rate * n) ** 2 for n, x in users) / days ** 2
-    return var_rate / rate ** 2
+    var_rate = big_n / (big_n - 1) * sum((x - rate * n) ** 2 for n, x in users) / days**2
+    return var_rate / rate**2
 
 
-TREATED_USERS = {"t1": (5, 4), "t2": (5, 0), "t3": (3, 3), "t4": (2, 1)}   # 15 user-days, 8 successes
-HELD_USERS = {"h1": (5, 1), "h2": (4, 2), "h3": (1, 0)}                    # 10 user-days, 3 successes
+TREATED_USERS = {"t1": (5, 4), "t2": (5, 0), "t3": (3, 3), "t4": (2, 1)}  # 15 user-days, 8 successes
+HELD_USERS = {"h1": (5, 1), "h2": (4, 2), "h3": (1, 0)}  # 10 user-days, 3 successes
 
 
 def test_goal_to_date_treats_users_as_clusters():
-    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
-            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS)
-            + outcome_rows(DS, "grow_deposits", "deposit_rate", "old_campaign", "holdout", {"h9": (9, 9)}))
+    rows = (
+        outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+        + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS)
+        + outcome_rows(DS, "grow_deposits", "deposit_rate", "old_campaign", "holdout", {"h9": (9, 9)})
+    )
     result = goal_to_date(pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA), DS, GOALS[:1], CAMPAIGNS)
 
     assert result.schema == GOAL_METRICS_SCHEMA
     goal, guardrail = result.to_pylist()
     assert (goal["metric"], goal["window"], goal["ds"]) == ("deposit_rate", "to_date", DS)
-    assert (goal["treatment_users"], goal["holdout_users"]) == (4, 3)              # distinct users
+    assert (goal["treatment_users"], goal["holdout_users"]) == (4, 3)  # distinct users
     assert (goal["treatment_user_days"], goal["holdout_user_days"]) == (15, 10)
-    assert (goal["treatment_successes"], goal["holdout_successes"]) == (8, 3)      # success days
+    assert (goal["treatment_successes"], goal["holdout_successes"]) == (8, 3)  # success days
     assert (goal["treatment_value"], goal["holdout_value"]) == (pytest.approx(8 / 15), pytest.approx(0.3))
     assert goal["lift"] == pytest.approx((8 / 15) / 0.3 - 1)
 
@@ -250,22 +279,31 @@ def test_goal_to_date_treats_users_as_clusters():
     centre = math.log((8 / 15) / 0.3)
     assert goal["ci_low_fixed"] == pytest.approx(math.exp(centre - Z * se) - 1)
     assert goal["ci_high_fixed"] == pytest.approx(math.exp(centre + Z * se) - 1)
-    assert (goal["ci_low_fixed"], goal["ci_high_fixed"]) == (pytest.approx(-0.47680, abs=1e-4),
-                                                             pytest.approx(5.0403, abs=1e-3))
+    assert (goal["ci_low_fixed"], goal["ci_high_fixed"]) == (
+        pytest.approx(-0.47680, abs=1e-4),
+        pytest.approx(5.0403, abs=1e-3),
+    )
     assert goal["p_value_fixed"] == pytest.approx(math.erfc(abs(centre) / se / math.sqrt(2)))
     # sample ratio on distinct users, 4 : 3 against 2/3 : 1/3: chi2 = (2/3)^2 / (14/3) + (2/3)^2 / (7/3)
     assert goal["srm_p_value"] == pytest.approx(math.erfc(math.sqrt((4 / 9 / (14 / 3) + 4 / 9 / (7 / 3)) / 2)))
     assert goal["status"] == "inconclusive"
-    assert (guardrail["metric"], guardrail["treatment_users"], guardrail["status"]) == ("unsubscribe_rate", 0, "no_data")
+    assert (guardrail["metric"], guardrail["treatment_users"], guardrail["status"]) == (
+        "unsubscribe_rate",
+        0,
+        "no_data",
+    )
 
 
 def test_goal_to_date_zero_successes_and_single_users():
-    zero = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
-            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", {"h1": (5, 0), "h2": (4, 0)})
-            + outcome_rows(DS, "grow_deposits", "unsubscribe_rate", "even", "treatment", {"t1": (5, 1)})
-            + outcome_rows(DS, "grow_deposits", "unsubscribe_rate", "even", "holdout", HELD_USERS))
-    goal, guardrail = goal_to_date(pa.Table.from_pylist(zero, schema=GOAL_USER_OUTCOMES_SCHEMA),
-                                   DS, GOALS[:1], CAMPAIGNS).to_pylist()
+    zero = (
+        outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
+        + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", {"h1": (5, 0), "h2": (4, 0)})
+        + outcome_rows(DS, "grow_deposits", "unsubscribe_rate", "even", "treatment", {"t1": (5, 1)})
+        + outcome_rows(DS, "grow_deposits", "unsubscribe_rate", "even", "holdout", HELD_USERS)
+    )
+    goal, guardrail = goal_to_date(
+        pa.Table.from_pylist(zero, schema=GOAL_USER_OUTCOMES_SCHEMA), DS, GOALS[:1], CAMPAIGNS
+    ).to_pylist()
     # no holdout success: rates corrected on the totals, that arm's term 1/0.5 - 1/(sum n + 1)
     assert goal["lift"] is None
     se = math.sqrt(cluster_log_variance(list(TREATED_USERS.values())) + 1 / 0.5 - 1 / 10)
@@ -279,8 +317,12 @@ def test_goal_to_date_zero_successes_and_single_users():
 def day_outcomes(goal_id, metric, campaign_id, users: dict[str, tuple[str, bool]]) -> pa.Table:
     """One day's per-user outcomes: users = {user_id: (arm, success)}."""
     return pa.Table.from_pylist(
-        [{"goal_id": goal_id, "metric": metric, "campaign_id": campaign_id, "arm": arm, "user_id": u,
-          "success": s} for u, (arm, s) in users.items()], schema=GOAL_USER_DAY_SCHEMA)
+        [
+            {"goal_id": goal_id, "metric": metric, "campaign_id": campaign_id, "arm": arm, "user_id": u, "success": s}
+            for u, (arm, s) in users.items()
+        ],
+        schema=GOAL_USER_DAY_SCHEMA,
+    )
 
 
 def test_user_outcomes_incremental_equals_from_scratch():
@@ -294,8 +336,11 @@ def test_user_outcomes_incremental_equals_from_scratch():
         parts = []
         for goal_id, campaign in (("grow_deposits", "even"), ("skewed_deposits", "skewed")):
             present = [u for u in users if rng.random() < 0.7]
-            parts.append(day_outcomes(goal_id, "deposit_rate", campaign,
-                                      {u: (arm[u], bool(rng.random() < 0.4)) for u in present}))
+            parts.append(
+                day_outcomes(
+                    goal_id, "deposit_rate", campaign, {u: (arm[u], bool(rng.random() < 0.4)) for u in present}
+                )
+            )
         daily_outcomes[day] = pa.concat_tables(parts)
     daily_outcomes[days[2]] = GOAL_USER_DAY_SCHEMA.empty_table()  # a day without audience
 
@@ -311,8 +356,21 @@ def test_user_outcomes_incremental_equals_from_scratch():
             key = (r["goal_id"], r["metric"], r["campaign_id"], r["arm"], r["user_id"])
             first, _, n, x = scratch.get(key, (day, day, 0, 0))
             scratch[key] = (first, day, n + 1, x + int(r["success"]))
-    expected = [{"ds": days[-1], "goal_id": k[0], "metric": k[1], "campaign_id": k[2], "arm": k[3], "user_id": k[4],
-                 "first_ds": v[0], "last_ds": v[1], "days": v[2], "successes": v[3]} for k, v in sorted(scratch.items())]
+    expected = [
+        {
+            "ds": days[-1],
+            "goal_id": k[0],
+            "metric": k[1],
+            "campaign_id": k[2],
+            "arm": k[3],
+            "user_id": k[4],
+            "first_ds": v[0],
+            "last_ds": v[1],
+            "days": v[2],
+            "successes": v[3],
+        }
+        for k, v in sorted(scratch.items())
+    ]
     assert table.to_pylist() == expected
 
     # the to_date user-days and successes are the sums of the day rows
@@ -349,9 +407,13 @@ def test_day_outcomes_count_into_day_rows():
     # that wiring; the day rows' own counts are checked against the hand counts here
     rows = {(r["goal_id"], r["metric"]): r for r in goal_day_rows(outcomes, GOALS, CAMPAIGNS, DS).to_pylist()}
     for (goal_id, metric, arm), (users, successes) in counts.items():
-        assert (rows[(goal_id, metric)][f"{arm}_users"], rows[(goal_id, metric)][f"{arm}_successes"]) == (users, successes)
+        assert (rows[(goal_id, metric)][f"{arm}_users"], rows[(goal_id, metric)][f"{arm}_successes"]) == (
+            users,
+            successes,
+        )
     assert goal_day_rows(outcomes, GOALS, CAMPAIGNS, DS).equals(
-        goal_day_metrics(audiences, experiment_activity(), GOALS, METRICS, CAMPAIGNS, DS))
+        goal_day_metrics(audiences, experiment_activity(), GOALS, METRICS, CAMPAIGNS, DS)
+    )
 
 
 def simulated_no_effect(datasets: int, seed: int) -> tuple[pa.Table, list[Goal], list[Campaign]]:
@@ -360,14 +422,23 @@ def simulated_no_effect(datasets: int, seed: int) -> tuple[pa.Table, list[Goal],
     rng = np.random.default_rng(seed)
     users_per, frames, goals, campaigns = 400, [], [], []
     for k in range(datasets):
-        rate = rng.beta(0.3, 2.0, users_per)                 # some users succeed most days, most rarely
-        days = rng.integers(5, 31, users_per)                # days measured
+        rate = rng.beta(0.3, 2.0, users_per)  # some users succeed most days, most rarely
+        days = rng.integers(5, 31, users_per)  # days measured
         successes = rng.binomial(days, rate)
         arm = np.where(rng.random(users_per) < 0.2, "holdout", "treatment")
-        frames.append(pl.DataFrame({
-            "goal_id": f"g{k:03d}", "metric": "deposit_rate", "campaign_id": f"c{k:03d}", "arm": arm,
-            "user_id": [f"u{n}" for n in range(users_per)], "days": days.astype(np.int64),
-            "successes": successes.astype(np.int64)}))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "goal_id": f"g{k:03d}",
+                    "metric": "deposit_rate",
+                    "campaign_id": f"c{k:03d}",
+                    "arm": arm,
+                    "user_id": [f"u{n}" for n in range(users_per)],
+                    "days": days.astype(np.int64),
+                    "successes": successes.astype(np.int64),
+                }
+            )
+        )
         goals.append(Goal(f"g{k:03d}", "engagement", "deposit_rate", f"c{k:03d}", 0.1, ()))
         campaigns.append(Campaign(f"c{k:03d}", "", ("s",), ("t",), 10, 0.2, FrequencyCap(1, 1)))
     table = pl.concat(frames).with_columns(ds=pl.lit(DS), first_ds=pl.lit(DS), last_ds=pl.lit(DS))
@@ -382,11 +453,22 @@ def test_cluster_interval_covers_no_effect_with_heterogeneous_users():
     assert sum(r["status"] == "met" for r in rows) <= 0.05 * len(rows)
 
     # the user-days-as-trials interval on the same data is far too narrow (the bug this replaces)
-    naive = with_statistics(pl.DataFrame([
-        {"kind": "guardrail", "target": None, "holdout_share": 0.2,
-         "treatment_users": r["treatment_user_days"], "holdout_users": r["holdout_user_days"],
-         "treatment_successes": r["treatment_successes"], "holdout_successes": r["holdout_successes"]} for r in rows
-    ])).to_dicts()
+    naive = with_statistics(
+        pl.DataFrame(
+            [
+                {
+                    "kind": "guardrail",
+                    "target": None,
+                    "holdout_share": 0.2,
+                    "treatment_users": r["treatment_user_days"],
+                    "holdout_users": r["holdout_user_days"],
+                    "treatment_successes": r["treatment_successes"],
+                    "holdout_successes": r["holdout_successes"],
+                }
+                for r in rows
+            ]
+        )
+    ).to_dicts()
     assert sum(r["ci_low"] <= 0 <= r["ci_high"] for r in naive) < 0.8 * len(naive)
 
 
@@ -396,28 +478,40 @@ def test_missing_previous_user_outcomes_is_a_clear_error(tmp_path):
     assert previous_user_outcomes(lake, start, start) is None  # the first day builds from nothing
     with pytest.raises(MissingPartition, match=r"goals/goal_user_outcomes for 2026-10-10 .* 2026-10-09"):
         previous_user_outcomes(lake, DS, start)
-    write_parquet_atomic(GOAL_USER_OUTCOMES_SCHEMA.empty_table(), lake.partition_file("goals", "goal_user_outcomes",
-                                                                                      DS - timedelta(days=1)))
+    write_parquet_atomic(
+        GOAL_USER_OUTCOMES_SCHEMA.empty_table(),
+        lake.partition_file("goals", "goal_user_outcomes", DS - timedelta(days=1)),
+    )
     assert previous_user_outcomes(lake, DS, start).num_rows == 0
 
 
 def test_north_star_value_and_contributions():
     users = pa.table({"user_id": ["u1", "u2", "u3", "u4", "u5", "u6"]})
-    activity = daily([
-        ("u1", DS, 0, 0, 1),
-        ("u2", DS - timedelta(days=1), 0, 0, 0),
-        ("u2", DS - timedelta(days=6), 0, 0, 1),  # first day of the 7-day window
-        ("u3", DS - timedelta(days=7), 0, 0, 2),  # just outside it
-        ("u4", DS - timedelta(days=2), 0, 0, 0),
-        ("u4", DS - timedelta(days=2), 0, 0, 0),
-        ("u7", DS, 0, 0, 1),                      # not a known user
-    ])
+    activity = daily(
+        [
+            ("u1", DS, 0, 0, 1),
+            ("u2", DS - timedelta(days=1), 0, 0, 0),
+            ("u2", DS - timedelta(days=6), 0, 0, 1),  # first day of the 7-day window
+            ("u3", DS - timedelta(days=7), 0, 0, 2),  # just outside it
+            ("u4", DS - timedelta(days=2), 0, 0, 0),
+            ("u4", DS - timedelta(days=2), 0, 0, 0),
+            ("u7", DS, 0, 0, 1),  # not a known user
+        ]
+    )
     metric = METRICS["weekly_active_share"]
 
     series = north_star(activity, users, metric, "engagement", DS)
     assert series.schema == NORTH_STAR_SCHEMA
-    assert series.to_pylist() == [{"ds": DS, "north_star_id": "engagement", "metric": "weekly_active_share",
-                                   "value": pytest.approx(2 / 6), "active_users": 2, "total_users": 6}]
+    assert series.to_pylist() == [
+        {
+            "ds": DS,
+            "north_star_id": "engagement",
+            "metric": "weekly_active_share",
+            "value": pytest.approx(2 / 6),
+            "active_users": 2,
+            "total_users": 6,
+        }
+    ]
 
     audiences = audience("even", ["u1", "u3", "u4"], ["u2", "u5"])
     contributions = north_star_contributions(audiences, activity, metric, GOALS, 6, DS)
@@ -432,19 +526,33 @@ def test_north_star_value_and_contributions():
 def cluster_counts(rows: list[tuple]) -> pl.DataFrame:
     """To-date count rows of one-day users: (goal_id, kind, target, margin, n_t, s_t, n_h, s_h); with n_i = 1 for
     every user, sum (x_i - R n_i)^2 = s (1 - R)^2 + (N - s) R^2."""
+
     def arm(n, s):
         rate = s / n
-        return {"users": n, "user_days": n, "successes": s, "sq_residuals": s * (1 - rate) ** 2 + (n - s) * rate ** 2}
-    return pl.DataFrame([
-        {"goal_id": g, "kind": k, "target": t, "margin": m, "campaign_id": "c", "holdout_share": 0.5,
-         **{f"treatment_{c}": v for c, v in arm(nt, st).items()}, **{f"holdout_{c}": v for c, v in arm(nh, sh).items()}}
-        for g, k, t, m, nt, st, nh, sh in rows
-    ], schema_overrides={"target": pl.Float64, "margin": pl.Float64})
+        return {"users": n, "user_days": n, "successes": s, "sq_residuals": s * (1 - rate) ** 2 + (n - s) * rate**2}
+
+    return pl.DataFrame(
+        [
+            {
+                "goal_id": g,
+                "kind": k,
+                "target": t,
+                "margin": m,
+                "campaign_id": "c",
+                "holdout_share": 0.5,
+                **{f"treatment_{c}": v for c, v in arm(nt, st).items()},
+                **{f"holdout_{c}": v for c, v in arm(nh, sh).items()},
+            }
+            for g, k, t, m, nt, st, nh, sh in rows
+        ],
+        schema_overrides={"target": pl.Float64, "margin": pl.Float64},
+    )
 
 
 def test_to_date_interval_is_sequential_and_the_fixed_one_is_kept():
-    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
-            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS))
+    rows = outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS) + outcome_rows(
+        DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS
+    )
     table = pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA)
     goal, _ = goal_to_date(table, DS, GOALS[:1], CAMPAIGNS).to_pylist()
     # 7 users: n rho^2 = 7 * 0.00158723 = 0.0111106; multiplier sqrt(2 * 1.0111106 / 0.0111106 * log(1.0055399 / 0.05))
@@ -457,15 +565,17 @@ def test_to_date_interval_is_sequential_and_the_fixed_one_is_kept():
 
 
 def test_guardrail_margins_and_gating():
-    frame = cluster_counts([
-        # goal clearly met: 3000 vs 2000 of 10000 (lift 0.5)
-        ("g", "goal", 0.1, None, 10000, 3000, 10000, 2000),
-        # rise of 100% on 10000 users each: shown above a 10% margin
-        ("g", "guardrail", None, 0.1, 10000, 1000, 10000, 500),
-        ("ok", "guardrail", None, 0.1, 100000, 5000, 100000, 5000),  # no rise, shown below 10% on 200000 users
-        ("few", "guardrail", None, 0.1, 200, 10, 200, 10),           # no rise, too few users to tell
-        ("wide", "guardrail", None, 3.0, 10000, 1000, 10000, 500),   # rise 100%, within a 300% margin
-    ])
+    frame = cluster_counts(
+        [
+            # goal clearly met: 3000 vs 2000 of 10000 (lift 0.5)
+            ("g", "goal", 0.1, None, 10000, 3000, 10000, 2000),
+            # rise of 100% on 10000 users each: shown above a 10% margin
+            ("g", "guardrail", None, 0.1, 10000, 1000, 10000, 500),
+            ("ok", "guardrail", None, 0.1, 100000, 5000, 100000, 5000),  # no rise, shown below 10% on 200000 users
+            ("few", "guardrail", None, 0.1, 200, 10, 200, 10),  # no rise, too few users to tell
+            ("wide", "guardrail", None, 3.0, 10000, 1000, 10000, 500),  # rise 100%, within a 300% margin
+        ]
+    )
     result = gate_by_guardrails(with_cluster_statistics(frame)).to_dicts()
     assert [r["status"] for r in result] == ["blocked_by_guardrail", "breached", "ok", "inconclusive", "ok"]
     assert all(r["ci_low"] < r["ci_low_fixed"] and r["ci_high_fixed"] < r["ci_high"] for r in result)
@@ -476,13 +586,18 @@ def test_guardrail_margins_and_gating():
 
 
 def test_a_goal_is_running_before_its_planned_horizon():
-    rows = (outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS)
-            + outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS))
+    rows = outcome_rows(DS, "grow_deposits", "deposit_rate", "even", "treatment", TREATED_USERS) + outcome_rows(
+        DS, "grow_deposits", "deposit_rate", "even", "holdout", HELD_USERS
+    )
     table = pa.Table.from_pylist(rows, schema=GOAL_USER_OUTCOMES_SCHEMA)
     even = CAMPAIGNS[0]
-    for horizon, expected in [({"end": DS + timedelta(days=1)}, "running"), ({"end": DS}, "inconclusive"),
-                              ({"start": DS + timedelta(days=1)}, "running"), ({"planned_users": 8}, "running"),
-                              ({"planned_users": 7}, "inconclusive")]:
+    for horizon, expected in [
+        ({"end": DS + timedelta(days=1)}, "running"),
+        ({"end": DS}, "inconclusive"),
+        ({"start": DS + timedelta(days=1)}, "running"),
+        ({"planned_users": 8}, "running"),
+        ({"planned_users": 7}, "inconclusive"),
+    ]:
         campaigns = [replace(even, **horizon), CAMPAIGNS[1]]
         goal, guardrail = goal_to_date(table, DS, GOALS[:1], campaigns).to_pylist()
         assert (goal["status"], guardrail["status"]) == (expected, "no_data"), horizon

@@ -25,14 +25,28 @@ TXN_HEADER = ",".join(CANONICAL_COLUMNS["transactions"])
 timestamps = st.one_of(
     st.datetimes().map(lambda d: d.isoformat()),
     st.datetimes().map(lambda d: d.isoformat() + "+05:30"),
-    st.sampled_from(["2026-10-01T10:00:00Z", "2026-10-01T23:59:59.9999999+14:00", "0000-00-00T00:00:00Z",
-                     "9999-12-31T23:59:59-12:00", "2026-10-01", "1e308", "NaN", "2026-13-45T25:61:61Z"]),
+    st.sampled_from(
+        [
+            "2026-10-01T10:00:00Z",
+            "2026-10-01T23:59:59.9999999+14:00",
+            "0000-00-00T00:00:00Z",
+            "9999-12-31T23:59:59-12:00",
+            "2026-10-01",
+            "1e308",
+            "NaN",
+            "2026-13-45T25:61:61Z",
+        ]
+    ),
 )
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), timestamps,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    timestamps,
     st.sampled_from(["u1", "u2", "e1", "deposit", "EUR", "page_view", "\u202e\u0000", "💥" * 5, ""]),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=3))
@@ -46,9 +60,9 @@ def json_line(row: dict) -> bytes:
 def event_lines():
     record = st.dictionaries(st.sampled_from(CANONICAL_COLUMNS["events"] + ["extra"]), values, max_size=10)
     broken = st.one_of(
-        record.map(json_line).map(lambda b: b[: max(len(b) // 2, 1)]),       # cut off
-        st.binary(max_size=30).filter(lambda b: b"\n" not in b),              # random bytes
-        st.text(max_size=30).map(lambda t: t.replace("\n", " ").encode()),    # not JSON
+        record.map(json_line).map(lambda b: b[: max(len(b) // 2, 1)]),  # cut off
+        st.binary(max_size=30).filter(lambda b: b"\n" not in b),  # random bytes
+        st.text(max_size=30).map(lambda t: t.replace("\n", " ").encode()),  # not JSON
     )
     return st.lists(st.one_of(record.map(json_line), broken), max_size=15)
 
@@ -75,8 +89,10 @@ def test_hostile_event_lines_never_crash_and_every_record_is_accounted_for(tmp_p
 
 
 csv_field = st.one_of(
-    st.text(max_size=12), st.integers(min_value=-(2**70), max_value=2**70).map(str),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr), timestamps,
+    st.text(max_size=12),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    timestamps,
     st.sampled_from(['"', '""', ",", "\n", "u1", "EUR", "deposit", "completed"]),
 )
 
@@ -99,17 +115,26 @@ def test_hostile_transaction_rows_never_crash_and_every_record_is_accounted_for(
 
 # --- whole-file faults -----------------------------------------------------------------------------
 
-GOOD_EVENT = json_line({"event_id": "e1", "user_id": "u1", "event_type": "page_view",
-                        "occurred_at": "2026-10-01T10:00:00Z"})
+GOOD_EVENT = json_line(
+    {"event_id": "e1", "user_id": "u1", "event_type": "page_view", "occurred_at": "2026-10-01T10:00:00Z"}
+)
 FAULTS = {
     "empty jsonl": ("events", "events-0.jsonl", b"", "empty file"),
     "empty csv": ("transactions", "transactions-0.csv", b"", "empty file"),
-    "wrong delimiter": ("transactions", "transactions-0.csv", TXN_HEADER.replace(",", ";").encode() + b"\n1;2\n",
-                        "CSV header lacks"),
+    "wrong delimiter": (
+        "transactions",
+        "transactions-0.csv",
+        TXN_HEADER.replace(",", ";").encode() + b"\n1;2\n",
+        "CSV header lacks",
+    ),
     "jsonl not UTF-8": ("events", "events-0.jsonl", (GOOD_EVENT.decode() + "\n").encode("utf-16"), "not UTF-8"),
     "csv not UTF-8": ("transactions", "transactions-0.csv", (TXN_HEADER + "\n").encode("utf-16"), "CSV header"),
-    "column renamed": ("transactions", "transactions-0.csv",
-                       TXN_HEADER.replace("amount", "amount_eur").encode() + b"\n", "lacks 'amount'"),
+    "column renamed": (
+        "transactions",
+        "transactions-0.csv",
+        TXN_HEADER.replace("amount", "amount_eur").encode() + b"\n",
+        "lacks 'amount'",
+    ),
     "csv where jsonl is due": ("events", "events-0.jsonl", b"event_id,user_id\ne1,u1\n", "parses as jsonl"),
 }
 
@@ -134,7 +159,9 @@ def test_a_whole_file_fault_names_the_file_and_the_problem(tmp_path, fault):
 
 
 def test_truncated_gzip_is_not_applicable():
-    pytest.skip("landing files are JSON lines or CSV, uncompressed (pyramid.yaml sources.*.format): no gzip to truncate")
+    pytest.skip(
+        "landing files are JSON lines or CSV, uncompressed (pyramid.yaml sources.*.format): no gzip to truncate"
+    )
 
 
 def test_type_changed_upstream_is_quarantined_not_refused(tmp_path):

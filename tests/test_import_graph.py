@@ -48,7 +48,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[module] = "open"
         for imported in sorted(graph[module]):
             if state.get(imported) == "open":
-                found.append(path[path.index(imported):] + [imported])
+                found.append(path[path.index(imported) :] + [imported])
             elif imported not in state:
                 visit(imported, [*path, imported])
         state[module] = "done"

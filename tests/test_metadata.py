@@ -23,11 +23,16 @@ def test_an_aggregate_table_shows_its_first_rows():
 
 
 def test_a_per_user_table_shows_a_profile_of_its_columns_and_no_user_id():
-    table = pa.table({
-        "user_id": USERS, "campaign_id": ["c1"] * 8, "arm": ["treatment"] * 6 + ["holdout"] * 2,
-        "as_of": [date(2026, 10, 1)] * 7 + [date(2026, 10, 3)], "score": [0.5, 1.0, 2.5, None, 3, 1, 1, 1],
-        "reasons": [["a"], [], None, ["b", "c"], [], [], [], []],
-    })
+    table = pa.table(
+        {
+            "user_id": USERS,
+            "campaign_id": ["c1"] * 8,
+            "arm": ["treatment"] * 6 + ["holdout"] * 2,
+            "as_of": [date(2026, 10, 1)] * 7 + [date(2026, 10, 3)],
+            "score": [0.5, 1.0, 2.5, None, 3, 1, 1, 1],
+            "reasons": [["a"], [], None, ["b", "c"], [], [], [], []],
+        }
+    )
     text = markdown_preview(table)
     assert not any(u in text for u in USERS)
     lines = {line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines() if line.startswith("| ")}
@@ -66,17 +71,33 @@ def test_table_metadata_carries_schema_path_and_the_private_preview(tmp_path: Pa
 
 # --- suite results: no unexpected value of an id or PII column ---------------------------------------
 
+
 def _suite():
     from assets.quality.suites import suite_from_dict
 
-    return suite_from_dict({"name": "masking", "meta": {}, "expectations": [
-        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "user_id", "regex": "^u[0-9]{7}$"},
-         "meta": {"decides": "row", "reason": "bad_user_id"}},
-        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "email", "regex": "@example[.]org$"},
-         "meta": {"decides": "row", "reason": "bad_email"}},
-        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "plan", "value_set": ["free"]},
-         "meta": {"decides": "row", "reason": "unknown_plan"}},
-    ]})
+    return suite_from_dict(
+        {
+            "name": "masking",
+            "meta": {},
+            "expectations": [
+                {
+                    "type": "expect_column_values_to_match_regex",
+                    "kwargs": {"column": "user_id", "regex": "^u[0-9]{7}$"},
+                    "meta": {"decides": "row", "reason": "bad_user_id"},
+                },
+                {
+                    "type": "expect_column_values_to_match_regex",
+                    "kwargs": {"column": "email", "regex": "@example[.]org$"},
+                    "meta": {"decides": "row", "reason": "bad_email"},
+                },
+                {
+                    "type": "expect_column_values_to_be_in_set",
+                    "kwargs": {"column": "plan", "value_set": ["free"]},
+                    "meta": {"decides": "row", "reason": "unknown_plan"},
+                },
+            ],
+        }
+    )
 
 
 def test_suite_results_mask_the_unexpected_values_of_id_and_pii_columns(tmp_path: Path):
@@ -85,11 +106,19 @@ def test_suite_results_mask_the_unexpected_values_of_id_and_pii_columns(tmp_path
     from assets.quality.validation import load_validations, save_validation, validate_batch
     from pipelines.layers.quality import _expectations_table
 
-    table = pa.table({"user_id": ["u0000001", "secret-id-77"], "email": ["a@example.org", "leak@mail.test"],
-                      "plan": ["free", "platinum"]})
+    table = pa.table(
+        {
+            "user_id": ["u0000001", "secret-id-77"],
+            "email": ["a@example.org", "leak@mail.test"],
+            "plan": ["free", "platinum"],
+        }
+    )
     outcome = validate_batch(table, _suite(), "masking", pii=["email"])
     assert {reason: rows.tolist() for reason, rows in outcome.row_reasons.items()} == {
-        "bad_user_id": [1], "bad_email": [1], "unknown_plan": [1]}  # the rows are still known exactly
+        "bad_user_id": [1],
+        "bad_email": [1],
+        "unknown_plan": [1],
+    }  # the rows are still known exactly
     checks = {s["column"]: s for s in outcome.checks.values()}
     assert checks["plan"]["sample_unexpected"] == ["platinum"]
     assert checks["user_id"]["sample_unexpected"] == [] and checks["user_id"]["samples_masked"]
@@ -108,8 +137,9 @@ def test_data_docs_strip_the_values_of_private_columns_from_older_results(tmp_pa
     from assets.quality.data_docs import build_data_docs
     from assets.quality.validation import validate_batch
 
-    table = pa.table({"user_id": ["u0000001", "u0000002"], "email": ["a@example.org", "leak@mail.test"],
-                      "plan": ["free", "free"]})
+    table = pa.table(
+        {"user_id": ["u0000001", "u0000002"], "email": ["a@example.org", "leak@mail.test"], "plan": ["free", "free"]}
+    )
     outcome = validate_batch(table, _suite(), "older")  # the map's PII not given: email values kept
     assert "leak@mail.test" in json.dumps(outcome.gx_result.to_json_dict())
     build_data_docs([outcome], tmp_path / "docs", pii=["email"])

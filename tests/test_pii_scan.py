@@ -14,8 +14,8 @@ from __future__ import annotations
 import html
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import duckdb
 import polars as pl
@@ -77,14 +77,19 @@ def scan(paths: Iterable[Path], needles: dict[str, str]) -> dict[str, list[str]]
 
 def _files(root: Path, skip: Iterable[tuple[str, ...]] = ()) -> list[Path]:
     skip = tuple(skip)
-    return [p for p in sorted(root.rglob("*"))
-            if p.is_file() and not any(p.relative_to(root).parts[:len(s)] == s for s in skip)]
+    return [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(p.relative_to(root).parts[: len(s)] == s for s in skip)
+    ]
 
 
 def _landing_profiles(run) -> dict[str, list[str]]:
     columns = ["user_id", *run.pyramid_map.actionable.pii]
-    relation = duckdb.sql(f"SELECT {', '.join(columns)} FROM read_csv('{run.lake.landing}/profiles/*/*.csv', "
-                          f"all_varchar = true, ignore_errors = true)")
+    relation = duckdb.sql(
+        f"SELECT {', '.join(columns)} FROM read_csv('{run.lake.landing}/profiles/*/*.csv', "
+        f"all_varchar = true, ignore_errors = true)"
+    )
     return {name: [v for v in values if v] for name, values in zip(columns, zip(*relation.fetchall()))}
 
 
@@ -95,6 +100,7 @@ def _pii(run) -> list[str]:
 
 # --- the scanner finds what is there ---------------------------------------------------------------
 
+
 def test_the_scan_finds_values_in_plain_compressed_and_sqlite_files(tmp_path):
     values = ["ana.lopez@example.org", "Zoë Ñúñez", "+49 30 1234567"]
     (tmp_path / "plain.html").write_text(f"<td>{html.escape(values[1])}</td>", encoding="utf-8")
@@ -104,26 +110,35 @@ def test_the_scan_finds_values_in_plain_compressed_and_sqlite_files(tmp_path):
         con.execute("INSERT INTO e VALUES (?)", ["x" * 4090 + json.dumps({"v": values[1] + values[2]}) + "y" * 9000])
     (tmp_path / "clean.txt").write_text("nothing here")
     assert scan(_files(tmp_path), _needles(values)) == {
-        str(tmp_path / "plain.html"): [values[1]], str(tmp_path / "t.parquet"): [values[0]],
-        str(tmp_path / "s.db"): sorted(values[1:])}
+        str(tmp_path / "plain.html"): [values[1]],
+        str(tmp_path / "t.parquet"): [values[0]],
+        str(tmp_path / "s.db"): sorted(values[1:]),
+    }
 
 
 def test_the_scan_finds_the_pii_where_it_may_be(run):
     pii = _pii(run)
     assert len(pii) > 1000
-    found = scan([next(run.lake.landing.glob("profiles/*/*.csv")),
-                  next((run.lake.root / "lake" / "raw" / "profiles").rglob("*.parquet"))], _needles(pii))
+    found = scan(
+        [
+            next(run.lake.landing.glob("profiles/*/*.csv")),
+            next((run.lake.root / "lake" / "raw" / "profiles").rglob("*.parquet")),
+        ],
+        _needles(pii),
+    )
     assert len(found) == 2 and all(len(v) == 5 for v in found.values())
 
 
 # --- the run ---------------------------------------------------------------------------------------
 
+
 def test_no_pii_in_the_lake_above_raw_the_catalog_the_reports_nor_dagster_storage(run):
     root, storage = run.lake.root, Path(run.instance.root_directory)
     data_files = _files(root, skip=[("lake", "raw"), ("landing",)])
     dagster_files = _files(storage)
-    assert run.lake.warehouse in data_files and any(p.parts[-3:-1] == ("reports", "validations") or
-                                                    "validations" in p.parts for p in data_files)
+    assert run.lake.warehouse in data_files and any(
+        p.parts[-3:-1] == ("reports", "validations") or "validations" in p.parts for p in data_files
+    )
     assert any(p.name == "index.html" for p in data_files)  # the Data Docs
     assert any(p.suffix == ".db" for p in dagster_files)  # runs and event logs (SQLite)
     assert scan([*data_files, *dagster_files], _needles(_pii(run))) == {}

@@ -22,8 +22,11 @@ SOURCES_WITH_SUITES = ("events", "transactions", "profiles")
 
 
 def _files_above_raw(lake: Lake) -> list[Path]:
-    return [p for p in sorted((lake.root / "lake").rglob("*.parquet"))
-            if p.relative_to(lake.root / "lake").parts[0] != "raw"]
+    return [
+        p
+        for p in sorted((lake.root / "lake").rglob("*.parquet"))
+        if p.relative_to(lake.root / "lake").parts[0] != "raw"
+    ]
 
 
 def _catalog(lake: Lake) -> duckdb.DuckDBPyConnection:
@@ -32,34 +35,59 @@ def _catalog(lake: Lake) -> duckdb.DuckDBPyConnection:
 
 # --- erase_users on a hand-made lake -------------------------------------------------------------
 
+
 def test_erase_users_rewrites_only_the_files_that_mention_a_user(tmp_path):
     lake = Lake(tmp_path)
     d1, d2 = date(2026, 10, 1), date(2026, 10, 2)
-    events = {d1: pa.table({"event_id": ["e1", "e2", "e3"], "user_id": ["u1", "u2", None]}),
-              d2: pa.table({"event_id": ["e4"], "user_id": ["u2"]})}
+    events = {
+        d1: pa.table({"event_id": ["e1", "e2", "e3"], "user_id": ["u1", "u2", None]}),
+        d2: pa.table({"event_id": ["e4"], "user_id": ["u2"]}),
+    }
     for d, t in events.items():
         write_parquet_atomic(t, lake.partition_file("actionable", "events", d))
-    write_parquet_atomic(pa.table({"source": ["events", "events", "events"],
-                                   "payload": [json.dumps({"user_id": "u1"}), json.dumps({"user_id": "u3"}),
-                                               json.dumps({"user_id": None, "_raw_text": '{"user_id":"u1",'})]}),
-                         lake.partition_file("actionable", "quarantine_events", d1))
-    write_parquet_atomic(pa.table({"user_id": [None, "u2"], "_raw_text": ['x,u1,"broken', None]}),
-                         lake.partition_file("raw", "events", d1))
-    write_parquet_atomic(pa.table({"user_id": ["u1"], "requested_at": ["2026-10-02"]}),
-                         lake.partition_file("raw", "erasure_requests", d2))
-    write_parquet_atomic(pa.table({"segment_id": ["s"], "size": [2]}), lake.partition_file("segments", "segment_summary", d1))
+    write_parquet_atomic(
+        pa.table(
+            {
+                "source": ["events", "events", "events"],
+                "payload": [
+                    json.dumps({"user_id": "u1"}),
+                    json.dumps({"user_id": "u3"}),
+                    json.dumps({"user_id": None, "_raw_text": '{"user_id":"u1",'}),
+                ],
+            }
+        ),
+        lake.partition_file("actionable", "quarantine_events", d1),
+    )
+    write_parquet_atomic(
+        pa.table({"user_id": [None, "u2"], "_raw_text": ['x,u1,"broken', None]}),
+        lake.partition_file("raw", "events", d1),
+    )
+    write_parquet_atomic(
+        pa.table({"user_id": ["u1"], "requested_at": ["2026-10-02"]}),
+        lake.partition_file("raw", "erasure_requests", d2),
+    )
+    write_parquet_atomic(
+        pa.table({"segment_id": ["s"], "size": [2]}), lake.partition_file("segments", "segment_summary", d1)
+    )
     untouched = lake.partition_file("actionable", "events", d2)
     mtime = untouched.stat().st_mtime_ns
 
-    assert erasure.find_erased(lake, ["u1"]) == {"actionable/events": 1, "actionable/quarantine_events": 2,
-                                                 "raw/events": 1}
+    assert erasure.find_erased(lake, ["u1"]) == {
+        "actionable/events": 1,
+        "actionable/quarantine_events": 2,
+        "raw/events": 1,
+    }
     assert erasure.find_erased(lake, ["u1", "u2"], only_day=d2) == {"actionable/events": 1}  # the day's files only
     removed = erasure.erase_users(lake, ["u1"])
     assert removed == {"actionable/events": 1, "actionable/quarantine_events": 2, "raw/events": 1}
     assert pq.read_table(lake.partition_file("actionable", "events", d1)).to_pydict() == {
-        "event_id": ["e2", "e3"], "user_id": ["u2", None]}  # order kept, rows without a user kept
-    assert [json.loads(p)["user_id"] for p in pq.read_table(lake.partition_file("actionable", "quarantine_events", d1))
-            .column("payload").to_pylist()] == ["u3"]
+        "event_id": ["e2", "e3"],
+        "user_id": ["u2", None],
+    }  # order kept, rows without a user kept
+    assert [
+        json.loads(p)["user_id"]
+        for p in pq.read_table(lake.partition_file("actionable", "quarantine_events", d1)).column("payload").to_pylist()
+    ] == ["u3"]
     assert pq.read_table(lake.partition_file("raw", "events", d1)).column("user_id").to_pylist() == ["u2"]
     assert untouched.stat().st_mtime_ns == mtime  # no mention, not rewritten
     assert pq.read_table(lake.partition_file("raw", "erasure_requests", d2)).num_rows == 1  # the legal record
@@ -69,6 +97,7 @@ def test_erase_users_rewrites_only_the_files_that_mention_a_user(tmp_path):
 
 
 # --- the run ---------------------------------------------------------------------------------------
+
 
 def test_no_pii_column_or_value_above_raw_nor_in_the_catalog(run):
     raw_profiles = _lake_rows(run.lake, "raw", "profiles")
@@ -83,12 +112,16 @@ def test_no_pii_column_or_value_above_raw_nor_in_the_catalog(run):
             if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
                 continue
             column = f'"{field.name}"'
-            hits = con.sql(f"SELECT count(*) FROM read_parquet('{path}') t JOIN pii ON t.{column} = pii.v").fetchall()[0][0]
+            hits = con.sql(f"SELECT count(*) FROM read_parquet('{path}') t JOIN pii ON t.{column} = pii.v").fetchall()[
+                0
+            ][0]
             assert hits == 0, (path, field.name)
             if field.name == "payload":  # the quarantined raw row: no PII key, no PII value inside
                 keys = con.sql(f"SELECT DISTINCT unnest(json_keys(payload)) FROM read_parquet('{path}')").fetchall()
                 assert not set(PII) & {k for (k,) in keys}, path
-                inside = con.sql(f"SELECT count(*) FROM read_parquet('{path}') t JOIN pii ON contains(t.payload, pii.v)").fetchall()[0][0]
+                inside = con.sql(
+                    f"SELECT count(*) FROM read_parquet('{path}') t JOIN pii ON contains(t.payload, pii.v)"
+                ).fetchall()[0][0]
                 assert inside == 0, path
     catalog = _catalog(run.lake)
     assert not set(PII) & {c for (c,) in catalog.sql("SELECT column_name FROM duckdb_columns()").fetchall()}
@@ -98,8 +131,11 @@ def test_no_pii_column_or_value_above_raw_nor_in_the_catalog(run):
 
 def test_unconsented_users_are_never_targeted_on_any_day(run):
     profiles = run.lake.glob("actionable", "profiles")
-    tables = [("segments", "segment_membership"), ("campaigns", "audiences"),
-              *(("touchpoints", t.id) for t in run.pyramid_map.touchpoints)]
+    tables = [
+        ("segments", "segment_membership"),
+        ("campaigns", "audiences"),
+        *(("touchpoints", t.id) for t in run.pyramid_map.touchpoints),
+    ]
     for layer, table in tables:
         if not run.lake.partitions(layer, table):
             continue
@@ -117,8 +153,10 @@ def test_erased_users_are_in_no_file_of_the_lake_nor_the_catalog(run):
     erased = run.erased()
     assert len(erased) >= 4
     # they had a history to erase: their rows are in the landing files (the feed's, outside the lake)
-    landed = duckdb.sql(f"SELECT count(*) FROM read_json_auto('{run.lake.landing}/events/*/*.jsonl') "
-                        f"WHERE user_id IN ({', '.join(repr(u) for u in erased)})").fetchall()[0][0]
+    landed = duckdb.sql(
+        f"SELECT count(*) FROM read_json_auto('{run.lake.landing}/events/*/*.jsonl') "
+        f"WHERE user_id IN ({', '.join(repr(u) for u in erased)})"
+    ).fetchall()[0][0]
     assert landed > 0
     assert erasure.find_erased(run.lake, erased) == {}  # raw events, transactions, profiles included
     con = duckdb.connect()
@@ -129,20 +167,28 @@ def test_erased_users_are_in_no_file_of_the_lake_nor_the_catalog(run):
             continue
         names = pq.read_schema(path).names
         if "user_id" in names:
-            n = con.sql(f"SELECT count(*) FROM read_parquet('{path}') WHERE user_id IN (SELECT user_id FROM erased)").fetchall()[0][0]
+            n = con.sql(
+                f"SELECT count(*) FROM read_parquet('{path}') WHERE user_id IN (SELECT user_id FROM erased)"
+            ).fetchall()[0][0]
             assert n == 0, path
         for text in ("payload", "_raw_text"):
             if text in names:
-                n = con.sql(f"SELECT count(*) FROM read_parquet('{path}') t JOIN erased e "
-                            f"ON contains(t.{text}, e.user_id)").fetchall()[0][0]
+                n = con.sql(
+                    f"SELECT count(*) FROM read_parquet('{path}') t JOIN erased e ON contains(t.{text}, e.user_id)"
+                ).fetchall()[0][0]
                 assert n == 0, path
     catalog = _catalog(run.lake)
     catalog.register("erased", pa.table({"user_id": sorted(erased)}))
-    views = catalog.sql("SELECT DISTINCT c.table_name FROM duckdb_columns() c JOIN duckdb_views() v "
-                        "ON c.table_name = v.view_name WHERE NOT v.temporary AND c.column_name = 'user_id'").fetchall()
+    views = catalog.sql(
+        "SELECT DISTINCT c.table_name FROM duckdb_columns() c JOIN duckdb_views() v "
+        "ON c.table_name = v.view_name WHERE NOT v.temporary AND c.column_name = 'user_id'"
+    ).fetchall()
     assert len(views) >= 8
     for (view,) in views:
-        assert catalog.sql(f"SELECT count(*) FROM {view} WHERE user_id IN (SELECT user_id FROM erased)").fetchall()[0][0] == 0, view
+        assert (
+            catalog.sql(f"SELECT count(*) FROM {view} WHERE user_id IN (SELECT user_id FROM erased)").fetchall()[0][0]
+            == 0
+        ), view
     # the request itself is kept, as the legal record
     assert {r["user_id"] for r in _lake_rows(run.lake, "actionable", "erased_users") if r["user_id"]} == erased
 
@@ -172,8 +218,13 @@ def test_quarantine_counts_per_reason_equal_the_defect_plan(run):
                     if key.startswith("quarantined/"):
                         quarantined[key.removeprefix("quarantined/")] += value.value
         assert quarantined == expected, source
-        in_lake = Counter(dict(duckdb.sql(
-            f"SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM "
-            f"read_parquet('{run.lake.glob('actionable', f'quarantine_{source}')}')) GROUP BY 1").fetchall()))
+        in_lake = Counter(
+            dict(
+                duckdb.sql(
+                    f"SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM "
+                    f"read_parquet('{run.lake.glob('actionable', f'quarantine_{source}')}')) GROUP BY 1"
+                ).fetchall()
+            )
+        )
         assert not in_lake - quarantined, source
         assert in_lake["missing_user_id"] == quarantined["missing_user_id"]  # no user: nothing to erase

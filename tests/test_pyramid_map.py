@@ -7,7 +7,14 @@ import pytest
 import yaml
 
 from assets.pyramid_map import (
-    DEFAULT_MAP_PATH, Campaign, FrequencyCap, MapError, Metric, PyramidMap, Touchpoint, load_map,
+    DEFAULT_MAP_PATH,
+    Campaign,
+    FrequencyCap,
+    MapError,
+    Metric,
+    PyramidMap,
+    Touchpoint,
+    load_map,
 )
 
 BASE = (Path(__file__).parent / "fixtures" / "pyramid_map_base.yaml").read_text()  # frozen: the lines are pinned
@@ -38,8 +45,10 @@ BROKEN = {
     ),
     "unknown_touchpoint_in_campaign": (
         [("touchpoints: [in_app_widget]\n", "touchpoints: [in_app_widgets]\n")],
-        ["95: campaigns[2].touchpoints: unknown touchpoint 'in_app_widgets'; defined: weekly_email, home_modal, "
-         "in_app_widget"],
+        [
+            "95: campaigns[2].touchpoints: unknown touchpoint 'in_app_widgets'; defined: weekly_email, home_modal, "
+            "in_app_widget"
+        ],
     ),
     "unknown_guardrail": (
         [("guardrails: [unsubscribe_rate]", "guardrails: [unsub_rate]")],
@@ -59,11 +68,13 @@ BROKEN = {
     ),
     "duplicate_touchpoint_id": (
         [("{id: home_modal,", "{id: weekly_email,")],
-        ["68: touchpoints[1].id: duplicate id 'weekly_email'",
-         "81: campaigns[0].touchpoints: unknown touchpoint 'home_modal'; defined: weekly_email, weekly_email, "
-         "in_app_widget",
-         "88: campaigns[1].touchpoints: unknown touchpoint 'home_modal'; defined: weekly_email, weekly_email, "
-         "in_app_widget"],
+        [
+            "68: touchpoints[1].id: duplicate id 'weekly_email'",
+            "81: campaigns[0].touchpoints: unknown touchpoint 'home_modal'; defined: weekly_email, weekly_email, "
+            "in_app_widget",
+            "88: campaigns[1].touchpoints: unknown touchpoint 'home_modal'; defined: weekly_email, weekly_email, "
+            "in_app_widget",
+        ],
     ),
     "string_for_integer": (
         [("priority: 10", "priority: '10'")],
@@ -135,8 +146,10 @@ BROKEN = {
     ),
     "unknown_rfm_group": (
         [("groups: [champions,", "groups: [champs,")],
-        ["113: segments.scored.rfm.groups: unknown name 'champs'; allowed: champions, loyal, potential_loyalists, "
-         "new, promising, need_attention, about_to_sleep, at_risk, cannot_lose_them, hibernating, lost"],
+        [
+            "113: segments.scored.rfm.groups: unknown name 'champs'; allowed: champions, loyal, potential_loyalists, "
+            "new, promising, need_attention, about_to_sleep, at_risk, cannot_lose_them, hibernating, lost"
+        ],
     ),
     "stage_listed_twice": (
         [("lifecycle:\n      new_days", "lifecycle:\n      stages: [new, new]\n      new_days")],
@@ -156,15 +169,19 @@ BROKEN = {
     ),
     "dormant_beyond_windows": (
         [("dormant_days: 90", "dormant_days: 120")],
-        ["119: segments.scored.lifecycle.dormant_days: must be at most the largest window (90 days): days since the "
-         "last activity are known only within it"],
+        [
+            "119: segments.scored.lifecycle.dormant_days: must be at most the largest window (90 days): days since the "
+            "last activity are known only within it"
+        ],
     ),
     "rule_with_subquery": (
         [('rule: "deposits_30d >= 2"', 'rule: "deposits_30d >= (SELECT 1)"')],
-        [f"125: segments.definitions[0].rule: segment 'steady_depositors': '(SELECT 1)' is not allowed (Subquery); "
-         f"{RULES_MAY}",
-         f"125: segments.definitions[0].rule: segment 'steady_depositors': 'SELECT 1' is not allowed (Select); "
-         f"{RULES_MAY}"],
+        [
+            f"125: segments.definitions[0].rule: segment 'steady_depositors': '(SELECT 1)' is not allowed (Subquery); "
+            f"{RULES_MAY}",
+            f"125: segments.definitions[0].rule: segment 'steady_depositors': 'SELECT 1' is not allowed (Select); "
+            f"{RULES_MAY}",
+        ],
     ),
     "rule_with_unknown_column": (
         [('rule: "deposits_30d >= 2"', "rule: \"password = 'x'\"")],
@@ -176,14 +193,20 @@ BROKEN = {
     ),
     "two_problems_in_order": (
         [("kind: value", "kind: valuable"), ("format: jsonl", "format: xml")],
-        ["122: segments.definitions[0].kind: must be one of behavioral, demographic, intent, value, got 'valuable'",
-         "160: sources.events.format: must be one of jsonl, csv"],
+        [
+            "122: segments.definitions[0].kind: must be one of behavioral, demographic, intent, value, got 'valuable'",
+            "160: sources.events.format: must be one of jsonl, csv",
+        ],
     ),
     "two_references_in_order": (
-        [("campaign: savings_nudge", "campaign: savings_nudges"),
-         ("segments: [card_regulars]", "segments: [card_regular]")],
-        ["47: goals[0].campaign: unknown campaign 'savings_nudges'; defined: savings_nudge, card_cashback, budget_tips",
-         f"80: campaigns[0].segments: unknown segment 'card_regular'; defined: {SEGMENT_IDS}"],
+        [
+            ("campaign: savings_nudge", "campaign: savings_nudges"),
+            ("segments: [card_regulars]", "segments: [card_regular]"),
+        ],
+        [
+            "47: goals[0].campaign: unknown campaign 'savings_nudges'; defined: savings_nudge, card_cashback, budget_tips",  # noqa: E501
+            f"80: campaigns[0].segments: unknown segment 'card_regular'; defined: {SEGMENT_IDS}",
+        ],
     ),
 }
 
@@ -261,11 +284,15 @@ def test_a_map_that_cannot_be_read(tmp_path):
     assert problems_of(path) == [f"{path}: cannot be read (No such file or directory)"]
 
 
-@pytest.mark.parametrize("edits", [
-    [("program:\n", "extra: 1\nprogram:\n")],
-    [("  owner: growth-team\n\n", "  owner: growth-team\n  colour: blue\n\n")],
-    [("{id: weekly_email, channel: email,", "{id: weekly_email, colour: blue, channel: email,")],
-], ids=["top_level", "program", "touchpoint"])
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [("program:\n", "extra: 1\nprogram:\n")],
+        [("  owner: growth-team\n\n", "  owner: growth-team\n  colour: blue\n\n")],
+        [("{id: weekly_email, channel: email,", "{id: weekly_email, colour: blue, channel: email,")],
+    ],
+    ids=["top_level", "program", "touchpoint"],
+)
 def test_unknown_keys_are_ignored(tmp_path, edits):
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -277,32 +304,55 @@ def test_the_sample_map():
     m = load_map(DEFAULT_MAP_PATH)
     assert isinstance(m, PyramidMap) and m.path == DEFAULT_MAP_PATH
     assert (m.program_name, str(m.start_date), m.run_at) == ("Acme Savings personalization", "2026-10-01", (3, 0))
-    assert repr(m.north_star) == ("NorthStar(id='engagement', description='Share of known users active in the app in "
-                                  "the last 7 days.', metric='weekly_active_share')")
-    assert list(m.metrics) == ["weekly_active_share", "deposit_rate", "card_spend_rate", "budget_tool_rate",
-                               "unsubscribe_rate"]
-    assert m.metrics["deposit_rate"] == Metric("deposit_rate", "Made at least one completed deposit that day.", 1,
-                                               "deposits > 0")
+    assert repr(m.north_star) == (
+        "NorthStar(id='engagement', description='Share of known users active in the app in "
+        "the last 7 days.', metric='weekly_active_share')"
+    )
+    assert list(m.metrics) == [
+        "weekly_active_share",
+        "deposit_rate",
+        "card_spend_rate",
+        "budget_tool_rate",
+        "unsubscribe_rate",
+    ]
+    assert m.metrics["deposit_rate"] == Metric(
+        "deposit_rate", "Made at least one completed deposit that day.", 1, "deposits > 0"
+    )
     assert isinstance(m.goals, tuple) and len(m.goals) == 3
     assert repr(m.goals[0]) == (
         "Goal(id='grow_deposits', north_star='engagement', metric='deposit_rate', campaign='savings_nudge', "
-        "target_relative_lift=0.15, guardrails=('unsubscribe_rate',))")
-    assert m.touchpoints == (Touchpoint("weekly_email", "email", 168.0), Touchpoint("home_modal", "web", 36.0),
-                             Touchpoint("in_app_widget", "app", 30.0))
+        "target_relative_lift=0.15, guardrails=('unsubscribe_rate',))"
+    )
+    assert m.touchpoints == (
+        Touchpoint("weekly_email", "email", 168.0),
+        Touchpoint("home_modal", "web", 36.0),
+        Touchpoint("in_app_widget", "app", 30.0),
+    )
     assert all(isinstance(t.freshness_hours, float) for t in m.touchpoints)
-    assert isinstance(m.campaigns, tuple) and [c.id for c in m.campaigns] == ["savings_nudge", "card_cashback",
-                                                                              "budget_tips"]
+    assert isinstance(m.campaigns, tuple) and [c.id for c in m.campaigns] == [
+        "savings_nudge",
+        "card_cashback",
+        "budget_tips",
+    ]
     assert m.campaign("card_cashback") == Campaign(
-        "card_cashback", "Regular savers see a cashback offer that invites them to pay with their card.",
-        ("steady_depositors",), ("in_app_widget", "home_modal"), 20, 0.2, FrequencyCap(3, 1))
+        "card_cashback",
+        "Regular savers see a cashback offer that invites them to pay with their card.",
+        ("steady_depositors",),
+        ("in_app_widget", "home_modal"),
+        20,
+        0.2,
+        FrequencyCap(3, 1),
+    )
     assert m.touchpoint("home_modal").freshness_hours == 36.0
     assert_segments(m)
     assert repr(m.actionable) == (
         "Actionable(pii=('email', 'phone', 'full_name'), consent_column='consent_personalization', "
-        "dedup_lookback_days=7, max_clock_skew_minutes=5, currencies=('EUR', 'USD', 'GBP'))")
+        "dedup_lookback_days=7, max_clock_skew_minutes=5, currencies=('EUR', 'USD', 'GBP'))"
+    )
     assert list(m.sources) == ["events", "profiles", "transactions", "erasure_requests"]
     assert repr(m.sources["events"]) == (
-        "Source(name='events', path='landing/events/{ds}/*.jsonl', format='jsonl', columns={})")
+        "Source(name='events', path='landing/events/{ds}/*.jsonl', format='jsonl', columns={})"
+    )
     assert m.sources["profiles"].format == "csv"
 
 
@@ -313,22 +363,29 @@ def assert_segments(m: PyramidMap) -> None:
     assert repr(s.definitions[0]) == (
         "SegmentDefinition(id='steady_depositors', kind='value', description='Deposited at least twice in the last 30 "
         "days.', owner='savings-team', rule='deposits_30d >= 2', min_size=1000, method='rule', group='', "
-        "scoring=None, inputs=())")
-    rfm = ("RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', 'promising', "
-           "'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', 'hibernating', 'lost'), min_size=1000, "
-           "stability=Stability(refresh='daily', min_stay_days=3, leave_margin=1))")
-    lifecycle = ("LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=('new', "
-                 "'active', 'at_risk', 'dormant', 'churned'), min_size=1000, "
-                 "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))")
+        "scoring=None, inputs=())"
+    )
+    rfm = (
+        "RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', 'promising', "
+        "'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', 'hibernating', 'lost'), min_size=1000, "
+        "stability=Stability(refresh='daily', min_stay_days=3, leave_margin=1))"
+    )
+    lifecycle = (
+        "LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=('new', "
+        "'active', 'at_risk', 'dormant', 'churned'), min_size=1000, "
+        "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))"
+    )
     assert (repr(s.rfm), repr(s.lifecycle)) == (rfm, lifecycle)
     assert repr(s.definitions[5]) == (
         "SegmentDefinition(id='rfm_champions', kind='value', description='RFM group champions (recency, frequency, "
         f"monetary over 90 days).', owner='', rule='', min_size=1000, method='rfm', group='champions', scoring={rfm}, "
-        "inputs=('consent_personalization', 'last_txn_at', 'txns_90d', 'balance_in_90d', 'balance_out_90d'))")
+        "inputs=('consent_personalization', 'last_txn_at', 'txns_90d', 'balance_in_90d', 'balance_out_90d'))"
+    )
     assert repr(s.definitions[-1]) == (
         "SegmentDefinition(id='lifecycle_churned', kind='behavioral', description='Lifecycle stage churned.', "
         f"owner='', rule='', min_size=1000, method='lifecycle', group='churned', scoring={lifecycle}, "
-        "inputs=('consent_personalization', 'tenure_days', 'days_since_last_seen', 'last_txn_at'))")
+        "inputs=('consent_personalization', 'tenure_days', 'days_since_last_seen', 'last_txn_at'))"
+    )
 
 
 def test_defaults(tmp_path):
@@ -351,22 +408,29 @@ def test_defaults(tmp_path):
     m = load_map(path)
     assert (m.program_name, m.run_at, m.north_star.description) == ("personalization program", (3, 0), "")
     assert m.goals[0].guardrails == () and m.metrics["deposit_rate"] == Metric("deposit_rate", "", 1, "deposits > 0")
-    assert m.campaigns[0] == Campaign("savings_nudge", "", ("card_regulars",), ("weekly_email", "home_modal"), 0, 0.2,
-                                      FrequencyCap(1, 1))
+    assert m.campaigns[0] == Campaign(
+        "savings_nudge", "", ("card_regulars",), ("weekly_email", "home_modal"), 0, 0.2, FrequencyCap(1, 1)
+    )
     s = m.segments
     assert (s.min_size, s.windows, s.max_churn_share) == (10000, (7, 30, 90), 0.5)
     assert (s.definitions[0].description, s.definitions[0].owner, s.definitions[0].min_size) == ("", "", 10000)
     assert s.definitions[1].min_size == 5
-    assert repr(s.rfm) == ("RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', "
-                           "'promising', 'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', "
-                           "'hibernating', 'lost'), min_size=10000, "
-                           "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))")
-    assert repr(s.lifecycle) == ("LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, "
-                                 "stages=('new', 'active', 'at_risk', 'dormant', 'churned'), min_size=10000, "
-                                 "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))")
+    assert repr(s.rfm) == (
+        "RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', "
+        "'promising', 'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', "
+        "'hibernating', 'lost'), min_size=10000, "
+        "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))"
+    )
+    assert repr(s.lifecycle) == (
+        "LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, "
+        "stages=('new', 'active', 'at_risk', 'dormant', 'churned'), min_size=10000, "
+        "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))"
+    )
     assert len(s.definitions) == 5 + 11 + 5
-    assert repr(m.actionable) == ("Actionable(pii=(), consent_column='consent_personalization', dedup_lookback_days=7, "
-                                  "max_clock_skew_minutes=5, currencies=('EUR', 'USD', 'GBP'))")
+    assert repr(m.actionable) == (
+        "Actionable(pii=(), consent_column='consent_personalization', dedup_lookback_days=7, "
+        "max_clock_skew_minutes=5, currencies=('EUR', 'USD', 'GBP'))"
+    )
     assert repr(m.sources["events"]) == "Source(name='events', path='e/{ds}/*.csv', format='csv', columns={})"
 
 
@@ -382,12 +446,14 @@ def test_pyramid_check(tmp_path, monkeypatch, capsys):
     assert main(["--map", str(path), "check"]) == 0
     assert " ".join(capsys.readouterr().out.split()) == (
         f"{path} is valid: North Star engagement (weekly_active_share), 3 goals, 3 touchpoints, 3 campaigns, "
-        "21 segments, partitions from 2026-10-01")
+        "21 segments, partitions from 2026-10-01"
+    )
     broken = edited_map(tmp_path, BROKEN["unknown_campaign_in_goal"][0])
     assert main(["--map", str(broken), "check"]) == 2
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: the map is invalid cause: {broken}:47: goals[0].campaign: unknown campaign 'savings_nudges'; "
-        "defined: savings_nudge, card_cashback, budget_tips to do: correct it; `pyramid check` checks it again")
+        "defined: savings_nudge, card_cashback, budget_tips to do: correct it; `pyramid check` checks it again"
+    )
 
 
 def test_guardrail_margins(tmp_path):

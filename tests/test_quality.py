@@ -47,23 +47,28 @@ def _indices(outcome) -> dict[str, list[int]]:
 
 # --- the batches with known defects ------------------------------------------------------------------
 
+
 def _events(n_clean_tail: int = 0) -> pa.Table:
     rows = [
         # event_id, user_id, event_type, occurred_at, channel, properties
-        ("e0", "u0", "click", "2026-10-01T10:00:00Z", "app", '{"feature": "budget_tool"}'),       # clean
-        ("e1", "  ", "page_view", "2026-10-01T12:00:00+02:00", "web", "{}"),                       # blank user
-        (None, "u2", "tap", "not-a-date", "app", "{}"),                                            # 3 reasons
-        ("e3", "u3", None, "2026-10-09T00:00:00Z", "app", "{"),                                    # future, no type
-        ("e4", None, "search", "2026-10-01T10:00:00", "app", None),                               # no offset
-        ("", "u5", "click", "2026-10-01 23:59:00-05:00", "app", "{}"),                            # future by offset
-        ("e6", "u6", "conversion", "2026-10-02T00:05:00Z", "app", "{}"),                         # at the bound: ok
-        ("e7", "u7", "pageview", "2026-10-01T10:00:00.123456+05:30", None, "{}"),                # unknown type
+        ("e0", "u0", "click", "2026-10-01T10:00:00Z", "app", '{"feature": "budget_tool"}'),  # clean
+        ("e1", "  ", "page_view", "2026-10-01T12:00:00+02:00", "web", "{}"),  # blank user
+        (None, "u2", "tap", "not-a-date", "app", "{}"),  # 3 reasons
+        ("e3", "u3", None, "2026-10-09T00:00:00Z", "app", "{"),  # future, no type
+        ("e4", None, "search", "2026-10-01T10:00:00", "app", None),  # no offset
+        ("", "u5", "click", "2026-10-01 23:59:00-05:00", "app", "{}"),  # future by offset
+        ("e6", "u6", "conversion", "2026-10-02T00:05:00Z", "app", "{}"),  # at the bound: ok
+        ("e7", "u7", "pageview", "2026-10-01T10:00:00.123456+05:30", None, "{}"),  # unknown type
     ]
-    rows += [(f"e{i}", f"u{i}", "session_start", "2026-10-01T08:00:00Z", "app", "{}") for i in range(8, 8 + n_clean_tail)]
+    rows += [
+        (f"e{i}", f"u{i}", "session_start", "2026-10-01T08:00:00Z", "app", "{}") for i in range(8, 8 + n_clean_tail)
+    ]
     names = ["event_id", "user_id", "event_type", "occurred_at", "channel", "properties"]
     table = _strings(**{name: [r[k] for r in rows] for k, name in enumerate(names)})
     for name in ["session_id", "campaign_id", "touchpoint_id"]:
-        table = table.append_column(name, pa.array(["s"] * len(rows) if name == "session_id" else [None] * len(rows), pa.string()))
+        table = table.append_column(
+            name, pa.array(["s"] * len(rows) if name == "session_id" else [None] * len(rows), pa.string())
+        )
     return table
 
 
@@ -86,9 +91,14 @@ def test_events_exact_failing_rows_per_reason(suites):
     assert per_rule["event_type__not_be_null"] == [3]
     assert per_rule["event_type__be_in_set"] == [2, 7]
     assert outcome.reasons_per_row() == [
-        [], ["missing_user_id"], ["missing_key", "bad_timestamp", "unknown_event_type"],
-        ["future_timestamp", "unknown_event_type"], ["missing_user_id", "bad_timestamp"],
-        ["missing_key", "future_timestamp"], [], ["unknown_event_type"],
+        [],
+        ["missing_user_id"],
+        ["missing_key", "bad_timestamp", "unknown_event_type"],
+        ["future_timestamp", "unknown_event_type"],
+        ["missing_user_id", "bad_timestamp"],
+        ["missing_key", "future_timestamp"],
+        [],
+        ["unknown_event_type"],
     ]
     failing = outcome.failing_rows()
     assert failing.column("_row").to_pylist() == [1, 2, 3, 4, 5, 7]
@@ -114,7 +124,17 @@ def test_transactions_amounts_currencies_and_types(suites):
         occurred_at=["2026-10-01T09:00:00Z"] * 9,
         amount=["12.50", "-5", "0", "abc", "inf", "1000000", "1000000.01", None, " 7 "],
         currency=["EUR", "USD", "GBP", "EUR", "XXX", "eur", None, "EUR", "GBP"],
-        txn_type=["card_payment", "deposit", "transfer_in", "transfer_out", "deposit", "refund", "deposit", None, "deposit"],
+        txn_type=[
+            "card_payment",
+            "deposit",
+            "transfer_in",
+            "transfer_out",
+            "deposit",
+            "refund",
+            "deposit",
+            None,
+            "deposit",
+        ],
         merchant_category=["grocery", None, None, None, None, None, None, None, None],
         status=["completed"] * 9,
     )
@@ -137,14 +157,23 @@ def test_profiles_birth_years_timestamps_and_consent(suites):
     raw = _strings(
         user_id=["p0", "p1", "p2", "p3", "p4", "p5", None],
         updated_at=["2026-10-01T08:00:00Z"] * 5 + ["2026-11-01T00:00:00Z", "2026-10-01T08:00:00Z"],
-        signup_at=["2025-01-01T00:00:00Z", "2025-01-01", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z",
-                   "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z"],
+        signup_at=[
+            "2025-01-01T00:00:00Z",
+            "2025-01-01",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+        ],
         country=["DE", "FR", None, "NL", "ES", "GB", "IE"],
         birth_year=["1985", " 1990 ", "19x5", "1850", "2027", None, "1970"],
         plan=["basic", "plus", "premium", "basic", "basic", "gold", "basic"],
         consent_personalization=["true", "TRUE", "false", "yes", "true", "false", "true"],
         consent_marketing=["false"] * 7,
-        email=["x@example.com"] * 7, phone=["1"] * 7, full_name=["X"] * 7,
+        email=["x@example.com"] * 7,
+        phone=["1"] * 7,
+        full_name=["X"] * 7,
     )
     frame = typed_frame(raw, "profiles", suite.columns)
     assert "email" not in frame.columns  # only what the suite reads: no PII column
@@ -153,7 +182,7 @@ def test_profiles_birth_years_timestamps_and_consent(suites):
         "missing_user_id": [6],
         "bad_timestamp": [1],
         "future_timestamp": [5],
-        "bad_birth_year": [2, 3, 4],   # not a number; before 1900; after the year of ds
+        "bad_birth_year": [2, 3, 4],  # not a number; before 1900; after the year of ds
     }
     status = {c.check_name: c for c in outcome.column_status}
     mean = status["birth_year__mean_to_be_between"]
@@ -185,8 +214,9 @@ def test_column_expectation_fails_and_withholds_with_observed_value(suites):
 
 def test_row_rule_mostly_decides_the_check_not_the_rows(suites):
     suite = suites["events"]
-    outcome = validate_batch(typed_frame(_events(n_clean_tail=292), "events", suite.columns), suite,
-                                     "300 rows", parameters=PARAMS)
+    outcome = validate_batch(
+        typed_frame(_events(n_clean_tail=292), "events", suite.columns), suite, "300 rows", parameters=PARAMS
+    )
     assert _indices(outcome) == EVENT_FAILURES  # every unexpected row is refused ...
     check = outcome.checks["user_id__not_be_null"]
     assert check["success"] and check["mostly"] == 0.99 and check["unexpected_count"] == 2  # ... 2 in 300 pass
@@ -200,8 +230,10 @@ def test_check_summaries_carry_counts_and_samples(suites):
     assert check["reason"] == "unknown_event_type" and check["decides"] == "row"
     assert check["unexpected_count"] == 2 and check["element_count"] == 8 and check["missing_count"] == 1
     assert check["sample_unexpected"] == ["tap", "pageview"]
-    assert outcome.checks["occurred_at__be_between"]["sample_unexpected"] == ["2026-10-09T00:00:00+00:00",
-                                                                              "2026-10-02T04:59:00+00:00"]
+    assert outcome.checks["occurred_at__be_between"]["sample_unexpected"] == [
+        "2026-10-09T00:00:00+00:00",
+        "2026-10-02T04:59:00+00:00",
+    ]
     assert set(outcome.checks) == {r.check_name for r in suite.rules}
     # the full index lists live in row_failures only, so Data Docs stay small
     assert all("unexpected_index_list" not in r.result for r in outcome.gx_result.results)
@@ -230,6 +262,7 @@ def test_validation_refuses_what_it_cannot_judge(suites):
 
 # --- the suite files ---------------------------------------------------------------------------------
 
+
 def test_suite_files_are_gx_json_and_round_trip(gx, suites, tmp_path):
     for source, suite in suites.items():
         on_disk = json.loads(suite_path(source).read_text())
@@ -241,29 +274,66 @@ def test_suite_files_are_gx_json_and_round_trip(gx, suites, tmp_path):
         assert all(rule.reason for rule in suite.row_rules)
         assert all(rule.severity in ("critical", "warning") for rule in suite.rules)
         assert "latest_valid_time" in suite.parameters
-    assert set(suites["transactions"].reasons) == {"missing_key", "missing_user_id", "bad_timestamp", "future_timestamp",
-                                                   "bad_amount", "non_positive_amount", "absurd_amount",
-                                                   "unknown_currency", "unknown_txn_type"}
+    assert set(suites["transactions"].reasons) == {
+        "missing_key",
+        "missing_user_id",
+        "bad_timestamp",
+        "future_timestamp",
+        "bad_amount",
+        "non_positive_amount",
+        "absurd_amount",
+        "unknown_currency",
+        "unknown_txn_type",
+    }
 
 
 def _one_expectation(expectation: dict) -> dict:
     return {"name": "t", "expectations": [expectation], "meta": {}}
 
 
-@pytest.mark.parametrize("expectation, message", [
-    ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {}}, "meta.decides"),
-    ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {"decides": "row"}},
-     "needs meta.reason"),
-    ({"type": "expect_column_mean_to_be_between", "kwargs": {"column": "a", "min_value": 1},
-      "meta": {"decides": "row", "reason": "bad_a"}}, "not a row-wise"),
-    ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"},
-      "meta": {"decides": "column", "severity": "warning"}}, "top-level \"severity\""),
-    ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {"decides": "column"},
-      "severity": "info"}, "severity 'info'"),
-    ({"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "a"}, "meta": {"decides": "column"}},
-     "GX refuses it.*value_set"),
-    ({"type": "expect_columns_to_be_nice", "kwargs": {"column": "a"}, "meta": {"decides": "column"}}, "GX refuses it"),
-])
+@pytest.mark.parametrize(
+    "expectation, message",
+    [
+        ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {}}, "meta.decides"),
+        (
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {"decides": "row"}},
+            "needs meta.reason",
+        ),
+        (
+            {
+                "type": "expect_column_mean_to_be_between",
+                "kwargs": {"column": "a", "min_value": 1},
+                "meta": {"decides": "row", "reason": "bad_a"},
+            },
+            "not a row-wise",
+        ),
+        (
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": "a"},
+                "meta": {"decides": "column", "severity": "warning"},
+            },
+            'top-level "severity"',
+        ),
+        (
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": "a"},
+                "meta": {"decides": "column"},
+                "severity": "info",
+            },
+            "severity 'info'",
+        ),
+        (
+            {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "a"}, "meta": {"decides": "column"}},
+            "GX refuses it.*value_set",
+        ),
+        (
+            {"type": "expect_columns_to_be_nice", "kwargs": {"column": "a"}, "meta": {"decides": "column"}},
+            "GX refuses it",
+        ),
+    ],
+)
 def test_suite_errors_name_the_expectation(gx, tmp_path, expectation, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(_one_expectation(expectation)))
@@ -273,18 +343,25 @@ def test_suite_errors_name_the_expectation(gx, tmp_path, expectation, message):
 
 
 def test_expectations_without_id_get_stable_ids(gx):
-    document = _one_expectation({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"},
-                                 "meta": {"decides": "row", "reason": "missing_a"}})
+    document = _one_expectation(
+        {
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": "a"},
+            "meta": {"decides": "row", "reason": "missing_a"},
+        }
+    )
     first, second = suite_from_dict(document), suite_from_dict(document)
     assert first.rules[0].id == second.rules[0].id
 
 
 # --- Data Docs and import cost -----------------------------------------------------------------------
 
+
 def test_data_docs_index_is_written(suites, tmp_path):
     suite = suites["events"]
-    outcome = validate_batch(typed_frame(_events(), "events", suite.columns), suite,
-                                     "events_2026-10-01", parameters=PARAMS)
+    outcome = validate_batch(
+        typed_frame(_events(), "events", suite.columns), suite, "events_2026-10-01", parameters=PARAMS
+    )
     site = tmp_path / "reports" / "data_docs"
     index = build_data_docs([outcome], site, suites=[suite])
     assert index == site / "index.html" and index.is_file()
@@ -300,8 +377,10 @@ def test_data_docs_index_is_written(suites, tmp_path):
 
 
 def test_importing_the_module_does_not_import_great_expectations():
-    code = ("import sys; import assets.quality.suites, assets.quality.typed_batch, assets.quality.outcome, "
-            "assets.quality.validation, assets.quality.data_docs, assets.lineage; "
-            "print('great_expectations' in sys.modules, 'pandas' in sys.modules)")
+    code = (
+        "import sys; import assets.quality.suites, assets.quality.typed_batch, assets.quality.outcome, "
+        "assets.quality.validation, assets.quality.data_docs, assets.lineage; "
+        "print('great_expectations' in sys.modules, 'pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -34,13 +34,13 @@ def test_jsonl_lines_are_landed_with_numbers_and_broken_ones_kept(tmp_path, sour
     lines = [
         b'{"event_id":"e1","user_id":"u1","event_type":"page_view","occurred_at":"2026-10-01T10:00:00Z",'
         b'"properties":{"feature":"budget_tool","n":[1,2]}}',
-        b"",                                          # blank: not a record, still a line
+        b"",  # blank: not a record, still a line
         b'{"event_id": 7, "user_id": "u2", "session_id": null}',
-        b'{"event_id": "e3", "user_id": ',           # truncated
-        b"[1, 2]",                                    # JSON, but not an object
-        b'\xff{"event_id":"e4"}',                     # not UTF-8
-        b'{"event_id":"e5","channel":"app"}\r',       # CRLF line ending
-        b'{"event_id":"e6"}',                         # last line without newline
+        b'{"event_id": "e3", "user_id": ',  # truncated
+        b"[1, 2]",  # JSON, but not an object
+        b'\xff{"event_id":"e4"}',  # not UTF-8
+        b'{"event_id":"e5","channel":"app"}\r',  # CRLF line ending
+        b'{"event_id":"e6"}',  # last line without newline
     ]
     write(tmp_path, f"landing/events/{DS}/events-a.jsonl", b"\n".join(lines))
     table = land(connect(), Lake(tmp_path), sources["events"], DS)
@@ -55,7 +55,7 @@ def test_jsonl_lines_are_landed_with_numbers_and_broken_ones_kept(tmp_path, sour
     assert (rows[3]["event_id"], rows[3]["user_id"], rows[3]["session_id"]) == ("7", "u2", None)
     assert rows[4]["_raw_text"] == '{"event_id": "e3", "user_id": '
     assert rows[5]["_raw_text"] == "[1, 2]"
-    assert rows[6]["_raw_text"] == '\\xFF{\\x22event_id\\x22:\\x22e4\\x22}'
+    assert rows[6]["_raw_text"] == "\\xFF{\\x22event_id\\x22:\\x22e4\\x22}"
     for broken in (4, 5, 6):
         assert all(rows[broken][c] is None for c in CANONICAL_COLUMNS["events"])
     assert (rows[7]["event_id"], rows[7]["channel"], rows[7]["_raw_text"]) == ("e5", "app", None)
@@ -85,20 +85,29 @@ def test_source_column_names_are_mapped_to_canonical(tmp_path, sources):
     assert (row["event_id"], row["user_id"]) == ("e1", "u1")
 
     txns = replace(sources["transactions"], columns={"value": "amount"})
-    write(tmp_path, f"landing/transactions/{DS}/t.csv", TXN_HEADER.replace("amount", "value") + "\nt1,u1,x,12.5,EUR,deposit,,completed\n")
+    write(
+        tmp_path,
+        f"landing/transactions/{DS}/t.csv",
+        TXN_HEADER.replace("amount", "value") + "\nt1,u1,x,12.5,EUR,deposit,,completed\n",
+    )
     assert land(connect(), Lake(tmp_path), txns, DS).column("amount").to_pylist() == ["12.5"]
 
 
 def test_csv_rows_with_wrong_field_counts_are_kept_with_their_data_row_number(tmp_path, sources):
-    body = "\n".join([
-        TXN_HEADER,
-        "t1,u1,2026-10-01T10:00:00Z,12.50,EUR,deposit,,completed",
-        "t2,u1,2026-10-01T11:00:00Z,3",                                     # too few fields
-        't3,u2,2026-10-01T12:00:00+02:00,7,EUR,card_payment,"food, drinks",completed',
-        "t4,u2,x,1,EUR,deposit,shop,completed,extra",                       # too many fields
-        't5,u3,2026-10-01T13:00:00Z,9,GBP,transfer_in,"multi\nline",pending',  # one row, two lines
-        "t6,u3,2026-10-01T14:00:00Z,1,USD,transfer_out,,failed",
-    ]) + "\n"
+    body = (
+        "\n".join(
+            [
+                TXN_HEADER,
+                "t1,u1,2026-10-01T10:00:00Z,12.50,EUR,deposit,,completed",
+                "t2,u1,2026-10-01T11:00:00Z,3",  # too few fields
+                't3,u2,2026-10-01T12:00:00+02:00,7,EUR,card_payment,"food, drinks",completed',
+                "t4,u2,x,1,EUR,deposit,shop,completed,extra",  # too many fields
+                't5,u3,2026-10-01T13:00:00Z,9,GBP,transfer_in,"multi\nline",pending',  # one row, two lines
+                "t6,u3,2026-10-01T14:00:00Z,1,USD,transfer_out,,failed",
+            ]
+        )
+        + "\n"
+    )
     write(tmp_path, f"landing/transactions/{DS}/transactions-1.csv", body)
     table = land(connect(), Lake(tmp_path), sources["transactions"], DS)
 
@@ -148,24 +157,36 @@ def test_header_only_csv_gives_no_rows(tmp_path, sources):
 
 def test_profiles_keep_every_column_as_text(tmp_path, sources):
     header = ",".join(CANONICAL_COLUMNS["profiles"])
-    write(tmp_path, f"landing/profiles/{DS}/p.csv",
-          "\ufeff" + header + "\r\nu1,2026-10-01T08:00:00Z,2026-01-01T00:00:00Z,FR,1990,basic,true,false,a@b.c,+331,Ann Lee\r\n")
+    write(
+        tmp_path,
+        f"landing/profiles/{DS}/p.csv",
+        "\ufeff"
+        + header
+        + "\r\nu1,2026-10-01T08:00:00Z,2026-01-01T00:00:00Z,FR,1990,basic,true,false,a@b.c,+331,Ann Lee\r\n",
+    )
     table = land(connect(), Lake(tmp_path), sources["profiles"], DS)
     assert table.schema == raw_schema("profiles")
     row = table.to_pylist()[0]
-    assert (row["user_id"], row["birth_year"], row["consent_personalization"], row["full_name"]) == ("u1", "1990", "true", "Ann Lee")
+    assert (row["user_id"], row["birth_year"], row["consent_personalization"], row["full_name"]) == (
+        "u1",
+        "1990",
+        "true",
+        "Ann Lee",
+    )
     assert all(pa.types.is_string(t) for t in table.schema.types[:-3])
 
 
 def test_the_raw_check_names_the_lines_that_did_not_parse():
     from pipelines.layers.raw import parse_check
 
-    landed = pa.table({
-        "event_id": ["e1", None, "e3"],
-        "_source_file": ["landing/events/2026-10-01/events-0.jsonl"] * 3,
-        "_source_line": [1, 2, 3],
-        "_raw_text": [None, "{not json", None],
-    })
+    landed = pa.table(
+        {
+            "event_id": ["e1", None, "e3"],
+            "_source_file": ["landing/events/2026-10-01/events-0.jsonl"] * 3,
+            "_source_line": [1, 2, 3],
+            "_raw_text": [None, "{not json", None],
+        }
+    )
     check = parse_check(landed)
     assert not check.passed
     assert check.metadata["unparseable_rows"].value == 1

@@ -9,7 +9,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,17 @@ from pipelines.sample.generate import generate_sample
 ROOT = Path(__file__).resolve().parent.parent
 START = date(2026, 10, 1)
 SMALL = {"users": 2000, "days": 8, "seed": 11}
-EVENT_TYPES = {"session_start", "page_view", "screen_view", "search", "feature_use",
-               "impression", "click", "conversion", "unsubscribe"}
+EVENT_TYPES = {
+    "session_start",
+    "page_view",
+    "screen_view",
+    "search",
+    "feature_use",
+    "impression",
+    "click",
+    "conversion",
+    "unsubscribe",
+}
 CURRENCIES = {"EUR", "USD", "GBP"}
 SKEW = timedelta(minutes=5)
 
@@ -39,6 +48,7 @@ def files(small):
 
 
 # --- reading the files back, independently of the generator --------------------------------------
+
 
 def landing_days(days):
     return [(START + timedelta(days=d)).isoformat() for d in range(days)]
@@ -65,7 +75,7 @@ def parse_ts(text):
 
 def is_holdout(campaign_id, user_id, share):
     digest = hashlib.md5(f"{campaign_id}:{user_id}".encode()).hexdigest()
-    return int(digest[:13], 16) / 16 ** 13 < share
+    return int(digest[:13], 16) / 16**13 < share
 
 
 def contract_columns():
@@ -96,7 +106,7 @@ def classify_row(row, ds, known_users, seen_ids, id_key, source):
         found.append("orphan_user")
     when = parse_ts(row["occurred_at"])
     day = date.fromisoformat(ds)
-    day_end = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    day_end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     if when is None:
         found.append("unparseable_timestamp")
     elif when > day_end + SKEW:
@@ -104,7 +114,7 @@ def classify_row(row, ds, known_users, seen_ids, id_key, source):
     else:
         if when.utcoffset() != timedelta(0):
             found.append("mixed_offset")
-        if when.astimezone(timezone.utc).date() < day:
+        if when.astimezone(UTC).date() < day:
             found.append("late")
     if source == "events" and row["event_type"] not in EVENT_TYPES:
         found.append("unknown_event_type")
@@ -151,6 +161,7 @@ def count_profile_defects(files):
 
 # --- layout and contract -------------------------------------------------------------------------
 
+
 def test_files_follow_the_landing_contract_exactly(small, files):
     contract = contract_columns()
     assert set(contract) == {"events", "profiles", "transactions", "erasure_requests"}
@@ -188,8 +199,9 @@ def test_values_are_well_formed(files):
     assert {p["consent_personalization"] for p in profiles} == {"true", "false"}
     assert {p["plan"] for p in profiles} == {"basic", "plus", "premium"}
     assert {p["country"] for p in profiles} <= {"DE", "FR", "NL", "ES", "GB", "IE"}
-    assert all(re.fullmatch(r"u\d{7}", p["user_id"]) and "@" in p["email"] and p["phone"].startswith("+")
-               for p in profiles)
+    assert all(
+        re.fullmatch(r"u\d{7}", p["user_id"]) and "@" in p["email"] and p["phone"].startswith("+") for p in profiles
+    )
     consent = sum(p["consent_personalization"] == "true" for p in files["profiles"][landing_days(1)[0]])
     assert 0.80 < consent / len(files["profiles"][landing_days(1)[0]]) < 0.90
 
@@ -206,7 +218,7 @@ def test_users_act_only_after_signup_and_before_their_erasure(files):
     for ds, rows in files["profiles"].items():
         for p in rows:
             first.setdefault(p["user_id"], (ds, parse_ts(p["signup_at"])))
-    new = {u for u, (ds, signup) in first.items() if signup >= datetime(2026, 10, 1, tzinfo=timezone.utc)}
+    new = {u for u, (ds, signup) in first.items() if signup >= datetime(2026, 10, 1, tzinfo=UTC)}
     assert 0.05 < len(new) / len(first) < 0.15
     assert all(signup.date().isoformat() == ds for u, (ds, signup) in first.items() if u in new)
     assert all(ds == landing_days(1)[0] for u, (ds, _) in first.items() if u not in new)
@@ -223,6 +235,7 @@ def test_users_act_only_after_signup_and_before_their_erasure(files):
 
 
 # --- determinism and regeneration ----------------------------------------------------------------
+
 
 def snapshot(landing):
     return {p.relative_to(landing): p.read_bytes() for p in sorted(landing.rglob("*")) if p.is_file()}
@@ -253,6 +266,7 @@ def test_regenerating_replaces_the_previous_sample_only(tmp_path):
 
 # --- planted defects -----------------------------------------------------------------------------
 
+
 def test_defect_plan_counts_match_the_files(small, files):
     plan = json.loads(small.defect_plan_path.read_text())
     assert (plan["seed"], plan["users"], plan["days"]) == (SMALL["seed"], SMALL["users"], SMALL["days"])
@@ -282,6 +296,7 @@ def test_defects_are_rare_and_rates_are_respected(small, files):
 
 
 # --- arms and the planted effect -----------------------------------------------------------------
+
 
 def test_holdout_users_never_get_campaign_messages(small, files):
     campaigns = {c.id: c for c in load_map().campaigns}
@@ -326,7 +341,7 @@ def day_rates(landing, days, campaign_id, holdout, behaviour):
         for r in rows:
             when = parse_ts(r["occurred_at"])
             if when is not None and r["user_id"] in users:
-                hits.add((r["user_id"], when.astimezone(timezone.utc).date()))
+                hits.add((r["user_id"], when.astimezone(UTC).date()))
     window = {START + timedelta(days=d) for d in range(days)}
     per_user = Counter(u for u, d in hits if d in window)
     totals = {True: [0, 0], False: [0, 0]}
@@ -342,10 +357,13 @@ def effect_sample(tmp_path_factory):
     return generate_sample(tmp_path_factory.mktemp("effect") / "landing", users=8000, days=20, seed=5)
 
 
-@pytest.mark.parametrize("campaign_id, behaviour, tolerance", [
-    ("savings_nudge", "deposit", 0.12),
-    ("budget_tips", "budget_tool", 0.15),
-])
+@pytest.mark.parametrize(
+    "campaign_id, behaviour, tolerance",
+    [
+        ("savings_nudge", "deposit", 0.12),
+        ("budget_tips", "budget_tool", 0.15),
+    ],
+)
 def test_planted_effect_shows_in_the_files(effect_sample, campaign_id, behaviour, tolerance):
     campaign = next(c for c in load_map().campaigns if c.id == campaign_id)
     treated, held = day_rates(effect_sample.landing, 20, campaign_id, campaign.holdout, behaviour)

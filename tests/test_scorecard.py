@@ -14,16 +14,26 @@ from PIL import Image
 from assets import scorecard
 
 CHROMIUM = shutil.which("chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 CELL_W, CELL_H = 660, 520  # one chart per cell when each chart is screenshotted alone
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 
 
 def _chromium(tmp_path: Path, *args: str) -> str:
     profile = tmp_path / "profile"
-    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120, check=True
+    )
     return done.stdout
 
 
@@ -59,8 +69,17 @@ def test_chromium_finds_every_goal_segment_and_chart(run, tmp_path):
         assert f'data-segment="{segment.id}"' in dom
     figures = re.findall(r'<figure class="chart" data-chart="([^"]+)">(.*?)</figure>', dom, re.S)
     names = [name for name, _ in figures]
-    expected = {"pyramid", "segment_sizes", "segment_history", "segment_stability", "exports", "north_star",
-                "north_star_contributions", "quarantine", *(f"goal_{g.id}" for g in run.pyramid_map.goals)}
+    expected = {
+        "pyramid",
+        "segment_sizes",
+        "segment_history",
+        "segment_stability",
+        "exports",
+        "north_star",
+        "north_star_contributions",
+        "quarantine",
+        *(f"goal_{g.id}" for g in run.pyramid_map.goals),
+    }
     assert set(names) == expected and len(names) == len(expected)
     for name, body in figures:
         assert body.lstrip().startswith("<svg"), name
@@ -74,10 +93,13 @@ def test_screenshot_has_no_blank_chart(run, tmp_path):
     cells = "".join(
         f'<div style="position:absolute;left:0;top:{i * CELL_H}px;width:{CELL_W}px;height:{CELL_H}px;'
         f'overflow:hidden">{svg}</div>'
-        for i, (_, svg) in enumerate(charts))
+        for i, (_, svg) in enumerate(charts)
+    )
     sheet = tmp_path / "charts.html"
-    sheet.write_text(f"<!DOCTYPE html><html><head><style>svg{{width:{CELL_W - 20}px;height:auto}}</style></head>"
-                     f"<body style='margin:0;background:#fff'>{cells}</body></html>")
+    sheet.write_text(
+        f"<!DOCTYPE html><html><head><style>svg{{width:{CELL_W - 20}px;height:auto}}</style></head>"
+        f"<body style='margin:0;background:#fff'>{cells}</body></html>"
+    )
     png = tmp_path / "charts.png"
     _chromium(tmp_path, f"--window-size={CELL_W},{CELL_H * len(charts)}", f"--screenshot={png}", sheet.as_uri())
     image = Image.open(png).convert("L")

@@ -21,14 +21,16 @@ def definition(segment_id: str, rule: str, kind: str = "value", min_size: int = 
 
 
 def features() -> pa.Table:
-    return pa.table({
-        "user_id": ["u1", "u2", "u3", "u4", "u5"],
-        "as_of": [AS_OF] * 5,
-        "consent_personalization": [True, True, False, None, True],
-        "deposits_30d": [2, 1, 5, 5, None],
-        "searches_7d": [1, 3, 1, 1, 0],
-        "tenure_days": [400, 10, 10, 10, 20],
-    })
+    return pa.table(
+        {
+            "user_id": ["u1", "u2", "u3", "u4", "u5"],
+            "as_of": [AS_OF] * 5,
+            "consent_personalization": [True, True, False, None, True],
+            "deposits_30d": [2, 1, 5, 5, None],
+            "searches_7d": [1, 3, 1, 1, 0],
+            "tenure_days": [400, 10, 10, 10, 20],
+        }
+    )
 
 
 def membership(rows: dict[str, list[str]]) -> pa.Table:
@@ -91,8 +93,18 @@ def test_summary_against_previous_snapshot():
     summary = segment_summary(current, previous, 10, definitions, AS_OF).to_pylist()
 
     picked = [
-        (r["segment_id"], r["kind"], r["size"], r["share"], r["min_size"], r["usable"],
-         r["previous_size"], r["entered"], r["exited"], r["jaccard"])
+        (
+            r["segment_id"],
+            r["kind"],
+            r["size"],
+            r["share"],
+            r["min_size"],
+            r["usable"],
+            r["previous_size"],
+            r["entered"],
+            r["exited"],
+            r["jaccard"],
+        )
         for r in summary
     ]
     assert picked == [
@@ -110,7 +122,8 @@ def test_summary_on_first_as_of_has_no_stability():
     summary = segment_summary(membership({"a": ["u1", "u2"]}), None, 4, definitions, AS_OF).to_pylist()
 
     assert [(r["segment_id"], r["size"], r["share"], r["usable"]) for r in summary] == [
-        ("a", 2, 0.5, True), ("b", 0, 0.0, False),
+        ("a", 2, 0.5, True),
+        ("b", 0, 0.0, False),
     ]
     for row in summary:
         assert (row["previous_size"], row["entered"], row["exited"], row["jaccard"]) == (None, None, None, None)
@@ -180,21 +193,37 @@ def test_unsafe_rule_refused_by_load_map(tmp_path, name, rule, part):
 @pytest.mark.parametrize("name, rule, part", UNSAFE_RULES, ids=[r[0] for r in UNSAFE_RULES])
 def test_unsafe_rule_refused_by_segment_membership(name, rule, part):
     with pytest.raises(UnsafeExpression) as raised:
-        segment_membership(features(), [definition("fine", "deposits_30d >= 2"), definition(f"evil_{name}", rule)], AS_OF)
+        segment_membership(
+            features(), [definition("fine", "deposits_30d >= 2"), definition(f"evil_{name}", rule)], AS_OF
+        )
     assert f"segment 'evil_{name}'" in str(raised.value) and part in str(raised.value)
 
 
 def test_a_new_segment_is_a_map_edit_only(tmp_path):
     from assets.pyramid_map import load_map
 
-    path = write_map(tmp_path, [{"id": "premium_searchers", "kind": "intent", "description": "Premium, searched.",
-                                 "owner": "growth-team", "rule": "plan = 'premium' and searches_7d >= 1"}])
+    path = write_map(
+        tmp_path,
+        [
+            {
+                "id": "premium_searchers",
+                "kind": "intent",
+                "description": "Premium, searched.",
+                "owner": "growth-team",
+                "rule": "plan = 'premium' and searches_7d >= 1",
+            }
+        ],
+    )
     pyramid_map = load_map(path)
     from assets.features import features_schema
 
     schema = features_schema(list(pyramid_map.segments.windows))
-    given = {"user_id": ["u1", "u2", "u3", "u4", "u5"], "plan": ["premium", "premium", "premium", "basic", "premium"],
-             "consent_personalization": [True, True, False, True, True], "searches_7d": [1, 2, 1, 1, 0]}
+    given = {
+        "user_id": ["u1", "u2", "u3", "u4", "u5"],
+        "plan": ["premium", "premium", "premium", "basic", "premium"],
+        "consent_personalization": [True, True, False, True, True],
+        "searches_7d": [1, 2, 1, 1, 0],
+    }
     table = pa.table({f.name: given.get(f.name, pa.nulls(5, f.type)) for f in schema}).cast(schema)
     result = segment_membership(table, pyramid_map.segments.definitions, AS_OF)
     rows = [(r["user_id"], r["kind"]) for r in result.to_pylist() if r["segment_id"] == "premium_searchers"]
@@ -205,50 +234,78 @@ def test_a_new_segment_is_a_map_edit_only(tmp_path):
 
 # --- scored segments: RFM ---------------------------------------------------------------------------
 
-from datetime import datetime, timedelta, timezone  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 
 from assets.pyramid_map import (  # noqa: E402
-    LIFECYCLE_STAGES, RFM_GROUPS, LifecycleScoring, RfmScoring,
+    LIFECYCLE_STAGES,
+    RFM_GROUPS,
+    LifecycleScoring,
+    RfmScoring,
 )
 from assets.rfm import rfm_group  # noqa: E402
 from assets.segments import churning_segments, segment_baselines  # noqa: E402
 
 RFM = RfmScoring(window_days=90, groups=RFM_GROUPS, min_size=1)
-LIFECYCLE = LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90,
-                             stages=LIFECYCLE_STAGES, min_size=1)
+LIFECYCLE = LifecycleScoring(
+    new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=LIFECYCLE_STAGES, min_size=1
+)
 
 
 def scored_definitions(method, names, scoring, kind):
-    return [SegmentDefinition(id=f"{method}_{n}", kind=kind, description="", owner="", rule="", min_size=1,
-                              method=method, group=n, scoring=scoring) for n in names]
+    return [
+        SegmentDefinition(
+            id=f"{method}_{n}",
+            kind=kind,
+            description="",
+            owner="",
+            rule="",
+            min_size=1,
+            method=method,
+            group=n,
+            scoring=scoring,
+        )
+        for n in names
+    ]
 
 
 def days_ago(n):
-    return None if n is None else datetime(AS_OF.year, AS_OF.month, AS_OF.day, 12, tzinfo=timezone.utc) - timedelta(days=n)
+    return None if n is None else datetime(AS_OF.year, AS_OF.month, AS_OF.day, 12, tzinfo=UTC) - timedelta(days=n)
 
 
 def rfm_features(rows):
     """rows: (user, consent, recency days or None, txns_90d, monetary)."""
-    return pa.table({
-        "user_id": [r[0] for r in rows],
-        "as_of": [AS_OF] * len(rows),
-        "consent_personalization": [r[1] for r in rows],
-        "last_txn_at": pa.array([days_ago(r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
-        "txns_90d": pa.array([r[3] for r in rows], pa.int64()),
-        "balance_in_90d": [r[4] * 0.75 for r in rows],
-        "balance_out_90d": [r[4] * 0.25 for r in rows],
-        "days_since_last_seen": pa.array([None] * len(rows), pa.int64()),
-        "tenure_days": pa.array([400] * len(rows), pa.int64()),
-    })
+    return pa.table(
+        {
+            "user_id": [r[0] for r in rows],
+            "as_of": [AS_OF] * len(rows),
+            "consent_personalization": [r[1] for r in rows],
+            "last_txn_at": pa.array([days_ago(r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
+            "txns_90d": pa.array([r[3] for r in rows], pa.int64()),
+            "balance_in_90d": [r[4] * 0.75 for r in rows],
+            "balance_out_90d": [r[4] * 0.25 for r in rows],
+            "days_since_last_seen": pa.array([None] * len(rows), pa.int64()),
+            "tenure_days": pa.array([400] * len(rows), pa.int64()),
+        }
+    )
 
 
 def test_rfm_group_map_is_a_partition_of_the_grid():
     cells = {(r, f): rfm_group(r, f) for r in range(1, 6) for f in range(1, 6)}
     assert set(cells.values()) == set(RFM_GROUPS)
     assert (cells[5, 5], cells[5, 4], cells[4, 5], cells[3, 4]) == ("champions", "champions", "loyal", "loyal")
-    assert (cells[5, 1], cells[4, 1], cells[4, 3], cells[3, 3]) == ("new", "promising", "potential_loyalists", "need_attention")
+    assert (cells[5, 1], cells[4, 1], cells[4, 3], cells[3, 3]) == (
+        "new",
+        "promising",
+        "potential_loyalists",
+        "need_attention",
+    )
     assert (cells[3, 2], cells[2, 4], cells[1, 5], cells[2, 1], cells[1, 1]) == (
-        "about_to_sleep", "at_risk", "cannot_lose_them", "hibernating", "lost")
+        "about_to_sleep",
+        "at_risk",
+        "cannot_lose_them",
+        "hibernating",
+        "lost",
+    )
 
 
 def test_rfm_scores_on_known_quintiles():
@@ -267,21 +324,36 @@ def test_rfm_scores_on_known_quintiles():
         expected[f"u{i}"] = (f"rfm_{rfm_group(r, f)}", float(100 * r + 10 * f + m), "value")
     assert got == expected
     assert [got[f"u{i}"][0] for i in (0, 2, 4, 6, 8)] == [
-        "rfm_lost", "rfm_hibernating", "rfm_need_attention", "rfm_loyal", "rfm_champions"]
+        "rfm_lost",
+        "rfm_hibernating",
+        "rfm_need_attention",
+        "rfm_loyal",
+        "rfm_champions",
+    ]
     assert got["u9"][1] == 551.0 and got["u0"][1] == 115.0
 
 
 def test_rfm_ties_share_one_quintile_whatever_the_order():
     # frequencies 1, 1, 2, 3, 3 -> cume_dist 2/5, 2/5, 3/5, 1, 1 -> F = ceil(5 * cume_dist) = 2, 2, 3, 5, 5
-    rows = [("a", True, 5, 1, 10.0), ("b", True, 5, 1, 10.0), ("c", True, 5, 2, 10.0),
-            ("d", True, 5, 3, 10.0), ("e", True, 5, 3, 10.0)]
+    rows = [
+        ("a", True, 5, 1, 10.0),
+        ("b", True, 5, 1, 10.0),
+        ("c", True, 5, 2, 10.0),
+        ("d", True, 5, 3, 10.0),
+        ("e", True, 5, 3, 10.0),
+    ]
     definitions = scored_definitions("rfm", RFM_GROUPS, RFM, "value")
     forward = segment_membership(rfm_features(rows), definitions, AS_OF)
     backward = segment_membership(rfm_features(rows[::-1]), definitions, AS_OF)
     assert forward == backward
     # every recency and monetary value ties: the tie is the whole population, R = M = 5
     assert {r["user_id"]: r["score"] for r in forward.to_pylist()} == {
-        "a": 525.0, "b": 525.0, "c": 535.0, "d": 555.0, "e": 555.0}
+        "a": 525.0,
+        "b": 525.0,
+        "c": 535.0,
+        "d": 555.0,
+        "e": 555.0,
+    }
 
 
 def test_rfm_only_materializes_the_listed_groups():
@@ -289,65 +361,114 @@ def test_rfm_only_materializes_the_listed_groups():
     definitions = scored_definitions("rfm", ("champions", "lost"), RFM, "value")
     result = segment_membership(rfm_features(rows), definitions, AS_OF).to_pylist()
     assert [(r["segment_id"], r["user_id"]) for r in result] == [
-        ("rfm_champions", "u8"), ("rfm_champions", "u9"), ("rfm_lost", "u0"), ("rfm_lost", "u1")]
+        ("rfm_champions", "u8"),
+        ("rfm_champions", "u9"),
+        ("rfm_lost", "u0"),
+        ("rfm_lost", "u1"),
+    ]
 
 
 # --- scored segments: lifecycle ---------------------------------------------------------------------
 
+
 def test_lifecycle_stages_from_recency_thresholds():
     rows = [  # user, consent, tenure, days since last seen, days since last transaction
-        ("new_idle", True, 5, 50, None), ("new_zero", True, 0, None, None),
-        ("seen_today", True, 400, 0, None), ("txn_3d", True, 400, 20, 3), ("seen_6d", True, 400, 6, None),
-        ("seen_7d", True, 400, 7, None), ("seen_29d", True, 400, 29, 40), ("seen_30d", True, 400, 30, None),
-        ("txn_89d", True, 400, None, 89), ("never", True, 400, None, None), ("no_consent", False, 400, 0, 0),
+        ("new_idle", True, 5, 50, None),
+        ("new_zero", True, 0, None, None),
+        ("seen_today", True, 400, 0, None),
+        ("txn_3d", True, 400, 20, 3),
+        ("seen_6d", True, 400, 6, None),
+        ("seen_7d", True, 400, 7, None),
+        ("seen_29d", True, 400, 29, 40),
+        ("seen_30d", True, 400, 30, None),
+        ("txn_89d", True, 400, None, 89),
+        ("never", True, 400, None, None),
+        ("no_consent", False, 400, 0, 0),
         ("tenure_30", True, 30, 1, None),
     ]
-    table = pa.table({
-        "user_id": [r[0] for r in rows], "as_of": [AS_OF] * len(rows),
-        "consent_personalization": [r[1] for r in rows],
-        "tenure_days": pa.array([r[2] for r in rows], pa.int64()),
-        "days_since_last_seen": pa.array([r[3] for r in rows], pa.int64()),
-        "last_txn_at": pa.array([days_ago(r[4]) for r in rows], pa.timestamp("us", tz="UTC")),
-    })
+    table = pa.table(
+        {
+            "user_id": [r[0] for r in rows],
+            "as_of": [AS_OF] * len(rows),
+            "consent_personalization": [r[1] for r in rows],
+            "tenure_days": pa.array([r[2] for r in rows], pa.int64()),
+            "days_since_last_seen": pa.array([r[3] for r in rows], pa.int64()),
+            "last_txn_at": pa.array([days_ago(r[4]) for r in rows], pa.timestamp("us", tz="UTC")),
+        }
+    )
     definitions = scored_definitions("lifecycle", LIFECYCLE_STAGES, LIFECYCLE, "behavioral")
-    got = {r["user_id"]: (r["segment_id"].removeprefix("lifecycle_"), r["score"])
-           for r in segment_membership(table, definitions, AS_OF).to_pylist()}
+    got = {
+        r["user_id"]: (r["segment_id"].removeprefix("lifecycle_"), r["score"])
+        for r in segment_membership(table, definitions, AS_OF).to_pylist()
+    }
     assert got == {
-        "new_idle": ("new", 50.0), "new_zero": ("new", None), "seen_today": ("active", 0.0),
-        "txn_3d": ("active", 3.0), "seen_6d": ("active", 6.0), "seen_7d": ("at_risk", 7.0),
-        "seen_29d": ("at_risk", 29.0), "seen_30d": ("dormant", 30.0), "txn_89d": ("dormant", 89.0),
-        "never": ("churned", None), "tenure_30": ("active", 1.0),
+        "new_idle": ("new", 50.0),
+        "new_zero": ("new", None),
+        "seen_today": ("active", 0.0),
+        "txn_3d": ("active", 3.0),
+        "seen_6d": ("active", 6.0),
+        "seen_7d": ("at_risk", 7.0),
+        "seen_29d": ("at_risk", 29.0),
+        "seen_30d": ("dormant", 30.0),
+        "txn_89d": ("dormant", 89.0),
+        "never": ("churned", None),
+        "tenure_30": ("active", 1.0),
     }
 
 
 def test_scored_segments_from_the_map(tmp_path):
     from assets.pyramid_map import MapError, load_map
 
-    m = load_map(write_map(tmp_path, scored={"rfm": {"window_days": 30, "groups": ["champions"], "min_size": 7},
-                                             "lifecycle": {"stages": ["active", "churned"]}}))
+    m = load_map(
+        write_map(
+            tmp_path,
+            scored={
+                "rfm": {"window_days": 30, "groups": ["champions"], "min_size": 7},
+                "lifecycle": {"stages": ["active", "churned"]},
+            },
+        )
+    )
     scored = [(d.id, d.kind, d.method, d.min_size) for d in m.segments.definitions if d.method != "rule"]
-    assert scored == [("rfm_champions", "value", "rfm", 7), ("lifecycle_active", "behavioral", "lifecycle", 1000),
-                      ("lifecycle_churned", "behavioral", "lifecycle", 1000)]
+    assert scored == [
+        ("rfm_champions", "value", "rfm", 7),
+        ("lifecycle_active", "behavioral", "lifecycle", 1000),
+        ("lifecycle_churned", "behavioral", "lifecycle", 1000),
+    ]
     assert m.segments.rfm.window_days == 30 and m.segments.lifecycle.dormant_days == 90
-    bad = write_map(tmp_path, scored={"rfm": {"window_days": 60, "groups": ["champs"]},
-                                      "lifecycle": {"active_days": 40, "dormant_days": 120}, "clv": {}})
+    bad = write_map(
+        tmp_path,
+        scored={
+            "rfm": {"window_days": 60, "groups": ["champs"]},
+            "lifecycle": {"active_days": 40, "dormant_days": 120},
+            "clv": {},
+        },
+    )
     with pytest.raises(MapError) as raised:
         load_map(bad)
     message = str(raised.value)
-    for part in ("segments.scored.rfm.window_days: must be one of segments.windows",
-                 "segments.scored.rfm.groups: unknown name 'champs'",
-                 "segments.scored.lifecycle: needs 0 < active_days <= at_risk_days <= dormant_days",
-                 "segments.scored.lifecycle.dormant_days: must be at most the largest window",
-                 "segments.scored.clv: unknown scoring"):
+    for part in (
+        "segments.scored.rfm.window_days: must be one of segments.windows",
+        "segments.scored.rfm.groups: unknown name 'champs'",
+        "segments.scored.lifecycle: needs 0 < active_days <= at_risk_days <= dormant_days",
+        "segments.scored.lifecycle.dormant_days: must be at most the largest window",
+        "segments.scored.clv: unknown scoring",
+    ):
         assert part in message
 
 
 # --- stability over three hand-made as-of snapshots ------------------------------------------------
 
+
 def snapshot(day, members):
     users = ["u1", "u2", "u3", "u4"]
-    return pa.table({"user_id": users, "as_of": [day] * 4, "consent_personalization": [True] * 4,
-                     "deposits_30d": [1 if u in members else 0 for u in users]})
+    return pa.table(
+        {
+            "user_id": users,
+            "as_of": [day] * 4,
+            "consent_personalization": [True] * 4,
+            "deposits_30d": [1 if u in members else 0 for u in users],
+        }
+    )
 
 
 def test_stability_since_and_median_days_over_three_snapshots():
@@ -365,9 +486,9 @@ def test_stability_since_and_median_days_over_three_snapshots():
     s3 = segment_summary(m3, m2, 4, definitions, d3).to_pylist()
     pick = ("size", "previous_size", "entered", "exited", "jaccard", "churn_share", "median_days_in_segment")
     assert [s1[0][k] for k in pick] == [3, None, None, None, None, None, 1.0]
-    assert [s2[0][k] for k in pick] == [3, 3, 1, 1, 0.5, pytest.approx(2 / 3), 2.0]   # days 2, 2, 1
-    assert [s3[0][k] for k in pick] == [3, 3, 1, 1, 0.5, pytest.approx(2 / 3), 2.0]   # days 1, 3, 2
-    assert [s3[1][k] for k in pick] == [0, 0, 0, 0, None, None, None]                  # b: empty both days
+    assert [s2[0][k] for k in pick] == [3, 3, 1, 1, 0.5, pytest.approx(2 / 3), 2.0]  # days 2, 2, 1
+    assert [s3[0][k] for k in pick] == [3, 3, 1, 1, 0.5, pytest.approx(2 / 3), 2.0]  # days 1, 3, 2
+    assert [s3[1][k] for k in pick] == [0, 0, 0, 0, None, None, None]  # b: empty both days
     assert s3[0]["method"] == "rule"
     summary = segment_summary(m3, m2, 4, definitions, d3)
     assert churning_segments(summary, 0.5) == ["a"] and churning_segments(summary, 0.7) == []
@@ -375,36 +496,56 @@ def test_stability_since_and_median_days_over_three_snapshots():
 
 # --- baselines: test segments early ------------------------------------------------------------------
 
+
 def test_segment_baselines_against_all_eligible_users():
     from assets.features import daily_schema
     from assets.pyramid_map import Metric
 
     users = [f"u{i}" for i in range(6)]
-    table = pa.table({"user_id": users, "as_of": [AS_OF] * 6,
-                      "consent_personalization": [True, True, True, True, True, False]})
+    table = pa.table(
+        {"user_id": users, "as_of": [AS_OF] * 6, "consent_personalization": [True, True, True, True, True, False]}
+    )
     membership_table = pa.table({"segment_id": ["a", "a", "b"], "user_id": ["u0", "u1", "u2"]})
-    activity = pa.Table.from_pylist([  # deposits on as_of by u0, u1 (members of a), u3 and u5 (not eligible)
-        {"user_id": u, "activity_date": AS_OF, "deposits": 1} for u in ("u0", "u1", "u3", "u5")
-    ] + [{"user_id": "u2", "activity_date": AS_OF - timedelta(days=1), "deposits": 1}], schema=daily_schema())
+    activity = pa.Table.from_pylist(
+        [  # deposits on as_of by u0, u1 (members of a), u3 and u5 (not eligible)
+            {"user_id": u, "activity_date": AS_OF, "deposits": 1} for u in ("u0", "u1", "u3", "u5")
+        ]
+        + [{"user_id": "u2", "activity_date": AS_OF - timedelta(days=1), "deposits": 1}],
+        schema=daily_schema(),
+    )
     metric = Metric(id="deposit_rate", description="", window_days=1, condition="deposits > 0")
     definitions = [definition("a", "true"), definition("b", "true", kind="intent"), definition("c", "true")]
 
     rows = segment_baselines(membership_table, table, activity, [metric], definitions, AS_OF).to_pylist()
-    pick = [(r["segment_id"], r["kind"], r["segment_users"], r["segment_successes"], r["segment_rate"],
-             r["eligible_users"], r["eligible_successes"], r["eligible_rate"], r["ratio"]) for r in rows]
+    pick = [
+        (
+            r["segment_id"],
+            r["kind"],
+            r["segment_users"],
+            r["segment_successes"],
+            r["segment_rate"],
+            r["eligible_users"],
+            r["eligible_successes"],
+            r["eligible_rate"],
+            r["ratio"],
+        )
+        for r in rows
+    ]
     assert pick == [
         ("a", "value", 2, 2, 1.0, 5, 3, 0.6, pytest.approx(1 / 0.6)),
-        ("b", "intent", 1, 0, 0.0, 5, 3, 0.6, 0.0),   # u2 deposited the day before: outside the window
+        ("b", "intent", 1, 0, 0.0, 5, 3, 0.6, 0.0),  # u2 deposited the day before: outside the window
         ("c", "value", 0, 0, None, 5, 3, 0.6, None),
     ]
     # a against the others (u2, u3, u4: 1 of 3): pooled 3/5, z = (1 - 1/3) / sqrt(0.24 (1/2 + 1/3))
     import math
+
     z = (1 - 1 / 3) / math.sqrt(0.6 * 0.4 * (1 / 2 + 1 / 3))
     assert rows[0]["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))
     assert rows[2]["p_value"] is None
 
 
 # --- the CLI: `pyramid segments` reads the lake, without Dagster or Great Expectations ---------------
+
 
 def test_cli_segments_prints_summary_and_baselines_from_the_lake(tmp_path):
     import subprocess
@@ -416,20 +557,34 @@ def test_cli_segments_prints_summary_and_baselines_from_the_lake(tmp_path):
     lake = Lake(tmp_path)
     definitions = [definition("steady", "deposits_30d >= 1", min_size=2), definition("rare", "deposits_30d > 5")]
     m1 = segment_membership(snapshot(AS_OF, {"u1", "u2", "u3"}), definitions, AS_OF)
-    write_parquet_atomic(segment_summary(m1, None, 4, definitions, AS_OF),
-                         lake.partition_file("segments", "segment_summary", AS_OF))
-    baselines = pa.Table.from_pylist([{"as_of": AS_OF, "segment_id": "steady", "kind": "value", "metric": "deposit_rate",
-                                       "ratio": 1.5}], schema=BASELINE_SCHEMA)
+    write_parquet_atomic(
+        segment_summary(m1, None, 4, definitions, AS_OF), lake.partition_file("segments", "segment_summary", AS_OF)
+    )
+    baselines = pa.Table.from_pylist(
+        [{"as_of": AS_OF, "segment_id": "steady", "kind": "value", "metric": "deposit_rate", "ratio": 1.5}],
+        schema=BASELINE_SCHEMA,
+    )
     write_parquet_atomic(baselines, lake.partition_file("segments", "segment_baselines", AS_OF))
-    script = ("import sys; from pipelines.cli import main; code = main(sys.argv[1:]); "
-              "assert 'dagster' not in sys.modules and 'great_expectations' not in sys.modules; sys.exit(code)")
-    done = subprocess.run([sys.executable, "-c", script, "--data-root", str(tmp_path), "segments"],
-                          capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""}, timeout=60)
+    script = (
+        "import sys; from pipelines.cli import main; code = main(sys.argv[1:]); "
+        "assert 'dagster' not in sys.modules and 'great_expectations' not in sys.modules; sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--data-root", str(tmp_path), "segments"],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": ""},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert f"Segments as of {AS_OF}" in out and "deposit_rate" in out
     steady = next(line for line in out.splitlines() if "steady" in line)
     assert "│    3 │" in steady and "75.00%" in steady and "yes" in steady and "×1.50" in steady
-    missing = subprocess.run([sys.executable, "-c", script, "--data-root", str(tmp_path), "segments", "--date",
-                              "2020-01-01"], capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-c", script, "--data-root", str(tmp_path), "segments", "--date", "2020-01-01"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 1 and "no segment summary for 2020-01-01" in missing.stdout

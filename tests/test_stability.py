@@ -20,14 +20,24 @@ def _defs(stability: Stability) -> list[SegmentDefinition]:
 
 
 def _members(as_of: date, rows: list[tuple[str, str, float, date]]) -> pa.Table:
-    return pa.Table.from_pylist([{"as_of": as_of, "segment_id": s, "kind": "value", "user_id": u, "score": score,
-                                  "since": since} for s, u, score, since in rows], schema=MEMBERSHIP_SCHEMA)
+    return pa.Table.from_pylist(
+        [
+            {"as_of": as_of, "segment_id": s, "kind": "value", "user_id": u, "score": score, "since": since}
+            for s, u, score, since in rows
+        ],
+        schema=MEMBERSHIP_SCHEMA,
+    )
 
 
 FEATURES = pa.table({"user_id": ["a", "b", "c"], "consent_personalization": [True, True, False]})
-BEFORE = _members(date(2026, 10, 6), [("rfm_champions", "a", 555.0, date(2026, 10, 5)),
-                                      ("rfm_champions", "b", 555.0, date(2026, 10, 1)),
-                                      ("rfm_champions", "c", 555.0, date(2026, 10, 6))])
+BEFORE = _members(
+    date(2026, 10, 6),
+    [
+        ("rfm_champions", "a", 555.0, date(2026, 10, 5)),
+        ("rfm_champions", "b", 555.0, date(2026, 10, 1)),
+        ("rfm_champions", "c", 555.0, date(2026, 10, 6)),
+    ],
+)
 TODAY = _members(D, [("rfm_lost", "a", 111.0, D), ("rfm_lost", "b", 111.0, D)])
 
 
@@ -49,8 +59,9 @@ def test_min_stay_holds_recent_entrants_only_while_eligible():
 def test_leave_margin(score, held):
     today = _members(D, [("rfm_lost", "b", 111.0, D)]).to_pylist()
     today[0]["score"], today[0]["segment_id"] = score, "rfm_lost"
-    got = stabilize(pa.Table.from_pylist(today, schema=MEMBERSHIP_SCHEMA), BEFORE, FEATURES,
-                    _defs(Stability(leave_margin=1)), D)
+    got = stabilize(
+        pa.Table.from_pylist(today, schema=MEMBERSHIP_SCHEMA), BEFORE, FEATURES, _defs(Stability(leave_margin=1)), D
+    )
     assert (("rfm_champions", "b", date(2026, 10, 1)) in _rows(got)) is held
 
 

@@ -52,8 +52,7 @@ def test_cluster_sq_residuals():
 
 def test_cluster_log_rate():
     # log(4 / 6) = -0.405465; with the zero-cell correction log(4.5 / 7) = log(0.642857) = -0.441833.
-    got = values(st.cluster_log_rate(pl.col("x"), pl.col("d"), pl.col("zero")), x=[4, 4], d=[6, 6],
-                 zero=[False, True])
+    got = values(st.cluster_log_rate(pl.col("x"), pl.col("d"), pl.col("zero")), x=[4, 4], d=[6, 6], zero=[False, True])
     assert got == approx([-0.405465, -0.441833])
 
 
@@ -61,8 +60,13 @@ def test_cluster_relative_variance():
     # N = 3, sum n = 6, sum x = 4, sum (x_i - R n_i)^2 = 14/9: 3 / 2 * 1.555556 / 4^2 = 2.333333 / 16 = 0.145833.
     # No successes: 1 / 0.5 - 1 / (6 + 1) = 2 - 0.142857 = 1.857143.
     # A single user: no variance estimate, NULL.
-    got = values(st.cluster_relative_variance(pl.col("users"), pl.col("d"), pl.col("x"), pl.col("sq")),
-                 users=[3, 3, 1], d=[6, 6, 4], x=[4, 0, 2], sq=[14 / 9, 0.0, 0.0])
+    got = values(
+        st.cluster_relative_variance(pl.col("users"), pl.col("d"), pl.col("x"), pl.col("sq")),
+        users=[3, 3, 1],
+        d=[6, 6, 4],
+        x=[4, 0, 2],
+        sq=[14 / 9, 0.0, 0.0],
+    )
     assert got == approx([0.145833, 1.857143, None])
 
 
@@ -87,24 +91,36 @@ def test_two_proportion_p_value():
     # se = sqrt(0.195556 * (1/100 + 1/50)) = sqrt(0.0058667) = 0.076594; z = (0.3 - 0.2) / 0.076594 = 1.305582;
     # p = erfc(1.305582 / sqrt 2) = 0.191695.
     # Pooled rate 0 (0/10, 0/10) or 1 (10/10, 5/5): 1.0. An empty group: NULL.
-    got = values(st.two_proportion_p_value(pl.col("s1"), pl.col("n1"), pl.col("s2"), pl.col("n2")),
-                 s1=[30, 0, 10, 0], n1=[100, 10, 10, 0], s2=[10, 0, 5, 1], n2=[50, 10, 5, 2])
+    got = values(
+        st.two_proportion_p_value(pl.col("s1"), pl.col("n1"), pl.col("s2"), pl.col("n2")),
+        s1=[30, 0, 10, 0],
+        n1=[100, 10, 10, 0],
+        s2=[10, 0, 5, 1],
+        n2=[50, 10, 5, 2],
+    )
     assert got == approx([0.191695, 1.0, 1.0, None])
 
 
 def test_wald_p_value():
     # 0.405465 / 0.321455 = 1.261343; p = erfc(1.261343 / sqrt 2) = 0.207185 (either sign).
     # se = 0: 1.0 for a zero estimate, 0.0 otherwise.
-    got = values(st.wald_p_value(pl.col("est"), pl.col("se")),
-                 est=[math.log(1.5), -math.log(1.5), 0.0, 0.2], se=[0.32145502536643183, 0.32145502536643183, 0.0, 0.0])
+    got = values(
+        st.wald_p_value(pl.col("est"), pl.col("se")),
+        est=[math.log(1.5), -math.log(1.5), 0.0, 0.2],
+        se=[0.32145502536643183, 0.32145502536643183, 0.0, 0.0],
+    )
     assert got == approx([0.207185, 0.207185, 1.0, 0.0])
 
 
 def test_sample_ratio_chi_square_and_its_p_value():
     # 90 treated, 10 held out, holdout share 0.2: expected 80 and 20;
     # (90 - 80)^2 / 80 + (10 - 20)^2 / 20 = 1.25 + 5 = 6.25. An exact split: 0. No users: NULL.
-    got = values(st.sample_ratio_chi_square(pl.col("t"), pl.col("h"), pl.col("share")),
-                 t=[90.0, 80.0, 0.0], h=[10.0, 20.0, 0.0], share=[0.2, 0.2, 0.2])
+    got = values(
+        st.sample_ratio_chi_square(pl.col("t"), pl.col("h"), pl.col("share")),
+        t=[90.0, 80.0, 0.0],
+        h=[10.0, 20.0, 0.0],
+        share=[0.2, 0.2, 0.2],
+    )
     assert got == approx([6.25, 0.0, None])
     # P(chi2_1 >= 6.25) = erfc(sqrt(3.125)) = erfc(1.767767) = P(|Z| >= 2.5) = 0.012419;
     # P(chi2_1 >= 3.841459) = P(|Z| >= 1.959964) = 0.05; P(chi2_1 >= 0) = 1.
@@ -140,8 +156,11 @@ def test_sequential_multiplier():
     #   = sqrt(2.420022 * log(48.00705)) = sqrt(2.420022 * 3.871348) = sqrt(9.368747) = 3.060838
     # n = 100: n rho^2 = 0.158723; sqrt(2 * 1.158723 / 0.158723 * log(1.076440 / 0.05)) = sqrt(14.60073 * 3.069353)
     #   = 6.694389; n = 0: NULL
-    got = values(st.sequential_multiplier(pl.col("n"), pl.col("a"), pl.lit(st.sequential_rho_squared(0.05, 5000.0))),
-                 n=[3000, 100, 0], a=[0.05, 0.05, 0.05])
+    got = values(
+        st.sequential_multiplier(pl.col("n"), pl.col("a"), pl.lit(st.sequential_rho_squared(0.05, 5000.0))),
+        n=[3000, 100, 0],
+        a=[0.05, 0.05, 0.05],
+    )
     assert got == approx([3.060838, 6.694389, None])
 
 
@@ -159,14 +178,18 @@ def test_sequential_p_value_matches_the_interval():
     # at z = 3.060838 (the multiplier at n = 3000): sqrt(5.761693) * exp(-4.761693 * 9.368747 / (2 * 5.761693))
     #   = 2.400353 * exp(-3.871348) = 0.05 exactly at the interval's edge; z = 0: 1 (capped); z = 5: 2.400353 *
     #   exp(-4.761693 * 25 / 11.523386) = 2.400353 * 3.2599e-5 = 7.8249e-5
-    got = values(st.sequential_p_value(pl.col("z"), pl.col("n"), pl.lit(st.sequential_rho_squared(0.05, 5000.0))),
-                 z=[3.060838, 0.0, 5.0], n=[3000, 3000, 3000])
+    got = values(
+        st.sequential_p_value(pl.col("z"), pl.col("n"), pl.lit(st.sequential_rho_squared(0.05, 5000.0))),
+        z=[3.060838, 0.0, 5.0],
+        n=[3000, 3000, 3000],
+    )
     assert got == [pytest.approx(0.05, abs=1e-6), 1.0, pytest.approx(7.8249e-5, rel=1e-3)]
 
 
 def test_holm_alpha():
     # family a: 0.01, 0.012, 0.04 all pass alpha/3, alpha/2, alpha: levels 0.016667, 0.025, 0.05; NULL: alpha/3
     # family b: 0.03 fails alpha/2 = 0.025 at rank 1, so both tests are read at 0.025
-    got = values(st.holm_alpha(pl.col("p"), 0.05, "g"),
-                 g=["a", "a", "a", "a", "b", "b"], p=[0.01, 0.04, 0.012, None, 0.03, 0.2])
+    got = values(
+        st.holm_alpha(pl.col("p"), 0.05, "g"), g=["a", "a", "a", "a", "b", "b"], p=[0.01, 0.04, 0.012, None, 0.03, 0.2]
+    )
     assert got == approx([0.05 / 3, 0.05, 0.025, 0.05 / 3, 0.025, 0.025])

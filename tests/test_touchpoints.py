@@ -16,8 +16,15 @@ TOUCHPOINTS = [
 
 
 def campaign(campaign_id: str, touchpoints: tuple[str, ...], priority: int, per_days: int, cap: int) -> Campaign:
-    return Campaign(id=campaign_id, context="", segments=("s",), touchpoints=touchpoints, priority=priority,
-                    holdout=0.2, frequency_cap=FrequencyCap(per_days=per_days, max=cap))
+    return Campaign(
+        id=campaign_id,
+        context="",
+        segments=("s",),
+        touchpoints=touchpoints,
+        priority=priority,
+        holdout=0.2,
+        frequency_cap=FrequencyCap(per_days=per_days, max=cap),
+    )
 
 
 CAMPAIGNS = [
@@ -30,22 +37,26 @@ PRIORITY = {c.id: c.priority for c in CAMPAIGNS}
 
 
 def audiences(rows: list[tuple[str, str, str]]) -> pa.Table:
-    return pa.table({
-        "as_of": [AS_OF] * len(rows),
-        "campaign_id": [r[0] for r in rows],
-        "user_id": [r[1] for r in rows],
-        "arm": [r[2] for r in rows],
-        "priority": [PRIORITY[r[0]] for r in rows],
-    })
+    return pa.table(
+        {
+            "as_of": [AS_OF] * len(rows),
+            "campaign_id": [r[0] for r in rows],
+            "user_id": [r[1] for r in rows],
+            "arm": [r[2] for r in rows],
+            "priority": [PRIORITY[r[0]] for r in rows],
+        }
+    )
 
 
 def previous(rows: list[tuple[date, str, str, str]]) -> pa.Table:
-    return pa.table({
-        "as_of": [r[0] for r in rows],
-        "touchpoint_id": [r[1] for r in rows],
-        "user_id": [r[2] for r in rows],
-        "campaign_id": [r[3] for r in rows],
-    })
+    return pa.table(
+        {
+            "as_of": [r[0] for r in rows],
+            "touchpoint_id": [r[1] for r in rows],
+            "user_id": [r[2] for r in rows],
+            "campaign_id": [r[3] for r in rows],
+        }
+    )
 
 
 def exported(tables: dict[str, pa.Table]) -> dict[str, list[tuple[str, str]]]:
@@ -53,23 +64,32 @@ def exported(tables: dict[str, pa.Table]) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_caps_then_priorities():
-    audience = audiences([
-        ("hi", "u1", "treatment"), ("mid", "u1", "treatment"), ("lo", "u1", "treatment"),
-        ("hi", "u2", "treatment"), ("lo", "u2", "treatment"),
-        ("hi", "u3", "treatment"),
-        ("mid", "u4", "treatment"),
-        ("hi", "u5", "holdout"), ("mid", "u5", "treatment"),
-        ("alpha", "u6", "treatment"), ("mid", "u6", "treatment"),
-        ("mid", "u7", "treatment"),
-    ])
-    sent = previous([
-        (date(2026, 10, 8), "widget", "u2", "hi"),   # inside hi's 3 days (10-08 .. 10-10): capped
-        (date(2026, 10, 7), "modal", "u3", "hi"),    # outside hi's 3 days: not counted
-        (date(2026, 10, 5), "email", "u4", "mid"),   # inside mid's 7 days: one of two used
-        (date(2026, 10, 10), "email", "u4", "mid"),  # today's own earlier output (a re-run): not counted
-        (date(2026, 10, 4), "email", "u7", "mid"),
-        (date(2026, 10, 9), "modal", "u7", "mid"),   # mid's two for u7 are used up
-    ])
+    audience = audiences(
+        [
+            ("hi", "u1", "treatment"),
+            ("mid", "u1", "treatment"),
+            ("lo", "u1", "treatment"),
+            ("hi", "u2", "treatment"),
+            ("lo", "u2", "treatment"),
+            ("hi", "u3", "treatment"),
+            ("mid", "u4", "treatment"),
+            ("hi", "u5", "holdout"),
+            ("mid", "u5", "treatment"),
+            ("alpha", "u6", "treatment"),
+            ("mid", "u6", "treatment"),
+            ("mid", "u7", "treatment"),
+        ]
+    )
+    sent = previous(
+        [
+            (date(2026, 10, 8), "widget", "u2", "hi"),  # inside hi's 3 days (10-08 .. 10-10): capped
+            (date(2026, 10, 7), "modal", "u3", "hi"),  # outside hi's 3 days: not counted
+            (date(2026, 10, 5), "email", "u4", "mid"),  # inside mid's 7 days: one of two used
+            (date(2026, 10, 10), "email", "u4", "mid"),  # today's own earlier output (a re-run): not counted
+            (date(2026, 10, 4), "email", "u7", "mid"),
+            (date(2026, 10, 9), "modal", "u7", "mid"),  # mid's two for u7 are used up
+        ]
+    )
 
     result = touchpoint_exports(audience, CAMPAIGNS, TOUCHPOINTS, sent, AS_OF)
 

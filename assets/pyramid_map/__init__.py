@@ -49,10 +49,33 @@ from assets.pyramid_map.segments import (
 )
 
 __all__ = [
-    "DEFAULT_MAP_PATH", "LIFECYCLE_STAGES", "RFM_GROUPS", "SEGMENT_KINDS", "SEGMENT_METHODS", "SOURCE_FORMATS",
-    "SOURCE_NAMES", "Actionable", "Campaign", "Consent", "FrequencyCap", "Goal", "LifecycleScoring", "MapError",
-    "Metric", "NorthStar", "OptOut", "PyramidMap", "RfmScoring", "SegmentDefinition", "Segments", "Source",
-    "Stability", "Touchpoint", "Volume", "default_map_path", "load_map",
+    "DEFAULT_MAP_PATH",
+    "LIFECYCLE_STAGES",
+    "RFM_GROUPS",
+    "SEGMENT_KINDS",
+    "SEGMENT_METHODS",
+    "SOURCE_FORMATS",
+    "SOURCE_NAMES",
+    "Actionable",
+    "Campaign",
+    "Consent",
+    "FrequencyCap",
+    "Goal",
+    "LifecycleScoring",
+    "MapError",
+    "Metric",
+    "NorthStar",
+    "OptOut",
+    "PyramidMap",
+    "RfmScoring",
+    "SegmentDefinition",
+    "Segments",
+    "Source",
+    "Stability",
+    "Touchpoint",
+    "Volume",
+    "default_map_path",
+    "load_map",
 ]
 
 DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"

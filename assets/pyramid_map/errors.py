@@ -13,8 +13,15 @@ from pydantic import AliasPath, ValidationError
 
 from assets.pyramid_map.models import PyramidMap
 
-_TYPE_ERRORS = {"string_type": "a string", "int_type": "an integer", "float_type": "a number", "tuple_type": "a list",
-                "list_type": "a list", "dict_type": "a mapping", "dataclass_type": "a mapping"}
+_TYPE_ERRORS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "dataclass_type": "a mapping",
+}
 
 
 class MapError(ValueError):
@@ -100,8 +107,8 @@ def _field_at(model: type, parts: list[str | int]) -> Any:
     """The type of the field `parts` starts with (by its alias path if it has one); consumes those parts."""
     for name, info in model.__pydantic_fields__.items():
         alias = info.validation_alias.path if isinstance(info.validation_alias, AliasPath) else [name]
-        if parts[:len(alias)] == alias:
-            del parts[:len(alias)]
+        if parts[: len(alias)] == alias:
+            del parts[: len(alias)]
             return info.annotation
     parts.clear()
     return Any

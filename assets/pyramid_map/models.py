@@ -252,9 +252,11 @@ class PyramidMap:
     path: Path
     program_name: StrictStr = Field("personalization program", validation_alias=AliasPath("program", "name"))
     start_date: Annotated[date, BeforeValidator(_start_date)] = Field(
-        validation_alias=AliasPath("schedule", "start_date"))
+        validation_alias=AliasPath("schedule", "start_date")
+    )
     run_at: Annotated[tuple[int, int], BeforeValidator(_run_at)] = Field(  # (hour, minute) UTC
-        (3, 0), validation_alias=AliasPath("schedule", "run_at"))
+        (3, 0), validation_alias=AliasPath("schedule", "run_at")
+    )
     north_star: NorthStar = Field()
     metrics: Annotated[dict[str, Metric], BeforeValidator(lambda specs: _keyed(specs, "id"))] = Field()
     goals: tuple[Goal, ...] = ()

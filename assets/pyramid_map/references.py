@@ -51,8 +51,11 @@ def _goal_problems(m: PyramidMap) -> list[Problem]:
             problems.append(_unknown(("goals", i, "metric"), "metric", goal.metric, metric_ids))
         if goal.campaign not in campaign_ids:
             problems.append(_unknown(("goals", i, "campaign"), "campaign", goal.campaign, campaign_ids))
-        problems += [_unknown(("goals", i, "guardrails"), "metric", guardrail, metric_ids)
-                     for guardrail in goal.guardrails if guardrail not in m.metrics]
+        problems += [
+            _unknown(("goals", i, "guardrails"), "metric", guardrail, metric_ids)
+            for guardrail in goal.guardrails
+            if guardrail not in m.metrics
+        ]
     return problems
 
 
@@ -61,10 +64,16 @@ def _campaign_problems(m: PyramidMap) -> list[Problem]:
     touchpoint_ids = [t.id for t in m.touchpoints]
     problems = []
     for i, campaign in enumerate(m.campaigns):
-        problems += [_unknown(("campaigns", i, "segments"), "segment", seg, segment_ids)
-                     for seg in campaign.segments if seg not in segment_ids]
-        problems += [_unknown(("campaigns", i, "touchpoints"), "touchpoint", tp, touchpoint_ids)
-                     for tp in campaign.touchpoints if tp not in touchpoint_ids]
+        problems += [
+            _unknown(("campaigns", i, "segments"), "segment", seg, segment_ids)
+            for seg in campaign.segments
+            if seg not in segment_ids
+        ]
+        problems += [
+            _unknown(("campaigns", i, "touchpoints"), "touchpoint", tp, touchpoint_ids)
+            for tp in campaign.touchpoints
+            if tp not in touchpoint_ids
+        ]
     return problems
 
 
@@ -72,12 +81,18 @@ def _expression_problems(m: PyramidMap) -> list[Problem]:
     """Segment rules may use the feature columns, metric conditions the daily aggregates (assets/sql_guard.py)."""
     features = feature_column_names(list(m.segments.windows))
     problems = [
-        (("segments", "definitions", i, "rule"),
-         f"segment {seg.id!r}: {problem}; rules may use the feature columns listed in docs/contracts.md")
-        for i, seg in enumerate(m.segments.definitions) if seg.method == "rule"
+        (
+            ("segments", "definitions", i, "rule"),
+            f"segment {seg.id!r}: {problem}; rules may use the feature columns listed in docs/contracts.md",
+        )
+        for i, seg in enumerate(m.segments.definitions)
+        if seg.method == "rule"
         for problem in check_condition(seg.rule, features)
     ]
     daily = [*DAILY_COUNTS, *DAILY_AMOUNTS]
-    problems += [(("metrics", metric.id, "condition"), f"{problem}; conditions may use: {', '.join(daily)}")
-                 for metric in m.metrics.values() for problem in check_condition(metric.condition, daily)]
+    problems += [
+        (("metrics", metric.id, "condition"), f"{problem}; conditions may use: {', '.join(daily)}")
+        for metric in m.metrics.values()
+        for problem in check_condition(metric.condition, daily)
+    ]
     return problems

@@ -27,8 +27,19 @@ SegmentKind = Literal["behavioral", "demographic", "intent", "value"]
 SegmentMethod = Literal["rule", "rfm", "lifecycle"]
 # Scored segments (docs/segments.md): the standard RFM groups and the lifecycle stages. Each becomes a
 # segment `rfm_<group>` (kind value) or `lifecycle_<stage>` (kind behavioral).
-RfmGroup = Literal["champions", "loyal", "potential_loyalists", "new", "promising", "need_attention",
-                   "about_to_sleep", "at_risk", "cannot_lose_them", "hibernating", "lost"]
+RfmGroup = Literal[
+    "champions",
+    "loyal",
+    "potential_loyalists",
+    "new",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose_them",
+    "hibernating",
+    "lost",
+]
 LifecycleStage = Literal["new", "active", "at_risk", "dormant", "churned"]
 SEGMENT_KINDS: tuple[str, ...] = get_args(SegmentKind)
 SEGMENT_METHODS: tuple[str, ...] = get_args(SegmentMethod)
@@ -41,8 +52,9 @@ _DERIVED = ("method", "group", "scoring", "inputs")  # a scored segment's fields
 def _names(names: Any, allowed: tuple[str, ...]) -> Any:
     """A list of names from `allowed`, none twice (checked before the Literal type, for these messages)."""
     if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
-        problems: list[Problem] = [((), f"unknown name {n!r}; allowed: {', '.join(allowed)}")
-                                   for n in names if n not in allowed]
+        problems: list[Problem] = [
+            ((), f"unknown name {n!r}; allowed: {', '.join(allowed)}") for n in names if n not in allowed
+        ]
         if len(set(names)) != len(names):
             problems.append(((), "lists a name twice"))
         fail("names", problems)
@@ -79,7 +91,8 @@ class LifecycleScoring:
     at_risk_days: StrictInt = 30
     dormant_days: StrictInt = Field()
     stages: Annotated[tuple[LifecycleStage, ...], BeforeValidator(lambda names: _names(names, LIFECYCLE_STAGES))] = (
-        LIFECYCLE_STAGES)
+        LIFECYCLE_STAGES
+    )
     min_size: StrictInt = Field()
     stability: Stability = Stability()
 
@@ -87,8 +100,13 @@ class LifecycleScoring:
     def _ordered(self) -> LifecycleScoring:
         problems: list[Problem] = []
         if not 0 < self.active_days <= self.at_risk_days <= self.dormant_days:
-            problems.append(((), "needs 0 < active_days <= at_risk_days <= dormant_days, got "
-                                 f"{self.active_days}, {self.at_risk_days}, {self.dormant_days}"))
+            problems.append(
+                (
+                    (),
+                    "needs 0 < active_days <= at_risk_days <= dormant_days, got "
+                    f"{self.active_days}, {self.at_risk_days}, {self.dormant_days}",
+                )
+            )
         if self.new_days < 0:
             problems.append((("new_days",), "must be at least 0"))
         fail("LifecycleScoring", problems)
@@ -142,8 +160,9 @@ class Segments:
         """The map's section: defaults filled in, the scorings checked against the windows, scored segments added."""
         if not isinstance(data, dict):  # a constructor call: the definitions are given in full
             return handler(data)
-        data = _with_defaults(data, cls.__pydantic_fields__["min_size"].default,
-                              cls.__pydantic_fields__["windows"].default)
+        data = _with_defaults(
+            data, cls.__pydantic_fields__["min_size"].default, cls.__pydantic_fields__["windows"].default
+        )
         segments = validated("Segments", data, handler, mapping_problems(data, ("scored",)) + _scoring_problems(data))
         scored = (*_rfm_segments(segments.rfm), *_lifecycle_segments(segments.lifecycle))
         # Derived once, from the validated scorings; the model is frozen, hence object.__setattr__.
@@ -170,11 +189,15 @@ def _with_defaults(data: dict, default_min_size: int, default_windows: tuple[int
     longest = max(data["windows"] if _positive_days(data["windows"]) else default_windows)
     if isinstance(data.get("scored"), dict):
         days = {"rfm": {"window_days": longest}, "lifecycle": {"dormant_days": longest}}
-        data["scored"] = {key: {**days[key], "min_size": min_size, **spec}
-                          if key in days and isinstance(spec, dict) else spec for key, spec in data["scored"].items()}
+        data["scored"] = {
+            key: {**days[key], "min_size": min_size, **spec} if key in days and isinstance(spec, dict) else spec
+            for key, spec in data["scored"].items()
+        }
     if isinstance(data.get("definitions"), list):
-        data["definitions"] = [{"min_size": min_size, **{k: v for k, v in d.items() if k not in _DERIVED}}
-                               if isinstance(d, dict) else d for d in data["definitions"]]
+        data["definitions"] = [
+            {"min_size": min_size, **{k: v for k, v in d.items() if k not in _DERIVED}} if isinstance(d, dict) else d
+            for d in data["definitions"]
+        ]
     return data
 
 
@@ -183,18 +206,25 @@ def _scoring_problems(data: dict) -> list[Problem]:
     scored, windows = data.get("scored"), data["windows"]
     if not isinstance(scored, dict):
         return []
-    problems: list[Problem] = [(("scored", key), f"unknown scoring; allowed: {', '.join(SCORINGS)}")
-                               for key in scored if key not in SCORINGS]
+    problems: list[Problem] = [
+        (("scored", key), f"unknown scoring; allowed: {', '.join(SCORINGS)}") for key in scored if key not in SCORINGS
+    ]
     if not _positive_days(windows):
         return problems
     rfm_days = scored.get("rfm", {}).get("window_days") if isinstance(scored.get("rfm"), dict) else None
     if _is_int(rfm_days) and rfm_days not in windows:
-        problems.append((("scored", "rfm", "window_days"),
-                         f"must be one of segments.windows {list(windows)}, got {rfm_days}"))
+        problems.append(
+            (("scored", "rfm", "window_days"), f"must be one of segments.windows {list(windows)}, got {rfm_days}")
+        )
     dormant = scored.get("lifecycle", {}).get("dormant_days") if isinstance(scored.get("lifecycle"), dict) else None
     if _is_int(dormant) and dormant > max(windows):
-        problems.append((("scored", "lifecycle", "dormant_days"), f"must be at most the largest window "
-                         f"({max(windows)} days): days since the last activity are known only within it"))
+        problems.append(
+            (
+                ("scored", "lifecycle", "dormant_days"),
+                f"must be at most the largest window "
+                f"({max(windows)} days): days since the last activity are known only within it",
+            )
+        )
     return problems
 
 
@@ -202,19 +232,38 @@ def _rfm_segments(rfm: RfmScoring | None) -> list[SegmentDefinition]:
     if rfm is None:
         return []
     amounts = tuple(f"{c}_{rfm.window_days}d" for c in ("txns", "balance_in", "balance_out"))
-    return [SegmentDefinition(
-        id=f"rfm_{group}", kind="value", owner="", rule="", min_size=rfm.min_size, method="rfm", group=group,
-        scoring=rfm, inputs=("consent_personalization", "last_txn_at", *amounts),
-        description=f"RFM group {group.replace('_', ' ')} (recency, frequency, monetary over {rfm.window_days} days).",
-    ) for group in rfm.groups]
+    return [
+        SegmentDefinition(
+            id=f"rfm_{group}",
+            kind="value",
+            owner="",
+            rule="",
+            min_size=rfm.min_size,
+            method="rfm",
+            group=group,
+            scoring=rfm,
+            inputs=("consent_personalization", "last_txn_at", *amounts),
+            description=f"RFM group {group.replace('_', ' ')} (recency, frequency, monetary over {rfm.window_days} days).",  # noqa: E501
+        )
+        for group in rfm.groups
+    ]
 
 
 def _lifecycle_segments(lifecycle: LifecycleScoring | None) -> list[SegmentDefinition]:
     if lifecycle is None:
         return []
-    return [SegmentDefinition(
-        id=f"lifecycle_{stage}", kind="behavioral", owner="", rule="", min_size=lifecycle.min_size,
-        method="lifecycle", group=stage, scoring=lifecycle,
-        inputs=("consent_personalization", "tenure_days", "days_since_last_seen", "last_txn_at"),
-        description=f"Lifecycle stage {stage.replace('_', ' ')}.",
-    ) for stage in lifecycle.stages]
+    return [
+        SegmentDefinition(
+            id=f"lifecycle_{stage}",
+            kind="behavioral",
+            owner="",
+            rule="",
+            min_size=lifecycle.min_size,
+            method="lifecycle",
+            group=stage,
+            scoring=lifecycle,
+            inputs=("consent_personalization", "tenure_days", "days_since_last_seen", "last_txn_at"),
+            description=f"Lifecycle stage {stage.replace('_', ' ')}.",
+        )
+        for stage in lifecycle.stages
+    ]

@@ -36,8 +36,11 @@ def mapping_problems(data: Any, keys: tuple[str, ...]) -> list[Problem]:
     """The keys an alias path reads through (`program` for `program.name`) must hold mappings where present."""
     if not isinstance(data, dict):
         return []
-    return [((key,), f"must be a mapping, got {data[key]!r}") for key in keys
-            if key in data and not isinstance(data[key], dict)]
+    return [
+        ((key,), f"must be a mapping, got {data[key]!r}")
+        for key in keys
+        if key in data and not isinstance(data[key], dict)
+    ]
 
 
 def validated(title: str, data: Any, handler: ValidatorFunctionWrapHandler, problems: list[Problem]) -> Any:

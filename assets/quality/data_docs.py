@@ -3,8 +3,9 @@ with an in-memory (ephemeral) GX context: nothing is written outside that folder
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from assets.privacy import is_private
 from assets.quality.outcome import UNEXPECTED_VALUE_KEYS, QualityError, ValidationOutcome
@@ -15,8 +16,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from great_expectations.core import ExpectationSuiteValidationResult
 
 
-def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValidationResult"], site_dir: str | Path,
-                    suites: Iterable[Suite] = (), pii: Iterable[str] = ()) -> Path:
+def build_data_docs(
+    results: Iterable[ValidationOutcome | ExpectationSuiteValidationResult],
+    site_dir: str | Path,
+    suites: Iterable[Suite] = (),
+    pii: Iterable[str] = (),
+) -> Path:
     """Render the validation results (and, if given, the suites) as a GX Data Docs site in `site_dir`
     and return its index.html. Uses a fresh in-memory GX context: nothing is written elsewhere.
     Unexpected values of id and PII (`pii`) columns are dropped first (`strip_private_values`)."""
@@ -32,11 +37,14 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     site_name = "pyramid_quality"
-    context.add_data_docs_site(site_name, {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        site_name,
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     for suite in suites:
         context.suites.add_or_update(gx.ExpectationSuite(**suite.to_json_dict()))  # a copy: a suite has one context
     for item in results:
@@ -55,8 +63,9 @@ def build_data_docs(results: Iterable["ValidationOutcome | ExpectationSuiteValid
     return index
 
 
-def strip_private_values(result: "ExpectationSuiteValidationResult",
-                         pii: Iterable[str] = ()) -> "ExpectationSuiteValidationResult":
+def strip_private_values(
+    result: ExpectationSuiteValidationResult, pii: Iterable[str] = ()
+) -> ExpectationSuiteValidationResult:
     """Drop, in place, the unexpected values GX kept for an expectation on an id or PII column (results
     saved before validation masked them)."""
     pii = tuple(pii)

@@ -9,9 +9,10 @@ asset-check metadata, the severity picture and GX's suite result for Data Docs. 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 class QualityError(RuntimeError):
     """A validation that could not be carried out (an expectation raised, a column is missing)."""
-
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ValidationOutcome:
     column_status: list[ColumnStatus]
     checks: dict[str, dict]
     severity: dict[str, Any]
-    gx_result: "ExpectationSuiteValidationResult"
+    gx_result: ExpectationSuiteValidationResult
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -97,8 +97,9 @@ class ValidationOutcome:
         names = np.array(list(order), dtype=object)
         offsets = np.append(starts, pairs.shape[1]).astype(np.int32)
         values = pa.array(names[pairs[1]].tolist(), pa.string())
-        return pa.table({"_row": pa.array(unique_rows, pa.int64()),
-                         "reasons": pa.ListArray.from_arrays(pa.array(offsets), values)})
+        return pa.table(
+            {"_row": pa.array(unique_rows, pa.int64()), "reasons": pa.ListArray.from_arrays(pa.array(offsets), values)}
+        )
 
     def reasons_per_row(self) -> list[list[str]]:
         """For every row of the batch, its reasons (empty when it passed every row expectation)."""
@@ -109,12 +110,17 @@ class ValidationOutcome:
         return result
 
 
-
 UNEXPECTED_VALUE_KEYS = ("unexpected_list", "partial_unexpected_list", "partial_unexpected_counts")
 
 
-def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite, batch_name: str, row_count: int,
-             sample_size: int, masked: Collection[str] = frozenset()) -> ValidationOutcome:
+def outcome_from_result(
+    result: ExpectationSuiteValidationResult,
+    suite: Suite,
+    batch_name: str,
+    row_count: int,
+    sample_size: int,
+    masked: Collection[str] = frozenset(),
+) -> ValidationOutcome:
     """The outcome of GX's suite result. `masked`: ids of the expectations on private columns (ids, PII),
     whose unexpected values are dropped from the result (hence from Data Docs) and from the samples."""
     by_id = {r.id: r for r in suite.rules}
@@ -124,11 +130,16 @@ def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite
         if rule is None:  # pragma: no cover - GX keeps the ids
             raise QualityError(f"GX returned a result for an unknown expectation {item.expectation_config.type}")
         results[rule.id] = item
-    errors = [f"{r.check_name}: {message}" for r in suite.rules if r.id in results
-              for message in _exception_messages(results[r.id].exception_info)]
+    errors = [
+        f"{r.check_name}: {message}"
+        for r in suite.rules
+        if r.id in results
+        for message in _exception_messages(results[r.id].exception_info)
+    ]
     if errors or len(results) != len(suite.rules):
-        raise QualityError(f"suite {suite.name!r} on {batch_name}: GX could not evaluate "
-                           + "; ".join(errors or ["every expectation"]))
+        raise QualityError(
+            f"suite {suite.name!r} on {batch_name}: GX could not evaluate " + "; ".join(errors or ["every expectation"])
+        )
 
     row_failures, column_status, checks = [], [], {}
     for rule in suite.rules:
@@ -141,19 +152,29 @@ def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite
             indices = info.get("unexpected_index_list")
             count = info.get("unexpected_count") or 0
             if indices is None or len(indices) != count:
-                raise QualityError(f"{rule.check_name}: GX gave {0 if indices is None else len(indices)} unexpected "
-                                   f"indices for {count} unexpected rows")
+                raise QualityError(
+                    f"{rule.check_name}: GX gave {0 if indices is None else len(indices)} unexpected "
+                    f"indices for {count} unexpected rows"
+                )
             array = np.asarray(indices, dtype=np.int64)
             row_failures.append(RowFailure(rule=rule, indices=np.sort(array) if len(array) else array))
             info.pop("unexpected_index_list", None)  # kept once, in row_failures; Data Docs stays small
         else:
             observed = _observed_value(info)
             status = "passed" if item.success else ("withheld" if rule.severity == "critical" else "warned")
-            column_status.append(ColumnStatus(
-                column=rule.column, expectation_type=rule.type, success=bool(item.success), observed_value=observed,
-                unexpected_percent=_number(info.get("unexpected_percent")), mostly=rule.mostly,
-                severity=rule.severity, status=status, check_name=rule.check_name,
-            ))
+            column_status.append(
+                ColumnStatus(
+                    column=rule.column,
+                    expectation_type=rule.type,
+                    success=bool(item.success),
+                    observed_value=observed,
+                    unexpected_percent=_number(info.get("unexpected_percent")),
+                    mostly=rule.mostly,
+                    severity=rule.severity,
+                    status=status,
+                    check_name=rule.check_name,
+                )
+            )
         checks[rule.check_name] = _check_summary(rule, item, info, sample_size, rule.id in masked)
 
     failed = [r for r in suite.rules if not results[r.id].success]
@@ -164,9 +185,17 @@ def outcome_from_result(result: "ExpectationSuiteValidationResult", suite: Suite
         "row_critical_failed": [r.check_name for r in failed if r.decides == "row" and r.severity == "critical"],
         "row_warning_failed": [r.check_name for r in failed if r.decides == "row" and r.severity == "warning"],
     }
-    return ValidationOutcome(suite=suite.name, batch_name=batch_name, row_count=row_count,
-                             success=bool(result.success), row_failures=row_failures,
-                             column_status=column_status, checks=checks, severity=severity, gx_result=result)
+    return ValidationOutcome(
+        suite=suite.name,
+        batch_name=batch_name,
+        row_count=row_count,
+        success=bool(result.success),
+        row_failures=row_failures,
+        column_status=column_status,
+        checks=checks,
+        severity=severity,
+        gx_result=result,
+    )
 
 
 def _exception_messages(info: Any) -> list[str]:
@@ -246,10 +275,11 @@ def _json_safe(value: Any) -> Any:
             return value.isoformat()
         except (ValueError, OverflowError, NotImplementedError):  # a pandas Timestamp beyond year 9999
             zone = "" if getattr(value, "tzinfo", None) is None else f" {value.tzinfo}"
-            return f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}" \
-                   f":{value.second:02d}{zone}"
+            return (
+                f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}"
+                f":{value.second:02d}{zone}"
+            )
     return str(value)
-
 
 
 def withheld_columns(outcome: ValidationOutcome) -> list[str]:
@@ -257,24 +287,41 @@ def withheld_columns(outcome: ValidationOutcome) -> list[str]:
     return sorted({base_column(c.column) for c in outcome.column_status if c.status == "withheld" and c.column})
 
 
-COLUMN_STATUS_SCHEMA = pa.schema([
-    ("ds", pa.date32()), ("source", pa.string()), ("column", pa.string()), ("status", pa.string()),
-    ("expectation", pa.string()), ("expectation_type", pa.string()), ("severity", pa.string()),
-    ("success", pa.bool_()), ("observed_value", pa.string()), ("unexpected_percent", pa.float64()),
-    ("mostly", pa.float64()),
-])
+COLUMN_STATUS_SCHEMA = pa.schema(
+    [
+        ("ds", pa.date32()),
+        ("source", pa.string()),
+        ("column", pa.string()),
+        ("status", pa.string()),
+        ("expectation", pa.string()),
+        ("expectation_type", pa.string()),
+        ("severity", pa.string()),
+        ("success", pa.bool_()),
+        ("observed_value", pa.string()),
+        ("unexpected_percent", pa.float64()),
+        ("mostly", pa.float64()),
+    ]
+)
 
 
 def column_status_table(outcome: ValidationOutcome, source: str, ds: date) -> pa.Table:
     """One row per column expectation of the run: `status` is `withheld` when a critical column
     expectation failed, else `promoted` (a failed warning expectation promotes, `success` false).
     `observed_value` is GX's observed value as JSON text; `expectation` the check name."""
-    rows = [{
-        "ds": ds, "source": source, "column": base_column(c.column),
-        "status": "withheld" if c.status == "withheld" else "promoted",
-        "expectation": c.check_name, "expectation_type": c.expectation_type, "severity": c.severity,
-        "success": c.success, "observed_value": json.dumps(_json_safe(c.observed_value)),
-        "unexpected_percent": c.unexpected_percent, "mostly": c.mostly,
-    } for c in outcome.column_status]
+    rows = [
+        {
+            "ds": ds,
+            "source": source,
+            "column": base_column(c.column),
+            "status": "withheld" if c.status == "withheld" else "promoted",
+            "expectation": c.check_name,
+            "expectation_type": c.expectation_type,
+            "severity": c.severity,
+            "success": c.success,
+            "observed_value": json.dumps(_json_safe(c.observed_value)),
+            "unexpected_percent": c.unexpected_percent,
+            "mostly": c.mostly,
+        }
+        for c in outcome.column_status
+    ]
     return pa.Table.from_pylist(rows, schema=COLUMN_STATUS_SCHEMA)
-

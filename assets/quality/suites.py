@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from assets.lake import atomic_path
 
@@ -33,7 +34,6 @@ class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file, the expectation and the fix."""
 
 
-
 @dataclass(frozen=True)
 class Rule:
     """One expectation of a suite, with what its failure decides."""
@@ -41,12 +41,12 @@ class Rule:
     id: str
     type: str
     column: str | None
-    decides: str               # "row" or "column"
-    reason: str | None         # the quarantine reason code of a row expectation
-    severity: str              # "critical" or "warning"
+    decides: str  # "row" or "column"
+    reason: str | None  # the quarantine reason code of a row expectation
+    severity: str  # "critical" or "warning"
     mostly: float | None
     kwargs: Mapping[str, Any]
-    check_name: str            # a Dagster-safe name, unique in the suite
+    check_name: str  # a Dagster-safe name, unique in the suite
 
     @property
     def short_type(self) -> str:
@@ -58,7 +58,7 @@ class Suite:
     """A GX suite loaded from its JSON file, with its expectations split into row and column rules."""
 
     name: str
-    gx_suite: "ExpectationSuite"
+    gx_suite: ExpectationSuite
     rules: tuple[Rule, ...]
     path: Path | None = None
 
@@ -99,7 +99,7 @@ class Suite:
         return self.gx_suite.to_json_dict()
 
     @cached_property
-    def groups(self) -> list[tuple[tuple[str, ...], "ExpectationSuite", bool]]:
+    def groups(self) -> list[tuple[tuple[str, ...], ExpectationSuite, bool]]:
         """The suite cut for `validate_batch(by_column=True)`: (columns read, a GX suite of the
         expectations on exactly those columns and of one kind, whether they are row expectations)."""
         import great_expectations as gx
@@ -109,8 +109,10 @@ class Suite:
             columns = tuple(dict.fromkeys(_rule_columns(rule))) or self.columns  # table-level: all
             keys.setdefault((columns, rule.decides == "row"), []).append(rule.id)
         configurations = {e.id: e.configuration for e in self.gx_suite.expectations}
-        return [(columns, gx.ExpectationSuite(name=self.name, expectations=[configurations[i] for i in ids]), is_row)
-                for (columns, is_row), ids in keys.items()]
+        return [
+            (columns, gx.ExpectationSuite(name=self.name, expectations=[configurations[i] for i in ids]), is_row)
+            for (columns, is_row), ids in keys.items()
+        ]
 
 
 def suite_path(source: str) -> Path:
@@ -145,10 +147,10 @@ def suite_from_dict(document: Mapping[str, Any], path: Path | None = None) -> Su
 
     where = str(path) if path else "suite"
     if not isinstance(document, Mapping) or not isinstance(document.get("name"), str) or not document["name"]:
-        raise SuiteError(f"{where}: a suite is a JSON object with a non-empty \"name\"")
+        raise SuiteError(f'{where}: a suite is a JSON object with a non-empty "name"')
     raw_expectations = document.get("expectations")
     if not isinstance(raw_expectations, list) or not raw_expectations:
-        raise SuiteError(f"{where}: \"expectations\" must be a non-empty list")
+        raise SuiteError(f'{where}: "expectations" must be a non-empty list')
     name = document["name"]
 
     expectations, rules, seen_ids = [], [], set()
@@ -164,19 +166,21 @@ def suite_from_dict(document: Mapping[str, Any], path: Path | None = None) -> Su
             raise SuiteError(f"{label}: id {item['id']!r} is used twice")
         seen_ids.add(item["id"])
         if "severity" in meta:
-            raise SuiteError(f"{label}: severity goes in the expectation's own top-level \"severity\" field "
-                             f"(GX 1.x), not in meta")
+            raise SuiteError(
+                f'{label}: severity goes in the expectation\'s own top-level "severity" field (GX 1.x), not in meta'
+            )
         severity = str(item.get("severity") or "critical")
         if severity not in SEVERITIES:
             raise SuiteError(f"{label}: severity {severity!r} is not one of {', '.join(SEVERITIES)}")
         decides = meta.get("decides")
         if decides not in DECIDES:
-            raise SuiteError(f"{label} ({item.get('type')}): meta.decides must be \"row\" or \"column\", "
-                             f"got {decides!r}")
+            raise SuiteError(f'{label} ({item.get("type")}): meta.decides must be "row" or "column", got {decides!r}')
         reason = meta.get("reason")
         if decides == "row" and (not isinstance(reason, str) or not REASON_PATTERN.fullmatch(reason)):
-            raise SuiteError(f"{label} ({item.get('type')}): a row expectation needs meta.reason, a snake_case "
-                             f"code such as missing_user_id; got {reason!r}")
+            raise SuiteError(
+                f"{label} ({item.get('type')}): a row expectation needs meta.reason, a snake_case "
+                f"code such as missing_user_id; got {reason!r}"
+            )
         if decides == "column" and reason is not None:
             raise SuiteError(f"{label} ({item.get('type')}): meta.reason is for row expectations only")
         try:
@@ -185,21 +189,38 @@ def suite_from_dict(document: Mapping[str, Any], path: Path | None = None) -> Su
         except Exception as err:  # GX raises pydantic, GX and key errors alike
             detail = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
             raise SuiteError(f"{label} ({item.get('type')}): GX refuses it: {detail}") from err
-        if decides == "row" and not isinstance(expectation, (ColumnMapExpectation, ColumnPairMapExpectation,
-                                                             MulticolumnMapExpectation)):
-            raise SuiteError(f"{label} ({item.get('type')}): decides \"row\" but it is not a row-wise (map) "
-                             f"expectation, so it cannot say which rows fail; mark it \"column\"")
+        if decides == "row" and not isinstance(
+            expectation, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
+        ):
+            raise SuiteError(
+                f'{label} ({item.get("type")}): decides "row" but it is not a row-wise (map) '
+                f'expectation, so it cannot say which rows fail; mark it "column"'
+            )
         kwargs = dict(expectation.configuration.kwargs)
         mostly = kwargs.get("mostly")
-        rules.append(Rule(id=item["id"], type=item["type"], column=kwargs.get("column"), decides=decides,
-                          reason=reason, severity=severity, mostly=None if mostly is None else float(mostly),
-                          kwargs=kwargs, check_name=""))
+        rules.append(
+            Rule(
+                id=item["id"],
+                type=item["type"],
+                column=kwargs.get("column"),
+                decides=decides,
+                reason=reason,
+                severity=severity,
+                mostly=None if mostly is None else float(mostly),
+                kwargs=kwargs,
+                check_name="",
+            )
+        )
         expectations.append(configuration)  # GX refuses Expectation objects that carry an id
     rules = [replace(rule, check_name=name) for rule, name in zip(rules, _check_names(rules))]
 
     gx_suite = gx.ExpectationSuite(
-        name=name, expectations=expectations, suite_parameters=document.get("suite_parameters") or None,
-        meta=dict(document.get("meta") or {}), notes=document.get("notes"), id=document.get("id"),
+        name=name,
+        expectations=expectations,
+        suite_parameters=document.get("suite_parameters") or None,
+        meta=dict(document.get("meta") or {}),
+        notes=document.get("notes"),
+        id=document.get("id"),
     )
     if len(gx_suite.expectations) != len(expectations):  # GX dropped one without raising
         raise SuiteError(f"{where}: GX kept {len(gx_suite.expectations)} of {len(expectations)} expectations")
@@ -223,7 +244,7 @@ def write_suite(suite: Suite, path: str | Path) -> Path:
 def _short_type(expectation_type: str) -> str:
     for prefix in ("expect_column_values_to_", "expect_column_", "expect_table_", "expect_"):
         if expectation_type.startswith(prefix):
-            return expectation_type[len(prefix):]
+            return expectation_type[len(prefix) :]
     return expectation_type
 
 
@@ -231,8 +252,9 @@ def _check_names(rules: list[Rule]) -> list[str]:
     """`<column>__<expectation>` (e.g. `event_type__be_in_set`: a Dagster check name), with the reason
     added where a column has the same expectation twice, then a number if still not unique."""
     bases = [re.sub(r"[^A-Za-z0-9_]", "_", f"{r.column or 'table'}__{r.short_type}") for r in rules]
-    names = [f"{base}__{rule.reason}" if bases.count(base) > 1 and rule.reason else base
-             for base, rule in zip(bases, rules)]
+    names = [
+        f"{base}__{rule.reason}" if bases.count(base) > 1 and rule.reason else base for base, rule in zip(bases, rules)
+    ]
     seen: dict[str, int] = {}
     unique = []
     for name in names:
@@ -281,7 +303,6 @@ def _rule_columns(rule: Rule) -> list[str]:
     return names
 
 
-
 def peek_rules(source: str, directory: str | Path = EXPECTATIONS_DIR) -> list[Rule]:
     """The rules of a suite file read as plain JSON, without GX (for declaring Dagster checks in a
     process that does not validate). `load_suite` checks the same file fully when a run validates."""
@@ -290,8 +311,17 @@ def peek_rules(source: str, directory: str | Path = EXPECTATIONS_DIR) -> list[Ru
     rules = []
     for position, item in enumerate(document.get("expectations") or []):
         meta, kwargs = item.get("meta") or {}, item.get("kwargs") or {}
-        rules.append(Rule(id=item.get("id") or f"{position}", type=item["type"], column=kwargs.get("column"),
-                          decides=meta.get("decides"), reason=meta.get("reason"),
-                          severity=str(item.get("severity") or "critical"), mostly=kwargs.get("mostly"),
-                          kwargs=kwargs, check_name=""))
+        rules.append(
+            Rule(
+                id=item.get("id") or f"{position}",
+                type=item["type"],
+                column=kwargs.get("column"),
+                decides=meta.get("decides"),
+                reason=meta.get("reason"),
+                severity=str(item.get("severity") or "critical"),
+                mostly=kwargs.get("mostly"),
+                kwargs=kwargs,
+                check_name="",
+            )
+        )
     return [replace(rule, check_name=name) for rule, name in zip(rules, _check_names(rules))]

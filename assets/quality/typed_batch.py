@@ -20,9 +20,9 @@ it: the caller gives such a row its one reason, `unparseable_row`, as the action
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -43,22 +43,40 @@ ISO_WITH_OFFSET = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]
 _TEXT, _TIMESTAMP, _AMOUNT, _YEAR, _FLAG, _JSON = "text", "timestamp", "amount", "year", "flag", "json"
 TYPING: dict[str, dict[str, str]] = {
     "events": {
-        "event_id": _TEXT, "user_id": _TEXT, "event_type": _TEXT, "occurred_at": _TIMESTAMP,
-        "session_id": _TEXT, "channel": _TEXT, "campaign_id": _TEXT, "touchpoint_id": _TEXT,
+        "event_id": _TEXT,
+        "user_id": _TEXT,
+        "event_type": _TEXT,
+        "occurred_at": _TIMESTAMP,
+        "session_id": _TEXT,
+        "channel": _TEXT,
+        "campaign_id": _TEXT,
+        "touchpoint_id": _TEXT,
         "properties": _JSON,
     },
     "transactions": {
-        "txn_id": _TEXT, "user_id": _TEXT, "occurred_at": _TIMESTAMP, "amount": _AMOUNT, "currency": _TEXT,
-        "txn_type": _TEXT, "merchant_category": _TEXT, "status": _TEXT,
+        "txn_id": _TEXT,
+        "user_id": _TEXT,
+        "occurred_at": _TIMESTAMP,
+        "amount": _AMOUNT,
+        "currency": _TEXT,
+        "txn_type": _TEXT,
+        "merchant_category": _TEXT,
+        "status": _TEXT,
     },
     "profiles": {
-        "user_id": _TEXT, "updated_at": _TIMESTAMP, "signup_at": _TIMESTAMP, "country": _TEXT,
-        "birth_year": _YEAR, "plan": _TEXT, "consent_personalization": _FLAG, "consent_marketing": _FLAG,
+        "user_id": _TEXT,
+        "updated_at": _TIMESTAMP,
+        "signup_at": _TIMESTAMP,
+        "country": _TEXT,
+        "birth_year": _YEAR,
+        "plan": _TEXT,
+        "consent_personalization": _FLAG,
+        "consent_marketing": _FLAG,
     },
 }
 
 
-def typed_frame(raw: "pa.Table | pd.DataFrame", source: str, columns: Iterable[str] | None = None) -> "pd.DataFrame":
+def typed_frame(raw: pa.Table | pd.DataFrame, source: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """The raw VARCHAR rows of `source` typed for validation (see the module doc), one row per raw row
     in the same order, with a RangeIndex: positions in the frame are positions in `raw`.
 
@@ -80,7 +98,7 @@ def typed_frame(raw: "pa.Table | pd.DataFrame", source: str, columns: Iterable[s
     con = connect()  # UTC, a cursor on the shared workspace
     try:
         con.register("_raw_batch", raw)
-        select = ", ".join(f"{outputs[c]} AS \"{c}\"" for c in wanted) or "1 AS _none"
+        select = ", ".join(f'{outputs[c]} AS "{c}"' for c in wanted) or "1 AS _none"
         table = con.sql(f"SELECT {select} FROM _raw_batch").to_arrow_table()  # a projection keeps the order
     finally:
         con.close()
@@ -101,8 +119,9 @@ def text_sql(expr: str) -> str:
 
 def timestamp_sql(expr: str) -> str:
     """ISO 8601 with an explicit offset as the UTC instant (TIMESTAMPTZ); anything else NULL."""
-    return (f"CASE WHEN regexp_full_match(trim({expr}), '{ISO_WITH_OFFSET}') "
-            f"THEN try_cast(trim({expr}) AS TIMESTAMPTZ) END")
+    return (
+        f"CASE WHEN regexp_full_match(trim({expr}), '{ISO_WITH_OFFSET}') THEN try_cast(trim({expr}) AS TIMESTAMPTZ) END"
+    )
 
 
 def amount_sql(expr: str) -> str:
@@ -149,10 +168,10 @@ def column_sql(source: str, expr_of: Callable[[str], str]) -> dict[str, str]:
 
 
 def _typing_sql(source: str) -> dict[str, str]:
-    return column_sql(source, lambda column: f"CAST(\"{column}\" AS VARCHAR)")
+    return column_sql(source, lambda column: f'CAST("{column}" AS VARCHAR)')
 
 
-def to_pandas(table: pa.Table) -> "pd.DataFrame":
+def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow -> pandas with the dtypes GX's pandas metrics handle vectorized (float64, int64,
     datetime64[.., UTC], strings); a RangeIndex."""
     return table.to_pandas()  # a RangeIndex
@@ -161,13 +180,11 @@ def to_pandas(table: pa.Table) -> "pd.DataFrame":
 def day_parameters(ds: date, max_clock_skew_minutes: int = 5) -> dict[str, Any]:
     """The `$PARAMETER` values of a landing day: `latest_valid_time` (the end of `ds` UTC plus the
     clock skew, ISO 8601) and `current_year` (the year of `ds`)."""
-    midnight = datetime.combine(ds + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    midnight = datetime.combine(ds + timedelta(days=1), time(0), tzinfo=UTC)
     end = midnight + timedelta(minutes=max_clock_skew_minutes)
     return {"latest_valid_time": end.isoformat(), "current_year": ds.year}
-
 
 
 def base_column(column: str | None) -> str | None:
     """The canonical column a validated column stands for (`properties_is_json` -> `properties`)."""
     return None if column is None else _raw_name(column)
-

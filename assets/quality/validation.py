@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date, datetime, timezone
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -85,9 +86,16 @@ def _private(columns: Iterable[str], pii: Iterable[str]) -> bool:
     return any(is_private(base_column(c) or c, pii) for c in columns)
 
 
-def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: str, *,
-                   parameters: Mapping[str, Any] | None = None, sample_size: int = SAMPLE_SIZE,
-                   by_column: bool = True, pii: Iterable[str] = ()) -> ValidationOutcome:
+def validate_batch(
+    frame: pd.DataFrame | pa.Table,
+    suite: Suite,
+    batch_name: str,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    sample_size: int = SAMPLE_SIZE,
+    by_column: bool = True,
+    pii: Iterable[str] = (),
+) -> ValidationOutcome:
     """Validate one typed batch against `suite` with GX's pandas engine.
 
     `frame` is the typed batch (`typed_frame`, or any frame with the suite's columns and these
@@ -115,8 +123,9 @@ def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: s
     data = _validation_frame(frame, suite)
     missing_parameters = [p for p in suite.parameters if p not in (parameters or {})]
     if missing_parameters:
-        raise QualityError(f"suite {suite.name!r} needs a value for $PARAMETER {', '.join(missing_parameters)} "
-                           f"(see day_parameters)")
+        raise QualityError(
+            f"suite {suite.name!r} needs a value for $PARAMETER {', '.join(missing_parameters)} (see day_parameters)"
+        )
     batch_definition = _batch_definition(suite.name)
     groups = suite.groups if by_column else [(tuple(data.columns), suite.gx_suite, bool(suite.row_rules))]
     prepared = clock.perf_counter()
@@ -127,25 +136,30 @@ def validate_batch(frame: "pd.DataFrame | pa.Table", suite: Suite, batch_name: s
         private = by_column and _private(columns, pii)  # one GX run over all columns: dropped afterwards
         # GX's V1 Validator loads the batch once; `batch_definition.get_batch(...).validate(...)`
         # loads it twice.
-        validator = V1Validator(batch_definition=batch_definition,
-                                batch_parameters={"dataframe": data[list(columns)] if by_column else data},
-                                result_format=_result_format(sample_size, complete, private))
+        validator = V1Validator(
+            batch_definition=batch_definition,
+            batch_parameters={"dataframe": data[list(columns)] if by_column else data},
+            result_format=_result_format(sample_size, complete, private),
+        )
         results.append(validator.validate_expectation_suite(gx_suite, dict(parameters or {})))
     validated = clock.perf_counter()
     result = _merge(results, suite) if by_column else results[0]
-    run_time = datetime.now(timezone.utc)
+    run_time = datetime.now(UTC)
     result.meta["run_id"] = RunIdentifier(run_name=batch_name, run_time=run_time)
     result.meta["validation_time"] = run_time
     result.meta["batch_parameters"] = {"dataframe": f"<{len(data):,} rows x {len(data.columns)} columns>"}
     # Data Docs read the asset name from batch_spec, where GX 1.x does not put it ("Data asset: None")
     result.meta["batch_spec"] = {**dict(result.meta.get("batch_spec") or {}), "data_asset_name": suite.name}
     outcome = outcome_from_result(result, suite, batch_name, len(data), sample_size, masked=masked)
-    outcome.timings = {"prepare_s": prepared - started, "gx_validate_s": validated - prepared,
-                       "summarize_s": clock.perf_counter() - validated}
+    outcome.timings = {
+        "prepare_s": prepared - started,
+        "gx_validate_s": validated - prepared,
+        "summarize_s": clock.perf_counter() - validated,
+    }
     return outcome
 
 
-def _merge(parts: list, suite: Suite) -> "ExpectationSuiteValidationResult":
+def _merge(parts: list, suite: Suite) -> ExpectationSuiteValidationResult:
     """One GX suite result from the results of the column groups, in the suite's order."""
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from great_expectations.validator.validator import calc_validation_statistics
@@ -154,18 +168,21 @@ def _merge(parts: list, suite: Suite) -> "ExpectationSuiteValidationResult":
     ordered = [by_id[rule.id] for rule in suite.rules if rule.id in by_id]
     statistics = calc_validation_statistics(ordered)
     return ExpectationSuiteValidationResult(
-        results=ordered, success=statistics.success, suite_name=suite.name,
+        results=ordered,
+        success=statistics.success,
+        suite_name=suite.name,
         statistics={
             "evaluated_expectations": statistics.evaluated_expectations,
             "successful_expectations": statistics.successful_expectations,
             "unsuccessful_expectations": statistics.unsuccessful_expectations,
             "success_percent": statistics.success_percent,
         },
-        meta=dict(parts[0].meta), batch_id=parts[0].batch_id,
+        meta=dict(parts[0].meta),
+        batch_id=parts[0].batch_id,
     )
 
 
-def _validation_frame(frame: "pd.DataFrame | pa.Table", suite: Suite) -> "pd.DataFrame":
+def _validation_frame(frame: pd.DataFrame | pa.Table, suite: Suite) -> pd.DataFrame:
     """The suite's columns only (GX copies the whole frame for every null filter), a RangeIndex."""
     columns = list(suite.columns)
     available = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
@@ -176,12 +193,14 @@ def _validation_frame(frame: "pd.DataFrame | pa.Table", suite: Suite) -> "pd.Dat
         data = to_pandas(frame.select(columns))
     else:
         data = frame[columns]
-    naive = [c for c in columns
-             if str(data[c].dtype).startswith("datetime64") and getattr(data[c].dtype, "tz", None) is None]
+    naive = [
+        c for c in columns if str(data[c].dtype).startswith("datetime64") and getattr(data[c].dtype, "tz", None) is None
+    ]
     if naive:
         # GX compares a naive column with the tz-aware bound value by value, and fails
-        raise QualityError(f"suite {suite.name!r}: timestamp column(s) {', '.join(naive)} "
-                           f"must be time-zone aware (UTC)")
+        raise QualityError(
+            f"suite {suite.name!r}: timestamp column(s) {', '.join(naive)} must be time-zone aware (UTC)"
+        )
     import pandas as pd
 
     if not isinstance(data.index, pd.RangeIndex) or data.index.start != 0 or data.index.step != 1:
@@ -189,7 +208,7 @@ def _validation_frame(frame: "pd.DataFrame | pa.Table", suite: Suite) -> "pd.Dat
     return data
 
 
-def save_validation(outcome: "ValidationOutcome", path: Path) -> Path:
+def save_validation(outcome: ValidationOutcome, path: Path) -> Path:
     """Keep a validation result as GX's own JSON (written atomically), for Data Docs built later."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(outcome.gx_result.to_json_dict()))
@@ -204,11 +223,19 @@ def load_validations(paths: Iterable[Path]) -> list:
     return [schema.load(json.loads(Path(p).read_text())) for p in paths]
 
 
-def validate_raw(raw: pa.Table, source: str, ds: date, *, max_clock_skew_minutes: int = 5,
-                 suite: Suite | None = None, pii: Iterable[str] = ()) -> ValidationOutcome:
+def validate_raw(
+    raw: pa.Table,
+    source: str,
+    ds: date,
+    *,
+    max_clock_skew_minutes: int = 5,
+    suite: Suite | None = None,
+    pii: Iterable[str] = (),
+) -> ValidationOutcome:
     """Validate one landed partition of `source` against its suite (default `expectations/<source>.json`):
     typed with the one typing (`column_sql`), only the suite's columns, the day's `$PARAMETER`s."""
     suite = suite if suite is not None else load_suite(suite_path(source))
     frame = typed_frame(raw, source, suite.columns)
-    return validate_batch(frame, suite, f"{source}-{ds.isoformat()}",
-                          parameters=day_parameters(ds, max_clock_skew_minutes), pii=pii)
+    return validate_batch(
+        frame, suite, f"{source}-{ds.isoformat()}", parameters=day_parameters(ds, max_clock_skew_minutes), pii=pii
+    )

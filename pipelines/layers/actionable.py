@@ -1,13 +1,15 @@
 """Actionable data: typed, validated, deduplicated rows (the rest quarantined with reasons), the
 profile snapshot without PII, erased users, per-user daily aggregates and the feature table."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 
 from assets import accounting, actionable, erasure, features, profiles, raw
+from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap, Source
 from pipelines.layers import (
@@ -45,8 +47,11 @@ def accounting_check(lake: Lake, source: Source, ds: date, result: actionable.Cl
     """Records counted in the day's landing files by a separate read (assets/accounting.py) against the raw
     partition and the written outputs: actionable + quarantined rows + duplicates removed."""
     name = source.name
-    accepted = (result.actionable_rows if result.actionable_rows is not None  # a snapshot: its accepted rows
-                else accounting.parquet_rows(lake.partition_file("actionable", name, ds)))
+    accepted = (
+        result.actionable_rows
+        if result.actionable_rows is not None  # a snapshot: its accepted rows
+        else accounting.parquet_rows(lake.partition_file("actionable", name, ds))
+    )
     figures = accounting.accounting_figures(
         accounting.landed_records(raw.landing_files(lake, source, ds), source.format),
         raw_rows=accounting.parquet_rows(lake.partition_file("raw", name, ds)),
@@ -65,24 +70,37 @@ def accounting_check(lake: Lake, source: Source, ds: date, result: actionable.Cl
 
 def _accounting_spec(asset_name: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
-        ACCOUNTING_CHECK, asset=asset_name, blocking=True,
+        ACCOUNTING_CHECK,
+        asset=asset_name,
+        blocking=True,
         description="Nothing is lost silently: the records of the landing files, counted by a separate read, "
-                    "= raw rows = actionable + quarantined + duplicates removed.",
+        "= raw rows = actionable + quarantined + duplicates removed.",
     )
 
 
 # --- a cleaned source: its actionable rows, its quarantine and its column status --------------------
 
-def _cleaned_specs(name: str, deps: list[str], description: str,
-                   earlier: list[dg.AssetDep]) -> list[dg.AssetSpec]:
+
+def _cleaned_specs(name: str, deps: list[str], description: str, earlier: list[dg.AssetDep]) -> list[dg.AssetSpec]:
     """The three tables one cleaning of a source writes, each its own asset; `earlier`: the earlier days
     of its own table the cleaning reads."""
     return [
-        dg.AssetSpec(f"actionable_{name}", group_name="actionable", deps=[*deps, *earlier], kinds={"duckdb", "parquet"},
-                     description=description, metadata=lake_table("actionable", name)),
-        dg.AssetSpec(f"quarantine_{name}", group_name="actionable", deps=deps, kinds={"duckdb", "parquet"},
-                     metadata=lake_table("actionable", f"quarantine_{name}"),
-                     description=f"The day's refused {name} rows: the raw row as it came, with every reason."),
+        dg.AssetSpec(
+            f"actionable_{name}",
+            group_name="actionable",
+            deps=[*deps, *earlier],
+            kinds={"duckdb", "parquet"},
+            description=description,
+            metadata=lake_table("actionable", name),
+        ),
+        dg.AssetSpec(
+            f"quarantine_{name}",
+            group_name="actionable",
+            deps=deps,
+            kinds={"duckdb", "parquet"},
+            metadata=lake_table("actionable", f"quarantine_{name}"),
+            description=f"The day's refused {name} rows: the raw row as it came, with every reason.",
+        ),
         column_status_spec(name),
     ]
 
@@ -91,8 +109,9 @@ def _cleaned_check_specs(name: str) -> list[dg.AssetCheckSpec]:
     return [_accounting_spec(f"actionable_{name}"), *suite_specs(name)]
 
 
-def _cleaned_results(lake: Lake, source: Source, ds: date, result: actionable.CleanResult, docs: str,
-                     **extra) -> Iterator[dg.MaterializeResult]:
+def _cleaned_results(
+    lake: Lake, source: Source, ds: date, result: actionable.CleanResult, docs: str, **extra
+) -> Iterator[dg.MaterializeResult]:
     """Write the cleaned rows, the quarantine and the column status; one result per table. Both tables are
     written before the accounting check, which reads them back."""
     name = source.name
@@ -103,14 +122,15 @@ def _cleaned_results(lake: Lake, source: Source, ds: date, result: actionable.Cl
     reasons = {f"quarantined/{reason}": n for reason, n in _reason_counts(result.quarantine).items()}
     quarantine = write_table(lake, "actionable", f"quarantine_{name}", ds, result.quarantine, **reasons)
     yield dg.MaterializeResult(
-        asset_key=f"actionable_{name}", metadata=metadata,
+        asset_key=f"actionable_{name}",
+        metadata=metadata,
         check_results=[accounting_check(lake, source, ds, result), rows_check(name, result.validation, docs)],
     )
     yield dg.MaterializeResult(asset_key=f"quarantine_{name}", metadata=quarantine)
     yield column_status_result(lake, name, ds, result.validation, docs)
 
 
-def _read(con, lake: Lake, layer: str, name: str, ds: date) -> pa.Table:
+def _read(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, name: str, ds: date) -> pa.Table:
     return read_partition(con, lake.partition_file(layer, name, ds))
 
 
@@ -133,10 +153,15 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     start = pyramid_map.start_date
 
     @dg.multi_asset(
-        name="actionable_profiles", partitions_def=partitions, can_subset=False,
-        specs=_cleaned_specs("profiles", ["raw_profiles"],
-                             "Profile snapshot as of the day: latest update wins, PII removed, consent known.",
-                             [previous_day("actionable_profiles")]),
+        name="actionable_profiles",
+        partitions_def=partitions,
+        can_subset=False,
+        specs=_cleaned_specs(
+            "profiles",
+            ["raw_profiles"],
+            "Profile snapshot as of the day: latest update wins, PII removed, consent known.",
+            [previous_day("actionable_profiles")],
+        ),
         check_specs=_cleaned_check_specs("profiles"),
     )
     def actionable_profiles(
@@ -149,22 +174,35 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         outcome, docs = validate_and_record(lake, "profiles", ds, raw, settings)
         result = profiles.update_profiles(con, raw, previous, ds, settings, validation=outcome)
         yield from _cleaned_results(
-            lake, pyramid.pyramid_map().sources["profiles"], ds, result, docs,
+            lake,
+            pyramid.pyramid_map().sources["profiles"],
+            ds,
+            result,
+            docs,
             contradictory_updates=int(result.details.get("contradictions", 0)),
             unknown_consent=int(result.details.get("unknown_consent", 0)),
             snapshot_users=int(result.details.get("snapshot_users", 0)),
         )
 
     @dg.asset(
-        group_name="actionable", partitions_def=partitions,
-        deps=[trailing_days("actionable_erased_users", 2), *(f"{kind}_{source}" for kind in ("actionable", "quarantine")
-                                           for source in SUITE_SOURCES)],
+        group_name="actionable",
+        partitions_def=partitions,
+        deps=[
+            trailing_days("actionable_erased_users", 2),
+            *(f"{kind}_{source}" for kind in ("actionable", "quarantine") for source in SUITE_SOURCES),
+        ],
         kinds={"duckdb", "parquet"},
-        check_specs=[dg.AssetCheckSpec(ERASURE_CHECK, asset="erasure_applied", blocking=True,
-                                       description="No Parquet file of the lake (raw events, transactions and "
-                                                   "profiles included) mentions an erased user.")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                ERASURE_CHECK,
+                asset="erasure_applied",
+                blocking=True,
+                description="No Parquet file of the lake (raw events, transactions and "
+                "profiles included) mentions an erased user.",
+            )
+        ],
         description="Erasure requests applied: the day's partitions lose every erased user's rows, and a user "
-                    "erased today is removed from every earlier partition of every layer (assets/erasure.py).",
+        "erased today is removed from every earlier partition of every layer (assets/erasure.py).",
     )
     def erasure_applied(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
@@ -182,13 +220,18 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             check_results=[erasure_check(lake, ds, erased, new)],
         )
 
-    def _clean_asset(name: str, key_column: str, clean) -> dg.AssetsDefinition:
+    def _clean_asset(name: str, key_column: str, clean: Callable[..., CleanResult]) -> dg.AssetsDefinition:
         @dg.multi_asset(
-            name=f"actionable_{name}", partitions_def=partitions, can_subset=False,
-            specs=_cleaned_specs(name, [f"raw_{name}", "actionable_profiles"],
-                                 f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
-                                 "refused rows go to quarantine with every reason.",
-                                 earlier_days(f"actionable_{name}", pyramid_map.actionable.dedup_lookback_days)),
+            name=f"actionable_{name}",
+            partitions_def=partitions,
+            can_subset=False,
+            specs=_cleaned_specs(
+                name,
+                [f"raw_{name}", "actionable_profiles"],
+                f"Typed, validated {name}, deduplicated on {key_column} within the lookback; "
+                "refused rows go to quarantine with every reason.",
+                earlier_days(f"actionable_{name}", pyramid_map.actionable.dedup_lookback_days),
+            ),
             check_specs=_cleaned_check_specs(name),
         )
         def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
@@ -201,14 +244,22 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             outcome, docs = validate_and_record(lake, name, ds, raw, settings)
             result = clean(con, raw, ds, known_users, seen, settings, validation=outcome)
             kinds = ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies")
-            yield from _cleaned_results(lake, pyramid.pyramid_map().sources[name], ds, result, docs,
-                                        **{kind: int(result.details.get(kind, 0)) for kind in kinds})
+            yield from _cleaned_results(
+                lake,
+                pyramid.pyramid_map().sources[name],
+                ds,
+                result,
+                docs,
+                **{kind: int(result.details.get(kind, 0)) for kind in kinds},
+            )
 
         return _asset
 
     @dg.asset(
-        group_name="actionable", partitions_def=partitions,
-        deps=["actionable_events", "actionable_transactions", "erasure_applied"], kinds={"duckdb", "parquet"},
+        group_name="actionable",
+        partitions_def=partitions,
+        deps=["actionable_events", "actionable_transactions", "erasure_applied"],
+        kinds={"duckdb", "parquet"},
         metadata=lake_table("actionable", "user_daily"),
         description="Per user and activity day, the activity that landed this day (late rows included).",
     )
@@ -221,13 +272,25 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return _written(lake, "user_daily", ds, daily)
 
     @dg.asset(
-        group_name="actionable", partitions_def=partitions,
-        deps=[trailing_days("user_daily", max(pyramid_map.segments.windows)), "actionable_profiles",
-              "actionable_erased_users", "erasure_applied", *COLUMN_STATUS_ASSETS],
-        kinds={"duckdb", "parquet"}, metadata=lake_table("actionable", "user_features"),
-        check_specs=[dg.AssetCheckSpec(INPUTS_CHECK, asset="user_features",
-                                       description="No segment, campaign or goal needs a column withheld today; "
-                                                   "fails naming the column, the expectation and every blocked item.")],
+        group_name="actionable",
+        partitions_def=partitions,
+        deps=[
+            trailing_days("user_daily", max(pyramid_map.segments.windows)),
+            "actionable_profiles",
+            "actionable_erased_users",
+            "erasure_applied",
+            *COLUMN_STATUS_ASSETS,
+        ],
+        kinds={"duckdb", "parquet"},
+        metadata=lake_table("actionable", "user_features"),
+        check_specs=[
+            dg.AssetCheckSpec(
+                INPUTS_CHECK,
+                asset="user_features",
+                description="No segment, campaign or goal needs a column withheld today; "
+                "fails naming the column, the expectation and every blocked item.",
+            )
+        ],
         description="One row per known, non-erased user as of the day: profile, recency and windowed activity.",
     )
     def user_features(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -238,8 +301,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         profiles = _read(con, lake, "actionable", "profiles", ds)
         erased = _read(con, lake, "actionable", "erased_users", ds)
         table = features.user_features(con, daily, profiles, erased, ds, windows)
-        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_features", ds, table),
-                                    check_results=[inputs_check(blocked_for_day(lake, pmap, ds))])
+        return dg.MaterializeResult(
+            metadata=write_table(lake, "actionable", "user_features", ds, table),
+            check_results=[inputs_check(blocked_for_day(lake, pmap, ds))],
+        )
 
     return [
         actionable_profiles,

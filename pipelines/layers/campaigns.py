@@ -10,7 +10,10 @@ from pipelines.resources import PyramidResource
 
 def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        group_name="campaigns", partitions_def=partitions, deps=["segment_membership"], kinds={"duckdb", "parquet"},
+        group_name="campaigns",
+        partitions_def=partitions,
+        deps=["segment_membership"],
+        kinds={"duckdb", "parquet"},
         metadata=lake_table("campaigns", "audiences"),
         description="For each campaign: the users of its segments, its context, and their stable arm.",
     )
@@ -20,9 +23,7 @@ def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         audiences = campaigns.campaign_audiences(membership, pyramid.pyramid_map().campaigns, ds)
         con = connect()
         con.register("audiences", audiences)
-        counts = con.sql(
-            "SELECT campaign_id || '/' || arm, count(*) FROM audiences GROUP BY 1 ORDER BY 1"
-        ).fetchall()
+        counts = con.sql("SELECT campaign_id || '/' || arm, count(*) FROM audiences GROUP BY 1 ORDER BY 1").fetchall()
         extra = {f"users/{key}": n for key, n in counts}
         return dg.MaterializeResult(metadata=write_table(lake, "campaigns", "audiences", ds, audiences, **extra))
 

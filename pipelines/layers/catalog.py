@@ -30,20 +30,25 @@ def catalog_deps(pyramid_map: PyramidMap, assets_defs: Sequence[dg.AssetsDefinit
     return list(dict.fromkeys(writers[t] for t in catalog_tables(pyramid_map)))
 
 
-def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap,
-          upstream: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+def build(
+    partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap, upstream: Sequence[dg.AssetsDefinition]
+) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        group_name="catalog", partitions_def=partitions, kinds={"duckdb"},
+        group_name="catalog",
+        partitions_def=partitions,
+        kinds={"duckdb"},
         deps=catalog_deps(pyramid_map, upstream),
         description="data/warehouse.duckdb: views over the lake for analysts, swapped in atomically.",
     )
     def analyst_catalog(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake = pyramid.lake()
         views = build_catalog(lake, [t.id for t in pyramid.pyramid_map().touchpoints])
-        return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(lake.warehouse)),
-            "views": ", ".join(views),
-            "open_with": f"duckdb -readonly {lake.warehouse}",
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(lake.warehouse)),
+                "views": ", ".join(views),
+                "open_with": f"duckdb -readonly {lake.warehouse}",
+            }
+        )
 
     return [analyst_catalog]

@@ -30,7 +30,9 @@ def erasure_sets(lake: Lake, ds: date, start: date) -> tuple[list[str], list[str
     con = connect()
 
     def erased_on(day: date) -> set:
-        return set(read_partition(con, lake.partition_file("actionable", "erased_users", day)).column("user_id").to_pylist())
+        return set(
+            read_partition(con, lake.partition_file("actionable", "erased_users", day)).column("user_id").to_pylist()
+        )
 
     as_of = erased_on(ds)
     known = set(as_of)
@@ -51,11 +53,17 @@ def erasure_check(lake: Lake, ds: date, erased: list[str], new: list[str]) -> dg
     for table, n in (scan_for_ids(lake, new) if new else {}).items():
         found[table] = max(found.get(table, 0), n)
     return dg.AssetCheckResult(
-        check_name=ERASURE_CHECK, passed=not found, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"erased_users": len(erased), "files_scanned": len(lake_files(lake)),
-                  "found": ", ".join(f"{t}: {n} rows" for t, n in found.items()) or "none"},
+        check_name=ERASURE_CHECK,
+        passed=not found,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "erased_users": len(erased),
+            "files_scanned": len(lake_files(lake)),
+            "found": ", ".join(f"{t}: {n} rows" for t, n in found.items()) or "none",
+        },
         description=("erased users still found in " + ", ".join(f"{t} ({n} rows)" for t, n in found.items()))
-        if found else "no erased user in any file of the lake",
+        if found
+        else "no erased user in any file of the lake",
     )
 
 
@@ -86,8 +94,11 @@ def scan_for_ids(lake: Lake, user_ids: list[str], only_day: date | None = None) 
 
 
 def _rows_mentioning(table: pa.Table, pattern: str) -> int:
-    text = [c for c, t in zip(table.column_names, table.schema.types) if pa.types.is_string(t)
-            or pa.types.is_large_string(t)]
+    text = [
+        c
+        for c, t in zip(table.column_names, table.schema.types)
+        if pa.types.is_string(t) or pa.types.is_large_string(t)
+    ]
     hits = None
     for column in text:
         match = pc.fill_null(pc.match_substring_regex(table.column(column), pattern), False)

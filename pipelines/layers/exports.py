@@ -22,10 +22,13 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         exports.check_format(tp.id, tp.format)
     specs = [
         dg.AssetSpec(
-            f"touchpoint_{tp.id}_delta", group_name="touchpoints", kinds={"polars", "parquet"},
-            deps=[f"touchpoint_{tp.id}"], metadata=lake_table("touchpoints", delta_table(tp.id)),
+            f"touchpoint_{tp.id}_delta",
+            group_name="touchpoints",
+            kinds={"polars", "parquet"},
+            deps=[f"touchpoint_{tp.id}"],
+            metadata=lake_table("touchpoints", delta_table(tp.id)),
             description=f"Users entered, exited or changed on {tp.id} since the previous day's export, "
-                        "and the export's manifest (counts, checksums, schema, campaigns, map version).",
+            "and the export's manifest (counts, checksums, schema, campaigns, map version).",
         )
         for tp in pyramid_map.touchpoints
     ]
@@ -35,8 +38,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         version = exports.map_version(pmap.path)
         for tp in pmap.touchpoints:
-            yield dg.MaterializeResult(asset_key=f"touchpoint_{tp.id}_delta",
-                                       metadata=sync_export(lake, tp, ds, pmap.start_date, version))
+            yield dg.MaterializeResult(
+                asset_key=f"touchpoint_{tp.id}_delta", metadata=sync_export(lake, tp, ds, pmap.start_date, version)
+            )
 
     return [touchpoint_deltas]
 

@@ -28,21 +28,35 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
 
     @dg.multi_asset(
-        name="goal_metrics", partitions_def=partitions, can_subset=False,
+        name="goal_metrics",
+        partitions_def=partitions,
+        can_subset=False,
         specs=[
-            dg.AssetSpec(USER_OUTCOMES, group_name="goals", deps=[*measured_from, previous_day(USER_OUTCOMES)],
-                         kinds={"polars", "parquet"},
-                         metadata=lake_table("goals", USER_OUTCOMES),
-                         description="Per goal and exposed user, campaign to date: days measured and success days "
-                                     "(each day builds on the day before)."),
-            dg.AssetSpec("goal_metrics", group_name="goals", deps=[USER_OUTCOMES, *measured_from],
-                         kinds={"polars", "parquet"}, metadata=lake_table("goals", "goal_metrics"),
-                         description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, "
-                                     "status; guardrails. Campaign to date: users as clusters, from "
-                                     "goal_user_outcomes."),
+            dg.AssetSpec(
+                USER_OUTCOMES,
+                group_name="goals",
+                deps=[*measured_from, previous_day(USER_OUTCOMES)],
+                kinds={"polars", "parquet"},
+                metadata=lake_table("goals", USER_OUTCOMES),
+                description="Per goal and exposed user, campaign to date: days measured and success days "
+                "(each day builds on the day before).",
+            ),
+            dg.AssetSpec(
+                "goal_metrics",
+                group_name="goals",
+                deps=[USER_OUTCOMES, *measured_from],
+                kinds={"polars", "parquet"},
+                metadata=lake_table("goals", "goal_metrics"),
+                description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, "
+                "status; guardrails. Campaign to date: users as clusters, from "
+                "goal_user_outcomes.",
+            ),
         ],
-        check_specs=[dg.AssetCheckSpec(SRM_CHECK, asset="goal_metrics",
-                                       description="Arm sizes match each campaign's holdout share.")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                SRM_CHECK, asset="goal_metrics", description="Arm sizes match each campaign's holdout share."
+            )
+        ],
     )
     def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
@@ -53,13 +67,17 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
         day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds)
         user_outcomes = goals.update_goal_user_outcomes(previous_user_outcomes(lake, ds, start), day_outcomes, ds)
-        yield dg.MaterializeResult(asset_key=USER_OUTCOMES,
-                                   metadata=write_table(lake, "goals", USER_OUTCOMES, ds, user_outcomes))
+        yield dg.MaterializeResult(
+            asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, user_outcomes)
+        )
         to_date = goals.goal_to_date(user_outcomes, ds, pmap.goals, pmap.campaigns)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
-            asset_key="goal_metrics", check_name=SRM_CHECK, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
+            asset_key="goal_metrics",
+            check_name=SRM_CHECK,
+            passed=not failing,
+            severity=dg.AssetCheckSeverity.WARN,
             metadata={"goals_with_sample_ratio_mismatch": ", ".join(failing) or "none"},
         )
         status = {f"status/{r['goal_id']}": r["status"] for r in to_date.to_pylist() if r["kind"] == "goal"}
@@ -70,17 +88,28 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     users_from = [trailing_days("user_daily", north_star_window), "actionable_profiles", "actionable_erased_users"]
 
     @dg.multi_asset(
-        name="north_star_series", partitions_def=partitions, can_subset=False,
+        name="north_star_series",
+        partitions_def=partitions,
+        can_subset=False,
         specs=[
-            dg.AssetSpec("north_star_series", group_name="goals", deps=["goal_metrics", *users_from],
-                         kinds={"polars", "parquet"}, metadata=lake_table("goals", "north_star"),
-                         description=f"The North Star ({pyramid_map.north_star.id}: "
-                                     f"{pyramid_map.north_star.description}), one value per day."),
-            dg.AssetSpec("north_star_contributions", group_name="goals",
-                         deps=[previous_day("campaign_audiences"), *users_from], kinds={"polars", "parquet"},
-                         metadata=lake_table("goals", "north_star_contributions"),
-                         description="One row per goal: its campaign's North Star metric per arm and its "
-                                     "contribution to the North Star."),
+            dg.AssetSpec(
+                "north_star_series",
+                group_name="goals",
+                deps=["goal_metrics", *users_from],
+                kinds={"polars", "parquet"},
+                metadata=lake_table("goals", "north_star"),
+                description=f"The North Star ({pyramid_map.north_star.id}: "
+                f"{pyramid_map.north_star.description}), one value per day.",
+            ),
+            dg.AssetSpec(
+                "north_star_contributions",
+                group_name="goals",
+                deps=[previous_day("campaign_audiences"), *users_from],
+                kinds={"polars", "parquet"},
+                metadata=lake_table("goals", "north_star_contributions"),
+                description="One row per goal: its campaign's North Star metric per arm and its "
+                "contribution to the North Star.",
+            ),
         ],
     )
     def north_star_series(
@@ -97,8 +126,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         value = series.column("value")[0].as_py() if series.num_rows else None
         metadata = write_table(lake, "goals", "north_star", ds, series, value=float("nan") if value is None else value)
         yield dg.MaterializeResult(asset_key="north_star_series", metadata=metadata)
-        yield dg.MaterializeResult(asset_key="north_star_contributions",
-                                   metadata=write_table(lake, "goals", "north_star_contributions", ds, contributions))
+        yield dg.MaterializeResult(
+            asset_key="north_star_contributions",
+            metadata=write_table(lake, "goals", "north_star_contributions", ds, contributions),
+        )
 
     return [goal_metrics, north_star_series]
 

@@ -12,8 +12,9 @@ def days_dep(key: str, first: int, last: int) -> dg.AssetDep:
     Days before the program's start do not exist and are not waited for."""
     with warnings.catch_warnings():  # allow_nonexistent_upstream_partitions is marked beta in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
-        mapping = dg.TimeWindowPartitionMapping(start_offset=first, end_offset=last,
-                                                allow_nonexistent_upstream_partitions=True)
+        mapping = dg.TimeWindowPartitionMapping(
+            start_offset=first, end_offset=last, allow_nonexistent_upstream_partitions=True
+        )
     return dg.AssetDep(key, partition_mapping=mapping)
 
 

@@ -26,9 +26,14 @@ def parse_check(table: pa.Table) -> dg.AssetCheckResult:
     first = rows.select(["_source_file", "_source_line"]).slice(0, 5).to_pylist()
     where = [f"{r['_source_file']}:{r['_source_line']}" for r in first]
     return dg.AssetCheckResult(
-        check_name=PARSE_CHECK, passed=rows.num_rows == 0, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"landed_rows": table.num_rows, "unparseable_rows": rows.num_rows,
-                  "first_unparseable": ", ".join(where) or "none"},
+        check_name=PARSE_CHECK,
+        passed=rows.num_rows == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "landed_rows": table.num_rows,
+            "unparseable_rows": rows.num_rows,
+            "first_unparseable": ", ".join(where) or "none",
+        },
     )
 
 
@@ -37,25 +42,41 @@ def volume_check(lake: Lake, source: Source, ds: date, rows: int) -> dg.AssetChe
     volume = source.volume
     verdict = feeds.volume_verdict(lake, source.name, ds, rows, volume)
     severity = dg.AssetCheckSeverity.ERROR if volume.action == "block" else dg.AssetCheckSeverity.WARN
-    metadata = {"rows": rows, "previous_landed_days": verdict.history_days, "tolerance": volume.tolerance,
-                "action": volume.action}
+    metadata = {
+        "rows": rows,
+        "previous_landed_days": verdict.history_days,
+        "tolerance": volume.tolerance,
+        "action": volume.action,
+    }
     if verdict.median is not None:
         metadata["trailing_median"] = verdict.median
     if verdict.deviation is not None and math.isfinite(verdict.deviation):
         metadata["deviation"] = verdict.deviation
-    return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=verdict.passed, severity=severity,
-                               metadata=metadata, description=verdict.describe(volume))
+    return dg.AssetCheckResult(
+        check_name=VOLUME_CHECK,
+        passed=verdict.passed,
+        severity=severity,
+        metadata=metadata,
+        description=verdict.describe(volume),
+    )
 
 
 def late_check(lake: Lake, source: Source, ds: date) -> dg.AssetCheckResult:
     """Warn, naming the days to re-run, when landing files arrived or changed for days already processed."""
     late = feeds.late_files(lake, source, skip=ds)
-    metadata = {"days_to_rerun": ", ".join(str(d) for d in sorted(late)) or "none",
-                "late_files": sum(len(files) for files in late.values())}
+    metadata = {
+        "days_to_rerun": ", ".join(str(d) for d in sorted(late)) or "none",
+        "late_files": sum(len(files) for files in late.values()),
+    }
     if late:
         metadata["rerun_from"] = str(min(late))
-    return dg.AssetCheckResult(check_name=LATE_CHECK, passed=not late, severity=dg.AssetCheckSeverity.WARN,
-                               metadata=metadata, description=feeds.rerun_advice(late))
+    return dg.AssetCheckResult(
+        check_name=LATE_CHECK,
+        passed=not late,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=feeds.rerun_advice(late),
+    )
 
 
 def landed_in_run(context: dg.AssetExecutionContext, pyramid_map: PyramidMap) -> list[Source]:
@@ -71,18 +92,29 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 def _check_specs(source: Source) -> list[dg.AssetCheckSpec]:
     asset = f"raw_{source.name}"
     specs = [
-        dg.AssetCheckSpec(PARSE_CHECK, asset=asset,
-                          description="Every landed line parses as a row of the source's format; "
-                                      "those that do not are kept and quarantined as unparseable_row."),
-        dg.AssetCheckSpec(LATE_CHECK, asset=asset,
-                          description="No landing file arrived or changed for a day already processed; "
-                                      "otherwise names the days to re-run."),
+        dg.AssetCheckSpec(
+            PARSE_CHECK,
+            asset=asset,
+            description="Every landed line parses as a row of the source's format; "
+            "those that do not are kept and quarantined as unparseable_row.",
+        ),
+        dg.AssetCheckSpec(
+            LATE_CHECK,
+            asset=asset,
+            description="No landing file arrived or changed for a day already processed; "
+            "otherwise names the days to re-run.",
+        ),
     ]
     if source.volume is not None:
-        specs.append(dg.AssetCheckSpec(
-            VOLUME_CHECK, asset=asset, blocking=source.volume.action == "block",
-            description=f"The day's rows are within ±{source.volume.tolerance:.0%} of the median of the previous "
-                        f"{source.volume.window_days} landed days ({source.volume.action} beyond)."))
+        specs.append(
+            dg.AssetCheckSpec(
+                VOLUME_CHECK,
+                asset=asset,
+                blocking=source.volume.action == "block",
+                description=f"The day's rows are within ±{source.volume.tolerance:.0%} of the median of the previous "
+                f"{source.volume.window_days} landed days ({source.volume.action} beyond).",
+            )
+        )
     return specs
 
 
@@ -106,8 +138,7 @@ def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.Assets
         manifest = raw.landing_manifest(lake, files)  # before reading: a file changing meanwhile shows as late
         table = raw.land(connect(), lake, source, ds, files)
         file_faults.check_files(table, files, source)  # before anything is written
-        metadata = write_table(lake, "raw", source_name, ds, table, landing_files=len(files),
-                               pii=pmap.actionable.pii)
+        metadata = write_table(lake, "raw", source_name, ds, table, landing_files=len(files), pii=pmap.actionable.pii)
         raw.write_manifest(lake, source_name, ds, manifest)
         crash_point("landing")
         checks = [parse_check(table), late_check(lake, source, ds)]

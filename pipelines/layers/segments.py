@@ -25,11 +25,13 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     start = pyramid_map.start_date
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions,
+        group_name="segments",
+        partitions_def=partitions,
         deps=["user_features", previous_day("segment_membership"), *COLUMN_STATUS_ASSETS],
-        kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_membership"),
+        kinds={"duckdb", "parquet"},
+        metadata=lake_table("segments", "segment_membership"),
         description="Which eligible (consented, non-erased) users are in which segment as of the day "
-                    "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
+        "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
     )
     def segment_membership(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
@@ -43,14 +45,24 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions,
+        group_name="segments",
+        partitions_def=partitions,
         deps=[trailing_days("segment_membership", 2), "user_features"],
-        kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_summary"),
-        check_specs=[dg.AssetCheckSpec("segments_usable", asset="segment_summary",
-                                       description="Every segment has at least its min_size members."),
-                     dg.AssetCheckSpec(CHURN_CHECK, asset="segment_summary",
-                                       description="No segment's entered + exited exceeds the map's "
-                                                   "segments.max_churn_share of its previous size.")],
+        kinds={"duckdb", "parquet"},
+        metadata=lake_table("segments", "segment_summary"),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "segments_usable",
+                asset="segment_summary",
+                description="Every segment has at least its min_size members.",
+            ),
+            dg.AssetCheckSpec(
+                CHURN_CHECK,
+                asset="segment_summary",
+                description="No segment's entered + exited exceeds the map's "
+                "segments.max_churn_share of its previous size.",
+            ),
+        ],
         description="Per segment: size, share of eligible users, usable or not, stability against the day before.",
     )
     def segment_summary(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
@@ -63,20 +75,29 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds)
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]
         check = dg.AssetCheckResult(
-            check_name="segments_usable", passed=not unusable, severity=dg.AssetCheckSeverity.WARN,
+            check_name="segments_usable",
+            passed=not unusable,
+            severity=dg.AssetCheckSeverity.WARN,
             metadata={"unusable_segments": ", ".join(unusable) or "none"},
         )
         churning = segments.churning_segments(summary, pmap.segments.max_churn_share)
         churn_check = dg.AssetCheckResult(
-            check_name=CHURN_CHECK, passed=not churning, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"churning_segments": ", ".join(churning) or "none",
-                      "max_churn_share": pmap.segments.max_churn_share},
+            check_name=CHURN_CHECK,
+            passed=not churning,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "churning_segments": ", ".join(churning) or "none",
+                "max_churn_share": pmap.segments.max_churn_share,
+            },
         )
         metadata = write_table(lake, "segments", "segment_summary", ds, summary, eligible_users=eligible)
         return dg.MaterializeResult(metadata=metadata, check_results=[check, churn_check])
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions, deps=["segment_membership"], kinds={"duckdb", "parquet"},
+        group_name="segments",
+        partitions_def=partitions,
+        deps=["segment_membership"],
+        kinds={"duckdb", "parquet"},
         metadata=lake_table("segments", "segment_overlap"),
         description="Pairs of segments: users in both and their Jaccard similarity.",
     )
@@ -87,9 +108,11 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_overlap", ds, overlap))
 
     @dg.asset(
-        group_name="segments", partitions_def=partitions,
+        group_name="segments",
+        partitions_def=partitions,
         deps=["segment_membership", "user_features", trailing_days("user_daily", longest_baseline_window(pyramid_map))],
-        kinds={"duckdb", "parquet"}, metadata=lake_table("segments", "segment_baselines"),
+        kinds={"duckdb", "parquet"},
+        metadata=lake_table("segments", "segment_baselines"),
         description="Test segments early: each segment's rate on each goal metric against all eligible users.",
     )
     def segment_baselines(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:

@@ -2,6 +2,7 @@
 actionable layer that the touchpoint exports read, so that nobody is reached on a channel they left."""
 
 from collections import Counter
+from datetime import date
 
 import dagster as dg
 import pyarrow as pa
@@ -17,11 +18,11 @@ SUPPRESSIONS = "channel_suppressions"
 MARKETING_CONSENT = "marketing_consent"
 
 
-def _read(lake: Lake, table: str, ds) -> pa.Table:
+def _read(lake: Lake, table: str, ds: date) -> pa.Table:
     return read_partition(connect(), lake.partition_file("actionable", table, ds))
 
 
-def _marketing_withheld(lake: Lake, column: str, ds) -> bool:
+def _marketing_withheld(lake: Lake, column: str, ds: date) -> bool:
     status = _read(lake, "column_status_profiles", ds).to_pylist()
     return any(r["column"] == column and r["status"] == "withheld" for r in status)
 
@@ -30,41 +31,75 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     start = pyramid_map.start_date
 
     @dg.asset(
-        name=SUPPRESSIONS, group_name="actionable", partitions_def=partitions, kinds={"duckdb", "parquet"},
+        name=SUPPRESSIONS,
+        group_name="actionable",
+        partitions_def=partitions,
+        kinds={"duckdb", "parquet"},
         deps=["actionable_events", "erasure_applied", previous_day(SUPPRESSIONS)],
         metadata=lake_table("actionable", SUPPRESSIONS),
         description="Who opted out of which channel, and since when (the map's consent.opt_out), cumulative: "
-                    "the touchpoint exports of the day and every later day leave them out.",
+        "the touchpoint exports of the day and every later day leave them out.",
     )
     def channel_suppressions(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         previous = previous_partition(lake, "actionable", SUPPRESSIONS, ds, start)
-        table = suppression.update_suppressions(connect(), _read(lake, "events", ds), previous, pmap.consent,
-                                                pmap.touchpoints)
+        table = suppression.update_suppressions(
+            connect(), _read(lake, "events", ds), previous, pmap.consent, pmap.touchpoints
+        )
         added = table.num_rows - (previous.num_rows if previous is not None else 0)
         channels = Counter(table.column("channel").to_pylist())
-        return dg.MaterializeResult(metadata=write_table(
-            lake, "actionable", SUPPRESSIONS, ds, table, new_today=added,
-            **{f"channel/{channel}": n for channel, n in sorted(channels.items())}))
+        return dg.MaterializeResult(
+            metadata=write_table(
+                lake,
+                "actionable",
+                SUPPRESSIONS,
+                ds,
+                table,
+                new_today=added,
+                **{f"channel/{channel}": n for channel, n in sorted(channels.items())},
+            )
+        )
 
     @dg.asset(
-        name=MARKETING_CONSENT, group_name="actionable", partitions_def=partitions, kinds={"duckdb", "parquet"},
-        deps=["raw_profiles", "quarantine_profiles", "column_status_profiles", "erasure_applied",
-              previous_day(MARKETING_CONSENT)],
+        name=MARKETING_CONSENT,
+        group_name="actionable",
+        partitions_def=partitions,
+        kinds={"duckdb", "parquet"},
+        deps=[
+            "raw_profiles",
+            "quarantine_profiles",
+            "column_status_profiles",
+            "erasure_applied",
+            previous_day(MARKETING_CONSENT),
+        ],
         metadata=lake_table("actionable", MARKETING_CONSENT),
         description="Each known user's marketing consent as of the day (the map's consent.marketing_column), "
-                    "which gates the map's consent.marketing_channels.",
+        "which gates the map's consent.marketing_channels.",
     )
     def marketing_consent(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         column = pmap.consent.marketing_column
         previous = previous_partition(lake, "actionable", MARKETING_CONSENT, ds, start)
         table = suppression.update_marketing_consent(
-            connect(), read_partition(connect(), lake.partition_file("raw", "profiles", ds)),
-            _read(lake, "quarantine_profiles", ds), previous, pmap.consent, _marketing_withheld(lake, column, ds))
+            connect(),
+            read_partition(connect(), lake.partition_file("raw", "profiles", ds)),
+            _read(lake, "quarantine_profiles", ds),
+            previous,
+            pmap.consent,
+            _marketing_withheld(lake, column, ds),
+        )
         consent = Counter(table.column("consent_marketing").to_pylist())
-        return dg.MaterializeResult(metadata=write_table(
-            lake, "actionable", MARKETING_CONSENT, ds, table,
-            consented=consent[True], refused=consent[False], unknown=consent[None]))
+        return dg.MaterializeResult(
+            metadata=write_table(
+                lake,
+                "actionable",
+                MARKETING_CONSENT,
+                ds,
+                table,
+                consented=consent[True],
+                refused=consent[False],
+                unknown=consent[None],
+            )
+        )
 
     return [channel_suppressions, marketing_consent]

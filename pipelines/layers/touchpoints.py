@@ -27,33 +27,46 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     capped_days = longest_cap_days(pyramid_map) - 1
     specs = [
         dg.AssetSpec(
-            f"touchpoint_{tp.id}", group_name="touchpoints", kinds={"polars", "parquet"},
+            f"touchpoint_{tp.id}",
+            group_name="touchpoints",
+            kinds={"polars", "parquet"},
             deps=["campaign_audiences", *REACH_TABLES, *earlier_days(f"touchpoint_{tp.id}", capped_days)],
             metadata=lake_table("touchpoints", tp.id),
             description=f"Users to reach on {tp.id} ({tp.channel}) today, one campaign each; nobody suppressed "
-                        "on the channel or, on a marketing channel, without marketing consent.",
+            "on the channel or, on a marketing channel, without marketing consent.",
         )
         for tp in pyramid_map.touchpoints
     ]
     check_specs = [
-        dg.AssetCheckSpec(FRESHNESS_CHECK, asset=f"touchpoint_{tp_id}",
-                          description="The newest activity the export reflects, plus the nightly schedule's delay, "
-                                      "is within the touchpoint's freshness_hours.")
+        dg.AssetCheckSpec(
+            FRESHNESS_CHECK,
+            asset=f"touchpoint_{tp_id}",
+            description="The newest activity the export reflects, plus the nightly schedule's delay, "
+            "is within the touchpoint's freshness_hours.",
+        )
         for tp_id in ids
     ]
 
     @dg.multi_asset(
-        name="touchpoint_exports", specs=specs, check_specs=check_specs, partitions_def=partitions,
+        name="touchpoint_exports",
+        specs=specs,
+        check_specs=check_specs,
+        partitions_def=partitions,
         can_subset=False,
     )
     def touchpoint_exports(context: dg.AssetExecutionContext, pyramid: PyramidResource):
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences = read_partition(connect(), lake.partition_file("campaigns", "audiences", ds))
         previous = previous_exports(lake, pmap, ds)
-        exports = touchpoints.touchpoint_exports(audiences, pmap.campaigns, pmap.touchpoints, previous, ds,
-                                                 reach(lake, pmap, ds))
-        freshness = {r["touchpoint_id"]: r for r in touchpoints.measured_freshness(
-            pmap.touchpoints, newest_activity(lake, ds), ds, SCHEDULE_INTERVAL_HOURS, run_allowance_hours(pmap))}
+        exports = touchpoints.touchpoint_exports(
+            audiences, pmap.campaigns, pmap.touchpoints, previous, ds, reach(lake, pmap, ds)
+        )
+        freshness = {
+            r["touchpoint_id"]: r
+            for r in touchpoints.measured_freshness(
+                pmap.touchpoints, newest_activity(lake, ds), ds, SCHEDULE_INTERVAL_HOURS, run_allowance_hours(pmap)
+            )
+        }
         for tp_id in ids:
             yield dg.MaterializeResult(
                 asset_key=f"touchpoint_{tp_id}",
@@ -61,7 +74,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             )
             report = freshness[tp_id]
             yield dg.AssetCheckResult(
-                asset_key=f"touchpoint_{tp_id}", check_name=FRESHNESS_CHECK, passed=bool(report["ok"]),
+                asset_key=f"touchpoint_{tp_id}",
+                check_name=FRESHNESS_CHECK,
+                passed=bool(report["ok"]),
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={k: v for k, v in report.items() if isinstance(v, (int, float, str)) and k != "ok"},
             )
@@ -92,7 +107,7 @@ def newest_activity(lake: Lake, ds: date) -> datetime | None:
     return connect().sql(sql, params=[str(path)]).fetchall()[0][0]
 
 
-def previous_exports(lake: Lake, pyramid_map: PyramidMap, ds: date):
+def previous_exports(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
     """Every touchpoint's exports of the days a frequency cap can still count."""
     days = lookback_days(ds, longest_cap_days(pyramid_map) - 1, pyramid_map.start_date)
     con = connect()

@@ -42,19 +42,35 @@ def planted_truth(spec: Spec, pop: Population, arms: dict[str, np.ndarray]) -> d
             "guardrail_effects": {g: 0.0 for g in (goal.guardrails if goal else ())},
             "treatment_users": int(treated.sum()),
             "holdout_users": int((~treated).sum()),
-            **({
-                "mean_day_probability_holdout": round(float(pop.rates[behaviour][~treated].mean()), 6),
-                "mean_day_probability_treatment": round(float(pop.rates[f"{behaviour}_treated"][treated].mean()), 6),
-            } if behaviour else {}),
+            **(
+                {
+                    "mean_day_probability_holdout": round(float(pop.rates[behaviour][~treated].mean()), 6),
+                    "mean_day_probability_treatment": round(
+                        float(pop.rates[f"{behaviour}_treated"][treated].mean()), 6
+                    ),
+                }
+                if behaviour
+                else {}
+            ),
         }
-    return {"seed": spec.seed, "users": spec.users, "days": spec.days, "start": spec.start.isoformat(),
-            "campaigns": campaigns, "metric_behaviours": METRIC_BEHAVIOURS, "notes": TRUTH_NOTES}
+    return {
+        "seed": spec.seed,
+        "users": spec.users,
+        "days": spec.days,
+        "start": spec.start.isoformat(),
+        "campaigns": campaigns,
+        "metric_behaviours": METRIC_BEHAVIOURS,
+        "notes": TRUTH_NOTES,
+    }
 
 
 def defect_plan(spec: Spec, plan: dict) -> dict:
     """`defect_plan.json`: the exact count of each planted defect, per source and landing day."""
     return {
-        "seed": spec.seed, "users": spec.users, "days": spec.days, "start": spec.start.isoformat(),
+        "seed": spec.seed,
+        "users": spec.users,
+        "days": spec.days,
+        "start": spec.start.isoformat(),
         "notes": (
             "Counts are of rows written to the landing files. Each defective row carries exactly one defect; a "
             "duplicate is an exact copy of a clean row, whose first delivery is counted clean. Late rows and "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -14,14 +14,29 @@ from pipelines.sample.rows import concat, in_arrival_order
 from pipelines.sample.spec import DAY_US, Spec, time_of_day
 
 EVENT_TYPES = (
-    "session_start", "page_view", "screen_view", "search", "feature_use",
-    "impression", "click", "conversion", "unsubscribe",
+    "session_start",
+    "page_view",
+    "screen_view",
+    "search",
+    "feature_use",
+    "impression",
+    "click",
+    "conversion",
+    "unsubscribe",
 )
 PAGES = ("home", "savings", "cards", "transfers", "budget", "offers", "settings", "help")
 PAGE_WEIGHTS = (0.35, 0.15, 0.15, 0.12, 0.08, 0.06, 0.05, 0.04)
 SEARCH_QUERIES = (
-    "interest rate", "savings goal", "card limit", "budget", "transfer abroad",
-    "cashback", "round ups", "freeze card", "statement", "recurring deposit",
+    "interest rate",
+    "savings goal",
+    "card limit",
+    "budget",
+    "transfer abroad",
+    "cashback",
+    "round ups",
+    "freeze card",
+    "statement",
+    "recurring deposit",
 )
 FEATURES = ("budget_tool", "savings_goal", "card_controls")
 DEVICES = ("ios", "android", "desktop", "mobile_web")  # app sessions: the first two
@@ -95,12 +110,27 @@ def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatment: list, day:
         sessions.starts(rng, rates, vocab),
         sessions.views(rng, rates, vocab),
         sessions.actions(rng, rng.poisson(rates["lam_search"][actors]), "search", vocab, query),
-        sessions.actions(rng, budget_day * (1 + rng.poisson(EXTRA_BUDGET_TOOL_USES, len(actors))), "feature_use",
-                         vocab, vocab.prop("feature", "budget_tool")),
-        sessions.actions(rng, rng.poisson(rates["lam_savings_goal"][actors]), "feature_use", vocab,
-                         vocab.prop("feature", "savings_goal")),
-        sessions.actions(rng, rng.poisson(rates["lam_card_controls"][actors]), "feature_use", vocab,
-                         vocab.prop("feature", "card_controls")),
+        sessions.actions(
+            rng,
+            budget_day * (1 + rng.poisson(EXTRA_BUDGET_TOOL_USES, len(actors))),
+            "feature_use",
+            vocab,
+            vocab.prop("feature", "budget_tool"),
+        ),
+        sessions.actions(
+            rng,
+            rng.poisson(rates["lam_savings_goal"][actors]),
+            "feature_use",
+            vocab,
+            vocab.prop("feature", "savings_goal"),
+        ),
+        sessions.actions(
+            rng,
+            rng.poisson(rates["lam_card_controls"][actors]),
+            "feature_use",
+            vocab,
+            vocab.prop("feature", "card_controls"),
+        ),
     ]
     for ci, in_treatment in enumerate(treatment):
         parts += _campaign_events(rng, vocab, sessions, ci, in_treatment[actors])
@@ -130,7 +160,10 @@ class _Sessions:
         owner = np.repeat(np.arange(len(actors)), per_actor)
         count = len(owner)
         return cls(
-            actors=actors, first=np.cumsum(per_actor) - per_actor, per_actor=per_actor, user=actors[owner],
+            actors=actors,
+            first=np.cumsum(per_actor) - per_actor,
+            per_actor=per_actor,
+            user=actors[owner],
             start=time_of_day(rng, count, earliest[owner]),
             duration=(rng.exponential(240e6, count) + 30e6).astype(np.int64),
             app=rng.random(count) < rates["p_app"][actors[owner]],
@@ -173,8 +206,15 @@ class _Sessions:
         session = self.pick(rng, np.repeat(np.arange(len(self.actors)), per_actor))
         if isinstance(props, np.ndarray):
             props = props[rng.integers(0, len(props), len(session))]
-        return _event_rows(vocab, self.user[session], event_type, self.time_in(rng, session), self.ids[session],
-                           1 - self.app[session], prop=props)
+        return _event_rows(
+            vocab,
+            self.user[session],
+            event_type,
+            self.time_in(rng, session),
+            self.ids[session],
+            1 - self.app[session],
+            prop=props,
+        )
 
 
 def _campaign_events(

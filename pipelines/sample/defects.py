@@ -6,7 +6,7 @@ per defect and landing day become the defect plan (`_truth/defect_plan.json`).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

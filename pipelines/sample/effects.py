@@ -9,7 +9,7 @@ by the same factor and the expected ratio of the two rates stays exactly 1 + eff
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -60,9 +60,7 @@ def goals_by_campaign(pyramid_map: PyramidMap) -> dict[str, Goal]:
                 f"on; it knows {', '.join(sorted(METRIC_BEHAVIOURS))} (METRIC_BEHAVIOURS in {__name__})"
             )
         if goal.campaign in goals:
-            raise ValueError(
-                f"campaign {goal.campaign!r} serves two goals; the sample plants one effect per campaign"
-            )
+            raise ValueError(f"campaign {goal.campaign!r} serves two goals; the sample plants one effect per campaign")
         goals[goal.campaign] = goal
     return goals
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -14,16 +14,26 @@ from assets.pyramid_map import PyramidMap, load_map
 from pipelines.sample.answer_keys import defect_plan, planted_truth
 from pipelines.sample.behaviour import generate_events
 from pipelines.sample.defects import (
-    EVENT_DEFECT_RATES, TRANSACTION_DEFECT_RATES, plant_profile_defects, plant_row_defects,
+    EVENT_DEFECT_RATES,
+    TRANSACTION_DEFECT_RATES,
+    plant_profile_defects,
+    plant_row_defects,
 )
 from pipelines.sample.effects import campaign_effects, plant_effects, treatment_arms
 from pipelines.sample.population import Population, draw_population
 from pipelines.sample.profiles import erasure_rows, generate_profiles
 from pipelines.sample.rendering import (
-    ErasureRenderer, EventRenderer, ProfileRenderer, TransactionRenderer, Writer, clear_previous_sample, write_json,
+    ErasureRenderer,
+    EventRenderer,
+    ProfileRenderer,
+    TransactionRenderer,
+    Writer,
+    clear_previous_sample,
+    write_json,
 )
 from pipelines.sample.spec import SOURCES, Spec
 from pipelines.sample.transactions import generate_transactions
+
 
 @dataclass
 class GenerationSummary:
@@ -78,15 +88,24 @@ def generate_sample(
     writer = _write(spec, landing, sample, say)
     write_seconds = time.perf_counter() - clock
     summary = GenerationSummary(
-        landing=landing, seed=seed, users=users, days=days, start=spec.start,
+        landing=landing,
+        seed=seed,
+        users=users,
+        days=days,
+        start=spec.start,
         rows={source: sum(writer.rows_by_day[source].values()) for source in SOURCES},
-        rows_by_day=writer.rows_by_day, generate_seconds=generate_seconds, write_seconds=write_seconds,
-        render_seconds=writer.render_seconds, files=writer.files,
+        rows_by_day=writer.rows_by_day,
+        generate_seconds=generate_seconds,
+        write_seconds=write_seconds,
+        render_seconds=writer.render_seconds,
+        files=writer.files,
         truth_path=landing / "_truth" / "planted_truth.json",
         defect_plan_path=landing / "_truth" / "defect_plan.json",
     )
-    say(f"done: {summary.rows['events']:,} events, {summary.rows['transactions']:,} transactions; "
-        f"{generate_seconds:.2f}s generating, {write_seconds:.2f}s writing")
+    say(
+        f"done: {summary.rows['events']:,} events, {summary.rows['transactions']:,} transactions; "
+        f"{generate_seconds:.2f}s generating, {write_seconds:.2f}s writing"
+    )
     return summary
 
 

@@ -85,7 +85,7 @@ def _currencies(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
 
 def _propensities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Per-user behaviour. Mixtures of a keen group and the rest give segments of distinct sizes."""
-    saver, card_user, searcher, budgeter, salaried = (rng.random((5, n)) < [[0.30], [0.35], [0.30], [0.25], [0.60]])
+    saver, card_user, searcher, budgeter, salaried = rng.random((5, n)) < [[0.30], [0.35], [0.30], [0.25], [0.60]]
     return {
         "p_active": rng.beta(1.3, 2.0, n),
         "lam_sessions": rng.gamma(2.0, 0.4, n),

@@ -34,9 +34,14 @@ def generate_profiles(spec: Spec, pop: Population) -> dict[str, np.ndarray]:
 def _profile_rows(who: np.ndarray, day: np.ndarray, updated_us: np.ndarray, state: dict) -> dict[str, np.ndarray]:
     n = len(who)
     return {
-        "user": who.astype(np.int32), "land": np.asarray(day, dtype=np.int32), "updated": updated_us.astype(np.int64),
-        "plan": state["plan"][who], "cp": state["cp"][who], "cm": state["cm"][who],
-        "bad_year": np.full(n, -1, dtype=np.int8), "defect": np.zeros(n, dtype=np.int8),
+        "user": who.astype(np.int32),
+        "land": np.asarray(day, dtype=np.int32),
+        "updated": updated_us.astype(np.int64),
+        "plan": state["plan"][who],
+        "cp": state["cp"][who],
+        "cm": state["cm"][who],
+        "bad_year": np.full(n, -1, dtype=np.int8),
+        "defect": np.zeros(n, dtype=np.int8),
     }
 
 

@@ -18,8 +18,15 @@ import polars as pl
 
 from pipelines.sample.behaviour import EVENT_TYPES, Vocab
 from pipelines.sample.defects import (
-    BAD_BIRTH_YEARS, BAD_TIMESTAMPS, MIXED_OFFSETS, ORPHAN_USER_IDS, ST_BAD, ST_MIXED, ST_SECONDARY,
-    UNKNOWN_CURRENCIES, UNKNOWN_EVENT_TYPES,
+    BAD_BIRTH_YEARS,
+    BAD_TIMESTAMPS,
+    MIXED_OFFSETS,
+    ORPHAN_USER_IDS,
+    ST_BAD,
+    ST_MIXED,
+    ST_SECONDARY,
+    UNKNOWN_CURRENCIES,
+    UNKNOWN_EVENT_TYPES,
 )
 from pipelines.sample.pii import fake_pii
 from pipelines.sample.population import COUNTRIES, CURRENCIES, PLANS, Population
@@ -30,11 +37,27 @@ EVENT_TIME_STYLES = ("%Y-%m-%dT%H:%M:%S%.6fZ", "%Y-%m-%dT%H:%M:%S+00:00")
 TXN_TIME_STYLES = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.6f+00:00")
 PROFILE_TIME_STYLE = "%Y-%m-%dT%H:%M:%SZ"
 PROFILE_COLUMNS = (
-    "user_id", "updated_at", "signup_at", "country", "birth_year", "plan",
-    "consent_personalization", "consent_marketing", "email", "phone", "full_name",
+    "user_id",
+    "updated_at",
+    "signup_at",
+    "country",
+    "birth_year",
+    "plan",
+    "consent_personalization",
+    "consent_marketing",
+    "email",
+    "phone",
+    "full_name",
 )
 TRANSACTION_COLUMNS = (
-    "txn_id", "user_id", "occurred_at", "amount", "currency", "txn_type", "merchant_category", "status",
+    "txn_id",
+    "user_id",
+    "occurred_at",
+    "amount",
+    "currency",
+    "txn_type",
+    "merchant_category",
+    "status",
 )
 ERASURE_COLUMNS = ("user_id", "requested_at")
 
@@ -62,7 +85,7 @@ class Writer:
         bounds = np.searchsorted(rows["land"], np.arange(self.spec.days + 1))
         self.rows_by_day[source] = {}
         for day in range(self.spec.days):
-            part = {key: column[bounds[day]:bounds[day + 1]] for key, column in rows.items()}
+            part = {key: column[bounds[day] : bounds[day + 1]] for key, column in rows.items()}
             clock = time.perf_counter()
             frame = renderer.render(part)
             self.render_seconds += time.perf_counter() - clock
@@ -97,20 +120,27 @@ class EventRenderer:
         self.users = _user_fragments(pop)
         self.event_types = _fragments("event_type", EVENT_TYPES + UNKNOWN_EVENT_TYPES)
         self.sessions = ('"session_id":"s' + pl.int_range(0, sessions, eager=True).cast(pl.String) + '"').append(
-            pl.Series(['"session_id":null']))
+            pl.Series(['"session_id":null'])
+        )
         self.tails = _tail_fragments(vocab)
 
     def render(self, rows: dict[str, np.ndarray]) -> pl.DataFrame:
         no_id = np.flatnonzero(rows["seq"] < 0)
         event_id = ('{"event_id":"e' + pl.Series(rows["seq"]).cast(pl.String) + '"').scatter(no_id, '{"event_id":null')
-        return pl.DataFrame({
-            "event_id": event_id,
-            "user_id": self.users.gather(rows["user"]),
-            "event_type": self.event_types.gather(rows["etype"]),
-            "occurred_at": _timestamps(rows, EVENT_TIME_STYLES, key="occurred_at"),
-            "session_id": self.sessions.gather(np.where(rows["session"] < 0, len(self.sessions) - 1, rows["session"])),
-            "rest": self.tails.gather(rows["tail"]),  # channel, campaign_id, touchpoint_id, properties, closing brace
-        })
+        return pl.DataFrame(
+            {
+                "event_id": event_id,
+                "user_id": self.users.gather(rows["user"]),
+                "event_type": self.event_types.gather(rows["etype"]),
+                "occurred_at": _timestamps(rows, EVENT_TIME_STYLES, key="occurred_at"),
+                "session_id": self.sessions.gather(
+                    np.where(rows["session"] < 0, len(self.sessions) - 1, rows["session"])
+                ),
+                "rest": self.tails.gather(
+                    rows["tail"]
+                ),  # channel, campaign_id, touchpoint_id, properties, closing brace
+            }
+        )
 
     def write(self, frame: pl.DataFrame, path: Path) -> None:
         frame.write_csv(path, include_header=False, quote_style="never", separator=",")
@@ -123,16 +153,18 @@ class TransactionRenderer(_CsvRenderer):
         self.users = _user_column(pop)
 
     def render(self, rows: dict[str, np.ndarray]) -> pl.DataFrame:
-        return pl.DataFrame({
-            "txn_id": ("t" + pl.Series(rows["seq"]).cast(pl.String)).set(pl.Series(rows["seq"] < 0), None),
-            "user_id": self.users.gather(rows["user"]),
-            "occurred_at": _timestamps(rows, TXN_TIME_STYLES),
-            "amount": rows["amount"],
-            "currency": _enum(CURRENCIES + UNKNOWN_CURRENCIES, rows["currency"]),
-            "txn_type": _enum(TXN_TYPES, rows["ttype"]),
-            "merchant_category": _enum(MERCHANT_CATEGORIES, rows["merchant"]),
-            "status": _enum(STATUSES, rows["status"]),
-        })
+        return pl.DataFrame(
+            {
+                "txn_id": ("t" + pl.Series(rows["seq"]).cast(pl.String)).set(pl.Series(rows["seq"] < 0), None),
+                "user_id": self.users.gather(rows["user"]),
+                "occurred_at": _timestamps(rows, TXN_TIME_STYLES),
+                "amount": rows["amount"],
+                "currency": _enum(CURRENCIES + UNKNOWN_CURRENCIES, rows["currency"]),
+                "txn_type": _enum(TXN_TYPES, rows["ttype"]),
+                "merchant_category": _enum(MERCHANT_CATEGORIES, rows["merchant"]),
+                "status": _enum(STATUSES, rows["status"]),
+            }
+        )
 
 
 class ProfileRenderer(_CsvRenderer):
@@ -147,17 +179,19 @@ class ProfileRenderer(_CsvRenderer):
         bad = np.flatnonzero(rows["bad_year"] >= 0)
         unreadable = pl.Series(BAD_BIRTH_YEARS).gather(rows["bad_year"][bad])
         birth_year = pl.Series(pop.birth_year[user]).cast(pl.String).scatter(bad, unreadable)
-        return pl.DataFrame({
-            "user_id": pop.ids.gather(user),
-            "updated_at": _format_utc(rows["updated"], PROFILE_TIME_STYLE),
-            "signup_at": _format_utc(pop.signup_us[user], PROFILE_TIME_STYLE),
-            "country": _enum(COUNTRIES, pop.country[user]),
-            "birth_year": birth_year,
-            "plan": _enum(PLANS, rows["plan"]),
-            "consent_personalization": rows["cp"],
-            "consent_marketing": rows["cm"],
-            **{column: values.gather(user) for column, values in self.pii.items()},
-        })
+        return pl.DataFrame(
+            {
+                "user_id": pop.ids.gather(user),
+                "updated_at": _format_utc(rows["updated"], PROFILE_TIME_STYLE),
+                "signup_at": _format_utc(pop.signup_us[user], PROFILE_TIME_STYLE),
+                "country": _enum(COUNTRIES, pop.country[user]),
+                "birth_year": birth_year,
+                "plan": _enum(PLANS, rows["plan"]),
+                "consent_personalization": rows["cp"],
+                "consent_marketing": rows["cm"],
+                **{column: values.gather(user) for column, values in self.pii.items()},
+            }
+        )
 
 
 class ErasureRenderer(_CsvRenderer):
@@ -167,10 +201,12 @@ class ErasureRenderer(_CsvRenderer):
         self.pop = pop
 
     def render(self, rows: dict[str, np.ndarray]) -> pl.DataFrame:
-        return pl.DataFrame({
-            "user_id": self.pop.ids.gather(rows["user"]),
-            "requested_at": _format_utc(self.pop.erasure_us[rows["user"]], PROFILE_TIME_STYLE),
-        })
+        return pl.DataFrame(
+            {
+                "user_id": self.pop.ids.gather(rows["user"]),
+                "requested_at": _format_utc(self.pop.erasure_us[rows["user"]], PROFILE_TIME_STYLE),
+            }
+        )
 
 
 def _fragments(key: str, values: Sequence[str]) -> pl.Series:
@@ -200,7 +236,10 @@ def _tail_fragments(vocab: Vocab) -> pl.Series:
     properties = ["{}", *(f"{{{_json_text(k)}:{_json_text(v)}}}" for k, v in vocab.properties)]
     texts = [
         f'"channel":{ch},"campaign_id":{c},"touchpoint_id":{t},"properties":{p}}}'
-        for ch in channels for c in campaigns for t in touchpoints for p in properties
+        for ch in channels
+        for c in campaigns
+        for t in touchpoints
+        for p in properties
     ]
     return pl.Series("rest", texts, dtype=pl.Enum(texts))
 

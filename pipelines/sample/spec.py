@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -11,10 +11,34 @@ from assets.pyramid_map import PyramidMap
 
 DAY_US = 86_400_000_000
 SOURCES = ("events", "profiles", "transactions", "erasure_requests")
-_HOURLY_ACTIVITY = np.array([
-    1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 3.5, 3.5, 3.2, 3.3,
-    4.0, 3.8, 3.4, 3.3, 3.5, 4.0, 4.5, 5.0, 5.0, 4.5, 3.5, 2.0,
-])
+_HOURLY_ACTIVITY = np.array(
+    [
+        1.0,
+        0.6,
+        0.4,
+        0.3,
+        0.3,
+        0.5,
+        1.2,
+        2.5,
+        3.5,
+        3.5,
+        3.2,
+        3.3,
+        4.0,
+        3.8,
+        3.4,
+        3.3,
+        3.5,
+        4.0,
+        4.5,
+        5.0,
+        5.0,
+        4.5,
+        3.5,
+        2.0,
+    ]
+)
 HOUR_WEIGHTS = _HOURLY_ACTIVITY / _HOURLY_ACTIVITY.sum()
 
 # Each purpose draws from its own stream, so a change in one place leaves the others' numbers alone.
@@ -37,7 +61,7 @@ class Spec:
 
     @property
     def start_us(self) -> int:
-        midnight = datetime(self.start.year, self.start.month, self.start.day, tzinfo=timezone.utc)
+        midnight = datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)
         return int(midnight.timestamp()) * 1_000_000
 
     def day_start(self, day: int) -> int:

@@ -14,7 +14,14 @@ TXN_TYPES = ("deposit", "card_payment", "transfer_in", "transfer_out")
 STATUSES = ("completed", "pending", "failed")
 NON_COMPLETED_WEIGHTS = (0.6, 0.4)  # pending, failed
 MERCHANT_CATEGORIES = (
-    "groceries", "restaurants", "transport", "travel", "entertainment", "utilities", "shopping", "health",
+    "groceries",
+    "restaurants",
+    "transport",
+    "travel",
+    "entertainment",
+    "utilities",
+    "shopping",
+    "health",
 )
 MERCHANT_WEIGHTS = (0.30, 0.18, 0.14, 0.05, 0.08, 0.07, 0.13, 0.05)
 NON_COMPLETED_RATIO = 0.06  # pending/failed rows per user-day, relative to the base day probability
