@@ -21,13 +21,17 @@ from assets.raw import LandingError
 
 def check_files(table: pa.Table, files: list[Path], source: Source) -> None:
     """Raise LandingError for the first landing file that is empty or in which no record parses."""
-    names = table.column("_source_file").to_pylist()
-    parsed = pc.is_null(table.column("_raw_text")).to_pylist()
-    records: dict[str, int] = {}
-    good: dict[str, int] = {}
-    for name, ok in zip(names, parsed):
-        records[name] = records.get(name, 0) + 1
-        good[name] = good.get(name, 0) + int(ok)
+    per_file = table.group_by("_source_file").aggregate(
+        [
+            ("_raw_text", "count", pc.CountOptions(mode="all")),
+            ("_raw_text", "count", pc.CountOptions(mode="only_null")),  # a parsed record keeps no raw text
+        ]
+    )
+    names = per_file.column("_source_file").to_pylist()
+    all_rows, parsed_rows = (
+        per_file.column(i).to_pylist() for i, n in enumerate(per_file.column_names) if n != "_source_file"
+    )
+    records, good = dict(zip(names, all_rows)), dict(zip(names, parsed_rows))
     for path in files:
         key = next((n for n in records if path.as_posix().endswith(n)), None)
         if key is None and source.format == "jsonl":
