@@ -31,17 +31,7 @@ from assets.lake import Lake, connect  # noqa: E402
 from assets.pyramid_map import load_map  # noqa: E402
 
 DS = date(2026, 10, 1)
-EVENT_TYPES = [
-    "session_start",
-    "page_view",
-    "screen_view",
-    "search",
-    "feature_use",
-    "impression",
-    "click",
-    "conversion",
-    "unsubscribe",
-]
+EVENT_TYPES = list(actionable.EVENT_TYPES)
 EVENT_WEIGHTS = [0.10, 0.30, 0.25, 0.10, 0.10, 0.08, 0.04, 0.02, 0.01]
 FEATURES = ["budget_tool", "savings_goal", "card_controls"]
 OFFSETS = [("Z", 0), ("+02:00", 120), ("-05:00", -300), ("+05:30", 330)]

@@ -38,22 +38,13 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from assets import actionable  # noqa: E402
 from assets.quality import validation  # noqa: E402
 from assets.quality.suites import load_suite, suite_from_dict, suite_path  # noqa: E402
 from assets.quality.typed_batch import day_parameters, typed_frame  # noqa: E402
 
 DS = date(2026, 10, 1)
-EVENT_TYPES = [
-    "session_start",
-    "page_view",
-    "screen_view",
-    "search",
-    "feature_use",
-    "impression",
-    "click",
-    "conversion",
-    "unsubscribe",
-]
+EVENT_TYPES = list(actionable.EVENT_TYPES)
 # planted defects: share of rows, one defect per row; the reason the suite must give them
 DEFECTS = {
     "missing_user_id": 0.001,  # null or blank user_id

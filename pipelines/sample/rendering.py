@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from assets.raw import CANONICAL_COLUMNS
 from pipelines.sample.behaviour import EVENT_TYPES, Vocab
 from pipelines.sample.defects import (
     BAD_BIRTH_YEARS,
@@ -36,30 +37,9 @@ from pipelines.sample.transactions import MERCHANT_CATEGORIES, STATUSES, TXN_TYP
 EVENT_TIME_STYLES = ("%Y-%m-%dT%H:%M:%S%.6fZ", "%Y-%m-%dT%H:%M:%S+00:00")
 TXN_TIME_STYLES = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.6f+00:00")
 PROFILE_TIME_STYLE = "%Y-%m-%dT%H:%M:%SZ"
-PROFILE_COLUMNS = (
-    "user_id",
-    "updated_at",
-    "signup_at",
-    "country",
-    "birth_year",
-    "plan",
-    "consent_personalization",
-    "consent_marketing",
-    "email",
-    "phone",
-    "full_name",
-)
-TRANSACTION_COLUMNS = (
-    "txn_id",
-    "user_id",
-    "occurred_at",
-    "amount",
-    "currency",
-    "txn_type",
-    "merchant_category",
-    "status",
-)
-ERASURE_COLUMNS = ("user_id", "requested_at")
+PROFILE_COLUMNS = tuple(CANONICAL_COLUMNS["profiles"])  # the landing contract, in its order
+TRANSACTION_COLUMNS = tuple(CANONICAL_COLUMNS["transactions"])
+ERASURE_COLUMNS = tuple(CANONICAL_COLUMNS["erasure_requests"])
 
 
 class Renderer(Protocol):
