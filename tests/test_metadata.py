@@ -101,7 +101,6 @@ def _suite():
 
 
 def test_suite_results_mask_the_unexpected_values_of_id_and_pii_columns(tmp_path: Path):
-    pytest.importorskip("great_expectations")
     from assets.quality.data_docs import build_data_docs
     from assets.quality.validation import load_validations, save_validation, validate_batch
     from pipelines.layers.quality import _expectations_table
@@ -133,7 +132,6 @@ def test_suite_results_mask_the_unexpected_values_of_id_and_pii_columns(tmp_path
 
 
 def test_data_docs_strip_the_values_of_private_columns_from_older_results(tmp_path: Path):
-    pytest.importorskip("great_expectations")
     from assets.quality.data_docs import build_data_docs
     from assets.quality.validation import validate_batch
 

@@ -90,6 +90,7 @@ def test_chromium_finds_every_goal_segment_and_chart(run, tmp_path):
 def test_screenshot_has_no_blank_chart(run, tmp_path):
     """Each chart alone in its own fixed cell of one page, one screenshot: every cell has ink."""
     charts = re.findall(r'<figure class="chart" data-chart="([^"]+)">(.*?)</figure>', _page(run), re.S)
+    assert len(charts) == 8 + len(run.pyramid_map.goals)  # every chart found: a changed markup cannot pass empty
     cells = "".join(
         f'<div style="position:absolute;left:0;top:{i * CELL_H}px;width:{CELL_W}px;height:{CELL_H}px;'
         f'overflow:hidden">{svg}</div>'

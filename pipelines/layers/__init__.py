@@ -66,3 +66,15 @@ def daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Ta
     con = connect()
     con.register("activity", activity)
     return con.sql("SELECT * FROM activity WHERE activity_date BETWEEN ? AND ?", params=[first, ds]).to_arrow_table()
+
+
+def reason_counts(quarantine: pa.Table) -> dict[str, int]:
+    """Quarantined rows per reason (a row with several reasons counts for each)."""
+    if quarantine.num_rows == 0:
+        return {}
+    con = connect()
+    con.register("quarantine", quarantine)
+    rows = con.sql(
+        "SELECT reason, count(*) AS n FROM (SELECT unnest(reasons) AS reason FROM quarantine) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {reason: n for reason, n in rows}

@@ -19,6 +19,7 @@ from pipelines.layers import (
     lookback_days,
     partition_day,
     previous_partition,
+    reason_counts,
     suppression,
     write_table,
 )
@@ -119,7 +120,7 @@ def _cleaned_results(
     metadata.pop("balanced", None)
     metadata.update(suite_metadata(result, docs))
     metadata.update(extra)
-    reasons = {f"quarantined/{reason}": n for reason, n in _reason_counts(result.quarantine).items()}
+    reasons = {f"quarantined/{reason}": n for reason, n in reason_counts(result.quarantine).items()}
     quarantine = write_table(lake, "actionable", f"quarantine_{name}", ds, result.quarantine, **reasons)
     yield dg.MaterializeResult(
         asset_key=f"actionable_{name}",
@@ -136,17 +137,6 @@ def _read(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, name: str, ds:
 
 def _written(lake: Lake, name: str, ds: date, table: pa.Table) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=write_table(lake, "actionable", name, ds, table))
-
-
-def _reason_counts(quarantine: pa.Table) -> dict[str, int]:
-    if quarantine.num_rows == 0:
-        return {}
-    con = connect()
-    con.register("quarantine", quarantine)
-    rows = con.sql(
-        "SELECT reason, count(*) AS n FROM (SELECT unnest(reasons) AS reason FROM quarantine) GROUP BY 1 ORDER BY 1"
-    ).fetchall()
-    return {reason: n for reason, n in rows}
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:

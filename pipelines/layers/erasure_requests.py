@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from assets import actionable, erasure_requests
 from assets.lake import Lake, connect, read_partition
-from pipelines.layers import lake_table, partition_day, previous_partition, write_table
+from pipelines.layers import lake_table, partition_day, previous_partition, reason_counts, write_table
 from pipelines.layers.order import previous_day
 from pipelines.resources import PyramidResource
 
@@ -99,8 +99,5 @@ def build(partitions: dg.PartitionsDefinition, start: date) -> dg.AssetsDefiniti
 
 
 def _quarantine_metadata(lake: Lake, ds: date, quarantine: pa.Table) -> dict:
-    reasons: dict[str, int] = {}
-    for row in quarantine.column("reasons").to_pylist():
-        for reason in row:
-            reasons[f"quarantined/{reason}"] = reasons.get(f"quarantined/{reason}", 0) + 1
+    reasons = {f"quarantined/{reason}": n for reason, n in reason_counts(quarantine).items()}
     return write_table(lake, "actionable", QUARANTINE_TABLE, ds, quarantine, **reasons)

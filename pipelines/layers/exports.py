@@ -4,6 +4,7 @@
 from datetime import date
 
 import dagster as dg
+import pyarrow.compute as pc
 
 from assets import exports
 from assets.lake import Lake, connect, read_partition, write_text_atomic
@@ -51,7 +52,8 @@ def sync_export(lake: Lake, tp: Touchpoint, ds: date, start: date, map_version: 
     snapshot = read_partition(connect(), snapshot_path).select(EXPORT_SCHEMA.names)  # without the hive `ds`
     previous = previous_partition(lake, "touchpoints", tp.id, ds, start)
     delta = exports.export_delta(previous, snapshot, ds)
-    counts = {c: sum(1 for v in delta.column("change").to_pylist() if v == c) for c in exports.CHANGES}
+    found = {r["values"]: r["counts"] for r in pc.value_counts(delta.column("change")).to_pylist()}
+    counts = {c: found.get(c, 0) for c in exports.CHANGES}
     metadata = write_table(lake, "touchpoints", delta_table(tp.id), ds, delta, **counts)
     files = {"snapshot": snapshot_path, "delta": lake.partition_file("touchpoints", delta_table(tp.id), ds)}
     if tp.format == "csv":

@@ -12,6 +12,7 @@ from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import lake_table, partition_day, previous_partition, write_table
 from pipelines.layers.order import previous_day
+from pipelines.layers.quality import withheld_for_day
 from pipelines.resources import PyramidResource
 
 SUPPRESSIONS = "channel_suppressions"
@@ -23,8 +24,7 @@ def _read(lake: Lake, table: str, ds: date) -> pa.Table:
 
 
 def _marketing_withheld(lake: Lake, column: str, ds: date) -> bool:
-    status = _read(lake, "column_status_profiles", ds).to_pylist()
-    return any(r["column"] == column and r["status"] == "withheld" for r in status)
+    return any(source == "profiles" and name == column for source, name, _ in withheld_for_day(lake, ds))
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
