@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 
 from assets.privacy import holds_personal_data, is_private
 from pipelines.metadata import markdown_preview, table_metadata
