@@ -39,7 +39,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.lake import Lake, atomic_path, connect, write_parquet_atomic
+from assets.lake import Lake, connect, write_parquet_atomic, write_text_atomic
 
 # the request itself: never rewritten
 KEPT = {("raw", "erasure_requests"), ("actionable", "erased_users")}
@@ -146,6 +146,7 @@ def erase_users(
     con.register("_erase_ids", ids)
     try:
         removed: dict[str, int] = {}
+        erased = set(ids.column("user_id").to_pylist())
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT:
                 continue
@@ -154,7 +155,7 @@ def erase_users(
                 _rewrite_without(con, path)
                 removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n
             for path in _csv_copies(files):
-                _rewrite_csv_without(path, set(ids.column("user_id").to_pylist()))
+                _rewrite_csv_without(path, erased)
         return removed
     finally:
         con.unregister("_erase_ids")
@@ -177,8 +178,7 @@ def _rewrite_csv_without(path: Path, user_ids: set[str]) -> None:
         return
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(kept)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+    write_text_atomic(buffer.getvalue(), path)
 
 
 def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path) -> None:

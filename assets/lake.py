@@ -123,13 +123,8 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> int:
 
 def write_text_atomic(text: str, path: Path) -> Path:
     """Write a text file (UTF-8) to `path` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

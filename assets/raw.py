@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from assets.lake import Lake, atomic_path
+from assets.lake import Lake, write_text_atomic
 from assets.pyramid_map import Source
 
 CANONICAL_COLUMNS: dict[str, list[str]] = {
@@ -134,9 +134,7 @@ def manifest_path(lake: Lake, source_name: str, ds: date) -> Path:
 def write_manifest(lake: Lake, source_name: str, ds: date, manifest: list[dict]) -> Path:
     """Record, beside the raw partition, the landing files it was made from (atomically)."""
     path = manifest_path(lake, source_name, ds)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"files": manifest}, indent=1, sort_keys=True) + "\n")
-    return path
+    return write_text_atomic(json.dumps({"files": manifest}, indent=1, sort_keys=True) + "\n", path)
 
 
 def read_manifest(lake: Lake, source_name: str, ds: date) -> list[dict] | None:

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assets.lake import atomic_path
+from assets.lake import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from great_expectations.core import ExpectationSuite
@@ -236,9 +236,7 @@ def write_suite(suite: Suite, path: str | Path) -> Path:
     """Write a suite in GX's JSON form (2-space indent, a final newline), atomically."""
     path = Path(path)
     text = json.dumps(suite.to_json_dict(), indent=2, ensure_ascii=False) + "\n"
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(text, path)
 
 
 def _short_type(expectation_type: str) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from assets.lake import atomic_path
+from assets.lake import write_text_atomic
 from assets.privacy import is_private
 from assets.quality.outcome import QualityError, ValidationOutcome, outcome_from_result
 from assets.quality.suites import Suite, load_suite, suite_path
@@ -210,9 +210,7 @@ def _validation_frame(frame: pd.DataFrame | pa.Table, suite: Suite) -> pd.DataFr
 
 def save_validation(outcome: ValidationOutcome, path: Path) -> Path:
     """Keep a validation result as GX's own JSON (written atomically), for Data Docs built later."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(outcome.gx_result.to_json_dict()))
-    return path
+    return write_text_atomic(json.dumps(outcome.gx_result.to_json_dict()), path)
 
 
 def load_validations(paths: Iterable[Path]) -> list:
