@@ -24,7 +24,8 @@ DATA_ROOT_ENV = "PYRAMID_DATA_ROOT"
 
 
 def default_data_root() -> Path:
-    return Path(os.environ.get(DATA_ROOT_ENV, PROJECT_ROOT / "data")).resolve()
+    """`$PYRAMID_DATA_ROOT`, or `data/` in the folder the command runs in."""
+    return Path(os.environ.get(DATA_ROOT_ENV, Path.cwd() / "data")).resolve()
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from assets.lake import PROJECT_ROOT, Lake
-from assets.pyramid_map import SOURCE_NAMES, MapError, PyramidMap, default_map_path, load_map
+from assets.lake import Lake
+from assets.pyramid_map import DEFAULT_MAP_PATH, SOURCE_NAMES, MapError, PyramidMap, default_map_path, load_map
 from pipelines.completion import SHELLS, script
 from pipelines.errors import EXIT_DAY_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_failure
 from pipelines.safety import confirm_removal, holds_only_a_sample, landing_folders, write_marker
@@ -189,19 +189,27 @@ def _effect(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected CAMPAIGN=LIFT (a number, e.g. 0.2), got {text!r}") from None
 
 
-def _setup(args: argparse.Namespace) -> tuple[Lake, Path]:
-    """Point the code location (which reads the environment) at the chosen data root and map."""
+def _setup(args: argparse.Namespace, fallback_map: Path | None = None) -> tuple[Lake, Path]:
+    """Point the code location (which reads the environment) at the chosen data root and map: the options,
+    else the environment, else `data/` and `pyramid.yaml` in the current folder (else `fallback_map`). Both
+    are exported resolved, so every process of the run agrees whatever its working directory."""
     if args.data_root:
         os.environ["PYRAMID_DATA_ROOT"] = str(args.data_root.resolve())
     if args.map:
         os.environ["PYRAMID_MAP"] = str(args.map.resolve())
+    map_path = default_map_path()
+    if fallback_map and "PYRAMID_MAP" not in os.environ and not map_path.exists():
+        map_path = fallback_map
+    os.environ["PYRAMID_MAP"] = str(map_path.resolve())
+    os.environ["PYRAMID_DATA_ROOT"] = str(Lake.default().root)
     _ensure_dagster_home()
-    return Lake.default(), default_map_path()
+    return Lake.default(), map_path.resolve()
 
 
 def _ensure_dagster_home() -> None:
-    """Dagster's local instance lives in the project (`.dagster/`) unless DAGSTER_HOME says otherwise."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster")))
+    """Dagster's local instance lives in the current folder (`.dagster/`) unless DAGSTER_HOME says otherwise."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))).resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -209,7 +217,7 @@ def _ensure_dagster_home() -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    lake, map_path = _setup(args)
+    lake, map_path = _setup(args, fallback_map=DEFAULT_MAP_PATH)
     pyramid_map = load_map(map_path)
     if not _effects_fit(pyramid_map, args):
         return EXIT_USAGE
@@ -285,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    lake, map_path = _setup(args)
+    lake, map_path = _setup(args, fallback_map=DEFAULT_MAP_PATH)
     pyramid_map = load_map(map_path)
     derived = [lake.root / "lake", lake.reports]
     if not _effects_fit(pyramid_map, args):
@@ -396,7 +404,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     console.print(f"Dagster UI on http://127.0.0.1:{args.port} (instance: {os.environ['DAGSTER_HOME']})")
     from pipelines.process_group import run_in_own_group
 
-    return run_in_own_group([sys.executable, "-m", "dagster", "dev", "-p", str(args.port)], PROJECT_ROOT)
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(args.port)]
+    return run_in_own_group(command, Path.cwd())
 
 
 def _days_to_run(args: argparse.Namespace, lake: Lake, start: date) -> list[date]:

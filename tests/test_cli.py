@@ -21,7 +21,7 @@ from unittest import mock
 import pytest
 
 from assets.lake import PROJECT_ROOT, Lake
-from assets.pyramid_map import load_map
+from assets.pyramid_map import DEFAULT_MAP_PATH, load_map
 from pipelines.cli import main
 from pipelines.safety import holds_only_a_sample, write_marker
 from pipelines.sample.generate import generate_sample
@@ -104,6 +104,28 @@ def test_an_invalid_map_exits_2_with_its_problems(tmp_path):
     lines = err.splitlines()
     assert lines[0] == "error: the map is invalid" and lines[1].startswith(f"  cause: {bad}")
     assert lines[-1] == "  to do: correct it; `pyramid check` checks it again" and "Traceback" not in err
+
+
+def test_commands_use_the_map_and_data_of_the_folder_they_run_in(tmp_path, monkeypatch):
+    for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("check")
+    assert code == 2 and f"{tmp_path / 'pyramid.yaml'}: no such file" in err and str(DEFAULT_MAP_PATH) in err
+    shutil.copy(DEFAULT_MAP_PATH, tmp_path / "pyramid.yaml")
+    code, out, _ = cli("check")
+    assert code == 0 and f"{tmp_path / 'pyramid.yaml'} is valid" in " ".join(out.split())
+    code, _, _ = cli("generate", "--users", "50", "--days", "1", "--yes")
+    assert code == 0 and (tmp_path / "data" / "landing" / "events").is_dir()
+    assert (tmp_path / ".dagster" / "dagster.yaml").is_file()
+
+
+def test_generate_falls_back_to_the_sample_map_in_a_folder_without_one(tmp_path, monkeypatch):
+    for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("generate", "--users", "50", "--days", "1", "--yes")
+    assert code == 0 and (tmp_path / "data" / "landing" / "_truth" / "planted_truth.json").is_file(), out
 
 
 def test_status_shows_the_stale_the_failed_and_the_missing_day(failed_run, pyramid_map):

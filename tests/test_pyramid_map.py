@@ -281,7 +281,14 @@ def test_a_map_that_is_not_yaml(tmp_path):
 
 def test_a_map_that_cannot_be_read(tmp_path):
     path = tmp_path / "missing.yaml"
-    assert problems_of(path) == [f"{path}: cannot be read (No such file or directory)"]
+    assert problems_of(path) == [
+        f"{path}: no such file; run from the folder holding your pyramid.yaml, or pass --map FILE "
+        f"(or set PYRAMID_MAP); the sample program's map is {DEFAULT_MAP_PATH}"
+    ]
+
+
+def test_a_map_that_is_a_folder(tmp_path):
+    assert problems_of(tmp_path) == [f"{tmp_path}: cannot be read (Is a directory)"]
 
 
 @pytest.mark.parametrize(

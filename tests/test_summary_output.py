@@ -44,6 +44,7 @@ def test_segments_fits(run, width):
 
 def test_json_outputs_parse(run, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("PYRAMID_DATA_ROOT", str(run.lake.root))  # the CLI points the environment at its root
+    monkeypatch.setenv("PYRAMID_MAP", str(run.pyramid_map.path))  # and at its map: both restored after
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     assert main(["--data-root", str(run.lake.root), "segments", "--json"]) == 0
     segments = json.loads(capsys.readouterr().out)

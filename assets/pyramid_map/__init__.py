@@ -78,13 +78,13 @@ __all__ = [
     "load_map",
 ]
 
-DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"
+DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"  # the sample program's map, shipped with the project
 _MAP = TypeAdapter(PyramidMap)
 
 
 def default_map_path() -> Path:
-    """`$PYRAMID_MAP`, or the project's pyramid.yaml."""
-    return Path(os.environ.get("PYRAMID_MAP", DEFAULT_MAP_PATH))
+    """`$PYRAMID_MAP`, or pyramid.yaml in the folder the command runs in."""
+    return Path(os.environ.get("PYRAMID_MAP", Path.cwd() / "pyramid.yaml"))
 
 
 def load_map(path: Path | str = DEFAULT_MAP_PATH) -> PyramidMap:
@@ -92,6 +92,13 @@ def load_map(path: Path | str = DEFAULT_MAP_PATH) -> PyramidMap:
     path = Path(path)
     try:
         text = path.read_text()
+    except FileNotFoundError as err:
+        raise MapError(
+            [
+                f"{path}: no such file; run from the folder holding your pyramid.yaml, or pass --map FILE "
+                f"(or set PYRAMID_MAP); the sample program's map is {DEFAULT_MAP_PATH}"
+            ]
+        ) from err
     except OSError as err:
         raise MapError([f"{path}: cannot be read ({err.strerror})"]) from err
     try:
