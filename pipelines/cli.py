@@ -151,6 +151,13 @@ def _parser() -> argparse.ArgumentParser:
         "pyramid --map my-program.yaml check",
         cmd_check,
     )
+    _command(
+        commands,
+        "init",
+        "write a starter program folder: a commented map and the landing layout",
+        "pyramid init my-program",
+        cmd_init,
+    ).add_argument("directory", type=Path, help="the folder to write (created if missing)")
     ui = _command(commands, "ui", "start the Dagster UI on this project's instance", "pyramid ui --port 3001", cmd_ui)
     ui.add_argument("--port", type=int, default=3000)
     completion = _command(
@@ -396,6 +403,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(m.goals)} goals, {len(m.touchpoints)} touchpoints, {len(m.campaigns)} campaigns, "
         f"{len(m.segments.definitions)} segments, partitions from {m.start_date}"
     )
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipelines.starter import StarterExists, write_starter
+
+    try:
+        layout = write_starter(args.directory, DEFAULT_MAP_PATH)
+    except StarterExists as err:
+        print_error(errors, "nothing written", [str(err)], "edit that map, or choose another folder")
+        return EXIT_USAGE
+    console.print(f"wrote {args.directory / 'pyramid.yaml'} (the sample program's map, to edit); land files as:")
+    for name, pattern in layout.items():
+        console.print(f"  {name:<18} {args.directory / pattern}")
+    console.print(f"then: cd {args.directory} && pyramid check && pyramid run")
     return EXIT_OK
 
 

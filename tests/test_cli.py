@@ -120,6 +120,24 @@ def test_commands_use_the_map_and_data_of_the_folder_they_run_in(tmp_path, monke
     assert (tmp_path / ".dagster" / "dagster.yaml").is_file()
 
 
+def test_init_writes_a_starter_folder_that_checks_and_never_overwrites(tmp_path, monkeypatch):
+    for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("init", "program")
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "program" / "data" / "landing").iterdir()) == sorted(load_map().sources)
+    assert "program/data/landing/events/YYYY-MM-DD/*.jsonl" in out
+    assert (tmp_path / "program" / "pyramid.yaml").read_text().endswith(DEFAULT_MAP_PATH.read_text())
+    monkeypatch.chdir(tmp_path / "program")
+    assert cli("check")[0] == 0
+    edited = (tmp_path / "program" / "pyramid.yaml").read_text() + "# mine\n"
+    (tmp_path / "program" / "pyramid.yaml").write_text(edited)
+    code, _, err = cli("init", ".")
+    assert code == 2 and "already exists; init never overwrites a map" in err
+    assert (tmp_path / "program" / "pyramid.yaml").read_text() == edited
+
+
 def test_generate_falls_back_to_the_sample_map_in_a_folder_without_one(tmp_path, monkeypatch):
     for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP", "DAGSTER_HOME"):
         monkeypatch.delenv(name, raising=False)
