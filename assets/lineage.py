@@ -54,6 +54,7 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
         "txn_days": {"txns"},
         "balance_in": {"deposit_amount", "transfer_in_amount"},
         "balance_out": {"card_amount", "transfer_out_amount"},
+        **{name: set(inputs) for name, inputs in features.AVERAGE_AMOUNTS.items()},
     }
 
     def upward(daily: Iterable[str]) -> set[str]:

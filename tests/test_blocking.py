@@ -149,3 +149,23 @@ def test_a_withheld_amount_blocks_the_scored_segments_that_read_it():
     rfm = [d.id for d in pyramid.segments.definitions if d.method == "rfm"]
     assert rfm and all(segment in blocked.segments for segment in rfm)  # monetary reads the amounts
     assert "recent_searchers" not in blocked.segments  # a rule over searches does not
+
+
+def test_every_feature_has_lineage(pyramid):
+    """Each user_features column (bar the keys) is fed by at least one landing column, so a rule on any
+    feature is blocked when that column is withheld."""
+    from assets.features import feature_column_names
+    from assets.lineage import column_lineage
+
+    fed = set().union(*column_lineage(pyramid.segments.windows).values())
+    orphans = [c for c in feature_column_names(list(pyramid.segments.windows)) if c not in fed | {"user_id", "as_of"}]
+    assert orphans == []
+
+
+def test_a_withheld_amount_blocks_a_rule_on_an_average_amount(pyramid):
+    from dataclasses import replace
+
+    rule = replace(pyramid.segments.definitions[0], id="big_savers", rule="avg_deposit_amount_30d > 500")
+    custom = replace(pyramid, segments=replace(pyramid.segments, definitions=(rule,)), campaigns=(), goals=())
+    blocked = blocked_by(custom, [("transactions", "amount", "amount__be_between")])
+    assert blocked.segments == {"big_savers": ["transactions.amount (amount__be_between)"]}
