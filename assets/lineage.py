@@ -16,6 +16,27 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from assets.pyramid_map import PyramidMap
 
 
+_DERIVED = {  # windowed features computed from several user_daily columns
+    "active_days": {"events"},
+    "txn_days": {"txns"},
+    "balance_in": {"deposit_amount", "transfer_in_amount"},
+    "balance_out": {"card_amount", "transfer_out_amount"},
+    **{name: set(inputs) for name, inputs in features.AVERAGE_AMOUNTS.items()},
+}
+
+
+def derived_columns(daily: Iterable[str], windows: Iterable[int]) -> set[str]:
+    """The given user_daily columns and every user_features column computed from any of them."""
+    daily, windows = set(daily), list(windows)
+    out = set(daily)
+    for w in windows:
+        out |= {f"{name}_{w}d" for name in features.WINDOWED_SUMS if name in daily}
+        out |= {f"{name}_{w}d" for name, inputs in _DERIVED.items() if inputs & daily}
+    if "last_seen_at" in daily:
+        out.add("days_since_last_seen")
+    return out
+
+
 def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
     """(source, canonical column) -> every user_daily and user_features column computed from it
     (assets/features.py). A column not listed feeds nothing above the actionable tables. Keys, ids
@@ -49,30 +70,12 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
         "first_txn_at",
         "last_txn_at",
     ]
-    derived = {
-        "active_days": {"events"},
-        "txn_days": {"txns"},
-        "balance_in": {"deposit_amount", "transfer_in_amount"},
-        "balance_out": {"card_amount", "transfer_out_amount"},
-        **{name: set(inputs) for name, inputs in features.AVERAGE_AMOUNTS.items()},
-    }
-
-    def upward(daily: Iterable[str]) -> set[str]:
-        daily = set(daily)
-        out = set(daily)
-        for w in windows:
-            out |= {f"{name}_{w}d" for name in features.WINDOWED_SUMS if name in daily}
-            out |= {f"{name}_{w}d" for name, inputs in derived.items() if inputs & daily}
-        if "last_seen_at" in daily:
-            out.add("days_since_last_seen")
-        return out
-
-    every_event, every_txn = upward(event_daily), upward(txn_daily)
+    every_event, every_txn = derived_columns(event_daily, windows), derived_columns(txn_daily, windows)
     profile_all = {"country", "plan", "age_band", "tenure_days", "consent_personalization"}
     return {
         **{("events", c): every_event for c in ("event_id", "user_id", "occurred_at", "event_type")},
-        ("events", "session_id"): upward(["sessions"]),
-        ("events", "properties"): upward(["budget_tool_uses"]),
+        ("events", "session_id"): derived_columns(["sessions"], windows),
+        ("events", "properties"): derived_columns(["budget_tool_uses"], windows),
         ("events", "channel"): set(),
         ("events", "campaign_id"): set(),
         ("events", "touchpoint_id"): set(),
@@ -151,8 +154,7 @@ def blocked_by(pyramid_map: PyramidMap, withheld: Iterable[tuple]) -> Blocked:
             causes.append(cause)
 
     for definition in pyramid_map.segments.definitions:
-        # a scored segment (RFM, lifecycle) has no rule: it declares the features it reads
-        used = set(definition.inputs) if getattr(definition, "inputs", ()) else expression_columns(definition.rule)
+        used = segment_inputs(definition)
         for label, fed in feeds.items():
             if used & fed or consent in fed:
                 add(result.segments, definition.id, label)
@@ -160,6 +162,10 @@ def blocked_by(pyramid_map: PyramidMap, withheld: Iterable[tuple]) -> Blocked:
         for segment in campaign.segments:
             for cause in result.segments.get(segment, []):
                 add(result.campaigns, campaign.id, cause)
+        used = set().union(*(expression_columns(x.when) for x in campaign.contexts))
+        for label, fed in feeds.items():
+            if used & fed:
+                add(result.campaigns, campaign.id, label)
     for metric_id, metric in pyramid_map.metrics.items():
         used = expression_columns(metric.condition)
         for label, fed in feeds.items():
@@ -172,3 +178,33 @@ def blocked_by(pyramid_map: PyramidMap, withheld: Iterable[tuple]) -> Blocked:
         for cause in result.campaigns.get(goal.campaign, []):
             add(result.goals, goal.id, cause)
     return result
+
+
+def segment_inputs(definition: object) -> set[str]:
+    """The feature columns a segment reads: its rule's, or the declared inputs of a scored one."""
+    inputs = getattr(definition, "inputs", ())
+    return set(inputs) if inputs else expression_columns(definition.rule)
+
+
+def selection_warnings(pyramid_map: PyramidMap) -> list[str]:
+    """A campaign whose segments or contexts select on what its goal measures: treatment changes who is
+    selected, so the arms stop being comparable (`pyramid check` prints these). Judged on columns: a
+    feature computed from a user_daily column that the goal's metric condition reads."""
+    segments = {d.id: d for d in pyramid_map.segments.definitions}
+    campaigns = {c.id: c for c in pyramid_map.campaigns}
+    warnings = []
+    for goal in pyramid_map.goals:
+        campaign = campaigns[goal.campaign]
+        measured_daily = expression_columns(pyramid_map.metrics[goal.metric].condition)
+        measured = derived_columns(measured_daily, pyramid_map.segments.windows)
+        selectors = [(f"segment {s}", segment_inputs(segments[s])) for s in campaign.segments if s in segments]
+        selectors += [(f"context {x.id}", expression_columns(x.when)) for x in campaign.contexts]
+        for what, used in selectors:
+            overlap = sorted(used & measured)
+            if overlap:
+                warnings.append(
+                    f"campaign {campaign.id}: {what} selects on {', '.join(overlap)}, computed from "
+                    f"{', '.join(sorted(measured_daily))}, which goal {goal.id} measures: treatment changes who is "
+                    "selected, so the arms stop being comparable"
+                )
+    return warnings

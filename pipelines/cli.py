@@ -403,6 +403,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(m.goals)} goals, {len(m.touchpoints)} touchpoints, {len(m.campaigns)} campaigns, "
         f"{len(m.segments.definitions)} segments, partitions from {m.start_date}"
     )
+    from assets.lineage import selection_warnings
+
+    for warning in selection_warnings(m):
+        errors.print(Text(f"warning: {warning}", style="yellow"))
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ from assets.pyramid_map import PyramidMap, default_map_path, load_map
 
 class PyramidResource(dg.ConfigurableResource):
     """Data root (landing, lake, reports, catalog) and the map. Empty means the defaults:
-    `$PYRAMID_DATA_ROOT` or `<project>/data`, and `$PYRAMID_MAP` or `<project>/pyramid.yaml`.
+    `$PYRAMID_DATA_ROOT` or `./data`, and `$PYRAMID_MAP` or `./pyramid.yaml` (the current folder).
     `build_definitions` always sets `map_path` to the map its graph is built from."""
 
     data_root: str = ""

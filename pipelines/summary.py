@@ -17,7 +17,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from assets.lake import Lake, connect
+from assets.campaigns import admitted_by_context, deciding_contexts
+from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from assets.scorecard import layer_counts, read
 
@@ -40,6 +41,8 @@ def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console, as_json
         return
     console.rule(f"[bold]{pyramid_map.program_name}[/bold] — the pyramid as of {data['as_of']}")
     console.print(_layers_table(data["layers"]))
+    if data["contexts"]:
+        console.print(_contexts_table(data["contexts"]))
     console.print(*_segments_table(data["segments"], data["as_of"]))
     console.print(*_goals_table(data["goals"]))
     _print_north_star(data["north_star"], console)
@@ -88,6 +91,7 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
         )
         .sort(["size", "segment_id"], descending=[True, False])
         .to_dicts(),
+        "contexts": contexts_admitted(lake, pyramid_map, as_of),
         "goals": goals,
         "north_star": {
             "id": pyramid_map.north_star.id,
@@ -131,6 +135,32 @@ def _guardrails_by_goal(con: duckdb.DuckDBPyConnection, lake: Lake, day: str) ->
     for row in [] if rows.is_empty() else rows.sort("goal_id", "metric").to_dicts():
         by_goal.setdefault(row.pop("goal_id"), []).append(row)
     return by_goal
+
+
+def contexts_admitted(lake: Lake, pyramid_map: PyramidMap, as_of: date) -> list[dict]:
+    """Per campaign that declares contexts: what share of its segments' members they admitted on `as_of`."""
+    if not deciding_contexts(pyramid_map.campaigns):
+        return []
+    con = connect()
+    membership = read_partition(con, lake.partition_file("segments", "segment_membership", as_of))
+    audiences = read_partition(con, lake.partition_file("campaigns", "audiences", as_of))
+    admitted = admitted_by_context(membership, audiences, pyramid_map.campaigns)
+    return [{"campaign_id": campaign_id, **row} for campaign_id, row in admitted.items()]
+
+
+def _contexts_table(rows: list[dict]) -> Table:
+    table = _table(
+        "Contexts: the share of each campaign's segment members they admit",
+        ["campaign", "members", "admitted", "share", "per context"],
+        names={"campaign": [r["campaign_id"] for r in rows]},
+        left=("per context",),
+    )
+    for r in rows:
+        per_context = ", ".join(f"{c} {n:,}" for c, n in r["per_context"].items())
+        table.add_row(
+            r["campaign_id"], f"{r['segment_members']:,}", f"{r['admitted']:,}", _pct(r["admitted_share"]), per_context
+        )
+    return table
 
 
 def _table(

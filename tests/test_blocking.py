@@ -169,3 +169,31 @@ def test_a_withheld_amount_blocks_a_rule_on_an_average_amount(pyramid):
     custom = replace(pyramid, segments=replace(pyramid.segments, definitions=(rule,)), campaigns=(), goals=())
     blocked = blocked_by(custom, [("transactions", "amount", "amount__be_between")])
     assert blocked.segments == {"big_savers": ["transactions.amount (amount__be_between)"]}
+
+
+def test_check_warns_when_a_campaign_selects_on_what_its_goal_measures(pyramid, tmp_path):
+    from dataclasses import replace
+
+    from assets.lineage import selection_warnings
+    from assets.pyramid_map import Context
+
+    assert selection_warnings(pyramid) == []  # the sample map cross-sells: nothing selects on its own goal
+    nudge = next(c for c in pyramid.campaigns if c.id == "savings_nudge")  # goal grow_deposits: deposits > 0
+    biased = replace(nudge, segments=("steady_depositors",), contexts=(Context(id="lapsed", when="deposits_7d = 0"),))
+    custom = replace(pyramid, campaigns=tuple(biased if c.id == "savings_nudge" else c for c in pyramid.campaigns))
+    tail = "which goal grow_deposits measures: treatment changes who is selected, so the arms stop being comparable"
+    assert selection_warnings(custom) == [
+        f"campaign savings_nudge: segment steady_depositors selects on deposits_30d, computed from deposits, {tail}",
+        f"campaign savings_nudge: context lapsed selects on deposits_7d, computed from deposits, {tail}",
+    ]
+    blocked = blocked_by(custom, [("transactions", "amount", "")])
+    assert "transactions.amount" in blocked.campaigns["savings_nudge"]  # steady_depositors reads deposits
+    only_context = replace(
+        custom,
+        campaigns=tuple(
+            replace(c, segments=("recent_searchers",)) if c.id == "savings_nudge" else c for c in custom.campaigns
+        ),
+    )
+    assert blocked_by(only_context, [("transactions", "txn_type", "")]).campaigns["savings_nudge"] == [
+        "transactions.txn_type"
+    ]

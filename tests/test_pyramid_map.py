@@ -34,6 +34,7 @@ DAILY = (
 RULES_MAY = "rules may use the feature columns listed in docs/contracts.md"
 
 # name: (text edits of the sample map, the expected problems as "line: key path: message")
+CASHBACK_CONTEXT = "    context: Regular savers see a cashback offer that invites them to pay with their card.\n"
 BROKEN = {
     "unknown_campaign_in_goal": (
         [("campaign: savings_nudge", "campaign: savings_nudges")],
@@ -190,6 +191,23 @@ BROKEN = {
     "condition_with_unknown_column": (
         [('condition: "deposits > 0"', 'condition: "deposits_30d > 0"')],
         [f"29: metrics.deposit_rate.condition: unknown column 'deposits_30d'; conditions may use: {DAILY}"],
+    ),
+    "context_with_unknown_column": (
+        [(CASHBACK_CONTEXT, CASHBACK_CONTEXT + '    contexts: [{id: payday, when: "paid_on_day > 24"}]\n')],
+        [
+            "87: campaigns[1].contexts[0].when: context 'payday': unknown column 'paid_on_day'; contexts may use "
+            "the features and day_of_week, day_of_month"
+        ],
+    ),
+    "duplicate_context_id": (
+        [
+            (
+                CASHBACK_CONTEXT,
+                CASHBACK_CONTEXT
+                + '    contexts: [{id: a, when: "day_of_week = 1"}, {id: a, when: "day_of_month = 1"}]\n',
+            )
+        ],
+        ["87: campaigns[1].contexts[1].id: duplicate id 'a'"],
     ),
     "two_problems_in_order": (
         [("kind: value", "kind: valuable"), ("format: jsonl", "format: xml")],

@@ -123,9 +123,19 @@ class FrequencyCap:
 
 
 @dataclass(frozen=True, config=CONFIG)
+class Context:
+    """When a campaign applies to a user on a day: `when` is a condition over the user's features and the
+    serving day's calendar (assets/campaigns.py, CONTEXT_CALENDAR); the description says it in words."""
+
+    id: StrictStr
+    description: StrictStr = ""
+    when: StrictStr = Field()
+
+
+@dataclass(frozen=True, config=CONFIG)
 class Campaign:
     id: StrictStr
-    context: StrictStr = ""
+    context: StrictStr = ""  # in words; `contexts` decide (none declared: the segments alone decide)
     segments: tuple[StrictStr, ...] = Field()
     touchpoints: tuple[StrictStr, ...] = Field()
     priority: StrictInt = 0
@@ -135,6 +145,7 @@ class Campaign:
     start: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
     end: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
     planned_users: StrictInt | None = None
+    contexts: tuple[Context, ...] = ()
 
     @field_validator("holdout")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from assets.calendar import CALENDAR_COLUMNS
 from assets.features import DAILY_AMOUNTS, DAILY_COUNTS, feature_column_names
 from assets.pyramid_map.validation import Problem
 from assets.sql_guard import check_condition
@@ -19,6 +20,11 @@ def reference_problems(m: PyramidMap) -> list[Problem]:
         *_duplicates(("touchpoints",), [t.id for t in m.touchpoints]),
         *_duplicates(("campaigns",), [c.id for c in m.campaigns]),
         *_duplicates(("segments", "definitions"), [s.id for s in m.segments.definitions]),
+        *(
+            p
+            for i, c in enumerate(m.campaigns)
+            for p in _duplicates(("campaigns", i, "contexts"), [x.id for x in c.contexts])
+        ),
         *_goal_problems(m),
         *_campaign_problems(m),
         *_expression_problems(m),
@@ -88,6 +94,16 @@ def _expression_problems(m: PyramidMap) -> list[Problem]:
         for i, seg in enumerate(m.segments.definitions)
         if seg.method == "rule"
         for problem in check_condition(seg.rule, features)
+    ]
+    readable = [*features, *CALENDAR_COLUMNS]
+    problems += [
+        (
+            ("campaigns", i, "contexts", j, "when"),
+            f"context {context.id!r}: {problem}; contexts may use the features and {', '.join(CALENDAR_COLUMNS)}",
+        )
+        for i, campaign in enumerate(m.campaigns)
+        for j, context in enumerate(campaign.contexts)
+        for problem in check_condition(context.when, readable)
     ]
     daily = [*DAILY_COUNTS, *DAILY_AMOUNTS]
     problems += [
