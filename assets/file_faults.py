@@ -14,6 +14,10 @@ written, so that the lake keeps its earlier (complete) data for that day:
   `amount` as "12,50", timestamps as epoch seconds, an id as JSON objects. A file of mostly good rows
   with some bad ones is not a file fault: its bad rows are quarantined row by row, with their reason.
 
+A file fault of one source stops every raw step of the day (`require_sound_files`), as a missing feed
+does: re-landing an old day only part way would leave its other sources' partitions re-landed from the
+landing files, with the users erased since back in them, and no erasure step run to remove them.
+
 The message shows a few of the values found for timestamps, amounts, years and flags; for an id, a code,
 `properties` or a PII column it only says what kind of value it found, never a value.
 """
@@ -21,20 +25,32 @@ The message shows a few of the values found for timestamps, amounts, years and f
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.lake import connect
+from assets.lake import Lake, connect
 from assets.pyramid_map import Source
 from assets.quality.suites import EXPECTATIONS_DIR, peek_rules
 from assets.quality.typed_batch import TYPING, amount_sql, flag_sql, text_sql, timestamp_sql, year_sql
-from assets.raw import CANONICAL_COLUMNS, LandingError, canonical_to_source, renamed_hint, unexpected_columns
+from assets.raw import (
+    CANONICAL_COLUMNS,
+    LandingError,
+    canonical_to_source,
+    land,
+    landing_files,
+    renamed_hint,
+    unexpected_columns,
+)
 
 TYPE_CHANGED_SHARE = 0.95  # this share of a column's non-null values failing its type makes a file fault
 MIN_TYPED_VALUES = 20  # below this many non-null values a column's bad values stay row faults
 FIRST_LOOK_ROWS = 2_000  # the first rows of a file are looked at first; the whole file only when they fail
+FIRST_LOOK_BYTES = 256 * 1024  # the same for another source's files, checked by each raw step of the day
 GZIP_MAGIC = b"\x1f\x8b"
 REFUSED = "the file is refused and nothing of the day is written"
 
@@ -78,6 +94,57 @@ def check_files(table: pa.Table, files: list[Path], source: Source) -> None:
             if source.format == "jsonl":
                 _check_keys(path, parsed, source)
             _check_types(path, parsed, source)
+
+
+def require_sound_files(lake: Lake, sources: Iterable[Source], ds: date, skip: str) -> None:
+    """Raise LandingError when another source of the day has a file fault: a fault stops every raw step
+    of the day, as a missing feed does, so that no source re-lands an old day whose run cannot finish
+    (a re-landed partition holds the users erased since, until the day's erasure step runs)."""
+    for source in sources:
+        if source.name == skip:
+            continue
+        fault = _fault(lake, source, ds, landing_files(lake, source, ds))
+        if fault is not None:
+            raise LandingError(
+                f"landing day {ds} is refused: {fault}. No source of the day is landed ({skip} neither): "
+                f"re-deliver the file, then re-run the day (`pyramid run --start {ds}`)"
+            )
+
+
+def _fault(lake: Lake, source: Source, ds: date, files: list[Path]) -> str | None:
+    """The file fault of a source's landing files, if any; remembered per file version (the raw steps of
+    one run ask about the same files). The first bytes of each file are checked first, the whole files
+    only when they look faulty, so a fault is never reported that the source's own step would not find."""
+    key = (str(lake.root), source.name, tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if key not in _FAULTS:
+        if len(_FAULTS) > 64:
+            _FAULTS.clear()
+        with tempfile.TemporaryDirectory(prefix="pyramid-first-look-") as folder:
+            heads = [_head(path, Path(folder) / f"{n}-{path.name}") for n, path in enumerate(files)]
+            suspect = _fault_of(lake, source, ds, heads) is not None  # cheap: the first bytes of each file
+        _FAULTS[key] = _fault_of(lake, source, ds, files) if suspect else None
+    return _FAULTS[key]
+
+
+def _fault_of(lake: Lake, source: Source, ds: date, files: list[Path]) -> str | None:
+    try:
+        check_files(land(connect(), lake, source, ds, files), files, source)
+    except LandingError as err:
+        return str(err)
+    return None
+
+
+def _head(path: Path, copy: Path) -> Path:
+    """A copy of the file's first FIRST_LOOK_BYTES, cut after its last whole line."""
+    with path.open("rb") as handle:
+        data = handle.read(FIRST_LOOK_BYTES)
+    if len(data) == FIRST_LOOK_BYTES and b"\n" in data:
+        data = data[: data.rindex(b"\n") + 1]
+    copy.write_bytes(data)
+    return copy
+
+
+_FAULTS: dict[tuple, str | None] = {}
 
 
 def _hint(table: pa.Table, name: str, path: Path) -> str:
