@@ -163,12 +163,31 @@ def _relative(path: Path, lake: Lake) -> str:
         return path.as_posix()
 
 
-def _canonical_to_source(source: Source) -> dict[str, str]:
+def canonical_to_source(source: Source) -> dict[str, str]:
     """canonical name -> the name the source uses for it (`columns` in the map maps source -> canonical)."""
     mapping = {canonical: canonical for canonical in CANONICAL_COLUMNS[source.name]}
     for source_name, canonical in source.columns.items():
         mapping[canonical] = source_name
     return mapping
+
+
+def unexpected_columns(names: Iterable[str], source: Source) -> list[str]:
+    """The column names (a CSV header, JSON keys) that the source's contract does not know, in order."""
+    known = set(canonical_to_source(source).values())
+    return [name for name in dict.fromkeys(names) if name not in known]
+
+
+def renamed_hint(unexpected: list[str]) -> str:
+    """What a missing column beside unknown ones suggests: a rename upstream, or one unsplit header."""
+    if len(unexpected) == 1 and any(mark in unexpected[0] for mark in ";\t|"):
+        return f"; found one column {unexpected[0][:80]!r}: a wrong delimiter? (expected ',')"
+    if not unexpected:
+        return ""
+    shown = ", ".join(repr(name[:40]) for name in unexpected[:5]) + (", ..." if len(unexpected) > 5 else "")
+    return (
+        f"; unexpected: {shown} (renamed upstream? map the source's name to the canonical one under "
+        "`columns` of the source in pyramid.yaml, or ask the sender for the contract's names)"
+    )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -215,7 +234,7 @@ def _split_undecodable(con: duckdb.DuckDBPyConnection, lines: pa.Array, numbers:
 
 def _land_jsonl(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: Source) -> pa.Table:
     canonical = CANONICAL_COLUMNS[source.name]
-    to_source = _canonical_to_source(source)
+    to_source = canonical_to_source(source)
     json_paths = ", ".join(_json_path_literal(to_source[c]) for c in canonical)
     picks = ", ".join(f"v[{i + 1}] AS {c}" for i, c in enumerate(canonical))
     con.register("_landing_lines", _split_lines(con, _read_bytes(path)))
@@ -257,7 +276,7 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _check_header(path: Path, header: list[str], source: Source) -> None:
-    to_source = _canonical_to_source(source)
+    to_source = canonical_to_source(source)
     missing = [
         f"{to_source[c]!r}" + (f" (canonical {c!r})" if to_source[c] != c else "")
         for c in CANONICAL_COLUMNS[source.name]
@@ -267,6 +286,7 @@ def _check_header(path: Path, header: list[str], source: Source) -> None:
         raise LandingError(
             f"{path}: CSV header lacks {', '.join(missing)}; expected columns for source {source.name!r}: "
             f"{', '.join(to_source[c] for c in CANONICAL_COLUMNS[source.name])}; found: {', '.join(header)}"
+            f"{renamed_hint(unexpected_columns(header, source))}"
         )
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
@@ -277,7 +297,7 @@ def _land_csv(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: So
     header = _csv_header(path)
     _check_header(path, header, source)
     good, rejected = _read_csv_rows(con, path, header)
-    to_source = _canonical_to_source(source)
+    to_source = canonical_to_source(source)
     canonical = CANONICAL_COLUMNS[source.name]
     good_numbers = _good_row_numbers(path, good.num_rows, rejected.column("_source_line").to_numpy())
     con.register("_landing_good", good.append_column("_source_line", pa.array(good_numbers, pa.int64())))

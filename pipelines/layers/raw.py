@@ -138,6 +138,7 @@ def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.Assets
         manifest = raw.landing_manifest(lake, files)  # before reading: a file changing meanwhile shows as late
         table = raw.land(connect(), lake, source, ds, files)
         file_faults.check_files(table, files, source)  # before anything is written
+        file_faults.require_sound_files(lake, landed_in_run(context, pmap), ds, skip=source_name)
         metadata = write_table(lake, "raw", source_name, ds, table, landing_files=len(files), pii=pmap.actionable.pii)
         raw.write_manifest(lake, source_name, ds, manifest)
         crash_point("landing")
