@@ -54,14 +54,15 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
         "txn_days": {"txns"},
         "balance_in": {"deposit_amount", "transfer_in_amount"},
         "balance_out": {"card_amount", "transfer_out_amount"},
+        **{name: set(inputs) for name, inputs in features.AVERAGE_AMOUNTS.items()},
     }
 
     def upward(daily: Iterable[str]) -> set[str]:
         daily = set(daily)
         out = set(daily)
-        for w in windows:
-            out |= {f"{name}_{w}d" for name in features.WINDOWED_SUMS if name in daily}
-            out |= {f"{name}_{w}d" for name, inputs in derived.items() if inputs & daily}
+        for suffix in [*(f"{w}d" for w in windows), features.HISTORY]:  # every window and the covered part
+            out |= {f"{name}_{suffix}" for name in features.WINDOWED_SUMS if name in daily}
+            out |= {f"{name}_{suffix}" for name, inputs in derived.items() if inputs & daily}
         if "last_seen_at" in daily:
             out.add("days_since_last_seen")
         return out

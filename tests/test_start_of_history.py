@@ -184,3 +184,11 @@ def test_summary_says_which_segments_read_an_incomplete_window():
     assert set(flags[90].values()) == set(flags[None].values()) == {True}
     summary = segment_summary(members, None, 0, definitions, AS_OF, 7).to_pylist()
     assert {r["history_days"] for r in summary} == {7}
+
+
+def test_covered_columns_and_averages_are_in_the_column_lineage():
+    from assets.lineage import column_lineage
+
+    fed = column_lineage([7])[("transactions", "amount")]
+    assert {"deposit_amount_7d", "deposit_amount_history", "balance_in_history", "avg_deposit_amount_7d"} <= fed
+    assert {"avg_deposit_amount_history", "avg_card_amount_history"} <= fed
