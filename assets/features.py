@@ -6,7 +6,7 @@ goal metrics only daily aggregate columns; the map is checked against these list
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -70,10 +70,28 @@ PROFILE_FEATURES = ["country", "plan", "age_band", "tenure_days", "consent_perso
 RECENCY_FEATURES = ["days_since_last_seen", "first_txn_at", "last_txn_at"]
 
 
+# A window's sums grow with the window (counts, days and positive amounts): the same sums over the
+# part of a window that history covers are lower bounds of the whole window's (docs/segments.md).
+MONOTONE_WINDOWED = [*WINDOWED_SUMS, "active_days", "txn_days", "balance_in", "balance_out"]
+HISTORY = "history"  # suffix of the columns over the covered part of the largest window
+
+
 def feature_column_names(windows: list[int]) -> list[str]:
     """Every column of the user_features table for the given windows, in table order."""
-    windowed = [f"{name}_{w}d" for w in windows for name in (*WINDOWED_SUMS, *WINDOWED_DERIVED)]
-    return ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES, *windowed]
+    names = (*WINDOWED_SUMS, *WINDOWED_DERIVED)
+    windowed = [f"{name}_{w}d" for w in windows for name in names]
+    coverage = ["history_days", *(f"complete_{w}d" for w in windows), *(f"{name}_{HISTORY}" for name in names)]
+    return ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES, *windowed, *coverage]
+
+
+def history_days(as_of: date, history_start: date | None) -> int | None:
+    """Days of history up to as_of, the first day of the lake included (None: history start unknown)."""
+    return None if history_start is None else max((as_of - history_start).days + 1, 0)
+
+
+def window_complete(window: int, days: int | None) -> bool:
+    """A window of `window` days ending at as_of is complete when history covers every day of it."""
+    return days is None or days >= window
 
 
 # --- transforms ------------------------------------------------------------------------------------
@@ -222,6 +240,8 @@ def features_schema(windows: list[int]) -> pa.Schema:
         "days_since_last_seen": pa.int64(),
         "first_txn_at": UTC,
         "last_txn_at": UTC,
+        "history_days": pa.int64(),
+        **{f"complete_{w}d": pa.bool_() for w in windows},
     }
     fields = []
     for name in feature_column_names(windows):
@@ -236,21 +256,26 @@ def _age_band_sql() -> str:
     return f"CASE WHEN p.birth_year IS NULL THEN 'unknown' {bands} WHEN {age} >= 65 THEN '65+' ELSE 'unknown' END"
 
 
-def _inside(window: int, largest: int, expression: str) -> str:
-    """`expression` for rows inside the window, NULL outside (every row is inside the largest one)."""
-    if window == largest:
+def _inside(window: int | None, largest: int, expression: str) -> str:
+    """`expression` for rows inside the window, NULL outside (every row is inside the largest one and
+    inside None, the covered part of the largest window)."""
+    if window is None or window == largest:
         return expression
     return f"CASE WHEN activity_date > CAST($as_of AS DATE) - {window} THEN {expression} END"
 
 
-def _window_sums_sql(window: int, largest: int) -> str:
-    """Sums over the daily rows of the window. Sums need no per-day merge first: adding the rows of
-    several landing partitions per day, then the days, is adding the rows."""
+def _suffix(window: int | None) -> str:
+    return HISTORY if window is None else f"{window}d"
+
+
+def _window_sums_sql(window: int | None, largest: int) -> str:
+    """Sums over the daily rows of the window (None: every row given). Sums need no per-day merge first:
+    adding the rows of several landing partitions per day, then the days, is adding the rows."""
 
     def total(expression: str, kind: str, name: str) -> str:
         if kind == "DOUBLE":
             expression = exact_money(expression)
-        return f"coalesce(sum({_inside(window, largest, expression)}), 0)::{kind} AS {name}_{window}d"
+        return f"coalesce(sum({_inside(window, largest, expression)}), 0)::{kind} AS {name}_{_suffix(window)}"
 
     parts = [total(name, "DOUBLE" if name in AMOUNT_FEATURES else "BIGINT", name) for name in WINDOWED_SUMS]
     parts += [
@@ -259,16 +284,16 @@ def _window_sums_sql(window: int, largest: int) -> str:
     ]
     parts += [
         f"(sum({_inside(window, largest, exact_money(amount))}) / nullif(sum({_inside(window, largest, count)}), 0))"
-        f"::DOUBLE AS {name}_{window}d"
+        f"::DOUBLE AS {name}_{_suffix(window)}"
         for name, (amount, count) in AVERAGE_AMOUNTS.items()
     ]
     return ",\n".join(parts)
 
 
-def _window_days_sql(window: int, largest: int) -> str:
+def _window_days_sql(window: int | None, largest: int) -> str:
     """Distinct active / transaction days of the window, over rows already one per user and day."""
     return ",\n".join(
-        f"count({_inside(window, largest, f'CASE WHEN {flag} THEN 1 END')})::BIGINT AS {name}_{window}d"
+        f"count({_inside(window, largest, f'CASE WHEN {flag} THEN 1 END')})::BIGINT AS {name}_{_suffix(window)}"
         for flag, name in (("active", "active_days"), ("txn_day", "txn_days"))
     )
 
@@ -280,13 +305,16 @@ def user_features(
     erased: pa.Table | None,
     as_of: date,
     windows: list[int],
+    history_start: date | None = None,
 ) -> pa.Table:
     """One row per user of the `profiles` snapshot who is not in `erased`, as of `as_of`, ordered by
     user_id; columns exactly `feature_column_names(windows)`.
 
     `daily` is the union of user_daily partitions landed on or before as_of (None: no activity). Rows
     of the same user and activity_date are summed (counts, amounts) or min/max-ed (times); only
-    activity dates from as_of - max(windows) + 1 to as_of are used ("the data given").
+    activity dates from max(as_of - max(windows) + 1, history_start) to as_of are used ("the data
+    given"). `history_start` is the first day of the lake's history (None: every window is covered).
+    A window reaching before it is incomplete: its `<name>_<W>d` columns are NULL, not zero.
 
     | column | definition |
     |---|---|
@@ -303,6 +331,9 @@ def user_features(
     | balance_out_<W>d | card_amount + transfer_out_amount over the window |
     | transfers_in_<W>d, transfer_in_amount_<W>d, transfers_out_<W>d, transfer_out_amount_<W>d | completed transfers in / out over the window: count, amount |
     | avg_deposit_amount_<W>d, avg_card_amount_<W>d, avg_transfer_in_amount_<W>d, avg_transfer_out_amount_<W>d | amount / count of that transaction type over the window; NULL without one |
+    | history_days | as_of - history_start + 1 (NULL without a history_start), the same on every row |
+    | complete_<W>d | history_days >= W (TRUE without a history_start); when FALSE every `<name>_<W>d` is NULL |
+    | `<name>_history` for each windowed name | the same over the data given, i.e. the covered part of the largest window (never NULL but the averages): a lower bound of an incomplete window's sums |
     """  # noqa: E501
     schema = features_schema(windows)
     daily = daily if daily is not None else daily_schema().empty_table()
@@ -313,24 +344,27 @@ def user_features(
         profiles.select(["user_id", "country", "plan", "birth_year", "signup_at", "consent_personalization"]),
     )
     con.register("_features_erased", erased.select(["user_id"]))
-    largest = max(windows)
+    largest, days = max(windows), history_days(as_of, history_start)
+    computed = [w for w in windows if window_complete(w, days)] + [None]  # None: the covered part
+    first = as_of - timedelta(days=largest - 1)
+    first = first if history_start is None else max(first, history_start)
     try:
         return (
             con.sql(
                 f"""
             WITH daily AS (
                 SELECT * FROM _features_daily
-                WHERE activity_date BETWEEN CAST($as_of AS DATE) - {largest - 1} AND CAST($as_of AS DATE)
+                WHERE activity_date BETWEEN CAST($first AS DATE) AND CAST($as_of AS DATE)
             ), sums AS (
                 SELECT user_id, min(first_txn_at) AS first_txn_at, max(last_txn_at) AS last_txn_at,
                        max(last_seen_at) AS last_seen_at,
-                       {", ".join(_window_sums_sql(w, largest) for w in windows)}
+                       {", ".join(_window_sums_sql(w, largest) for w in computed)}
                 FROM daily GROUP BY user_id
             ), days AS (
                 SELECT user_id, activity_date, bool_or(events > 0) AS active, bool_or(txns > 0) AS txn_day
                 FROM daily GROUP BY user_id, activity_date
             ), day_counts AS (
-                SELECT user_id, {", ".join(_window_days_sql(w, largest) for w in windows)}
+                SELECT user_id, {", ".join(_window_days_sql(w, largest) for w in computed)}
                 FROM days GROUP BY user_id
             )
             SELECT p.user_id, CAST($as_of AS DATE) AS as_of, p.country, p.plan,
@@ -339,14 +373,14 @@ def user_features(
                    p.consent_personalization,
                    date_diff('day', {_utc_date("s.last_seen_at")}, CAST($as_of AS DATE))::BIGINT AS days_since_last_seen,
                    s.first_txn_at, s.last_txn_at,
-                   {", ".join(_zero_filled(name, schema) for name in schema.names[len(FIXED_FEATURES) :])}
+                   {", ".join(_windowed_select(name, schema, windows, days) for name in schema.names[len(FIXED_FEATURES) :])}
             FROM _features_profiles AS p
             LEFT JOIN sums AS s USING (user_id)
             LEFT JOIN day_counts AS c USING (user_id)
             WHERE p.user_id NOT IN (SELECT user_id FROM _features_erased WHERE user_id IS NOT NULL)
             ORDER BY p.user_id
         """,  # noqa: E501
-                params={"as_of": as_of},
+                params={"as_of": as_of, "first": first},
             )
             .to_arrow_table()
             .cast(schema)
@@ -354,6 +388,18 @@ def user_features(
     finally:
         for name in ("_features_daily", "_features_profiles", "_features_erased"):
             con.unregister(name)
+
+
+def _windowed_select(name: str, schema: pa.Schema, windows: list[int], days: int | None) -> str:
+    """A windowed or coverage column: NULL in an incomplete window, else zero-filled."""
+    if name == "history_days":
+        return f"{'NULL' if days is None else days}::BIGINT AS history_days"
+    window = name.rsplit("_", 1)[1]
+    if name.startswith("complete_"):
+        return f"{window_complete(int(window[:-1]), days)} AS {name}"
+    if window != HISTORY and not window_complete(int(window[:-1]), days):
+        return f"NULL AS {name}"  # not yet covered by history: unknown, not zero
+    return _zero_filled(name, schema)
 
 
 def _zero_filled(name: str, schema: pa.Schema) -> str:

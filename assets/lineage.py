@@ -29,9 +29,9 @@ def derived_columns(daily: Iterable[str], windows: Iterable[int]) -> set[str]:
     """The given user_daily columns and every user_features column computed from any of them."""
     daily, windows = set(daily), list(windows)
     out = set(daily)
-    for w in windows:
-        out |= {f"{name}_{w}d" for name in features.WINDOWED_SUMS if name in daily}
-        out |= {f"{name}_{w}d" for name, inputs in _DERIVED.items() if inputs & daily}
+    for suffix in [*(f"{w}d" for w in windows), features.HISTORY]:  # every window and the covered part
+        out |= {f"{name}_{suffix}" for name in features.WINDOWED_SUMS if name in daily}
+        out |= {f"{name}_{suffix}" for name, inputs in _DERIVED.items() if inputs & daily}
     if "last_seen_at" in daily:
         out.add("days_since_last_seen")
     return out

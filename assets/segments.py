@@ -17,6 +17,12 @@ previous partition is read, never the history).
 
 Scored segments (method `rfm` or `lifecycle`, docs/segments.md) are computed here too, in the same
 sandbox; their definitions come from the map's `segments.scored`.
+
+Start of history (`assets.coverage`): a rule reads an incomplete window's monotone sums on their covered
+part (a lower bound) and is NULL, hence selects nobody, elsewhere; RFM scores the covered part of its
+window; a lifecycle stage is not assigned to a user never seen while history is shorter than the
+dormant window. `segment_summary.window_complete` says whether history covers every window a segment
+reads.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.coverage import lower_bound_rule, segment_windows, windows_complete
+from assets.features import HISTORY
 from assets.metrics import metric_indicator_sql
 from assets.pyramid_map import Metric, SegmentDefinition
 from assets.rfm import rfm_group
@@ -62,6 +70,8 @@ SUMMARY_SCHEMA = pa.schema(
         ("method", pa.string()),
         ("churn_share", pa.float64()),
         ("median_days_in_segment", pa.float64()),
+        ("history_days", pa.int64()),
+        ("window_complete", pa.bool_()),
     ]
 )
 BASELINE_SCHEMA = pa.schema(
@@ -99,18 +109,26 @@ def _quintile_sql(expression: str) -> str:
     return f"greatest(ceil(5 * cume_dist() OVER (ORDER BY {expression})), 1)::INTEGER"
 
 
-def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
+def _covered(name: str, window: int, columns: set[str]) -> str:
+    """The window's column, or its covered part while the window is incomplete (NULL)."""
+    column = f"{name}_{window}d"
+    return f"coalesce({column}, {name}_{HISTORY})" if f"{name}_{HISTORY}" in columns else column
+
+
+def _rfm_sql(definitions: Sequence[SegmentDefinition], columns: set[str]) -> str | None:
     wanted = [d for d in definitions if d.method == "rfm"]
     if not wanted:
         return None
     window = wanted[0].scoring.window_days
+    txns = _covered("txns", window, columns)
+    monetary = f"{_covered('balance_in', window, columns)} + {_covered('balance_out', window, columns)}"
     return f"""
         WITH base AS (
             SELECT user_id,
                    date_diff('day', CAST(timezone('UTC', last_txn_at) AS DATE), CAST(as_of AS DATE)) AS recency,
-                   txns_{window}d AS frequency,
-                   balance_in_{window}d + balance_out_{window}d AS monetary
-            FROM _features WHERE consent_personalization IS TRUE AND txns_{window}d > 0
+                   {txns} AS frequency,
+                   {monetary} AS monetary
+            FROM _features WHERE consent_personalization IS TRUE AND {txns} > 0
         ), scored AS (
             SELECT user_id, {_quintile_sql("recency DESC")} AS r, {_quintile_sql("frequency")} AS f,
                    {_quintile_sql("monetary")} AS m
@@ -121,20 +139,22 @@ def _rfm_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
         JOIN (VALUES {_group_values(wanted)}) AS w(grp, segment_id, kind) ON w.grp = g.grp"""  # noqa: E501
 
 
-def _lifecycle_sql(definitions: Sequence[SegmentDefinition]) -> str | None:
+def _lifecycle_sql(definitions: Sequence[SegmentDefinition], columns: set[str]) -> str | None:
     wanted = [d for d in definitions if d.method == "lifecycle"]
     if not wanted:
         return None
     c = wanted[0].scoring
+    history = "history_days" if "history_days" in columns else "NULL::BIGINT"
     return f"""
         WITH base AS (
-            SELECT user_id, tenure_days,
+            SELECT user_id, tenure_days, {history} AS history_days,
                    least(days_since_last_seen,
                          date_diff('day', CAST(timezone('UTC', last_txn_at) AS DATE), CAST(as_of AS DATE))) AS recency
             FROM _features WHERE consent_personalization IS TRUE
         ), staged AS (
             SELECT user_id, recency, CASE
                 WHEN tenure_days < {c.new_days} THEN 'new'
+                WHEN recency IS NULL AND history_days < {c.dormant_days} THEN NULL  -- unknown: not assigned
                 WHEN recency < {c.active_days} THEN 'active'
                 WHEN recency < {c.at_risk_days} THEN 'at_risk'
                 WHEN recency < {c.dormant_days} THEN 'dormant'
@@ -159,7 +179,8 @@ def segment_membership(
     """One row per segment and eligible user in it, sorted by segment, user (MEMBERSHIP_SCHEMA).
 
     Rule segments: a rule that evaluates to NULL for a user (a NULL feature) does not make the user a
-    member; `score` is NULL. RFM groups: `score` = 100 R + 10 F + M. Lifecycle stages: `score` = days
+    member, except that monotone atoms read an incomplete window on its lower bound (`assets.coverage`);
+    `score` is NULL. RFM groups: `score` = 100 R + 10 F + M. Lifecycle stages: `score` = days
     since the last activity (NULL: none in the largest window). `since` continues the member's run
     from `previous` (the membership of the day before; None on the first day), else is `as_of`.
     """
@@ -169,12 +190,15 @@ def segment_membership(
         if definition.method != "rule":
             continue
         rule = require_safe(definition.rule, allowed_columns, where=f"segment {definition.id!r}")
+        rule = lower_bound_rule(rule, allowed_columns)
         selects.append(
             f"SELECT DISTINCT {_sql_string(definition.id)} AS segment_id, {_sql_string(definition.kind)} AS kind,"
             f" CAST(user_id AS VARCHAR) AS user_id, NULL::DOUBLE AS score FROM _features"
             f" WHERE consent_personalization IS TRUE AND ({rule})"
         )
-    selects += [sql for sql in (_rfm_sql(definitions), _lifecycle_sql(definitions)) if sql]
+    selects += [
+        sql for sql in (_rfm_sql(definitions, allowed_columns), _lifecycle_sql(definitions, allowed_columns)) if sql
+    ]
     if not selects:
         return MEMBERSHIP_SCHEMA.empty_table()
     con = sandboxed_connection()
@@ -222,11 +246,13 @@ def segment_summary(
     eligible_users: int,
     definitions: Sequence[SegmentDefinition],
     as_of: date,
+    history_days: int | None = None,
 ) -> pa.Table:
-    """Size, share, usability and stability of every defined segment, members or not."""
+    """Size, share, usability and stability of every defined segment, members or not; `window_complete`:
+    history (`history_days` days; None: unknown, taken as covering) covers every window the segment reads."""
     current = _members(membership)
     sizes = (
-        _definitions_frame(definitions)
+        _definitions_frame(definitions, history_days)
         .join(_sizes(current, "size"), on="segment_id", how="left")
         .join(_median_days(membership, as_of), on="segment_id", how="left")
     )
@@ -399,15 +425,24 @@ def _sizes(members: pl.DataFrame, name: str) -> pl.DataFrame:
     return members.group_by("segment_id").agg(pl.len().cast(pl.Int64).alias(name))
 
 
-def _definitions_frame(definitions: Sequence[SegmentDefinition]) -> pl.DataFrame:
+def _definitions_frame(definitions: Sequence[SegmentDefinition], history_days: int | None = None) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "segment_id": [d.id for d in definitions],
             "kind": [d.kind for d in definitions],
             "min_size": [d.min_size for d in definitions],
             "method": [d.method for d in definitions],
+            "history_days": [history_days] * len(definitions),
+            "window_complete": [windows_complete(segment_windows(d), history_days) for d in definitions],
         },
-        schema={"segment_id": pl.String, "kind": pl.String, "min_size": pl.Int64, "method": pl.String},
+        schema={
+            "segment_id": pl.String,
+            "kind": pl.String,
+            "min_size": pl.Int64,
+            "method": pl.String,
+            "history_days": pl.Int64,
+            "window_complete": pl.Boolean,
+        },
     )
 
 

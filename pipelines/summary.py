@@ -19,6 +19,7 @@ from rich.table import Table
 
 from assets.campaigns import admitted_by_context, deciding_contexts
 from assets.lake import Lake, connect, read_partition
+from assets.north_star import total_contribution
 from assets.pyramid_map import PyramidMap
 from assets.scorecard import layer_counts, read
 
@@ -27,6 +28,14 @@ OPTIONAL_SUMMARY_COLUMNS = (
     ("method", "rule", pl.String),
     ("churn_share", None, pl.Float64),
     ("median_days_in_segment", None, pl.Float64),
+    ("window_complete", None, pl.Boolean),
+)
+# North Star columns added with window coverage and contribution intervals (NULL in older partitions)
+OPTIONAL_STAR_COLUMNS = (("window_complete", None, pl.Boolean),)
+OPTIONAL_CONTRIBUTION_COLUMNS = (
+    ("campaign_id", None, pl.String),
+    ("ci_low", None, pl.Float64),
+    ("ci_high", None, pl.Float64),
 )
 
 
@@ -73,22 +82,20 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     for goal in goals:
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
         goal["guardrails"] = guardrails.get(goal["goal_id"], [])
-    star = read(con, lake, "goals", "north_star", "TRUE", "ds, value").sort("ds")
-    contributions = read(con, lake, "goals", "north_star_contributions", day, "goal_id, contribution")
+    star = _with_optional(read(con, lake, "goals", "north_star"), OPTIONAL_STAR_COLUMNS)
+    star = star.select("ds", "value", "window_complete").sort("ds")
+    contributions = read(con, lake, "goals", "north_star_contributions", day)
+    if contributions.height:
+        contributions = _with_optional(contributions, OPTIONAL_CONTRIBUTION_COLUMNS)
+        contributions = contributions.select("goal_id", "campaign_id", "contribution", "ci_low", "ci_high")
     return {
         "program": pyramid_map.program_name,
         "as_of": as_of,
         "layers": [
             {"layer": layer, "count": n, "what": what} for layer, n, what in layer_counts(con, lake, pyramid_map, as_of)
         ],
-        "segments": read(
-            con,
-            lake,
-            "segments",
-            "segment_summary",
-            day,
-            "segment_id, kind, size, share, usable, jaccard, entered, exited",
-        )
+        "segments": _with_optional(read(con, lake, "segments", "segment_summary", day), OPTIONAL_SUMMARY_COLUMNS)
+        .select("segment_id", "kind", "size", "share", "usable", "jaccard", "entered", "exited", "window_complete")
         .sort(["size", "segment_id"], descending=[True, False])
         .to_dicts(),
         "contexts": contexts_admitted(lake, pyramid_map, as_of),
@@ -98,8 +105,22 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
             "metric": pyramid_map.north_star.metric,
             "series": star.to_dicts(),
             "contributions": contributions.sort("goal_id").to_dicts() if contributions.height else [],
+            "total": _total_contribution(contributions),
         },
     }
+
+
+def _with_optional(frame: pl.DataFrame, columns: tuple) -> pl.DataFrame:
+    """`frame` with each optional column a partition written before it existed lacks, filled with its default."""
+    missing = [pl.lit(default, kind).alias(name) for name, default, kind in columns if name not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
+
+
+def _total_contribution(contributions: pl.DataFrame) -> dict | None:
+    """The campaigns' contributions added up, each campaign once (`assets.north_star.total_contribution`)."""
+    if contributions.is_empty():
+        return None
+    return total_contribution(contributions.to_arrow())
 
 
 def print_erasure_requests(con: duckdb.DuckDBPyConnection, lake: Lake, console: Console) -> None:
@@ -196,12 +217,19 @@ def _segments_table(rows: list[dict], as_of: date) -> list[Table]:
     names = {"segment": [r["segment_id"] for r in rows]}
     sizes = _table(
         f"Segments as of {as_of}",
-        ["segment", "kind", "size", "share", "usable"],
+        ["segment", "kind", "size", "share", "usable", "window"],
         names={**names, "kind": [r["kind"] for r in rows]},
     )
     stability = _table("Stability against the day before", ["segment", "Jaccard", "entered", "exited"], names=names)
     for r in rows:
-        sizes.add_row(r["segment_id"], r["kind"], f"{r['size']:,}", _pct(r["share"]), _usable(r["usable"]))
+        sizes.add_row(
+            r["segment_id"],
+            r["kind"],
+            f"{r['size']:,}",
+            _pct(r["share"]),
+            _usable(r["usable"]),
+            _window(r["window_complete"]),
+        )
         stability.add_row(r["segment_id"], _jaccard(r["jaccard"]), _int(r["entered"]), _int(r["exited"]))
     return [sizes, stability]
 
@@ -259,8 +287,13 @@ def _print_north_star(star: dict, console: Console) -> None:
     series = star["series"]
     console.print(f"\n[bold]North Star[/bold] {star['id']} ({star['metric']}), {series[0]['ds']} → {series[-1]['ds']}")
     console.print(f"  {sparkline(values)}  {values[0]:.3f} → {values[-1]:.3f}")
+    partial = sum(r.get("window_complete") is False for r in series)
+    if partial:
+        console.print(f"  [yellow]{partial} day(s) with the metric's window not yet covered by history (incomplete)[/]")
     for row in star["contributions"]:
-        console.print(f"  {row['goal_id']:<20} contributes {_signed_points(row['contribution'])}")
+        console.print(f"  {row['goal_id']:<20} {_contribution(row)}")
+    if star.get("total"):
+        console.print(f"  {'all campaigns':<20} {_contribution(star['total'])} (each user counted once)")
 
 
 def segments_data(lake: Lake, as_of: date) -> dict | None:
@@ -316,6 +349,7 @@ def _segment_cells(r: dict) -> dict[str, str]:
         "exited": _int(r["exited"]),
         "churn": _pct(r["churn_share"]),
         "median days": "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}",
+        "window": _window(r["window_complete"]),
     }
 
 
@@ -333,6 +367,7 @@ def _segments_whole(data: dict, as_of: date) -> Table:
         "exited",
         "churn",
         "median days",
+        "window",
         *metrics,
     ]:
         table.add_column(
@@ -353,7 +388,7 @@ def _segments_split(data: dict, as_of: date) -> list[Table]:
     names = {"segment": [r["segment_id"] for r in rows]}
     sizes = _table(
         f"Segments as of {as_of}: size and usability",
-        ["segment", "kind", "method", "size", "share", "usable"],
+        ["segment", "kind", "method", "size", "share", "usable", "window"],
         names={**names, "kind": [r["kind"] for r in rows], "method": [r["method"] for r in rows]},
     )
     stability = _table(
@@ -366,12 +401,27 @@ def _segments_split(data: dict, as_of: date) -> list[Table]:
     baselines = _table(f"Baselines: segment rate / eligible rate ({legend})", ["segment", *codes.values()], names=names)
     for r in rows:
         cells = _segment_cells(r)
-        sizes.add_row(r["segment_id"], r["kind"], r["method"], *(cells[c] for c in ("size", "share", "usable")))
+        sizes.add_row(
+            r["segment_id"], r["kind"], r["method"], *(cells[c] for c in ("size", "share", "usable", "window"))
+        )
         stability.add_row(
             r["segment_id"], *(cells[c] for c in ("Jaccard", "entered", "exited", "churn", "median days"))
         )
         baselines.add_row(r["segment_id"], *(_times(r["baselines"].get(m)) for m in metrics))
     return [sizes, stability, baselines] if metrics else [sizes, stability]
+
+
+def _window(complete: object) -> str:
+    """Whether history covers the windows a segment reads."""
+    return "—" if complete is None else "full" if complete else "[yellow]partial[/]"
+
+
+def _contribution(row: dict) -> str:
+    """A contribution with its 95% interval, or not shown without one."""
+    if row.get("ci_low") is None or row.get("contribution") is None:
+        return "contribution not shown (no interval: an arm is empty)"
+    low, high = row["ci_low"] * 100, row["ci_high"] * 100
+    return f"contributes {_signed_points(row['contribution'])} (95% CI {low:+.2f} to {high:+.2f})"
 
 
 def _usable(value: object) -> str:

@@ -261,10 +261,12 @@ ERASED = pa.table({"user_id": ["u5", "u-unknown"], "requested_at": [ts(D(2))] * 
 )
 
 
-def expected_features(daily_rows, profiles, erased, as_of, windows):
+def expected_features(daily_rows, profiles, erased, as_of, windows, history_start=None):
     """The user_features contract computed row by row in Python."""
     erased_ids = set(erased.column("user_id").to_pylist())
     oldest = as_of - timedelta(days=max(windows) - 1)
+    oldest = max(oldest, history_start) if history_start else oldest
+    history = (as_of - history_start).days + 1 if history_start else None
     days = defaultdict(lambda: None)
     for row in daily_rows:
         if not oldest <= row["activity_date"] <= as_of:
@@ -302,22 +304,31 @@ def expected_features(daily_rows, profiles, erased, as_of, windows):
         }
         for w in windows:
             inside = [r for r in mine if r["activity_date"] > as_of - timedelta(days=w)]
-            for name in WINDOWED_SUMS:
-                row[f"{name}_{w}d"] = sum(r[name] for r in inside)
-            row[f"active_days_{w}d"] = len({r["activity_date"] for r in inside if r["events"] > 0})
-            row[f"txn_days_{w}d"] = len({r["activity_date"] for r in inside if r["txns"] > 0})
-            row[f"balance_in_{w}d"] = sum(r["deposit_amount"] + r["transfer_in_amount"] for r in inside)
-            row[f"balance_out_{w}d"] = sum(r["card_amount"] + r["transfer_out_amount"] for r in inside)
-            for amount, count in (
-                ("deposit_amount", "deposits"),
-                ("card_amount", "card_payments"),
-                ("transfer_in_amount", "transfers_in"),
-                ("transfer_out_amount", "transfers_out"),
-            ):
-                n = sum(r[count] for r in inside)
-                row[f"avg_{amount}_{w}d"] = sum(r[amount] for r in inside) / n if n else None
+            covered = history is None or history >= w
+            row.update({f"{k}_{w}d": v if covered else None for k, v in window_values(inside).items()})
+        row["history_days"] = history
+        row.update({f"complete_{w}d": history is None or history >= w for w in windows})
+        row.update({f"{k}_history": v for k, v in window_values(mine).items()})
         result.append(row)
     return result
+
+
+def window_values(inside):
+    """Windowed feature name (without its suffix) -> value over the daily rows `inside`."""
+    values = {name: sum(r[name] for r in inside) for name in WINDOWED_SUMS}
+    values["active_days"] = len({r["activity_date"] for r in inside if r["events"] > 0})
+    values["txn_days"] = len({r["activity_date"] for r in inside if r["txns"] > 0})
+    values["balance_in"] = sum(r["deposit_amount"] + r["transfer_in_amount"] for r in inside)
+    values["balance_out"] = sum(r["card_amount"] + r["transfer_out_amount"] for r in inside)
+    for amount, count in (
+        ("deposit_amount", "deposits"),
+        ("card_amount", "card_payments"),
+        ("transfer_in_amount", "transfers_in"),
+        ("transfer_out_amount", "transfers_out"),
+    ):
+        n = sum(r[count] for r in inside)
+        values[f"avg_{amount}"] = sum(r[amount] for r in inside) / n if n else None
+    return values
 
 
 def age_band(birth_year, as_of):
@@ -387,3 +398,34 @@ def test_features_without_activity_or_erasures():
     assert table.column("user_id").to_pylist() == ["u1", "u2", "u3", "u4", "u5"]
     assert set(table.column("events_7d").to_pylist()) == {0}
     assert set(table.column("days_since_last_seen").to_pylist()) == {None}
+
+
+def test_windows_not_covered_by_history_are_null_and_flagged():
+    """History starts at D(9): ten days known. The 7-day window is complete; 30 and 90 days are not."""
+    daily = pa.Table.from_pylist(PARTITION_A + PARTITION_B, schema=daily_schema())
+    table = user_features(connect(), daily, PROFILES, ERASED, AS_OF, WINDOWS, history_start=D(9))
+    assert table.schema == features_schema(WINDOWS)
+    u1, u2, _, u4 = table.to_pylist()
+    assert (u1["history_days"], u1["complete_7d"], u1["complete_30d"], u1["complete_90d"]) == (10, True, False, False)
+    # by hand: u1's rows of D(0)..D(9) are D(0), D(3) (two partitions), D(6) and D(7)
+    assert (u1["events_7d"], u1["events_30d"], u1["events_90d"], u1["events_history"]) == (8, None, None, 3 + 3 + 2 + 5)
+    assert (u1["deposits_30d"], u1["deposits_history"], u1["deposit_amount_history"]) == (None, 2, 125.5)
+    assert (u1["active_days_history"], u1["card_payments_history"], u1["avg_card_amount_history"]) == (4, 0, None)
+    assert (u1["balance_in_90d"], u1["avg_deposit_amount_30d"], u1["avg_deposit_amount_history"]) == (None, None, 62.75)
+    assert (u1["first_txn_at"], u1["last_txn_at"]) == (ts(D(3), 6), ts(D(3), 8))  # D(29) and D(89) are not known
+    # u2's only activity, on D(10), is before history: not seen, zero so far, unknown over 30 days
+    assert (u2["days_since_last_seen"], u2["events_7d"], u2["events_history"], u2["deposits_30d"]) == (None, 0, 0, None)
+    assert (u4["events_history"], u4["balance_in_history"]) == (0, 0.0)
+
+
+@pytest.mark.parametrize("start_days_before", [0, 6, 29, 89, 200])
+def test_coverage_matches_plain_python(start_days_before):
+    rows = PARTITION_A + PARTITION_B
+    daily = pa.Table.from_pylist(rows, schema=daily_schema())
+    start = D(start_days_before)
+    table = user_features(connect(), daily, PROFILES, ERASED, AS_OF, WINDOWS, history_start=start)
+    expected = expected_features(rows, PROFILES, ERASED, AS_OF, WINDOWS, history_start=start)
+    for got, want in zip(table.to_pylist(), expected, strict=True):
+        assert got == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in want.items()}
+    flags = [table.column(f"complete_{w}d")[0].as_py() for w in WINDOWS]
+    assert flags == [start_days_before + 1 >= w for w in WINDOWS]

@@ -290,7 +290,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         daily = daily_activity(lake, ds, max(windows), start)
         profiles = _read(con, lake, "actionable", "profiles", ds)
         erased = _read(con, lake, "actionable", "erased_users", ds)
-        table = features.user_features(con, daily, profiles, erased, ds, windows)
+        table = features.user_features(con, daily, profiles, erased, ds, windows, history_start=start)
         return dg.MaterializeResult(
             metadata=write_table(lake, "actionable", "user_features", ds, table),
             check_results=[inputs_check(blocked_for_day(lake, pmap, ds))],

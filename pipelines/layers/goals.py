@@ -107,8 +107,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                 deps=[previous_day("campaign_audiences"), *users_from],
                 kinds={"polars", "parquet"},
                 metadata=lake_table("goals", "north_star_contributions"),
-                description="One row per goal: its campaign's North Star metric per arm and its "
-                "contribution to the North Star.",
+                description="One row per goal: its campaign's North Star metric per arm (each user "
+                "attributed to one campaign) and its contribution to the North Star with a 95% interval.",
             ),
         ],
     )
@@ -120,15 +120,32 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         activity = daily_activity(lake, ds, metric.window_days, start)
         users = known_users(lake, ds)
         series = north_star.north_star(activity, users, metric, pmap.north_star.id, ds)
+        series = north_star.with_window_coverage(series, metric.window_days, ds, start)
         contributions = north_star.north_star_contributions(
-            audiences_before(lake, ds, start), activity, metric, pmap.goals, users.num_rows, ds
+            audiences_before(lake, ds, start), activity, metric, pmap.goals, users.num_rows, ds, start
         )
         value = series.column("value")[0].as_py() if series.num_rows else None
-        metadata = write_table(lake, "goals", "north_star", ds, series, value=float("nan") if value is None else value)
+        metadata = write_table(
+            lake,
+            "goals",
+            "north_star",
+            ds,
+            series,
+            value=float("nan") if value is None else value,
+            window_complete=series.column("window_complete")[0].as_py(),
+        )
         yield dg.MaterializeResult(asset_key="north_star_series", metadata=metadata)
         yield dg.MaterializeResult(
             asset_key="north_star_contributions",
-            metadata=write_table(lake, "goals", "north_star_contributions", ds, contributions),
+            metadata=write_table(
+                lake,
+                "goals",
+                "north_star_contributions",
+                ds,
+                contributions,
+                window_complete=series.column("window_complete")[0].as_py(),
+                **{f"total/{k}": v for k, v in (north_star.total_contribution(contributions) or {}).items()},
+            ),
         )
 
     return [goal_metrics, north_star_series]

@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets import segments
 from assets.crash_points import crash_point
+from assets.features import history_days
 from assets.lake import connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
@@ -72,7 +73,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
         con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
         eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchall()[0][0])
-        summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds)
+        days = history_days(ds, start)
+        summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds, days)
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]
         check = dg.AssetCheckResult(
             check_name="segments_usable",
@@ -90,7 +92,17 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                 "max_churn_share": pmap.segments.max_churn_share,
             },
         )
-        metadata = write_table(lake, "segments", "segment_summary", ds, summary, eligible_users=eligible)
+        incomplete = [row["segment_id"] for row in summary.to_pylist() if not row["window_complete"]]
+        metadata = write_table(
+            lake,
+            "segments",
+            "segment_summary",
+            ds,
+            summary,
+            eligible_users=eligible,
+            history_days=days,
+            incomplete_windows=", ".join(incomplete) or "none",
+        )
         return dg.MaterializeResult(metadata=metadata, check_results=[check, churn_check])
 
     @dg.asset(
