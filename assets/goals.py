@@ -78,9 +78,9 @@ from assets.pyramid_map import Campaign, Goal, Metric
 from assets.sql_guard import sandboxed_connection
 from assets.statistics import (
     chi_square_1df_p_value,
+    cluster_cross_residuals,
     cluster_log_rate,
     cluster_relative_variance,
-    cluster_cross_residuals,
     cluster_sq_residuals,
     cuped_rate,
     cuped_sq_residuals,
@@ -349,11 +349,17 @@ def pre_entry_successes(
         for (metric_id,), users in entrants.group_by("metric", maintain_order=True):
             con.register("_entrants", users.select("user_id").unique().to_arrow())
             sql = metric_days_sql(metrics[metric_id], days, activity.column_names, "_entrants", ACTIVITY)
-            counted = con.sql(f"SELECT user_id, count(*) FILTER (WHERE success) AS pre_successes FROM ({sql}) GROUP BY 1")
+            counted = con.sql(
+                f"SELECT user_id, count(*) FILTER (WHERE success) AS pre_successes FROM ({sql}) GROUP BY 1"
+            )
             parts.append(users.join(pl.from_arrow(counted.to_arrow_table()), on="user_id", how="left"))
     finally:
         con.close()
-    return pl.concat(parts).with_columns(pre_days=pl.lit(len(days)), pre_successes=pl.col("pre_successes").fill_null(0)).cast(columns)
+    return (
+        pl.concat(parts)
+        .with_columns(pre_days=pl.lit(len(days)), pre_successes=pl.col("pre_successes").fill_null(0))
+        .cast(columns)
+    )
 
 
 def cohort_outcomes(
@@ -369,7 +375,9 @@ def cohort_outcomes(
         con.register(ACTIVITY, activity)
         for goal, metric_id in _measured_pairs(goals) if days else []:
             users = frame.filter(
-                (pl.col("goal_id") == goal.id) & (pl.col("metric") == metric_id) & (pl.col("campaign_id") == goal.campaign)
+                (pl.col("goal_id") == goal.id)
+                & (pl.col("metric") == metric_id)
+                & (pl.col("campaign_id") == goal.campaign)
             )
             if users.is_empty():
                 continue
@@ -678,21 +686,30 @@ def _cluster_estimate(counts: pl.DataFrame) -> pl.DataFrame:
         for a in _ARMS
     ]
     applied = (
-        defined & zero_cell.not_() & (pl.col("_theta") != 0) & (pl.col("_treatment_cuped") > 0)
-        & (pl.col("_holdout_cuped") > 0) & (t_n > 1) & (h_n > 1)
+        defined
+        & zero_cell.not_()
+        & (pl.col("_theta") != 0)
+        & (pl.col("_treatment_cuped") > 0)
+        & (pl.col("_holdout_cuped") > 0)
+        & (t_n > 1)
+        & (h_n > 1)
     )
-    return frame.with_columns(_applied=applied).with_columns(
-        treatment_value=pl.when("_applied").then(pl.col("_treatment_cuped")).otherwise(ratio(t_x, t_d)),
-        holdout_value=pl.when("_applied").then(pl.col("_holdout_cuped")).otherwise(ratio(h_x, h_d)),
-        _log_rr=pl.when("_applied")
-        .then(pl.col("_treatment_cuped").log() - pl.col("_holdout_cuped").log())
-        .otherwise(pl.col("_log_rr_u")),
-        _log_rr_se=pl.when("_applied").then((variances[0] + variances[1]).sqrt()).otherwise(pl.col("_log_rr_se_u")),
-        cuped_theta=pl.when("_applied").then(pl.col("_theta")).when(defined).then(0.0),
-        lift_unadjusted=relative_lift(ratio(t_x, t_d), ratio(h_x, h_d)),
-        treatment_exposed_users=pl.col("treatment_exposed_users"),
-        exposed_value=ratio(pl.col("treatment_exposed_successes"), pl.col("treatment_exposed_user_days")),
-    ).with_columns(exposed_lift=relative_lift(pl.col("exposed_value"), ratio(h_x, h_d)))
+    return (
+        frame.with_columns(_applied=applied)
+        .with_columns(
+            treatment_value=pl.when("_applied").then(pl.col("_treatment_cuped")).otherwise(ratio(t_x, t_d)),
+            holdout_value=pl.when("_applied").then(pl.col("_holdout_cuped")).otherwise(ratio(h_x, h_d)),
+            _log_rr=pl.when("_applied")
+            .then(pl.col("_treatment_cuped").log() - pl.col("_holdout_cuped").log())
+            .otherwise(pl.col("_log_rr_u")),
+            _log_rr_se=pl.when("_applied").then((variances[0] + variances[1]).sqrt()).otherwise(pl.col("_log_rr_se_u")),
+            cuped_theta=pl.when("_applied").then(pl.col("_theta")).when(defined).then(0.0),
+            lift_unadjusted=relative_lift(ratio(t_x, t_d), ratio(h_x, h_d)),
+            treatment_exposed_users=pl.col("treatment_exposed_users"),
+            exposed_value=ratio(pl.col("treatment_exposed_successes"), pl.col("treatment_exposed_user_days")),
+        )
+        .with_columns(exposed_lift=relative_lift(pl.col("exposed_value"), ratio(h_x, h_d)))
+    )
 
 
 _ARMS = ("treatment", "holdout")

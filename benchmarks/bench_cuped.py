@@ -78,7 +78,9 @@ def main() -> None:
     print(f"{'lift':>6} {'width ratio':>12} {'theta':>6} {'cover CUPED':>12} {'cover unadj.':>13} {'cover fixed':>12}")
     for lift in (0.0, 0.05, 0.10, 0.20):
         rows = [r for seed in range(args.seeds) for r in simulate(seed, args.campaigns, args.users, lift)]
-        ratios = [width(r["ci_low"], r["ci_high"]) / width(r["ci_low_unadjusted"], r["ci_high_unadjusted"]) for r in rows]
+        ratios = [
+            width(r["ci_low"], r["ci_high"]) / width(r["ci_low_unadjusted"], r["ci_high_unadjusted"]) for r in rows
+        ]
         covered = np.mean([r["ci_low"] <= lift <= r["ci_high"] for r in rows])
         covered_u = np.mean([r["ci_low_unadjusted"] <= lift <= r["ci_high_unadjusted"] for r in rows])
         fixed_covered = np.mean([r["ci_low_fixed"] <= lift <= r["ci_high_fixed"] for r in rows])

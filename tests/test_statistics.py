@@ -217,10 +217,12 @@ def test_cuped_theta_pools_the_arms_and_is_zero_without_covariate_variation():
 
 def test_cuped_rate_and_residuals():
     # 0.3 - 0.5 (0.2 - 0.1) = 0.25; 10 - 2 * 0.5 * 2 + 0.25 * 4 = 9.
-    assert values(st.cuped_rate(pl.col("r"), pl.col("t"), pl.col("c"), pl.col("p")), r=[0.3], t=[0.5], c=[0.2], p=[0.1]) == (
-        approx([0.25])
+    assert values(
+        st.cuped_rate(pl.col("r"), pl.col("t"), pl.col("c"), pl.col("p")), r=[0.3], t=[0.5], c=[0.2], p=[0.1]
+    ) == (approx([0.25]))
+    got = values(
+        st.cuped_sq_residuals(pl.col("a"), pl.col("b"), pl.col("c"), pl.col("t")), a=[10.0], b=[2.0], c=[4.0], t=[0.5]
     )
-    got = values(st.cuped_sq_residuals(pl.col("a"), pl.col("b"), pl.col("c"), pl.col("t")), a=[10.0], b=[2.0], c=[4.0], t=[0.5])
     assert got == approx([9.0])
 
 
@@ -245,5 +247,7 @@ def test_cuped_with_unit_days_is_the_classic_adjustment():
     # treatment S = sum ((x - R) - (c - C))^2 = 0.0625 + 0.0625 + 0.0625 + 0.0625 = 0.25.
     theta = pl.DataFrame({"a": [0.5]}).select(st.cuped_theta(pl.col("a"), pl.col("a"), pl.col("a"), pl.col("a"))).item()
     assert theta == pytest.approx(1.0)
-    s = values(st.cuped_sq_residuals(pl.col("a"), pl.col("b"), pl.col("c"), pl.col("t")), a=[0.75], b=[0.5], c=[0.5], t=[1.0])
+    s = values(
+        st.cuped_sq_residuals(pl.col("a"), pl.col("b"), pl.col("c"), pl.col("t")), a=[0.75], b=[0.5], c=[0.5], t=[1.0]
+    )
     assert s == approx([0.25])  # sxx = 0.0625 + 0.5625 + 0.0625 + 0.0625 = 0.75
