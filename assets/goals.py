@@ -28,10 +28,14 @@ independent trials, `*_user_days` = n):
   under treatment), else `ok`. The primary and the `_fixed` columns are the same here; `alpha` = 0.05.
 - Gating (both windows): a goal `met` while one of its guardrails is `breached` is `blocked_by_guardrail`.
 
-`to_date` rows: users as clusters. A user is measured on every day d on which they were in the
-campaign's audience as of d - 1, from the campaign's first measured day to ds; `goal_user_outcomes`
-keeps, per goal, metric, campaign, arm and user, the days measured n_i and the success days x_i
-(updated incrementally: the previous day's table plus the day's rows). Per arm, over its N users:
+`to_date` rows: intent to treat, users as clusters. `goal_cohort` holds, per goal, metric, campaign, arm and
+user, the entry day (the first d on which the user was in the campaign's audience as of d - 1), the CUPED
+covariate (success days over the CUPED_PRE_DAYS days before entry) and the first exposure (a touchpoint export
+of the campaign as of d - 1); nobody leaves it. A cohort user is measured on every day from entry to ds, in
+the audience or not. With L = the map's `schedule.late_lookback_days`, the run of ds measures the days
+ds - L .. ds afresh on the activity known on ds; day ds - L is settled into `goal_user_outcomes` (per user:
+days measured n_i and success days x_i, the previous day's table plus the settled day) and the `to_date` row
+reads the settled outcomes plus the open days (`measure_cohort`). Per arm, over its N users:
 - `treatment_users` / `holdout_users` = N (distinct users), `*_user_days` = sum n_i,
   `*_successes` = sum x_i, `*_value` = R = sum x_i / sum n_i (the ratio estimator: success days per
   user-day).
@@ -52,6 +56,13 @@ keeps, per goal, metric, campaign, arm and user, the days measured n_i and the s
   normal-mixture confidence sequence exp(log(R_t / R_h) ± m se) - 1 with n = N_t + N_h users, at the
   row's `alpha` (0.05, lowered by Holm within the campaign across its goals and guardrails), and the
   always-valid p-value of the row's null (goal: 0; guardrail: log(1 + margin)).
+- CUPED (docs/statistics.md): the primary estimate adjusts R by the pre-entry covariate, w_i = n_i c_i:
+  theta = pooled sum (x_i - R n_i)(w_i - C n_i) / sum (w_i - C n_i)^2, R~ = R - theta (C - C_pooled), and the
+  variance above on the adjusted outcomes' residuals; `*_value`, `lift`, the intervals and p-values use it
+  (unadjusted when theta = 0, an arm has no successes or one user, or a rate is not positive). The unadjusted
+  lift and always-valid interval stay beside it (`*_unadjusted`), with `cuped_theta`. The exposure view
+  (`treatment_exposed_users`, `exposed_value`, `exposed_lift`) counts the exposed treated users only and is
+  never used in the primary estimate.
 - Status: goal rows as for day rows on the primary interval; guardrail rows `breached` when ci_low >
   margin, `ok` when ci_high < margin, else `inconclusive`; then gated as above; then a goal row whose
   campaign declares a horizon not yet reached (before its `start` or `end`, fewer users than
