@@ -270,7 +270,7 @@ def itt_user_outcomes(
     arms: dict[str, dict[str, tuple[int, int]]] = {"treatment": {}, "holdout": {}}
     for user, (first, arm) in entry.items():
         days = [first + timedelta(days=k) for k in range((through - first).days + 1)]
-        arms[arm][user] = (len(days), sum((user, d) in known for d in days))
+        arms.setdefault(arm, {})[user] = (len(days), sum((user, d) in known for d in days))
     return arms
 
 
