@@ -33,6 +33,7 @@ CATALOG_VIEWS: dict[str, list[tuple[str, str]]] = {
     "segment_baselines": [("segments", "segment_baselines")],
     "audiences": [("campaigns", "audiences")],
     "goal_metrics": [("goals", "goal_metrics")],
+    "goal_cohort": [("goals", "goal_cohort")],
     "goal_user_outcomes": [("goals", "goal_user_outcomes")],
     "north_star": [("goals", "north_star")],
     "north_star_contributions": [("goals", "north_star_contributions")],

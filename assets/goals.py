@@ -28,10 +28,14 @@ independent trials, `*_user_days` = n):
   under treatment), else `ok`. The primary and the `_fixed` columns are the same here; `alpha` = 0.05.
 - Gating (both windows): a goal `met` while one of its guardrails is `breached` is `blocked_by_guardrail`.
 
-`to_date` rows: users as clusters. A user is measured on every day d on which they were in the
-campaign's audience as of d - 1, from the campaign's first measured day to ds; `goal_user_outcomes`
-keeps, per goal, metric, campaign, arm and user, the days measured n_i and the success days x_i
-(updated incrementally: the previous day's table plus the day's rows). Per arm, over its N users:
+`to_date` rows: intent to treat, users as clusters. `goal_cohort` holds, per goal, metric, campaign, arm and
+user, the entry day (the first d on which the user was in the campaign's audience as of d - 1), the CUPED
+covariate (success days over the CUPED_PRE_DAYS days before entry) and the first exposure (a touchpoint export
+of the campaign as of d - 1); nobody leaves it. A cohort user is measured on every day from entry to ds, in
+the audience or not. With L = the map's `schedule.late_lookback_days`, the run of ds measures the days
+ds - L .. ds afresh on the activity known on ds; day ds - L is settled into `goal_user_outcomes` (per user:
+days measured n_i and success days x_i, the previous day's table plus the settled day) and the `to_date` row
+reads the settled outcomes plus the open days (`measure_cohort`). Per arm, over its N users:
 - `treatment_users` / `holdout_users` = N (distinct users), `*_user_days` = sum n_i,
   `*_successes` = sum x_i, `*_value` = R = sum x_i / sum n_i (the ratio estimator: success days per
   user-day).
@@ -52,6 +56,13 @@ keeps, per goal, metric, campaign, arm and user, the days measured n_i and the s
   normal-mixture confidence sequence exp(log(R_t / R_h) ± m se) - 1 with n = N_t + N_h users, at the
   row's `alpha` (0.05, lowered by Holm within the campaign across its goals and guardrails), and the
   always-valid p-value of the row's null (goal: 0; guardrail: log(1 + margin)).
+- CUPED (docs/statistics.md): the primary estimate adjusts R by the pre-entry covariate, w_i = n_i c_i:
+  theta = pooled sum (x_i - R n_i)(w_i - C n_i) / sum (w_i - C n_i)^2, R~ = R - theta (C - C_pooled), and the
+  variance above on the adjusted outcomes' residuals; `*_value`, `lift`, the intervals and p-values use it
+  (unadjusted when theta = 0, an arm has no successes or one user, or a rate is not positive). The unadjusted
+  lift and always-valid interval stay beside it (`*_unadjusted`), with `cuped_theta`. The exposure view
+  (`treatment_exposed_users`, `exposed_value`, `exposed_lift`) counts the exposed treated users only and is
+  never used in the primary estimate.
 - Status: goal rows as for day rows on the primary interval; guardrail rows `breached` when ci_low >
   margin, `ok` when ci_high < margin, else `inconclusive`; then gated as above; then a goal row whose
   campaign declares a horizon not yet reached (before its `start` or `end`, fewer users than
@@ -61,23 +72,35 @@ keeps, per goal, metric, campaign, arm and user, the days measured n_i and the s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pyarrow as pa
 
-from assets.metrics import ACTIVITY, campaign_cohort, cohort_outcomes_sql, metric_indicator_sql, register_inputs
+from assets.metrics import (
+    ACTIVITY,
+    campaign_cohort,
+    cohort_outcomes_sql,
+    metric_days_sql,
+    metric_indicator_sql,
+    register_inputs,
+)
 from assets.pyramid_map import Campaign, Goal, Metric
 from assets.sql_guard import sandboxed_connection
 from assets.statistics import (
     chi_square_1df_p_value,
+    cluster_cross_residuals,
     cluster_log_rate,
     cluster_relative_variance,
     cluster_sq_residuals,
+    cuped_rate,
+    cuped_sq_residuals,
+    cuped_theta,
     holm_alpha,
     log_rate_ratio,
     log_rate_ratio_se,
     log_ratio_interval,
+    rate_relative_variance,
     ratio,
     relative_lift,
     sample_ratio_chi_square,
@@ -91,6 +114,7 @@ from assets.statistics import (
 SRM_MIN_P_VALUE = 0.001
 ALPHA = 0.05  # the error rate of each campaign's family of decisions (Holm within the campaign)
 SEQUENTIAL_TUNING = 5000.0  # N*: the users (both arms) at which the confidence sequence is narrowest
+CUPED_PRE_DAYS = 14  # K: the days before a user's entry whose metric rate is the CUPED covariate
 GOAL_METRICS_SCHEMA = pa.schema(
     [
         ("ds", pa.date32()),
@@ -120,6 +144,13 @@ GOAL_METRICS_SCHEMA = pa.schema(
         ("srm_ok", pa.bool_()),
         ("target", pa.float64()),
         ("status", pa.string()),
+        ("cuped_theta", pa.float64()),
+        ("lift_unadjusted", pa.float64()),
+        ("ci_low_unadjusted", pa.float64()),
+        ("ci_high_unadjusted", pa.float64()),
+        ("treatment_exposed_users", pa.int64()),
+        ("exposed_value", pa.float64()),
+        ("exposed_lift", pa.float64()),
     ]
 )
 _COUNT_COLUMNS = ["treatment_users", "holdout_users", "treatment_successes", "holdout_successes"]
@@ -148,6 +179,22 @@ GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
         ("last_ds", pa.date32()),
         ("days", pa.int64()),
         ("successes", pa.int64()),
+    ]
+)
+# The lake table goals/goal_cohort: who is in each goal's intent-to-treat analysis, since when, in which arm,
+# with the pre-entry covariate (CUPED) and the first day the campaign reached the user (exposure).
+GOAL_COHORT_SCHEMA = pa.schema(
+    [
+        ("ds", pa.date32()),
+        ("goal_id", pa.string()),
+        ("metric", pa.string()),
+        ("campaign_id", pa.string()),
+        ("arm", pa.string()),
+        ("user_id", pa.string()),
+        ("entry_ds", pa.date32()),
+        ("pre_days", pa.int64()),
+        ("pre_successes", pa.int64()),
+        ("exposed_ds", pa.date32()),
     ]
 )
 
@@ -229,14 +276,17 @@ def goal_day_rows(outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence
     return _finish(gate_by_guardrails(with_statistics(counts)), ds, "day")
 
 
-def update_goal_user_outcomes(previous: pa.Table | None, day_outcomes: pa.Table, ds: date) -> pa.Table:
-    """goals/goal_user_outcomes for `ds`: the partition of ds - 1 (None on the first day) plus the day's
-    per-user outcomes. Users and goals not measured on ds are carried forward unchanged. The output is
-    sorted on the key, so the same inputs give the same table."""
-    today = pl.from_arrow(day_outcomes.cast(GOAL_USER_DAY_SCHEMA)).select(
+def update_goal_user_outcomes(
+    previous: pa.Table | None, day_outcomes: pa.Table, ds: date, day: date | None = None
+) -> pa.Table:
+    """goals/goal_user_outcomes for `ds`: the partition of ds - 1 (None on the first day) plus the per-user
+    outcomes of the measured `day` (default ds). Users and goals not measured that day are carried forward
+    unchanged. The output is sorted on the key, so the same inputs give the same table."""
+    measured = ds if day is None else day
+    today = pl.from_arrow(day_outcomes.select(GOAL_USER_DAY_SCHEMA.names).cast(GOAL_USER_DAY_SCHEMA)).select(
         *_OUTCOME_KEY,
-        first_ds=pl.lit(ds, pl.Date),
-        last_ds=pl.lit(ds, pl.Date),
+        first_ds=pl.lit(measured, pl.Date),
+        last_ds=pl.lit(measured, pl.Date),
         days=pl.lit(1, pl.Int64),
         successes=pl.col("success").cast(pl.Int64),
     )
@@ -254,9 +304,176 @@ def update_goal_user_outcomes(previous: pa.Table | None, day_outcomes: pa.Table,
     return merged.select(GOAL_USER_OUTCOMES_SCHEMA.names).to_arrow().cast(GOAL_USER_OUTCOMES_SCHEMA)
 
 
-def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campaigns: Sequence[Campaign]) -> pa.Table:
-    """Window `to_date` rows for `ds` from goals/goal_user_outcomes as of ds: per goal's metric and
-    guardrails (for the goal's current campaign), users as clusters (see the module docstring)."""
+# --- intent-to-treat cohort ---------------------------------------------------------------------
+
+
+def update_goal_cohort(
+    previous: pa.Table | None,
+    audiences_prev: pa.Table | None,
+    exposures_prev: pa.Table | None,
+    activity: pa.Table,
+    goals: Sequence[Goal],
+    metrics: Mapping[str, Metric],
+    ds: date,
+    start: date,
+    pre_days: int = CUPED_PRE_DAYS,
+) -> pa.Table:
+    """goals/goal_cohort for `ds`: the partition of ds - 1 plus the users of each goal's campaign audience as of
+    ds - 1 not yet in it (entry_ds = ds, in their arm, with the metric's success days over the `pre_days` days
+    before entry that history covers); `exposed_ds` is set to ds for users the campaign's exports of ds - 1
+    reached first (`exposures_prev`: campaign_id, user_id). Nobody ever leaves; sorted on the key."""
+    before = _cohort_frame(previous)
+    audience = pl.from_arrow(_audience_columns(audiences_prev))
+    wanted = pl.DataFrame(
+        [(g.id, m, g.campaign) for g, m in _measured_pairs(goals)],
+        schema={"goal_id": pl.String, "metric": pl.String, "campaign_id": pl.String},
+        orient="row",
+    )
+    candidates = wanted.join(audience, on="campaign_id").unique(_OUTCOME_KEY)
+    entrants = candidates.join(before, on=_OUTCOME_KEY, how="anti")
+    covariates = pre_entry_successes(entrants, activity, metrics, ds, start, pre_days)
+    entered = covariates.with_columns(entry_ds=pl.lit(ds, pl.Date), exposed_ds=pl.lit(None, pl.Date))
+    cohort = pl.concat([before, entered.select(before.columns)])
+    exposed = pl.from_arrow(_exposure_columns(exposures_prev)).unique().with_columns(_exposed=pl.lit(True))
+    cohort = (
+        cohort.join(exposed, on=["campaign_id", "user_id"], how="left")
+        .with_columns(exposed_ds=pl.coalesce("exposed_ds", pl.when(pl.col("_exposed")).then(pl.lit(ds, pl.Date))))
+        .with_columns(ds=pl.lit(ds, pl.Date))
+        .sort(_OUTCOME_KEY)
+    )
+    return cohort.select(GOAL_COHORT_SCHEMA.names).to_arrow().cast(GOAL_COHORT_SCHEMA)
+
+
+def pre_entry_successes(
+    entrants: pl.DataFrame, activity: pa.Table, metrics: Mapping[str, Metric], ds: date, start: date, pre_days: int
+) -> pl.DataFrame:
+    """The CUPED covariate of users entering on ds (goal_id, metric, campaign_id, arm, user_id): `pre_days` =
+    the days ds - K .. ds - 1 on or after `start`, `pre_successes` = those on which the metric held."""
+    days = [ds - timedelta(days=k) for k in range(pre_days, 0, -1) if ds - timedelta(days=k) >= start]
+    columns = {"pre_days": pl.Int64, "pre_successes": pl.Int64}
+    if not days or entrants.is_empty():
+        return entrants.with_columns(pre_days=pl.lit(0, pl.Int64), pre_successes=pl.lit(0, pl.Int64)).cast(columns)
+    con = sandboxed_connection()
+    try:
+        con.register(ACTIVITY, activity)
+        parts = []
+        for (metric_id,), users in entrants.group_by("metric", maintain_order=True):
+            con.register("_entrants", users.select("user_id").unique().to_arrow())
+            sql = metric_days_sql(metrics[metric_id], days, activity.column_names, "_entrants", ACTIVITY)
+            counted = con.sql(
+                f"SELECT user_id, count(*) FILTER (WHERE success) AS pre_successes FROM ({sql}) GROUP BY 1"
+            )
+            parts.append(users.join(pl.from_arrow(counted.to_arrow_table()), on="user_id", how="left"))
+    finally:
+        con.close()
+    return (
+        pl.concat(parts)
+        .with_columns(pre_days=pl.lit(len(days)), pre_successes=pl.col("pre_successes").fill_null(0))
+        .cast(columns)
+    )
+
+
+def cohort_outcomes(
+    cohort: pa.Table, activity: pa.Table, goals: Sequence[Goal], metrics: Mapping[str, Metric], days: Sequence[date]
+) -> pa.Table:
+    """Per measured day of `days`, goal, measured metric and cohort user who entered on or before that day: the
+    user's arm and whether the metric held (GOAL_USER_DAY_SCHEMA plus `day`), whether or not the user is still in
+    the audience (intent to treat)."""
+    frame = _cohort_frame(cohort)
+    parts = []
+    con = sandboxed_connection()
+    try:
+        con.register(ACTIVITY, activity)
+        for goal, metric_id in _measured_pairs(goals) if days else []:
+            users = frame.filter(
+                (pl.col("goal_id") == goal.id)
+                & (pl.col("metric") == metric_id)
+                & (pl.col("campaign_id") == goal.campaign)
+            )
+            if users.is_empty():
+                continue
+            con.register("_cohort", users.select("user_id", "arm", "entry_ds").to_arrow())
+            indicator = metric_days_sql(metrics[metric_id], days, activity.column_names, "_cohort", ACTIVITY)
+            measured = con.sql(
+                f"SELECT c.arm, c.user_id, i.day, i.success FROM _cohort c JOIN ({indicator}) i USING (user_id)"
+                " WHERE c.entry_ds <= i.day"
+            ).to_arrow_table()
+            parts.append(
+                pl.from_arrow(measured).with_columns(
+                    goal_id=pl.lit(goal.id), metric=pl.lit(metric_id), campaign_id=pl.lit(goal.campaign)
+                )
+            )
+    finally:
+        con.close()
+    names = [*GOAL_USER_DAY_SCHEMA.names, "day"]
+    schema = GOAL_USER_DAY_SCHEMA.append(pa.field("day", pa.date32()))
+    if not parts:
+        return schema.empty_table()
+    return pl.concat([p.select(names) for p in parts]).sort("day", *_OUTCOME_KEY).to_arrow().cast(schema)
+
+
+def measure_cohort(
+    previous: pa.Table | None,
+    cohort: pa.Table,
+    activity: pa.Table,
+    goals: Sequence[Goal],
+    metrics: Mapping[str, Metric],
+    ds: date,
+    start: date,
+    lookback: int,
+) -> tuple[pa.Table, pa.Table]:
+    """(goals/goal_user_outcomes for ds, the to-date state read on ds). Day ds - lookback is settled: measured
+    on the activity known on ds and added for good to the partition of ds - 1. The open days after it, up to ds,
+    are measured afresh on every run (late activity still counts) and added only to the state read."""
+    settle = ds - timedelta(days=lookback)
+    days = [settle + timedelta(days=k) for k in range(lookback + 1) if settle + timedelta(days=k) >= start]
+    outcomes = pl.from_arrow(cohort_outcomes(cohort, activity, goals, metrics, days))
+
+    def of(day: date) -> pa.Table:
+        return outcomes.filter(pl.col("day") == day).drop("day").to_arrow()
+
+    settled = update_goal_user_outcomes(previous, of(settle), ds, day=settle)
+    state = settled
+    for day in days:
+        if day > settle:
+            state = update_goal_user_outcomes(state, of(day), ds, day=day)
+    return settled, state
+
+
+def _measured_pairs(goals: Sequence[Goal]) -> list[tuple[Goal, str]]:
+    """(goal, metric id) of each goal's metric and guardrails, a metric repeated within a goal measured once."""
+    return list({(goal.id, metric_id): (goal, metric_id) for goal, _kind, metric_id in _measurements(goals)}.values())
+
+
+def _cohort_frame(cohort: pa.Table | None) -> pl.DataFrame:
+    if cohort is None:
+        return pl.from_arrow(GOAL_COHORT_SCHEMA.empty_table()).drop("ds")
+    return pl.from_arrow(cohort.select(GOAL_COHORT_SCHEMA.names).cast(GOAL_COHORT_SCHEMA)).drop("ds")
+
+
+def _audience_columns(audiences: pa.Table | None) -> pa.Table:
+    schema = pa.schema([("campaign_id", pa.string()), ("user_id", pa.string()), ("arm", pa.string())])
+    return schema.empty_table() if audiences is None else audiences.select(schema.names).cast(schema)
+
+
+def _exposure_columns(exposures: pa.Table | None) -> pa.Table:
+    schema = pa.schema([("campaign_id", pa.string()), ("user_id", pa.string())])
+    return schema.empty_table() if exposures is None else exposures.select(schema.names).cast(schema)
+
+
+# --- to-date rows -------------------------------------------------------------------------------
+
+
+def goal_to_date(
+    user_outcomes: pa.Table,
+    ds: date,
+    goals: Sequence[Goal],
+    campaigns: Sequence[Campaign],
+    cohort: pa.Table | None = None,
+) -> pa.Table:
+    """Window `to_date` rows for `ds` from the per-user outcomes read on ds (goal_user_outcomes plus the open days,
+    `measure_cohort`): per goal's metric and guardrails (for the goal's current campaign), users as clusters, the
+    estimate CUPED-adjusted on the `cohort`'s pre-entry covariate, with its exposure view (module docstring)."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
         [
@@ -265,24 +482,56 @@ def goal_to_date(user_outcomes: pa.Table, ds: date, goals: Sequence[Goal], campa
         ],
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
-    frame = pl.from_arrow(
-        user_outcomes.select(["goal_id", "metric", "campaign_id", "arm", "user_id", "days", "successes"])
-    )
+    frame = _with_cohort(pl.from_arrow(user_outcomes.select([*_OUTCOME_KEY, "days", "successes"])), cohort, ds)
+    x, n, w, exposed = pl.col("successes"), pl.col("days"), pl.col("covariate"), pl.col("exposed")
     arms = frame.group_by("goal_id", "metric", "campaign_id", "arm").agg(
         users=pl.len().cast(pl.Int64),
-        user_days=pl.col("days").sum().cast(pl.Int64),
-        successes=pl.col("successes").sum().cast(pl.Int64),
-        sq_residuals=cluster_sq_residuals(pl.col("successes"), pl.col("days")),
+        user_days=n.sum().cast(pl.Int64),
+        successes=x.sum().cast(pl.Int64),
+        sq_residuals=cluster_sq_residuals(x, n),
+        covariate=w.sum(),
+        cross_residuals=cluster_cross_residuals(x, n, w),
+        covariate_sq_residuals=cluster_sq_residuals(w, n),
+        exposed_users=exposed.sum().cast(pl.Int64),
+        exposed_user_days=n.filter(exposed).sum().cast(pl.Int64),
+        exposed_successes=x.filter(exposed).sum().cast(pl.Int64),
     )
-    stats = ("users", "user_days", "successes", "sq_residuals")
     counts = wanted
     for arm in ("treatment", "holdout"):
-        per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in stats})
+        per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in _ARM_STATS})
         counts = counts.join(per_arm, on=["goal_id", "metric", "campaign_id"], how="left")
     counts = counts.with_columns(
-        pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in stats)).fill_null(0)
+        pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in _ARM_STATS)).fill_null(0)
     )
     return _finish(before_horizon(gate_by_guardrails(with_cluster_statistics(counts)), campaigns, ds), ds, "to_date")
+
+
+_ARM_STATS = (
+    "users",
+    "user_days",
+    "successes",
+    "sq_residuals",
+    "covariate",
+    "cross_residuals",
+    "covariate_sq_residuals",
+    "exposed_users",
+    "exposed_user_days",
+    "exposed_successes",
+)
+
+
+def _with_cohort(outcomes: pl.DataFrame, cohort: pa.Table | None, ds: date) -> pl.DataFrame:
+    """Per-user outcomes with the CUPED covariate w_i = n_i c_i (c_i = pre_successes / pre_days, 0 without pre
+    days or without a cohort row) and `exposed` (the campaign reached the user on or before ds)."""
+    if cohort is None:
+        return outcomes.with_columns(covariate=pl.lit(0.0), exposed=pl.lit(False))
+    users = _cohort_frame(cohort).select(*_OUTCOME_KEY, "pre_days", "pre_successes", "exposed_ds")
+    joined = outcomes.join(users, on=_OUTCOME_KEY, how="left")
+    rate = pl.when(pl.col("pre_days") > 0).then(pl.col("pre_successes") / pl.col("pre_days")).otherwise(0.0)
+    return joined.with_columns(
+        covariate=pl.col("days") * rate.fill_null(0.0),
+        exposed=(pl.col("exposed_ds") <= ds).fill_null(False),
+    )
 
 
 def before_horizon(frame: pl.DataFrame, campaigns: Sequence[Campaign], ds: date) -> pl.DataFrame:
@@ -371,6 +620,13 @@ def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
         p_value_fixed=pl.col("p_value"),
         alpha=pl.lit(ALPHA),
         status=_day_status(),
+        cuped_theta=pl.lit(None, pl.Float64),  # a day row is one look at one day: no CUPED, no exposure view
+        lift_unadjusted=pl.col("lift"),
+        ci_low_unadjusted=pl.col("ci_low"),
+        ci_high_unadjusted=pl.col("ci_high"),
+        treatment_exposed_users=pl.lit(None, pl.Int64),
+        exposed_value=pl.lit(None, pl.Float64),
+        exposed_lift=pl.lit(None, pl.Float64),
     )
 
 
@@ -392,13 +648,15 @@ def with_cluster_statistics(
         .otherwise(sequential_p_value(distance / se, n, pl.lit(rho2)))
     ).with_columns(alpha=holm_alpha(pl.col("p_value"), alpha, family))
     ci_low, ci_high = sequential_interval(pl.col("_log_rr"), se, n, pl.col("alpha"), pl.lit(rho2))
-    return _lift_and_sample_ratio(frame.with_columns(ci_low=ci_low, ci_high=ci_high)).with_columns(
-        status=_decision_status()
-    )
+    low_u, high_u = sequential_interval(pl.col("_log_rr_u"), pl.col("_log_rr_se_u"), n, pl.col("alpha"), pl.lit(rho2))
+    frame = frame.with_columns(ci_low=ci_low, ci_high=ci_high, ci_low_unadjusted=low_u, ci_high_unadjusted=high_u)
+    return _lift_and_sample_ratio(frame).with_columns(status=_decision_status())
 
 
 def _cluster_estimate(counts: pl.DataFrame) -> pl.DataFrame:
-    """Values, log(R_t / R_h) and its cluster standard error, the pooled rate and the sample ratio chi-square."""
+    """Values, log(R_t / R_h) and its cluster standard error (CUPED-adjusted where it applies, with the unadjusted
+    ones in `_log_rr_u`, `_log_rr_se_u`), the pooled rate and the sample ratio chi-square."""
+    counts = _with_default_arm_stats(counts)
     t_n, h_n = pl.col("treatment_users"), pl.col("holdout_users")
     t_d, h_d = pl.col("treatment_user_days"), pl.col("holdout_user_days")
     t_x, h_x = pl.col("treatment_successes"), pl.col("holdout_successes")
@@ -409,15 +667,73 @@ def _cluster_estimate(counts: pl.DataFrame) -> pl.DataFrame:
         cluster_relative_variance(t_n, t_d, t_x, pl.col("treatment_sq_residuals"))
         + cluster_relative_variance(h_n, h_d, h_x, pl.col("holdout_sq_residuals"))
     ).sqrt()
-    return counts.with_columns(
-        treatment_value=ratio(t_x, t_d),
-        holdout_value=ratio(h_x, h_d),
-        _log_rr=log_rr,
-        _log_rr_se=pl.when(defined).then(se),
+    frame = counts.with_columns(
+        _log_rr_u=log_rr,
+        _log_rr_se_u=pl.when(defined).then(se),
         _defined=defined,
+        _theta=cuped_theta(*(pl.col(f"{a}_{c}") for c in ("cross_residuals", "covariate_sq_residuals") for a in _ARMS)),
+        _pooled_covariate=ratio(pl.col("treatment_covariate") + pl.col("holdout_covariate"), t_d + h_d),
         _pooled=ratio(t_x + h_x, t_d + h_d),
         _srm_chi2=sample_ratio_chi_square(t_n.cast(pl.Float64), h_n.cast(pl.Float64), pl.col("holdout_share")),
     )
+    frame = frame.with_columns(
+        **{
+            f"_{a}_cuped": cuped_rate(
+                ratio(pl.col(f"{a}_successes"), pl.col(f"{a}_user_days")),
+                pl.col("_theta"),
+                ratio(pl.col(f"{a}_covariate"), pl.col(f"{a}_user_days")),
+                pl.col("_pooled_covariate"),
+            )
+            for a in _ARMS
+        }
+    )
+    variances = [
+        rate_relative_variance(
+            pl.col(f"{a}_users"),
+            pl.col(f"{a}_user_days"),
+            pl.col(f"_{a}_cuped"),
+            cuped_sq_residuals(*(pl.col(f"{a}_{c}") for c in _RESIDUALS), pl.col("_theta")),
+        )
+        for a in _ARMS
+    ]
+    applied = (
+        defined
+        & zero_cell.not_()
+        & (pl.col("_theta") != 0)
+        & (pl.col("_treatment_cuped") > 0)
+        & (pl.col("_holdout_cuped") > 0)
+        & (t_n > 1)
+        & (h_n > 1)
+    )
+    return (
+        frame.with_columns(_applied=applied)
+        .with_columns(
+            treatment_value=pl.when("_applied").then(pl.col("_treatment_cuped")).otherwise(ratio(t_x, t_d)),
+            holdout_value=pl.when("_applied").then(pl.col("_holdout_cuped")).otherwise(ratio(h_x, h_d)),
+            _log_rr=pl.when("_applied")
+            .then(pl.col("_treatment_cuped").log() - pl.col("_holdout_cuped").log())
+            .otherwise(pl.col("_log_rr_u")),
+            _log_rr_se=pl.when("_applied").then((variances[0] + variances[1]).sqrt()).otherwise(pl.col("_log_rr_se_u")),
+            cuped_theta=pl.when("_applied").then(pl.col("_theta")).when(defined).then(0.0),
+            lift_unadjusted=relative_lift(ratio(t_x, t_d), ratio(h_x, h_d)),
+            treatment_exposed_users=pl.col("treatment_exposed_users"),
+            exposed_value=ratio(pl.col("treatment_exposed_successes"), pl.col("treatment_exposed_user_days")),
+        )
+        .with_columns(exposed_lift=relative_lift(pl.col("exposed_value"), ratio(h_x, h_d)))
+    )
+
+
+_ARMS = ("treatment", "holdout")
+_RESIDUALS = ("sq_residuals", "cross_residuals", "covariate_sq_residuals")
+
+
+def _with_default_arm_stats(counts: pl.DataFrame) -> pl.DataFrame:
+    """Counts without a covariate get a constant one (no CUPED) and, without exposure counts, NULL ones."""
+    defaults = {
+        **{f"{a}_{c}": pl.lit(0.0) for a in _ARMS for c in ("covariate", "cross_residuals", "covariate_sq_residuals")},
+        **{f"treatment_exposed_{c}": pl.lit(None, pl.Int64) for c in ("users", "user_days", "successes")},
+    }
+    return counts.with_columns(**{k: v for k, v in defaults.items() if k not in counts.columns})
 
 
 def _with_fixed_horizon(frame: pl.DataFrame) -> pl.DataFrame:

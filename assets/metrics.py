@@ -53,6 +53,18 @@ def metric_indicator_sql(metric: Metric, ds: date, activity_columns: Sequence[st
         SELECT user_id, coalesce(({condition}), false) AS success FROM zero_filled"""
 
 
+def metric_days_sql(
+    metric: Metric, days: Sequence[date], activity_columns: Sequence[str], users: str, activity: str
+) -> str:
+    """SQL giving `user_id, day, success` for every distinct user of `users` on each of `days` (at least one):
+    the metric's indicator of each day (`metric_indicator_sql`), stacked."""
+    return " UNION ALL ".join(
+        f"SELECT user_id, DATE '{day.isoformat()}' AS day, success FROM "
+        f"({metric_indicator_sql(metric, day, activity_columns, users=users, activity=activity)})"
+        for day in days
+    )
+
+
 def arm_counts(
     con: duckdb.DuckDBPyConnection,
     metric: Metric,

@@ -18,6 +18,14 @@ t is treatment and h holdout.
   `cluster_relative_variance(N, d, x, sq_residuals)` = Var(R) / R^2 by the delta method,
   N / (N - 1) * sum (x_i - R n_i)^2 / (sum x)^2; for an arm without successes the Haldane-Anscombe term
   1 / 0.5 - 1 / (sum n + 1); NULL for a single user (no variance estimate).
+- CUPED (regression adjustment on a pre-entry covariate, docs/statistics.md): user i also has w_i = n_i c_i,
+  c_i its pre-entry rate of the metric; per arm C = sum w / sum n.
+  `cluster_cross_residuals(x, n, w)` = sum (x_i - R n_i)(w_i - C n_i) (an aggregation, like
+  `cluster_sq_residuals`); `cuped_theta(sxw_t, sxw_h, sww_t, sww_h)` = (sxw_t + sxw_h) / (sww_t + sww_h),
+  0 when the covariate does not vary; `cuped_rate(R, theta, C, C_pooled)` = R - theta (C - C_pooled);
+  `cuped_sq_residuals(sxx, sxw, sww, theta)` = sxx - 2 theta sxw + theta^2 sww (the squared residuals of
+  the adjusted outcomes x_i - theta w_i); `rate_relative_variance(N, d, rate, sq_residuals)` =
+  N / (N - 1) * sq_residuals / (sum n)^2 / rate^2, Var / rate^2 of an (adjusted) ratio estimator.
 - `log_ratio_interval(log_rr, se)`: 95% CI of the relative lift, exp(log_rr ± Z_95 se) - 1.
 - `normal_two_sided_p_value(z)` = P(|Z| >= |z|) = erfc(|z| / sqrt 2).
 - `two_proportion_p_value(s_1, n_1, s_2, n_2)`: two-sided pooled z-test, pooled rate
@@ -108,6 +116,34 @@ def cluster_relative_variance(users: pl.Expr, user_days: pl.Expr, successes: pl.
     """Var(R) / R^2 of an arm's ratio estimator, users as clusters (delta method); NULL for one user."""
     cluster = users / (users - 1) * sq_residuals / successes.cast(pl.Float64) ** 2
     return pl.when(successes == 0).then(1 / 0.5 - 1 / (user_days + 1)).when(users > 1).then(cluster)
+
+
+def cluster_cross_residuals(successes: pl.Expr, days: pl.Expr, covariate: pl.Expr) -> pl.Expr:
+    """Aggregation over an arm's users: sum (x_i - R n_i)(w_i - C n_i), R = sum x / sum n, C = sum w / sum n."""
+    x, n, w = successes.cast(pl.Float64), days.cast(pl.Float64), covariate.cast(pl.Float64)
+    return ((x - x.sum() / n.sum() * n) * (w - w.sum() / n.sum() * n)).sum()
+
+
+def cuped_theta(sxw_t: pl.Expr, sxw_h: pl.Expr, sww_t: pl.Expr, sww_h: pl.Expr) -> pl.Expr:
+    """The pooled within-arm regression slope of the outcome on the covariate; 0 when the covariate is constant."""
+    sww = sww_t + sww_h
+    return pl.when(sww > 0).then((sxw_t + sxw_h) / sww).otherwise(0.0)
+
+
+def cuped_rate(rate: pl.Expr, theta: pl.Expr, covariate_mean: pl.Expr, pooled_covariate_mean: pl.Expr) -> pl.Expr:
+    """The CUPED-adjusted ratio estimator of an arm: R - theta (C - C_pooled)."""
+    return rate - theta * (covariate_mean - pooled_covariate_mean)
+
+
+def cuped_sq_residuals(sxx: pl.Expr, sxw: pl.Expr, sww: pl.Expr, theta: pl.Expr) -> pl.Expr:
+    """sum of the adjusted outcomes' squared residuals: sxx - 2 theta sxw + theta^2 sww."""
+    return sxx - 2 * theta * sxw + theta**2 * sww
+
+
+def rate_relative_variance(users: pl.Expr, user_days: pl.Expr, rate: pl.Expr, sq_residuals: pl.Expr) -> pl.Expr:
+    """Var(rate) / rate^2 of a ratio estimator, users as clusters: N / (N - 1) * S / (sum n)^2 / rate^2."""
+    days = user_days.cast(pl.Float64)
+    return pl.when((users > 1) & (rate > 0)).then(users / (users - 1) * sq_residuals / days**2 / rate**2)
 
 
 def log_ratio_interval(log_rr: pl.Expr, se: pl.Expr) -> tuple[pl.Expr, pl.Expr]:

@@ -9,6 +9,7 @@ several narrower tables, and long metric names become short headers with a legen
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 
 import duckdb
@@ -73,13 +74,14 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
             "goal_metrics",
             f"{day} AND \"window\" = 'to_date' AND kind = 'goal'",
             "goal_id, metric, campaign_id, treatment_value AS treatment, holdout_value AS holdout, lift, "
-            "ci_low, ci_high, target, status",
+            "ci_low, ci_high, ci_low_unadjusted, ci_high_unadjusted, target, status",
         )
         .sort("goal_id")
         .to_dicts()
     )
     guardrails = _guardrails_by_goal(con, lake, day)
     for goal in goals:
+        goal["narrower"] = _cuped_narrowing(goal)
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
         goal["guardrails"] = guardrails.get(goal["goal_id"], [])
     star = _with_optional(read(con, lake, "goals", "north_star"), OPTIONAL_STAR_COLUMNS)
@@ -234,8 +236,17 @@ def _segments_table(rows: list[dict], as_of: date) -> list[Table]:
     return [sizes, stability]
 
 
+def _cuped_narrowing(goal: dict) -> float | None:
+    """How much narrower CUPED made the interval: 1 - its width / the unadjusted one's, on the log scale."""
+    bounds = [goal["ci_low"], goal["ci_high"], goal["ci_low_unadjusted"], goal["ci_high_unadjusted"]]
+    if any(b is None or b <= -1 for b in bounds):
+        return None
+    unadjusted = math.log1p(bounds[3]) - math.log1p(bounds[2])
+    return 1 - (math.log1p(bounds[1]) - math.log1p(bounds[0])) / unadjusted if unadjusted > 0 else None
+
+
 def _goals_table(goals: list[dict]) -> list[Table]:
-    """Two tables, so that each fits 80 columns: the verdict, then the arms and the lift."""
+    """Small tables, so that each fits 80 columns: the verdict, the arms and the lift, CUPED, the guardrails."""
     planted = any(g["planted"] is not None for g in goals)
     names = {"goal": [g["goal_id"] for g in goals]}
     verdict = _table(
@@ -253,7 +264,17 @@ def _goals_table(goals: list[dict]) -> list[Table]:
         ["goal", "guardrail", "rise", "interval", "margin", "status"],
         names={**names, "guardrail": [r["metric"] for g in goals for r in g.get("guardrails", [])]},
     )
+    cuped = _table(
+        "CUPED (pre-entry covariate): the interval against the unadjusted one",
+        ["goal", "narrower by", "unadjusted interval"],
+        names=names,
+    )
     for g in goals:
+        cuped.add_row(
+            g["goal_id"],
+            "" if g["narrower"] is None else f"{g['narrower']:.0%}",
+            f"[{_signed(g['ci_low_unadjusted'])}, {_signed(g['ci_high_unadjusted'])}]",
+        )
         verdict.add_row(
             g["goal_id"],
             g["metric"],
@@ -277,7 +298,7 @@ def _goals_table(goals: list[dict]) -> list[Table]:
                 f"≤ {_signed(r['margin'])}",
                 _status(r["status"]),
             )
-    return [verdict, arms, guards]
+    return [verdict, arms, cuped, guards]
 
 
 def _print_north_star(star: dict, console: Console) -> None:

@@ -60,61 +60,62 @@ def test_goal_to_date_counts_users_as_clusters(run):
 
 
 def _check_goal_to_date(run, goal) -> int:
-    """Check one goal's to_date row against the landing files; return the erased users' measured days."""
+    """Check one goal's to_date row (intent to treat, late activity within the lookback, CUPED) against the
+    landing files; return the measured days of the users erased by the last day."""
     campaign = run.pyramid_map.campaign(goal.campaign)
+    lookback, first = run.pyramid_map.late_lookback_days, run.pyramid_map.start_date
     rows = _lake_rows(run.lake, "goals", "goal_metrics", f"WHERE goal_id = '{goal.id}' AND metric = '{goal.metric}'")
     last = run.days[-1]
-    days = [r for r in rows if r["window"] == "day"]
     [to_date] = [r for r in rows if r["window"] == "to_date" and r["ds"] == last]
 
-    # per user, from the landing files: days in the audience (as sent) as of d - 1, days with a deposit
-    # known on d; users erased by the last day are gone from the per-user outcomes and the to_date row
+    # per user, from the landing files: entry on the first day d whose audience as sent (as of d - 1) holds them,
+    # then every day to the last, with a success on d when the activity landed by min(last, d + lookback);
+    # users erased by the last day are gone from the cohort, the per-user outcomes and the to_date row
+    known = {d: independent.metric_days(run.lake.landing, d, goal.metric) for d in run.days}
+    audiences = {
+        d - timedelta(days=1): dict.fromkeys(run.audience(d - timedelta(days=1), campaign.id), "-")
+        for d in run.days[1:]
+    }
+    success_rows = [(u, d, landed) for landed, pairs in known.items() for u, d in pairs]
     erased = run.erased()
-    per_user: dict[str, list[int]] = {}
-    erased_days = {"treatment": [0, 0], "holdout": [0, 0]}
-    for day in run.days[1:]:
-        audience = run.audience(day - timedelta(days=1), campaign.id)
-        deposited = {user for user, d in independent.metric_days(run.lake.landing, day, goal.metric) if d == day}
-        for user in set(audience) - run.erased(through=day):  # those measured on the day
-            if user in erased:
-                arm = "holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"
-                erased_days[arm][0] += 1
-                erased_days[arm][1] += user in deposited
-                continue
-            counts = per_user.setdefault(user, [0, 0])
-            counts[0] += 1
-            counts[1] += user in deposited
-    for arm in ("treatment", "holdout"):  # the day rows (aggregates, kept) still count the erased users
-        assert (
-            to_date[f"{arm}_user_days"] == sum(r[f"{arm}_users"] for r in days if r["ds"] <= last) - erased_days[arm][0]
-        )
-        assert (
-            to_date[f"{arm}_successes"]
-            == sum(r[f"{arm}_successes"] for r in days if r["ds"] <= last) - erased_days[arm][1]
-        )
-    arms = {"treatment": [], "holdout": []}
-    for user, (n, x) in per_user.items():
-        arms["holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"].append((n, x))
-    assert (to_date["treatment_users"], to_date["holdout_users"]) == (len(arms["treatment"]), len(arms["holdout"]))
-    assert to_date["treatment_user_days"] == sum(n for n, _ in arms["treatment"])
-    lift, ci_low, ci_high = independent.cluster_relative_lift(arms["treatment"], arms["holdout"])
-    assert (to_date["lift"], to_date["ci_low_fixed"], to_date["ci_high_fixed"]) == (
-        pytest.approx(lift),
-        pytest.approx(ci_low),
-        pytest.approx(ci_high),
-    )
-    # the decision's interval: the confidence sequence at the row's level (Holm within the campaign)
+    arm_of = {"holdout": [], "treatment": []}
+    measured = independent.itt_user_outcomes(audiences, success_rows, last, lookback)["-"]
+    settled = independent.itt_user_outcomes(audiences, success_rows, last - timedelta(days=lookback), lookback)["-"]
+    entry = {u: last - timedelta(days=n - 1) for u, (n, _) in measured.items()}
+    for user, (n, x) in sorted(measured.items()):
+        if user in erased:
+            continue
+        pre = [entry[user] - timedelta(days=k) for k in range(1, 15) if entry[user] - timedelta(days=k) >= first]
+        c = sum((user, d) in known[entry[user]] for d in pre) / len(pre) if pre else 0.0
+        arm = "holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"
+        arm_of[arm].append((n, x, c))
+    for arm, users in arm_of.items():
+        assert to_date[f"{arm}_users"] == len(users)
+        assert to_date[f"{arm}_user_days"] == sum(n for n, _, _ in users)
+        assert to_date[f"{arm}_successes"] == sum(x for _, x, _ in users)
+    plain = {arm: [(n, x) for n, x, _ in users] for arm, users in arm_of.items()}
+    lift, _, _ = independent.cluster_relative_lift(plain["treatment"], plain["holdout"])
+    assert to_date["lift_unadjusted"] == pytest.approx(lift)
+    # the decision's interval: the confidence sequence at the row's level (Holm within the campaign), on the
+    # CUPED-adjusted estimate; the unadjusted one beside it
     assert to_date["alpha"] in [pytest.approx(0.05 / k) for k in (1, 2)]
-    sequential = independent.sequential_relative_interval(arms["treatment"], arms["holdout"], to_date["alpha"])
-    assert (to_date["ci_low"], to_date["ci_high"]) == (pytest.approx(sequential[0]), pytest.approx(sequential[1]))
+    sequential = independent.sequential_relative_interval(plain["treatment"], plain["holdout"], to_date["alpha"])
+    assert (to_date["ci_low_unadjusted"], to_date["ci_high_unadjusted"]) == (
+        pytest.approx(sequential[0]),
+        pytest.approx(sequential[1]),
+    )
+    if to_date["cuped_theta"]:
+        cuped = independent.cuped_relative_lift(arm_of["treatment"], arm_of["holdout"])
+        assert (to_date["lift"], to_date["ci_low_fixed"], to_date["ci_high_fixed"]) == tuple(map(pytest.approx, cuped))
     outcomes = _lake_rows(
         run.lake,
         "goals",
         "goal_user_outcomes",
         f"WHERE ds = DATE '{last}' AND goal_id = '{goal.id}' AND metric = '{goal.metric}'",
     )
-    assert {r["user_id"]: [r["days"], r["successes"]] for r in outcomes} == per_user
-    return sum(n for n, _ in erased_days.values())
+    expected = {u: [n, x] for u, (n, x) in settled.items() if u not in erased}
+    assert {r["user_id"]: [r["days"], r["successes"]] for r in outcomes} == expected
+    return sum(n for u, (n, _) in measured.items() if u in erased)
 
 
 def test_north_star_matches_an_independent_computation(run):

@@ -227,7 +227,8 @@ def test_rematerializing_a_day_marks_later_days_stale(pyramid):
     assert stale("user_daily") == []  # same-day inputs only
     assert stale("user_features") == [3, 4]  # user_daily over 90 days
     assert stale("segment_summary") == [3]  # compares with the day before
-    assert stale("goal_user_outcomes") == [3]  # the audiences of the day before
+    # the audiences of the day before; user_daily over the late lookback and the CUPED pre-period
+    assert stale("goal_user_outcomes") == [3, 4]
     assert stale("touchpoint_weekly_email") == [3, 4]  # frequency caps count the exports of 6 days
     causes = resolver.get_stale_causes(dg.AssetKey("user_features"), days[3])
     assert {(c.dependency.asset_key.to_user_string(), c.dependency.partition_key) for c in causes} == {

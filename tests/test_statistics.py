@@ -193,3 +193,61 @@ def test_holm_alpha():
         st.holm_alpha(pl.col("p"), 0.05, "g"), g=["a", "a", "a", "a", "b", "b"], p=[0.01, 0.04, 0.012, None, 0.03, 0.2]
     )
     assert got == approx([0.05 / 3, 0.05, 0.025, 0.05 / 3, 0.025, 0.025])
+
+
+def test_cluster_cross_residuals():
+    # x = (1, 0, 2), n = (1, 1, 2), w = (1, 1, 0): R = 3/4, C = 2/4; x - R n = (0.25, -0.75, 0.5),
+    # w - C n = (0.5, 0.5, -1); sum of products = 0.125 - 0.375 - 0.5 = -0.75.
+    frame = pl.DataFrame({"x": [1, 0, 2], "n": [1, 1, 2], "w": [1.0, 1.0, 0.0]})
+    got = frame.select(st.cluster_cross_residuals(pl.col("x"), pl.col("n"), pl.col("w"))).item()
+    assert got == pytest.approx(-0.75, abs=PLACES)
+
+
+def test_cuped_theta_pools_the_arms_and_is_zero_without_covariate_variation():
+    # (2 + 1) / (4 + 2) = 0.5; (1 + 1) / (0 + 0): the covariate is constant, theta = 0.
+    got = values(
+        st.cuped_theta(pl.col("xt"), pl.col("xh"), pl.col("wt"), pl.col("wh")),
+        xt=[2.0, 1.0],
+        xh=[1.0, 1.0],
+        wt=[4.0, 0.0],
+        wh=[2.0, 0.0],
+    )
+    assert got == approx([0.5, 0.0])
+
+
+def test_cuped_rate_and_residuals():
+    # 0.3 - 0.5 (0.2 - 0.1) = 0.25; 10 - 2 * 0.5 * 2 + 0.25 * 4 = 9.
+    assert values(
+        st.cuped_rate(pl.col("r"), pl.col("t"), pl.col("c"), pl.col("p")), r=[0.3], t=[0.5], c=[0.2], p=[0.1]
+    ) == (approx([0.25]))
+    got = values(
+        st.cuped_sq_residuals(pl.col("a"), pl.col("b"), pl.col("c"), pl.col("t")), a=[10.0], b=[2.0], c=[4.0], t=[0.5]
+    )
+    assert got == approx([9.0])
+
+
+def test_rate_relative_variance():
+    # 4 / 3 * 9 / 10^2 / 0.5^2 = 0.48; a single user or a rate of 0: NULL.
+    got = values(
+        st.rate_relative_variance(pl.col("n"), pl.col("d"), pl.col("r"), pl.col("s")),
+        n=[4, 1, 4],
+        d=[10, 10, 10],
+        r=[0.5, 0.5, 0.0],
+        s=[9.0, 9.0, 9.0],
+    )
+    assert got == approx([0.48, None, None])
+
+
+def test_cuped_with_unit_days_is_the_classic_adjustment():
+    # one day per user (n = 1): theta is the pooled within-arm slope of x on c, and the adjusted arm mean is
+    # mean(x) - theta (mean(c) - pooled mean(c)). Treatment x = (1, 0, 1, 1), c = (1, 0, 0.5, 0.5): R = 0.75,
+    # C = 0.5, residuals (0.25, -0.75, 0.25, 0.25) and (0.5, -0.5, 0, 0): sxw = 0.5, sww = 0.5. Holdout
+    # x = (0, 1, 0), c = (0, 1, 0.5): R = 1/3, C = 0.5, (-1/3, 2/3, -1/3) and (-0.5, 0.5, 0): sxw = 0.5,
+    # sww = 0.5. theta = 1; pooled C = 0.5, so both adjusted rates equal the raw ones (0.75, 1/3);
+    # treatment S = sum ((x - R) - (c - C))^2 = 0.0625 + 0.0625 + 0.0625 + 0.0625 = 0.25.
+    theta = pl.DataFrame({"a": [0.5]}).select(st.cuped_theta(pl.col("a"), pl.col("a"), pl.col("a"), pl.col("a"))).item()
+    assert theta == pytest.approx(1.0)
+    s = values(
+        st.cuped_sq_residuals(pl.col("a"), pl.col("b"), pl.col("c"), pl.col("t")), a=[0.75], b=[0.5], c=[0.5], t=[1.0]
+    )
+    assert s == approx([0.25])  # sxx = 0.0625 + 0.5625 + 0.0625 + 0.0625 = 0.75

@@ -268,6 +268,9 @@ class PyramidMap:
     run_at: Annotated[tuple[int, int], BeforeValidator(_run_at)] = Field(  # (hour, minute) UTC
         (3, 0), validation_alias=AliasPath("schedule", "run_at")
     )
+    late_lookback_days: Annotated[StrictInt, Field(ge=0)] = Field(  # activity landing this late still counts
+        0, validation_alias=AliasPath("schedule", "late_lookback_days")
+    )
     north_star: NorthStar = Field()
     metrics: Annotated[dict[str, Metric], BeforeValidator(lambda specs: _keyed(specs, "id"))] = Field()
     goals: tuple[Goal, ...] = ()

@@ -2,13 +2,13 @@
 series everything serves, with each goal's contribution to it."""
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pyarrow as pa
 
 from assets import goals, north_star
-from assets.lake import Lake, connect, read_partition
+from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
 from pipelines.layers.order import previous_day, trailing_days
@@ -18,13 +18,16 @@ from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
+COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     start = pyramid_map.start_date
 
-    # the audiences of the day before (what was sent for the day) and user_daily over the longest metric window
-    activity_days = trailing_days("user_daily", longest_metric_window(pyramid_map))
+    # the audiences and exports of the day before (what was sent for the day); user_daily over the days the
+    # measured days' windows (the open days of the late lookback) and the CUPED pre-period reach back to
+    activity_days = trailing_days("user_daily", goal_activity_days(pyramid_map))
+    exports = [previous_day(f"touchpoint_{tp.id}") for tp in pyramid_map.touchpoints]
     measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
 
     @dg.multi_asset(
@@ -33,23 +36,32 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         can_subset=False,
         specs=[
             dg.AssetSpec(
+                COHORT,
+                group_name="goals",
+                deps=[*measured_from, *exports, previous_day(COHORT)],
+                kinds={"polars", "parquet"},
+                metadata=lake_table("goals", COHORT),
+                description="Per goal and user who entered its campaign's audience: entry day and arm (intent to "
+                "treat: nobody leaves), pre-entry covariate (CUPED) and first exposure.",
+            ),
+            dg.AssetSpec(
                 USER_OUTCOMES,
                 group_name="goals",
-                deps=[*measured_from, previous_day(USER_OUTCOMES)],
+                deps=[COHORT, *measured_from, previous_day(USER_OUTCOMES)],
                 kinds={"polars", "parquet"},
                 metadata=lake_table("goals", USER_OUTCOMES),
-                description="Per goal and exposed user, campaign to date: days measured and success days "
-                "(each day builds on the day before).",
+                description="Per goal and cohort user, campaign to date: days measured and success days, up to "
+                "the last settled day (each day builds on the day before).",
             ),
             dg.AssetSpec(
                 "goal_metrics",
                 group_name="goals",
-                deps=[USER_OUTCOMES, *measured_from],
+                deps=[COHORT, USER_OUTCOMES, *measured_from],
                 kinds={"polars", "parquet"},
                 metadata=lake_table("goals", "goal_metrics"),
                 description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, "
-                "status; guardrails. Campaign to date: users as clusters, from "
-                "goal_user_outcomes.",
+                "status; guardrails. Campaign to date: intent to treat, users as clusters, CUPED, from "
+                "goal_user_outcomes and the open days.",
             ),
         ],
         check_specs=[
@@ -61,16 +73,36 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences_prev = audiences_before(lake, ds, start)
-        activity = daily_activity(lake, ds, longest_metric_window(pmap), start)
+        activity = daily_activity(lake, ds, goal_activity_days(pmap), start)
         blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
         measured = [g for g in pmap.goals if g.id not in blocked]
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
         day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds)
-        user_outcomes = goals.update_goal_user_outcomes(previous_user_outcomes(lake, ds, start), day_outcomes, ds)
-        yield dg.MaterializeResult(
-            asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, user_outcomes)
+        cohort = goals.update_goal_cohort(
+            previous_partition(lake, "goals", COHORT, ds, start),
+            audiences_prev,
+            exports_before(lake, pmap, ds),
+            activity,
+            measured,
+            pmap.metrics,
+            ds,
+            start,
         )
-        to_date = goals.goal_to_date(user_outcomes, ds, pmap.goals, pmap.campaigns)
+        yield dg.MaterializeResult(asset_key=COHORT, metadata=write_table(lake, "goals", COHORT, ds, cohort))
+        settled, read_on_ds = goals.measure_cohort(
+            previous_user_outcomes(lake, ds, start),
+            cohort,
+            activity,
+            measured,
+            pmap.metrics,
+            ds,
+            start,
+            pmap.late_lookback_days,
+        )
+        yield dg.MaterializeResult(
+            asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, settled)
+        )
+        to_date = goals.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
@@ -153,6 +185,27 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
 def longest_metric_window(pyramid_map: PyramidMap) -> int:
     return max((m.window_days for m in baseline_metrics(pyramid_map)), default=1)
+
+
+def goal_activity_days(pyramid_map: PyramidMap) -> int:
+    """Activity days a goal run reads: the metric windows of the days still open to late data (lookback + 1) or
+    of the CUPED pre-period (K days before entry), whichever reaches further back."""
+    return longest_metric_window(pyramid_map) + max(pyramid_map.late_lookback_days, goals.CUPED_PRE_DAYS)
+
+
+def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
+    """Every touchpoint's exports as of the day before (who was sent something for the day); None on the first
+    day or when nothing was exported."""
+    previous = ds - timedelta(days=1)
+    if previous < pyramid_map.start_date:
+        return None
+    con = connect()
+    tables = [
+        read_partitions(con, lake, "touchpoints", tp.id, [previous], "campaign_id, user_id")
+        for tp in pyramid_map.touchpoints
+    ]
+    tables = [t for t in tables if t is not None]
+    return pa.concat_tables(tables) if tables else None
 
 
 def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
