@@ -31,9 +31,8 @@ from assets.features import history_days, window_complete
 from assets.metrics import ACTIVITY, arm_counts, campaign_cohort, register_inputs
 from assets.pyramid_map import Goal, Metric
 from assets.sql_guard import sandboxed_connection
-from assets.statistics import ratio
+from assets.statistics import contribution_interval, ratio
 
-Z_95 = 1.959963984540054
 NORTH_STAR_SCHEMA = pa.schema(
     [
         ("ds", pa.date32()),
@@ -172,19 +171,6 @@ def _arm_row(goal: Goal, counts: dict[str, tuple[int, int]]) -> dict:
         "holdout_users": holdout_users,
         "holdout_successes": holdout_successes,
     }
-
-
-def contribution_interval(
-    s_t: pl.Expr, n_t: pl.Expr, s_h: pl.Expr, n_h: pl.Expr, total_users: int
-) -> tuple[pl.Expr, pl.Expr]:
-    """Agresti-Caffo 95% interval of (p_t - p_h) scaled by n_t / N (module docstring); NULL when an arm
-    is empty or N = 0."""
-    p_t, p_h = (s_t + 1) / (n_t + 2), (s_h + 1) / (n_h + 2)
-    se = (p_t * (1 - p_t) / (n_t + 2) + p_h * (1 - p_h) / (n_h + 2)).sqrt()
-    defined = (n_t > 0) & (n_h > 0) & pl.lit(total_users > 0)
-    scale = n_t / max(total_users, 1)
-    low, high = (p_t - p_h - Z_95 * se) * scale, (p_t - p_h + Z_95 * se) * scale
-    return pl.when(defined).then(low), pl.when(defined).then(high)
 
 
 def _contributions(frame: pl.DataFrame, total_users: int, ds: date) -> pa.Table:

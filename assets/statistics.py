@@ -263,3 +263,16 @@ def erfc(x: pl.Expr) -> pl.Expr:
         lambda s: pl.Series(vectorized(s.cast(pl.Float64).to_numpy()), dtype=pl.Float64).fill_nan(None),
         return_dtype=pl.Float64,
     )
+
+
+def contribution_interval(
+    s_t: pl.Expr, n_t: pl.Expr, s_h: pl.Expr, n_h: pl.Expr, total_users: int
+) -> tuple[pl.Expr, pl.Expr]:
+    """Agresti-Caffo 95% interval of (p_t - p_h) scaled by n_t / N (module docstring); NULL when an arm
+    is empty or N = 0."""
+    p_t, p_h = (s_t + 1) / (n_t + 2), (s_h + 1) / (n_h + 2)
+    se = (p_t * (1 - p_t) / (n_t + 2) + p_h * (1 - p_h) / (n_h + 2)).sqrt()
+    defined = (n_t > 0) & (n_h > 0) & pl.lit(total_users > 0)
+    scale = n_t / max(total_users, 1)
+    low, high = (p_t - p_h - Z_95 * se) * scale, (p_t - p_h + Z_95 * se) * scale
+    return pl.when(defined).then(low), pl.when(defined).then(high)
