@@ -44,14 +44,20 @@ def line_chart(
     hlines: Mapping[str, float] | None = None,
     percent: bool = False,
     ylim: tuple[float, float] | None = None,
+    dashed: Mapping[str, Series] | None = None,
+    dashed_label: str = "{}",
 ) -> str:
-    """Lines per named series, optional interval bands (same names) and labelled horizontal lines."""
+    """Lines per named series, optional interval bands (same names), labelled horizontal lines, and dashed
+    companion lines (same names, same colours, labelled by `dashed_label`)."""
     with plt.rc_context({**_STYLE, "svg.hashsalt": f"line:{title}"}):
         fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
         for i, (name, points) in enumerate(series.items()):
             colour = COLOURS[i % len(COLOURS)]
             xs, ys = _xy(points)
             ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1.4, color=colour, label=name)
+            if name in (dashed or {}):
+                dxs, dys = _xy(dashed[name])
+                ax.plot(dxs, dys, linestyle="--", linewidth=1.0, color=colour, label=dashed_label.format(name))
             band = [(x, lo, hi) for x, lo, hi in (bands or {}).get(name, []) if lo is not None and hi is not None]
             if band:
                 ax.fill_between(
@@ -67,7 +73,8 @@ def line_chart(
         _day_axis(ax, [p[0] for points in series.values() for p in points])
         if ylim:
             ax.set_ylim(*ylim)
-        return _finish(fig, ax, title, ylabel, percent, legend=len(series) + len(hlines or {}) > 1)
+        lines = len(series) + len(hlines or {}) + len(set(dashed or {}) & set(series))
+        return _finish(fig, ax, title, ylabel, percent, legend=lines > 1)
 
 
 def bar_chart(
