@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -108,6 +108,8 @@ def _day_axis(ax: Axes, xs: list) -> None:
     if not xs or not isinstance(xs[0], date):
         return
     span = (max(xs) - min(xs)).days + 1
+    if span == 1:  # one day: matplotlib would pad the axis by years, too many day ticks to draw
+        ax.set_xlim(min(xs) - timedelta(days=1), max(xs) + timedelta(days=1))
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, -(-span // 8))))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
 

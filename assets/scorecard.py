@@ -7,10 +7,11 @@ no network; `write` puts it at `reports/scorecard/<ds>.html` and, when it is the
 `reports/scorecard/index.html`, each atomically. `metadata` gives the numbers Dagster plots.
 
 Contents, top of the page to bottom: the pyramid (per-layer counts, what was refused, withheld and
-blocked, and why); segments (sizes over time, stability: entered, exited, Jaccard, churn, and the Jaccard
-and churn before the scored segments' hysteresis, usability against min_size); campaigns (audience and arms, exports per touchpoint after priority and caps); goals
-(lift to date with its always-valid interval, target line, status, guardrails, sample-ratio check); the North
-Star with each goal's contribution; data quality (quarantine by reason, withheld columns).
+blocked, and why); segments (sizes over time, stability: entered, exited, Jaccard, churn, and the
+Jaccard and churn before the scored segments' hysteresis, usability against min_size); campaigns
+(audience and arms, exports per touchpoint after priority and caps); goals (lift to date with its
+always-valid interval, target line, status, guardrails, sample-ratio check); the North Star with each
+goal's contribution; data quality (quarantine by reason, withheld columns).
 """
 
 from __future__ import annotations

@@ -89,12 +89,14 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             metadata={"unusable_segments": ", ".join(unusable) or "none"},
         )
         churning = segments.churning_segments(summary, pmap.segments.max_churn_share)
+        churning_raw = segments.churning_segments(summary, pmap.segments.max_churn_share, "raw_churn_share")
         churn_check = dg.AssetCheckResult(
             check_name=CHURN_CHECK,
             passed=not churning,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "churning_segments": ", ".join(churning) or "none",
+                "churning_segments_raw": ", ".join(churning_raw) or "none",
                 "max_churn_share": pmap.segments.max_churn_share,
                 **segments.churn_metadata(summary),
             },
