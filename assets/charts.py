@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -44,14 +44,20 @@ def line_chart(
     hlines: Mapping[str, float] | None = None,
     percent: bool = False,
     ylim: tuple[float, float] | None = None,
+    dashed: Mapping[str, Series] | None = None,
+    dashed_label: str = "{}",
 ) -> str:
-    """Lines per named series, optional interval bands (same names) and labelled horizontal lines."""
+    """Lines per named series, optional interval bands (same names), labelled horizontal lines, and dashed
+    companion lines (same names, same colours, labelled by `dashed_label`)."""
     with plt.rc_context({**_STYLE, "svg.hashsalt": f"line:{title}"}):
         fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
         for i, (name, points) in enumerate(series.items()):
             colour = COLOURS[i % len(COLOURS)]
             xs, ys = _xy(points)
             ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1.4, color=colour, label=name)
+            if name in (dashed or {}):
+                dxs, dys = _xy(dashed[name])
+                ax.plot(dxs, dys, linestyle="--", linewidth=1.0, color=colour, label=dashed_label.format(name))
             band = [(x, lo, hi) for x, lo, hi in (bands or {}).get(name, []) if lo is not None and hi is not None]
             if band:
                 ax.fill_between(
@@ -67,7 +73,8 @@ def line_chart(
         _day_axis(ax, [p[0] for points in series.values() for p in points])
         if ylim:
             ax.set_ylim(*ylim)
-        return _finish(fig, ax, title, ylabel, percent, legend=len(series) + len(hlines or {}) > 1)
+        lines = len(series) + len(hlines or {}) + len(set(dashed or {}) & set(series))
+        return _finish(fig, ax, title, ylabel, percent, legend=lines > 1)
 
 
 def bar_chart(
@@ -101,6 +108,8 @@ def _day_axis(ax: Axes, xs: list) -> None:
     if not xs or not isinstance(xs[0], date):
         return
     span = (max(xs) - min(xs)).days + 1
+    if span == 1:  # one day: matplotlib would pad the axis by years, too many day ticks to draw
+        ax.set_xlim(min(xs) - timedelta(days=1), max(xs) + timedelta(days=1))
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, -(-span // 8))))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
 

@@ -7,10 +7,11 @@ no network; `write` puts it at `reports/scorecard/<ds>.html` and, when it is the
 `reports/scorecard/index.html`, each atomically. `metadata` gives the numbers Dagster plots.
 
 Contents, top of the page to bottom: the pyramid (per-layer counts, what was refused, withheld and
-blocked, and why); segments (sizes over time, stability: entered, exited, Jaccard, churn, usability
-against min_size); campaigns (audience and arms, exports per touchpoint after priority and caps); goals
-(lift to date with its always-valid interval, target line, status, guardrails, sample-ratio check); the North
-Star with each goal's contribution; data quality (quarantine by reason, withheld columns).
+blocked, and why); segments (sizes over time, stability: entered, exited, Jaccard, churn, and the
+Jaccard and churn before the scored segments' hysteresis, usability against min_size); campaigns
+(audience and arms, exports per touchpoint after priority and caps); goals (lift to date with its
+always-valid interval, target line, status, guardrails, sample-ratio check); the North Star with each
+goal's contribution; data quality (quarantine by reason, withheld columns).
 """
 
 from __future__ import annotations
@@ -303,8 +304,10 @@ def _segments(card: Scorecard) -> str:
             '<span class="ok">yes</span>' if r["usable"] else '<span class="bad">no</span>',
             _int(r["entered"]),
             _int(r["exited"]),
-            "—" if r["jaccard"] is None else f"{r['jaccard']:.3f}",
+            _jaccard(r["jaccard"]),
             _churn(r.get("churn_share"), card.max_churn_share),
+            _jaccard(r.get("raw_jaccard")),
+            _churn(r.get("raw_churn_share"), card.max_churn_share),
         ]
         for r in today.iter_rows(named=True)
     ]
@@ -324,8 +327,15 @@ def _segments(card: Scorecard) -> str:
         s: list(zip(g["as_of"].to_list(), g["jaccard"].to_list()))
         for (s,), g in targeted.group_by("segment_id", maintain_order=True)
     }
+    scored = targeted.filter(pl.col("method") != "rule") if "raw_jaccard" in targeted.columns else targeted.clear()
+    raw = {
+        s: list(zip(g["as_of"].to_list(), g["raw_jaccard"].to_list()))
+        for (s,), g in scored.group_by("segment_id", maintain_order=True)
+    }
     return (
         '<section id="segments"><h2>Segments</h2>'
+        + '<p class="muted">Stability against the day before: after the hysteresis of scored segments, and'
+        + " raw (today's scoring alone, before it). Rule segments have no hysteresis: raw is the same.</p>"
         + _table(
             [
                 "segment",
@@ -337,6 +347,8 @@ def _segments(card: Scorecard) -> str:
                 "exited",
                 "Jaccard",
                 f"churn (max {card.max_churn_share:.0%})",
+                "raw Jaccard",
+                "raw churn",
             ],
             rows,
         )
@@ -345,7 +357,13 @@ def _segments(card: Scorecard) -> str:
         + _figure("segment_history", charts.line_chart(series, "Sizes over time (segments with a campaign)", "members"))
         + _figure(
             "segment_stability",
-            charts.line_chart(jaccard, "Stability: Jaccard with the day before (segments with a campaign)", "Jaccard"),
+            charts.line_chart(
+                jaccard,
+                "Stability: Jaccard with the day before (segments with a campaign; dashed: raw)",
+                "Jaccard",
+                dashed=raw,
+                dashed_label="{} (raw)",
+            ),
         )
         + "</div></section>"
     )
@@ -357,6 +375,10 @@ def _targeted(card: Scorecard) -> list[str]:
 
 def _int(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+def _jaccard(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _churn(value: float | None, limit: float) -> str:

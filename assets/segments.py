@@ -15,6 +15,11 @@ been in the segment, today included (as_of - since + 1), where membership carrie
 as-of day of the member's current unbroken run, taken from the previous membership (incremental: one
 previous partition is read, never the history).
 
+Before and after hysteresis (assets/stability.py): `raw_size`, `raw_entered`, `raw_exited`, `raw_jaccard`
+and `raw_churn_share` are the same figures for the raw membership, today's scoring before any hold
+(`raw_scored_membership`), against the day before's raw membership. A segment that no hysteresis
+touches (every rule segment) has raw figures equal to its stabilized ones.
+
 Scored segments (method `rfm` or `lifecycle`, docs/segments.md) are computed here too, in the same
 sandbox; their definitions come from the map's `segments.scored`.
 
@@ -72,8 +77,14 @@ SUMMARY_SCHEMA = pa.schema(
         ("median_days_in_segment", pa.float64()),
         ("history_days", pa.int64()),
         ("window_complete", pa.bool_()),
+        ("raw_size", pa.int64()),
+        ("raw_entered", pa.int64()),
+        ("raw_exited", pa.int64()),
+        ("raw_jaccard", pa.float64()),
+        ("raw_churn_share", pa.float64()),
     ]
 )
+STABILITY_COLUMNS = ("previous_size", "entered", "exited", "jaccard", "churn_share")
 BASELINE_SCHEMA = pa.schema(
     [
         ("as_of", pa.date32()),
@@ -240,6 +251,11 @@ def _previous_runs(previous: pa.Table | None) -> pa.Table:
     ).cast(schema)
 
 
+def raw_scored_membership(features: pa.Table, definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
+    """Today's scored segments (RFM groups, lifecycle stages) as scored, before any hysteresis."""
+    return segment_membership(features, [d for d in definitions if d.method != "rule"], as_of)
+
+
 def segment_summary(
     membership: pa.Table,
     previous: pa.Table | None,
@@ -247,48 +263,89 @@ def segment_summary(
     definitions: Sequence[SegmentDefinition],
     as_of: date,
     history_days: int | None = None,
+    raw: tuple[pa.Table, pa.Table | None] | None = None,
 ) -> pa.Table:
     """Size, share, usability and stability of every defined segment, members or not; `window_complete`:
-    history (`history_days` days; None: unknown, taken as covering) covers every window the segment reads."""
-    current = _members(membership)
-    sizes = (
+    history (`history_days` days; None: unknown, taken as covering) covers every window the segment reads.
+
+    `raw`: today's and the day before's `raw_scored_membership`, for the raw_* (before hysteresis)
+    columns; without it (or for a segment it does not score) the raw figures are the stabilized ones.
+    """
+    ids = [d.id for d in definitions]
+    current, before = _members(membership), None if previous is None else _members(previous)
+    summary = (
         _definitions_frame(definitions, history_days)
-        .join(_sizes(current, "size"), on="segment_id", how="left")
         .join(_median_days(membership, as_of), on="segment_id", how="left")
+        .join(_stability(ids, current, before), on="segment_id", how="left")
     )
-    if previous is None:
-        stability = [pl.lit(None, pl.Int64).alias(name) for name in ("previous_size", "entered", "exited")]
-        summary = sizes.with_columns(*stability, pl.lit(None, pl.Int64).alias("both"))
-    else:
-        before = _members(previous)
-        both = current.join(before, on=["segment_id", "user_id"], how="inner")
-        summary = (
-            sizes.join(_sizes(before, "previous_size"), on="segment_id", how="left")
-            .join(_sizes(both, "both"), on="segment_id", how="left")
-            .with_columns(pl.col("size", "previous_size", "both").fill_null(0))
-            .with_columns(
-                entered=pl.col("size") - pl.col("both"),
-                exited=pl.col("previous_size") - pl.col("both"),
-            )
-        )
-    summary = summary.with_columns(pl.col("size").fill_null(0)).with_columns(
+    if raw is not None:
+        scored = [d.id for d in definitions if d.method != "rule"]
+        current = pl.concat([current.filter(~pl.col("segment_id").is_in(scored)), _members(raw[0])])
+        if before is not None and raw[1] is not None:
+            before = pl.concat([before.filter(~pl.col("segment_id").is_in(scored)), _members(raw[1])])
+    raw_stability = _stability(ids, current, before)
+    summary = summary.join(
+        raw_stability.select("segment_id", pl.all().exclude("segment_id").name.prefix("raw_")), on="segment_id"
+    ).with_columns(
         as_of=pl.lit(as_of, pl.Date),
         eligible_users=pl.lit(eligible_users, pl.Int64),
         share=ratio(pl.col("size"), pl.lit(eligible_users, pl.Int64)),
         usable=pl.col("size") >= pl.col("min_size"),
-        jaccard=ratio(pl.col("both"), pl.col("size") + pl.col("previous_size") - pl.col("both")),
-        churn_share=ratio(pl.col("entered") + pl.col("exited"), pl.col("previous_size")),
     )
     return _to_arrow(summary.sort("segment_id"), SUMMARY_SCHEMA)
 
 
-def churning_segments(summary: pa.Table, max_churn_share: float) -> list[str]:
-    """Segments whose churn_share (entered + exited over the previous size) exceeds the share."""
+def _stability(ids: Sequence[str], current: pl.DataFrame, before: pl.DataFrame | None) -> pl.DataFrame:
+    """Per segment id: size and STABILITY_COLUMNS (NULL without a day before)."""
+    frame = pl.DataFrame({"segment_id": list(ids)}, schema={"segment_id": pl.String}).join(
+        _sizes(current, "size"), on="segment_id", how="left"
+    )
+    if before is None:
+        return frame.with_columns(
+            pl.col("size").fill_null(0), *(pl.lit(None, pl.Int64).alias(c) for c in STABILITY_COLUMNS)
+        )
+    both = current.join(before, on=["segment_id", "user_id"], how="inner")
+    return (
+        frame.join(_sizes(before, "previous_size"), on="segment_id", how="left")
+        .join(_sizes(both, "both"), on="segment_id", how="left")
+        .with_columns(pl.col("size", "previous_size", "both").fill_null(0))
+        .with_columns(entered=pl.col("size") - pl.col("both"), exited=pl.col("previous_size") - pl.col("both"))
+        .with_columns(
+            jaccard=ratio(pl.col("both"), pl.col("size") + pl.col("previous_size") - pl.col("both")),
+            churn_share=ratio(pl.col("entered") + pl.col("exited"), pl.col("previous_size")),
+        )
+        .select("segment_id", "size", *STABILITY_COLUMNS)
+    )
+
+
+def churning_segments(summary: pa.Table, max_churn_share: float, column: str = "churn_share") -> list[str]:
+    """Segments usable the day before (previous size >= min_size) whose `column` (churn_share, or
+    raw_churn_share: before hysteresis) exceeds the share. Churn against a group too small to target says
+    little, and the segments_usable check already reports it."""
+    previous = "previous_size" if column == "churn_share" else "raw_previous_size"
+    rows = pl.from_arrow(summary).with_columns(raw_previous_size=_raw_previous_size())
     return [
         r["segment_id"]
-        for r in summary.to_pylist()
-        if r["churn_share"] is not None and r["churn_share"] > max_churn_share
+        for r in rows.iter_rows(named=True)
+        if r[column] is not None and r[previous] >= r["min_size"] and r[column] > max_churn_share
     ]
+
+
+def churn_metadata(summary: pa.Table) -> dict[str, float]:
+    """Per scored segment: churn_share after and before hysteresis (aggregates only; NULLs left out)."""
+    metadata = {}
+    for r in summary.to_pylist():
+        if r["method"] == "rule":
+            continue
+        for column in ("raw_churn_share", "churn_share", "raw_jaccard", "jaccard"):
+            if r[column] is not None:
+                metadata[f"{column}/{r['segment_id']}"] = float(r[column])
+    return metadata
+
+
+def _raw_previous_size() -> pl.Expr:
+    """The raw membership's previous size: raw_size - raw_entered + raw_exited."""
+    return pl.col("raw_size") - pl.col("raw_entered") + pl.col("raw_exited")
 
 
 def _median_days(membership: pa.Table, as_of: date) -> pl.DataFrame:

@@ -28,16 +28,16 @@ def transaction_segments(pyramid) -> list[str]:
 def test_withheld_status_blocks_every_transaction_based_item(pyramid):
     blocked = blocked_by(pyramid, [("transactions", "status", "status__be_in_set")])
     # computed by hand from pyramid.yaml: rules on deposits/card payments/balance_in, the scored
-    # segments (RFM and lifecycle read completed transactions), their campaigns and goals, and the
-    # metrics over deposits and card payments
+    # segments (RFM and lifecycle read completed transactions), their campaigns (budget_tips through
+    # rfm_loyal) and goals, and the metrics over deposits and card payments
     assert sorted(blocked.segments) == transaction_segments(pyramid)
-    assert sorted(blocked.campaigns) == ["card_cashback", "savings_nudge"]
-    assert sorted(blocked.goals) == ["card_usage", "grow_deposits"]
+    assert sorted(blocked.campaigns) == ["budget_tips", "card_cashback", "savings_nudge"]
+    assert sorted(blocked.goals) == ["budget_adoption", "card_usage", "grow_deposits"]
     assert sorted(blocked.metrics) == ["card_spend_rate", "deposit_rate"]
     assert blocked.segments["card_regulars"] == ["transactions.status (status__be_in_set)"]
     unblocked = {d.id for d in pyramid.segments.definitions} - set(blocked.segments)
     assert {"recent_searchers", "new_users"} <= unblocked
-    assert "budget_tips" not in blocked.campaigns and "budget_adoption" not in blocked.goals
+    assert blocked.campaigns["budget_tips"] == ["transactions.status (status__be_in_set)"]
     assert "transactions.status (status__be_in_set)" in blocked.describe()
 
 
@@ -117,8 +117,8 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     assert "transactions.status (status__be_in_set)" in named["withheld"]
     for kind, items in (
         ("segments", transaction_segments(load_map())),
-        ("campaigns", ["card_cashback", "savings_nudge"]),
-        ("goals", ["card_usage", "grow_deposits"]),
+        ("campaigns", ["budget_tips", "card_cashback", "savings_nudge"]),
+        ("goals", ["budget_adoption", "card_usage", "grow_deposits"]),
     ):
         assert sorted(i.split(" (")[0] for i in named[f"blocked_{kind}"].split(", ")) == items, kind
     [day1_inputs] = [e for e in results[day1].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]
@@ -137,7 +137,7 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
         for r in pq.read_table(lake.partition_file("goals", "goal_metrics", day2)).to_pylist()
         if r["window"] == "day"
     }
-    assert "budget_adoption" in goals_measured and not goals_measured & {"card_usage", "grow_deposits"}
+    assert not goals_measured & {"budget_adoption", "card_usage", "grow_deposits"}
     materialized = {e.asset_key.to_user_string() for e in results[day2].get_asset_materialization_events()}
     assert materialized == {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert lake.has_partition("goals", "north_star", day2) and lake.warehouse.exists()

@@ -393,7 +393,7 @@ def assert_segments(m: PyramidMap) -> None:
     rfm = (
         "RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', 'promising', "
         "'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', 'hibernating', 'lost'), min_size=1000, "
-        "stability=Stability(refresh='daily', min_stay_days=3, leave_margin=1))"
+        "stability=Stability(refresh='daily', min_stay_days=7, leave_margin=1))"
     )
     lifecycle = (
         "LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=('new', "

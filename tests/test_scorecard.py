@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 from PIL import Image
 
@@ -109,3 +111,47 @@ def test_screenshot_has_no_blank_chart(run, tmp_path):
         histogram = cell.histogram()
         ink = sum(histogram[:200]) / (CELL_W * CELL_H)  # pixels clearly darker than white
         assert ink > 0.01, f"chart {name} looks blank ({ink:.2%} ink)"
+
+
+def test_segment_stability_before_and_after_hysteresis_on_a_hand_made_card():
+    """The table shows raw Jaccard and churn beside the stabilized ones; the chart draws the raw Jaccard of a
+    targeted scored segment dashed, and none for a rule segment (raw = stabilized)."""
+    days = [date(2026, 10, 1), date(2026, 10, 2)]
+    rows = {
+        "as_of": days * 2,
+        "segment_id": ["rfm_loyal"] * 2 + ["savers"] * 2,
+        "kind": ["value"] * 4,
+        "method": ["rfm", "rfm", "rule", "rule"],
+        "size": [1200, 1250, 900, 950],
+        "min_size": [1000] * 4,
+        "usable": [True, True, False, False],
+        "entered": [None, 110, None, 50],
+        "exited": [None, 60, None, 0],
+        "jaccard": [None, 0.87, None, 0.947],
+        "churn_share": [None, 170 / 1200, None, 50 / 900],  # 14%, 6%
+        "raw_jaccard": [None, 0.231, None, 0.947],
+        "raw_churn_share": [None, 1.25, None, 50 / 900],  # 125%, 6%
+    }
+    card = scorecard.Scorecard(
+        program="p",
+        as_of=days[1],
+        max_churn_share=0.5,
+        layers=[],
+        quarantine=[],
+        withheld=[],
+        segments=pl.DataFrame(rows),
+        campaigns=[{"segments": "rfm_loyal, savers"}],
+    )
+    section = scorecard._segments(card)
+    table = section[: section.index('<div class="grid">')]
+    cells = re.findall(r'data-segment="rfm_loyal">.*?</tr>', table)[0]
+    assert re.findall(r"<td>(.*?)</td>", cells)[-4:] == [
+        "0.870",
+        '<span class="ok">14%</span>',
+        "0.231",
+        '<span class="bad">125%</span>',
+    ]
+    assert "raw Jaccard" in table and "raw churn" in table
+    stability = re.findall(r'data-chart="segment_stability">(.*?)</figure>', section, re.S)[0]
+    assert "rfm_loyal (raw)" in stability and "savers (raw)" not in stability
+    assert "stroke-dasharray" in stability

@@ -170,8 +170,11 @@ def write_map(tmp_path, extra_segments=(), scored=None, **segment_keys):
 
     raw = yaml.safe_load(DEFAULT_MAP_PATH.read_text())
     raw["segments"]["definitions"] += list(extra_segments)
-    if scored is not None:
+    if scored is not None:  # campaigns keep only their rule segments: the scored ones may be gone
         raw["segments"]["scored"] = scored
+        rules = {d["id"] for d in raw["segments"]["definitions"]}
+        for campaign in raw["campaigns"]:
+            campaign["segments"] = [s for s in campaign["segments"] if s in rules]
     raw["segments"].update(segment_keys)
     path = tmp_path / "pyramid.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

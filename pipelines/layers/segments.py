@@ -1,12 +1,15 @@
 """User segments: membership per as-of day from the map's rules and scores, their summary, overlap and
 baselines on the goal metrics."""
 
+from datetime import date, timedelta
+
 import dagster as dg
+import pyarrow as pa
 
 from assets import segments
 from assets.crash_points import crash_point
 from assets.features import history_days
-from assets.lake import connect, read_partition
+from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
 from pipelines.layers.order import previous_day, trailing_days
@@ -48,7 +51,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     @dg.asset(
         group_name="segments",
         partitions_def=partitions,
-        deps=[trailing_days("segment_membership", 2), "user_features"],
+        deps=[trailing_days("segment_membership", 2), trailing_days("user_features", 2)],
         kinds={"duckdb", "parquet"},
         metadata=lake_table("segments", "segment_summary"),
         check_specs=[
@@ -60,8 +63,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             dg.AssetCheckSpec(
                 CHURN_CHECK,
                 asset="segment_summary",
-                description="No segment's entered + exited exceeds the map's "
-                "segments.max_churn_share of its previous size.",
+                description="No segment usable the day before has entered + exited above the map's "
+                "segments.max_churn_share of its previous size (before and after hysteresis in the metadata).",
             ),
         ],
         description="Per segment: size, share of eligible users, usable or not, stability against the day before.",
@@ -71,10 +74,15 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
-        con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
+        features = read_partition(con, lake.partition_file("actionable", "user_features", ds))
+        con.register("features", features)
         eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchall()[0][0])
         days = history_days(ds, start)
-        summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds, days)
+        raw = (
+            _raw_scored(lake, pmap, ds, features),
+            None if previous is None else _raw_scored(lake, pmap, ds - timedelta(days=1)),
+        )
+        summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds, days, raw)
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]
         check = dg.AssetCheckResult(
             check_name="segments_usable",
@@ -83,13 +91,16 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             metadata={"unusable_segments": ", ".join(unusable) or "none"},
         )
         churning = segments.churning_segments(summary, pmap.segments.max_churn_share)
+        churning_raw = segments.churning_segments(summary, pmap.segments.max_churn_share, "raw_churn_share")
         churn_check = dg.AssetCheckResult(
             check_name=CHURN_CHECK,
             passed=not churning,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "churning_segments": ", ".join(churning) or "none",
+                "churning_segments_raw": ", ".join(churning_raw) or "none",
                 "max_churn_share": pmap.segments.max_churn_share,
+                **segments.churn_metadata(summary),
             },
         )
         incomplete = [row["segment_id"] for row in summary.to_pylist() if not row["window_complete"]]
@@ -138,6 +149,15 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_baselines", ds, table))
 
     return [segment_membership, segment_summary, segment_overlap, segment_baselines]
+
+
+def _raw_scored(lake: Lake, pmap: PyramidMap, day: date, features: pa.Table | None = None) -> pa.Table:
+    """The day's scored segments before hysteresis, from that day's features and unblocked definitions."""
+    if features is None:
+        features = read_partition(connect(), lake.partition_file("actionable", "user_features", day))
+    blocked = blocked_for_day(lake, pmap, day).segments
+    definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
+    return segments.raw_scored_membership(features, definitions, day)
 
 
 def longest_baseline_window(pyramid_map: PyramidMap) -> int:
