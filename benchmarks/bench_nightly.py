@@ -174,7 +174,8 @@ def floor_sql(landing: Path, day: date, target: Path) -> str:
             SELECT user_id, {day_of} AS activity_date, count(*) AS events, count(DISTINCT session_id) AS sessions,
                    {event_counts},
                    count(*) FILTER (WHERE event_type = 'feature_use'
-                                    AND json_extract_string(properties, '$.feature') = 'budget_tool') AS budget_tool_uses,
+                                    AND json_extract_string(properties, '$.feature') = 'budget_tool')
+                     AS budget_tool_uses,
                    max(occurred_at) AS last_seen_at
             FROM read_json('{events}', format = 'newline_delimited', ignore_errors = true,
                            columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', event_type: 'VARCHAR',
@@ -290,13 +291,29 @@ def report(size: dict, tiny: dict | None) -> str:
     run, floor = size["run"], size["floor"]
     steps = sorted(run["steps"].items(), key=lambda kv: -kv[1].get("wall", 0))
     rows = [
-        [step, f"{m.get('wall', 0):.2f}", f"{m.get('cpu', 0):.2f}", f"{m.get('peak_mib', 0):,.0f}", f"{m.get('rows', 0):,}"]
+        [
+            step,
+            f"{m.get('wall', 0):.2f}",
+            f"{m.get('cpu', 0):.2f}",
+            f"{m.get('peak_mib', 0):,.0f}",
+            f"{m.get('rows', 0):,}",
+        ]
         for step, m in steps
     ]
     stepped = sum(m.get("wall", 0) for m in run["steps"].values())
     rows.append(["(outside steps: imports, definitions, run bookkeeping)", f"{run['wall'] - stepped:.2f}", "", "", ""])
-    rows.append(["TOTAL pipeline (the run's process)", f"{run['wall']:.2f}", f"{run['cpu']:.2f}", f"{run['peak_mib']:,.0f}", ""])
-    rows.append(["floor statement", f"{floor['wall']:.2f}", f"{floor['cpu']:.2f}", f"{floor['peak_mib']:,.0f}", f"{floor['rows']:,}"])
+    rows.append(
+        ["TOTAL pipeline (the run's process)", f"{run['wall']:.2f}", f"{run['cpu']:.2f}", f"{run['peak_mib']:,.0f}", ""]
+    )
+    rows.append(
+        [
+            "floor statement",
+            f"{floor['wall']:.2f}",
+            f"{floor['cpu']:.2f}",
+            f"{floor['peak_mib']:,.0f}",
+            f"{floor['rows']:,}",
+        ]
+    )
     landed = ", ".join(f"{k} {v:,}" for k, v in size["landed"].items())
     lines = [
         f"\n## {size['users']:,} users, day {size['day']} on {size['history_days']} day(s) of history",
@@ -340,7 +357,9 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
     work.mkdir(parents=True, exist_ok=not args.keep)
     try:
-        tiny = measure_size(args.tiny_users, args.history_days, args.seed, work, args.repeat) if args.tiny_users else None
+        tiny = (
+            measure_size(args.tiny_users, args.history_days, args.seed, work, args.repeat) if args.tiny_users else None
+        )
         size = measure_size(args.users, args.history_days, args.seed, work, args.repeat)
     finally:
         if not args.keep:
@@ -360,7 +379,8 @@ def _dispatch(argv: list[str]) -> bool:
     if command == "_generate":
         child_generate(Path(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
     elif command == "_run":
-        child_run(Path(rest[0]), [date.fromisoformat(d) for d in rest[1].split(",")], Path(rest[2]) if len(rest) > 2 else None)
+        days = [date.fromisoformat(d) for d in rest[1].split(",")]
+        child_run(Path(rest[0]), days, Path(rest[2]) if len(rest) > 2 else None)
     elif command == "_floor":
         child_floor(Path(rest[0]), date.fromisoformat(rest[1]), Path(rest[2]))
     else:

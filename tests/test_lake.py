@@ -52,7 +52,11 @@ def test_duckdb_memory_limit_threads_and_spill_folder_come_from_the_environment(
     [
         ("PYRAMID_DUCKDB_THREADS", "two", "PYRAMID_DUCKDB_THREADS must be a whole number"),
         ("PYRAMID_DUCKDB_THREADS", "0", "PYRAMID_DUCKDB_THREADS must be a whole number"),
-        ("PYRAMID_DUCKDB_MEMORY_LIMIT", "lots", "PYRAMID_DUCKDB_MEMORY_LIMIT='lots' is not a valid DuckDB memory_limit"),
+        (
+            "PYRAMID_DUCKDB_MEMORY_LIMIT",
+            "lots",
+            "PYRAMID_DUCKDB_MEMORY_LIMIT='lots' is not a valid DuckDB memory_limit",
+        ),
     ],
 )
 def test_a_bad_duckdb_setting_is_named(tmp_path: Path, monkeypatch, variable: str, value: str, message: str):
