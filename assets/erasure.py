@@ -68,20 +68,29 @@ def _files(lake: Lake, layer: str, table: str, through: date | None = None, only
     return files
 
 
-def mention_predicate(columns: Iterable[str]) -> str | None:
-    """SQL that is true for a row mentioning a user of the registered table `_erase_ids(user_id)`;
-    None when a table with these columns cannot hold a user id (an aggregate)."""
+def id_pattern(user_ids: Iterable[str]) -> str:
+    """An RE2 pattern (DuckDB's and Arrow's regex engine) matching any of `user_ids` as a substring: one
+    pass over a text, however many ids. Every character but a letter or digit is written `\\x{hex}`, so
+    an id never reads as regex syntax nor as SQL quoting."""
+    return "|".join(
+        "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in u)
+        for u in sorted({u for u in user_ids if u})
+    )
+
+
+def mention_predicate(columns: Iterable[str], pattern: str) -> str | None:
+    """SQL that is true for a row mentioning a user of the registered table `_erase_ids(user_id)`, the
+    text columns matched by `pattern` (`id_pattern` of the same ids); None when a table with these
+    columns cannot hold a user id (an aggregate)."""
     columns = set(columns)
     terms = []
     if "user_id" in columns:
         terms.append("user_id IN (SELECT user_id FROM _erase_ids)")
     if "payload" in columns:
         terms.append("json_extract_string(payload, '$.user_id') IN (SELECT user_id FROM _erase_ids)")
-        terms.append(
-            "EXISTS (SELECT 1 FROM _erase_ids e WHERE contains(json_extract_string(payload, '$._raw_text'), e.user_id))"
-        )
+        terms.append(f"regexp_matches(json_extract_string(payload, '$._raw_text'), '{pattern}')")
     if "_raw_text" in columns:
-        terms.append("EXISTS (SELECT 1 FROM _erase_ids e WHERE contains(_raw_text, e.user_id))")
+        terms.append(f"regexp_matches(_raw_text, '{pattern}')")
     return " OR ".join(f"coalesce({t}, false)" for t in terms) if terms else None
 
 
@@ -90,11 +99,12 @@ def _ids_table(user_ids: Iterable[str]) -> pa.Table:
     return pa.table({"user_id": pa.array(ids, pa.string())})
 
 
-def _mentions_per_file(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict[Path, int]:
-    """For files of one table: how many rows of each mention an erased user (only files with some)."""
+def _mentions_per_file(con: duckdb.DuckDBPyConnection, files: list[Path], pattern: str) -> dict[Path, int]:
+    """For files of one table: how many rows of each mention an erased user (only files with some).
+    DuckDB reads only the columns the predicate names."""
     if not files:
         return {}
-    predicate = mention_predicate(pq.read_schema(files[-1]).names)
+    predicate = mention_predicate(pq.read_schema(files[-1]).names, pattern)
     if predicate is None:
         return {}
     rows = con.sql(
@@ -114,15 +124,19 @@ def find_erased(
 ) -> dict[str, int]:
     """`layer/table` -> rows that still mention one of `user_ids` (tables without any are left out),
     in every partition up to `through`, or only in the partitions of `only_day`."""
+    ids = _ids_table(user_ids)
+    if ids.num_rows == 0:
+        return {}
+    pattern = id_pattern(ids.column("user_id").to_pylist())
     con = connect()
-    con.register("_erase_ids", _ids_table(user_ids))
+    con.register("_erase_ids", ids)
     try:
         found = {}
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT or (layer == "raw" and not include_raw):
                 continue
             files = _files(lake, layer, table, through, only_day)
-            n = sum(_mentions_per_file(con, files).values())
+            n = sum(_mentions_per_file(con, files, pattern).values())
             if n:
                 found[f"{layer}/{table}"] = n
         return found
@@ -147,12 +161,13 @@ def erase_users(
     try:
         removed: dict[str, int] = {}
         erased = set(ids.column("user_id").to_pylist())
+        pattern = id_pattern(erased)
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT:
                 continue
             files = _files(lake, layer, table, through, only_day)
-            for path, n in sorted(_mentions_per_file(con, files).items()):
-                _rewrite_without(con, path)
+            for path, n in sorted(_mentions_per_file(con, files, pattern).items()):
+                _rewrite_without(con, path, pattern)
                 removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n
             for path in _csv_copies(files):
                 _rewrite_csv_without(path, erased)
@@ -181,9 +196,9 @@ def _rewrite_csv_without(path: Path, user_ids: set[str]) -> None:
     write_text_atomic(buffer.getvalue(), path)
 
 
-def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path, pattern: str) -> None:
     table = pq.read_table(path)
-    predicate = mention_predicate(table.column_names)
+    predicate = mention_predicate(table.column_names, pattern)
     con.register("_erase_file", table.append_column("_erase_row", pa.array(range(table.num_rows), pa.int64())))
     try:
         keep = (

@@ -81,10 +81,39 @@ def _iso(ds: date | str) -> str:
 
 
 _WORKSPACE: duckdb.DuckDBPyConnection | None = None
+MEMORY_LIMIT_ENV = "PYRAMID_DUCKDB_MEMORY_LIMIT"
+THREADS_ENV = "PYRAMID_DUCKDB_THREADS"
+TEMP_DIRECTORY_ENV = "PYRAMID_DUCKDB_TEMP_DIRECTORY"
+
+
+def duckdb_settings() -> dict[str, str]:
+    """DuckDB's resource settings from the environment: `memory_limit` (e.g. `3GB`; DuckDB's default is
+    80% of RAM), `threads` (default: one per core) and `temp_directory`, where DuckDB spills what does
+    not fit in the limit (default: `<data root>/tmp/duckdb`, so that spilling stays on the data disk)."""
+    settings = {"temp_directory": os.environ.get(TEMP_DIRECTORY_ENV) or str(default_data_root() / "tmp" / "duckdb")}
+    if limit := os.environ.get(MEMORY_LIMIT_ENV, "").strip():
+        settings["memory_limit"] = limit
+    if threads := os.environ.get(THREADS_ENV, "").strip():
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"{THREADS_ENV} must be a whole number of threads (1 or more), got {threads!r}")
+        settings["threads"] = threads
+    return settings
+
+
+def _configure(con: duckdb.DuckDBPyConnection, scope: str) -> None:
+    """UTC, no replacement scans, and the resource settings of `duckdb_settings` (a bad value is named)."""
+    con.execute(f"SET {scope} TimeZone = 'UTC'; SET {scope} python_enable_replacements = false")
+    for name, value in duckdb_settings().items():
+        try:
+            con.execute(f"SET {scope} {name} = ?", [value])
+        except duckdb.Error as err:
+            variable = {"memory_limit": MEMORY_LIMIT_ENV, "threads": THREADS_ENV}.get(name, TEMP_DIRECTORY_ENV)
+            raise ValueError(f"{variable}={value!r} is not a valid DuckDB {name}: {err}") from None
 
 
 def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection in UTC, so that time-zone-aware values never shift.
+    """A DuckDB connection in UTC, so that time-zone-aware values never shift, with the memory limit,
+    threads and spill folder of `duckdb_settings`.
 
     In-memory connections are cursors on one process-wide workspace database: opening a database
     costs tens of milliseconds, a cursor almost nothing, and each cursor keeps its own registered
@@ -94,11 +123,12 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     global _WORKSPACE
     if database != ":memory:":
         con = duckdb.connect(database, read_only=read_only)
-        con.execute("SET TimeZone = 'UTC'; SET python_enable_replacements = false")
+        _configure(con, "")
         return con
     if _WORKSPACE is None:
-        _WORKSPACE = duckdb.connect(":memory:")
-        _WORKSPACE.execute("SET GLOBAL TimeZone = 'UTC'; SET GLOBAL python_enable_replacements = false")
+        workspace = duckdb.connect(":memory:")
+        _configure(workspace, "GLOBAL")
+        _WORKSPACE = workspace
     return _WORKSPACE.cursor()
 
 

@@ -186,3 +186,12 @@ def test_erasure_check_scans_the_days_files_for_every_erased_user(erased_lake):
     later = DS + timedelta(days=1)
     assert not erasure_check(erased_lake, DS, ["u0000042"], []).passed  # not new, but in the day's files
     assert erasure_check(erased_lake, later, ["u0000042"], []).passed  # other days were proven before
+
+
+def test_the_erasure_scan_matches_ids_literally_and_clears_matches_across_values(tmp_path):
+    lake = Lake(tmp_path)
+    odd = "ü.1+(x)'"  # regex syntax, a quote and a non-ASCII letter: matched as written
+    write(lake, "goals", "t", a=["u00", "00042", "ü.1+(x)'!", "ux1+(x)'"], b=[None, "z", "y", "x"])
+    assert scan_for_ids(lake, ["u0000042"]) == {}  # "u00" + "00042" are back to back in the buffer only
+    assert scan_for_ids(lake, [odd]) == {"goals/t": 1}
+    assert scan_for_ids(lake, []) == {}

@@ -1,4 +1,5 @@
-"""The one atomic writer (assets.lake.atomic_path): a reader sees the old file or the new one, never a part."""
+"""The one atomic writer (assets.lake.atomic_path): a reader sees the old file or the new one, never a part;
+and DuckDB's resource settings from the environment (assets.lake.duckdb_settings)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.lake import atomic_path
+from assets.lake import atomic_path, connect, duckdb_settings
 
 
 def test_a_finished_block_replaces_the_file_and_leaves_no_temporary(tmp_path: Path):
@@ -28,3 +29,37 @@ def test_a_failed_block_keeps_the_old_file_and_removes_the_temporary(tmp_path: P
         raise RuntimeError("writer failed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["table.json"]
+
+
+def test_duckdb_memory_limit_threads_and_spill_folder_come_from_the_environment(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PYRAMID_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("PYRAMID_DUCKDB_MEMORY_LIMIT", "512MB")
+    monkeypatch.setenv("PYRAMID_DUCKDB_THREADS", "1")
+    monkeypatch.delenv("PYRAMID_DUCKDB_TEMP_DIRECTORY", raising=False)
+    con = connect(str(tmp_path / "x.duckdb"))
+    settings = con.sql(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory'), "
+        "current_setting('TimeZone')"
+    ).fetchall()[0]
+    assert settings == ("488.2 MiB", 1, str(tmp_path / "tmp" / "duckdb"), "UTC")  # 512 MB = 488.2 MiB
+    monkeypatch.delenv("PYRAMID_DUCKDB_MEMORY_LIMIT")
+    monkeypatch.delenv("PYRAMID_DUCKDB_THREADS")
+    assert duckdb_settings() == {"temp_directory": str(tmp_path / "tmp" / "duckdb")}  # DuckDB's own defaults
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PYRAMID_DUCKDB_THREADS", "two", "PYRAMID_DUCKDB_THREADS must be a whole number"),
+        ("PYRAMID_DUCKDB_THREADS", "0", "PYRAMID_DUCKDB_THREADS must be a whole number"),
+        (
+            "PYRAMID_DUCKDB_MEMORY_LIMIT",
+            "lots",
+            "PYRAMID_DUCKDB_MEMORY_LIMIT='lots' is not a valid DuckDB memory_limit",
+        ),
+    ],
+)
+def test_a_bad_duckdb_setting_is_named(tmp_path: Path, monkeypatch, variable: str, value: str, message: str):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=message):
+        connect(str(tmp_path / "x.duckdb"))

@@ -96,6 +96,22 @@ def test_erase_users_rewrites_only_the_files_that_mention_a_user(tmp_path):
     assert pq.read_table(untouched).num_rows == 1
 
 
+def test_erasure_matches_ids_in_raw_text_literally(tmp_path):
+    lake = Lake(tmp_path)
+    odd = "u.1+(x)'é"  # regex syntax, a quote and a non-ASCII letter
+    write_parquet_atomic(
+        pa.table({"user_id": [None, None, "u2"], "_raw_text": [f"x,{odd},y", "x,uz1+(x)'é,y", None]}),
+        lake.partition_file("raw", "events", date(2026, 10, 1)),
+    )
+    assert erasure.find_erased(lake, [odd]) == {"raw/events": 1}
+    assert erasure.find_erased(lake, []) == {}
+    assert erasure.erase_users(lake, [odd]) == {"raw/events": 1}
+    assert pq.read_table(lake.partition_file("raw", "events", date(2026, 10, 1))).column("user_id").to_pylist() == [
+        None,
+        "u2",
+    ]
+
+
 # --- the run ---------------------------------------------------------------------------------------
 
 

@@ -384,3 +384,11 @@ def test_importing_the_module_does_not_import_great_expectations():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_loading_the_definitions_does_not_import_great_expectations():
+    """GX (seconds to import) is imported by the first suite that runs, once per process: not by loading
+    the code location, which the UI, the daemon and every run process do."""
+    code = "import sys; import pipelines.definitions; print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
