@@ -96,8 +96,13 @@ def check_files(table: pa.Table, files: list[Path], source: Source) -> None:
             _check_types(path, parsed, source)
 
 
+class DayRefused(LandingError):
+    """Another source's file fault stops this source's raw step too (the operator is shown that fault's own
+    step first, pipelines/errors.py)."""
+
+
 def require_sound_files(lake: Lake, sources: Iterable[Source], ds: date, skip: str) -> None:
-    """Raise LandingError when another source of the day has a file fault: a fault stops every raw step
+    """Raise DayRefused when another source of the day has a file fault: a fault stops every raw step
     of the day, as a missing feed does, so that no source re-lands an old day whose run cannot finish
     (a re-landed partition holds the users erased since, until the day's erasure step runs)."""
     for source in sources:
@@ -105,7 +110,7 @@ def require_sound_files(lake: Lake, sources: Iterable[Source], ds: date, skip: s
             continue
         fault = _fault(lake, source, ds, landing_files(lake, source, ds))
         if fault is not None:
-            raise LandingError(
+            raise DayRefused(
                 f"landing day {ds} is refused: {fault}. No source of the day is landed ({skip} neither): "
                 f"re-deliver the file, then re-run the day (`pyramid run --start {ds}`)"
             )

@@ -26,6 +26,7 @@ BLOCKED_CHECK = "DagsterAssetCheckFailedError"
 # cause (exception class name) -> what to do; {day} is the failed day
 EXPECTED = {
     "LandingError": "fix the landing file (or the source's `columns` in the map), then `pyramid run --date {day}`",
+    "DayRefused": "fix the landing file (or the source's `columns` in the map), then `pyramid run --date {day}`",
     "MissingPartition": "materialize the earlier days first, in order: `pyramid run --end {day}`",
     "MapError": "correct the map (`pyramid check` explains it), then `pyramid run --date {day}`",
     "UnsafeExpression": "correct the rule in the map (`pyramid check`), then `pyramid run --date {day}`",
@@ -65,9 +66,11 @@ class Failure:
 
 
 def step_failures(result: dg.ExecuteInProcessResult, day: date) -> list[Failure]:
-    """Every failed step of an `ExecuteInProcessResult`, in the order they failed."""
+    """Every failed step of an `ExecuteInProcessResult`, in the order they failed; a step stopped only
+    because another source's file is faulty (DayRefused) after the step of that source."""
     failures = [event for event in result.all_events if event.is_step_failure]
     found = [_failure(event.step_key, event.step_failure_data.error, day) for event in failures]
+    found.sort(key=lambda f: f.cls_name == "DayRefused")
     blocked = [e for e in result.get_asset_check_evaluations() if not e.passed and e.blocking]
     found = [_with_checks(f, blocked) if f.cls_name == BLOCKED_CHECK else f for f in found]
     steps = tuple(f.step for f in found if f.step)

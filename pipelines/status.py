@@ -217,7 +217,8 @@ class _Storage:
     def failed_steps(self, run_id: str) -> list[dict]:
         sql = "SELECT step_key, event FROM event_logs WHERE dagster_event_type = 'STEP_FAILURE' ORDER BY id"
         rows = self._query(self.history / "runs" / f"{run_id}.db", sql)
-        return [{"step": step, **_cause(json.loads(event))} for step, event in rows]
+        steps = [{"step": step, **_cause(json.loads(event))} for step, event in rows]
+        return sorted(steps, key=lambda s: s["error"] == REFUSED_BY_ANOTHER)  # the faulty source's own step first
 
     def landed_rows(self, run_id: str) -> dict[str, int]:
         """Per source, the records the run landed (the `landed_rows` of each raw asset's parse check)."""
@@ -310,13 +311,20 @@ def _fit(line: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+REFUSED_BY_ANOTHER = "DayRefused"  # assets.file_faults: stopped by another source's file fault
+
+
 def _last_run(status: dict) -> list[str]:
     last = status["last_run"]
     if last is None:
         return ["", "no run of this data root in the Dagster instance"]
     day = next(d for d in status["days"] if d["day"] == last["day"])
     lines = ["", f"last run: {last['day']}, {RUN_STATES.get(last['status'], last['status'].lower())}"]
-    lines += [f"  failed {step['step']}: {step['cause']}" for step in day["failed_steps"]]
+    own = [step for step in day["failed_steps"] if step["error"] != REFUSED_BY_ANOTHER]
+    stopped = sorted(step["step"] for step in day["failed_steps"] if step["error"] == REFUSED_BY_ANOTHER)
+    lines += [f"  failed {step['step']}: {step['cause']}" for step in own]
+    if stopped:
+        lines.append(f"  also stopped (the day is refused): {', '.join(stopped)}")
     lines += [f"  {c['severity']:<6} {c['asset']} {c['check']}" for c in day["checks"]]
     if not day["failed_steps"] and not day["checks"]:
         lines.append("  every check passed")

@@ -69,8 +69,12 @@ def error_block(root: Path, broken: Path, day, verbose: bool) -> str:
     return (
         f"error: the pyramid failed for {day} at step raw_transactions\n"
         f"  cause: {broken}: CSV header lacks 'amount'; expected columns for source 'transactions': "
-        f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}\n"
+        f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}; unexpected: 'amt' (renamed upstream? map the source's name "
+        "to the canonical one under `columns` of the source in pyramid.yaml, or ask the sender for the contract's "
+        "names)\n"
         f"  to do: fix the landing file (or the source's `columns` in the map), then `pyramid run --date {day}`\n"
+        # a file fault stops every raw step of the day; the faulty source's own step is shown
+        "  also failed: raw_erasure_requests, raw_events, raw_profiles\n"
         f"  trace: {root}/logs/{day}-raw_transactions.log{hint}\n"
         f"  nothing after the failed step was written.\n"
     )
@@ -159,7 +163,9 @@ def test_status_shows_the_stale_the_failed_and_the_missing_day(failed_run, pyram
     counts = {day: "  ".join(f"{r:>{w}}" for r, w in zip(rows[day], (7, 8, 12, 7))) for day in days}
     cause = (
         f"{failed_run['broken']}: CSV header lacks 'amount'; expected columns for source 'transactions': "
-        f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}"
+        f"{EXPECTED_COLUMNS}; found: {FOUND_COLUMNS}; unexpected: 'amt' (renamed upstream? map the source's name "
+        "to the canonical one under `columns` of the source in pyramid.yaml, or ask the sender for the contract's "
+        "names)"
     )
     table = [
         f"{days[0]}  {counts[days[0]]}  stale     events landing changed after the run",
@@ -182,6 +188,7 @@ def test_status_shows_the_stale_the_failed_and_the_missing_day(failed_run, pyram
                 "",
                 f"last run: {days[1]}, failed",
                 f"  failed raw_transactions: {cause}",
+                "  also stopped (the day is refused): raw_erasure_requests, raw_events, raw_profiles",
                 *last,
             ]
         )
@@ -190,7 +197,10 @@ def test_status_shows_the_stale_the_failed_and_the_missing_day(failed_run, pyram
     status = json.loads(json_out)
     assert json_code == 0 and [d["state"] for d in status["days"]] == ["stale", "failed", "not run", "missing"]
     assert status["days"][3]["landing"]["events"] == {"files": 0, "rows": 0}
-    assert status["days"][1]["failed_steps"] == [{"step": "raw_transactions", "error": "LandingError", "cause": cause}]
+    failed = status["days"][1]["failed_steps"]
+    assert failed[0] == {"step": "raw_transactions", "error": "LandingError", "cause": cause}
+    assert sorted(s["step"] for s in failed[1:]) == ["raw_erasure_requests", "raw_events", "raw_profiles"]
+    assert {s["error"] for s in failed[1:]} == {"DayRefused"}
 
 
 def _data_lines(root: Path, pyramid_map, source: str, day) -> str:

@@ -122,3 +122,30 @@ def test_erasure_removes_users_from_csv_copies(tmp_path):
     assert removed == {"touchpoints/weekly_email": 1}
     assert (path.parent / "snapshot.csv").read_text() == "user_id,campaign_id\nu1,c\nu3,c\n"
     assert (path.parent / "snapshot.csv").read_text() == csv_text(table.filter(pa.array([True, False, True])))
+
+
+def test_the_delta_check_rebuilds_from_disk_and_fails_on_a_lost_change(run, tmp_path):
+    """`delta_rebuilds_snapshot` re-reads the stored files: it passes on the run's, and fails once a change
+    is lost from a stored delta (what a sync tool applying it would get wrong)."""
+    import shutil
+
+    import pyarrow.compute as pc
+
+    from assets.lake import Lake
+    from pipelines.layers.exports import delta_check, delta_table
+
+    tp, day = run.pyramid_map.touchpoints[0], run.days[2]
+    copy = Lake(tmp_path)
+    for table, ds in ((tp.id, run.days[1]), (tp.id, day), (delta_table(tp.id), day)):
+        target = copy.partition_file("touchpoints", table, ds)
+        target.parent.mkdir(parents=True)
+        shutil.copy(run.lake.partition_file("touchpoints", table, ds), target)
+    key = f"touchpoint_{tp.id}_delta"
+    assert delta_check(copy, tp, day, run.pyramid_map.start_date, key).passed
+    delta_path = copy.partition_file("touchpoints", delta_table(tp.id), day)
+    delta = pq.read_table(delta_path)
+    entered = pc.equal(delta.column("change"), "entered")
+    assert pc.any(entered).as_py()
+    pq.write_table(delta.filter(pc.invert(entered)), delta_path)  # the day's adds are lost
+    result = delta_check(copy, tp, day, run.pyramid_map.start_date, key)
+    assert not result.passed and result.metadata["rebuilt_rows"].value < result.metadata["snapshot_rows"].value

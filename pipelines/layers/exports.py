@@ -34,16 +34,44 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         for tp in pyramid_map.touchpoints
     ]
 
-    @dg.multi_asset(name="touchpoint_deltas", specs=specs, partitions_def=partitions, can_subset=False)
+    checks = [
+        dg.AssetCheckSpec(
+            "delta_rebuilds_snapshot",
+            asset=f"touchpoint_{tp.id}_delta",
+            description="The stored delta applied to the previous stored snapshot gives the stored snapshot, "
+            "read back from disk: what a sync tool that applies adds and removes ends up with.",
+        )
+        for tp in pyramid_map.touchpoints
+    ]
+
+    @dg.multi_asset(
+        name="touchpoint_deltas", specs=specs, check_specs=checks, partitions_def=partitions, can_subset=False
+    )
     def touchpoint_deltas(context: dg.AssetExecutionContext, pyramid: PyramidResource):
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         version = exports.map_version(pmap.path)
         for tp in pmap.touchpoints:
-            yield dg.MaterializeResult(
-                asset_key=f"touchpoint_{tp.id}_delta", metadata=sync_export(lake, tp, ds, pmap.start_date, version)
-            )
+            key = f"touchpoint_{tp.id}_delta"
+            yield dg.MaterializeResult(asset_key=key, metadata=sync_export(lake, tp, ds, pmap.start_date, version))
+            yield delta_check(lake, tp, ds, pmap.start_date, key)
 
     return [touchpoint_deltas]
+
+
+def delta_check(lake: Lake, tp: Touchpoint, ds: date, start: date, asset_key: str) -> dg.AssetCheckResult:
+    """Re-read the day's delta, the previous snapshot and the snapshot from disk and apply the delta."""
+    snapshot = read_partition(connect(), lake.partition_file("touchpoints", tp.id, ds)).select(EXPORT_SCHEMA.names)
+    delta = read_partition(connect(), lake.partition_file("touchpoints", delta_table(tp.id), ds))
+    previous = previous_partition(lake, "touchpoints", tp.id, ds, start)
+    rebuilt = exports.apply_delta(previous, delta.select(exports.DELTA_SCHEMA.names), ds)
+    expected = snapshot.cast(EXPORT_SCHEMA).sort_by("user_id")
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name="delta_rebuilds_snapshot",
+        passed=rebuilt.equals(expected),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"snapshot_rows": expected.num_rows, "rebuilt_rows": rebuilt.num_rows},
+    )
 
 
 def sync_export(lake: Lake, tp: Touchpoint, ds: date, start: date, map_version: str) -> dict:
