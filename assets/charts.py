@@ -108,8 +108,10 @@ def _day_axis(ax: Axes, xs: list) -> None:
     if not xs or not isinstance(xs[0], date):
         return
     span = (max(xs) - min(xs)).days + 1
-    if span == 1:  # one day: matplotlib would pad the axis by years, too many day ticks to draw
-        ax.set_xlim(min(xs) - timedelta(days=1), max(xs) + timedelta(days=1))
+    # always set: with one day, or with no finite value to plot (a lift still NULL), matplotlib pads a date
+    # axis by years, and drawing those day ticks costs seconds per chart
+    pad = timedelta(days=1) if span == 1 else timedelta(hours=12)
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, -(-span // 8))))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
 

@@ -155,3 +155,13 @@ def test_segment_stability_before_and_after_hysteresis_on_a_hand_made_card():
     stability = re.findall(r'data-chart="segment_stability">(.*?)</figure>', section, re.S)[0]
     assert "rfm_loyal (raw)" in stability and "savers (raw)" not in stability
     assert "stroke-dasharray" in stability
+
+
+def test_a_chart_with_one_finite_value_keeps_its_day_axis():
+    """A lift NULL on the first day and known on the second (day 2 of every program): the axis spans the two
+    days, not years of day ticks."""
+    from assets import charts
+
+    points = [(date(2026, 10, 1), None), (date(2026, 10, 2), 0.12)]
+    svg = charts.line_chart({"lift": points}, "lift", hlines={"no effect": 0.0})
+    assert 1 <= svg.count('id="xtick_') <= 3
