@@ -167,14 +167,11 @@ GOAL_USER_DAY_SCHEMA = pa.schema(
 )
 # The lake table goals/goal_user_outcomes: per user, cumulated over the days measured up to ds.
 _OUTCOME_KEY = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
+_OUTCOME_KEY_FIELDS = [(name, pa.string()) for name in _OUTCOME_KEY]
 GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
     [
         ("ds", pa.date32()),
-        ("goal_id", pa.string()),
-        ("metric", pa.string()),
-        ("campaign_id", pa.string()),
-        ("arm", pa.string()),
-        ("user_id", pa.string()),
+        *_OUTCOME_KEY_FIELDS,
         ("first_ds", pa.date32()),
         ("last_ds", pa.date32()),
         ("days", pa.int64()),
@@ -186,11 +183,7 @@ GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
 GOAL_COHORT_SCHEMA = pa.schema(
     [
         ("ds", pa.date32()),
-        ("goal_id", pa.string()),
-        ("metric", pa.string()),
-        ("campaign_id", pa.string()),
-        ("arm", pa.string()),
-        ("user_id", pa.string()),
+        *_OUTCOME_KEY_FIELDS,
         ("entry_ds", pa.date32()),
         ("pre_days", pa.int64()),
         ("pre_successes", pa.int64()),

@@ -10,6 +10,7 @@ from assets.coverage import lower_bound_rule, rule_windows, segment_windows
 from assets.pyramid_map import SegmentDefinition
 from assets.pyramid_map.segments import LIFECYCLE_STAGES, RFM_GROUPS, LifecycleScoring, RfmScoring
 from assets.segments import segment_membership, segment_summary
+from tests.test_segments import scored_definitions
 
 AS_OF = date(2026, 10, 10)
 LIFECYCLE = LifecycleScoring(
@@ -24,20 +25,7 @@ def rule(segment_id: str, text: str) -> SegmentDefinition:
 
 
 def scored(method: str, names, scoring) -> list[SegmentDefinition]:
-    return [
-        SegmentDefinition(
-            id=f"{method}_{n}",
-            kind="behavioral",
-            description="",
-            owner="",
-            rule="",
-            min_size=1,
-            method=method,
-            group=n,
-            scoring=scoring,
-        )
-        for n in names
-    ]
+    return scored_definitions(method, names, scoring, "behavioral")
 
 
 @pytest.mark.parametrize(
