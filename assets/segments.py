@@ -262,6 +262,7 @@ def segment_summary(
     eligible_users: int,
     definitions: Sequence[SegmentDefinition],
     as_of: date,
+    *,
     history_days: int | None = None,
     raw: tuple[pa.Table, pa.Table | None] | None = None,
 ) -> pa.Table:

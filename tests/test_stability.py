@@ -91,7 +91,7 @@ def _summary(rule: SegmentDefinition = RULE) -> pa.Table:
         3,
         [rule, *_defs(Stability(min_stay_days=3))],
         today,
-        (
+        raw=(
             _pairs(today, {"rfm_champions": ["b"], "rfm_lost": ["a"]}),
             _pairs(before, {"rfm_champions": ["a"], "rfm_lost": ["b"]}),
         ),

@@ -151,7 +151,7 @@ def test_summary_says_which_segments_read_an_incomplete_window():
     flags = {
         days: {
             r["segment_id"]: r["window_complete"]
-            for r in segment_summary(members, None, 0, definitions, AS_OF, days).to_pylist()
+            for r in segment_summary(members, None, 0, definitions, AS_OF, history_days=days).to_pylist()
         }
         for days in (7, 30, 90, None)
     }
@@ -170,7 +170,7 @@ def test_summary_says_which_segments_read_an_incomplete_window():
         "lifecycle_churned": False,
     }
     assert set(flags[90].values()) == set(flags[None].values()) == {True}
-    summary = segment_summary(members, None, 0, definitions, AS_OF, 7).to_pylist()
+    summary = segment_summary(members, None, 0, definitions, AS_OF, history_days=7).to_pylist()
     assert {r["history_days"] for r in summary} == {7}
 
 

@@ -82,7 +82,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             _raw_scored(lake, pmap, ds, features),
             None if previous is None else _raw_scored(lake, pmap, ds - timedelta(days=1)),
         )
-        summary = segments.segment_summary(membership, previous, eligible, pmap.segments.definitions, ds, days, raw)
+        summary = segments.segment_summary(
+            membership, previous, eligible, pmap.segments.definitions, ds, history_days=days, raw=raw
+        )
         unusable = [row["segment_id"] for row in summary.to_pylist() if not row["usable"]]
         check = dg.AssetCheckResult(
             check_name="segments_usable",
