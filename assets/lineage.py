@@ -43,33 +43,13 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
     and timestamps of a row feed every aggregate of the row; `status` every transaction aggregate
     (only completed ones count); consent also decides eligibility (see `blocked_by`)."""
     windows = list(windows)
-    event_daily = [
-        "events",
-        "sessions",
-        "page_views",
-        "screen_views",
-        "searches",
-        "feature_uses",
-        "budget_tool_uses",
-        "impressions",
-        "clicks",
-        "conversions",
-        "unsubscribes",
-        "last_seen_at",
-    ]
     txn_daily = [
-        "deposits",
-        "deposit_amount",
-        "card_payments",
-        "card_amount",
-        "transfers_in",
-        "transfer_in_amount",
-        "transfers_out",
-        "transfer_out_amount",
+        *(column for pair in features.TXN_TYPE_AGGREGATES.values() for column in pair),
         "txns",
         "first_txn_at",
         "last_txn_at",
     ]
+    event_daily = [*(c for c in features.DAILY_COUNTS if c not in txn_daily), "last_seen_at"]
     every_event, every_txn = derived_columns(event_daily, windows), derived_columns(txn_daily, windows)
     profile_all = {"country", "plan", "age_band", "tenure_days", "consent_personalization"}
     return {

@@ -1,5 +1,5 @@
 """Error rates of the nightly decisions, by simulation: seeded campaigns read on each of 30 days through the
-same statistics as the pipeline (`assets.goals.with_cluster_statistics`, `gate_by_guardrails`), no pipeline.
+same statistics as the pipeline (`assets.decisions.with_cluster_statistics`, `gate_by_guardrails`), no pipeline.
 
 Each campaign has USERS users entering its audience over its first ENTRY_DAYS days, 20% held out, and is
 measured every day after entry (to date: users as clusters). Users differ: a goal-metric rate per user
@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.goals import gate_by_guardrails, with_cluster_statistics
+from assets.decisions import gate_by_guardrails, with_cluster_statistics
 from assets.statistics import cluster_sq_residuals
 
 CAMPAIGNS, USERS, DAYS, ENTRY_DAYS, HOLDOUT = 200, 1000, 30, 10, 0.2

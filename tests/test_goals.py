@@ -7,12 +7,12 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from assets.decisions import gate_by_guardrails, with_cluster_statistics, with_statistics
 from assets.goals import (
     GOAL_COHORT_SCHEMA,
     GOAL_METRICS_SCHEMA,
     GOAL_USER_DAY_SCHEMA,
     GOAL_USER_OUTCOMES_SCHEMA,
-    gate_by_guardrails,
     goal_day_metrics,
     goal_day_rows,
     goal_to_date,
@@ -20,8 +20,6 @@ from assets.goals import (
     measure_cohort,
     update_goal_cohort,
     update_goal_user_outcomes,
-    with_cluster_statistics,
-    with_statistics,
 )
 from assets.lake import Lake, write_parquet_atomic
 from assets.metrics import metric_indicator_sql

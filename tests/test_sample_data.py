@@ -17,22 +17,11 @@ import pytest
 from assets.pyramid_map import load_map
 from pipelines.sample.effects import PLANTED_EFFECTS
 from pipelines.sample.generate import generate_sample
+from tests.independent import CURRENCIES, EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 START = date(2026, 10, 1)
 SMALL = {"users": 2000, "days": 8, "seed": 11}
-EVENT_TYPES = {
-    "session_start",
-    "page_view",
-    "screen_view",
-    "search",
-    "feature_use",
-    "impression",
-    "click",
-    "conversion",
-    "unsubscribe",
-}
-CURRENCIES = {"EUR", "USD", "GBP"}
 SKEW = timedelta(minutes=5)
 
 

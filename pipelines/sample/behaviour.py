@@ -8,22 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from assets.actionable import EVENT_TYPES  # the contract's types, in its order (indices are generated)
 from assets.pyramid_map import PyramidMap
 from pipelines.sample.population import Population, earliest, eligible
 from pipelines.sample.rows import concat, in_arrival_order
 from pipelines.sample.spec import DAY_US, Spec, time_of_day
 
-EVENT_TYPES = (
-    "session_start",
-    "page_view",
-    "screen_view",
-    "search",
-    "feature_use",
-    "impression",
-    "click",
-    "conversion",
-    "unsubscribe",
-)
 PAGES = ("home", "savings", "cards", "transfers", "budget", "offers", "settings", "help")
 PAGE_WEIGHTS = (0.35, 0.15, 0.15, 0.12, 0.08, 0.06, 0.05, 0.04)
 SEARCH_QUERIES = (
