@@ -32,8 +32,12 @@ DAILY_COUNTS = [
     "txns",
 ]
 DAILY_AMOUNTS = ["deposit_amount", "card_amount", "transfer_in_amount", "transfer_out_amount"]
-DAILY_TIMES = ["first_txn_at", "last_txn_at", "last_seen_at"]
-DAILY_COLUMNS = ["user_id", "activity_date", *DAILY_COUNTS, *DAILY_AMOUNTS, *DAILY_TIMES]
+DAILY_TIMES = ["first_txn_at", "last_txn_at", "last_seen_at", "last_channel_at"]
+DAILY_LABELS = ["last_channel"]
+DAILY_COLUMNS = ["user_id", "activity_date", *DAILY_COUNTS, *DAILY_AMOUNTS, *DAILY_TIMES, *DAILY_LABELS]
+LAST_CHANNEL = ["last_channel_at", "last_channel"]  # daily columns; `last_channel` is a feature too
+# Impressions are shown to the user, not used by them: they do not make a channel the user's last.
+USED_CHANNEL_FILTER = "event_type <> 'impression' AND channel IS NOT NULL"
 
 # Summed over each window W (days ending at the as-of date) into `<name>_<W>d`.
 WINDOWED_SUMS = [
@@ -67,7 +71,7 @@ AVERAGE_AMOUNTS = {  # feature name -> (amount column, count column) of user_dai
 WINDOWED_DERIVED = ["active_days", "txn_days", "balance_in", "balance_out", *AVERAGE_AMOUNTS]
 
 PROFILE_FEATURES = ["country", "plan", "age_band", "tenure_days", "consent_personalization"]
-RECENCY_FEATURES = ["days_since_last_seen", "first_txn_at", "last_txn_at"]
+RECENCY_FEATURES = ["days_since_last_seen", "first_txn_at", "last_txn_at", "last_channel"]
 
 
 # A window's sums grow with the window (counts, days and positive amounts): the same sums over the
@@ -130,6 +134,7 @@ def daily_schema() -> pa.Schema:
         + [(c, pa.int64()) for c in DAILY_COUNTS]
         + [(c, pa.float64()) for c in DAILY_AMOUNTS]
         + [(c, UTC) for c in DAILY_TIMES]
+        + [(c, pa.string()) for c in DAILY_LABELS]
     )
 
 
@@ -146,7 +151,9 @@ def _event_aggregates_sql() -> str:
                {counts},
                count(*) FILTER (WHERE event_type = 'feature_use'
                                 AND json_extract_string(properties, '$.feature') = 'budget_tool') AS budget_tool_uses,
-               max(occurred_at) AS last_seen_at
+               max(occurred_at) AS last_seen_at,
+               max(occurred_at) FILTER (WHERE {USED_CHANNEL_FILTER}) AS last_channel_at,
+               arg_max(channel, (occurred_at, channel)) FILTER (WHERE {USED_CHANNEL_FILTER}) AS last_channel
         FROM _daily_events GROUP BY ALL
     """
 
@@ -185,6 +192,7 @@ def user_daily(con: duckdb.DuckDBPyConnection, events: pa.Table, transactions: p
     | txns | completed transactions of any type |
     | first_txn_at, last_txn_at | earliest, latest completed transaction (NULL without one) |
     | last_seen_at | latest event of any type (NULL without one) |
+    | last_channel_at, last_channel | latest event other than an impression with a channel, and its channel (the greatest channel name on a tie); NULL without one |
 
     Only `completed` transactions count. A user-day with neither an event nor a completed transaction
     has no row. Counts are BIGINT (0 when none), amounts DOUBLE (0.0 when none), times TIMESTAMPTZ.
@@ -198,7 +206,9 @@ def user_daily(con: duckdb.DuckDBPyConnection, events: pa.Table, transactions: p
         else c
         for c in DAILY_COLUMNS
     )
-    con.register("_daily_events", events.select(["user_id", "event_type", "occurred_at", "session_id", "properties"]))
+    con.register(
+        "_daily_events", events.select(["user_id", "event_type", "occurred_at", "session_id", "channel", "properties"])
+    )
     con.register("_daily_transactions", transactions.select(["user_id", "occurred_at", "amount", "txn_type", "status"]))
     try:
         return (
@@ -240,6 +250,7 @@ def features_schema(windows: list[int]) -> pa.Schema:
         "days_since_last_seen": pa.int64(),
         "first_txn_at": UTC,
         "last_txn_at": UTC,
+        "last_channel": pa.string(),
         "history_days": pa.int64(),
         **{f"complete_{w}d": pa.bool_() for w in windows},
     }
@@ -324,6 +335,7 @@ def user_features(
     | tenure_days | days from the UTC date of signup_at to as_of, never below 0 |
     | days_since_last_seen | days from the UTC date of the latest last_seen_at in the data given to as_of; NULL if not seen in it |
     | first_txn_at, last_txn_at | earliest, latest completed transaction in the data given |
+    | last_channel | the channel of the latest event other than an impression in the data given (user_daily's last_channel at the greatest last_channel_at); NULL if none |
     | `<sum>_<W>d` for each name in WINDOWED_SUMS | sum of the daily column over activity dates as_of - W + 1 .. as_of (BIGINT counts, DOUBLE amounts, 0 without activity) |
     | active_days_<W>d | distinct activity dates in the window with at least one event |
     | txn_days_<W>d | distinct activity dates in the window with at least one completed transaction |
@@ -358,6 +370,7 @@ def user_features(
             ), sums AS (
                 SELECT user_id, min(first_txn_at) AS first_txn_at, max(last_txn_at) AS last_txn_at,
                        max(last_seen_at) AS last_seen_at,
+                       arg_max(last_channel, (last_channel_at, last_channel)) AS last_channel,
                        {", ".join(_window_sums_sql(w, largest) for w in computed)}
                 FROM daily GROUP BY user_id
             ), days AS (
@@ -372,7 +385,7 @@ def user_features(
                    greatest(date_diff('day', {_utc_date("p.signup_at")}, CAST($as_of AS DATE)), 0)::BIGINT AS tenure_days,
                    p.consent_personalization,
                    date_diff('day', {_utc_date("s.last_seen_at")}, CAST($as_of AS DATE))::BIGINT AS days_since_last_seen,
-                   s.first_txn_at, s.last_txn_at,
+                   s.first_txn_at, s.last_txn_at, s.last_channel,
                    {", ".join(_windowed_select(name, schema, windows, days) for name in schema.names[len(FIXED_FEATURES) :])}
             FROM _features_profiles AS p
             LEFT JOIN sums AS s USING (user_id)

@@ -175,4 +175,5 @@ def read_partitions(
     files = [str(lake.partition_file(layer, table, d)) for d in days if lake.has_partition(layer, table, d)]
     if not files:
         return None
-    return con.sql(f"SELECT {columns} FROM read_parquet(?)", params=[files]).to_arrow_table()
+    # by name: a partition written before a column was added reads it as NULL
+    return con.sql(f"SELECT {columns} FROM read_parquet(?, union_by_name = true)", params=[files]).to_arrow_table()

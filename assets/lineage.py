@@ -49,14 +49,14 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
         "first_txn_at",
         "last_txn_at",
     ]
-    event_daily = [*(c for c in features.DAILY_COUNTS if c not in txn_daily), "last_seen_at"]
+    event_daily = [*(c for c in features.DAILY_COUNTS if c not in txn_daily), "last_seen_at", *features.LAST_CHANNEL]
     every_event, every_txn = derived_columns(event_daily, windows), derived_columns(txn_daily, windows)
     profile_all = {"country", "plan", "age_band", "tenure_days", "consent_personalization"}
     return {
         **{("events", c): every_event for c in ("event_id", "user_id", "occurred_at", "event_type")},
         ("events", "session_id"): derived_columns(["sessions"], windows),
         ("events", "properties"): derived_columns(["budget_tool_uses"], windows),
-        ("events", "channel"): set(),
+        ("events", "channel"): set(features.LAST_CHANNEL),
         ("events", "campaign_id"): set(),
         ("events", "touchpoint_id"): set(),
         **{

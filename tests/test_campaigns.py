@@ -192,3 +192,26 @@ def test_a_run_with_contexts_admits_per_user_and_day_and_the_summary_shows_the_s
             "per_context": {"weekday": 0, "recent": len(expected)},
         }
     ]
+
+
+def test_a_context_on_the_last_channel_used_admits_by_the_users_latest_non_impression_event():
+    from assets.features import user_daily, user_features
+    from assets.lake import connect
+    from tests.test_features import PROFILES, at, events_table, txns_table
+
+    events = events_table(
+        [
+            ("u1", "page_view", at(9, 8), "s1", None, "web"),
+            ("u1", "screen_view", at(10, 9), "s2", None, "app"),  # u1 last used the app
+            ("u2", "screen_view", at(9, 8), "s3", None, "app"),
+            ("u2", "page_view", at(10, 7), "s4", None, "web"),
+            ("u2", "impression", at(10, 20), None, None, "email"),  # shown, not used: u2 last used the web
+        ]
+    )
+    con = connect()
+    daily = user_daily(con, events, txns_table([]))
+    features = user_features(con, daily, PROFILES, None, AS_OF, [7, 30, 90])
+    membership = pa.table({"segment_id": ["s"] * 3, "user_id": ["u1", "u2", "u3"]})
+    on_web = replace(campaign("web", ("s",)), contexts=(Context(id="web_users", when="last_channel = 'web'"),))
+    audiences = campaign_audiences(membership, [on_web], AS_OF, features)
+    assert [(r["user_id"], r["context_id"]) for r in audiences.to_pylist()] == [("u2", "web_users")]

@@ -49,14 +49,14 @@ def at(day, hour=12, minute=0, offset_hours=0):
 
 def events_table(rows):
     columns = {name: [] for name in actionable.SCHEMAS["events"].names}
-    for i, (user, event_type, when, session, feature) in enumerate(rows):
+    for i, (user, event_type, when, session, feature, *channel) in enumerate(rows):
         values = {
             "event_id": f"e{i}",
             "user_id": user,
             "event_type": event_type,
             "occurred_at": when,
             "session_id": session,
-            "channel": "app",
+            "channel": channel[0] if channel else "app",
             "campaign_id": None,
             "touchpoint_id": None,
             "properties": json.dumps({"feature": feature} if feature else {}),
@@ -90,9 +90,10 @@ EVENTS = [
     ("u1", "feature_use", at(1, 8, 6), "s1", "budget_tool"),
     ("u1", "feature_use", at(1, 8, 7), "s1", "savings_goal"),
     ("u1", "page_view", at(1, 23, 30, offset_hours=-5), "s2", "budget_tool"),  # 04:30 UTC on the 2nd
-    ("u1", "search", at(2, 9), None, None),
-    ("u2", "impression", at(1, 1, 0, offset_hours=2), "s9", None),  # 23:00 UTC on 30 September
-    ("u2", "click", at(1, 10), "s9", None),
+    ("u1", "search", at(2, 9), None, None, "web"),
+    ("u2", "impression", at(1, 1, 0, offset_hours=2), "s9", None, "email"),  # 23:00 UTC on 30 September
+    ("u2", "click", at(1, 10), "s9", None, "email"),
+    ("u2", "impression", at(1, 12), None, None, "email"),  # shown, not used: not the last channel
     ("u2", "conversion", at(1, 10, 1), "s9", None),
     ("u2", "unsubscribe", at(1, 10, 2), "s10", None),
     ("u2", "screen_view", at(1, 11), "s10", None),
@@ -119,11 +120,17 @@ def expected_daily(events, txns):
             "first_txn_at": None,
             "last_txn_at": None,
             "last_seen_at": None,
+            "last_channel_at": None,
+            "last_channel": None,
             "_sessions": set(),
         }
     )
-    for user, event_type, when, session, feature in events:
+    for user, event_type, when, session, feature, *channel in events:
         row = rows[(user, when.astimezone(UTC).date())]
+        channel = channel[0] if channel else "app"
+        latest = row["last_channel_at"]
+        if event_type != "impression" and (latest is None or (latest, row["last_channel"]) < (when, channel)):
+            row["last_channel_at"], row["last_channel"] = when, channel
         row["events"] += 1
         if event_type in TYPE_COLUMNS:
             row[TYPE_COLUMNS[event_type]] += 1
@@ -176,8 +183,8 @@ def test_user_daily_of_nothing_is_empty_with_schema():
 
 def daily_row(user, day, **values):
     row = {c: 0 for c in DAILY_COUNTS} | {c: 0.0 for c in DAILY_AMOUNTS}
-    row |= {"first_txn_at": None, "last_txn_at": None, "last_seen_at": None}
-    row |= {"user_id": user, "activity_date": day, **values}
+    row |= {"first_txn_at": None, "last_txn_at": None, "last_seen_at": None, "last_channel_at": None}
+    row |= {"last_channel": None, "user_id": user, "activity_date": day, **values}
     return row
 
 
@@ -187,7 +194,16 @@ def ts(day: date, hour=12):
 
 D = lambda n: AS_OF - timedelta(days=n)  # noqa: E731  the day n days before as_of
 PARTITION_A = [
-    daily_row("u1", D(0), events=3, sessions=1, page_views=2, last_seen_at=ts(D(0), 9)),
+    daily_row(
+        "u1",
+        D(0),
+        events=3,
+        sessions=1,
+        page_views=2,
+        last_seen_at=ts(D(0), 9),
+        last_channel_at=ts(D(0), 8),
+        last_channel="app",
+    ),
     daily_row(
         "u1",
         D(3),
@@ -219,7 +235,16 @@ PARTITION_A = [
         "u1", D(89), transfers_in=1, transfer_in_amount=500.0, txns=1, first_txn_at=ts(D(89)), last_txn_at=ts(D(89))
     ),
     daily_row("u1", D(90), events=9, deposits=9, deposit_amount=9.0, txns=9, last_seen_at=ts(D(90))),  # outside 90d
-    daily_row("u2", D(10), events=1, sessions=1, unsubscribes=1, last_seen_at=ts(D(10))),
+    daily_row(
+        "u2",
+        D(10),
+        events=1,
+        sessions=1,
+        unsubscribes=1,
+        last_seen_at=ts(D(10)),
+        last_channel_at=ts(D(10)),
+        last_channel="app",
+    ),
     daily_row("u6", D(1), events=4, last_seen_at=ts(D(1))),  # not in profiles
     daily_row("u5", D(1), events=4, last_seen_at=ts(D(1))),  # erased
 ]
@@ -237,7 +262,11 @@ PARTITION_B = [  # landed later: more activity of days already seen
         last_seen_at=ts(D(3), 22),
     ),
     daily_row("u2", D(10), deposits=1, deposit_amount=1.0, txns=1, first_txn_at=ts(D(10)), last_txn_at=ts(D(10))),
-    daily_row("u2", D(-1), events=7, last_seen_at=ts(D(-1))),  # after as_of
+    daily_row("u2", D(10), events=0, last_seen_at=ts(D(10)), last_channel_at=ts(D(10)), last_channel="web"),  # a tie
+    daily_row("u1", D(0), events=0, last_seen_at=ts(D(0), 10), last_channel_at=ts(D(0), 10), last_channel="email"),
+    daily_row(
+        "u2", D(-1), events=7, last_seen_at=ts(D(-1)), last_channel_at=ts(D(-1)), last_channel="email"
+    ),  # after as_of
 ]
 PROFILES = pa.table(
     {
@@ -281,6 +310,11 @@ def expected_features(daily_rows, profiles, erased, as_of, windows, history_star
         merged["first_txn_at"] = min(filter(None, [merged["first_txn_at"], row["first_txn_at"]]), default=None)
         merged["last_txn_at"] = max(filter(None, [merged["last_txn_at"], row["last_txn_at"]]), default=None)
         merged["last_seen_at"] = max(filter(None, [merged["last_seen_at"], row["last_seen_at"]]), default=None)
+        if row["last_channel_at"] and (
+            merged["last_channel_at"] is None
+            or (merged["last_channel_at"], merged["last_channel"]) < (row["last_channel_at"], row["last_channel"])
+        ):
+            merged["last_channel_at"], merged["last_channel"] = row["last_channel_at"], row["last_channel"]
     result = []
     for profile in sorted(profiles.to_pylist(), key=lambda p: p["user_id"]):
         user = profile["user_id"]
@@ -290,6 +324,7 @@ def expected_features(daily_rows, profiles, erased, as_of, windows, history_star
         seen = [r["last_seen_at"] for r in mine if r["last_seen_at"]]
         firsts = [r["first_txn_at"] for r in mine if r["first_txn_at"]]
         lasts = [r["last_txn_at"] for r in mine if r["last_txn_at"]]
+        channels = [(r["last_channel_at"], r["last_channel"]) for r in mine if r["last_channel_at"]]
         row = {
             "user_id": user,
             "as_of": as_of,
@@ -301,6 +336,7 @@ def expected_features(daily_rows, profiles, erased, as_of, windows, history_star
             "days_since_last_seen": (as_of - max(seen).date()).days if seen else None,
             "first_txn_at": min(firsts) if firsts else None,
             "last_txn_at": max(lasts) if lasts else None,
+            "last_channel": max(channels)[1] if channels else None,
         }
         for w in windows:
             inside = [r for r in mine if r["activity_date"] > as_of - timedelta(days=w)]
@@ -358,6 +394,13 @@ def test_features_columns_and_types(features):
     assert features.schema == features_schema(WINDOWS)
     assert features.schema.field("deposits_30d").type == pa.int64()
     assert features.schema.field("balance_in_90d").type == pa.float64()
+
+
+def test_last_channel_is_the_latest_used_one(features):
+    by_user = {r["user_id"]: r["last_channel"] for r in features.to_pylist()}
+    # u1: a later landing's email event wins; u2: a tie at the same instant goes to the greater name, and a
+    # day after as_of is not read; u3 and u4 have no event
+    assert by_user == {"u1": "email", "u2": "web", "u3": None, "u4": None}
 
 
 def test_features_match_plain_python(features):

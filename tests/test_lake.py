@@ -63,3 +63,27 @@ def test_a_bad_duckdb_setting_is_named(tmp_path: Path, monkeypatch, variable: st
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=message):
         connect(str(tmp_path / "x.duckdb"))
+
+
+def test_partitions_written_before_a_column_was_added_read_it_as_null(tmp_path: Path):
+    from datetime import date
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assets.lake import Lake, read_partitions
+
+    lake = Lake(tmp_path)
+    old, new = date(2026, 10, 1), date(2026, 10, 2)
+    for day, table in (
+        (old, pa.table({"user_id": ["u1"], "events": [1]})),
+        (new, pa.table({"user_id": ["u2"], "events": [2], "last_channel": ["web"]})),
+    ):
+        path = lake.partition_file("actionable", "user_daily", day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+    rows = read_partitions(connect(), lake, "actionable", "user_daily", [old, new], "user_id, events, last_channel")
+    assert sorted(rows.to_pylist(), key=lambda r: r["user_id"]) == [
+        {"user_id": "u1", "events": 1, "last_channel": None},
+        {"user_id": "u2", "events": 2, "last_channel": "web"},
+    ]
