@@ -74,6 +74,30 @@ def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
     }
 
 
+def _asset_inputs(fed_by: dict[tuple[str, str], set[str]], column: str) -> list[tuple[str, str]]:
+    return sorted((f"actionable_{source}", c) for (source, c), fed in fed_by.items() if column in fed)
+
+
+def daily_column_lineage(windows: Iterable[int]) -> dict[str, list[tuple[str, str]]]:
+    """user_daily column -> the (asset, column) pairs of the actionable tables it is computed from."""
+    fed_by = column_lineage(windows)
+    return {c: _asset_inputs(fed_by, c) for c in features.DAILY_COLUMNS[2:]}
+
+
+def feature_column_lineage(windows: Iterable[int]) -> dict[str, list[tuple[str, str]]]:
+    """user_features column -> the user_daily and actionable_profiles columns it is computed from (the keys
+    and the coverage flags, which the calendar decides, have none)."""
+    windows = list(windows)
+    profiles = {key: fed for key, fed in column_lineage(windows).items() if key[0] == "profiles"}
+    feeds = {d: derived_columns([d], windows) for d in features.DAILY_COLUMNS[2:]}
+    lineage = {}
+    for column in features.feature_column_names(windows):
+        inputs = [("user_daily", d) for d, fed in feeds.items() if column in fed] + _asset_inputs(profiles, column)
+        if inputs:
+            lineage[column] = inputs
+    return lineage
+
+
 @dataclass
 class Blocked:
     """What withheld columns block. Each map is item id -> the withheld inputs that block it, as

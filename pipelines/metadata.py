@@ -33,6 +33,15 @@ def table_metadata(table: pa.Table, path: Path, pii: Iterable[str] = (), **extra
     }
 
 
+def column_lineage_metadata(inputs: dict[str, list[tuple[str, str]]]) -> dict[str, dg.TableColumnLineage]:
+    """Dagster's column lineage (`dagster/column_lineage`): column -> the (asset, column) pairs it is computed from."""
+    deps = {
+        column: [dg.TableColumnDep(asset_key=dg.AssetKey(asset), column_name=name) for asset, name in pairs]
+        for column, pairs in inputs.items()
+    }
+    return {"dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps)}
+
+
 def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS, pii: Iterable[str] = ()) -> str:
     """The first rows, or for a table of personal data a profile of its columns (`column_profile`)."""
     if table.num_columns == 0:

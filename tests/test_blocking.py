@@ -141,6 +141,12 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     materialized = {e.asset_key.to_user_string() for e in results[day2].get_asset_materialization_events()}
     assert materialized == {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert lake.has_partition("goals", "north_star", day2) and lake.warehouse.exists()
+    (features_event,) = [m for m in results[day2].asset_materializations_for_node("user_features")]
+    lineage = features_event.metadata["dagster/column_lineage"].value.deps_by_column  # shown in the Dagster UI
+    assert {(d.asset_key.to_user_string(), d.column_name) for d in lineage["avg_deposit_amount_30d"]} == {
+        ("user_daily", "deposit_amount"),
+        ("user_daily", "deposits"),
+    }
 
 
 def test_a_withheld_amount_blocks_the_scored_segments_that_read_it():

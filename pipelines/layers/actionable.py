@@ -11,6 +11,7 @@ import pyarrow as pa
 from assets import accounting, actionable, erasure, features, profiles, raw
 from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.lineage import daily_column_lineage, feature_column_lineage
 from assets.pyramid_map import PyramidMap, Source
 from pipelines.layers import (
     daily_activity,
@@ -39,6 +40,7 @@ from pipelines.layers.quality import (
     suite_specs,
     validate_and_record,
 )
+from pipelines.metadata import column_lineage_metadata
 from pipelines.resources import PyramidResource
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -259,7 +261,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         events = _read(con, lake, "actionable", "events", ds)
         transactions = _read(con, lake, "actionable", "transactions", ds)
         daily = features.user_daily(con, events, transactions)
-        return _written(lake, "user_daily", ds, daily)
+        lineage = column_lineage_metadata(daily_column_lineage(pyramid.pyramid_map().segments.windows))
+        return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_daily", ds, daily) | lineage)
 
     @dg.asset(
         group_name="actionable",
@@ -292,7 +295,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         erased = _read(con, lake, "actionable", "erased_users", ds)
         table = features.user_features(con, daily, profiles, erased, ds, windows, history_start=start)
         return dg.MaterializeResult(
-            metadata=write_table(lake, "actionable", "user_features", ds, table),
+            metadata=write_table(lake, "actionable", "user_features", ds, table)
+            | column_lineage_metadata(feature_column_lineage(windows)),
             check_results=[inputs_check(blocked_for_day(lake, pmap, ds))],
         )
 
