@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from assets.lake import PROJECT_ROOT
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
     SOURCE_FORMATS,
@@ -80,7 +79,9 @@ __all__ = [
     "load_map",
 ]
 
-DEFAULT_MAP_PATH = PROJECT_ROOT / "pyramid.yaml"  # the sample program's map, shipped with the project
+# the sample program's map: pyramid.yaml at the top of the checkout; in an installed package, the copy its
+# symlink in pipelines/sample carried in
+DEFAULT_MAP_PATH = (Path(__file__).parents[2] / "pipelines" / "sample" / "pyramid.yaml").resolve()
 _MAP = TypeAdapter(PyramidMap)
 
 

@@ -23,7 +23,8 @@ from assets.lake import write_text_atomic
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from great_expectations.core import ExpectationSuite
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "expectations"
+# expectations/ at the top of the checkout; in an installed package, the copy its symlink carried in
+EXPECTATIONS_DIR = (Path(__file__).parent / "expectations").resolve()
 SOURCES = ("events", "transactions", "profiles")
 DECIDES = ("row", "column")
 SEVERITIES = ("critical", "warning")
