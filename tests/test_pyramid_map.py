@@ -309,20 +309,30 @@ def test_a_map_that_is_a_folder(tmp_path):
     assert problems_of(tmp_path) == [f"{tmp_path}: cannot be read (Is a directory)"]
 
 
+TOP_KEYS = "path, program, schedule, north_star, metrics, goals, touchpoints, campaigns, segments, actionable, sources, consent"
+TOUCHPOINT_KEYS = "id, channel, freshness_hours, format"
+
+
 @pytest.mark.parametrize(
-    "edits",
+    "edits, expected",
     [
-        [("program:\n", "extra: 1\nprogram:\n")],
-        [("  owner: growth-team\n\n", "  owner: growth-team\n  colour: blue\n\n")],
-        [("{id: weekly_email, channel: email,", "{id: weekly_email, colour: blue, channel: email,")],
+        ([("program:\n", "extra: 1\nprogram:\n")], f"extra: unknown key; known keys here: {TOP_KEYS}"),
+        (
+            [("campaigns:\n", "campaings:\n")],
+            f"campaings: unknown key; did you mean 'campaigns'? known keys here: {TOP_KEYS}",
+        ),
+        (
+            [("{id: weekly_email, channel: email,", "{id: weekly_email, chanel: email,")],
+            f"touchpoints[0].chanel: unknown key; did you mean 'channel'? known keys here: {TOUCHPOINT_KEYS}",
+        ),
     ],
-    ids=["top_level", "program", "touchpoint"],
+    ids=["top_level", "misspelt_section", "misspelt_touchpoint_key"],
 )
-def test_unknown_keys_are_ignored(tmp_path, edits):
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    expected = replace(load_map(edited_map(plain, [])), path=DEFAULT_MAP_PATH)
-    assert replace(load_map(edited_map(tmp_path, edits)), path=DEFAULT_MAP_PATH) == expected
+def test_an_unknown_or_misspelt_key_is_refused_with_the_closest_known_one(tmp_path, edits, expected):
+    path = edited_map(tmp_path, edits)
+    key = expected.split(":")[0].rsplit(".", 1)[-1]
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if f"{key}:" in text)
+    assert f"{path}:{line}: {expected}" in problems_of(path)  # a misspelt required key is also reported missing
 
 
 def test_the_sample_map():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from datetime import date
 from pathlib import Path
 from types import UnionType
@@ -84,7 +85,24 @@ def _message(err: dict[str, Any]) -> str:
         return f"must be one of {', '.join(allowed)}, got {err['input']!r}"
     if kind in _TYPE_ERRORS:
         return f"must be {_TYPE_ERRORS[kind]}, got {err['input']!r}"
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return _unknown_key(err["loc"])
     return err["msg"]  # our own located problems ("map"), or pydantic's words for anything rarer
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    """A key the map does not know: the keys it does know there, the closest first when one is close."""
+    model = _annotation_at(loc[:-1])
+    fields = model.__pydantic_fields__.items() if dataclasses.is_dataclass(model) else []
+    known = list(dict.fromkeys(_map_key(name, info) for name, info in fields))
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}known keys here: {', '.join(known)}"
+
+
+def _map_key(name: str, info: Any) -> str:
+    """The key the map spells for a field: the first step of its alias path, else its name."""
+    return str(info.validation_alias.path[0]) if isinstance(info.validation_alias, AliasPath) else name
 
 
 def _annotation_at(loc: tuple[str | int, ...]) -> Any:
