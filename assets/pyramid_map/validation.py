@@ -8,7 +8,8 @@ from pydantic import ConfigDict, Strict, ValidationError, ValidatorFunctionWrapH
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Float = Annotated[float, Strict()]  # an int is taken as a number, a bool or a string is not
-CONFIG = ConfigDict(validate_by_name=True, validate_by_alias=True, extra="forbid")  # by name: dataclasses.replace, keywords
+# by name: dataclasses.replace, keywords; forbid: a misspelt key is refused, not ignored
+CONFIG = ConfigDict(validate_by_name=True, validate_by_alias=True, extra="forbid")
 Problem = tuple[tuple[str | int, ...], str]  # (location as pydantic spells it, relative to the model; message)
 
 
