@@ -85,12 +85,14 @@ def import_history(
             f"pyramid import reads {', '.join(SUPPORTED_FORMATS)} exports; source {source.name!r} is {source.format}",
             2,
         )
+    day_file(lake, source, EPOCH)  # a path the import cannot name a file after is refused before any work
     staging = lake.root / "tmp" / f"import-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
-        result, header = ImportResult(), b""
+        result, headers = ImportResult(), {}
         for path in files:
-            header = _stage_file(lake, source, path, staging, result) or header
+            headers[path] = _stage_file(lake, source, path, staging, result)
+            _refuse_other_header(headers)
             if progress:
                 progress(path.stat().st_size)
         _refuse_without_days(source, result)
@@ -131,10 +133,13 @@ def day_file(lake: Lake, source: Source, day: date) -> Path:
 
 def _stage_file(lake: Lake, source: Source, path: Path, staging: Path, result: ImportResult) -> bytes:
     """Append the file's records to the staged file of their day (or the unplaced one); its CSV header."""
+    con = connect()
     try:
-        table = land(connect(), lake, source, date.today(), files=[path])
+        table = land(con, lake, source, date.today(), files=[path])
     except LandingError as err:
         raise ImportRefused(f"{err}; nothing was imported", 1) from err
+    finally:
+        con.close()
     found = _records(path, source.format)
     index = _record_index(found, table, path, source.format)
     days = event_days(table, EVENT_TIME[source.name]).column("day")
@@ -216,6 +221,18 @@ def _append(target: Path, found: _Records, chosen: np.ndarray) -> None:
         if new and found.header:
             handle.write(found.header)
         handle.write(data)
+
+
+def _refuse_other_header(headers: dict[Path, bytes]) -> None:
+    """CSV files of one export must share their header: their records go under one header per day."""
+    (first, header), *_ = headers.items()
+    other = next((path for path, h in headers.items() if h.rstrip(b"\r\n") != header.rstrip(b"\r\n")), None)
+    if other is not None:
+        raise ImportRefused(
+            f"{other}: its CSV header differs from the one of {first}; the files of one export must share their "
+            "header (import such files one after another into days they do not share); nothing was imported",
+            1,
+        )
 
 
 def _refuse_without_days(source: Source, result: ImportResult) -> None:

@@ -174,3 +174,21 @@ def test_an_export_without_any_event_time_is_refused(tmp_path):
     assert not (tmp_path / "landing").exists()
     code, _, err = cli("--data-root", str(tmp_path), "import", "events", str(tmp_path / "nothing-*.jsonl"))
     assert code == 2 and f"cause: no file matches {tmp_path / 'nothing-*.jsonl'}" in err
+
+
+def test_csv_files_of_one_export_must_share_their_header(tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("txn_id,user_id,occurred_at,amount,currency,txn_type,merchant_category,status\n")
+    second.write_text("user_id,txn_id,occurred_at,amount,currency,txn_type,merchant_category,status\n")
+    for path in (first, second):
+        row = "t1,u1" if path == first else "u1,t2"
+        path.write_text(path.read_text() + f"{row},2026-10-01T10:00:00Z,1.50,EUR,deposit,,completed\n")
+    code, out, err = cli("--data-root", str(tmp_path), "import", "transactions", str(tmp_path / "*.csv"))
+    assert (code, out) == (1, "")
+    assert plain(err) == plain(
+        f"""error: nothing imported
+        cause: {second}: its CSV header differs from the one of {first}; the files of one export must share their
+        header (import such files one after another into days they do not share); nothing was imported
+        to do: correct the export or the map, then import again"""
+    )
+    assert not (tmp_path / "landing").exists()
