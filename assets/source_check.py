@@ -10,8 +10,8 @@ anything is written. For each source of the map:
   its last): a wrong mapping shows there, whichever days a run covers, while a file that breaks later is
   refused by its own day's raw step (a file fault). A CSV header must hold every column of the source
   (the raw layer's rule, `assets/raw.py`), JSON lines the required ones (those its suite expects not
-  null, `assets/file_faults.py`) in at least one of the first FIRST_ROWS records. A missing one is an error naming the file, the line and the column, with
-  the closest name found (`difflib`);
+  null, `assets/file_faults.py`) in at least one of the first FIRST_ROWS records. A missing one is an
+  error naming the file, the line and the column, with the closest name found (`difflib`);
 - its first FIRST_ROWS records, landed by the raw layer's reader and typed by the contract's rules
   (`file_faults.valid_sql`). A column whose values nearly all fail their type (the file-fault share,
   at least MIN_VALUES of them) is an error: the mapping or the file is wrong. A single bad value or an
