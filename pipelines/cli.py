@@ -160,8 +160,16 @@ def _parser() -> argparse.ArgumentParser:
         "pyramid import transactions export/transactions-2024.csv   # then: pyramid run --start ... --end ...",
         cmd_import,
     )
-    history.add_argument("source", choices=SOURCE_NAMES, help="the map's source the export belongs to")
-    history.add_argument("files", nargs="+", metavar="FILE_OR_GLOB", help="the export's files (globs are expanded)")
+    history.add_argument(
+        "source", choices=SOURCE_NAMES, metavar="SOURCE", help=f"the export's source: {', '.join(SOURCE_NAMES)}"
+    )
+    history.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE_OR_GLOB",
+        help="the export's files, in the source's format (globs are expanded); records without an event time "
+        "are kept under <data root>/import/",
+    )
     history.add_argument("--replace", action="store_true", help="replace the landing files of days already landed")
     _command(
         commands,
