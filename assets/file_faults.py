@@ -226,7 +226,7 @@ def _check_types(path: Path, parsed: pa.Table, source: Source) -> None:
         )
 
 
-def _valid_sql(kind: str, column: str) -> str:
+def valid_sql(kind: str, column: str) -> str:
     """SQL that is TRUE when the raw VARCHAR `column` (not blank) has the contract's type."""
     value = f'"{column}"'
     if kind == "timestamp":
@@ -250,7 +250,7 @@ def _changed(rows: pa.Table, kinds: dict[str, str], minimum: int) -> list[tuple[
     for column, kind in kinds.items():
         present = f"{text_sql(chr(34) + column + chr(34))} IS NOT NULL"
         counts.append(f"count(*) FILTER ({present})")
-        counts.append(f"count(*) FILTER ({present} AND NOT ({_valid_sql(kind, column)}))")
+        counts.append(f"count(*) FILTER ({present} AND NOT ({valid_sql(kind, column)}))")
     con = connect()
     try:
         con.register("_file_rows", rows)
@@ -268,7 +268,7 @@ def _changed(rows: pa.Table, kinds: dict[str, str], minimum: int) -> list[tuple[
 def _found(rows: pa.Table, column: str, kind: str) -> str:
     """A few values not of the type (timestamps, amounts, years, flags), or only what kind of values they are."""
     value = text_sql(f'"{column}"')
-    bad = f"{value} IS NOT NULL AND NOT ({_valid_sql(kind, column)})"
+    bad = f"{value} IS NOT NULL AND NOT ({valid_sql(kind, column)})"
     con = connect()
     try:
         con.register("_file_rows", rows)

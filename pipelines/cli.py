@@ -32,7 +32,9 @@ DEMO_USERS = 20_000
 DEMO_DAYS = 30
 MAIN_EXAMPLE = "pyramid --data-root /tmp/trial demo --users 2000 --days 4   # then: pyramid status"
 GLOBAL_DEFAULTS = {"data_root": None, "map": None, "verbose": False}
-EPILOG = """exit codes: 0 ok, 1 a day failed, 2 an invalid map or usage, 3 a blocking check failed"""
+EPILOG = (
+    "exit codes: 0 ok, 1 a day failed, 2 an invalid map, data that does not fit it or usage, 3 a blocking check failed"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,10 +149,28 @@ def _parser() -> argparse.ArgumentParser:
     _command(
         commands,
         "check",
-        "check the map (pyramid.yaml) and print what it declares",
+        "check the map (pyramid.yaml) and the landing files against it: found, mapped columns, first rows",
         "pyramid --map my-program.yaml check",
         cmd_check,
     )
+    history = _command(
+        commands,
+        "import",
+        "land a history export of one source into its daily landing partitions, by event time (UTC day)",
+        "pyramid import transactions export/transactions-2024.csv   # then: pyramid run --start ... --end ...",
+        cmd_import,
+    )
+    history.add_argument(
+        "source", choices=SOURCE_NAMES, metavar="SOURCE", help=f"the export's source: {', '.join(SOURCE_NAMES)}"
+    )
+    history.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE_OR_GLOB",
+        help="the export's files, in the source's format (globs are expanded); records without an event time "
+        "are kept under <data root>/import/",
+    )
+    history.add_argument("--replace", action="store_true", help="replace the landing files of days already landed")
     _command(
         commands,
         "init",
@@ -280,8 +300,6 @@ def _generate(lake: Lake, pyramid_map: PyramidMap, args: argparse.Namespace) -> 
 
 def cmd_run(args: argparse.Namespace) -> int:
     lake, map_path = _setup(args)
-    from pipelines.runner import run_days
-
     pyramid_map = load_map(map_path)
     days = _days_to_run(args, lake, pyramid_map.start_date)
     if not days:
@@ -292,6 +310,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             "land the day's files, or write a sample with `pyramid generate`",
         )
         return EXIT_DAY_FAILED
+    if not _data_fits(lake, pyramid_map, days, quiet=True):
+        return EXIT_USAGE
+    from pipelines.runner import run_days
+
     failure = run_days(days, console, lake.root)
     if failure is None:
         return EXIT_OK
@@ -396,7 +418,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    _, map_path = _setup(args)
+    lake, map_path = _setup(args)
     m = load_map(map_path)
     console.print(
         f"[green]{map_path} is valid[/green]: North Star {m.north_star.id} ({m.north_star.metric}), "
@@ -407,6 +429,51 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     for warning in selection_warnings(m):
         errors.print(Text(f"warning: {warning}", style="yellow"))
+    return EXIT_OK if _data_fits(lake, m, None, quiet=False) else EXIT_USAGE
+
+
+def _data_fits(lake: Lake, pyramid_map: PyramidMap, days: list[date] | None, quiet: bool) -> bool:
+    """Check the landing files against the map (assets/source_check.py); print its errors (and, unless
+    `quiet`, what it found on standard error); whether there was no error."""
+    from assets.source_check import check_sources
+
+    findings = check_sources(lake, pyramid_map, days)
+    for finding in [] if quiet else [f for f in findings if f.level != "error"]:
+        warning = finding.level == "warning"
+        line = Text(f"{finding.level if warning else 'data'}: {finding.text}", style="yellow" if warning else "")
+        errors.print(line, soft_wrap=True)
+    problems = [f.text for f in findings if f.level == "error"]
+    if problems:
+        print_error(
+            errors,
+            "the data does not fit the map",
+            problems,
+            "correct the landing files or the map's `sources`; `pyramid check` checks them again",
+        )
+    return not problems
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    lake, map_path = _setup(args)
+    from pipelines.history_import import ImportRefused, import_history
+    from pipelines.history_output import bytes_progress, export_files, print_import
+
+    pyramid_map = load_map(map_path)
+    files = export_files(args.files)
+    if args.source not in pyramid_map.sources:
+        declared = ", ".join(pyramid_map.sources)
+        print_error(errors, "nothing imported", [f"the map declares no source {args.source!r}"], f"one of: {declared}")
+        return EXIT_USAGE
+    if not files:
+        print_error(errors, "nothing imported", [f"no file matches {' '.join(args.files)}"], "name the export's files")
+        return EXIT_USAGE
+    try:
+        with bytes_progress(console, files, f"importing {args.source}") as advance:
+            result = import_history(lake, pyramid_map.sources[args.source], files, args.replace, advance)
+    except ImportRefused as err:
+        print_error(errors, "nothing imported", [str(err)], err.todo)
+        return err.exit_code
+    print_import(console, errors, result, pyramid_map, args.source)
     return EXIT_OK
 
 
