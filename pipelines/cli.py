@@ -469,7 +469,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         with bytes_progress(console, files, f"importing {args.source}") as advance:
-            result = import_history(lake, pyramid_map.sources[args.source], files, args.replace, advance)
+            source = pyramid_map.sources[args.source]
+            result = import_history(lake, source, files, args.replace, advance, first_day=pyramid_map.start_date)
     except ImportRefused as err:
         print_error(errors, "nothing imported", [str(err)], err.todo)
         return err.exit_code

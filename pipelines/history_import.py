@@ -12,6 +12,10 @@ export.
 - A day's file is named by the source's `path` with `{ds}` the day and `*` read as `imported`
   (`landing/events/{ds}/*.jsonl` -> `landing/events/2026-10-01/imported.jsonl`). Each is staged under
   `<data root>/tmp/`, then moved beside its target and renamed onto it: a reader sees no half file.
+- Profiles and erasure requests carry state (a profile as last updated, an erasure asked for): a record
+  dated before the start of history (`first_day`, the map's `schedule.start_date`) lands on that first
+  day, where the run reads it. Events and transactions keep their own days (a run reads them only once
+  `start_date` moves back to them).
 - A day that already has a landing file is refused (nothing is written) unless `replace`: then the new
   file replaces the day's files.
 - A record without a parseable event time (a line that does not parse, a timestamp without an offset)
@@ -46,6 +50,7 @@ FILE_NAME = "imported"  # what `*` of the source's path becomes in a day's file 
 SHOWN_UNPLACED = 10  # unplaced records named one by one; the rest are counted
 SUPPORTED_FORMATS = ("jsonl", "csv")
 EPOCH = date(1970, 1, 1)
+STATE_SOURCES = ("profiles", "erasure_requests")  # a record before the first day lands on it
 
 
 class ImportRefused(RuntimeError):
@@ -77,9 +82,15 @@ class _Records:
 
 
 def import_history(
-    lake: Lake, source: Source, files: list[Path], replace: bool = False, progress: Callable[[int], None] | None = None
+    lake: Lake,
+    source: Source,
+    files: list[Path],
+    replace: bool = False,
+    progress: Callable[[int], None] | None = None,
+    first_day: date | None = None,
 ) -> ImportResult:
-    """Land the export `files` of `source` into daily landing partitions; `progress(bytes)` after each file."""
+    """Land the export `files` of `source` into daily landing partitions; `progress(bytes)` after each file.
+    `first_day`: the start of history, onto which the STATE_SOURCES' earlier records land."""
     if source.format not in SUPPORTED_FORMATS:
         raise ImportRefused(
             f"pyramid import reads {', '.join(SUPPORTED_FORMATS)} exports; source {source.name!r} is {source.format}",
@@ -91,7 +102,7 @@ def import_history(
     try:
         result, headers = ImportResult(), {}
         for path in files:
-            headers[path] = _stage_file(lake, source, path, staging, result)
+            headers[path] = _stage_file(lake, source, path, staging, result, first_day)
             _refuse_other_header(headers)
             if progress:
                 progress(path.stat().st_size)
@@ -131,7 +142,9 @@ def day_file(lake: Lake, source: Source, day: date) -> Path:
     return lake.root / name
 
 
-def _stage_file(lake: Lake, source: Source, path: Path, staging: Path, result: ImportResult) -> bytes:
+def _stage_file(
+    lake: Lake, source: Source, path: Path, staging: Path, result: ImportResult, first_day: date | None
+) -> bytes:
     """Append the file's records to the staged file of their day (or the unplaced one); its CSV header."""
     con = connect()
     try:
@@ -145,6 +158,8 @@ def _stage_file(lake: Lake, source: Source, path: Path, staging: Path, result: I
     days = event_days(table, EVENT_TIME[source.name]).column("day")
     placed = pc.is_valid(days).to_numpy(zero_copy_only=False)
     day_numbers = days.cast(pa.int32()).fill_null(0).to_numpy()  # days since 1970-01-01
+    if first_day is not None and source.name in STATE_SOURCES:
+        day_numbers = np.maximum(day_numbers, (first_day - EPOCH).days)
     for number in np.unique(day_numbers[placed]):
         chosen = index[placed & (day_numbers == number)]
         day = EPOCH + timedelta(days=int(number))

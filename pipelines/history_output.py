@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +14,8 @@ from rich.text import Text
 
 from assets.pyramid_map import PyramidMap
 from pipelines.history_import import SHOWN_UNPLACED, ImportResult
+
+DAYS_SHOWN = 31  # beyond, the counts are shown per month
 
 
 def export_files(patterns: list[str]) -> list[Path]:
@@ -36,8 +39,8 @@ def bytes_progress(console: Console, files: list[Path], description: str) -> Ite
 def print_import(console: Console, errors: Console, result: ImportResult, pyramid_map: PyramidMap, source: str) -> None:
     """The rows landed per day, the total, the records without a day (file:line), and what to run next."""
     days = sorted(result.rows_per_day)
-    for day in days:
-        console.print(f"  {day}  {result.rows_per_day[day]:>10,} rows", highlight=False)
+    for line in _counts(result.rows_per_day):
+        console.print(line, highlight=False)
     total = sum(result.rows_per_day.values())
     console.print(
         f"[green]imported[/green] {total:,} {source} rows into {len(days)} landing days ({days[0]} .. {days[-1]})"
@@ -63,6 +66,16 @@ def print_import(console: Console, errors: Console, result: ImportResult, pyrami
             )
         )
     console.print(f"then: pyramid run --start {max(days[0], pyramid_map.start_date)} --end {days[-1]}", highlight=False)
+
+
+def _counts(rows_per_day: dict[date, int]) -> list[str]:
+    """A line per day, or per month when there are more days than a month has."""
+    if len(rows_per_day) <= DAYS_SHOWN:
+        return [f"  {day}  {rows:>10,} rows" for day, rows in sorted(rows_per_day.items())]
+    months: dict[str, list[int]] = {}
+    for day, rows in sorted(rows_per_day.items()):
+        months.setdefault(day.isoformat()[:7], []).append(rows)
+    return [f"  {month}  {sum(rows):>10,} rows on {len(rows):>2} days" for month, rows in months.items()]
 
 
 def _print_unplaced(errors: Console, result: ImportResult) -> None:

@@ -192,3 +192,24 @@ def test_csv_files_of_one_export_must_share_their_header(tmp_path):
         to do: correct the export or the map, then import again"""
     )
     assert not (tmp_path / "landing").exists()
+
+
+def test_profiles_dated_before_the_start_of_history_land_on_its_first_day(tmp_path):
+    from datetime import date
+
+    from assets.lake import Lake
+    from pipelines.history_import import import_history
+
+    export = tmp_path / "profiles.csv"
+    header = "user_id,email,phone,full_name,country,birth_year,plan,signup_at,updated_at"
+    header += ",consent_personalization,consent_marketing"
+    rows = [
+        "u1,a@x.io,,A,FR,1990,free,2025-01-01T00:00:00Z,2025-06-01T10:00:00Z,true,false",
+        "u2,b@x.io,,B,DE,1980,gold,2026-09-30T00:00:00Z,2026-09-30T23:00:00Z,true,true",
+        "u3,c@x.io,,C,ES,1970,free,2026-10-02T00:00:00Z,2026-10-02T08:00:00Z,false,false",
+    ]
+    export.write_text("\n".join([header, *rows]) + "\n")
+    pyramid_map = load_map()
+    lake = Lake(tmp_path / "data")
+    result = import_history(lake, pyramid_map.sources["profiles"], [export], first_day=pyramid_map.start_date)
+    assert result.rows_per_day == {date(2026, 10, 1): 2, date(2026, 10, 2): 1}
