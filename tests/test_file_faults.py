@@ -19,7 +19,8 @@ from assets import actionable
 from assets.file_faults import MIN_TYPED_VALUES, check_files, required_columns
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
-from assets.raw import CANONICAL_COLUMNS, LandingError, land, landing_files
+from assets.contract import CANONICAL_COLUMNS
+from assets.raw import LandingError, land, landing_files
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET

@@ -8,7 +8,8 @@ import pytest
 
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
-from assets.raw import CANONICAL_COLUMNS, LandingError, land, raw_schema
+from assets.contract import CANONICAL_COLUMNS
+from assets.raw import LandingError, land, raw_schema
 
 DS = date(2026, 10, 1)
 TXN_HEADER = "txn_id,user_id,occurred_at,amount,currency,txn_type,merchant_category,status"

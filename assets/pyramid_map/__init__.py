@@ -21,8 +21,6 @@ from pydantic import TypeAdapter, ValidationError
 from assets.lake import PROJECT_ROOT
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
-    SOURCE_FORMATS,
-    SOURCE_NAMES,
     Actionable,
     Campaign,
     Consent,
@@ -33,9 +31,7 @@ from assets.pyramid_map.models import (
     NorthStar,
     OptOut,
     PyramidMap,
-    Source,
     Touchpoint,
-    Volume,
 )
 from assets.pyramid_map.segments import (
     LIFECYCLE_STAGES,
@@ -48,6 +44,7 @@ from assets.pyramid_map.segments import (
     Segments,
     Stability,
 )
+from assets.pyramid_map.sources import SOURCE_FORMATS, SOURCE_NAMES, CsvDialect, Source, Volume
 
 __all__ = [
     "DEFAULT_MAP_PATH",
@@ -60,6 +57,7 @@ __all__ = [
     "Actionable",
     "Campaign",
     "Context",
+    "CsvDialect",
     "Consent",
     "FrequencyCap",
     "Goal",
