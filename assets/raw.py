@@ -162,12 +162,16 @@ def land_file(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: So
         con.unregister("_landing_rows")
 
 
-def absent_columns(source: Source, path: Path) -> list[str]:
-    """The optional canonical columns a CSV or Parquet file lacks (landed as NULL); [] for JSON lines."""
+def absent_columns(source: Source, files: Iterable[Path]) -> list[str]:
+    """The optional canonical columns that a CSV or Parquet file of `files` lacks (landed as NULL), in the
+    contract's order; none for JSON lines, whose records may each lack a key."""
     if source.format == "jsonl":
         return []
-    found = _csv_columns(path, source) if source.format == "csv" else _parquet_columns(path)
-    return column_problems(source, found)[1]
+    absent: set[str] = set()
+    for path in files:
+        found = _csv_columns(path, source) if source.format == "csv" else _parquet_columns(path)
+        absent.update(column_problems(source, found)[1])
+    return [c for c in CANONICAL_COLUMNS[source.name] if c in absent]
 
 
 def _relative(path: Path, lake: Lake) -> str:
@@ -201,7 +205,7 @@ def _missing_columns(path: Path, source: Source, found: list[str], what: str) ->
     missing = column_problems(source, found)[0]
     if missing:
         raise LandingError(
-            f"{path}: {what} lacks {', '.join(missing)}; expected columns for source {source.name!r}: "
+            f"{path}: {what} {', '.join(missing)}; expected columns for source {source.name!r}: "
             f"{', '.join(read_columns(source))}; found: {', '.join(found)}"
             f"{renamed_hint(unexpected_columns(found, source), source.csv.delimiter)}"
         )
@@ -284,12 +288,12 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> t
 def _expression_keys(con: duckdb.DuckDBPyConnection, path: Path, source: Source, rows: pa.Table) -> None:
     """Raise LandingError when a column an expression reads is no key of any record of the file."""
     read = [c for text in source.expressions.values() for c in expression_columns(text)]
-    parsed = rows.num_rows - rows.column("_raw_text").null_count
+    parsed = rows.column("_raw_text").null_count  # a parsed record keeps no raw text
     if not read or parsed == 0 or all(rows.column(c).null_count < rows.num_rows for c in read):
         return
     objects = "SELECT text FROM _landing_lines WHERE json_valid(text) AND json_type(text) = 'OBJECT'"
     keys = [k for (k,) in con.sql(f"SELECT DISTINCT unnest(json_keys(text)) FROM ({objects}) ORDER BY 1").fetchall()]
-    _missing_columns(path, source, keys, "JSON lines")
+    _missing_columns(path, source, keys, "no JSON record has")
 
 
 def _json_path_literal(key: str) -> str:
@@ -318,7 +322,7 @@ def _csv_columns(path: Path, source: Source) -> list[str]:
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> tuple[pa.Table, set[str]]:
     """The source columns of each row that parsed, and the raw text of each refused row, in file order."""
     header = _csv_columns(path, source)
-    _missing_columns(path, source, header, "CSV header")
+    _missing_columns(path, source, header, "CSV header lacks")
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         raise LandingError(f"{path}: CSV header repeats {', '.join(duplicated)}; each column must appear once")
@@ -395,7 +399,7 @@ def _parquet_columns(path: Path) -> list[str]:
 def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> tuple[pa.Table, set[str]]:
     """The source columns of each row as text (`_parquet_text`), numbered from 1 in file order."""
     found = _parquet_columns(path)
-    _missing_columns(path, source, found, "Parquet schema")
+    _missing_columns(path, source, found, "Parquet schema lacks")
     present = [name for name in read_columns(source) if name in found]
     try:
         relation = con.sql("SELECT * FROM read_parquet(?, file_row_number = true)", params=[str(path)])
