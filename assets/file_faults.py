@@ -6,7 +6,7 @@ written, so that the lake keeps its earlier (complete) data for that day:
 
 - a file that holds no record, or in which no record parses (sent in UTF-16, a truncated or compressed
   file, CSV where JSON lines were due);
-- a column renamed upstream: a CSV header without a contract column (`assets/raw.py`, which also names
+- a column renamed upstream: a CSV header without a required column (`assets/raw.py`, which also names
   the header's unknown columns), or JSON lines in which a required column (one the source's suite
   expects not null) is absent from every record while a key the contract does not know is present;
 - a type changed upstream: at least `TYPE_CHANGED_SHARE` of the non-null values of a typed column, and

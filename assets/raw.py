@@ -1,27 +1,35 @@
-"""Raw layer: one landing day of one source, landed as it came.
+"""Raw layer: one landing day of one source, landed as it came, mapped onto the canonical columns.
 
 `land` reads every landing file of the day and returns one row per record, every canonical column
 as VARCHAR (docs/contracts.md), plus where the row came from:
 
 - `_source_file`: the file's path relative to the data root;
-- `_source_line`: 1-based line of a JSONL file, 1-based data row of a CSV file (header excluded);
+- `_source_line`: 1-based line of a JSONL file, 1-based data row of a CSV file (header excluded), 1-based
+  row of a Parquet file;
 - `_raw_text`: NULL for a record that parsed; for one that did not (a JSONL line that is not a JSON
   object, a CSV row with the wrong number of fields, bad encoding or an unterminated quote) the raw
   text, with every canonical column NULL. Such rows are kept, never dropped: the actionable layer
   quarantines them as `unparseable_row`.
 
+Each reader returns the source's own columns as text; `assets/source_mapping.py` maps them onto the
+canonical ones (renames, expressions, constants, naive timestamps in the declared zone, generated keys).
 Nothing is filtered here. Blank JSONL lines are not records and are skipped (line numbers still count
-them). Source columns outside the contract are not landed. A CSV header that lacks a canonical column,
-or a file that cannot be read, raises `LandingError` naming the file and what was expected.
+them). Source columns the mapping does not read are not landed. A CSV header or Parquet schema that
+lacks a required column (or one an expression reads), or a file that cannot be read, raises
+`LandingError` naming the file and what was expected; an optional column it lacks lands as NULL and is
+reported by `absent_columns`.
 
-JSONL files are split into lines with numpy (exact line numbers, any line length) and parsed by DuckDB
-in one pass per line (`json_extract_string` with a list of paths). CSV files are read by DuckDB's
-reader with explicit dialect and columns; refused rows come from its rejects table.
+JSONL files (gzip-compressed if the map says so) are split into lines with numpy (exact line numbers,
+any line length) and parsed by DuckDB in one pass per line (`json_extract_string` with a list of
+paths). CSV files are read by DuckDB's reader with the declared dialect and explicit columns; refused
+rows come from its rejects table. Parquet files are read by DuckDB, values rendered as text.
 
-Before a day is landed, `require_feeds` stops it when a source the map declares `required` has no
-file for the day (`MissingFeedError`, naming the sources and the day). Beside each raw partition a
-manifest (`_landing_manifest.json`) records the landing files it was made from, with their sizes and
-modification times, so that a file landing later for that day is noticed (assets/feeds.py).
+A path with `{ds}` selects the day's files by filling it in; one without takes each file's day from the
+date in its name (`file_day`). Before a day is landed, `require_feeds` stops it when a source the map
+declares `required` has no file for the day (`MissingFeedError`, naming the sources and the day).
+Beside each raw partition a manifest (`_landing_manifest.json`) records the landing files it was made
+from, with their sizes and modification times, so that a file landing later for that day is noticed
+(assets/feeds.py).
 """
 
 from __future__ import annotations
@@ -84,6 +92,24 @@ def landing_files(lake: Lake, source: Source, ds: date) -> list[Path]:
             "YYYY_MM_DD or YYYYMMDD). Rename the file, or split a history export by day with `pyramid import`"
         )
     return [p for p in files if file_day(p) == ds]
+
+
+def landed_days(lake: Lake, source: Source) -> set[date]:
+    """The days some landing file of the source is for: the dates of the folders (or names) its `{ds}` part
+    matches, or for a path without `{ds}` the dates in the matching files' names."""
+    if "{ds}" not in source.path:
+        return {d for p in glob.glob(str(lake.root / source.path)) if (d := file_day(Path(p))) is not None}
+    head = source.path.split("{ds}")[0]
+    prefix = head.rsplit("/", 1)[-1]  # the part of a file name before {ds}, if {ds} is in the name
+    days = set()
+    for path in glob.glob(str(lake.root / head) + "*"):
+        text = Path(path).name.removeprefix(prefix)[:10]
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            try:
+                days.add(date.fromisoformat(text))
+            except ValueError:
+                continue
+    return days
 
 
 def file_day(path: Path) -> date | None:
@@ -172,6 +198,34 @@ def absent_columns(source: Source, files: Iterable[Path]) -> list[str]:
         found = _csv_columns(path, source) if source.format == "csv" else _parquet_columns(path)
         absent.update(column_problems(source, found)[1])
     return [c for c in CANONICAL_COLUMNS[source.name] if c in absent]
+
+
+def check_file_columns(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
+    """Raise LandingError when the file lacks a column the mapping needs (for JSON lines: a key no record
+    has); else the optional canonical columns it lacks (`pyramid check` looks at each input this way)."""
+    if source.format == "jsonl":
+        found, what = _jsonl_file_keys(con, path, source), "no JSON record has"
+    elif source.format == "csv":
+        found, what = _csv_columns(path, source), "CSV header lacks"
+    else:
+        found, what = _parquet_columns(path), "Parquet schema lacks"
+    _missing_columns(path, source, found, what)
+    return column_problems(source, found)[1]
+
+
+def _jsonl_file_keys(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
+    """Every key of the file's JSON objects, in name order."""
+    try:
+        return [
+            key
+            for (key,) in con.sql(
+                "SELECT DISTINCT unnest(json_keys(json)) AS k FROM read_json_objects(?, format = 'newline_delimited', "
+                "ignore_errors = true, compression = ?) WHERE json_type(json) = 'OBJECT' ORDER BY k",
+                params=[str(path), source.compression],
+            ).fetchall()
+        ]
+    except duckdb.Error as err:
+        raise LandingError(f"{path}: cannot be read as JSON lines ({err})") from err
 
 
 def _relative(path: Path, lake: Lake) -> str:

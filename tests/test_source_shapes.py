@@ -16,7 +16,16 @@ import yaml
 from assets import actionable
 from assets.lake import Lake, connect
 from assets.pyramid_map import MapError, Source, load_map
-from assets.raw import LandingError, absent_columns, file_day, land, landing_files, raw_schema
+from assets.raw import (
+    LandingError,
+    absent_columns,
+    check_file_columns,
+    file_day,
+    land,
+    landed_days,
+    landing_files,
+    raw_schema,
+)
 from assets.source_mapping import naive_to_utc_sql
 
 DS = date(2026, 10, 25)  # Europe/Berlin goes from CEST (+02:00) to CET (+01:00) at 03:00 local
@@ -211,7 +220,7 @@ def test_optional_columns_absent_required_ones_refused(tmp_path):
     )
     source = Source("transactions", "landing/a/{ds}/*.csv", "csv")
     files = landing_files(lake, source, DS)
-    assert absent_columns(source, files) == ["status"]
+    assert absent_columns(source, files) == ["status"] == check_file_columns(connect(), files[0], source)
     assert land(connect(), lake, source, DS).column("status").to_pylist() == [None]
     _write(tmp_path, "landing/b/{ds}/tx.csv", f"{header}\nt1,u1,2026-10-25T10:00:00Z,1.5,EUR,deposit\n".encode())
     path = tmp_path / f"landing/b/{DS}/tx.csv"
@@ -238,7 +247,11 @@ def test_missing_required_and_expression_columns_name_file_and_column(tmp_path):
         "upstream? map the source's name to the canonical one under `columns` of the source in pyramid.yaml, or ask "
         "the sender for the contract's names)"
     )
+    with pytest.raises(LandingError) as again:
+        check_file_columns(connect(), path, source)  # what `pyramid check` asks of each input
+    assert str(again.value) == str(err.value)
     jsonl = _jsonl_variant(tmp_path)
+    assert check_file_columns(connect(), tmp_path / f"landing/jsonl/{DS}/tx.jsonl", jsonl) == []
     _write(
         tmp_path,
         "landing/jsonl/{ds}/tx.jsonl",
@@ -246,6 +259,9 @@ def test_missing_required_and_expression_columns_name_file_and_column(tmp_path):
     )
     with pytest.raises(LandingError) as err:
         land(connect(), lake, jsonl, DS)
+    with pytest.raises(LandingError) as again:
+        check_file_columns(connect(), tmp_path / f"landing/jsonl/{DS}/tx.jsonl", jsonl)
+    assert str(again.value) == str(err.value)
     assert str(err.value) == (
         f"{tmp_path}/landing/jsonl/{DS}/tx.jsonl: no JSON record has 'kind' (canonical 'txn_type'), 'amount_cents' "
         "(read by the expression of 'amount'), 'category' (read by the expression of 'merchant_category'); expected "
@@ -261,7 +277,11 @@ def test_paths_without_a_day_folder_take_the_day_from_the_file_name(tmp_path):
         _write(tmp_path, f"exports/{name}", _canonical_csv().encode())
     source = Source("transactions", "exports/tx_*.csv", "csv")
     assert [p.name for p in landing_files(lake, source, DS)] == ["tx_20261025.csv", "tx_2026_10_25_b.csv"]
+    assert landed_days(lake, source) == {date(2026, 10, 24), DS}
     assert file_day(tmp_path / "x_2026-13-01_2026-10-02.csv") == date(2026, 10, 2)
+    in_name = Source("transactions", "exports/tx_{ds}.csv", "csv")  # {ds} in the file name
+    assert [p.name for p in landing_files(lake, in_name, date(2026, 10, 24))] == ["tx_2026-10-24.csv"]
+    assert landed_days(lake, in_name) == {date(2026, 10, 24)}
     _write(tmp_path, "exports/tx_latest.csv", b"")
     with pytest.raises(LandingError) as err:
         landing_files(lake, source, DS)
