@@ -52,7 +52,14 @@ import pyarrow.parquet as pq
 from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, write_text_atomic
 from assets.pyramid_map import Source
-from assets.source_mapping import column_problems, iso_sql, mapped_sql, read_columns
+from assets.source_mapping import (
+    canonical_to_source,
+    column_problems,
+    is_renaming_only,
+    iso_sql,
+    mapped_sql,
+    read_columns,
+)
 from assets.sql_guard import expression_columns
 
 LINEAGE_COLUMNS = ["_source_file", "_source_line", "_raw_text"]
@@ -176,6 +183,8 @@ def land(
 def land_file(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: Source) -> pa.Table:
     """One landing file's records mapped onto the canonical columns (assets/source_mapping.py)."""
     rows, present = _READERS[source.format](con, path, source)
+    if is_renaming_only(source):
+        return _renamed(rows, source, present, _relative(path, lake))
     canonical = ", ".join(f'"{c}"' for c in CANONICAL_COLUMNS[source.name])
     con.register("_landing_rows", rows)
     try:
@@ -186,6 +195,19 @@ def land_file(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: So
         ).to_arrow_table()
     finally:
         con.unregister("_landing_rows")
+
+
+def _renamed(rows: pa.Table, source: Source, present: set[str], relative: str) -> pa.Table:
+    """The mapping of a source that only renames, without a query: a record that did not parse has every
+    source column NULL already (the readers' contract)."""
+    to_source = canonical_to_source(source)
+    columns = {
+        c: rows.column(to_source[c]) if to_source[c] in present else pa.nulls(rows.num_rows, pa.string())
+        for c in CANONICAL_COLUMNS[source.name]
+    }
+    files = pa.array([relative], pa.string()).take(np.zeros(rows.num_rows, dtype=np.int64))
+    lineage = {"_source_file": files, "_source_line": rows["_source_line"], "_raw_text": rows["_raw_text"]}
+    return pa.table({**columns, **lineage})
 
 
 def absent_columns(source: Source, files: Iterable[Path]) -> list[str]:

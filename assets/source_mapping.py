@@ -83,6 +83,11 @@ def column_problems(source: Source, found: list[str]) -> tuple[list[str], list[s
     return list(dict.fromkeys(missing)), absent
 
 
+def is_renaming_only(source: Source) -> bool:
+    """Whether the mapping only renames columns (no constant, expression, time zone or generated key)."""
+    return not (source.constants or source.expressions or source.timezone or source.generated_key)
+
+
 def mapped_sql(source: Source, relation: str, present: set[str]) -> str:
     """SELECT of the canonical columns (VARCHAR), `_source_line` and `_raw_text` from `relation`, which holds
     the present source columns as text, `_source_line` and `_raw_text`."""

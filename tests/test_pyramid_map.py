@@ -111,7 +111,7 @@ BROKEN = {
     ),
     "source_path_empty": (  # a path without {ds} is valid: each file's day is the date in its name
         [('"landing/events/{ds}/*.jsonl"', '""')],
-        ["159: sources.events.path: is required (a file pattern under the data root, e.g. landing/events/{ds}/*.jsonl)"],
+        ["159: sources.events.path: is required (a glob under the data root, e.g. landing/events/{ds}/*.jsonl)"],
     ),
     "holdout_out_of_range": (
         [("holdout: 0.20", "holdout: 1.5")],

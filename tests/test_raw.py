@@ -6,9 +6,9 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
+from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
-from assets.contract import CANONICAL_COLUMNS
 from assets.raw import LandingError, land, raw_schema
 
 DS = date(2026, 10, 1)

@@ -102,7 +102,7 @@ class Source:
     @classmethod
     def _pattern(cls, path: str) -> str:
         if not path.strip():
-            raise ValueError("is required (a file pattern under the data root, e.g. landing/events/{ds}/*.jsonl)")
+            raise ValueError("is required (a glob under the data root, e.g. landing/events/{ds}/*.jsonl)")
         return path
 
     @field_validator("timezone")
