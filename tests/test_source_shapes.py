@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from assets import actionable
+from assets import accounting, actionable
 from assets.lake import Lake, connect
 from assets.pyramid_map import MapError, Source, load_map
 from assets.raw import (
@@ -99,6 +99,12 @@ def _jsonl_variant(tmp_path) -> Source:
     return Source("transactions", "landing/jsonl/{ds}/*.jsonl", "jsonl", **OWN_MAPPING)
 
 
+def _jsonl_gzip_variant(tmp_path) -> Source:
+    lines = [json.dumps(dict(zip(OWN_NAMES, r))) for r in _own_rows()]
+    _write(tmp_path, "landing/jsonl_gz/{ds}/tx.jsonl.gz", gzip.compress(("\n".join(lines) + "\n").encode()))
+    return Source("transactions", "landing/jsonl_gz/{ds}/*.jsonl.gz", "jsonl", compression="gzip", **OWN_MAPPING)
+
+
 def _parquet_variant(tmp_path) -> Source:
     rows = _own_rows()
     walls = [datetime.fromisoformat(r[2]) for r in rows]  # naive: wall times in Berlin
@@ -143,6 +149,7 @@ VARIANTS = {
     "csv ; gzip": _csv_variant,
     "csv without header": _headerless_variant,
     "jsonl": _jsonl_variant,
+    "jsonl gzip": _jsonl_gzip_variant,
     "parquet naive": _parquet_variant,
     "parquet utc": _utc_parquet_variant,
 }
@@ -169,6 +176,8 @@ def test_every_shape_lands_as_the_canonical_load(tmp_path, pyramid):
         assert landed.schema == raw_schema("transactions"), name
         assert _canonical(landed).equals(_canonical(expected)), name
         assert landed.column("_source_line").to_pylist() == [1, 2, 3, 4, 5], name
+        counted = accounting.landed_records(landing_files(lake, source, DS), source)  # the separate count
+        assert list(counted.values()) == [len(ROWS)], name
         again = actionable.clean_transactions(connect(), landed, DS, KNOWN_USERS, None, pyramid.actionable)
         assert again.table.equals(clean.table), name
         assert again.quarantine.num_rows == 0, name
