@@ -38,6 +38,7 @@ import csv
 import glob
 import gzip
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable
@@ -109,7 +110,7 @@ def landed_days(lake: Lake, source: Source) -> set[date]:
     head = source.path.split("{ds}")[0]
     prefix = head.rsplit("/", 1)[-1]  # the part of a file name before {ds}, if {ds} is in the name
     days = set()
-    for path in glob.glob(str(lake.root / head) + "*"):
+    for path in glob.glob(os.path.join(lake.root, head) + "*"):  # not `root / head`: it drops a trailing "/"
         text = Path(path).name.removeprefix(prefix)[:10]
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             try:

@@ -291,6 +291,8 @@ def test_paths_without_a_day_folder_take_the_day_from_the_file_name(tmp_path):
     in_name = Source("transactions", "exports/tx_{ds}.csv", "csv")  # {ds} in the file name
     assert [p.name for p in landing_files(lake, in_name, date(2026, 10, 24))] == ["tx_2026-10-24.csv"]
     assert landed_days(lake, in_name) == {date(2026, 10, 24)}
+    _write(tmp_path, "landing/transactions/{ds}/tx.csv", _canonical_csv().encode())  # {ds} a folder
+    assert landed_days(lake, Source("transactions", "landing/transactions/{ds}/*.csv", "csv")) == {DS}
     _write(tmp_path, "exports/tx_latest.csv", b"")
     with pytest.raises(LandingError) as err:
         landing_files(lake, source, DS)
