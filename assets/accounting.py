@@ -6,23 +6,29 @@ hide itself:
 
 - a JSON-lines file holds one record per line that is not blank (blank: only spaces, tabs, CR; a
   UTF-8 byte-order mark is not a character), whether or not the line parses;
-- a CSV file holds one record per row after the header, rows as pyarrow's CSV reader splits them
+- a CSV file holds one record per row after the header (if it has one), rows as pyarrow's CSV reader splits them
   (quoted newlines allowed), every value as bytes, rows with the wrong number of fields counted too.
 
 `accounting_figures` compares that count with the outputs: the accepted rows (the written actionable
 partition, or the accepted count of a source whose partition is a snapshot), the written quarantine
-partition and the duplicates removed. Pure functions: no Dagster.
+partition and the duplicates removed. A gzip-compressed file is counted decompressed; a Parquet file by
+the row count of its footer. Pure functions: no Dagster.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from assets.pyramid_map import Source
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -33,13 +39,14 @@ def jsonl_records(data: bytes) -> int:
     return sum(1 for line in data.split(b"\n") if line.strip(b" \t\r"))
 
 
-def csv_records(data: bytes) -> int:
-    """Rows after the header of a comma-separated file, malformed rows included."""
+def csv_records(data: bytes, delimiter: str = ",", quote: str = '"', header: bool = True) -> int:
+    """Rows after the header (if the file has one) of a CSV file, malformed rows included."""
     data = data.removeprefix(UTF8_BOM)
     if not data.strip():
         return 0
-    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", "replace"))), [])
-    names = [f"c{i}" for i in range(max(len(header), 1))]
+    first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+    fields = next(csv.reader(io.StringIO(first), delimiter=delimiter, quotechar=quote), [])
+    names = [f"c{i}" for i in range(max(len(fields), 1))]
     invalid = 0
 
     def count_invalid(row: list[str | None]) -> str:
@@ -49,17 +56,30 @@ def csv_records(data: bytes) -> int:
 
     table = pacsv.read_csv(
         pa.py_buffer(data),
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=count_invalid),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, quote_char=quote, newlines_in_values=True, invalid_row_handler=count_invalid
+        ),
         convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}),
     )
     return table.num_rows + invalid
 
 
-def landed_records(files: list[Path], file_format: str) -> dict[str, int]:
-    """Records per landing file (path -> count), by the format's simple rule."""
-    count = jsonl_records if file_format == "jsonl" else csv_records
-    return {str(path): count(path.read_bytes()) for path in files}
+def landed_records(files: list[Path], source: Source) -> dict[str, int]:
+    """Records per landing file (path -> count), by the format's simple rule (Parquet: its footer)."""
+    if source.format == "parquet":
+        return {str(path): parquet_rows(path) for path in files}
+    counts = {}
+    for path in files:
+        data = path.read_bytes()
+        data = gzip.decompress(data) if source.compression == "gzip" else data
+        dialect = source.csv
+        counts[str(path)] = (
+            jsonl_records(data)
+            if source.format == "jsonl"
+            else csv_records(data, dialect.delimiter, dialect.quote, dialect.header)
+        )
+    return counts
 
 
 def parquet_rows(path: Path) -> int:

@@ -42,12 +42,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from assets.contract import CANONICAL_COLUMNS
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import ValidationOutcome, withheld_columns
 from assets.quality.suites import Suite, load_suite, suite_path
 from assets.quality.typed_batch import column_sql, flag_sql, text_sql, timestamp_sql
 from assets.quality.validation import validate_raw
-from assets.raw import CANONICAL_COLUMNS
 
 EVENT_TYPES = (
     "session_start",

@@ -6,7 +6,7 @@ written, so that the lake keeps its earlier (complete) data for that day:
 
 - a file that holds no record, or in which no record parses (sent in UTF-16, a truncated or compressed
   file, CSV where JSON lines were due);
-- a column renamed upstream: a CSV header without a contract column (`assets/raw.py`, which also names
+- a column renamed upstream: a CSV header without a required column (`assets/raw.py`, which also names
   the header's unknown columns), or JSON lines in which a required column (one the source's suite
   expects not null) is absent from every record while a key the contract does not know is present;
 - a type changed upstream: at least `TYPE_CHANGED_SHARE` of the non-null values of a typed column, and
@@ -24,6 +24,7 @@ The message shows a few of the values found for timestamps, amounts, years and f
 
 from __future__ import annotations
 
+import gzip
 import json
 import tempfile
 from collections.abc import Iterable
@@ -35,17 +36,9 @@ import pyarrow.compute as pc
 
 from assets.lake import Lake, connect
 from assets.pyramid_map import Source
-from assets.quality.suites import EXPECTATIONS_DIR, peek_rules
-from assets.quality.typed_batch import TYPING, amount_sql, flag_sql, text_sql, timestamp_sql, year_sql
-from assets.raw import (
-    CANONICAL_COLUMNS,
-    LandingError,
-    canonical_to_source,
-    land,
-    landing_files,
-    renamed_hint,
-    unexpected_columns,
-)
+from assets.quality.typed_batch import amount_sql, flag_sql, text_sql, timestamp_sql, year_sql
+from assets.raw import LandingError, land, landing_files, renamed_hint, unexpected_columns
+from assets.source_mapping import KINDS, canonical_to_source, read_columns, required_columns
 
 TYPE_CHANGED_SHARE = 0.95  # this share of a column's non-null values failing its type makes a file fault
 MIN_TYPED_VALUES = 20  # below this many non-null values a column's bad values stay row faults
@@ -54,7 +47,6 @@ FIRST_LOOK_BYTES = 256 * 1024  # the same for another source's files, checked by
 GZIP_MAGIC = b"\x1f\x8b"
 REFUSED = "the file is refused and nothing of the day is written"
 
-KINDS: dict[str, dict[str, str]] = {**TYPING, "erasure_requests": {"user_id": "text", "requested_at": "timestamp"}}
 EXPECTED = {
     "timestamp": "an ISO 8601 timestamp with an offset, e.g. 2026-10-01T10:00:00Z",
     "amount": "a number with a decimal point, e.g. 12.50",
@@ -85,7 +77,7 @@ def check_files(table: pa.Table, files: list[Path], source: Source) -> None:
         if key is None and source.format == "jsonl":
             raise LandingError(f"{path}: empty file; expected JSON lines, one {source.name} record per line")
         if key is not None and good[key] == 0:
-            hint = _hint(table, key, path)
+            hint = _hint(table, key, path, source)
             raise LandingError(
                 f"{path}: none of its {records[key]} records parses as {source.format} ({hint}); {REFUSED}"
             )
@@ -125,7 +117,7 @@ def _fault(lake: Lake, source: Source, ds: date, files: list[Path]) -> str | Non
         if len(_FAULTS) > 64:
             _FAULTS.clear()
         with tempfile.TemporaryDirectory(prefix="pyramid-first-look-") as folder:
-            heads = [_head(path, Path(folder) / f"{n}-{path.name}") for n, path in enumerate(files)]
+            heads = [_head(path, Path(folder) / f"{n}-{path.name}", source) for n, path in enumerate(files)]
             suspect = _fault_of(lake, source, ds, heads) is not None  # cheap: the first bytes of each file
         _FAULTS[key] = _fault_of(lake, source, ds, files) if suspect else None
     return _FAULTS[key]
@@ -139,8 +131,11 @@ def _fault_of(lake: Lake, source: Source, ds: date, files: list[Path]) -> str | 
     return None
 
 
-def _head(path: Path, copy: Path) -> Path:
-    """A copy of the file's first FIRST_LOOK_BYTES, cut after its last whole line."""
+def _head(path: Path, copy: Path, source: Source) -> Path:
+    """A copy of the file's first FIRST_LOOK_BYTES, cut after its last whole line; the file itself when it
+    cannot be cut (Parquet, gzip)."""
+    if source.format == "parquet" or source.compression == "gzip":
+        return path
     with path.open("rb") as handle:
         data = handle.read(FIRST_LOOK_BYTES)
     if len(data) == FIRST_LOOK_BYTES and b"\n" in data:
@@ -152,9 +147,9 @@ def _head(path: Path, copy: Path) -> Path:
 _FAULTS: dict[tuple, str | None] = {}
 
 
-def _hint(table: pa.Table, name: str, path: Path) -> str:
+def _hint(table: pa.Table, name: str, path: Path, source: Source) -> str:
     with path.open("rb") as handle:
-        if handle.read(2) == GZIP_MAGIC:
+        if handle.read(2) == GZIP_MAGIC and source.compression != "gzip":
             return "gzip-compressed, perhaps cut off: landing files are uncompressed; re-deliver it decompressed"
     texts = table.filter(pc.equal(table.column("_source_file"), name)).column("_raw_text").to_pylist()
     if any("\\x" in (t or "") for t in texts[:100]):
@@ -165,35 +160,27 @@ def _hint(table: pa.Table, name: str, path: Path) -> str:
 # --- renamed upstream (JSON lines; CSV headers are checked on landing) ---------------------------------
 
 
-def required_columns(source_name: str) -> list[str]:
-    """The canonical columns the source's suite expects not null (every column when it has no suite)."""
-    if not (EXPECTATIONS_DIR / f"{source_name}.json").exists():
-        return list(CANONICAL_COLUMNS[source_name])
-    expected = {r.column for r in peek_rules(source_name) if r.type == "expect_column_values_to_not_be_null"}
-    return [c for c in CANONICAL_COLUMNS[source_name] if c in expected]
-
-
 def _check_keys(path: Path, parsed: pa.Table, source: Source) -> None:
     """A required column absent from every record while an unknown key is present: renamed upstream."""
     absent = [c for c in required_columns(source.name) if parsed.column(c).null_count == parsed.num_rows]
     if not absent:
         return
-    keys = _jsonl_keys(path)
+    keys = _jsonl_keys(path, source)
     to_source = canonical_to_source(source)
-    missing = [to_source[c] for c in absent if to_source[c] not in keys]
+    missing = [to_source[c] for c in absent if c in to_source and to_source[c] not in keys]
     unexpected = unexpected_columns(keys, source)
     if missing and unexpected:
         raise LandingError(
             f"{path}: no record has the key {', '.join(map(repr, missing))}"
             f"{renamed_hint(unexpected)}; expected keys for source {source.name!r}: "
-            f"{', '.join(to_source[c] for c in CANONICAL_COLUMNS[source.name])}; {REFUSED}"
+            f"{', '.join(read_columns(source))}; {REFUSED}"
         )
 
 
-def _jsonl_keys(path: Path) -> list[str]:
+def _jsonl_keys(path: Path, source: Source) -> list[str]:
     """Every key of the file's JSON objects, in order of first appearance (a rare path: no column found)."""
     keys: dict[str, None] = {}
-    with path.open("rb") as handle:
+    with (gzip.open if source.compression == "gzip" else open)(path, "rb") as handle:
         for line in handle:
             try:
                 record = json.loads(line)
@@ -218,7 +205,8 @@ def _check_types(path: Path, parsed: pa.Table, source: Source) -> None:
     if changed:
         column, values, bad = changed[0]
         to_source = canonical_to_source(source)
-        name = repr(to_source[column]) + (f" (canonical {column!r})" if to_source[column] != column else "")
+        shown = to_source.get(column, column)  # a constant's, an expression's or a generated key's own name
+        name = repr(shown) + (f" (canonical {column!r})" if shown != column else "")
         raise LandingError(
             f"{path}: the type of column {name} changed upstream? {bad} of its {values} non-null values are "
             f"not {EXPECTED[kinds[column]]} (found {_found(parsed, column, kinds[column])}); {REFUSED}. Ask "

@@ -23,9 +23,9 @@ from assets.actionable import (
     quarantine_rows,
     validate,
 )
+from assets.contract import CANONICAL_COLUMNS
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import withheld_columns
-from assets.raw import CANONICAL_COLUMNS
 
 if TYPE_CHECKING:
     from assets.quality.outcome import ValidationOutcome

@@ -1,34 +1,46 @@
-"""Raw layer: one landing day of one source, landed as it came.
+"""Raw layer: one landing day of one source, landed as it came, mapped onto the canonical columns.
 
 `land` reads every landing file of the day and returns one row per record, every canonical column
 as VARCHAR (docs/contracts.md), plus where the row came from:
 
 - `_source_file`: the file's path relative to the data root;
-- `_source_line`: 1-based line of a JSONL file, 1-based data row of a CSV file (header excluded);
+- `_source_line`: 1-based line of a JSONL file, 1-based data row of a CSV file (header excluded), 1-based
+  row of a Parquet file;
 - `_raw_text`: NULL for a record that parsed; for one that did not (a JSONL line that is not a JSON
   object, a CSV row with the wrong number of fields, bad encoding or an unterminated quote) the raw
   text, with every canonical column NULL. Such rows are kept, never dropped: the actionable layer
   quarantines them as `unparseable_row`.
 
+Each reader returns the source's own columns as text; `assets/source_mapping.py` maps them onto the
+canonical ones (renames, expressions, constants, naive timestamps in the declared zone, generated keys).
 Nothing is filtered here. Blank JSONL lines are not records and are skipped (line numbers still count
-them). Source columns outside the contract are not landed. A CSV header that lacks a canonical column,
-or a file that cannot be read, raises `LandingError` naming the file and what was expected.
+them). Source columns the mapping does not read are not landed. A CSV header or Parquet schema that
+lacks a required column (or one an expression reads), or a file that cannot be read, raises
+`LandingError` naming the file and what was expected; an optional column it lacks lands as NULL and is
+reported by `absent_columns`.
 
-JSONL files are split into lines with numpy (exact line numbers, any line length) and parsed by DuckDB
-in one pass per line (`json_extract_string` with a list of paths). CSV files are read by DuckDB's
-reader with explicit dialect and columns; refused rows come from its rejects table.
+JSONL files (gzip-compressed if the map says so) are split into lines with numpy (exact line numbers,
+any line length) and parsed by DuckDB in one pass per line (`json_extract_string` with a list of
+paths). CSV files are read by DuckDB's reader with the declared dialect and explicit columns; refused
+rows come from its rejects table. Parquet files are read by DuckDB, values rendered as text.
 
-Before a day is landed, `require_feeds` stops it when a source the map declares `required` has no
-file for the day (`MissingFeedError`, naming the sources and the day). Beside each raw partition a
-manifest (`_landing_manifest.json`) records the landing files it was made from, with their sizes and
-modification times, so that a file landing later for that day is noticed (assets/feeds.py).
+A path with `{ds}` selects the day's files by filling it in; one without takes each file's day from the
+date in its name (`file_day`). Before a day is landed, `require_feeds` stops it when a source the map
+declares `required` has no file for the day (`MissingFeedError`, naming the sources and the day).
+Beside each raw partition a manifest (`_landing_manifest.json`) records the landing files it was made
+from, with their sizes and modification times, so that a file landing later for that day is noticed
+(assets/feeds.py).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import gzip
 import json
+import os
+import re
+import zlib
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -36,50 +48,25 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, write_text_atomic
 from assets.pyramid_map import Source
+from assets.source_mapping import (
+    canonical_to_source,
+    column_problems,
+    is_renaming_only,
+    iso_sql,
+    mapped_sql,
+    read_columns,
+)
+from assets.sql_guard import expression_columns
 
-CANONICAL_COLUMNS: dict[str, list[str]] = {
-    "events": [
-        "event_id",
-        "user_id",
-        "event_type",
-        "occurred_at",
-        "session_id",
-        "channel",
-        "campaign_id",
-        "touchpoint_id",
-        "properties",
-    ],
-    "profiles": [
-        "user_id",
-        "updated_at",
-        "signup_at",
-        "country",
-        "birth_year",
-        "plan",
-        "consent_personalization",
-        "consent_marketing",
-        "email",
-        "phone",
-        "full_name",
-    ],
-    "transactions": [
-        "txn_id",
-        "user_id",
-        "occurred_at",
-        "amount",
-        "currency",
-        "txn_type",
-        "merchant_category",
-        "status",
-    ],
-    "erasure_requests": ["user_id", "requested_at"],
-}
 LINEAGE_COLUMNS = ["_source_file", "_source_line", "_raw_text"]
 UTF8_BOM = b"\xef\xbb\xbf"
 MANIFEST_NAME = "_landing_manifest.json"
+DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
 
 
 class LandingError(RuntimeError):
@@ -99,9 +86,48 @@ def raw_schema(source_name: str) -> pa.Schema:
 
 
 def landing_files(lake: Lake, source: Source, ds: date) -> list[Path]:
-    """The day's landing files of a source, in name order."""
-    pattern = str(lake.root / source.path.format(ds=ds.isoformat()))
-    return [Path(p) for p in sorted(glob.glob(pattern))]
+    """The day's landing files of a source, in name order: those its path matches with `{ds}` filled in,
+    or for a path without `{ds}` those whose name holds the day (`file_day`)."""
+    if "{ds}" in source.path:
+        return [Path(p) for p in sorted(glob.glob(str(lake.root / source.path.format(ds=ds.isoformat()))))]
+    files = [Path(p) for p in sorted(glob.glob(str(lake.root / source.path)))]
+    undated = [p for p in files if file_day(p) is None]
+    if undated:
+        shown = ", ".join(str(p) for p in undated[:3]) + (", ..." if len(undated) > 3 else "")
+        raise LandingError(
+            f"{shown}: no day in the file name; source {source.name!r} has a path without {{ds}} "
+            f"({source.path}), so each file's landing day is the first date in its name (YYYY-MM-DD, "
+            "YYYY_MM_DD or YYYYMMDD). Rename the file, or split a history export by day with `pyramid import`"
+        )
+    return [p for p in files if file_day(p) == ds]
+
+
+def landed_days(lake: Lake, source: Source) -> set[date]:
+    """The days some landing file of the source is for: the dates of the folders (or names) its `{ds}` part
+    matches, or for a path without `{ds}` the dates in the matching files' names."""
+    if "{ds}" not in source.path:
+        return {d for p in glob.glob(str(lake.root / source.path)) if (d := file_day(Path(p))) is not None}
+    head = source.path.split("{ds}")[0]
+    prefix = head.rsplit("/", 1)[-1]  # the part of a file name before {ds}, if {ds} is in the name
+    days = set()
+    for path in glob.glob(os.path.join(lake.root, head) + "*"):  # not `root / head`: it drops a trailing "/"
+        text = Path(path).name.removeprefix(prefix)[:10]
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            try:
+                days.add(date.fromisoformat(text))
+            except ValueError:
+                continue
+    return days
+
+
+def file_day(path: Path) -> date | None:
+    """The first date written YYYY-MM-DD, YYYY_MM_DD or YYYYMMDD in the file's name, if any."""
+    for year, month, day in DATE_IN_NAME.findall(path.name):
+        try:
+            return date(int(year), int(month), int(day))
+        except ValueError:
+            continue
+    return None
 
 
 def require_feeds(lake: Lake, sources: Iterable[Source], ds: date) -> None:
@@ -150,10 +176,79 @@ def land(
 ) -> pa.Table:
     """Every record of the source's landing files for `ds` (or of `files`), as VARCHAR, with its file and line."""
     schema = raw_schema(source.name)
-    reader = _land_jsonl if source.format == "jsonl" else _land_csv
     paths = landing_files(lake, source, ds) if files is None else files
-    tables = [reader(con, path, lake, source).cast(schema) for path in paths]
+    tables = [land_file(con, path, lake, source).cast(schema) for path in paths]
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def land_file(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: Source) -> pa.Table:
+    """One landing file's records mapped onto the canonical columns (assets/source_mapping.py)."""
+    rows, present = _READERS[source.format](con, path, source)
+    if is_renaming_only(source):
+        return _renamed(rows, source, present, _relative(path, lake))
+    canonical = ", ".join(f'"{c}"' for c in CANONICAL_COLUMNS[source.name])
+    con.register("_landing_rows", rows)
+    try:
+        return con.sql(
+            f"SELECT {canonical}, $file AS _source_file, _source_line, _raw_text "
+            f"FROM ({mapped_sql(source, '_landing_rows', present)})",  # a projection keeps the file's order
+            params={"file": _relative(path, lake)},
+        ).to_arrow_table()
+    finally:
+        con.unregister("_landing_rows")
+
+
+def _renamed(rows: pa.Table, source: Source, present: set[str], relative: str) -> pa.Table:
+    """The mapping of a source that only renames, without a query: a record that did not parse has every
+    source column NULL already (the readers' contract)."""
+    to_source = canonical_to_source(source)
+    columns = {
+        c: rows.column(to_source[c]) if to_source[c] in present else pa.nulls(rows.num_rows, pa.string())
+        for c in CANONICAL_COLUMNS[source.name]
+    }
+    files = pa.array([relative], pa.string()).take(np.zeros(rows.num_rows, dtype=np.int64))
+    lineage = {"_source_file": files, "_source_line": rows["_source_line"], "_raw_text": rows["_raw_text"]}
+    return pa.table({**columns, **lineage})
+
+
+def absent_columns(source: Source, files: Iterable[Path]) -> list[str]:
+    """The optional canonical columns that a CSV or Parquet file of `files` lacks (landed as NULL), in the
+    contract's order; none for JSON lines, whose records may each lack a key."""
+    if source.format == "jsonl":
+        return []
+    absent: set[str] = set()
+    for path in files:
+        found = _csv_columns(path, source) if source.format == "csv" else _parquet_columns(path)
+        absent.update(column_problems(source, found)[1])
+    return [c for c in CANONICAL_COLUMNS[source.name] if c in absent]
+
+
+def check_file_columns(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
+    """Raise LandingError when the file lacks a column the mapping needs (for JSON lines: a key no record
+    has); else the optional canonical columns it lacks (`pyramid check` looks at each input this way)."""
+    if source.format == "jsonl":
+        found, what = _jsonl_file_keys(con, path, source), "no JSON record has"
+    elif source.format == "csv":
+        found, what = _csv_columns(path, source), "CSV header lacks"
+    else:
+        found, what = _parquet_columns(path), "Parquet schema lacks"
+    _missing_columns(path, source, found, what)
+    return column_problems(source, found)[1]
+
+
+def _jsonl_file_keys(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
+    """Every key of the file's JSON objects, in name order."""
+    try:
+        return [
+            key
+            for (key,) in con.sql(
+                "SELECT DISTINCT unnest(json_keys(json)) AS k FROM read_json_objects(?, format = 'newline_delimited', "
+                "ignore_errors = true, compression = ?) WHERE json_type(json) = 'OBJECT' ORDER BY k",
+                params=[str(path), source.compression],
+            ).fetchall()
+        ]
+    except duckdb.Error as err:
+        raise LandingError(f"{path}: cannot be read as JSON lines ({err})") from err
 
 
 def _relative(path: Path, lake: Lake) -> str:
@@ -163,24 +258,16 @@ def _relative(path: Path, lake: Lake) -> str:
         return path.as_posix()
 
 
-def canonical_to_source(source: Source) -> dict[str, str]:
-    """canonical name -> the name the source uses for it (`columns` in the map maps source -> canonical)."""
-    mapping = {canonical: canonical for canonical in CANONICAL_COLUMNS[source.name]}
-    for source_name, canonical in source.columns.items():
-        mapping[canonical] = source_name
-    return mapping
-
-
 def unexpected_columns(names: Iterable[str], source: Source) -> list[str]:
-    """The column names (a CSV header, JSON keys) that the source's contract does not know, in order."""
-    known = set(canonical_to_source(source).values())
+    """The column names (a CSV header, JSON keys) that the source's mapping does not read, in order."""
+    known = set(read_columns(source))
     return [name for name in dict.fromkeys(names) if name not in known]
 
 
-def renamed_hint(unexpected: list[str]) -> str:
+def renamed_hint(unexpected: list[str], delimiter: str = ",") -> str:
     """What a missing column beside unknown ones suggests: a rename upstream, or one unsplit header."""
-    if len(unexpected) == 1 and any(mark in unexpected[0] for mark in ";\t|"):
-        return f"; found one column {unexpected[0][:80]!r}: a wrong delimiter? (expected ',')"
+    if len(unexpected) == 1 and any(mark in unexpected[0] for mark in ";\t|," if mark != delimiter):
+        return f"; found one column {unexpected[0][:80]!r}: a wrong delimiter? (expected {delimiter!r})"
     if not unexpected:
         return ""
     shown = ", ".join(repr(name[:40]) for name in unexpected[:5]) + (", ..." if len(unexpected) > 5 else "")
@@ -190,11 +277,28 @@ def renamed_hint(unexpected: list[str]) -> str:
     )
 
 
-def _read_bytes(path: Path) -> bytes:
+def _missing_columns(path: Path, source: Source, found: list[str], what: str) -> None:
+    """Raise LandingError when the file lacks a column the mapping needs (a required or an expression's one)."""
+    missing = column_problems(source, found)[0]
+    if missing:
+        raise LandingError(
+            f"{path}: {what} {', '.join(missing)}; expected columns for source {source.name!r}: "
+            f"{', '.join(read_columns(source))}; found: {', '.join(found)}"
+            f"{renamed_hint(unexpected_columns(found, source), source.csv.delimiter)}"
+        )
+
+
+def _read_bytes(path: Path, source: Source) -> bytes:
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as err:
         raise LandingError(f"{path}: cannot be read ({err.strerror or err})") from err
+    if source.compression != "gzip":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise LandingError(f"{path}: cannot be decompressed as gzip, as the map declares ({err})") from err
 
 
 # --- JSONL -----------------------------------------------------------------------------------------
@@ -232,16 +336,17 @@ def _split_undecodable(con: duckdb.DuckDBPyConnection, lines: pa.Array, numbers:
         con.unregister("_landing_binary_lines")
 
 
-def _land_jsonl(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: Source) -> pa.Table:
-    canonical = CANONICAL_COLUMNS[source.name]
-    to_source = canonical_to_source(source)
-    json_paths = ", ".join(_json_path_literal(to_source[c]) for c in canonical)
-    picks = ", ".join(f"v[{i + 1}] AS {c}" for i, c in enumerate(canonical))
-    con.register("_landing_lines", _split_lines(con, _read_bytes(path)))
+def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> tuple[pa.Table, set[str]]:
+    """The source columns of each non-blank line (NULL for a key the record lacks) and the line's raw text
+    when it is not a JSON object."""
+    names = read_columns(source)
+    json_paths = ", ".join(_json_path_literal(name) for name in names)
+    picks = ", ".join(f'v[{i + 1}] AS "{name}"' for i, name in enumerate(names))
+    con.register("_landing_lines", _split_lines(con, _read_bytes(path, source)))
     try:
-        return con.sql(
+        rows = con.sql(
             f"""
-            SELECT {picks}, ? AS _source_file, _source_line,
+            SELECT {picks}, _source_line,
                    CASE WHEN v IS NULL THEN coalesce(undecodable, rtrim(text, chr(13) || chr(10))) END AS _raw_text
             FROM (
                 SELECT _source_line, text, undecodable,
@@ -249,11 +354,23 @@ def _land_jsonl(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: 
                 FROM (SELECT *, CASE WHEN json_valid(text) THEN text END AS json_text FROM _landing_lines)
             )
             WHERE v IS NOT NULL OR undecodable IS NOT NULL OR trim(text, ' ' || chr(9) || chr(13) || chr(10)) <> ''
-        """,  # noqa: E501
-            params=[_relative(path, lake)],
+        """  # noqa: E501
         ).to_arrow_table()  # a projection keeps the file's order
+        _expression_keys(con, path, source, rows)
     finally:
         con.unregister("_landing_lines")
+    return rows, set(names)
+
+
+def _expression_keys(con: duckdb.DuckDBPyConnection, path: Path, source: Source, rows: pa.Table) -> None:
+    """Raise LandingError when a column an expression reads is no key of any record of the file."""
+    read = [c for text in source.expressions.values() for c in expression_columns(text)]
+    parsed = rows.column("_raw_text").null_count  # a parsed record keeps no raw text
+    if not read or parsed == 0 or all(rows.column(c).null_count < rows.num_rows for c in read):
+        return
+    objects = "SELECT text FROM _landing_lines WHERE json_valid(text) AND json_type(text) = 'OBJECT'"
+    keys = [k for (k,) in con.sql(f"SELECT DISTINCT unnest(json_keys(text)) FROM ({objects}) ORDER BY 1").fetchall()]
+    _missing_columns(path, source, keys, "no JSON record has")
 
 
 def _json_path_literal(key: str) -> str:
@@ -264,76 +381,67 @@ def _json_path_literal(key: str) -> str:
 # --- CSV -------------------------------------------------------------------------------------------
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_columns(path: Path, source: Source) -> list[str]:
+    """The file's header, or the map's `names` for a CSV without one."""
+    if not source.csv.header:
+        return list(source.csv.names)
+    opener = gzip.open if source.compression == "gzip" else open
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle, delimiter=source.csv.delimiter, quotechar=source.csv.quote), None)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
         raise LandingError(f"{path}: cannot read the CSV header ({err})") from err
     if not header:
         raise LandingError(f"{path}: empty file; expected a CSV header line")
     return [name.strip() for name in header]
 
 
-def _check_header(path: Path, header: list[str], source: Source) -> None:
-    to_source = canonical_to_source(source)
-    missing = [
-        f"{to_source[c]!r}" + (f" (canonical {c!r})" if to_source[c] != c else "")
-        for c in CANONICAL_COLUMNS[source.name]
-        if to_source[c] not in header
-    ]
-    if missing:
-        raise LandingError(
-            f"{path}: CSV header lacks {', '.join(missing)}; expected columns for source {source.name!r}: "
-            f"{', '.join(to_source[c] for c in CANONICAL_COLUMNS[source.name])}; found: {', '.join(header)}"
-            f"{renamed_hint(unexpected_columns(header, source))}"
-        )
+def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> tuple[pa.Table, set[str]]:
+    """The source columns of each row that parsed, and the raw text of each refused row, in file order."""
+    header = _csv_columns(path, source)
+    _missing_columns(path, source, header, "CSV header lacks")
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         raise LandingError(f"{path}: CSV header repeats {', '.join(duplicated)}; each column must appear once")
-
-
-def _land_csv(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: Source) -> pa.Table:
-    header = _csv_header(path)
-    _check_header(path, header, source)
-    good, rejected = _read_csv_rows(con, path, header)
-    to_source = canonical_to_source(source)
-    canonical = CANONICAL_COLUMNS[source.name]
+    good, rejected = _read_csv_rows(con, path, header, source)
+    present = [name for name in read_columns(source) if name in header]
     good_numbers = _good_row_numbers(path, good.num_rows, rejected.column("_source_line").to_numpy())
     con.register("_landing_good", good.append_column("_source_line", pa.array(good_numbers, pa.int64())))
     con.register("_landing_rejected", rejected)
     try:
-        good_cols = ", ".join(f'"{to_source[c]}" AS {c}' for c in canonical)
-        null_cols = ", ".join(f"NULL::VARCHAR AS {c}" for c in canonical)
-        return con.sql(
-            f"""
-            SELECT {good_cols}, $file AS _source_file, _source_line, NULL::VARCHAR AS _raw_text FROM _landing_good
+        good_cols = "".join(f'"{name}", ' for name in present)
+        null_cols = "".join(f'NULL::VARCHAR AS "{name}", ' for name in present)
+        rows = con.sql(f"""
+            SELECT {good_cols}_source_line, NULL::VARCHAR AS _raw_text FROM _landing_good
             UNION ALL
-            SELECT {null_cols}, $file, _source_line, _raw_text FROM _landing_rejected
+            SELECT {null_cols}_source_line, _raw_text FROM _landing_rejected
             ORDER BY _source_line
-        """,
-            params={"file": _relative(path, lake)},
-        ).to_arrow_table()
+        """).to_arrow_table()
     finally:
         con.unregister("_landing_good")
         con.unregister("_landing_rejected")
+    return rows, set(present)
 
 
-def _read_csv_rows(con: duckdb.DuckDBPyConnection, path: Path, header: list[str]) -> tuple[pa.Table, pa.Table]:
+def _read_csv_rows(
+    con: duckdb.DuckDBPyConnection, path: Path, header: list[str], source: Source
+) -> tuple[pa.Table, pa.Table]:
     """The rows that parsed (file order) and the refused ones (data row number, raw text)."""
     columns = "{" + ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for name in header) + "}"
+    dialect = source.csv
+    offset = 1 if dialect.header else 0  # the rejects table numbers file lines; data rows exclude the header
     try:
         good = con.sql(
             f"""
-            SELECT * FROM read_csv(?, columns = {columns}, header = true, delim = ',', quote = '"',
-                                   escape = '"', auto_detect = false, ignore_errors = true,
-                                   store_rejects = true, rejects_table = '_landing_rejects',
+            SELECT * FROM read_csv(?, columns = {columns}, header = {str(dialect.header).lower()}, delim = ?,
+                                   quote = ?, escape = ?, compression = ?, auto_detect = false,
+                                   ignore_errors = true, store_rejects = true, rejects_table = '_landing_rejects',
                                    rejects_scan = '_landing_scans')
         """,
-            params=[str(path)],
+            params=[str(path), dialect.delimiter, dialect.quote, dialect.quote, source.compression],
         ).to_arrow_table()
-        rejected = con.sql("""
-            SELECT (line - 1)::BIGINT AS _source_line, trim(any_value(csv_line), chr(10) || chr(13)) AS _raw_text
+        rejected = con.sql(f"""
+            SELECT (line - {offset})::BIGINT AS _source_line, trim(any_value(csv_line), chr(10) || chr(13)) AS _raw_text
             FROM _landing_rejects GROUP BY line ORDER BY line
         """).to_arrow_table()
     except duckdb.Error as err:
@@ -353,3 +461,51 @@ def _good_row_numbers(path: Path, good_rows: int, rejected: np.ndarray) -> np.nd
             f"{rejected.tolist()[:10]}); expected refused rows within 1..{total}"
         )
     return numbers
+
+
+# --- Parquet ---------------------------------------------------------------------------------------
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    try:
+        return [field.name for field in pq.read_schema(path)]
+    except (OSError, pa.ArrowException) as err:
+        raise LandingError(f"{path}: cannot be read as Parquet ({err})") from err
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> tuple[pa.Table, set[str]]:
+    """The source columns of each row as text (`_parquet_text`), numbered from 1 in file order."""
+    found = _parquet_columns(path)
+    _missing_columns(path, source, found, "Parquet schema lacks")
+    present = [name for name in read_columns(source) if name in found]
+    try:
+        relation = con.sql("SELECT * FROM read_parquet(?, file_row_number = true)", params=[str(path)])
+        types = {name: str(kind) for name, kind in zip(relation.columns, relation.types)}
+        picks = "".join(f'{_parquet_text(name, types[name])} AS "{name}", ' for name in present)
+        rows = con.sql(
+            f"SELECT {picks}file_row_number + 1 AS _source_line, NULL::VARCHAR AS _raw_text "
+            "FROM read_parquet(?, file_row_number = true) ORDER BY file_row_number",
+            params=[str(path)],
+        ).to_arrow_table()
+    except duckdb.Error as err:
+        raise LandingError(f"{path}: cannot be read as Parquet ({err})") from err
+    return rows, set(present)
+
+
+def _parquet_text(name: str, kind: str) -> str:
+    """SQL: a Parquet value as the text a CSV would carry: a UTC-adjusted timestamp as ISO 8601 with `Z`, a
+    naive one without an offset (the source's `timezone` applies), a date YYYY-MM-DD, a nested value as JSON,
+    anything else as DuckDB's text (numbers, `true`/`false`)."""
+    column = f'"{name}"'
+    if kind == "TIMESTAMP WITH TIME ZONE":
+        return iso_sql(f"timezone('UTC', {column})", "Z")
+    if kind.startswith("TIMESTAMP"):
+        return iso_sql(f"CAST({column} AS TIMESTAMP)", "")
+    if kind == "DATE":
+        return f"strftime({column}, '%Y-%m-%d')"
+    if kind.startswith(("STRUCT", "MAP")) or kind.endswith("]") or kind == "JSON":
+        return f"CAST(to_json({column}) AS VARCHAR)"
+    return f"CAST({column} AS VARCHAR)"
+
+
+_READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}

@@ -94,6 +94,15 @@ def check_condition(text: str, allowed_columns: set[str] | list[str]) -> list[st
     return _unique(problems)
 
 
+def expression_columns(text: str) -> list[str]:
+    """The unqualified column names an expression reads, in order of appearance (none if it does not parse)."""
+    try:
+        statements = [s for s in sqlglot.parse(text, dialect="duckdb") if s is not None]
+    except ParseError:
+        return []
+    return _unique([node.name for tree in statements for node in tree.find_all(exp.Column) if not node.table])
+
+
 def require_safe(text: str, allowed_columns: set[str] | list[str], where: str) -> str:
     """Return `text` if it is a safe condition, else raise naming `where` and every problem."""
     problems = check_condition(text, allowed_columns)

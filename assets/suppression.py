@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
+from assets.contract import CANONICAL_COLUMNS
 from assets.pyramid_map import Consent, Touchpoint
 from assets.quality.typed_batch import flag_sql, text_sql, timestamp_sql
-from assets.raw import CANONICAL_COLUMNS
 
 ALL_CHANNELS = "*"
 UTC = pa.timestamp("us", tz="UTC")

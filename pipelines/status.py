@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from assets import raw
 from assets.lake import Lake
 from assets.pyramid_map import PyramidMap
 
@@ -92,24 +92,12 @@ def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_roo
 
 
 def _days(lake: Lake, pyramid_map: PyramidMap, runs: dict[str, Run]) -> list[date]:
-    landed = [_landed_days(lake, source.path) for source in pyramid_map.sources.values()]
+    landed = [raw.landed_days(lake, source) for source in pyramid_map.sources.values()]
     known = {d for days in landed for d in days} | set(lake.partitions(*TOP_TABLE))
     known |= {date.fromisoformat(day) for day in runs}
     start = pyramid_map.start_date
     last = max(known, default=None)
     return [start + timedelta(days=n) for n in range((last - start).days + 1)] if last and last >= start else []
-
-
-def _landed_days(lake: Lake, pattern: str) -> set[date]:
-    """The days that have a folder for the source (the `{ds}` part of its path)."""
-    head = pattern.split("{ds}")[0]
-    days = set()
-    for path in glob.glob(os.path.join(lake.root, head) + "*"):
-        try:
-            days.add(date.fromisoformat(Path(path).name[:10]))
-        except ValueError:
-            continue
-    return days
 
 
 def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None, storage: _Storage) -> DayStatus:

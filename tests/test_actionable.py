@@ -9,9 +9,10 @@ import pytest
 
 from assets import actionable, erasure_requests, profiles
 from assets.actionable import AccountingError, CleanResult
+from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
-from assets.raw import CANONICAL_COLUMNS, land
+from assets.raw import land
 
 DS = date(2026, 10, 1)
 CONTRACT_REASONS = {

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets import accounting, actionable
+from assets.contract import CANONICAL_COLUMNS
 from assets.file_faults import check_files
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
-from assets.raw import CANONICAL_COLUMNS, LandingError, land, landing_files
+from assets.raw import LandingError, land, landing_files
 
 DS = date(2026, 10, 1)
 PMAP = load_map()

@@ -106,11 +106,11 @@ BROKEN = {
     ),
     "unknown_source_format": (
         [("format: jsonl", "format: xml")],
-        ["160: sources.events.format: must be one of jsonl, csv"],
+        ["160: sources.events.format: must be one of jsonl, csv, parquet"],
     ),
-    "source_path_without_day": (
-        [('"landing/events/{ds}/*.jsonl"', '"landing/events/*.jsonl"')],
-        ["159: sources.events.path: must contain {ds}, the landing day folder"],
+    "source_path_empty": (  # a path without {ds} is valid: each file's day is the date in its name
+        [('"landing/events/{ds}/*.jsonl"', '""')],
+        ["159: sources.events.path: is required (a glob under the data root, e.g. landing/events/{ds}/*.jsonl)"],
     ),
     "holdout_out_of_range": (
         [("holdout: 0.20", "holdout: 1.5")],
@@ -212,7 +212,7 @@ BROKEN = {
         [("kind: value", "kind: valuable"), ("format: jsonl", "format: xml")],
         [
             "122: segments.definitions[0].kind: must be one of behavioral, demographic, intent, value, got 'valuable'",
-            "160: sources.events.format: must be one of jsonl, csv",
+            "160: sources.events.format: must be one of jsonl, csv, parquet",
         ],
     ),
     "two_references_in_order": (

@@ -6,9 +6,10 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
+from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
-from assets.raw import CANONICAL_COLUMNS, LandingError, land, raw_schema
+from assets.raw import LandingError, land, raw_schema
 
 DS = date(2026, 10, 1)
 TXN_HEADER = "txn_id,user_id,occurred_at,amount,currency,txn_type,merchant_category,status"

@@ -20,8 +20,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
 from assets.pyramid_map.models import (
-    SOURCE_FORMATS,
-    SOURCE_NAMES,
     Actionable,
     Campaign,
     Consent,
@@ -32,9 +30,7 @@ from assets.pyramid_map.models import (
     NorthStar,
     OptOut,
     PyramidMap,
-    Source,
     Touchpoint,
-    Volume,
 )
 from assets.pyramid_map.segments import (
     LIFECYCLE_STAGES,
@@ -47,6 +43,7 @@ from assets.pyramid_map.segments import (
     Segments,
     Stability,
 )
+from assets.pyramid_map.sources import SOURCE_FORMATS, SOURCE_NAMES, CsvDialect, Source, Volume
 
 __all__ = [
     "DEFAULT_MAP_PATH",
@@ -59,6 +56,7 @@ __all__ = [
     "Actionable",
     "Campaign",
     "Context",
+    "CsvDialect",
     "Consent",
     "FrequencyCap",
     "Goal",

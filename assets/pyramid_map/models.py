@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasPath,
     BeforeValidator,
     Field,
-    StrictBool,
     StrictInt,
     StrictStr,
     ValidatorFunctionWrapHandler,
@@ -28,12 +27,8 @@ from pydantic.dataclasses import dataclass
 
 from assets.pyramid_map.references import reference_problems
 from assets.pyramid_map.segments import Segments
+from assets.pyramid_map.sources import SOURCE_NAMES, Source
 from assets.pyramid_map.validation import CONFIG, Float, Problem, fail, mapping_problems, validated
-
-SourceFormat = Literal["jsonl", "csv"]
-SourceName = Literal["events", "profiles", "transactions", "erasure_requests"]
-SOURCE_FORMATS: tuple[str, ...] = get_args(SourceFormat)
-SOURCE_NAMES: tuple[str, ...] = get_args(SourceName)
 
 
 @dataclass(frozen=True, config=CONFIG)
@@ -164,25 +159,6 @@ class Actionable:
     currencies: tuple[StrictStr, ...] = Field()
 
 
-VolumeAction = Literal["warn", "block"]
-
-
-@dataclass(frozen=True, config=CONFIG)
-class Volume:
-    """`sources.<name>.volume`: the day's landed rows against the median of the previous landed days."""
-
-    tolerance: Float = 0.5  # the largest accepted |rows - median| / median
-    action: VolumeAction = "warn"  # block: a failed check stops the day's downstream assets
-    window_days: StrictInt = 7  # how many previous landed days the median is taken over
-    min_days: StrictInt = 3  # fewer previous landed days than this: not judged yet
-
-    @model_validator(mode="after")
-    def _in_range(self) -> Volume:
-        if self.tolerance <= 0 or self.window_days < 1 or self.min_days < 1 or self.min_days > self.window_days:
-            raise ValueError("tolerance must be above 0 and 1 <= min_days <= window_days")
-        return self
-
-
 @dataclass(frozen=True, config=CONFIG)
 class OptOut:
     """Events of `event_type` opt their user out of the event's channel (assets/suppression.py); "" declares none."""
@@ -197,31 +173,6 @@ class Consent:
     marketing_column: StrictStr = "consent_marketing"
     marketing_channels: tuple[StrictStr, ...] = ()
     opt_out: OptOut = OptOut()
-
-
-@dataclass(frozen=True, config=CONFIG)
-class Source:
-    name: StrictStr
-    path: StrictStr = Field("", validate_default=True)
-    format: SourceFormat = "csv"
-    columns: dict[StrictStr, StrictStr] = Field(default_factory=dict)
-    # feeds (README "Missing and late feeds"); kept out of the repr, which names where and how a source lands
-    required: StrictBool = Field(True, repr=False)  # a day without a file for the source is not processed
-    volume: Volume | None = Field(None, repr=False)  # None: no volume check
-
-    @field_validator("path")
-    @classmethod
-    def _day_folder(cls, path: str) -> str:
-        if "{ds}" not in path:
-            raise ValueError("must contain {ds}, the landing day folder")
-        return path
-
-    @field_validator("format", mode="before")
-    @classmethod
-    def _known_format(cls, source_format: Any) -> Any:
-        if source_format not in SOURCE_FORMATS:
-            raise ValueError(f"must be one of {', '.join(SOURCE_FORMATS)}")
-        return source_format
 
 
 def _start_date(value: Any) -> Any:

@@ -56,7 +56,7 @@ def accounting_check(lake: Lake, source: Source, ds: date, result: actionable.Cl
         else accounting.parquet_rows(lake.partition_file("actionable", name, ds))
     )
     figures = accounting.accounting_figures(
-        accounting.landed_records(raw.landing_files(lake, source, ds), source.format),
+        accounting.landed_records(raw.landing_files(lake, source, ds), source),
         raw_rows=accounting.parquet_rows(lake.partition_file("raw", name, ds)),
         actionable_rows=accepted,
         quarantined_rows=accounting.parquet_rows(lake.partition_file("actionable", f"quarantine_{name}", ds)),

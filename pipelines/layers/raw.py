@@ -139,7 +139,9 @@ def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.Assets
         table = raw.land(connect(), lake, source, ds, files)
         file_faults.check_files(table, files, source)  # before anything is written
         file_faults.require_sound_files(lake, landed_in_run(context, pmap), ds, skip=source_name)
-        metadata = write_table(lake, "raw", source_name, ds, table, landing_files=len(files), pii=pmap.actionable.pii)
+        absent = ", ".join(raw.absent_columns(source, files)) or "none"  # optional columns landed as NULL
+        extra = {"landing_files": len(files), "absent_columns": absent}
+        metadata = write_table(lake, "raw", source_name, ds, table, pii=pmap.actionable.pii, **extra)
         raw.write_manifest(lake, source_name, ds, manifest)
         crash_point("landing")
         checks = [parse_check(table), late_check(lake, source, ds)]

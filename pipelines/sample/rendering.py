@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from assets.raw import CANONICAL_COLUMNS
+from assets.contract import CANONICAL_COLUMNS
 from pipelines.sample.behaviour import EVENT_TYPES, Vocab
 from pipelines.sample.defects import (
     BAD_BIRTH_YEARS,
