@@ -91,11 +91,7 @@ def import_history(
 ) -> ImportResult:
     """Land the export `files` of `source` into daily landing partitions; `progress(bytes)` after each file.
     `first_day`: the start of history, onto which the STATE_SOURCES' earlier records land."""
-    if source.format not in SUPPORTED_FORMATS:
-        raise ImportRefused(
-            f"pyramid import reads {', '.join(SUPPORTED_FORMATS)} exports; source {source.name!r} is {source.format}",
-            2,
-        )
+    _refuse_unsupported(source)
     day_file(lake, source, EPOCH)  # a path the import cannot name a file after is refused before any work
     staging = lake.root / "tmp" / f"import-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
@@ -114,6 +110,21 @@ def import_history(
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _refuse_unsupported(source: Source) -> None:
+    """The import splits text records by their bytes: plain JSON lines, or CSV with a header and `"` quotes."""
+    problem = ""
+    if source.format not in SUPPORTED_FORMATS:
+        problem = f"source {source.name!r} is {source.format}"
+    elif source.compression != "none":
+        problem = f"source {source.name!r} is {source.compression}-compressed (decompress the export first)"
+    elif source.format == "csv" and (not source.csv.header or source.csv.quote != '"'):
+        problem = f"source {source.name!r} declares a CSV without a header or with another quote than '\"'"
+    if problem:
+        raise ImportRefused(
+            f"pyramid import reads uncompressed JSON lines and CSV with a header and '\"' quotes; {problem}", 2
+        )
 
 
 def event_days(table: pa.Table, column: str) -> pa.Table:

@@ -213,3 +213,25 @@ def test_profiles_dated_before_the_start_of_history_land_on_its_first_day(tmp_pa
     lake = Lake(tmp_path / "data")
     result = import_history(lake, pyramid_map.sources["profiles"], [export], first_day=pyramid_map.start_date)
     assert result.rows_per_day == {date(2026, 10, 1): 2, date(2026, 10, 2): 1}
+
+
+@pytest.mark.parametrize(
+    "change, found",
+    [
+        ({"compression": "gzip"}, "source 'events' is gzip-compressed (decompress the export first)"),
+        ({"format": "parquet"}, "source 'events' is parquet"),
+    ],
+)
+def test_an_export_the_import_cannot_split_by_bytes_is_refused_before_any_work(tmp_path, change, found):
+    from dataclasses import replace
+
+    from assets.lake import Lake
+    from pipelines.history_import import ImportRefused, import_history
+
+    source = replace(load_map().sources["events"], **change)
+    with pytest.raises(ImportRefused) as refused:
+        import_history(Lake(tmp_path), source, [tmp_path / "never-read.jsonl"])
+    assert str(refused.value) == (
+        f"pyramid import reads uncompressed JSON lines and CSV with a header and '\"' quotes; {found}"
+    )
+    assert refused.value.exit_code == 2 and not any(tmp_path.iterdir())

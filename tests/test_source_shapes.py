@@ -327,7 +327,7 @@ BROKEN = {
     "misspelt key": (
         {"timezon": "UTC"},
         "timezon",
-        "sources.transactions.timezon: unknown key 'timezon'; did you mean 'timezone'? a source may have: path, "
+        "sources.transactions.timezon: unknown key; did you mean 'timezone'? known keys here: path, "
         "format, columns, expressions, constants, timezone, generated_key, csv, compression, required, volume",
     ),
     "misspelt canonical column": (

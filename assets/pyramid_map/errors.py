@@ -95,6 +95,8 @@ def _unknown_key(loc: tuple[str | int, ...]) -> str:
     model = _annotation_at(loc[:-1])
     fields = model.__pydantic_fields__.items() if dataclasses.is_dataclass(model) else []
     known = list(dict.fromkeys(_map_key(name, info) for name, info in fields))
+    if len(loc) > 2 and get_origin(_annotation_at(loc[:-2])) is dict:
+        known = known[1:]  # an item of a mapping (a metric, a source) is named by its key, not by an `id` key
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown key; {hint}known keys here: {', '.join(known)}"

@@ -113,24 +113,9 @@ class Source:
     @model_validator(mode="wrap")
     @classmethod
     def _mapping(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Source:
-        unknown = (
-            [((key,), _unknown_key(key)) for key in data if key not in SOURCE_KEYS] if isinstance(data, dict) else []
-        )
-        source = validated("Source", data, handler, unknown)
+        source = validated("Source", data, handler, [])
         fail("Source", source_problems(source))
         return source
-
-
-SOURCE_KEYS = (
-    "name", "path", "format", "columns", "expressions", "constants", "timezone", "generated_key", "csv",
-    "compression", "required", "volume",
-)  # fmt: skip
-
-
-def _unknown_key(key: Any) -> str:
-    close = difflib.get_close_matches(str(key), SOURCE_KEYS, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key {key!r}; {hint}a source may have: {', '.join(SOURCE_KEYS[1:])}"
 
 
 def known_zone(zone: str) -> str:
