@@ -73,10 +73,16 @@ class Vocab:
         return code.astype(np.int16 if np.prod(self.sizes()) < 2**15 else np.int32)
 
 
+def silent_campaigns(pyramid_map: PyramidMap) -> set[str]:
+    """Campaigns that draw no campaign events: those of a time-to-event goal, added to the sample after the others,
+    whose drawing would shift every later event (pipelines/sample/time_to_value.py)."""
+    return {g.campaign for g in pyramid_map.goals if pyramid_map.metrics[g.metric].kind == "time_to_event"}
+
+
 def generate_events(spec: Spec, pop: Population, arms: dict[str, np.ndarray], say: Callable) -> tuple[dict, int]:
     """The clean events of every activity day, in arrival order; and how many sessions were drawn."""
     vocab = Vocab(spec.map)
-    treatment = [arms[c] for c in vocab.campaigns]
+    treatment = [None if c in silent_campaigns(spec.map) else arms[c] for c in vocab.campaigns]
     parts, session_base = [], 0
     for day in range(spec.days):
         day_parts, sessions = _day_events(spec, pop, vocab, treatment, day, session_base)
@@ -123,6 +129,8 @@ def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatment: list, day:
         ),
     ]
     for ci, in_treatment in enumerate(treatment):
+        if in_treatment is None:
+            continue
         parts += _campaign_events(rng, vocab, sessions, ci, in_treatment[actors])
         parts.append(_unsubscribes(rng, vocab, ci, users, earliest(pop, users, day_start)))
     for part in parts:
