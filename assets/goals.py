@@ -27,6 +27,9 @@ independent trials, `*_user_days` = n):
   guardrail rows (rates that must not rise): `breached` when ci_low > 0 (the rate rose significantly
   under treatment), else `ok`. The primary and the `_fixed` columns are the same here; `alpha` = 0.05.
 - Gating (both windows): a goal `met` while one of its guardrails is `breached` is `blocked_by_guardrail`.
+- A goal whose metric is a `time_to_event` (assets.time_to_event) has no `day` row; its `to_date` row compares the
+  arms' restricted mean time to the event (values in days, the `*_censored` and `*_share_within` columns set) and
+  its status is mirrored (direction decrease: `met` when ci_high < 0 and the change is at or below the target).
 
 `to_date` rows: intent to treat, users as clusters. `goal_cohort` holds, per goal, metric, campaign, arm and
 user, the entry day (the first d on which the user was in the campaign's audience as of d - 1), the CUPED
