@@ -166,7 +166,9 @@ def _first_activity_day(activity: pa.Table, ds: date, start: date) -> date:
     return max(min(days, default=ds), start)
 
 
-def _anchored(rows: pl.DataFrame, metric: Metric, signups: pa.Table | None, first_day: date, start: date) -> pl.DataFrame:
+def _anchored(
+    rows: pl.DataFrame, metric: Metric, signups: pa.Table | None, first_day: date, start: date
+) -> pl.DataFrame:
     """Set the anchor of rows without one: signup in history and within the activity read, or first exposure."""
     if metric.anchor == "first_exposure":
         anchor = pl.col("exposed_ds")

@@ -205,7 +205,9 @@ def signups(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
         return None
     con = connect()
     con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
-    return con.sql("SELECT user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds FROM features").to_arrow_table()
+    return con.sql(
+        "SELECT user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds FROM features"
+    ).to_arrow_table()
 
 
 def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
