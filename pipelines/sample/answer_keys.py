@@ -27,8 +27,9 @@ TRUTH_NOTES = (
     "user's first completed deposit comes (1 + relative_effect) times as long after signup (pipelines/sample/"
     "time_to_value.py); its `time_to_event` entry gives the true restricted mean time to the event up to the "
     "horizon under both arms for the same users (consented new users, potential outcomes) and their relative change, "
-    "the figure the goal's interval should cover. Its campaign draws no campaign events (impressions, unsubscribes), "
-    "so that the other campaigns' rows stay as they were; its users are exposed through its touchpoint's exports."
+    "the figure the goal's interval should cover. Its campaign's impressions, clicks and conversions come from their "
+    "own random stream and are appended after the defects, and it draws no unsubscribes, so that every other row "
+    "stays as it was drawn without it."
 )
 
 

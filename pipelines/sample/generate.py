@@ -32,7 +32,7 @@ from pipelines.sample.rendering import (
     write_json,
 )
 from pipelines.sample.spec import SOURCES, Spec
-from pipelines.sample.time_to_value import append_added, plant_time_to_event, time_to_event_goals
+from pipelines.sample.time_to_value import append_clean_rows, plant_time_to_event, time_to_event_goals
 from pipelines.sample.transactions import generate_transactions
 
 
@@ -130,7 +130,7 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
     pop = draw_population(spec)
     arms = treatment_arms(spec, pop)
     plant_effects(spec, pop, arms)
-    events, sessions = generate_events(spec, pop, arms, say)
+    events, sessions, apart_events = generate_events(spec, pop, arms, say)
     txns = generate_transactions(spec, pop)
     timed_goals = time_to_event_goals(goals_by_campaign(spec.map), spec.map.metrics)
     timed = plant_time_to_event(spec, pop, arms, txns, timed_goals)
@@ -141,7 +141,9 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
         "transactions": plant_row_defects(spec, pop, txns, TRANSACTION_DEFECT_RATES, "transactions"),
         "profiles": plant_profile_defects(spec, profiles, first_profiles=pop.n),
     }
-    append_added(txns, timed.added)  # after the defects: the drawn rows keep their ids and defects
+    # after the defects: the rows drawn before keep their ids and defects
+    append_clean_rows(events, apart_events)
+    append_clean_rows(txns, timed.added)
     return _Sample(pop, arms, events, sessions, txns, profiles, plan, timed.truth)
 
 

@@ -105,23 +105,24 @@ def _added_rows(spec: Spec, pop: Population, who: np.ndarray, t: np.ndarray, beh
     }
 
 
-def append_added(txns: dict[str, np.ndarray], added: dict[str, np.ndarray]) -> None:
-    """Append the added rows (clean, new ids after every drawn one) and keep the rows ordered by landing day; the
-    rows already there keep their order."""
+def append_clean_rows(rows: dict[str, np.ndarray], added: dict[str, np.ndarray] | None) -> None:
+    """Append rows drawn apart to a source's rows after its defects (clean, landing on their day, new ids after
+    every drawn one), keeping the rows ordered by landing day; the rows already there keep their order."""
     if not added or not len(added["t"]):
         return
     n = len(added["t"])
     extra = {
-        **added,
-        "defect": np.zeros(n, dtype=txns["defect"].dtype),
-        "seq": (txns["seq"].max(initial=-1) + 1 + np.arange(n)).astype(txns["seq"].dtype),
-        "style": np.zeros(n, dtype=txns["style"].dtype),
+        **{k: v for k, v in added.items() if k != "day"},
+        "land": added["land"] if "land" in added else added["day"].astype(np.int32),
+        "defect": np.zeros(n, dtype=rows["defect"].dtype),
+        "seq": (rows["seq"].max(initial=-1) + 1 + np.arange(n)).astype(rows["seq"].dtype),
+        "style": np.zeros(n, dtype=rows["style"].dtype),
     }
-    for key in txns:
-        txns[key] = np.concatenate([txns[key], extra[key].astype(txns[key].dtype)])
-    order = np.argsort(txns["land"], kind="stable")
-    for key in txns:
-        txns[key] = txns[key][order]
+    for key in rows:
+        rows[key] = np.concatenate([rows[key], extra[key].astype(rows[key].dtype)])
+    order = np.argsort(rows["land"], kind="stable")
+    for key in rows:
+        rows[key] = rows[key][order]
 
 
 def _truth(
