@@ -7,8 +7,8 @@ on d, as for a share metric), an `anchor` and a `horizon_days` H. Its direction 
 
 Who counts (intent to treat): the users of the goal's `goal_cohort` (arm and entry as for every goal), whose anchor
 is known and inside history: `signup` = the UTC date of signup_at (the features' as_of - tenure_days) on or after
-the start of history and at most `lookback` days before the run that first sees the user (the activity it reads
-covers the days since the anchor); `first_exposure` = the cohort's `exposed_ds`. goal_cohort carries, per such
+the start of history and on or after the first activity day the anchoring run reads (so that it sees every day
+since the anchor); `first_exposure` = the cohort's `exposed_ds`. goal_cohort carries, per such
 user, `anchor_ds` and `event_ds` (the first day on or after the anchor the event held, on the activity known at
 each run; NULL while not yet). On ds, the user's time is T = event_ds - anchor_ds (an event), else the user is
 censored at C = ds - anchor_ds (T > C: followed up to ds without the event). Users anchored after ds are left out.
