@@ -247,13 +247,14 @@ def _segments_table(rows: list[dict], as_of: date) -> list[Table]:
 
 def _time_to_event(goal: dict, pyramid_map: PyramidMap) -> dict | None:
     """A time-to-event goal's horizon, and per arm its users, censored users and share within the horizon."""
+    arms = {
+        arm: {k: goal.pop(f"{arm}_{k}", None) for k in ("censored", "share_within")}
+        | {"users": goal.pop(f"{arm}_users", None)}
+        for arm in ("treatment", "holdout")
+    }
     metric = pyramid_map.metrics.get(goal["metric"])
     if metric is None or metric.kind != "time_to_event":
         return None
-    arms = {
-        arm: {k: goal.pop(f"{arm}_{k}", None) for k in ("censored", "share_within")} | {"users": goal[f"{arm}_users"]}
-        for arm in ("treatment", "holdout")
-    }
     return {"horizon_days": metric.horizon_days, "anchor": metric.anchor, **arms}
 
 
