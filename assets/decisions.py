@@ -43,7 +43,7 @@ def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     """
     nt, nh = pl.col("treatment_users"), pl.col("holdout_users")
     st, sh = pl.col("treatment_successes"), pl.col("holdout_successes")
-    frame = counts.with_columns(
+    frame = _with_direction(counts).with_columns(
         treatment_value=ratio(st, nt),
         holdout_value=ratio(sh, nh),
         _log_rr=log_rate_ratio(st, nt, sh, nh),
@@ -75,7 +75,7 @@ def with_cluster_statistics(
     `users` (N), `user_days` (sum n_i), `successes` (sum x_i), `sq_residuals` (sum (x_i - R n_i)^2);
     and `holdout_share`, `kind`, `target`, `margin` and the `family` column (Holm's family of tests).
     Adds the contract's count columns, the fixed-horizon statistics and the sequential ones with the status."""
-    frame = _with_fixed_horizon(_cluster_estimate(counts))
+    frame = _with_fixed_horizon(_own_estimates(_cluster_estimate(counts)))
     rho2 = sequential_rho_squared(alpha, tuning)
     n, se = pl.col("treatment_users") + pl.col("holdout_users"), pl.col("_log_rr_se")
     null = pl.when(pl.col("kind") == "guardrail").then((1 + pl.col("margin")).log()).otherwise(0.0)
@@ -165,13 +165,45 @@ _ARMS = ("treatment", "holdout")
 _RESIDUALS = ("sq_residuals", "cross_residuals", "covariate_sq_residuals")
 
 
+def _own_estimates(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a kind with its own estimator (`own_estimate`, assets.time_to_event) take its arm values
+    (`estimate_treatment`, `estimate_holdout`) and the standard error of their log ratio (`estimate_log_se`)
+    in place of the rate's; no CUPED and no exposure view for them."""
+    if "own_estimate" not in frame.columns:
+        return frame
+    own = pl.col("own_estimate").fill_null(False)
+    value_t, value_h, se = pl.col("estimate_treatment"), pl.col("estimate_holdout"), pl.col("estimate_log_se")
+    log_rr = pl.when((value_t > 0) & (value_h > 0) & se.is_not_null()).then(value_t.log() - value_h.log())
+    replaced = {
+        "treatment_value": value_t,
+        "holdout_value": value_h,
+        "_log_rr": log_rr,
+        "_log_rr_u": log_rr,
+        "_log_rr_se": pl.when(log_rr.is_not_null()).then(se),
+        "_log_rr_se_u": pl.when(log_rr.is_not_null()).then(se),
+        "_defined": log_rr.is_not_null(),
+        "_pooled": pl.lit(None, pl.Float64),
+        "cuped_theta": pl.lit(None, pl.Float64),
+        "lift_unadjusted": relative_lift(value_t, value_h),
+        "treatment_exposed_users": pl.lit(None, pl.Int64),
+        "exposed_value": pl.lit(None, pl.Float64),
+        "exposed_lift": pl.lit(None, pl.Float64),
+    }
+    return frame.with_columns(**{k: pl.when(own).then(v).otherwise(pl.col(k)) for k, v in replaced.items()})
+
+
+def _with_direction(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows without a `direction` column improve upwards."""
+    return frame if "direction" in frame.columns else frame.with_columns(direction=pl.lit("increase"))
+
+
 def _with_default_arm_stats(counts: pl.DataFrame) -> pl.DataFrame:
     """Counts without a covariate get a constant one (no CUPED) and, without exposure counts, NULL ones."""
     defaults = {
         **{f"{a}_{c}": pl.lit(0.0) for a in _ARMS for c in ("covariate", "cross_residuals", "covariate_sq_residuals")},
         **{f"treatment_exposed_{c}": pl.lit(None, pl.Int64) for c in ("users", "user_days", "successes")},
     }
-    return counts.with_columns(**{k: v for k, v in defaults.items() if k not in counts.columns})
+    return _with_direction(counts).with_columns(**{k: v for k, v in defaults.items() if k not in counts.columns})
 
 
 def _with_fixed_horizon(frame: pl.DataFrame) -> pl.DataFrame:
@@ -206,13 +238,16 @@ def _at_target() -> pl.Expr:
 
 
 def _goal_status() -> pl.Expr:
-    return (
-        pl.when((pl.col("ci_low") > 0) & _at_target())
-        .then(pl.lit("met"))
-        .when(pl.col("ci_high") < pl.col("target"))
-        .then(pl.lit("not_met"))
-        .otherwise(pl.lit("inconclusive"))
+    """`direction` increase: met when the interval lies above 0 and the lift reaches the target, not_met when the
+    target lies above the interval; decrease (lower is better): the mirror image."""
+    decrease = pl.col("direction") == "decrease"
+    improved = (
+        pl.when(decrease)
+        .then((pl.col("ci_high") < 0) & (pl.col("lift") <= pl.col("target")))
+        .otherwise((pl.col("ci_low") > 0) & _at_target())
     )
+    short = pl.when(decrease).then(pl.col("ci_low") > pl.col("target")).otherwise(pl.col("ci_high") < pl.col("target"))
+    return pl.when(improved).then(pl.lit("met")).when(short).then(pl.lit("not_met")).otherwise(pl.lit("inconclusive"))
 
 
 def _checked(status: pl.Expr) -> pl.Expr:

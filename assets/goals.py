@@ -27,6 +27,9 @@ independent trials, `*_user_days` = n):
   guardrail rows (rates that must not rise): `breached` when ci_low > 0 (the rate rose significantly
   under treatment), else `ok`. The primary and the `_fixed` columns are the same here; `alpha` = 0.05.
 - Gating (both windows): a goal `met` while one of its guardrails is `breached` is `blocked_by_guardrail`.
+- A goal whose metric is a `time_to_event` (assets.time_to_event) has no `day` row; its `to_date` row compares the
+  arms' restricted mean time to the event (values in days, the `*_censored` and `*_share_within` columns set) and
+  its status is mirrored (direction decrease: `met` when ci_high < 0 and the change is at or below the target).
 
 `to_date` rows: intent to treat, users as clusters. `goal_cohort` holds, per goal, metric, campaign, arm and
 user, the entry day (the first d on which the user was in the campaign's audience as of d - 1), the CUPED
@@ -89,6 +92,7 @@ from assets.metrics import (
 from assets.pyramid_map import Campaign, Goal, Metric
 from assets.sql_guard import sandboxed_connection
 from assets.statistics import cluster_cross_residuals, cluster_sq_residuals
+from assets.time_to_event import is_time_to_event, with_time_to_event
 
 CUPED_PRE_DAYS = 14  # K: the days before a user's entry whose metric rate is the CUPED covariate
 GOAL_METRICS_SCHEMA = pa.schema(
@@ -127,6 +131,12 @@ GOAL_METRICS_SCHEMA = pa.schema(
         ("treatment_exposed_users", pa.int64()),
         ("exposed_value", pa.float64()),
         ("exposed_lift", pa.float64()),
+        # time-to-event goal rows only (assets.time_to_event): users censored before the horizon, KM share
+        # reaching the event within it
+        ("treatment_censored", pa.int64()),
+        ("holdout_censored", pa.int64()),
+        ("treatment_share_within", pa.float64()),
+        ("holdout_share_within", pa.float64()),
     ]
 )
 _COUNT_COLUMNS = ["treatment_users", "holdout_users", "treatment_successes", "holdout_successes"]
@@ -185,7 +195,7 @@ def goal_day_metrics(
     `activity` holds the user_daily rows known on ds for the activity dates the metrics need.
     """
     outcomes = goal_user_day_outcomes(audiences_prev, activity, goals, metrics, ds)
-    return goal_day_rows(outcomes, goals, campaigns, ds)
+    return goal_day_rows(outcomes, goals, campaigns, ds, metrics)
 
 
 def goal_user_day_outcomes(
@@ -223,8 +233,15 @@ def goal_user_day_outcomes(
     return frame.sort(_OUTCOME_KEY).to_arrow().cast(GOAL_USER_DAY_SCHEMA)
 
 
-def goal_day_rows(outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence[Campaign], ds: date) -> pa.Table:
-    """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`)."""
+def goal_day_rows(
+    outcomes: pa.Table,
+    goals: Sequence[Goal],
+    campaigns: Sequence[Campaign],
+    ds: date,
+    metrics: Mapping[str, Metric] | None = None,
+) -> pa.Table:
+    """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`). A time-to-event
+    goal has no day row (its guardrails do): one day says nothing about a time (`metrics` tells which)."""
     holdouts = {c.id: c.holdout for c in campaigns}
     by_arm = {}
     for goal_id, metric_id, campaign_id, arm, users, successes in (
@@ -237,6 +254,7 @@ def goal_day_rows(outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence
     rows = [
         _count_row(goal, kind, metric_id, holdouts[goal.campaign], by_arm.get((goal.id, metric_id, goal.campaign), {}))
         for goal, kind, metric_id in _measurements(goals)
+        if not (kind == "goal" and metrics is not None and is_time_to_event(metrics[metric_id]))
     ]
     counts = pl.DataFrame(rows, schema=_COUNTS_SCHEMA).with_columns(
         treatment_user_days=pl.col("treatment_users"),  # one day: a user is one user-day
@@ -439,10 +457,13 @@ def goal_to_date(
     goals: Sequence[Goal],
     campaigns: Sequence[Campaign],
     cohort: pa.Table | None = None,
+    metrics: Mapping[str, Metric] | None = None,
 ) -> pa.Table:
     """Window `to_date` rows for `ds` from the per-user outcomes read on ds (goal_user_outcomes plus the open days,
     `measure_cohort`): per goal's metric and guardrails (for the goal's current campaign), users as clusters, the
-    estimate CUPED-adjusted on the `cohort`'s pre-entry covariate, with its exposure view (module docstring)."""
+    estimate CUPED-adjusted on the `cohort`'s pre-entry covariate, with its exposure view (module docstring).
+    With `metrics`, a time-to-event goal's row is estimated on the cohort's anchors and first events instead
+    (assets.time_to_event)."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
         [
@@ -472,6 +493,8 @@ def goal_to_date(
     counts = counts.with_columns(
         pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in _ARM_STATS)).fill_null(0)
     )
+    if metrics is not None:  # the one dispatch point of metric kinds with their own estimator
+        counts = with_time_to_event(counts, cohort, goals, metrics, ds)
     return _finish(before_horizon(gate_by_guardrails(with_cluster_statistics(counts)), campaigns, ds), ds, "to_date")
 
 
@@ -559,5 +582,7 @@ def _count_row(goal: Goal, kind: str, metric_id: str, holdout_share: float, coun
 
 def _finish(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
     table = table.with_columns(ds=pl.lit(ds, pl.Date), window=pl.lit(window))
+    missing = [name for name in GOAL_METRICS_SCHEMA.names if name not in table.columns]  # kind-specific columns
+    table = table.with_columns(pl.lit(None).alias(name) for name in missing)
     table = table.sort("goal_id", pl.col("kind") != "goal", "metric")
     return table.select(GOAL_METRICS_SCHEMA.names).to_arrow().cast(GOAL_METRICS_SCHEMA)

@@ -33,6 +33,12 @@ OPTIONAL_SUMMARY_COLUMNS = (
 )
 # North Star columns added with window coverage and contribution intervals (NULL in older partitions)
 OPTIONAL_STAR_COLUMNS = (("window_complete", None, pl.Boolean),)
+# time-to-event goal rows (assets.time_to_event; NULL on other rows and in older partitions)
+OPTIONAL_GOAL_COLUMNS = tuple(
+    (f"{arm}_{name}", None, kind)
+    for arm in ("treatment", "holdout")
+    for name, kind in (("censored", pl.Int64), ("share_within", pl.Float64))
+)
 OPTIONAL_CONTRIBUTION_COLUMNS = (
     ("campaign_id", None, pl.String),
     ("ci_low", None, pl.Float64),
@@ -66,22 +72,25 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     con, as_of = connect(), days[-1]
     day = f"ds = DATE '{as_of}'"
     truth = _planted_effects(lake)
+    goal_rows = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'goal'")
     goals = (
-        read(
-            con,
-            lake,
-            "goals",
-            "goal_metrics",
-            f"{day} AND \"window\" = 'to_date' AND kind = 'goal'",
-            "goal_id, metric, campaign_id, treatment_value AS treatment, holdout_value AS holdout, lift, "
-            "ci_low, ci_high, ci_low_unadjusted, ci_high_unadjusted, target, status",
+        _with_optional(goal_rows, OPTIONAL_GOAL_COLUMNS)
+        .select(
+            "goal_id",
+            "metric",
+            "campaign_id",
+            pl.col("treatment_value").alias("treatment"),
+            pl.col("holdout_value").alias("holdout"),
+            *("lift", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "target", "status"),
+            *("treatment_users", "holdout_users", *(name for name, _, _ in OPTIONAL_GOAL_COLUMNS)),
         )
         .sort("goal_id")
         .to_dicts()
     )
     guardrails = _guardrails_by_goal(con, lake, day)
     for goal in goals:
-        goal["narrower"] = _cuped_narrowing(goal)
+        goal["time_to_event"] = _time_to_event(goal, pyramid_map)
+        goal["narrower"] = None if goal["time_to_event"] else _cuped_narrowing(goal)
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
         goal["guardrails"] = guardrails.get(goal["goal_id"], [])
     star = _with_optional(read(con, lake, "goals", "north_star"), OPTIONAL_STAR_COLUMNS)
@@ -236,6 +245,19 @@ def _segments_table(rows: list[dict], as_of: date) -> list[Table]:
     return [sizes, stability]
 
 
+def _time_to_event(goal: dict, pyramid_map: PyramidMap) -> dict | None:
+    """A time-to-event goal's horizon, and per arm its users, censored users and share within the horizon."""
+    arms = {
+        arm: {k: goal.pop(f"{arm}_{k}", None) for k in ("censored", "share_within")}
+        | {"users": goal.pop(f"{arm}_users", None)}
+        for arm in ("treatment", "holdout")
+    }
+    metric = pyramid_map.metrics.get(goal["metric"])
+    if metric is None or metric.kind != "time_to_event":
+        return None
+    return {"horizon_days": metric.horizon_days, "anchor": metric.anchor, **arms}
+
+
 def _cuped_narrowing(goal: dict) -> float | None:
     """How much narrower CUPED made the interval: 1 - its width / the unadjusted one's, on the log scale."""
     bounds = [goal["ci_low"], goal["ci_high"], goal["ci_low_unadjusted"], goal["ci_high_unadjusted"]]
@@ -282,10 +304,11 @@ def _goals_table(goals: list[dict]) -> list[Table]:
             _status(g["status"]),
             *([_signed(g["planted"])] if planted else []),
         )
+        value = _days if g.get("time_to_event") else _pct
         arms.add_row(
             g["goal_id"],
-            _pct(g["treatment"]),
-            _pct(g["holdout"]),
+            value(g["treatment"]),
+            value(g["holdout"]),
             _signed(g["lift"]),
             f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
         )
@@ -298,7 +321,27 @@ def _goals_table(goals: list[dict]) -> list[Table]:
                 f"≤ {_signed(r['margin'])}",
                 _status(r["status"]),
             )
-    return [verdict, arms, cuped, guards]
+    timed = [g for g in goals if g.get("time_to_event")]
+    return [verdict, arms, cuped, guards, *([_time_to_event_table(timed)] if timed else [])]
+
+
+def _time_to_event_table(goals: list[dict]) -> Table:
+    """Time-to-event goals: restricted mean time per arm, the share reaching the event and the users censored."""
+    table = _table(
+        "Time to event: restricted mean days to the horizon (treatment / holdout)",
+        ["goal", "horizon", "mean days", "reached", "censored"],
+        names={"goal": [g["goal_id"] for g in goals]},
+    )
+    for g in goals:
+        t, h = g["time_to_event"]["treatment"], g["time_to_event"]["holdout"]
+        table.add_row(
+            g["goal_id"],
+            f"{g['time_to_event']['horizon_days']} d",
+            f"{_days(g['treatment'])} / {_days(g['holdout'])}",
+            f"{_pct(t['share_within'])} / {_pct(h['share_within'])}",
+            f"{_int(t['censored'])} of {_int(t['users'])} / {_int(h['censored'])} of {_int(h['users'])}",
+        )
+    return table
 
 
 def _print_north_star(star: dict, console: Console) -> None:
@@ -476,7 +519,16 @@ def _planted_effects(lake: Lake) -> dict[str, float]:
         return {}
     truth = json.loads(path.read_text())
     campaigns = truth.get("campaigns", truth)
-    return {c: spec.get("relative_effect") for c, spec in campaigns.items() if isinstance(spec, dict)}
+    # a time-to-event goal's lift should recover the true RMST change, not the planted time ratio
+    return {
+        c: (spec.get("time_to_event") or {}).get("rmst_relative_change", spec.get("relative_effect"))
+        for c, spec in campaigns.items()
+        if isinstance(spec, dict)
+    }
+
+
+def _days(value: object) -> str:
+    return "—" if value is None else f"{value:.2f} d"
 
 
 def _pct(value: object) -> str:

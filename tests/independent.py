@@ -299,3 +299,39 @@ def cuped_relative_lift(
         log_variance += variance / adjusted**2
     z, se = 1.959963984540054, math.sqrt(log_variance)
     return math.exp(log_ratio) - 1, math.exp(log_ratio - z * se) - 1, math.exp(log_ratio + z * se) - 1
+
+
+def kaplan_meier_rmst(followed: list[tuple[int, bool]], horizon: int) -> dict:
+    """Restricted mean time to event up to `horizon` days, its Greenwood-based variance and the share reaching the
+    event within it, from (days, reached) per user (reached False: still waiting after that many days), walking
+    the days one by one: S(t) = P(T > t); RMST = sum of S(t) over t < horizon."""
+    survival, curve, jumps = 1.0, [], []
+    for day in range(horizon):
+        at_risk = sum(1 for days, _ in followed if days >= day)
+        reached = sum(1 for days, event in followed if event and days == day)
+        if reached:
+            survival *= 1 - reached / at_risk
+            jumps.append((day, reached, at_risk))
+        curve.append(survival)
+    variance = 0.0
+    for day, reached, at_risk in jumps:
+        if at_risk > reached:
+            area_after = sum(curve[day:])
+            variance += area_after**2 * reached / (at_risk * (at_risk - reached))
+    return {"rmst": sum(curve), "variance": variance, "share_within": 1 - curve[-1]}
+
+
+def first_event_times(
+    event_days: set[tuple[str, date]], anchors: dict[str, date], ds: date
+) -> dict[str, tuple[int, bool]]:
+    """Per user with an anchor on or before ds: (days from the anchor to the first event day on or after it, True),
+    or (ds - anchor, False) when there is none up to ds."""
+    firsts: dict[str, date] = {}
+    for user, day in event_days:
+        if user in anchors and anchors[user] <= day <= ds and (user not in firsts or day < firsts[user]):
+            firsts[user] = day
+    return {
+        user: ((firsts[user] - anchor).days, True) if user in firsts else ((ds - anchor).days, False)
+        for user, anchor in anchors.items()
+        if anchor <= ds
+    }

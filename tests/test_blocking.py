@@ -32,8 +32,8 @@ def test_withheld_status_blocks_every_transaction_based_item(pyramid):
     # rfm_loyal) and goals, and the metrics over deposits and card payments
     assert sorted(blocked.segments) == transaction_segments(pyramid)
     assert sorted(blocked.campaigns) == ["budget_tips", "card_cashback", "savings_nudge"]
-    assert sorted(blocked.goals) == ["budget_adoption", "card_usage", "grow_deposits"]
-    assert sorted(blocked.metrics) == ["card_spend_rate", "deposit_rate"]
+    assert sorted(blocked.goals) == ["budget_adoption", "card_usage", "grow_deposits", "time_to_value"]
+    assert sorted(blocked.metrics) == ["card_spend_rate", "deposit_rate", "time_to_first_deposit"]
     assert blocked.segments["card_regulars"] == ["transactions.status (status__be_in_set)"]
     unblocked = {d.id for d in pyramid.segments.definitions} - set(blocked.segments)
     assert {"recent_searchers", "new_users"} <= unblocked
@@ -118,7 +118,7 @@ def test_a_withheld_column_blocks_its_items_in_a_dagster_run_and_the_rest_materi
     for kind, items in (
         ("segments", transaction_segments(load_map())),
         ("campaigns", ["budget_tips", "card_cashback", "savings_nudge"]),
-        ("goals", ["budget_adoption", "card_usage", "grow_deposits"]),
+        ("goals", ["budget_adoption", "card_usage", "grow_deposits", "time_to_value"]),
     ):
         assert sorted(i.split(" (")[0] for i in named[f"blocked_{kind}"].split(", ")) == items, kind
     [day1_inputs] = [e for e in results[day1].get_asset_check_evaluations() if e.check_name == "inputs_promoted"]

@@ -38,19 +38,34 @@ class NorthStar:
     metric: StrictStr = Field()
 
 
+MetricKind = Literal["share", "ratio", "mean", "time_to_event"]
+Direction = Literal["increase", "decrease"]
+
+
 @dataclass(frozen=True, config=CONFIG)
 class Metric:
     id: StrictStr
     description: StrictStr = ""
     window_days: StrictInt = 1
-    condition: StrictStr = Field()
+    condition: StrictStr = Field()  # time_to_event: the event, whose first day after the anchor is measured
+    kind: MetricKind = "share"
+    direction: Direction | None = None  # None: decrease for time_to_event, else increase (see `better`)
+    # time_to_event (assets/time_to_event.py): days from the anchor to the first day `condition` holds, compared
+    # by restricted mean time to event up to horizon_days
+    anchor: Literal["signup", "first_exposure"] = "signup"
+    horizon_days: StrictInt = 14
 
-    @field_validator("window_days")
+    @field_validator("window_days", "horizon_days")
     @classmethod
     def _positive(cls, days: int) -> int:
         if days < 1:
             raise ValueError("must be at least 1")
         return days
+
+    @property
+    def better(self) -> Direction:
+        """The direction in which the metric improves: declared, else decrease for a time to event."""
+        return self.direction or ("decrease" if self.kind == "time_to_event" else "increase")
 
 
 DEFAULT_GUARDRAIL_MARGIN = 0.10  # a guardrail's metric may rise by at most 10% relative unless the map says otherwise

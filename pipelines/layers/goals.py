@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets import goals, north_star
+from assets import goals, north_star, time_to_event
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
@@ -38,11 +38,12 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             dg.AssetSpec(
                 COHORT,
                 group_name="goals",
-                deps=[*measured_from, *exports, previous_day(COHORT)],
+                deps=[*measured_from, *exports, previous_day(COHORT), "user_features"],
                 kinds={"polars", "parquet"},
                 metadata=lake_table("goals", COHORT),
                 description="Per goal and user who entered its campaign's audience: entry day and arm (intent to "
-                "treat: nobody leaves), pre-entry covariate (CUPED) and first exposure.",
+                "treat: nobody leaves), pre-entry covariate (CUPED), first exposure; for a time-to-event goal, anchor "
+                "and first event.",
             ),
             dg.AssetSpec(
                 USER_OUTCOMES,
@@ -77,9 +78,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
         measured = [g for g in pmap.goals if g.id not in blocked]
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
-        day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds)
+        day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds, pmap.metrics)
+        previous_cohort = previous_partition(lake, "goals", COHORT, ds, start)
         cohort = goals.update_goal_cohort(
-            previous_partition(lake, "goals", COHORT, ds, start),
+            previous_cohort,
             audiences_prev,
             exports_before(lake, pmap, ds),
             activity,
@@ -87,6 +89,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             pmap.metrics,
             ds,
             start,
+        )
+        cohort = time_to_event.with_event_days(
+            cohort, previous_cohort, activity, measured, pmap.metrics, signups(lake, pmap, ds), ds, start
         )
         yield dg.MaterializeResult(asset_key=COHORT, metadata=write_table(lake, "goals", COHORT, ds, cohort))
         settled, read_on_ds = goals.measure_cohort(
@@ -102,7 +107,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         yield dg.MaterializeResult(
             asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, settled)
         )
-        to_date = goals.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort)
+        to_date = goals.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
@@ -191,6 +196,18 @@ def goal_activity_days(pyramid_map: PyramidMap) -> int:
     """Activity days a goal run reads: the metric windows of the days still open to late data (lookback + 1) or
     of the CUPED pre-period (K days before entry), whichever reaches further back."""
     return longest_metric_window(pyramid_map) + max(pyramid_map.late_lookback_days, goals.CUPED_PRE_DAYS)
+
+
+def signups(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
+    """user_id, signup_ds (the features' as_of - tenure_days) as of ds when a time-to-event metric is anchored on
+    signup, else None."""
+    if not any(m.kind == time_to_event.KIND and m.anchor == "signup" for m in pyramid_map.metrics.values()):
+        return None
+    con = connect()
+    con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
+    return con.sql(
+        "SELECT user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds FROM features"
+    ).to_arrow_table()
 
 
 def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:

@@ -7,6 +7,7 @@ import numpy as np
 from pipelines.sample.effects import MAX_TREATED_PROBABILITY, METRIC_BEHAVIOURS, goals_by_campaign
 from pipelines.sample.population import Population
 from pipelines.sample.spec import Spec
+from pipelines.sample.time_to_value import TIME_TO_EVENT_BEHAVIOURS
 
 TRUTH_NOTES = (
     "Each goal metric is a per-user-day indicator: at least one completed deposit / completed card payment / "
@@ -21,17 +22,27 @@ TRUTH_NOTES = (
     "is exactly 1 + relative_effect. Caveat: an audience chosen on behaviour the campaign itself lifts (deposits_30d "
     "for the deposit goal, card_payments_30d for the card goal) admits slightly weaker treatment users than holdout "
     "users, so the lift measured inside such an audience is expected a little below the planted effect; a null effect "
-    "stays null. Guardrails (unsubscribe_rate) have no planted effect: unsubscribes come at one rate in both arms."
+    "stays null. Guardrails (unsubscribe_rate) have no planted effect: unsubscribes come at one rate in both arms. "
+    "A time-to-event goal (time_to_first_deposit) is planted as an accelerated failure time instead: a treated new "
+    "user's first completed deposit comes (1 + relative_effect) times as long after signup (pipelines/sample/"
+    "time_to_value.py); its `time_to_event` entry gives the true restricted mean time to the event up to the "
+    "horizon under both arms for the same users (consented new users, potential outcomes) and their relative change, "
+    "the figure the goal's interval should cover. Its campaign's impressions, clicks and conversions come from their "
+    "own random stream and are appended after the defects, and it draws no unsubscribes, so that every other row "
+    "stays as it was drawn without it."
 )
 
 
-def planted_truth(spec: Spec, pop: Population, arms: dict[str, np.ndarray]) -> dict:
-    """`planted_truth.json`: per campaign, the goal, the planted effect, the arms and their day probabilities."""
+def planted_truth(
+    spec: Spec, pop: Population, arms: dict[str, np.ndarray], time_to_event: dict[str, dict] | None = None
+) -> dict:
+    """`planted_truth.json`: per campaign, the goal, the planted effect, the arms and their day probabilities (a
+    time-to-event goal: its true restricted mean times, `time_to_event`)."""
     goals = goals_by_campaign(spec.map)
     campaigns = {}
     for campaign in spec.map.campaigns:
         goal, treated = goals.get(campaign.id), arms[campaign.id]
-        behaviour = METRIC_BEHAVIOURS[goal.metric] if goal else None
+        behaviour = {**METRIC_BEHAVIOURS, **TIME_TO_EVENT_BEHAVIOURS}[goal.metric] if goal else None
         campaigns[campaign.id] = {
             "goal_id": goal.id if goal else None,
             "metric": goal.metric if goal else None,
@@ -49,9 +60,10 @@ def planted_truth(spec: Spec, pop: Population, arms: dict[str, np.ndarray]) -> d
                         float(pop.rates[f"{behaviour}_treated"][treated].mean()), 6
                     ),
                 }
-                if behaviour
+                if behaviour in pop.rates and goal.metric in METRIC_BEHAVIOURS
                 else {}
             ),
+            **({"time_to_event": time_to_event[campaign.id]} if campaign.id in (time_to_event or {}) else {}),
         }
     return {
         "seed": spec.seed,

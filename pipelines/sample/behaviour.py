@@ -73,21 +73,55 @@ class Vocab:
         return code.astype(np.int16 if np.prod(self.sizes()) < 2**15 else np.int32)
 
 
-def generate_events(spec: Spec, pop: Population, arms: dict[str, np.ndarray], say: Callable) -> tuple[dict, int]:
-    """The clean events of every activity day, in arrival order; and how many sessions were drawn."""
+def apart_campaigns(pyramid_map: PyramidMap) -> set[str]:
+    """Campaigns whose events are drawn apart (their own random stream, appended after the defects): those of a
+    time-to-event goal, added to the sample after the others, whose drawing would otherwise shift every later event
+    (pipelines/sample/time_to_value.py)."""
+    return {g.campaign for g in pyramid_map.goals if pyramid_map.metrics[g.metric].kind == "time_to_event"}
+
+
+def generate_events(
+    spec: Spec, pop: Population, arms: dict[str, np.ndarray], say: Callable
+) -> tuple[dict, int, dict | None]:
+    """The clean events of every activity day, in arrival order; how many sessions were drawn; and the events of
+    the `apart_campaigns` (None without one), to append after the defects."""
     vocab = Vocab(spec.map)
-    treatment = [arms[c] for c in vocab.campaigns]
-    parts, session_base = [], 0
+    apart = apart_campaigns(spec.map)
+    treatment = [None if c in apart else arms[c] for c in vocab.campaigns]
+    treatment_apart = [arms[c] if c in apart else None for c in vocab.campaigns]
+    parts, apart_parts, session_base = [], [], 0
     for day in range(spec.days):
-        day_parts, sessions = _day_events(spec, pop, vocab, treatment, day, session_base)
+        day_parts, day_apart, sessions = _day_events(spec, pop, vocab, (treatment, treatment_apart), day, session_base)
         parts += day_parts
+        apart_parts += day_apart
         session_base += sessions
         if (day + 1) % 10 == 0 or day + 1 == spec.days:
             say(f"  events: {day + 1}/{spec.days} days drawn")
-    return in_arrival_order(concat(parts)), session_base
+    later = in_arrival_order(concat(apart_parts)) if apart_parts else None
+    return in_arrival_order(concat(parts)), session_base, later
 
 
-def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatment: list, day: int, session_base: int):
+def _campaign_parts(
+    rng: np.random.Generator,
+    vocab: Vocab,
+    sessions: _Sessions,
+    treatment: list,
+    users: np.ndarray,
+    earliest_us: np.ndarray,
+    unsubscribes: bool = True,
+) -> list[dict]:
+    """Impressions, clicks and conversions of each campaign's treated actors, then (`unsubscribes`) its opt-outs."""
+    parts = []
+    for ci, in_treatment in enumerate(treatment):
+        if in_treatment is None:
+            continue
+        parts += _campaign_events(rng, vocab, sessions, ci, in_treatment[sessions.actors])
+        if unsubscribes:
+            parts.append(_unsubscribes(rng, vocab, ci, users, earliest_us))
+    return parts
+
+
+def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatments: tuple, day: int, session_base: int):
     rng, rates = spec.rng("events", day), pop.rates
     day_start = spec.day_start(day)
     users = eligible(pop, day)
@@ -122,13 +156,14 @@ def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatment: list, day:
             vocab.prop("feature", "card_controls"),
         ),
     ]
-    for ci, in_treatment in enumerate(treatment):
-        parts += _campaign_events(rng, vocab, sessions, ci, in_treatment[actors])
-        parts.append(_unsubscribes(rng, vocab, ci, users, earliest(pop, users, day_start)))
-    for part in parts:
+    parts += _campaign_parts(rng, vocab, sessions, treatments[0], users, earliest(pop, users, day_start))
+    apart = _campaign_parts(
+        spec.rng("time_to_event", 2, day), vocab, sessions, treatments[1], users, earliest(pop, users, day_start), False
+    )  # no opt-outs: the unsubscribe guardrail counts every campaign's, and the other goals' must stay as drawn
+    for part in parts + apart:
         part["t"] += day_start
         part["day"] = np.full(len(part["t"]), day, dtype=np.uint16)
-    return parts, sessions.count
+    return parts, apart, sessions.count
 
 
 @dataclass

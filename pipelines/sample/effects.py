@@ -18,9 +18,16 @@ from assets.lake import connect
 from assets.pyramid_map import Goal, PyramidMap
 from pipelines.sample.population import Population
 from pipelines.sample.spec import Spec
+from pipelines.sample.time_to_value import TIME_TO_EVENT_BEHAVIOURS
 
 # Relative effect of a campaign's treatment arm on its goal's metric; override with `effects=`.
-PLANTED_EFFECTS: dict[str, float] = {"savings_nudge": 0.25, "card_cashback": 0.15, "budget_tips": 0.0}
+# A time-to-event goal's effect scales the time to the event by 1 + effect (pipelines/sample/time_to_value.py).
+PLANTED_EFFECTS: dict[str, float] = {
+    "savings_nudge": 0.25,
+    "card_cashback": 0.15,
+    "budget_tips": 0.0,
+    "welcome_series": -0.20,
+}
 
 # The generated behaviour each goal metric counts; each is a per-user-day "at least one" indicator.
 METRIC_BEHAVIOURS: dict[str, str] = {
@@ -54,10 +61,11 @@ def goals_by_campaign(pyramid_map: PyramidMap) -> dict[str, Goal]:
     """The one goal each campaign serves, provided the generator can plant an effect on its metric."""
     goals: dict[str, Goal] = {}
     for goal in pyramid_map.goals:
-        if goal.metric not in METRIC_BEHAVIOURS:
+        if goal.metric not in METRIC_BEHAVIOURS and goal.metric not in TIME_TO_EVENT_BEHAVIOURS:
             raise ValueError(
                 f"goal {goal.id!r} measures {goal.metric!r}, a metric the sample generator cannot plant an effect "
-                f"on; it knows {', '.join(sorted(METRIC_BEHAVIOURS))} (METRIC_BEHAVIOURS in {__name__})"
+                f"on; it knows {', '.join(sorted([*METRIC_BEHAVIOURS, *TIME_TO_EVENT_BEHAVIOURS]))} (METRIC_BEHAVIOURS "
+                f"in {__name__}, TIME_TO_EVENT_BEHAVIOURS)"
             )
         if goal.campaign in goals:
             raise ValueError(f"campaign {goal.campaign!r} serves two goals; the sample plants one effect per campaign")
@@ -83,6 +91,8 @@ def plant_effects(spec: Spec, pop: Population, arms: dict[str, np.ndarray]) -> N
     multipliers = {b: np.ones(pop.n) for b in METRIC_BEHAVIOURS.values()}
     largest = dict.fromkeys(multipliers, 1.0)
     for campaign_id, goal in goals_by_campaign(spec.map).items():
+        if goal.metric not in METRIC_BEHAVIOURS:  # a time to event: planted on the rows (time_to_value.py)
+            continue
         behaviour, effect = METRIC_BEHAVIOURS[goal.metric], spec.effects[campaign_id]
         multipliers[behaviour] *= np.where(arms[campaign_id], 1.0 + effect, 1.0)
         largest[behaviour] *= max(1.0, 1.0 + effect)

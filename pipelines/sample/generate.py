@@ -19,7 +19,7 @@ from pipelines.sample.defects import (
     plant_profile_defects,
     plant_row_defects,
 )
-from pipelines.sample.effects import campaign_effects, plant_effects, treatment_arms
+from pipelines.sample.effects import campaign_effects, goals_by_campaign, plant_effects, treatment_arms
 from pipelines.sample.population import Population, draw_population
 from pipelines.sample.profiles import erasure_rows, generate_profiles
 from pipelines.sample.rendering import (
@@ -32,6 +32,7 @@ from pipelines.sample.rendering import (
     write_json,
 )
 from pipelines.sample.spec import SOURCES, Spec
+from pipelines.sample.time_to_value import append_clean_rows, plant_time_to_event, time_to_event_goals
 from pipelines.sample.transactions import generate_transactions
 
 
@@ -120,6 +121,7 @@ class _Sample:
     transactions: dict[str, np.ndarray]
     profiles: dict[str, np.ndarray]
     defect_plan: dict
+    time_to_event: dict[str, dict]  # per campaign with a time-to-event goal: the true RMST of each arm
 
 
 def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
@@ -128,8 +130,10 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
     pop = draw_population(spec)
     arms = treatment_arms(spec, pop)
     plant_effects(spec, pop, arms)
-    events, sessions = generate_events(spec, pop, arms, say)
+    events, sessions, apart_events = generate_events(spec, pop, arms, say)
     txns = generate_transactions(spec, pop)
+    timed_goals = time_to_event_goals(goals_by_campaign(spec.map), spec.map.metrics)
+    timed = plant_time_to_event(spec, pop, arms, txns, timed_goals)
     profiles = generate_profiles(spec, pop)
     say(f"planting defects in {len(events['t']):,} events and {len(txns['t']):,} transactions")
     plan = {
@@ -137,7 +141,10 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
         "transactions": plant_row_defects(spec, pop, txns, TRANSACTION_DEFECT_RATES, "transactions"),
         "profiles": plant_profile_defects(spec, profiles, first_profiles=pop.n),
     }
-    return _Sample(pop, arms, events, sessions, txns, profiles, plan)
+    # after the defects: the rows drawn before keep their ids and defects
+    append_clean_rows(events, apart_events)
+    append_clean_rows(txns, timed.added)
+    return _Sample(pop, arms, events, sessions, txns, profiles, plan, timed.truth)
 
 
 def _write(spec: Spec, landing: Path, sample: _Sample, say: Callable[[str], None]) -> Writer:
@@ -150,6 +157,6 @@ def _write(spec: Spec, landing: Path, sample: _Sample, say: Callable[[str], None
     writer.write("transactions", sample.transactions, TransactionRenderer(pop))
     writer.write("profiles", sample.profiles, ProfileRenderer(spec, pop))
     writer.write("erasure_requests", erasure_rows(spec, pop), ErasureRenderer(pop))
-    write_json(landing / "_truth" / "planted_truth.json", planted_truth(spec, pop, sample.arms))
+    write_json(landing / "_truth" / "planted_truth.json", planted_truth(spec, pop, sample.arms, sample.time_to_event))
     write_json(landing / "_truth" / "defect_plan.json", defect_plan(spec, sample.defect_plan))
     return writer
