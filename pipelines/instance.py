@@ -9,6 +9,7 @@ the file) a commit no longer waits for the disk. The UI and `pyramid status` rea
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,6 +28,9 @@ OPEN_SHARDS = 4  # the index shard and the latest runs' shards; older ones are c
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log, with one pooled engine per shard instead of one engine per statement."""
 
+    _engines: dict[str, Engine]
+    _engines_lock: threading.Lock
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
@@ -37,14 +41,23 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    @classmethod
+    def pool(cls, storage: SqliteEventLogStorage) -> None:
+        """Turn Dagster's own storage object into this class in place: same files, same state."""
+        storage.__class__ = cls
+        storage._engines, storage._engines_lock = {}, threading.Lock()  # type: ignore[attr-defined]
+
     def has_table(self, table_name: str) -> bool:
-        with self._db_lock:
-            engine = self._engine(INDEX_SHARD_NAME)
-            with engine.connect() as conn:
-                return bool(engine.dialect.has_table(conn, table_name))
+        engine = self._engine(INDEX_SHARD_NAME)  # called inside `_connect` too: not under `_db_lock`
+        with engine.connect() as conn:
+            return bool(engine.dialect.has_table(conn, table_name))
 
     def _engine(self, shard: str) -> Engine:
-        engines: dict[str, Engine] = self.__dict__.setdefault("_engines", {})
+        with self._engines_lock:
+            return self._open_engine(shard)
+
+    def _open_engine(self, shard: str) -> Engine:
+        engines = self._engines
         if shard not in engines:
             while len(engines) >= OPEN_SHARDS:
                 engines.pop(next(iter(engines))).dispose()
@@ -58,8 +71,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         return engines[shard]
 
     def dispose(self) -> None:
-        for engine in self.__dict__.pop("_engines", {}).values():
-            engine.dispose()
+        with self._engines_lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
         super().dispose()
 
 
@@ -71,5 +86,5 @@ def run_instance() -> dg.DagsterInstance:
     """DAGSTER_HOME's instance; its event log pooled when it is Dagster's default SQLite one (same files)."""
     instance = dg.DagsterInstance.get()
     if type(instance.event_log_storage) is SqliteEventLogStorage:
-        instance.event_log_storage.__class__ = PooledSqliteEventLogStorage  # same state, pooled connections
+        PooledSqliteEventLogStorage.pool(instance.event_log_storage)
     return instance
