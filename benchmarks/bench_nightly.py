@@ -120,14 +120,13 @@ class StepMeter:
 def child_run(root: Path, days: list[date], out: Path | None) -> None:
     """Materialize `days` in order in this process; with `out`, measure and write the measures there."""
     started, cpu0 = time.perf_counter(), _cpu()
-    import dagster as dg
-
     from pipelines.definitions import NIGHTLY_JOB, defs
+    from pipelines.instance import run_instance
     from pipelines.runner import SILENT
     from pipelines.status import DATA_ROOT_TAG
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
-    instance = dg.DagsterInstance.get()
+    instance = run_instance()
     imported = time.perf_counter() - started
     meter = StepMeter()
     meter.attach(instance)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines.errors import Failure, step_failures
+from pipelines.instance import run_instance
 from pipelines.locks import RunLocked, hold_days
 from pipelines.status import DATA_ROOT_TAG
 
@@ -31,7 +32,7 @@ def run_days(days: list[date], console: Console, data_root: Path) -> Failure | N
     from pipelines.definitions import NIGHTLY_JOB, defs
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
-    instance = dg.DagsterInstance.get()
+    instance = run_instance()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with locks, Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("pyramid", total=len(days))
