@@ -17,6 +17,7 @@ from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
+VALUED_KINDS = ("share", "ratio", "mean")  # the kinds measured from daily activity windows
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
 
@@ -29,6 +30,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     activity_days = trailing_days("user_daily", goal_activity_days(pyramid_map))
     exports = [previous_day(f"touchpoint_{tp.id}") for tp in pyramid_map.touchpoints]
     measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
+    if touchpoint_metrics(pyramid_map):
+        measured_from.append(trailing_days("user_touchpoint_daily", goal_activity_days(pyramid_map)))
 
     @dg.multi_asset(
         name="goal_metrics",
@@ -74,10 +77,11 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences_prev = audiences_before(lake, ds, start)
         activity = daily_activity(lake, ds, goal_activity_days(pmap), start)
+        touchpoints = touchpoint_activity(lake, pmap, ds)
         blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
         measured = [g for g in pmap.goals if g.id not in blocked]
-        day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
-        day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds)
+        day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds, touchpoints)
+        day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds, pmap.metrics)
         cohort = goals.update_goal_cohort(
             previous_partition(lake, "goals", COHORT, ds, start),
             audiences_prev,
@@ -98,11 +102,12 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             ds,
             start,
             pmap.late_lookback_days,
+            touchpoints,
         )
         yield dg.MaterializeResult(
             asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, settled)
         )
-        to_date = goals.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort)
+        to_date = goals.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
@@ -184,13 +189,38 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
 
 def longest_metric_window(pyramid_map: PyramidMap) -> int:
-    return max((m.window_days for m in baseline_metrics(pyramid_map)), default=1)
+    return max((m.window_days for m in baseline_metrics(pyramid_map, VALUED_KINDS)), default=1)
 
 
 def goal_activity_days(pyramid_map: PyramidMap) -> int:
     """Activity days a goal run reads: the metric windows of the days still open to late data (lookback + 1) or
     of the CUPED pre-period (K days before entry), whichever reaches further back."""
     return longest_metric_window(pyramid_map) + max(pyramid_map.late_lookback_days, goals.CUPED_PRE_DAYS)
+
+
+def touchpoint_metrics(pyramid_map: PyramidMap) -> list[str]:
+    """The goals' metrics (and guardrails) counted at one touchpoint, which read user_touchpoint_daily."""
+    return [m.id for m in baseline_metrics(pyramid_map, VALUED_KINDS) if m.touchpoint]
+
+
+def touchpoint_activity(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
+    """user_touchpoint_daily rows known on ds for the activity days the goals read; None when no metric needs them."""
+    if not touchpoint_metrics(pyramid_map):
+        return None
+    first = ds - timedelta(days=goal_activity_days(pyramid_map) - 1)
+    days = [
+        first + timedelta(days=n)
+        for n in range((ds - first).days + 1)
+        if first + timedelta(days=n) >= pyramid_map.start_date
+    ]
+    table = read_partitions(connect(), lake, "actionable", "user_touchpoint_daily", days)
+    if table is None:
+        return None
+    con = connect()
+    con.register("touchpoint_daily", table)
+    return con.sql(
+        "SELECT * FROM touchpoint_daily WHERE activity_date BETWEEN ? AND ?", params=[first, ds]
+    ).to_arrow_table()
 
 
 def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:

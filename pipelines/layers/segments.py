@@ -19,10 +19,11 @@ from pipelines.resources import PyramidResource
 CHURN_CHECK = "segment_churn"
 
 
-def baseline_metrics(pyramid_map: PyramidMap) -> list[Metric]:
-    """The metrics the goals use (each goal's metric, then its guardrails), once each, in map order."""
+def baseline_metrics(pyramid_map: PyramidMap, kinds: tuple[str, ...] = ("share",)) -> list[Metric]:
+    """The metrics of `kinds` the goals use (each goal's metric, then its guardrails), once each, in map order.
+    Segment baselines compare shares of users, so they take the share metrics only."""
     ids = [m for g in pyramid_map.goals for m in (g.metric, *g.guardrails)]
-    return [pyramid_map.metrics[m] for m in dict.fromkeys(ids)]
+    return [pyramid_map.metrics[m] for m in dict.fromkeys(ids) if pyramid_map.metrics[m].kind in kinds]
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.sample.effects import MAX_TREATED_PROBABILITY, METRIC_BEHAVIOURS, goals_by_campaign
+from pipelines.sample.effects import (
+    MAX_TREATED_PROBABILITY,
+    METRIC_BEHAVIOURS,
+    content_campaigns,
+    goals_by_campaign,
+)
 from pipelines.sample.population import Population
 from pipelines.sample.spec import Spec
 
@@ -21,13 +26,19 @@ TRUTH_NOTES = (
     "is exactly 1 + relative_effect. Caveat: an audience chosen on behaviour the campaign itself lifts (deposits_30d "
     "for the deposit goal, card_payments_30d for the card goal) admits slightly weaker treatment users than holdout "
     "users, so the lift measured inside such an audience is expected a little below the planted effect; a null effect "
-    "stays null. Guardrails (unsubscribe_rate) have no planted effect: unsubscribes come at one rate in both arms."
+    "stays null. Guardrails (unsubscribe_rate) have no planted effect: unsubscribes come at one rate in both arms. "
+    "A content campaign (content_touchpoint set; its goal a ratio metric such as click-through) shows its slot to "
+    "active users of both arms alike: personalized content with the campaign's id in treatment, the default content "
+    "without a campaign id in the holdout. Each impression is clicked with the user's probability p_i "
+    "(mean_day_probability_* here: per impression, not per day), times 1 + relative_effect in treatment: the "
+    "expected ratio of the arms' clicks per impression is 1 + relative_effect. Its rows come from their own random "
+    "stream and are appended clean after each day's other rows, which they leave unchanged."
 )
 
 
 def planted_truth(spec: Spec, pop: Population, arms: dict[str, np.ndarray]) -> dict:
     """`planted_truth.json`: per campaign, the goal, the planted effect, the arms and their day probabilities."""
-    goals = goals_by_campaign(spec.map)
+    goals, content = goals_by_campaign(spec.map), content_campaigns(spec.map)
     campaigns = {}
     for campaign in spec.map.campaigns:
         goal, treated = goals.get(campaign.id), arms[campaign.id]
@@ -39,6 +50,7 @@ def planted_truth(spec: Spec, pop: Population, arms: dict[str, np.ndarray]) -> d
             "relative_effect": spec.effects[campaign.id],
             "holdout": campaign.holdout,
             "touchpoints": list(campaign.touchpoints),
+            "content_touchpoint": content.get(campaign.id),
             "guardrail_effects": {g: 0.0 for g in (goal.guardrails if goal else ())},
             "treatment_users": int(treated.sum()),
             "holdout_users": int((~treated).sum()),

@@ -35,6 +35,10 @@ P_IMPRESSION = 0.30  # per active day of a treatment user, per campaign
 P_CLICK = 0.10  # per impression
 P_CONVERSION = 0.30  # per click
 UNSUBSCRIBE_RATE = 0.0005  # per user-day and campaign, both arms alike
+# Content campaigns (`effects.content_campaigns`): a slot every active user may see, both arms alike.
+P_CONTENT_SHOWN = 0.5  # per active day: the slot is shown (then 1 + Poisson(EXTRA_CONTENT_VIEWS) impressions)
+EXTRA_CONTENT_VIEWS = 1.0
+CONTENT_CLICK_BETA = (2.0, 18.0)  # each user's click probability per impression, mean 0.10
 EXTRA_BUDGET_TOOL_USES = 0.3
 
 
@@ -73,18 +77,40 @@ class Vocab:
         return code.astype(np.int16 if np.prod(self.sizes()) < 2**15 else np.int32)
 
 
-def generate_events(spec: Spec, pop: Population, arms: dict[str, np.ndarray], say: Callable) -> tuple[dict, int]:
-    """The clean events of every activity day, in arrival order; and how many sessions were drawn."""
+def content_rates(spec: Spec, n: int) -> dict[str, np.ndarray]:
+    """Each user's click probability per content impression (`content_click`), from the content stream."""
+    return {"content_click": spec.rng("content").beta(*CONTENT_CLICK_BETA, n)}
+
+
+def generate_events(
+    spec: Spec, pop: Population, arms: dict[str, np.ndarray], content: dict[str, str], say: Callable
+) -> tuple[dict, dict | None, int]:
+    """The clean events of every activity day, in arrival order; the content campaigns' events (`content`:
+    campaign id -> touchpoint id), drawn from their own stream, apart; and how many sessions were drawn."""
     vocab = Vocab(spec.map)
-    treatment = [arms[c] for c in vocab.campaigns]
-    parts, session_base = [], 0
+    treatment = [None if c in content else arms[c] for c in vocab.campaigns]
+    slots = [(vocab.campaigns.index(c), vocab.touchpoints.index(tp), arms[c]) for c, tp in content.items()]
+    parts, content_parts, session_base = [], [], 0
     for day in range(spec.days):
         day_parts, sessions = _day_events(spec, pop, vocab, treatment, day, session_base)
         parts += day_parts
-        session_base += sessions
+        content_parts += _day_content(spec, pop, vocab, slots, day, sessions)
+        session_base += sessions.count
         if (day + 1) % 10 == 0 or day + 1 == spec.days:
             say(f"  events: {day + 1}/{spec.days} days drawn")
-    return in_arrival_order(concat(parts)), session_base
+    extra = in_arrival_order(concat(content_parts)) if content_parts else None
+    return in_arrival_order(concat(parts)), extra, session_base
+
+
+def _day_content(spec: Spec, pop: Population, vocab: Vocab, slots: list, day: int, sessions: _Sessions) -> list:
+    """The content campaigns' impressions and clicks of the day (their own random stream)."""
+    rng, parts = spec.rng("content", day), []
+    for ci, touchpoint, treated in slots:
+        parts += _content_events(rng, pop.rates, vocab, sessions, ci, touchpoint, treated[sessions.actors])
+    for part in parts:
+        part["t"] += spec.day_start(day)
+        part["day"] = np.full(len(part["t"]), day, dtype=np.uint16)
+    return parts
 
 
 def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatment: list, day: int, session_base: int):
@@ -123,12 +149,14 @@ def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatment: list, day:
         ),
     ]
     for ci, in_treatment in enumerate(treatment):
+        if in_treatment is None:  # a content campaign: drawn apart (`_day_content`)
+            continue
         parts += _campaign_events(rng, vocab, sessions, ci, in_treatment[actors])
         parts.append(_unsubscribes(rng, vocab, ci, users, earliest(pop, users, day_start)))
     for part in parts:
         part["t"] += day_start
         part["day"] = np.full(len(part["t"]), day, dtype=np.uint16)
-    return parts, sessions.count
+    return parts, sessions
 
 
 @dataclass
@@ -225,6 +253,36 @@ def _campaign_events(
     return rows
 
 
+def _content_events(
+    rng: np.random.Generator,
+    rates: dict[str, np.ndarray],
+    vocab: Vocab,
+    sessions: _Sessions,
+    ci: int,
+    touchpoint: int,
+    treated: np.ndarray,
+) -> list[dict]:
+    """A content slot at `touchpoint`, shown on some active days to users of both arms: personalized (the
+    campaign's, campaign_id set) in treatment, the default list (no campaign_id) in the holdout. Each impression
+    is clicked with the user's probability, times 1 + effect in treatment (`content_click_treated`)."""
+    shown = np.flatnonzero(rng.random(len(treated)) < P_CONTENT_SHOWN)
+    actor = np.repeat(shown, 1 + rng.poisson(EXTRA_CONTENT_VIEWS, len(shown)))
+    session = sessions.pick(rng, actor)
+    user, personalized = sessions.user[session], treated[actor]
+    t = sessions.time_in(rng, session)
+    chance = np.where(personalized, rates["content_click_treated"][user], rates["content_click"][user])
+    clicked = rng.random(len(t)) < chance
+    t_click = np.minimum(t[clicked] + rng.exponential(45e6, clicked.sum()).astype(np.int64) + 1, DAY_US - 1)
+    channel = vocab.touchpoint_channel[touchpoint]
+    campaign = np.where(personalized, ci, -1)
+    return [
+        _event_rows(vocab, user, "impression", t, -1, channel, campaign=campaign, touchpoint=touchpoint),
+        _event_rows(
+            vocab, user[clicked], "click", t_click, -1, channel, campaign=campaign[clicked], touchpoint=touchpoint
+        ),
+    ]
+
+
 def _unsubscribes(rng: np.random.Generator, vocab: Vocab, ci: int, users: np.ndarray, earliest: np.ndarray) -> dict:
     """Drawn over every user who may act, whatever the arm: the guardrail has no planted effect."""
     hit = rng.random(len(users)) < UNSUBSCRIBE_RATE
@@ -250,7 +308,7 @@ def _event_rows(
     session: np.ndarray | int,
     channel: np.ndarray,
     *,
-    campaign: int = -1,
+    campaign: np.ndarray | int = -1,
     touchpoint: np.ndarray | int = -1,
     prop: np.ndarray | int = -1,
 ) -> dict:

@@ -12,14 +12,14 @@ import numpy as np
 
 from assets.pyramid_map import PyramidMap, load_map
 from pipelines.sample.answer_keys import defect_plan, planted_truth
-from pipelines.sample.behaviour import generate_events
+from pipelines.sample.behaviour import content_rates, generate_events
 from pipelines.sample.defects import (
     EVENT_DEFECT_RATES,
     TRANSACTION_DEFECT_RATES,
     plant_profile_defects,
     plant_row_defects,
 )
-from pipelines.sample.effects import campaign_effects, plant_effects, treatment_arms
+from pipelines.sample.effects import campaign_effects, content_campaigns, plant_effects, treatment_arms
 from pipelines.sample.population import Population, draw_population
 from pipelines.sample.profiles import erasure_rows, generate_profiles
 from pipelines.sample.rendering import (
@@ -31,6 +31,7 @@ from pipelines.sample.rendering import (
     clear_previous_sample,
     write_json,
 )
+from pipelines.sample.rows import append_clean
 from pipelines.sample.spec import SOURCES, Spec
 from pipelines.sample.transactions import generate_transactions
 
@@ -127,8 +128,10 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
     say(f"generating {spec.users:,} users over {spec.days} days from {spec.start} (seed {spec.seed})")
     pop = draw_population(spec)
     arms = treatment_arms(spec, pop)
+    pop.rates.update(content_rates(spec, pop.n))
     plant_effects(spec, pop, arms)
-    events, sessions = generate_events(spec, pop, arms, say)
+    events, content, sessions = generate_events(spec, pop, arms, content_campaigns(spec.map), say)
+    drawn = len(events["t"])
     txns = generate_transactions(spec, pop)
     profiles = generate_profiles(spec, pop)
     say(f"planting defects in {len(events['t']):,} events and {len(txns['t']):,} transactions")
@@ -137,6 +140,8 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
         "transactions": plant_row_defects(spec, pop, txns, TRANSACTION_DEFECT_RATES, "transactions"),
         "profiles": plant_profile_defects(spec, profiles, first_profiles=pop.n),
     }
+    if content is not None:  # after the defects, so that every other row keeps its id, defect and place
+        events = append_clean(events, content, first_seq=drawn)
     return _Sample(pop, arms, events, sessions, txns, profiles, plan)
 
 

@@ -20,3 +20,19 @@ def in_arrival_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     order = np.argsort(minute, kind="stable")
     order = order[np.argsort(rows["day"][order], kind="stable")]
     return {key: column[order] for key, column in rows.items()}
+
+
+def append_clean(rows: dict[str, np.ndarray], extra: dict[str, np.ndarray], first_seq: int) -> dict[str, np.ndarray]:
+    """`rows` (after the defects: by landing day) with `extra` (in arrival order) delivered clean on the day they
+    occurred, after that day's rows, numbered from `first_seq`: every row of `rows` keeps its id and order."""
+    n = len(extra["t"])
+    added = {
+        **{key: column for key, column in extra.items() if key != "day"},
+        "land": extra["day"].astype(rows["land"].dtype),
+        "seq": np.arange(first_seq, first_seq + n).astype(rows["seq"].dtype),
+        "defect": np.zeros(n, dtype=rows["defect"].dtype),
+        "style": np.zeros(n, dtype=rows["style"].dtype),
+    }
+    joined = {key: np.concatenate([rows[key], added[key].astype(rows[key].dtype)]) for key in rows}
+    order = np.argsort(joined["land"], kind="stable")
+    return {key: column[order] for key, column in joined.items()}

@@ -42,7 +42,16 @@ _HOURLY_ACTIVITY = np.array(
 HOUR_WEIGHTS = _HOURLY_ACTIVITY / _HOURLY_ACTIVITY.sum()
 
 # Each purpose draws from its own stream, so a change in one place leaves the others' numbers alone.
-_STREAMS = {"users": 1, "erasures": 2, "events": 3, "transactions": 4, "profiles": 5, "defects": 6, "pii": 7}
+_STREAMS = {
+    "users": 1,
+    "erasures": 2,
+    "events": 3,
+    "transactions": 4,
+    "profiles": 5,
+    "defects": 6,
+    "pii": 7,
+    "content": 8,
+}
 
 
 @dataclass(frozen=True)
