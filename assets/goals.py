@@ -8,6 +8,20 @@ a condition that evaluates to NULL counts as not satisfied. `assets.metrics` bui
 Star and the segment baselines use it too); it runs on a `sql_guard.sandboxed_connection`. The formulas
 below are computed by `assets.statistics`.
 
+Metric kinds (docs/statistics.md, "Metric kinds"): a `share` metric is the indicator above. A `ratio` metric gives
+per user and day the window sums of its `numerator` and `denominator` expressions (`assets.metrics.metric_values_sql`;
+with a `touchpoint`, over that touchpoint's rows of user_touchpoint_daily); a `mean` metric its `value` over 1.
+Their per-user day rows carry `numerator` / `denominator` (the tables hold these two columns only when a ratio or mean
+metric is measured) and every row of theirs is read with users as clusters, x_i and n_i being the user's summed
+numerator and denominator: the `to_date` formulas below with success days -> numerator and user-days ->
+denominator, for `day` rows as well (one look: the fixed-horizon interval is the primary one). Their rows keep the
+sums in `*_numerator` / `*_denominator`, `*_successes` NULL and `*_user_days` = days measured; CUPED is not applied
+to them. Each row says its `metric_kind` and `direction` (the metric's; else increase for a goal, decrease for a
+guardrail); the status rules below are those of direction increase for goals and decrease for guardrails, mirrored
+for the other direction: a decrease goal is `met` when ci_high < 0 and lift <= target (a negative target), `not_met`
+when ci_low > target; an increase guardrail is `breached` when ci_high < -margin (day rows: ci_high < 0), `ok` when
+ci_low > -margin.
+
 Statistics of a `day` row (treatment t, holdout h; n users, s successes; value p = s / n; users as
 independent trials, `*_user_days` = n):
 - `lift` = p_t / p_h - 1 (NULL when p_h = 0).

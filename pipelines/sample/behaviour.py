@@ -36,8 +36,8 @@ P_CLICK = 0.10  # per impression
 P_CONVERSION = 0.30  # per click
 UNSUBSCRIBE_RATE = 0.0005  # per user-day and campaign, both arms alike
 # Content campaigns (`effects.content_campaigns`): a slot every active user may see, both arms alike.
-P_CONTENT_SHOWN = 0.5  # per active day: the slot is shown (then 1 + Poisson(EXTRA_CONTENT_VIEWS) impressions)
-EXTRA_CONTENT_VIEWS = 1.0
+P_CONTENT_SHOWN = 0.8  # per active day: the slot is shown (then 1 + Poisson(EXTRA_CONTENT_VIEWS) impressions)
+EXTRA_CONTENT_VIEWS = 3.0
 CONTENT_CLICK_BETA = (2.0, 18.0)  # each user's click probability per impression, mean 0.10
 EXTRA_BUDGET_TOOL_USES = 0.3
 
