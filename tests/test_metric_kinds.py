@@ -3,6 +3,7 @@ planted click-through effect and of a null one, the status of a decrease goal, a
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from assets.goals import goal_day_rows, goal_to_date, goal_user_day_outcomes, me
 from assets.pyramid_map import Campaign, FrequencyCap, Goal, MapError, Metric, load_map
 from assets.statistics import cluster_sq_residuals
 from tests import independent
+from tests.pyramid_run import _lake_rows  # the fixture `run` is in tests/conftest.py
 
 START = date(2026, 10, 1)
 CAMPAIGN = Campaign("recs", "", ("s",), ("tp",), 1, 0.2, FrequencyCap(1, 1))
@@ -333,3 +335,39 @@ def test_the_sample_maps_click_through_goal():
     )
     goal = next(g for g in m.goals if g.metric == "rec_ctr")
     assert goal.target_relative_lift == 0.15 and m.campaign(goal.campaign).touchpoints == ("recommendations",)
+
+
+# --- a real generated run: the click-through goal against the landing files ------------------------------------
+
+
+def test_the_click_through_goal_of_a_generated_run(run):
+    """The sample's ratio goal, campaign to date on the last day, against the landing files: per arm and user
+    (intent to treat, erased users gone) clicks over impressions at the touchpoint; its fixed-horizon interval
+    covers the planted effect."""
+    m, landing = run.pyramid_map, run.lake.landing
+    goal = next(g for g in m.goals if m.metrics[g.metric].kind == "ratio")
+    metric, campaign, last = m.metrics[goal.metric], m.campaign(goal.campaign), run.days[-1]
+    audiences = {
+        d - timedelta(days=1): dict.fromkeys(run.audience(d - timedelta(days=1), campaign.id), "-")
+        for d in run.days[1:]
+    }
+    clicks = independent.touchpoint_counts(landing, metric.touchpoint, "click")
+    impressions = independent.touchpoint_counts(landing, metric.touchpoint, "impression")
+    sums = independent.itt_user_sums(audiences, clicks, impressions, last, m.late_lookback_days)["-"]
+    erased, arms = run.erased(), {"treatment": [], "holdout": []}
+    for user, pair in sorted(sums.items()):
+        if user not in erased:
+            arms["holdout" if independent.is_holdout(campaign.id, user, campaign.holdout) else "treatment"].append(pair)
+    where = (
+        f"WHERE goal_id = '{goal.id}' AND metric = '{goal.metric}' AND \"window\" = 'to_date' AND ds = DATE '{last}'"
+    )
+    [row] = _lake_rows(run.lake, "goals", "goal_metrics", where)
+    for arm, users in arms.items():
+        assert row[f"{arm}_users"] == len(users)
+        assert row[f"{arm}_denominator"] == pytest.approx(sum(n for n, _ in users))
+        assert row[f"{arm}_numerator"] == pytest.approx(sum(x for _, x in users))
+    lift, low, high = independent.cluster_relative_lift(arms["treatment"], arms["holdout"])
+    assert (row["lift"], row["ci_low_fixed"], row["ci_high_fixed"]) == tuple(map(pytest.approx, (lift, low, high)))
+    planted = json.loads((landing / "_truth" / "planted_truth.json").read_text())["campaigns"][campaign.id]
+    print(f"click-through: lift {lift:+.1%} [{low:+.1%}, {high:+.1%}], planted {planted['relative_effect']:+.0%}")
+    assert low <= planted["relative_effect"] <= high

@@ -35,11 +35,12 @@ P_IMPRESSION = 0.30  # per active day of a treatment user, per campaign
 P_CLICK = 0.10  # per impression
 P_CONVERSION = 0.30  # per click
 UNSUBSCRIBE_RATE = 0.0005  # per user-day and campaign, both arms alike
-# Content campaigns (`effects.content_campaigns`): a slot every active user may see, both arms alike.
-P_CONTENT_SHOWN = 0.8  # per active day: the slot is shown (then 1 + Poisson(EXTRA_CONTENT_VIEWS) impressions)
+# Content campaigns (`effects.content_campaigns`): a slot beside the search results, both arms alike.
+P_CONTENT_SHOWN = 0.9  # per day with a search: the slot is shown (then 1 + Poisson(EXTRA_CONTENT_VIEWS) impressions)
 EXTRA_CONTENT_VIEWS = 3.0
 CONTENT_CLICK_BETA = (2.0, 18.0)  # each user's click probability per impression, mean 0.10
 EXTRA_BUDGET_TOOL_USES = 0.3
+SEARCH = EVENT_TYPES.index("search")
 
 
 class Vocab:
@@ -94,7 +95,8 @@ def generate_events(
     for day in range(spec.days):
         day_parts, sessions = _day_events(spec, pop, vocab, treatment, day, session_base)
         parts += day_parts
-        content_parts += _day_content(spec, pop, vocab, slots, day, sessions)
+        searched = np.isin(sessions.actors, concat(day_parts)["user"][concat(day_parts)["etype"] == SEARCH])
+        content_parts += _day_content(spec, pop, vocab, slots, day, sessions, searched)
         session_base += sessions.count
         if (day + 1) % 10 == 0 or day + 1 == spec.days:
             say(f"  events: {day + 1}/{spec.days} days drawn")
@@ -102,11 +104,14 @@ def generate_events(
     return in_arrival_order(concat(parts)), extra, session_base
 
 
-def _day_content(spec: Spec, pop: Population, vocab: Vocab, slots: list, day: int, sessions: _Sessions) -> list:
-    """The content campaigns' impressions and clicks of the day (their own random stream)."""
+def _day_content(
+    spec: Spec, pop: Population, vocab: Vocab, slots: list, day: int, sessions: _Sessions, searched: np.ndarray
+) -> list:
+    """The content campaigns' impressions and clicks of the day (their own random stream), for the day's actors
+    who searched (`searched`, by actor position)."""
     rng, parts = spec.rng("content", day), []
     for ci, touchpoint, treated in slots:
-        parts += _content_events(rng, pop.rates, vocab, sessions, ci, touchpoint, treated[sessions.actors])
+        parts += _content_events(rng, pop.rates, vocab, sessions, ci, touchpoint, treated[sessions.actors], searched)
     for part in parts:
         part["t"] += spec.day_start(day)
         part["day"] = np.full(len(part["t"]), day, dtype=np.uint16)
@@ -261,11 +266,12 @@ def _content_events(
     ci: int,
     touchpoint: int,
     treated: np.ndarray,
+    searched: np.ndarray,
 ) -> list[dict]:
-    """A content slot at `touchpoint`, shown on some active days to users of both arms: personalized (the
+    """A content slot at `touchpoint`, shown on some days with a search to users of both arms: personalized (the
     campaign's, campaign_id set) in treatment, the default list (no campaign_id) in the holdout. Each impression
     is clicked with the user's probability, times 1 + effect in treatment (`content_click_treated`)."""
-    shown = np.flatnonzero(rng.random(len(treated)) < P_CONTENT_SHOWN)
+    shown = np.flatnonzero(searched & (rng.random(len(treated)) < P_CONTENT_SHOWN))
     actor = np.repeat(shown, 1 + rng.poisson(EXTRA_CONTENT_VIEWS, len(shown)))
     session = sessions.pick(rng, actor)
     user, personalized = sessions.user[session], treated[actor]
