@@ -10,14 +10,20 @@ import pyarrow as pa
 from assets import goals, north_star
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers import (
+    daily_activity,
+    lake_table,
+    partition_day,
+    previous_partition,
+    touchpoint_daily_activity,
+    write_table,
+)
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
-VALUED_KINDS = ("share", "ratio", "mean")  # the kinds measured from daily activity windows
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
 
@@ -77,7 +83,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences_prev = audiences_before(lake, ds, start)
         activity = daily_activity(lake, ds, goal_activity_days(pmap), start)
-        touchpoints = touchpoint_activity(lake, pmap, ds)
+        touchpoints = (
+            touchpoint_daily_activity(lake, ds, goal_activity_days(pmap), start) if touchpoint_metrics(pmap) else None
+        )
         blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
         measured = [g for g in pmap.goals if g.id not in blocked]
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds, touchpoints)
@@ -189,7 +197,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
 
 def longest_metric_window(pyramid_map: PyramidMap) -> int:
-    return max((m.window_days for m in baseline_metrics(pyramid_map, VALUED_KINDS)), default=1)
+    return max((m.window_days for m in baseline_metrics(pyramid_map)), default=1)
 
 
 def goal_activity_days(pyramid_map: PyramidMap) -> int:
@@ -200,27 +208,7 @@ def goal_activity_days(pyramid_map: PyramidMap) -> int:
 
 def touchpoint_metrics(pyramid_map: PyramidMap) -> list[str]:
     """The goals' metrics (and guardrails) counted at one touchpoint, which read user_touchpoint_daily."""
-    return [m.id for m in baseline_metrics(pyramid_map, VALUED_KINDS) if m.touchpoint]
-
-
-def touchpoint_activity(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
-    """user_touchpoint_daily rows known on ds for the activity days the goals read; None when no metric needs them."""
-    if not touchpoint_metrics(pyramid_map):
-        return None
-    first = ds - timedelta(days=goal_activity_days(pyramid_map) - 1)
-    days = [
-        first + timedelta(days=n)
-        for n in range((ds - first).days + 1)
-        if first + timedelta(days=n) >= pyramid_map.start_date
-    ]
-    table = read_partitions(connect(), lake, "actionable", "user_touchpoint_daily", days)
-    if table is None:
-        return None
-    con = connect()
-    con.register("touchpoint_daily", table)
-    return con.sql(
-        "SELECT * FROM touchpoint_daily WHERE activity_date BETWEEN ? AND ?", params=[first, ds]
-    ).to_arrow_table()
+    return [m.id for m in baseline_metrics(pyramid_map) if m.touchpoint]
 
 
 def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
