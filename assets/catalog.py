@@ -26,6 +26,7 @@ CATALOG_VIEWS: dict[str, list[tuple[str, str]]] = {
         ("actionable", "column_status_profiles"),
     ],
     "user_daily": [("actionable", "user_daily")],
+    "user_touchpoint_daily": [("actionable", "user_touchpoint_daily")],
     "user_features": [("actionable", "user_features")],
     "segment_membership": [("segments", "segment_membership")],
     "segment_summary": [("segments", "segment_summary")],

@@ -39,11 +39,12 @@ def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     """Day rows: add values, lift, CI, p-value, sample ratio check and status (module docstring) to
     count rows, users as independent trials; the fixed-horizon interval is also the primary one.
 
-    Needs the four count columns, `holdout_share`, `kind` and `target`.
+    Needs the four count columns, `holdout_share`, `kind` and `target` (and `direction`, default as `with_direction`).
     """
+    counts = with_direction(counts)
     nt, nh = pl.col("treatment_users"), pl.col("holdout_users")
     st, sh = pl.col("treatment_successes"), pl.col("holdout_successes")
-    frame = _with_direction(counts).with_columns(
+    frame = counts.with_columns(
         treatment_value=ratio(st, nt),
         holdout_value=ratio(sh, nh),
         _log_rr=log_rate_ratio(st, nt, sh, nh),
@@ -75,10 +76,10 @@ def with_cluster_statistics(
     `users` (N), `user_days` (sum n_i), `successes` (sum x_i), `sq_residuals` (sum (x_i - R n_i)^2);
     and `holdout_share`, `kind`, `target`, `margin` and the `family` column (Holm's family of tests).
     Adds the contract's count columns, the fixed-horizon statistics and the sequential ones with the status."""
-    frame = _with_fixed_horizon(_own_estimates(_cluster_estimate(counts)))
+    frame = _with_fixed_horizon(_own_estimates(_cluster_estimate(with_direction(counts))))
     rho2 = sequential_rho_squared(alpha, tuning)
     n, se = pl.col("treatment_users") + pl.col("holdout_users"), pl.col("_log_rr_se")
-    null = pl.when(pl.col("kind") == "guardrail").then((1 + pl.col("margin")).log()).otherwise(0.0)
+    null = pl.when(pl.col("kind") == "guardrail").then((1 + _harm_bound()).log()).otherwise(0.0)
     distance = pl.col("_log_rr") - null
     frame = frame.with_columns(
         p_value=pl.when(se == 0)
@@ -89,6 +90,38 @@ def with_cluster_statistics(
     low_u, high_u = sequential_interval(pl.col("_log_rr_u"), pl.col("_log_rr_se_u"), n, pl.col("alpha"), pl.lit(rho2))
     frame = frame.with_columns(ci_low=ci_low, ci_high=ci_high, ci_low_unadjusted=low_u, ci_high_unadjusted=high_u)
     return _lift_and_sample_ratio(frame).with_columns(status=_decision_status())
+
+
+def with_cluster_day_statistics(counts: pl.DataFrame) -> pl.DataFrame:
+    """Day rows of ratio and mean metrics: `with_cluster_statistics` read once, so the fixed-horizon interval and
+    p-value are the primary ones (as for share day rows); no CUPED, no exposure view."""
+    frame = with_cluster_statistics(counts)
+    return frame.with_columns(
+        ci_low=pl.col("ci_low_fixed"),
+        ci_high=pl.col("ci_high_fixed"),
+        p_value=pl.col("p_value_fixed"),
+        alpha=pl.lit(ALPHA),
+        lift_unadjusted=pl.col("lift"),
+        ci_low_unadjusted=pl.col("ci_low_fixed"),
+        ci_high_unadjusted=pl.col("ci_high_fixed"),
+        cuped_theta=pl.lit(None, pl.Float64),
+        treatment_exposed_users=pl.lit(None, pl.Int64),
+        exposed_value=pl.lit(None, pl.Float64),
+        exposed_lift=pl.lit(None, pl.Float64),
+    ).with_columns(status=_day_status())
+
+
+def with_direction(counts: pl.DataFrame) -> pl.DataFrame:
+    """`direction` where a row has none: increase for a goal, decrease for a guardrail (a rate that must not rise)."""
+    default = pl.when(pl.col("kind") == "goal").then(pl.lit("increase")).otherwise(pl.lit("decrease"))
+    if "direction" not in counts.columns:
+        return counts.with_columns(direction=default)
+    return counts.with_columns(direction=pl.col("direction").fill_null(default))
+
+
+def _harm_bound() -> pl.Expr:
+    """The relative change at a guardrail's margin in its harmful direction: +margin (a rise), -margin (a fall)."""
+    return pl.when(pl.col("direction") == "increase").then(-pl.col("margin")).otherwise(pl.col("margin"))
 
 
 def _cluster_estimate(counts: pl.DataFrame) -> pl.DataFrame:
@@ -192,18 +225,13 @@ def _own_estimates(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(**{k: pl.when(own).then(v).otherwise(pl.col(k)) for k, v in replaced.items()})
 
 
-def _with_direction(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows without a `direction` column improve upwards."""
-    return frame if "direction" in frame.columns else frame.with_columns(direction=pl.lit("increase"))
-
-
 def _with_default_arm_stats(counts: pl.DataFrame) -> pl.DataFrame:
     """Counts without a covariate get a constant one (no CUPED) and, without exposure counts, NULL ones."""
     defaults = {
         **{f"{a}_{c}": pl.lit(0.0) for a in _ARMS for c in ("covariate", "cross_residuals", "covariate_sq_residuals")},
         **{f"treatment_exposed_{c}": pl.lit(None, pl.Int64) for c in ("users", "user_days", "successes")},
     }
-    return _with_direction(counts).with_columns(**{k: v for k, v in defaults.items() if k not in counts.columns})
+    return counts.with_columns(**{k: v for k, v in defaults.items() if k not in counts.columns})
 
 
 def _with_fixed_horizon(frame: pl.DataFrame) -> pl.DataFrame:
@@ -238,16 +266,13 @@ def _at_target() -> pl.Expr:
 
 
 def _goal_status() -> pl.Expr:
-    """`direction` increase: met when the interval lies above 0 and the lift reaches the target, not_met when the
-    target lies above the interval; decrease (lower is better): the mirror image."""
-    decrease = pl.col("direction") == "decrease"
-    improved = (
-        pl.when(decrease)
-        .then((pl.col("ci_high") < 0) & (pl.col("lift") <= pl.col("target")))
-        .otherwise((pl.col("ci_low") > 0) & _at_target())
-    )
-    short = pl.when(decrease).then(pl.col("ci_low") > pl.col("target")).otherwise(pl.col("ci_high") < pl.col("target"))
-    return pl.when(improved).then(pl.lit("met")).when(short).then(pl.lit("not_met")).otherwise(pl.lit("inconclusive"))
+    """Increase: `met` when significantly up and at or above the target; decrease: significantly down and at or
+    below its (negative) target. `not_met` when the whole interval misses the target on the wrong side."""
+    down = pl.col("direction") == "decrease"
+    at_or_below = pl.when(pl.col("holdout_value") == 0).then(False).otherwise(pl.col("lift") <= pl.col("target"))
+    met = pl.when(down).then((pl.col("ci_high") < 0) & at_or_below).otherwise((pl.col("ci_low") > 0) & _at_target())
+    not_met = pl.when(down).then(pl.col("ci_low") > pl.col("target")).otherwise(pl.col("ci_high") < pl.col("target"))
+    return pl.when(met).then(pl.lit("met")).when(not_met).then(pl.lit("not_met")).otherwise(pl.lit("inconclusive"))
 
 
 def _checked(status: pl.Expr) -> pl.Expr:
@@ -264,19 +289,19 @@ def _checked(status: pl.Expr) -> pl.Expr:
 
 def _day_status() -> pl.Expr:
     """Day rows (a one-day diagnostic): a guardrail is `breached` on a significant rise, else `ok`."""
-    guardrail = pl.when(pl.col("ci_low") > 0).then(pl.lit("breached")).otherwise(pl.lit("ok"))
+    harmed = pl.when(pl.col("direction") == "increase").then(pl.col("ci_high") < 0).otherwise(pl.col("ci_low") > 0)
+    guardrail = pl.when(harmed).then(pl.lit("breached")).otherwise(pl.lit("ok"))
     return _checked(pl.when(pl.col("kind") == "goal").then(_goal_status()).otherwise(guardrail))
 
 
 def _decision_status() -> pl.Expr:
-    """To-date rows: a guardrail is `breached` when its rise is shown above its margin, `ok` when shown below."""
-    guardrail = (
-        pl.when(pl.col("ci_low") > pl.col("margin"))
-        .then(pl.lit("breached"))
-        .when(pl.col("ci_high") < pl.col("margin"))
-        .then(pl.lit("ok"))
-        .otherwise(pl.lit("inconclusive"))
-    )
+    """To-date rows: a guardrail is `breached` when its harm (a rise; a fall for direction increase) is shown beyond
+    its margin, `ok` when shown within it."""
+    up = pl.col("direction") == "increase"
+    bound = _harm_bound()
+    breached = pl.when(up).then(pl.col("ci_high") < bound).otherwise(pl.col("ci_low") > bound)
+    ok = pl.when(up).then(pl.col("ci_low") > bound).otherwise(pl.col("ci_high") < bound)
+    guardrail = pl.when(breached).then(pl.lit("breached")).when(ok).then(pl.lit("ok")).otherwise(pl.lit("inconclusive"))
     return _checked(pl.when(pl.col("kind") == "goal").then(_goal_status()).otherwise(guardrail))
 
 

@@ -31,6 +31,8 @@ DAILY_COUNTS = [
     "transfers_out",
     "txns",
 ]
+# The counts of events that carry a touchpoint_id, per user, day and touchpoint (`user_touchpoint_daily`).
+TOUCHPOINT_COUNTS = ["impressions", "clicks", "conversions", "unsubscribes"]
 DAILY_AMOUNTS = ["deposit_amount", "card_amount", "transfer_in_amount", "transfer_out_amount"]
 DAILY_TIMES = ["first_txn_at", "last_txn_at", "last_seen_at", "last_channel_at"]
 DAILY_LABELS = ["last_channel"]
@@ -224,6 +226,37 @@ def user_daily(con: duckdb.DuckDBPyConnection, events: pa.Table, transactions: p
     finally:
         con.unregister("_daily_events")
         con.unregister("_daily_transactions")
+
+
+def touchpoint_daily_schema() -> pa.Schema:
+    return pa.schema(
+        [("user_id", pa.string()), ("activity_date", pa.date32()), ("touchpoint_id", pa.string())]
+        + [(c, pa.int64()) for c in TOUCHPOINT_COUNTS]
+    )
+
+
+def user_touchpoint_daily(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
+    """Per user, UTC activity day and touchpoint, over one landing partition's actionable events: the
+    TOUCHPOINT_COUNTS (events of type impression, click, conversion, unsubscribe) of events that name a
+    touchpoint. A ratio or mean metric with a `touchpoint` reads these instead of user_daily (docs/statistics.md).
+    No row without such an event; ordered by user_id, activity_date, touchpoint_id."""
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE event_type = '{EVENT_TYPE_COUNTS[c]}')::BIGINT AS {c}" for c in TOUCHPOINT_COUNTS
+    )
+    types = ", ".join(f"'{EVENT_TYPE_COUNTS[c]}'" for c in TOUCHPOINT_COUNTS)
+    con.register("_touchpoint_events", events.select(["user_id", "event_type", "occurred_at", "touchpoint_id"]))
+    try:
+        return (
+            con.sql(f"""
+            SELECT user_id, {_utc_date("occurred_at")} AS activity_date, touchpoint_id, {counts}
+            FROM _touchpoint_events WHERE touchpoint_id IS NOT NULL AND event_type IN ({types})
+            GROUP BY ALL ORDER BY user_id, activity_date, touchpoint_id
+        """)
+            .to_arrow_table()
+            .cast(touchpoint_daily_schema())
+        )
+    finally:
+        con.unregister("_touchpoint_events")
 
 
 FIXED_FEATURES = ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES]

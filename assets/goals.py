@@ -8,6 +8,20 @@ a condition that evaluates to NULL counts as not satisfied. `assets.metrics` bui
 Star and the segment baselines use it too); it runs on a `sql_guard.sandboxed_connection`. The formulas
 below are computed by `assets.statistics`.
 
+Metric kinds (docs/statistics.md, "Metric kinds"): a `share` metric is the indicator above. A `ratio` metric gives
+per user and day the window sums of its `numerator` and `denominator` expressions (`assets.metrics.metric_values_sql`;
+with a `touchpoint`, over that touchpoint's rows of user_touchpoint_daily); a `mean` metric its `value` over 1.
+Their per-user day rows carry `numerator` / `denominator` (the tables hold these two columns only when a ratio or mean
+metric is measured) and every row of theirs is read with users as clusters, x_i and n_i being the user's summed
+numerator and denominator: the `to_date` formulas below with success days -> numerator and user-days ->
+denominator, for `day` rows as well (one look: the fixed-horizon interval is the primary one). Their rows keep the
+sums in `*_numerator` / `*_denominator`, `*_successes` NULL and `*_user_days` = days measured; CUPED is not applied
+to them. Each row says its `metric_kind` and `direction` (the metric's; else increase for a goal, decrease for a
+guardrail); the status rules below are those of direction increase for goals and decrease for guardrails, mirrored
+for the other direction: a decrease goal is `met` when ci_high < 0 and lift <= target (a negative target), `not_met`
+when ci_low > target; an increase guardrail is `breached` when ci_high < -margin (day rows: ci_high < 0), `ok` when
+ci_low > -margin.
+
 Statistics of a `day` row (treatment t, holdout h; n users, s successes; value p = s / n; users as
 independent trials, `*_user_days` = n):
 - `lift` = p_t / p_h - 1 (NULL when p_h = 0).
@@ -77,17 +91,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 
-from assets.decisions import gate_by_guardrails, with_cluster_statistics, with_statistics
+from assets.decisions import gate_by_guardrails, with_cluster_day_statistics, with_cluster_statistics, with_statistics
+from assets.features import touchpoint_daily_schema
 from assets.metrics import (
     ACTIVITY,
+    TOUCHPOINT_ACTIVITY,
     campaign_cohort,
     cohort_outcomes_sql,
     metric_days_sql,
     metric_indicator_sql,
+    metric_values_days_sql,
+    metric_values_sql,
     register_inputs,
+    touchpoint_activity,
 )
 from assets.pyramid_map import Campaign, Goal, Metric
 from assets.sql_guard import sandboxed_connection
@@ -137,8 +157,17 @@ GOAL_METRICS_SCHEMA = pa.schema(
         ("holdout_censored", pa.int64()),
         ("treatment_share_within", pa.float64()),
         ("holdout_share_within", pa.float64()),
+        ("metric_kind", pa.string()),
+        ("direction", pa.string()),
+        ("treatment_numerator", pa.float64()),
+        ("holdout_numerator", pa.float64()),
+        ("treatment_denominator", pa.float64()),
+        ("holdout_denominator", pa.float64()),
     ]
 )
+# Kinds measured per user and day by their condition's indicator (a time to event: its event's; its own estimator
+# reads the cohort, assets.time_to_event); the others by their expressions' window sums.
+INDICATOR_KINDS = ("share", "time_to_event")
 _COUNT_COLUMNS = ["treatment_users", "holdout_users", "treatment_successes", "holdout_successes"]
 # One measured day of a user: goal metric or guardrail, campaign, arm, success on the day.
 GOAL_USER_DAY_SCHEMA = pa.schema(
@@ -151,6 +180,9 @@ GOAL_USER_DAY_SCHEMA = pa.schema(
         ("success", pa.bool_()),
     ]
 )
+# Ratio and mean metrics' day sums (NULL for a share metric): a table holding any has these two columns too.
+_VALUE_FIELDS = [("numerator", pa.float64()), ("denominator", pa.float64())]
+GOAL_USER_DAY_VALUES_SCHEMA = pa.schema([*GOAL_USER_DAY_SCHEMA, *_VALUE_FIELDS])
 # The lake table goals/goal_user_outcomes: per user, cumulated over the days measured up to ds.
 _OUTCOME_KEY = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
 _OUTCOME_KEY_FIELDS = [(name, pa.string()) for name in _OUTCOME_KEY]
@@ -164,6 +196,8 @@ GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
         ("successes", pa.int64()),
     ]
 )
+# With a ratio or mean metric measured: its numerator and denominator summed over the days measured.
+GOAL_USER_OUTCOMES_VALUES_SCHEMA = pa.schema([*GOAL_USER_OUTCOMES_SCHEMA, *_VALUE_FIELDS])
 # The lake table goals/goal_cohort: who is in each goal's intent-to-treat analysis, since when, in which arm,
 # with the pre-entry covariate (CUPED) and the first day the campaign reached the user (exposure).
 GOAL_COHORT_SCHEMA = pa.schema(
@@ -204,33 +238,58 @@ def goal_user_day_outcomes(
     goals: Sequence[Goal],
     metrics: Mapping[str, Metric],
     ds: date,
+    touchpoints: pa.Table | None = None,
 ) -> pa.Table:
     """One row per goal, measured metric (goal metric and guardrails) and user of the campaign's
-    audience as of ds - 1: the user's arm and whether the metric's condition held on ds
-    (GOAL_USER_DAY_SCHEMA). The `day` rows count these; `goal_user_outcomes` cumulates them."""
+    audience as of ds - 1: the user's arm and whether the metric's condition held on ds, or a ratio or mean
+    metric's numerator and denominator (GOAL_USER_DAY_SCHEMA). The `day` rows count these; `goal_user_outcomes`
+    cumulates them. `touchpoints` holds the user_touchpoint_daily rows a touchpoint metric reads."""
     con = sandboxed_connection()
     parts = []
     try:
         register_inputs(con, audiences_prev, activity)
+        _register_touchpoints(con, touchpoints)
         seen = set()
         for goal, _kind, metric_id in _measurements(goals):
             if (goal.id, metric_id) in seen:  # a guardrail that repeats the goal's metric is measured once
                 continue
             seen.add((goal.id, metric_id))
-            cohort = campaign_cohort(goal.campaign)
-            indicator = metric_indicator_sql(
-                metrics[metric_id], ds, activity.column_names, users=cohort, activity=ACTIVITY
+            cohort, metric = campaign_cohort(goal.campaign), metrics[metric_id]
+            users = pl.from_arrow(
+                con.sql(_day_outcomes_sql(metric, ds, activity, touchpoints, cohort)).to_arrow_table()
             )
-            users = pl.from_arrow(con.sql(cohort_outcomes_sql(cohort, indicator)).to_arrow_table())
             parts.append(
                 users.with_columns(goal_id=pl.lit(goal.id), metric=pl.lit(metric_id), campaign_id=pl.lit(goal.campaign))
             )
     finally:
         con.close()
-    frame = pl.concat([p.select(GOAL_USER_DAY_SCHEMA.names) for p in parts]) if parts else None
+    frame = pl.concat([p.select(GOAL_USER_DAY_VALUES_SCHEMA.names) for p in parts]) if parts else None
     if frame is None or frame.is_empty():
         return GOAL_USER_DAY_SCHEMA.empty_table()
-    return frame.sort(_OUTCOME_KEY).to_arrow().cast(GOAL_USER_DAY_SCHEMA)
+    return _without_empty_values(frame.sort(_OUTCOME_KEY).to_arrow().cast(GOAL_USER_DAY_VALUES_SCHEMA))
+
+
+def _register_touchpoints(con: duckdb.DuckDBPyConnection, touchpoints: pa.Table | None) -> None:
+    con.register(TOUCHPOINT_ACTIVITY, touchpoint_daily_schema().empty_table() if touchpoints is None else touchpoints)
+
+
+def _activity_of(metric: Metric, activity: pa.Table) -> tuple[str, list[str]]:
+    """The relation (and its columns) a metric is measured on: user_daily, or its touchpoint's counts."""
+    if metric.touchpoint:
+        return touchpoint_activity(metric, TOUCHPOINT_ACTIVITY), touchpoint_daily_schema().names
+    return ACTIVITY, activity.column_names
+
+
+def _day_outcomes_sql(metric: Metric, ds: date, activity: pa.Table, touchpoints: pa.Table | None, cohort: str) -> str:
+    """`arm, user_id, success, numerator, denominator` of a campaign's audience on the window ending on ds."""
+    relation, columns = _activity_of(metric, activity)
+    if metric.kind in INDICATOR_KINDS:
+        indicator = metric_indicator_sql(metric, ds, columns, users=cohort, activity=relation)
+        return f"""SELECT *, NULL::DOUBLE AS numerator, NULL::DOUBLE AS denominator
+            FROM ({cohort_outcomes_sql(cohort, indicator)})"""
+    values = metric_values_sql(metric, ds, columns, users=cohort, activity=relation)
+    return f"""SELECT c.arm, c.user_id, v.numerator > 0 AS success, v.numerator, v.denominator
+        FROM (SELECT DISTINCT user_id, arm FROM {cohort}) c JOIN ({values}) v USING (user_id)"""
 
 
 def goal_day_rows(
@@ -240,8 +299,26 @@ def goal_day_rows(
     ds: date,
     metrics: Mapping[str, Metric] | None = None,
 ) -> pa.Table:
-    """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`). A time-to-event
-    goal has no day row (its guardrails do): one day says nothing about a time (`metrics` tells which)."""
+    """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`): share metrics'
+    users as independent trials; ratio and mean metrics' users as clusters (fixed horizon, one look). A
+    time-to-event goal has no day row (its guardrails do): one day says nothing about a time."""
+    values = GOAL_USER_DAY_VALUES_SCHEMA
+    frame = pl.from_arrow(_with_value_columns(outcomes).select(values.names).cast(values))
+    shares = _share_day_rows(frame.filter(pl.col("numerator").is_null()).to_arrow(), goals, campaigns, metrics)
+    rows = [shares.filter(pl.col("metric_kind") == "share")]
+    valued_kinds = ["ratio", "mean"]
+    if any(kind in valued_kinds for kind in _kinds(goals, metrics).values()):
+        per_user = frame.filter(pl.col("numerator").is_not_null()).select(
+            *_OUTCOME_KEY, x=pl.col("numerator"), n=pl.col("denominator"), days=pl.lit(1, pl.Int64)
+        )
+        valued = with_cluster_day_statistics(_cluster_counts(per_user, goals, campaigns, metrics))
+        rows.append(_valued_outputs(valued).filter(pl.col("metric_kind").is_in(valued_kinds)))
+    return _finish(gate_by_guardrails(pl.concat(rows, how="diagonal_relaxed")), ds, "day")
+
+
+def _share_day_rows(
+    outcomes: pa.Table, goals: Sequence[Goal], campaigns: Sequence[Campaign], metrics: Mapping[str, Metric] | None
+) -> pl.DataFrame:
     holdouts = {c.id: c.holdout for c in campaigns}
     by_arm = {}
     for goal_id, metric_id, campaign_id, arm, users, successes in (
@@ -260,7 +337,7 @@ def goal_day_rows(
         treatment_user_days=pl.col("treatment_users"),  # one day: a user is one user-day
         holdout_user_days=pl.col("holdout_users"),
     )
-    return _finish(gate_by_guardrails(with_statistics(counts)), ds, "day")
+    return with_statistics(_with_kinds(counts, metrics))
 
 
 def update_goal_user_outcomes(
@@ -270,25 +347,51 @@ def update_goal_user_outcomes(
     outcomes of the measured `day` (default ds). Users and goals not measured that day are carried forward
     unchanged. The output is sorted on the key, so the same inputs give the same table."""
     measured = ds if day is None else day
-    today = pl.from_arrow(day_outcomes.select(GOAL_USER_DAY_SCHEMA.names).cast(GOAL_USER_DAY_SCHEMA)).select(
+    day_values = _with_value_columns(day_outcomes).select(GOAL_USER_DAY_VALUES_SCHEMA.names)
+    today = pl.from_arrow(day_values.cast(GOAL_USER_DAY_VALUES_SCHEMA)).select(
         *_OUTCOME_KEY,
         first_ds=pl.lit(measured, pl.Date),
         last_ds=pl.lit(measured, pl.Date),
         days=pl.lit(1, pl.Int64),
         successes=pl.col("success").cast(pl.Int64),
+        numerator=pl.col("numerator"),
+        denominator=pl.col("denominator"),
     )
-    columns = [*_OUTCOME_KEY, "first_ds", "last_ds", "days", "successes"]
+    schema = GOAL_USER_OUTCOMES_VALUES_SCHEMA
     frames = [today]
     if previous is not None:
-        frames.insert(0, pl.from_arrow(previous.select(columns).cast(GOAL_USER_OUTCOMES_SCHEMA.remove(0))))
+        frames.insert(0, pl.from_arrow(_with_value_columns(previous).select(schema.names[1:]).cast(schema.remove(0))))
+    kept = pl.col("numerator").is_not_null().any()  # a share metric's rows keep NULL sums
     merged = (
         pl.concat(frames)
         .group_by(_OUTCOME_KEY)
-        .agg(pl.col("first_ds").min(), pl.col("last_ds").max(), pl.col("days").sum(), pl.col("successes").sum())
+        .agg(
+            pl.col("first_ds").min(),
+            pl.col("last_ds").max(),
+            pl.col("days").sum(),
+            pl.col("successes").sum(),
+            numerator=pl.when(kept).then(pl.col("numerator").sum()),
+            denominator=pl.when(kept).then(pl.col("denominator").sum()),
+        )
         .with_columns(ds=pl.lit(ds, pl.Date))
         .sort(_OUTCOME_KEY)
     )
-    return merged.select(GOAL_USER_OUTCOMES_SCHEMA.names).to_arrow().cast(GOAL_USER_OUTCOMES_SCHEMA)
+    return _without_empty_values(merged.select(schema.names).to_arrow().cast(schema))
+
+
+def _with_value_columns(table: pa.Table) -> pa.Table:
+    """A table of share metrics only (no value columns) with NULL numerator and denominator."""
+    for name in ("numerator", "denominator"):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
+    return table
+
+
+def _without_empty_values(table: pa.Table) -> pa.Table:
+    """Without the numerator and denominator columns when no row has them (share metrics only)."""
+    if table.column("numerator").null_count == table.num_rows:
+        return table.drop_columns(["numerator", "denominator"])
+    return table
 
 
 # --- intent-to-treat cohort ---------------------------------------------------------------------
@@ -345,6 +448,9 @@ def pre_entry_successes(
         con.register(ACTIVITY, activity)
         parts = []
         for (metric_id,), users in entrants.group_by("metric", maintain_order=True):
+            if metrics[metric_id].kind not in INDICATOR_KINDS:  # CUPED covers share metrics only (docs/statistics.md)
+                parts.append(users.with_columns(pre_successes=pl.lit(0, pl.Int64)))
+                continue
             con.register("_entrants", users.select("user_id").unique().to_arrow())
             sql = metric_days_sql(metrics[metric_id], days, activity.column_names, "_entrants", ACTIVITY)
             counted = con.sql(
@@ -361,16 +467,22 @@ def pre_entry_successes(
 
 
 def cohort_outcomes(
-    cohort: pa.Table, activity: pa.Table, goals: Sequence[Goal], metrics: Mapping[str, Metric], days: Sequence[date]
+    cohort: pa.Table,
+    activity: pa.Table,
+    goals: Sequence[Goal],
+    metrics: Mapping[str, Metric],
+    days: Sequence[date],
+    touchpoints: pa.Table | None = None,
 ) -> pa.Table:
     """Per measured day of `days`, goal, measured metric and cohort user who entered on or before that day: the
-    user's arm and whether the metric held (GOAL_USER_DAY_SCHEMA plus `day`), whether or not the user is still in
-    the audience (intent to treat)."""
+    user's arm and whether the metric held, or a ratio or mean metric's numerator and denominator
+    (GOAL_USER_DAY_SCHEMA plus `day`), whether or not the user is still in the audience (intent to treat)."""
     frame = _cohort_frame(cohort)
     parts = []
     con = sandboxed_connection()
     try:
         con.register(ACTIVITY, activity)
+        _register_touchpoints(con, touchpoints)
         for goal, metric_id in _measured_pairs(goals) if days else []:
             users = frame.filter(
                 (pl.col("goal_id") == goal.id)
@@ -380,11 +492,7 @@ def cohort_outcomes(
             if users.is_empty():
                 continue
             con.register("_cohort", users.select("user_id", "arm", "entry_ds").to_arrow())
-            indicator = metric_days_sql(metrics[metric_id], days, activity.column_names, "_cohort", ACTIVITY)
-            measured = con.sql(
-                f"SELECT c.arm, c.user_id, i.day, i.success FROM _cohort c JOIN ({indicator}) i USING (user_id)"
-                " WHERE c.entry_ds <= i.day"
-            ).to_arrow_table()
+            measured = con.sql(_cohort_days_sql(metrics[metric_id], days, activity)).to_arrow_table()
             parts.append(
                 pl.from_arrow(measured).with_columns(
                     goal_id=pl.lit(goal.id), metric=pl.lit(metric_id), campaign_id=pl.lit(goal.campaign)
@@ -392,11 +500,23 @@ def cohort_outcomes(
             )
     finally:
         con.close()
-    names = [*GOAL_USER_DAY_SCHEMA.names, "day"]
-    schema = GOAL_USER_DAY_SCHEMA.append(pa.field("day", pa.date32()))
+    schema = GOAL_USER_DAY_VALUES_SCHEMA.append(pa.field("day", pa.date32()))
     if not parts:
-        return schema.empty_table()
-    return pl.concat([p.select(names) for p in parts]).sort("day", *_OUTCOME_KEY).to_arrow().cast(schema)
+        return _without_empty_values(schema.empty_table())
+    stacked = pl.concat([p.select(schema.names) for p in parts]).sort("day", *_OUTCOME_KEY)
+    return _without_empty_values(stacked.to_arrow().cast(schema))
+
+
+def _cohort_days_sql(metric: Metric, days: Sequence[date], activity: pa.Table) -> str:
+    """`arm, user_id, day, success, numerator, denominator` of the registered `_cohort` on each of `days`."""
+    relation, columns = _activity_of(metric, activity)
+    if metric.kind in INDICATOR_KINDS:
+        indicator = metric_days_sql(metric, days, columns, "_cohort", relation)
+        return f"""SELECT c.arm, c.user_id, i.day, i.success, NULL::DOUBLE AS numerator, NULL::DOUBLE AS denominator
+            FROM _cohort c JOIN ({indicator}) i USING (user_id) WHERE c.entry_ds <= i.day"""
+    values = metric_values_days_sql(metric, days, columns, "_cohort", relation)
+    return f"""SELECT c.arm, c.user_id, v.day, v.numerator > 0 AS success, v.numerator, v.denominator
+        FROM _cohort c JOIN ({values}) v USING (user_id) WHERE c.entry_ds <= v.day"""
 
 
 def measure_cohort(
@@ -408,13 +528,14 @@ def measure_cohort(
     ds: date,
     start: date,
     lookback: int,
+    touchpoints: pa.Table | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """(goals/goal_user_outcomes for ds, the to-date state read on ds). Day ds - lookback is settled: measured
     on the activity known on ds and added for good to the partition of ds - 1. The open days after it, up to ds,
     are measured afresh on every run (late activity still counts) and added only to the state read."""
     settle = ds - timedelta(days=lookback)
     days = [settle + timedelta(days=k) for k in range(lookback + 1) if settle + timedelta(days=k) >= start]
-    outcomes = pl.from_arrow(cohort_outcomes(cohort, activity, goals, metrics, days))
+    outcomes = pl.from_arrow(cohort_outcomes(cohort, activity, goals, metrics, days, touchpoints))
 
     def of(day: date) -> pa.Table:
         return outcomes.filter(pl.col("day") == day).drop("day").to_arrow()
@@ -462,8 +583,31 @@ def goal_to_date(
     """Window `to_date` rows for `ds` from the per-user outcomes read on ds (goal_user_outcomes plus the open days,
     `measure_cohort`): per goal's metric and guardrails (for the goal's current campaign), users as clusters, the
     estimate CUPED-adjusted on the `cohort`'s pre-entry covariate, with its exposure view (module docstring).
-    With `metrics`, a time-to-event goal's row is estimated on the cohort's anchors and first events instead
-    (assets.time_to_event)."""
+    `metrics` gives each row's kind and direction (without it: share metrics, the default directions); a
+    time-to-event goal's row is estimated on the cohort's anchors and first events (assets.time_to_event)."""
+    outcomes = pl.from_arrow(
+        _with_value_columns(user_outcomes).select([*_OUTCOME_KEY, "days", "successes", "numerator", "denominator"])
+    )
+    per_user = _with_cohort(outcomes, cohort, ds).select(
+        *_OUTCOME_KEY,
+        "days",
+        "covariate",
+        "exposed",
+        x=pl.coalesce(pl.col("numerator"), pl.col("successes").cast(pl.Float64)),  # a share: success days of days
+        n=pl.coalesce(pl.col("denominator"), pl.col("days").cast(pl.Float64)),
+    )
+    counts = _cluster_counts(per_user, goals, campaigns, metrics)
+    if metrics is not None:  # the one dispatch point of metric kinds with their own estimator
+        counts = with_time_to_event(counts, cohort, goals, metrics, ds)
+    rows = _valued_outputs(with_cluster_statistics(counts))
+    return _finish(before_horizon(gate_by_guardrails(rows), campaigns, ds), ds, "to_date")
+
+
+def _cluster_counts(
+    per_user: pl.DataFrame, goals: Sequence[Goal], campaigns: Sequence[Campaign], metrics: Mapping[str, Metric] | None
+) -> pl.DataFrame:
+    """Per goal's metric and guardrail, the arms' cluster sums (`with_cluster_statistics`) of the per-user outcome
+    key with `x` (numerator), `n` (denominator), `days` and, where present, `covariate` and `exposed`."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
         [
@@ -472,19 +616,21 @@ def goal_to_date(
         ],
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
-    frame = _with_cohort(pl.from_arrow(user_outcomes.select([*_OUTCOME_KEY, "days", "successes"])), cohort, ds)
-    x, n, w, exposed = pl.col("successes"), pl.col("days"), pl.col("covariate"), pl.col("exposed")
-    arms = frame.group_by("goal_id", "metric", "campaign_id", "arm").agg(
+    if "covariate" not in per_user.columns:
+        per_user = per_user.with_columns(covariate=pl.lit(0.0), exposed=pl.lit(False))
+    x, n, w, exposed = pl.col("x"), pl.col("n"), pl.col("covariate"), pl.col("exposed")
+    arms = per_user.group_by("goal_id", "metric", "campaign_id", "arm").agg(
         users=pl.len().cast(pl.Int64),
-        user_days=n.sum().cast(pl.Int64),
-        successes=x.sum().cast(pl.Int64),
+        user_days=n.sum(),
+        successes=x.sum(),
+        days=pl.col("days").sum().cast(pl.Int64),
         sq_residuals=cluster_sq_residuals(x, n),
         covariate=w.sum(),
         cross_residuals=cluster_cross_residuals(x, n, w),
         covariate_sq_residuals=cluster_sq_residuals(w, n),
         exposed_users=exposed.sum().cast(pl.Int64),
-        exposed_user_days=n.filter(exposed).sum().cast(pl.Int64),
-        exposed_successes=x.filter(exposed).sum().cast(pl.Int64),
+        exposed_user_days=n.filter(exposed).sum(),
+        exposed_successes=x.filter(exposed).sum(),
     )
     counts = wanted
     for arm in ("treatment", "holdout"):
@@ -493,15 +639,54 @@ def goal_to_date(
     counts = counts.with_columns(
         pl.col(*(f"{arm}_{c}" for arm in ("treatment", "holdout") for c in _ARM_STATS)).fill_null(0)
     )
-    if metrics is not None:  # the one dispatch point of metric kinds with their own estimator
-        counts = with_time_to_event(counts, cohort, goals, metrics, ds)
-    return _finish(before_horizon(gate_by_guardrails(with_cluster_statistics(counts)), campaigns, ds), ds, "to_date")
+    return _with_kinds(counts, metrics)
+
+
+def _valued_outputs(frame: pl.DataFrame) -> pl.DataFrame:
+    """The contract's columns of cluster rows: numerator and denominator sums; for a ratio or mean metric the
+    success counts are NULL and `*_user_days` the days measured."""
+    share = pl.col("metric_kind").is_in(["share", "time_to_event"])  # counts of days the condition held
+    return frame.with_columns(
+        **{f"{arm}_numerator": pl.col(f"{arm}_successes") for arm in ("treatment", "holdout")},
+        **{f"{arm}_denominator": pl.col(f"{arm}_user_days") for arm in ("treatment", "holdout")},
+    ).with_columns(
+        **{f"{arm}_successes": pl.when(share).then(pl.col(f"{arm}_successes")) for arm in ("treatment", "holdout")},
+        **{
+            f"{arm}_user_days": pl.when(share).then(pl.col(f"{arm}_user_days")).otherwise(pl.col(f"{arm}_days"))
+            for arm in ("treatment", "holdout")
+        },
+    )
+
+
+def _kinds(goals: Sequence[Goal], metrics: Mapping[str, Metric] | None) -> dict[tuple[str, str], str]:
+    """(goal id, metric id) -> the metric's kind (share without `metrics`)."""
+    return {
+        (goal.id, metric_id): metrics[metric_id].kind if metrics else "share"
+        for goal, _kind, metric_id in _measurements(goals)
+    }
+
+
+def _with_kinds(counts: pl.DataFrame, metrics: Mapping[str, Metric] | None) -> pl.DataFrame:
+    """`metric_kind` and `direction` of each row: the metric's (`Metric.goal_direction`, `guardrail_direction`);
+    without `metrics`, a goal's increase and a guardrail's decrease (must not rise)."""
+    metrics = metrics or {}
+    kinds = {m.id: m.kind for m in metrics.values()}
+    as_goal = {m.id: m.goal_direction() for m in metrics.values()}
+    as_guardrail = {m.id: m.guardrail_direction() for m in metrics.values()}
+    goal = pl.col("kind") == "goal"
+    return counts.with_columns(
+        metric_kind=pl.col("metric").replace_strict(kinds, default="share", return_dtype=pl.String),
+        direction=pl.when(goal)
+        .then(pl.col("metric").replace_strict(as_goal, default="increase", return_dtype=pl.String))
+        .otherwise(pl.col("metric").replace_strict(as_guardrail, default="decrease", return_dtype=pl.String)),
+    )
 
 
 _ARM_STATS = (
     "users",
     "user_days",
     "successes",
+    "days",
     "sq_residuals",
     "covariate",
     "cross_residuals",
@@ -581,6 +766,8 @@ def _count_row(goal: Goal, kind: str, metric_id: str, holdout_share: float, coun
 
 
 def _finish(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
+    if "treatment_numerator" not in table.columns:  # share day rows: successes of users
+        table = _valued_outputs(table.with_columns(treatment_days=pl.lit(None), holdout_days=pl.lit(None)))
     table = table.with_columns(ds=pl.lit(ds, pl.Date), window=pl.lit(window))
     missing = [name for name in GOAL_METRICS_SCHEMA.names if name not in table.columns]  # kind-specific columns
     table = table.with_columns(pl.lit(None).alias(name) for name in missing)

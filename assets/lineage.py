@@ -171,7 +171,7 @@ def blocked_by(pyramid_map: PyramidMap, withheld: Iterable[tuple]) -> Blocked:
             if used & fed:
                 add(result.campaigns, campaign.id, label)
     for metric_id, metric in pyramid_map.metrics.items():
-        used = expression_columns(metric.condition)
+        used = set().union(*(expression_columns(e) for e in metric.expressions()))
         for label, fed in feeds.items():
             if used & fed:
                 add(result.metrics, metric_id, label)
@@ -199,7 +199,7 @@ def selection_warnings(pyramid_map: PyramidMap) -> list[str]:
     warnings = []
     for goal in pyramid_map.goals:
         campaign = campaigns[goal.campaign]
-        measured_daily = expression_columns(pyramid_map.metrics[goal.metric].condition)
+        measured_daily = set().union(*(expression_columns(e) for e in pyramid_map.metrics[goal.metric].expressions()))
         measured = derived_columns(measured_daily, pyramid_map.segments.windows)
         selectors = [(f"segment {s}", segment_inputs(segments[s])) for s in campaign.segments if s in segments]
         selectors += [(f"context {x.id}", expression_columns(x.when)) for x in campaign.contexts]

@@ -24,6 +24,7 @@ from assets.sql_guard import require_safe
 METRIC_COLUMNS = [*DAILY_COUNTS, *DAILY_AMOUNTS]
 AUDIENCES = "_audiences"  # the relation `register_inputs` registers for the campaigns' audiences
 ACTIVITY = "_activity"  # the relation `register_inputs` registers for the user_daily rows
+TOUCHPOINT_ACTIVITY = "_touchpoint_activity"  # the relation of user_touchpoint_daily rows, where a metric needs them
 
 
 def metric_window(metric: Metric, ds: date) -> tuple[date, date]:
@@ -51,6 +52,57 @@ def metric_indicator_sql(metric: Metric, ds: date, activity_columns: Sequence[st
             SELECT {filled} FROM (SELECT DISTINCT user_id FROM {users}) u LEFT JOIN window_sums s USING (user_id)
         )
         SELECT user_id, coalesce(({condition}), false) AS success FROM zero_filled"""
+
+
+def metric_values_sql(metric: Metric, ds: date, activity_columns: Sequence[str], users: str, activity: str) -> str:
+    """SQL giving `user_id, numerator, denominator` (DOUBLE) for every distinct user of `users` on the window ending
+    on `ds`: a ratio metric's two expressions, a mean metric's value over 1, a share metric's success over 1.
+
+    The expressions see the window's zero-filled sums as `metric_indicator_sql`; NULL counts as 0. For a
+    touchpoint metric, `activity` is the touchpoint's rows of `user_touchpoint_daily` (`touchpoint_activity`).
+    """
+    summed = [c for c in METRIC_COLUMNS if c in set(activity_columns)]
+    where = f"metric {metric.id!r}"
+    if metric.kind == "share":
+        numerator, denominator = f"coalesce(({require_safe(metric.condition, summed, where)}), false)::DOUBLE", "1.0"
+    elif metric.kind == "ratio":
+        numerator, denominator = (
+            require_safe(metric.numerator, summed, where),
+            require_safe(metric.denominator, summed, where),
+        )
+    elif metric.kind == "mean":
+        numerator, denominator = require_safe(metric.value, summed, where), "1.0"
+    else:
+        raise ValueError(f"metric {metric.id!r}: a {metric.kind} metric has no per-day values")
+    first, last = metric_window(metric, ds)
+    sums = ", ".join(["user_id", *(f"sum({c}) AS {c}" for c in summed)])
+    filled = ", ".join(["u.user_id", *(f"coalesce(s.{c}, 0) AS {c}" for c in summed)])
+    return f"""
+        WITH window_sums AS (
+            SELECT {sums} FROM {activity}
+            WHERE activity_date BETWEEN DATE '{first.isoformat()}' AND DATE '{last.isoformat()}'
+            GROUP BY user_id
+        ), zero_filled AS (
+            SELECT {filled} FROM (SELECT DISTINCT user_id FROM {users}) u LEFT JOIN window_sums s USING (user_id)
+        )
+        SELECT user_id, coalesce(({numerator})::DOUBLE, 0) AS numerator,
+               coalesce(({denominator})::DOUBLE, 0) AS denominator FROM zero_filled"""
+
+
+def metric_values_days_sql(
+    metric: Metric, days: Sequence[date], activity_columns: Sequence[str], users: str, activity: str
+) -> str:
+    """`metric_values_sql` of each of `days` (at least one), stacked with a `day` column."""
+    return " UNION ALL ".join(
+        f"SELECT user_id, DATE '{day.isoformat()}' AS day, numerator, denominator FROM "
+        f"({metric_values_sql(metric, day, activity_columns, users=users, activity=activity)})"
+        for day in days
+    )
+
+
+def touchpoint_activity(metric: Metric, relation: str) -> str:
+    """The relation of `user_touchpoint_daily` rows at the metric's touchpoint."""
+    return f"(SELECT * FROM {relation} WHERE touchpoint_id = '{metric.touchpoint.replace(chr(39), chr(39) * 2)}')"
 
 
 def metric_days_sql(

@@ -215,7 +215,7 @@ def with_time_to_event(
     within the horizon (`successes`), days at risk (`user_days`), and the estimate the decisions use
     (`own_estimate`, `estimate_treatment`, `estimate_holdout` = RMST per arm, `estimate_log_se`), `censored` and
     `share_within` per arm, and every row's `direction`."""
-    direction = {g.id: metrics[g.metric].better for g in goals}
+    direction = {g.id: metrics[g.metric].goal_direction() for g in goals}
     frame = counts.with_columns(
         direction=pl.when(pl.col("kind") == "goal")
         .then(pl.col("goal_id").replace_strict(direction, default="increase"))

@@ -89,10 +89,16 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     )
     guardrails = _guardrails_by_goal(con, lake, day)
     for goal in goals:
+        metric = pyramid_map.metrics.get(goal["metric"])
+        goal["kind"] = metric.kind if metric else "share"
+        goal["direction"] = metric.goal_direction() if metric else "increase"
         goal["time_to_event"] = _time_to_event(goal, pyramid_map)
         goal["narrower"] = None if goal["time_to_event"] else _cuped_narrowing(goal)
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
         goal["guardrails"] = guardrails.get(goal["goal_id"], [])
+        for guardrail in goal["guardrails"]:
+            metric = pyramid_map.metrics.get(guardrail["metric"])
+            guardrail["direction"] = metric.guardrail_direction() if metric else "decrease"
     star = _with_optional(read(con, lake, "goals", "north_star"), OPTIONAL_STAR_COLUMNS)
     star = star.select("ds", "value", "window_complete").sort("ds")
     contributions = read(con, lake, "goals", "north_star_contributions", day)
@@ -273,8 +279,13 @@ def _goals_table(goals: list[dict]) -> list[Table]:
     names = {"goal": [g["goal_id"] for g in goals]}
     verdict = _table(
         "Goals, campaign to date",
-        ["goal", "metric", "target", "status", *(["planted"] if planted else [])],
-        names={**names, "metric": [g["metric"] for g in goals], "status": [g["status"] or "" for g in goals]},
+        ["goal", "metric", "kind", "target", "status", *(["planted"] if planted else [])],
+        names={
+            **names,
+            "metric": [g["metric"] for g in goals],
+            "kind": [_kind(g) for g in goals],
+            "status": [g["status"] or "" for g in goals],
+        },
     )
     arms = _table(
         "Treatment vs holdout (always-valid interval)",
@@ -300,15 +311,15 @@ def _goals_table(goals: list[dict]) -> list[Table]:
         verdict.add_row(
             g["goal_id"],
             g["metric"],
+            _kind(g),
             _signed(g["target"]),
             _status(g["status"]),
             *([_signed(g["planted"])] if planted else []),
         )
-        value = _days if g.get("time_to_event") else _pct
         arms.add_row(
             g["goal_id"],
-            value(g["treatment"]),
-            value(g["holdout"]),
+            _value(g["treatment"], g.get("kind", "share")),
+            _value(g["holdout"], g.get("kind", "share")),
             _signed(g["lift"]),
             f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
         )
@@ -318,7 +329,7 @@ def _goals_table(goals: list[dict]) -> list[Table]:
                 r["metric"],
                 _signed(r["rise"]),
                 f"[{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]",
-                f"≤ {_signed(r['margin'])}",
+                _margin(r),
                 _status(r["status"]),
             )
     timed = [g for g in goals if g.get("time_to_event")]
@@ -529,6 +540,27 @@ def _planted_effects(lake: Lake) -> dict[str, float]:
 
 def _days(value: object) -> str:
     return "—" if value is None else f"{value:.2f} d"
+
+
+def _kind(goal: dict) -> str:
+    """The metric's kind and the way it should move: `share ↑`, `ratio ↑`, `mean ↓`."""
+    return f"{goal.get('kind', 'share')} {'↓' if goal.get('direction') == 'decrease' else '↑'}"
+
+
+def _value(value: object, kind: str) -> str:
+    """An arm's value: a share or ratio as a percentage, a mean as a number, a time to event in days."""
+    if kind == "time_to_event":
+        return _days(value)
+    if kind == "mean" and value is not None:
+        return f"{value:,.2f}"
+    return _pct(value)
+
+
+def _margin(guardrail: dict) -> str:
+    """The harm a guardrail tolerates: a rise up to the margin, or (direction increase) a fall down to it."""
+    if guardrail.get("direction") == "increase" and guardrail["margin"] is not None:
+        return f"≥ {_signed(-guardrail['margin'])}"
+    return f"≤ {_signed(guardrail['margin'])}"
 
 
 def _pct(value: object) -> str:

@@ -335,3 +335,42 @@ def first_event_times(
         for user, anchor in anchors.items()
         if anchor <= ds
     }
+
+
+def touchpoint_counts(landing: Path, touchpoint: str, event_type: str) -> list[tuple[str, date, date]]:
+    """(user, UTC activity day, landing day) of every accepted event of the type at the touchpoint, one per event."""
+    return [
+        (row["user_id"], row["occurred"].date(), landed)
+        for landed, row in accepted_events(landing)
+        if row["event_type"] == event_type and row.get("touchpoint_id") == touchpoint
+    ]
+
+
+def itt_user_sums(
+    audiences: dict[date, dict[str, str]],
+    numerator_rows: list[tuple[str, date, date]],
+    denominator_rows: list[tuple[str, date, date]],
+    through: date,
+    lookback: int = 0,
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Intent to treat for a ratio metric of one-day windows, per arm and user: (sum of the denominator, sum of the
+    numerator) over the days from entry to `through` (entry as in `itt_user_outcomes`). Each row is one unit of
+    its user-day, counted when it landed by min(through, day + lookback)."""
+    entry: dict[str, tuple[date, str]] = {}
+    for day in sorted(audiences):
+        for user, arm in sorted(audiences[day].items()):
+            if day + timedelta(days=1) <= through:
+                entry.setdefault(user, (day + timedelta(days=1), arm))
+
+    def per_user(rows: list[tuple[str, date, date]]) -> dict[str, float]:
+        sums: dict[str, float] = defaultdict(float)
+        for user, day, landed in rows:
+            if user in entry and entry[user][0] <= day <= through and landed <= min(through, day + timedelta(lookback)):
+                sums[user] += 1
+        return sums
+
+    numerators, denominators = per_user(numerator_rows), per_user(denominator_rows)
+    arms: dict[str, dict[str, tuple[float, float]]] = {"treatment": {}, "holdout": {}}
+    for user, (_, arm) in entry.items():
+        arms.setdefault(arm, {})[user] = (denominators.get(user, 0.0), numerators.get(user, 0.0))
+    return arms

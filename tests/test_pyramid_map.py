@@ -352,11 +352,12 @@ def test_the_sample_map():
         "budget_tool_rate",
         "unsubscribe_rate",
         "time_to_first_deposit",
+        "rec_ctr",
     ]
     assert m.metrics["deposit_rate"] == Metric(
         "deposit_rate", "Made at least one completed deposit that day.", 1, "deposits > 0"
     )
-    assert isinstance(m.goals, tuple) and len(m.goals) == 4
+    assert isinstance(m.goals, tuple) and len(m.goals) == 5
     assert repr(m.goals[0]) == (
         "Goal(id='grow_deposits', north_star='engagement', metric='deposit_rate', campaign='savings_nudge', "
         "target_relative_lift=0.15, guardrails=('unsubscribe_rate',))"
@@ -366,6 +367,7 @@ def test_the_sample_map():
         Touchpoint("home_modal", "web", 36.0),
         Touchpoint("in_app_widget", "app", 30.0),
         Touchpoint("welcome_inbox", "app", 36.0),
+        Touchpoint("recommendations", "app", 30.0),
     )
     assert all(isinstance(t.freshness_hours, float) for t in m.touchpoints)
     assert isinstance(m.campaigns, tuple) and [c.id for c in m.campaigns] == [
@@ -373,6 +375,7 @@ def test_the_sample_map():
         "card_cashback",
         "budget_tips",
         "welcome_series",
+        "personalized_recs",
     ]
     assert m.campaign("card_cashback") == Campaign(
         "card_cashback",

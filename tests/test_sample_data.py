@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from assets.pyramid_map import load_map
-from pipelines.sample.effects import PLANTED_EFFECTS
+from pipelines.sample.effects import PLANTED_EFFECTS, content_campaigns
 from pipelines.sample.generate import generate_sample
 from tests.independent import CURRENCIES, EVENT_TYPES
 
@@ -176,7 +176,10 @@ def test_values_are_well_formed(files):
     assert set(features) == {"budget_tool", "savings_goal", "card_controls"}
     assert all(set(e["properties"]) <= {"device", "page", "screen", "query", "feature"} for e in events)
     campaign_events = [e for e in events if e["event_type"] in {"impression", "click", "conversion", "unsubscribe"}]
-    assert campaign_events and all(e["campaign_id"] and e["touchpoint_id"] for e in campaign_events)
+    assert campaign_events and all(e["touchpoint_id"] for e in campaign_events)
+    # a content campaign's holdout sees the default content at its touchpoint: no campaign id
+    content = set(content_campaigns(load_map()).values())
+    assert all(e["campaign_id"] or e["touchpoint_id"] in content for e in campaign_events)
     assert all(e["campaign_id"] is None for e in events if e["event_type"] in {"session_start", "page_view", "search"})
     txns = [t for day in files["transactions"].values() for t in day]
     assert {t["txn_type"] for t in txns} == {"deposit", "card_payment", "transfer_in", "transfer_out"}
@@ -297,7 +300,7 @@ def test_holdout_users_never_get_campaign_messages(small, files):
     shown, unsubscribed = Counter(), Counter()
     for rows in files["events"].values():
         for e in rows:
-            if e["event_type"] in {"impression", "click", "conversion"} and e["user_id"] in users:
+            if e["event_type"] in {"impression", "click", "conversion"} and e["user_id"] in users and e["campaign_id"]:
                 campaign = campaigns[e["campaign_id"]]
                 assert not is_holdout(campaign.id, e["user_id"], campaign.holdout), e
                 assert e["touchpoint_id"] in campaign.touchpoints

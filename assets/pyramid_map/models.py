@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from assets.pyramid_map.kinds import KIND_EXPRESSIONS, METRIC_KINDS, Direction, MetricKind
 from assets.pyramid_map.references import reference_problems
 from assets.pyramid_map.segments import Segments
 from assets.pyramid_map.sources import SOURCE_NAMES, Source
@@ -38,18 +39,23 @@ class NorthStar:
     metric: StrictStr = Field()
 
 
-MetricKind = Literal["share", "ratio", "mean", "time_to_event"]
-Direction = Literal["increase", "decrease"]
-
-
 @dataclass(frozen=True, config=CONFIG)
 class Metric:
+    """A map metric (docs/statistics.md): `share` of users whose window sums meet `condition`; `ratio` of the
+    summed `numerator` to the summed `denominator`; `mean` of a per-user `value`. `direction` says which way is
+    better: a goal's default is increase (decrease for `time_to_event`: days to the event, restricted to
+    `horizon_days` after the `anchor`); a guardrail without one must not rise (the historic reading)."""
+
     id: StrictStr
     description: StrictStr = ""
     window_days: StrictInt = 1
-    condition: StrictStr = Field()  # time_to_event: the event, whose first day after the anchor is measured
+    condition: StrictStr = ""  # share: a boolean SQL condition over the window's sums; time_to_event: the event
     kind: MetricKind = "share"
-    direction: Direction | None = None  # None: decrease for time_to_event, else increase (see `better`)
+    direction: Direction | None = None
+    numerator: StrictStr = ""  # ratio: SQL expressions over the window's sums
+    denominator: StrictStr = ""
+    value: StrictStr = ""  # mean: a SQL expression over the window's sums
+    touchpoint: StrictStr = ""  # ratio, mean: count only events at this touchpoint (its per-touchpoint counts)
     # time_to_event (assets/time_to_event.py): days from the anchor to the first day `condition` holds, compared
     # by restricted mean time to event up to horizon_days
     anchor: Literal["signup", "first_exposure"] = "signup"
@@ -62,10 +68,47 @@ class Metric:
             raise ValueError("must be at least 1")
         return days
 
-    @property
-    def better(self) -> Direction:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_fields(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Metric:
+        return validated("Metric", data, handler, _kind_problems(data))
+
+    def expressions(self) -> tuple[str, ...]:
+        """The SQL expressions the metric is computed from."""
+        return tuple(getattr(self, name) for name in KIND_EXPRESSIONS[self.kind])
+
+    def goal_direction(self) -> str:
         """The direction in which the metric improves: declared, else decrease for a time to event."""
         return self.direction or ("decrease" if self.kind == "time_to_event" else "increase")
+
+    def guardrail_direction(self) -> str:
+        return self.direction or "decrease"
+
+
+def _kind_problems(data: Any) -> list[Problem]:
+    """Each kind's expressions are required, other kinds' expressions are refused; `touchpoint` needs a count."""
+    if not isinstance(data, dict) or data.get("kind", "share") not in METRIC_KINDS:
+        return []
+    kind = data.get("kind", "share")
+    problems: list[Problem] = [
+        ((name,), f"is required for a {kind} metric (a SQL expression over the daily aggregate columns)")
+        for name in KIND_EXPRESSIONS[kind]
+        if not data.get(name)
+    ]
+    problems += [
+        (
+            (name,),
+            f"belongs to a {other} metric, not a {kind} one; a {kind} metric declares "
+            f"{', '.join(KIND_EXPRESSIONS[kind]) or 'its own fields'}",
+        )
+        for other, names in KIND_EXPRESSIONS.items()
+        if other != kind
+        for name in names
+        if name not in KIND_EXPRESSIONS[kind] and data.get(name)
+    ]
+    if data.get("touchpoint") and kind not in ("ratio", "mean"):
+        problems.append((("touchpoint",), f"applies to ratio and mean metrics only, not to a {kind} metric"))
+    return problems
 
 
 DEFAULT_GUARDRAIL_MARGIN = 0.10  # a guardrail's metric may rise by at most 10% relative unless the map says otherwise

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assets.calendar import CALENDAR_COLUMNS
-from assets.features import DAILY_AMOUNTS, DAILY_COUNTS, feature_column_names
+from assets.features import DAILY_AMOUNTS, DAILY_COUNTS, TOUCHPOINT_COUNTS, feature_column_names
+from assets.pyramid_map.kinds import KIND_EXPRESSIONS
 from assets.pyramid_map.validation import Problem
 from assets.sql_guard import check_condition
 
@@ -27,6 +28,7 @@ def reference_problems(m: PyramidMap) -> list[Problem]:
         ),
         *_goal_problems(m),
         *_campaign_problems(m),
+        *_metric_problems(m),
         *_expression_problems(m),
     ]
 
@@ -106,9 +108,43 @@ def _expression_problems(m: PyramidMap) -> list[Problem]:
         for problem in check_condition(context.when, readable)
     ]
     daily = [*DAILY_COUNTS, *DAILY_AMOUNTS]
-    problems += [
-        (("metrics", metric.id, "condition"), f"{problem}; conditions may use: {', '.join(daily)}")
+    for metric in m.metrics.values():
+        columns, what = (TOUCHPOINT_COUNTS, "a touchpoint's counts") if metric.touchpoint else (daily, "")
+        for field in KIND_EXPRESSIONS[metric.kind]:
+            allowed = f"{'conditions' if field == 'condition' else 'expressions'} may use: {', '.join(columns)}"
+            problems += [
+                (("metrics", metric.id, field), f"{problem}; {allowed}" + (f" ({what})" if what else ""))
+                for problem in check_condition(getattr(metric, field), columns)
+            ]
+    return problems
+
+
+def _metric_problems(m: PyramidMap) -> list[Problem]:
+    """A metric's touchpoint exists; a goal's target points the way of its metric's direction."""
+    touchpoint_ids = [t.id for t in m.touchpoints]
+    problems = [
+        _unknown(("metrics", metric.id, "touchpoint"), "touchpoint", metric.touchpoint, touchpoint_ids)
         for metric in m.metrics.values()
-        for problem in check_condition(metric.condition, daily)
+        if metric.touchpoint and metric.touchpoint not in touchpoint_ids
     ]
+    for i, goal in enumerate(m.goals):
+        metric = m.metrics.get(goal.metric)
+        if metric is not None and metric.goal_direction() == "decrease" and not -1 < goal.target_relative_lift < 0:
+            problems.append(
+                (
+                    ("goals", i, "target", "relative_lift"),
+                    f"metric {metric.id!r} has direction decrease, so the target must be a relative fall between "
+                    f"-1 and 0 (e.g. -0.2), got {goal.target_relative_lift}",
+                )
+            )
+        for guardrail in goal.guardrails:
+            gm = m.metrics.get(guardrail)
+            if gm is not None and gm.guardrail_direction() == "increase" and goal.guardrail_margin(guardrail) >= 1:
+                problems.append(
+                    (
+                        ("goals", i, "guardrails"),
+                        f"guardrail {guardrail!r} has direction increase (a fall is the harm), so its margin "
+                        f"must be below 1, got {goal.guardrail_margin(guardrail)}",
+                    )
+                )
     return problems

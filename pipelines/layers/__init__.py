@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from assets.features import touchpoint_daily_schema
 from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
 from pipelines.metadata import table_metadata
 
@@ -66,6 +67,21 @@ def daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Ta
     con = connect()
     con.register("activity", activity)
     return con.sql("SELECT * FROM activity WHERE activity_date BETWEEN ? AND ?", params=[first, ds]).to_arrow_table()
+
+
+def touchpoint_daily_activity(lake: Lake, ds: date, window_days: int, start: date) -> pa.Table:
+    """user_touchpoint_daily rows known on `ds` for activity days in the `window_days` ending on `ds` (empty when
+    none landed), as `daily_activity` reads user_daily."""
+    first = ds - timedelta(days=window_days - 1)
+    days = [first + timedelta(days=n) for n in range(window_days) if first + timedelta(days=n) >= start]
+    table = read_partitions(connect(), lake, "actionable", "user_touchpoint_daily", days)
+    if table is None:
+        return touchpoint_daily_schema().empty_table()
+    con = connect()
+    con.register("touchpoint_daily", table)
+    return con.sql(
+        "SELECT * FROM touchpoint_daily WHERE activity_date BETWEEN ? AND ?", params=[first, ds]
+    ).to_arrow_table()
 
 
 def reason_counts(quarantine: pa.Table) -> dict[str, int]:

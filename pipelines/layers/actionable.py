@@ -267,6 +267,21 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     @dg.asset(
         group_name="actionable",
         partitions_def=partitions,
+        deps=["actionable_events", "erasure_applied"],
+        kinds={"duckdb", "parquet"},
+        metadata=lake_table("actionable", "user_touchpoint_daily"),
+        description="Per user, activity day and touchpoint, the counts of touchpoint events (impressions, clicks, "
+        "conversions, unsubscribes) that landed this day; ratio and mean metrics at a touchpoint read it.",
+    )
+    def user_touchpoint_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
+        lake, ds = pyramid.lake(), partition_day(context)
+        con = connect()
+        daily = features.user_touchpoint_daily(con, _read(con, lake, "actionable", "events", ds))
+        return _written(lake, "user_touchpoint_daily", ds, daily)
+
+    @dg.asset(
+        group_name="actionable",
+        partitions_def=partitions,
         deps=[
             trailing_days("user_daily", max(pyramid_map.segments.windows)),
             "actionable_profiles",
@@ -307,6 +322,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         _clean_asset("transactions", "txn_id", actionable.clean_transactions),
         erasure_applied,
         user_daily,
+        user_touchpoint_daily,
         user_features,
         data_quality_docs_asset(partitions),
         *suppression.build(partitions, pyramid_map),

@@ -10,7 +10,14 @@ import pyarrow as pa
 from assets import goals, north_star, time_to_event
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers import (
+    daily_activity,
+    lake_table,
+    partition_day,
+    previous_partition,
+    touchpoint_daily_activity,
+    write_table,
+)
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.layers.segments import baseline_metrics
@@ -29,6 +36,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     activity_days = trailing_days("user_daily", goal_activity_days(pyramid_map))
     exports = [previous_day(f"touchpoint_{tp.id}") for tp in pyramid_map.touchpoints]
     measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
+    if touchpoint_metrics(pyramid_map):
+        measured_from.append(trailing_days("user_touchpoint_daily", goal_activity_days(pyramid_map)))
 
     @dg.multi_asset(
         name="goal_metrics",
@@ -75,9 +84,12 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences_prev = audiences_before(lake, ds, start)
         activity = daily_activity(lake, ds, goal_activity_days(pmap), start)
+        touchpoints = (
+            touchpoint_daily_activity(lake, ds, goal_activity_days(pmap), start) if touchpoint_metrics(pmap) else None
+        )
         blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
         measured = [g for g in pmap.goals if g.id not in blocked]
-        day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds)
+        day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds, touchpoints)
         day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds, pmap.metrics)
         previous_cohort = previous_partition(lake, "goals", COHORT, ds, start)
         cohort = goals.update_goal_cohort(
@@ -103,6 +115,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             ds,
             start,
             pmap.late_lookback_days,
+            touchpoints,
         )
         yield dg.MaterializeResult(
             asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, settled)
@@ -208,6 +221,11 @@ def signups(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
     return con.sql(
         "SELECT user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds FROM features"
     ).to_arrow_table()
+
+
+def touchpoint_metrics(pyramid_map: PyramidMap) -> list[str]:
+    """The goals' metrics (and guardrails) counted at one touchpoint, which read user_touchpoint_daily."""
+    return [m.id for m in baseline_metrics(pyramid_map) if m.touchpoint]
 
 
 def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:

@@ -11,18 +11,27 @@ from assets.crash_points import crash_point
 from assets.features import history_days
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
-from pipelines.layers import daily_activity, lake_table, partition_day, previous_partition, write_table
+from pipelines.layers import (
+    daily_activity,
+    lake_table,
+    partition_day,
+    previous_partition,
+    touchpoint_daily_activity,
+    write_table,
+)
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
 from pipelines.resources import PyramidResource
 
 CHURN_CHECK = "segment_churn"
+MEASURED_KINDS = ("share", "ratio", "mean")  # the metric kinds measured on a window of daily activity
 
 
 def baseline_metrics(pyramid_map: PyramidMap) -> list[Metric]:
-    """The metrics the goals use (each goal's metric, then its guardrails), once each, in map order."""
+    """The metrics the goals use (each goal's metric, then its guardrails), once each, in map order: those measured
+    on a window of daily activity (MEASURED_KINDS)."""
     ids = [m for g in pyramid_map.goals for m in (g.metric, *g.guardrails)]
-    return [pyramid_map.metrics[m] for m in dict.fromkeys(ids)]
+    return [pyramid_map.metrics[m] for m in dict.fromkeys(ids) if pyramid_map.metrics[m].kind in MEASURED_KINDS]
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
@@ -135,7 +144,12 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     @dg.asset(
         group_name="segments",
         partitions_def=partitions,
-        deps=["segment_membership", "user_features", trailing_days("user_daily", longest_baseline_window(pyramid_map))],
+        deps=[
+            "segment_membership",
+            "user_features",
+            trailing_days("user_daily", longest_baseline_window(pyramid_map)),
+            trailing_days("user_touchpoint_daily", longest_baseline_window(pyramid_map)),
+        ],
         kinds={"duckdb", "parquet"},
         metadata=lake_table("segments", "segment_baselines"),
         description="Test segments early: each segment's rate on each goal metric against all eligible users.",
@@ -147,7 +161,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         features = read_partition(con, lake.partition_file("actionable", "user_features", ds))
         metrics = baseline_metrics(pmap)
         activity = daily_activity(lake, ds, longest_baseline_window(pmap), start)
-        table = segments.segment_baselines(membership, features, activity, metrics, pmap.segments.definitions, ds)
+        touchpoints = touchpoint_daily_activity(lake, ds, longest_baseline_window(pmap), start)
+        table = segments.segment_baselines(
+            membership, features, activity, metrics, pmap.segments.definitions, ds, touchpoints
+        )
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_baselines", ds, table))
 
     return [segment_membership, segment_summary, segment_overlap, segment_baselines]

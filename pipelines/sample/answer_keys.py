@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.sample.effects import MAX_TREATED_PROBABILITY, METRIC_BEHAVIOURS, goals_by_campaign
+from pipelines.sample.effects import (
+    MAX_TREATED_PROBABILITY,
+    METRIC_BEHAVIOURS,
+    content_campaigns,
+    goals_by_campaign,
+)
 from pipelines.sample.population import Population
 from pipelines.sample.spec import Spec
 from pipelines.sample.time_to_value import TIME_TO_EVENT_BEHAVIOURS
@@ -29,7 +34,13 @@ TRUTH_NOTES = (
     "horizon under both arms for the same users (consented new users, potential outcomes) and their relative change, "
     "the figure the goal's interval should cover. Its campaign's impressions, clicks and conversions come from their "
     "own random stream and are appended after the defects, and it draws no unsubscribes, so that every other row "
-    "stays as it was drawn without it."
+    "stays as it was drawn without it. "
+    "A content campaign (content_touchpoint set; its goal a ratio metric such as click-through) shows its slot to "
+    "active users of both arms alike: personalized content with the campaign's id in treatment, the default content "
+    "without a campaign id in the holdout. Each impression is clicked with the user's probability p_i "
+    "(mean_day_probability_* here: per impression, not per day), times 1 + relative_effect in treatment: the "
+    "expected ratio of the arms' clicks per impression is 1 + relative_effect. Its rows come from their own random "
+    "stream and are appended clean after each day's other rows, which they leave unchanged."
 )
 
 
@@ -38,7 +49,7 @@ def planted_truth(
 ) -> dict:
     """`planted_truth.json`: per campaign, the goal, the planted effect, the arms and their day probabilities (a
     time-to-event goal: its true restricted mean times, `time_to_event`)."""
-    goals = goals_by_campaign(spec.map)
+    goals, content = goals_by_campaign(spec.map), content_campaigns(spec.map)
     campaigns = {}
     for campaign in spec.map.campaigns:
         goal, treated = goals.get(campaign.id), arms[campaign.id]
@@ -50,6 +61,7 @@ def planted_truth(
             "relative_effect": spec.effects[campaign.id],
             "holdout": campaign.holdout,
             "touchpoints": list(campaign.touchpoints),
+            "content_touchpoint": content.get(campaign.id),
             "guardrail_effects": {g: 0.0 for g in (goal.guardrails if goal else ())},
             "treatment_users": int(treated.sum()),
             "holdout_users": int((~treated).sum()),

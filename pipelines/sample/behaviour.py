@@ -35,7 +35,12 @@ P_IMPRESSION = 0.30  # per active day of a treatment user, per campaign
 P_CLICK = 0.10  # per impression
 P_CONVERSION = 0.30  # per click
 UNSUBSCRIBE_RATE = 0.0005  # per user-day and campaign, both arms alike
+# Content campaigns (`effects.content_campaigns`): a slot beside the search results, both arms alike.
+P_CONTENT_SHOWN = 0.9  # per day with a search: the slot is shown (then 1 + Poisson(EXTRA_CONTENT_VIEWS) impressions)
+EXTRA_CONTENT_VIEWS = 3.0
+CONTENT_CLICK_BETA = (2.0, 18.0)  # each user's click probability per impression, mean 0.10
 EXTRA_BUDGET_TOOL_USES = 0.3
+SEARCH = EVENT_TYPES.index("search")
 
 
 class Vocab:
@@ -80,25 +85,50 @@ def apart_campaigns(pyramid_map: PyramidMap) -> set[str]:
     return {g.campaign for g in pyramid_map.goals if pyramid_map.metrics[g.metric].kind == "time_to_event"}
 
 
+def content_rates(spec: Spec, n: int) -> dict[str, np.ndarray]:
+    """Each user's click probability per content impression (`content_click`), from the content stream."""
+    return {"content_click": spec.rng("content").beta(*CONTENT_CLICK_BETA, n)}
+
+
 def generate_events(
-    spec: Spec, pop: Population, arms: dict[str, np.ndarray], say: Callable
-) -> tuple[dict, int, dict | None]:
-    """The clean events of every activity day, in arrival order; how many sessions were drawn; and the events of
-    the `apart_campaigns` (None without one), to append after the defects."""
+    spec: Spec, pop: Population, arms: dict[str, np.ndarray], content: dict[str, str], say: Callable
+) -> tuple[dict, int, dict | None, dict | None]:
+    """The clean events of every activity day, in arrival order; how many sessions were drawn; the events of the
+    `apart_campaigns` and those of the content campaigns (`content`: campaign id -> touchpoint id), each drawn from
+    its own stream (None without one), to append after the defects."""
     vocab = Vocab(spec.map)
     apart = apart_campaigns(spec.map)
-    treatment = [None if c in apart else arms[c] for c in vocab.campaigns]
+    treatment = [None if c in apart or c in content else arms[c] for c in vocab.campaigns]
     treatment_apart = [arms[c] if c in apart else None for c in vocab.campaigns]
-    parts, apart_parts, session_base = [], [], 0
+    slots = [(vocab.campaigns.index(c), vocab.touchpoints.index(tp), arms[c]) for c, tp in content.items()]
+    parts, apart_parts, content_parts, session_base = [], [], [], 0
     for day in range(spec.days):
         day_parts, day_apart, sessions = _day_events(spec, pop, vocab, (treatment, treatment_apart), day, session_base)
         parts += day_parts
         apart_parts += day_apart
-        session_base += sessions
+        day_events = concat(day_parts)
+        searched = np.isin(sessions.actors, day_events["user"][day_events["etype"] == SEARCH])
+        content_parts += _day_content(spec, pop, vocab, slots, day, sessions, searched)
+        session_base += sessions.count
         if (day + 1) % 10 == 0 or day + 1 == spec.days:
             say(f"  events: {day + 1}/{spec.days} days drawn")
     later = in_arrival_order(concat(apart_parts)) if apart_parts else None
-    return in_arrival_order(concat(parts)), session_base, later
+    content_events = in_arrival_order(concat(content_parts)) if content_parts else None
+    return in_arrival_order(concat(parts)), session_base, later, content_events
+
+
+def _day_content(
+    spec: Spec, pop: Population, vocab: Vocab, slots: list, day: int, sessions: _Sessions, searched: np.ndarray
+) -> list:
+    """The content campaigns' impressions and clicks of the day (their own random stream), for the day's actors
+    who searched (`searched`, by actor position)."""
+    rng, parts = spec.rng("content", day), []
+    for ci, touchpoint, treated in slots:
+        parts += _content_events(rng, pop.rates, vocab, sessions, ci, touchpoint, treated[sessions.actors], searched)
+    for part in parts:
+        part["t"] += spec.day_start(day)
+        part["day"] = np.full(len(part["t"]), day, dtype=np.uint16)
+    return parts
 
 
 def _campaign_parts(
@@ -163,7 +193,7 @@ def _day_events(spec: Spec, pop: Population, vocab: Vocab, treatments: tuple, da
     for part in parts + apart:
         part["t"] += day_start
         part["day"] = np.full(len(part["t"]), day, dtype=np.uint16)
-    return parts, apart, sessions.count
+    return parts, apart, sessions
 
 
 @dataclass
@@ -260,6 +290,37 @@ def _campaign_events(
     return rows
 
 
+def _content_events(
+    rng: np.random.Generator,
+    rates: dict[str, np.ndarray],
+    vocab: Vocab,
+    sessions: _Sessions,
+    ci: int,
+    touchpoint: int,
+    treated: np.ndarray,
+    searched: np.ndarray,
+) -> list[dict]:
+    """A content slot at `touchpoint`, shown on some days with a search to users of both arms: personalized (the
+    campaign's, campaign_id set) in treatment, the default list (no campaign_id) in the holdout. Each impression
+    is clicked with the user's probability, times 1 + effect in treatment (`content_click_treated`)."""
+    shown = np.flatnonzero(searched & (rng.random(len(treated)) < P_CONTENT_SHOWN))
+    actor = np.repeat(shown, 1 + rng.poisson(EXTRA_CONTENT_VIEWS, len(shown)))
+    session = sessions.pick(rng, actor)
+    user, personalized = sessions.user[session], treated[actor]
+    t = sessions.time_in(rng, session)
+    chance = np.where(personalized, rates["content_click_treated"][user], rates["content_click"][user])
+    clicked = rng.random(len(t)) < chance
+    t_click = np.minimum(t[clicked] + rng.exponential(45e6, clicked.sum()).astype(np.int64) + 1, DAY_US - 1)
+    channel = vocab.touchpoint_channel[touchpoint]
+    campaign = np.where(personalized, ci, -1)
+    return [
+        _event_rows(vocab, user, "impression", t, -1, channel, campaign=campaign, touchpoint=touchpoint),
+        _event_rows(
+            vocab, user[clicked], "click", t_click, -1, channel, campaign=campaign[clicked], touchpoint=touchpoint
+        ),
+    ]
+
+
 def _unsubscribes(rng: np.random.Generator, vocab: Vocab, ci: int, users: np.ndarray, earliest: np.ndarray) -> dict:
     """Drawn over every user who may act, whatever the arm: the guardrail has no planted effect."""
     hit = rng.random(len(users)) < UNSUBSCRIBE_RATE
@@ -285,7 +346,7 @@ def _event_rows(
     session: np.ndarray | int,
     channel: np.ndarray,
     *,
-    campaign: int = -1,
+    campaign: np.ndarray | int = -1,
     touchpoint: np.ndarray | int = -1,
     prop: np.ndarray | int = -1,
 ) -> dict:

@@ -1,8 +1,11 @@
 """Planted effects: which behaviour each goal's metric counts, by how much a campaign lifts it, and the arms.
 
-A goal's metric is a per-user-day indicator ("at least one completed deposit that UTC day"). For user i
+A share goal's metric is a per-user-day indicator ("at least one completed deposit that UTC day"). For user i
 it is drawn as Bernoulli(p_i) in the campaign's holdout arm and Bernoulli(p_i * (1 + effect)) in its
-treatment arm, p_i capped so the product stays below 1. Everything that later removes or moves a row
+treatment arm, p_i capped so the product stays below 1. A content campaign (its goal a ratio metric at a
+touchpoint, e.g. click-through) shows its slot to both arms alike; each impression is clicked with p_i, times
+1 + effect in treatment, so the expected ratio of the arms' click-through rates is 1 + effect.
+Everything that later removes or moves a row
 (non-completed status, defects, late arrival) is drawn without looking at the arm, so it thins both arms
 by the same factor and the expected ratio of the two rates stays exactly 1 + effect.
 """
@@ -27,6 +30,7 @@ PLANTED_EFFECTS: dict[str, float] = {
     "card_cashback": 0.15,
     "budget_tips": 0.0,
     "welcome_series": -0.20,
+    "personalized_recs": 0.15,
 }
 
 # The generated behaviour each goal metric counts; each is a per-user-day "at least one" indicator.
@@ -34,6 +38,7 @@ METRIC_BEHAVIOURS: dict[str, str] = {
     "deposit_rate": "deposit",  # >= 1 completed deposit that UTC day
     "card_spend_rate": "card_payment",  # >= 1 completed card payment that UTC day
     "budget_tool_rate": "budget_tool",  # >= 1 feature_use with properties.feature = budget_tool
+    "rec_ctr": "content_click",  # a click per impression at the campaign's content touchpoint (a ratio metric)
 }
 
 # Base day probabilities are capped so that p * (1 + effect) stays at or below this (no clipping).
@@ -71,6 +76,16 @@ def goals_by_campaign(pyramid_map: PyramidMap) -> dict[str, Goal]:
             raise ValueError(f"campaign {goal.campaign!r} serves two goals; the sample plants one effect per campaign")
         goals[goal.campaign] = goal
     return goals
+
+
+def content_campaigns(pyramid_map: PyramidMap) -> dict[str, str]:
+    """Campaign id -> touchpoint of each campaign whose goal is a ratio metric counted at one touchpoint: its
+    slot is shown to both arms (the holdout sees the default content), so the ratio is defined in both."""
+    return {
+        goal.campaign: metric.touchpoint
+        for goal in pyramid_map.goals
+        if (metric := pyramid_map.metrics[goal.metric]).kind == "ratio" and metric.touchpoint
+    }
 
 
 def treatment_arms(spec: Spec, pop: Population) -> dict[str, np.ndarray]:

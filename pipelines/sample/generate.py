@@ -12,14 +12,20 @@ import numpy as np
 
 from assets.pyramid_map import PyramidMap, load_map
 from pipelines.sample.answer_keys import defect_plan, planted_truth
-from pipelines.sample.behaviour import generate_events
+from pipelines.sample.behaviour import content_rates, generate_events
 from pipelines.sample.defects import (
     EVENT_DEFECT_RATES,
     TRANSACTION_DEFECT_RATES,
     plant_profile_defects,
     plant_row_defects,
 )
-from pipelines.sample.effects import campaign_effects, goals_by_campaign, plant_effects, treatment_arms
+from pipelines.sample.effects import (
+    campaign_effects,
+    content_campaigns,
+    goals_by_campaign,
+    plant_effects,
+    treatment_arms,
+)
 from pipelines.sample.population import Population, draw_population
 from pipelines.sample.profiles import erasure_rows, generate_profiles
 from pipelines.sample.rendering import (
@@ -31,8 +37,9 @@ from pipelines.sample.rendering import (
     clear_previous_sample,
     write_json,
 )
+from pipelines.sample.rows import append_clean_rows
 from pipelines.sample.spec import SOURCES, Spec
-from pipelines.sample.time_to_value import append_clean_rows, plant_time_to_event, time_to_event_goals
+from pipelines.sample.time_to_value import plant_time_to_event, time_to_event_goals
 from pipelines.sample.transactions import generate_transactions
 
 
@@ -129,8 +136,9 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
     say(f"generating {spec.users:,} users over {spec.days} days from {spec.start} (seed {spec.seed})")
     pop = draw_population(spec)
     arms = treatment_arms(spec, pop)
+    pop.rates.update(content_rates(spec, pop.n))
     plant_effects(spec, pop, arms)
-    events, sessions, apart_events = generate_events(spec, pop, arms, say)
+    events, sessions, apart_events, content = generate_events(spec, pop, arms, content_campaigns(spec.map), say)
     txns = generate_transactions(spec, pop)
     timed_goals = time_to_event_goals(goals_by_campaign(spec.map), spec.map.metrics)
     timed = plant_time_to_event(spec, pop, arms, txns, timed_goals)
@@ -141,8 +149,9 @@ def _generate(spec: Spec, say: Callable[[str], None]) -> _Sample:
         "transactions": plant_row_defects(spec, pop, txns, TRANSACTION_DEFECT_RATES, "transactions"),
         "profiles": plant_profile_defects(spec, profiles, first_profiles=pop.n),
     }
-    # after the defects: the rows drawn before keep their ids and defects
+    # after the defects: the rows drawn before keep their ids, defects and places
     append_clean_rows(events, apart_events)
+    append_clean_rows(events, content)
     append_clean_rows(txns, timed.added)
     return _Sample(pop, arms, events, sessions, txns, profiles, plan, timed.truth)
 

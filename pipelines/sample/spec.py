@@ -51,6 +51,7 @@ _STREAMS = {
     "defects": 6,
     "pii": 7,
     "time_to_event": 8,
+    "content": 9,
 }
 
 

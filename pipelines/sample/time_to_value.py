@@ -105,26 +105,6 @@ def _added_rows(spec: Spec, pop: Population, who: np.ndarray, t: np.ndarray, beh
     }
 
 
-def append_clean_rows(rows: dict[str, np.ndarray], added: dict[str, np.ndarray] | None) -> None:
-    """Append rows drawn apart to a source's rows after its defects (clean, landing on their day, new ids after
-    every drawn one), keeping the rows ordered by landing day; the rows already there keep their order."""
-    if not added or not len(added["t"]):
-        return
-    n = len(added["t"])
-    extra = {
-        **{k: v for k, v in added.items() if k != "day"},
-        "land": added["land"] if "land" in added else added["day"].astype(np.int32),
-        "defect": np.zeros(n, dtype=rows["defect"].dtype),
-        "seq": (rows["seq"].max(initial=-1) + 1 + np.arange(n)).astype(rows["seq"].dtype),
-        "style": np.zeros(n, dtype=rows["style"].dtype),
-    }
-    for key in rows:
-        rows[key] = np.concatenate([rows[key], extra[key].astype(rows[key].dtype)])
-    order = np.argsort(rows["land"], kind="stable")
-    for key in rows:
-        rows[key] = rows[key][order]
-
-
 def _truth(
     spec: Spec, pop: Population, users: np.ndarray, t0: np.ndarray, t1: np.ndarray, horizon: int, factor: float
 ) -> dict:
