@@ -1,7 +1,7 @@
-"""Decisions: how count rows become statistics and a status, for `assets.goals`.
+"""Decisions: how count rows become statistics and a status, for `assets.goals` and `assets.goal_cohort`.
 
 The formulas are `assets.statistics`; what each column means, and the status rules, are in the
-module docstring of `assets.goals` and in docs/statistics.md.
+module docstrings of `assets.goals` and `assets.goal_cohort` and in docs/statistics.md.
 """
 
 from __future__ import annotations

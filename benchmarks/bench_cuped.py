@@ -1,7 +1,7 @@
 """Benchmark of CUPED on the goals' to-date rows: how much narrower the intervals get, and whether they still
 cover a planted effect.
 
-For each seed, `--campaigns` campaigns of `--users` users (20% held out) go through `assets.goals.goal_to_date`
+For each seed, `--campaigns` campaigns of `--users` users (20% held out) go through `assets.goal_cohort.goal_to_date`
 with a `goal_cohort` table, exactly as the pipeline reads them: a user's daily success rate r_i is drawn from
 Beta(2, 18), their pre-entry covariate is Binomial(14, r_i) success days over the K = 14 days before entry,
 they are measured on 5..30 days and treatment multiplies r_i by (1 + lift). Printed per lift: the median ratio
@@ -25,7 +25,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assets.goals import CUPED_PRE_DAYS, GOAL_COHORT_SCHEMA, GOAL_USER_OUTCOMES_SCHEMA, goal_to_date  # noqa: E402
+from assets.goal_cohort import CUPED_PRE_DAYS, GOAL_COHORT_SCHEMA, GOAL_USER_OUTCOMES_SCHEMA, goal_to_date  # noqa: E402
 from assets.pyramid_map import Campaign, FrequencyCap, Goal  # noqa: E402
 
 DS = date(2026, 10, 30)

@@ -8,18 +8,20 @@ import pyarrow as pa
 import pytest
 
 from assets.decisions import gate_by_guardrails, with_cluster_statistics, with_statistics
-from assets.goals import (
+from assets.goal_cohort import (
     GOAL_COHORT_SCHEMA,
-    GOAL_METRICS_SCHEMA,
-    GOAL_USER_DAY_SCHEMA,
     GOAL_USER_OUTCOMES_SCHEMA,
-    goal_day_metrics,
-    goal_day_rows,
     goal_to_date,
-    goal_user_day_outcomes,
     measure_cohort,
     update_goal_cohort,
     update_goal_user_outcomes,
+)
+from assets.goals import (
+    GOAL_METRICS_SCHEMA,
+    GOAL_USER_DAY_SCHEMA,
+    goal_day_metrics,
+    goal_day_rows,
+    goal_user_day_outcomes,
 )
 from assets.lake import Lake, write_parquet_atomic
 from assets.metrics import metric_indicator_sql

@@ -14,7 +14,8 @@ import pytest
 
 from assets.decisions import gate_by_guardrails, with_cluster_statistics
 from assets.features import touchpoint_daily_schema
-from assets.goals import goal_day_rows, goal_to_date, goal_user_day_outcomes, measure_cohort, update_goal_cohort
+from assets.goal_cohort import goal_to_date, measure_cohort, update_goal_cohort
+from assets.goals import goal_day_rows, goal_user_day_outcomes
 from assets.pyramid_map import Campaign, FrequencyCap, Goal, MapError, Metric, load_map
 from assets.statistics import cluster_sq_residuals
 from tests import independent

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets.goals import goal_to_date
+from assets.goal_cohort import goal_to_date
 from assets.pyramid_map import Campaign, Goal, Metric
 from assets.statistics import Z_95
 from assets.time_to_event import kaplan_meier_rmst, log_rmst_ratio, with_event_days

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets import goals, north_star, time_to_event
+from assets import goal_cohort, goals, north_star, time_to_event
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
@@ -92,7 +92,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds, touchpoints)
         day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds, pmap.metrics)
         previous_cohort = previous_partition(lake, "goals", COHORT, ds, start)
-        cohort = goals.update_goal_cohort(
+        cohort = goal_cohort.update_goal_cohort(
             previous_cohort,
             audiences_prev,
             exports_before(lake, pmap, ds),
@@ -106,7 +106,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             cohort, previous_cohort, activity, measured, pmap.metrics, signups(lake, pmap, ds), ds, start
         )
         yield dg.MaterializeResult(asset_key=COHORT, metadata=write_table(lake, "goals", COHORT, ds, cohort))
-        settled, read_on_ds = goals.measure_cohort(
+        settled, read_on_ds = goal_cohort.measure_cohort(
             previous_user_outcomes(lake, ds, start),
             cohort,
             activity,
@@ -120,7 +120,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         yield dg.MaterializeResult(
             asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, settled)
         )
-        to_date = goals.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
+        to_date = goal_cohort.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
@@ -208,7 +208,7 @@ def longest_metric_window(pyramid_map: PyramidMap) -> int:
 def goal_activity_days(pyramid_map: PyramidMap) -> int:
     """Activity days a goal run reads: the metric windows of the days still open to late data (lookback + 1) or
     of the CUPED pre-period (K days before entry), whichever reaches further back."""
-    return longest_metric_window(pyramid_map) + max(pyramid_map.late_lookback_days, goals.CUPED_PRE_DAYS)
+    return longest_metric_window(pyramid_map) + max(pyramid_map.late_lookback_days, goal_cohort.CUPED_PRE_DAYS)
 
 
 def signups(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
