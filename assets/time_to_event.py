@@ -214,12 +214,8 @@ def with_time_to_event(
     """To-date count rows with each time-to-event goal row's arm figures replaced by its KM summary: users, events
     within the horizon (`successes`), days at risk (`user_days`), and the estimate the decisions use
     (`own_estimate`, `estimate_treatment`, `estimate_holdout` = RMST per arm, `estimate_log_se`), `censored` and
-    `share_within` per arm, and every row's `direction`."""
-    direction = {g.id: metrics[g.metric].goal_direction() for g in goals}
+    `share_within` per arm. Each row's `direction` is already set (`assets.goals._with_kinds`)."""
     frame = counts.with_columns(
-        direction=pl.when(pl.col("kind") == "goal")
-        .then(pl.col("goal_id").replace_strict(direction, default="increase"))
-        .otherwise(pl.lit("increase")),
         own_estimate=pl.lit(False),
         **{c: pl.lit(None, pl.Float64) for c in ESTIMATE_COLUMNS},
         **{f"{a}_{c}": pl.lit(None, dtype) for a in ("treatment", "holdout") for c, dtype in _ARM_EXTRAS.items()},
