@@ -40,6 +40,13 @@ def metric_indicator_sql(metric: Metric, ds: date, activity_columns: Sequence[st
     """
     summed = [c for c in METRIC_COLUMNS if c in set(activity_columns)]
     condition = require_safe(metric.condition, summed, where=f"metric {metric.id!r}")
+    return f"""{_zero_filled_sums_sql(metric, ds, summed, users, activity)}
+        SELECT user_id, coalesce(({condition}), false) AS success FROM zero_filled"""
+
+
+def _zero_filled_sums_sql(metric: Metric, ds: date, summed: Sequence[str], users: str, activity: str) -> str:
+    """`WITH ... zero_filled`: the `summed` columns of `activity` over the metric's window ending on `ds`, per
+    distinct user of `users`, 0 for a user without rows."""
     first, last = metric_window(metric, ds)
     sums = ", ".join(["user_id", *(f"sum({c}) AS {c}" for c in summed)])
     filled = ", ".join(["u.user_id", *(f"coalesce(s.{c}, 0) AS {c}" for c in summed)])
@@ -50,8 +57,7 @@ def metric_indicator_sql(metric: Metric, ds: date, activity_columns: Sequence[st
             GROUP BY user_id
         ), zero_filled AS (
             SELECT {filled} FROM (SELECT DISTINCT user_id FROM {users}) u LEFT JOIN window_sums s USING (user_id)
-        )
-        SELECT user_id, coalesce(({condition}), false) AS success FROM zero_filled"""
+        )"""
 
 
 def metric_values_sql(metric: Metric, ds: date, activity_columns: Sequence[str], users: str, activity: str) -> str:
@@ -74,17 +80,7 @@ def metric_values_sql(metric: Metric, ds: date, activity_columns: Sequence[str],
         numerator, denominator = require_safe(metric.value, summed, where), "1.0"
     else:
         raise ValueError(f"metric {metric.id!r}: a {metric.kind} metric has no per-day values")
-    first, last = metric_window(metric, ds)
-    sums = ", ".join(["user_id", *(f"sum({c}) AS {c}" for c in summed)])
-    filled = ", ".join(["u.user_id", *(f"coalesce(s.{c}, 0) AS {c}" for c in summed)])
-    return f"""
-        WITH window_sums AS (
-            SELECT {sums} FROM {activity}
-            WHERE activity_date BETWEEN DATE '{first.isoformat()}' AND DATE '{last.isoformat()}'
-            GROUP BY user_id
-        ), zero_filled AS (
-            SELECT {filled} FROM (SELECT DISTINCT user_id FROM {users}) u LEFT JOIN window_sums s USING (user_id)
-        )
+    return f"""{_zero_filled_sums_sql(metric, ds, summed, users, activity)}
         SELECT user_id, coalesce(({numerator})::DOUBLE, 0) AS numerator,
                coalesce(({denominator})::DOUBLE, 0) AS denominator FROM zero_filled"""
 
