@@ -38,7 +38,10 @@ def test_summary_fits(run, width):
 def test_segments_fits(run, width):
     tables = segments_report(run.lake, run.days[-1], width)
     out = _render(width, lambda c: c.print(*tables))
-    metrics = {m for g in run.pyramid_map.goals for m in (g.metric, *g.guardrails)}
+    from pipelines.layers.segments import baseline_metrics
+
+    metrics = {m.id for m in baseline_metrics(run.pyramid_map)}  # a time to event has no per-segment baseline
+    assert metrics and "time_to_first_deposit" not in metrics
     _assert_fits(out, width, [s.id for s in run.pyramid_map.segments.definitions] + sorted(metrics))
 
 
