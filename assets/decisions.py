@@ -59,14 +59,21 @@ def with_statistics(counts: pl.DataFrame) -> pl.DataFrame:
         p_value_fixed=pl.col("p_value"),
         alpha=pl.lit(ALPHA),
         status=_day_status(),
-        cuped_theta=pl.lit(None, pl.Float64),  # a day row is one look at one day: no CUPED, no exposure view
-        lift_unadjusted=pl.col("lift"),
-        ci_low_unadjusted=pl.col("ci_low"),
-        ci_high_unadjusted=pl.col("ci_high"),
-        treatment_exposed_users=pl.lit(None, pl.Int64),
-        exposed_value=pl.lit(None, pl.Float64),
-        exposed_lift=pl.lit(None, pl.Float64),
+        **_one_look_columns(),
     )
+
+
+def _one_look_columns() -> dict[str, pl.Expr]:
+    """A day row is one look at one day: its interval is the unadjusted one; no CUPED, no exposure view."""
+    return {
+        "lift_unadjusted": pl.col("lift"),
+        "ci_low_unadjusted": pl.col("ci_low"),
+        "ci_high_unadjusted": pl.col("ci_high"),
+        "cuped_theta": pl.lit(None, pl.Float64),
+        "treatment_exposed_users": pl.lit(None, pl.Int64),
+        "exposed_value": pl.lit(None, pl.Float64),
+        "exposed_lift": pl.lit(None, pl.Float64),
+    }
 
 
 def with_cluster_statistics(
@@ -96,19 +103,16 @@ def with_cluster_day_statistics(counts: pl.DataFrame) -> pl.DataFrame:
     """Day rows of ratio and mean metrics: `with_cluster_statistics` read once, so the fixed-horizon interval and
     p-value are the primary ones (as for share day rows); no CUPED, no exposure view."""
     frame = with_cluster_statistics(counts)
-    return frame.with_columns(
-        ci_low=pl.col("ci_low_fixed"),
-        ci_high=pl.col("ci_high_fixed"),
-        p_value=pl.col("p_value_fixed"),
-        alpha=pl.lit(ALPHA),
-        lift_unadjusted=pl.col("lift"),
-        ci_low_unadjusted=pl.col("ci_low_fixed"),
-        ci_high_unadjusted=pl.col("ci_high_fixed"),
-        cuped_theta=pl.lit(None, pl.Float64),
-        treatment_exposed_users=pl.lit(None, pl.Int64),
-        exposed_value=pl.lit(None, pl.Float64),
-        exposed_lift=pl.lit(None, pl.Float64),
-    ).with_columns(status=_day_status())
+    return (
+        frame.with_columns(
+            ci_low=pl.col("ci_low_fixed"),
+            ci_high=pl.col("ci_high_fixed"),
+            p_value=pl.col("p_value_fixed"),
+            alpha=pl.lit(ALPHA),
+        )
+        .with_columns(**_one_look_columns())
+        .with_columns(status=_day_status())
+    )
 
 
 def with_direction(counts: pl.DataFrame) -> pl.DataFrame:

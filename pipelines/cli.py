@@ -383,7 +383,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_segments(args: argparse.Namespace) -> int:
     """Reads the lake only: no Dagster instance (unlike _setup) and no Great Expectations import."""
-    from pipelines.summary import segments_data, segments_json, segments_report
+    from pipelines.segments_report import segments_data, segments_json, segments_report
 
     lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
     days = lake.partitions("segments", "segment_summary")

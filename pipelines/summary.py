@@ -1,9 +1,10 @@
 """The end-of-run summary: the pyramid's counts per layer, its segments, goals and North Star.
 
-Each report is data first (`summary_data`, `segments_data`: plain dicts, what `--json` prints), then
-tables that fit an 80- to 120-column terminal without cutting a name: name columns never shrink below
-their longest name, other cells wrap (`overflow="fold"`, never "…"), wide reports are split into
-several narrower tables, and long metric names become short headers with a legend.
+Each report is data first (`summary_data`, and `segments_data` in pipelines/segments_report.py: plain dicts,
+what `--json` prints), then tables (pipelines/cells.py) that fit an 80- to 120-column terminal without
+cutting a name: name columns never shrink below their longest name, other cells wrap (`overflow="fold"`,
+never "…"), wide reports are split into several narrower tables, and long metric names become short
+headers with a legend.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from datetime import date
 
 import duckdb
 import polars as pl
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,14 +23,10 @@ from assets.lake import Lake, connect, read_partition
 from assets.north_star import total_contribution
 from assets.pyramid_map import PyramidMap
 from assets.scorecard import layer_counts, read
+from pipelines import cells
+from pipelines.segments_report import OPTIONAL_SUMMARY_COLUMNS, with_optional
 
 SPARK = "▁▂▃▄▅▆▇█"
-OPTIONAL_SUMMARY_COLUMNS = (
-    ("method", "rule", pl.String),
-    ("churn_share", None, pl.Float64),
-    ("median_days_in_segment", None, pl.Float64),
-    ("window_complete", None, pl.Boolean),
-)
 # North Star columns added with window coverage and contribution intervals (NULL in older partitions)
 OPTIONAL_STAR_COLUMNS = (("window_complete", None, pl.Boolean),)
 # time-to-event goal rows (assets.time_to_event; NULL on other rows and in older partitions)
@@ -74,7 +70,7 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
     truth = _planted_effects(lake)
     goal_rows = read(con, lake, "goals", "goal_metrics", f"{day} AND \"window\" = 'to_date' AND kind = 'goal'")
     goals = (
-        _with_optional(goal_rows, OPTIONAL_GOAL_COLUMNS)
+        with_optional(goal_rows, OPTIONAL_GOAL_COLUMNS)
         .select(
             "goal_id",
             "metric",
@@ -99,11 +95,11 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
         for guardrail in goal["guardrails"]:
             metric = pyramid_map.metrics.get(guardrail["metric"])
             guardrail["direction"] = metric.guardrail_direction() if metric else "decrease"
-    star = _with_optional(read(con, lake, "goals", "north_star"), OPTIONAL_STAR_COLUMNS)
+    star = with_optional(read(con, lake, "goals", "north_star"), OPTIONAL_STAR_COLUMNS)
     star = star.select("ds", "value", "window_complete").sort("ds")
     contributions = read(con, lake, "goals", "north_star_contributions", day)
     if contributions.height:
-        contributions = _with_optional(contributions, OPTIONAL_CONTRIBUTION_COLUMNS)
+        contributions = with_optional(contributions, OPTIONAL_CONTRIBUTION_COLUMNS)
         contributions = contributions.select("goal_id", "campaign_id", "contribution", "ci_low", "ci_high")
     return {
         "program": pyramid_map.program_name,
@@ -111,7 +107,7 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
         "layers": [
             {"layer": layer, "count": n, "what": what} for layer, n, what in layer_counts(con, lake, pyramid_map, as_of)
         ],
-        "segments": _with_optional(read(con, lake, "segments", "segment_summary", day), OPTIONAL_SUMMARY_COLUMNS)
+        "segments": with_optional(read(con, lake, "segments", "segment_summary", day), OPTIONAL_SUMMARY_COLUMNS)
         .select("segment_id", "kind", "size", "share", "usable", "jaccard", "entered", "exited", "window_complete")
         .sort(["size", "segment_id"], descending=[True, False])
         .to_dicts(),
@@ -125,12 +121,6 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
             "total": _total_contribution(contributions),
         },
     }
-
-
-def _with_optional(frame: pl.DataFrame, columns: tuple) -> pl.DataFrame:
-    """`frame` with each optional column a partition written before it existed lacks, filled with its default."""
-    missing = [pl.lit(default, kind).alias(name) for name, default, kind in columns if name not in frame.columns]
-    return frame.with_columns(missing) if missing else frame
 
 
 def _total_contribution(contributions: pl.DataFrame) -> dict | None:
@@ -187,7 +177,7 @@ def contexts_admitted(lake: Lake, pyramid_map: PyramidMap, as_of: date) -> list[
 
 
 def _contexts_table(rows: list[dict]) -> Table:
-    table = _table(
+    table = cells.grid(
         "Contexts: the share of each campaign's segment members they admit",
         ["campaign", "members", "admitted", "share", "per context"],
         names={"campaign": [r["campaign_id"] for r in rows]},
@@ -196,29 +186,17 @@ def _contexts_table(rows: list[dict]) -> Table:
     for r in rows:
         per_context = ", ".join(f"{c} {n:,}" for c, n in r["per_context"].items())
         table.add_row(
-            r["campaign_id"], f"{r['segment_members']:,}", f"{r['admitted']:,}", _pct(r["admitted_share"]), per_context
-        )
-    return table
-
-
-def _table(
-    title: str, columns: list[str], names: dict[str, list[str]] | None = None, left: tuple[str, ...] = ()
-) -> Table:
-    """A compact table; the columns in `names` never shrink below their longest value (no cut names)."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in columns:
-        longest = max((len(v) for v in (names or {}).get(column, [])), default=0)
-        table.add_column(
-            column,
-            justify="left" if column in left or column in (names or {}) else "right",
-            overflow="fold",
-            min_width=max(longest, len(column)) if longest else None,
+            r["campaign_id"],
+            f"{r['segment_members']:,}",
+            f"{r['admitted']:,}",
+            cells.pct(r["admitted_share"]),
+            per_context,
         )
     return table
 
 
 def _layers_table(layers: list[dict]) -> Table:
-    table = _table(
+    table = cells.grid(
         "The pyramid, bottom to top",
         ["layer", "count", "what"],
         names={"layer": [r["layer"] for r in layers]},
@@ -232,22 +210,24 @@ def _layers_table(layers: list[dict]) -> Table:
 def _segments_table(rows: list[dict], as_of: date) -> list[Table]:
     """Two tables, so that each fits 80 columns: size and usability, then stability."""
     names = {"segment": [r["segment_id"] for r in rows]}
-    sizes = _table(
+    sizes = cells.grid(
         f"Segments as of {as_of}",
         ["segment", "kind", "size", "share", "usable", "window"],
         names={**names, "kind": [r["kind"] for r in rows]},
     )
-    stability = _table("Stability against the day before", ["segment", "Jaccard", "entered", "exited"], names=names)
+    stability = cells.grid("Stability against the day before", ["segment", "Jaccard", "entered", "exited"], names=names)
     for r in rows:
         sizes.add_row(
             r["segment_id"],
             r["kind"],
             f"{r['size']:,}",
-            _pct(r["share"]),
-            _usable(r["usable"]),
-            _window(r["window_complete"]),
+            cells.pct(r["share"]),
+            cells.usable(r["usable"]),
+            cells.window(r["window_complete"]),
         )
-        stability.add_row(r["segment_id"], _jaccard(r["jaccard"]), _int(r["entered"]), _int(r["exited"]))
+        stability.add_row(
+            r["segment_id"], cells.jaccard(r["jaccard"]), cells.count(r["entered"]), cells.count(r["exited"])
+        )
     return [sizes, stability]
 
 
@@ -277,7 +257,7 @@ def _goals_table(goals: list[dict]) -> list[Table]:
     """Small tables, so that each fits 80 columns: the verdict, the arms and the lift, CUPED, the guardrails."""
     planted = any(g["planted"] is not None for g in goals)
     names = {"goal": [g["goal_id"] for g in goals]}
-    verdict = _table(
+    verdict = cells.grid(
         "Goals, campaign to date",
         ["goal", "metric", "kind", "target", "status", *(["planted"] if planted else [])],
         names={
@@ -287,17 +267,17 @@ def _goals_table(goals: list[dict]) -> list[Table]:
             "status": [g["status"] or "" for g in goals],
         },
     )
-    arms = _table(
+    arms = cells.grid(
         "Treatment vs holdout (always-valid interval)",
         ["goal", "treatment", "holdout", "lift", "interval"],
         names=names,
     )
-    guards = _table(
+    guards = cells.grid(
         "Guardrails beside their goal",
         ["goal", "guardrail", "rise", "interval", "margin", "status"],
         names={**names, "guardrail": [r["metric"] for g in goals for r in g.get("guardrails", [])]},
     )
-    cuped = _table(
+    cuped = cells.grid(
         "CUPED (pre-entry covariate): the interval against the unadjusted one",
         ["goal", "narrower by", "unadjusted interval"],
         names=names,
@@ -306,31 +286,31 @@ def _goals_table(goals: list[dict]) -> list[Table]:
         cuped.add_row(
             g["goal_id"],
             "" if g["narrower"] is None else f"{g['narrower']:.0%}",
-            f"[{_signed(g['ci_low_unadjusted'])}, {_signed(g['ci_high_unadjusted'])}]",
+            f"[{cells.signed(g['ci_low_unadjusted'])}, {cells.signed(g['ci_high_unadjusted'])}]",
         )
         verdict.add_row(
             g["goal_id"],
             g["metric"],
             _kind(g),
-            _signed(g["target"]),
-            _status(g["status"]),
-            *([_signed(g["planted"])] if planted else []),
+            cells.signed(g["target"]),
+            cells.status(g["status"]),
+            *([cells.signed(g["planted"])] if planted else []),
         )
         arms.add_row(
             g["goal_id"],
             _value(g["treatment"], g.get("kind", "share")),
             _value(g["holdout"], g.get("kind", "share")),
-            _signed(g["lift"]),
-            f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
+            cells.signed(g["lift"]),
+            f"[{cells.signed(g['ci_low'])}, {cells.signed(g['ci_high'])}]",
         )
         for r in g.get("guardrails", []):
             guards.add_row(
                 g["goal_id"],
                 r["metric"],
-                _signed(r["rise"]),
-                f"[{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]",
+                cells.signed(r["rise"]),
+                f"[{cells.signed(r['ci_low'])}, {cells.signed(r['ci_high'])}]",
                 _margin(r),
-                _status(r["status"]),
+                cells.status(r["status"]),
             )
     timed = [g for g in goals if g.get("time_to_event")]
     return [verdict, arms, cuped, guards, *([_time_to_event_table(timed)] if timed else [])]
@@ -338,7 +318,7 @@ def _goals_table(goals: list[dict]) -> list[Table]:
 
 def _time_to_event_table(goals: list[dict]) -> Table:
     """Time-to-event goals: restricted mean time per arm, the share reaching the event and the users censored."""
-    table = _table(
+    table = cells.grid(
         "Time to event: restricted mean days to the horizon (treatment / holdout)",
         ["goal", "horizon", "mean days", "reached", "censored"],
         names={"goal": [g["goal_id"] for g in goals]},
@@ -348,9 +328,9 @@ def _time_to_event_table(goals: list[dict]) -> Table:
         table.add_row(
             g["goal_id"],
             f"{g['time_to_event']['horizon_days']} d",
-            f"{_days(g['treatment'])} / {_days(g['holdout'])}",
-            f"{_pct(t['share_within'])} / {_pct(h['share_within'])}",
-            f"{_int(t['censored'])} of {_int(t['users'])} / {_int(h['censored'])} of {_int(h['users'])}",
+            f"{cells.days(g['treatment'])} / {cells.days(g['holdout'])}",
+            f"{cells.pct(t['share_within'])} / {cells.pct(h['share_within'])}",
+            " / ".join(f"{cells.count(arm['censored'])} of {cells.count(arm['users'])}" for arm in (t, h)),
         )
     return table
 
@@ -371,151 +351,12 @@ def _print_north_star(star: dict, console: Console) -> None:
         console.print(f"  {'all campaigns':<20} {_contribution(star['total'])} (each user counted once)")
 
 
-def segments_data(lake: Lake, as_of: date) -> dict | None:
-    """`pyramid segments` as data: every segment's summary as of the day with its baseline ratio on each goal
-    metric (segment rate / eligible rate, `segment_baselines`); None when the day has no summary."""
-    summary_file = lake.partition_file("segments", "segment_summary", as_of)
-    if not summary_file.exists():
-        return None
-    con = connect()
-    summary = con.sql("SELECT * FROM read_parquet(?)", params=[str(summary_file)]).pl()
-    for column, default, kind in OPTIONAL_SUMMARY_COLUMNS:  # partitions written before these columns existed
-        if column not in summary.columns:
-            summary = summary.with_columns(pl.lit(default, kind).alias(column))
-    summary = summary.sort(
-        [pl.col("method") != "rule", "method", "size", "segment_id"], descending=[False, False, True, False]
-    )
-    baselines_file = lake.partition_file("segments", "segment_baselines", as_of)
-    ratios: dict[str, dict[str, float | None]] = {}
-    metrics: list[str] = []
-    if baselines_file.exists():
-        for segment_id, metric, ratio in con.sql(
-            "SELECT segment_id, metric, ratio FROM read_parquet(?)", params=[str(baselines_file)]
-        ).fetchall():
-            ratios.setdefault(segment_id, {})[metric] = ratio
-            metrics += [metric] if metric not in metrics else []
-    rows = [{**r, "baselines": ratios.get(r["segment_id"], {})} for r in summary.to_dicts()]
-    return {"as_of": as_of, "metrics": metrics, "segments": rows}
-
-
-def segments_json(data: dict) -> str:
-    return json.dumps(data, default=str, indent=1)
-
-
-def segments_report(lake: Lake, as_of: date, width: int = 120) -> list[Table] | None:
-    """`pyramid segments`: one table when it fits `width` columns, else three narrower ones (size and
-    usability, stability, baselines with a legend for the metric names)."""
-    data = segments_data(lake, as_of)
-    if data is None:
-        return None
-    whole = _segments_whole(data, as_of)
-    if Console(width=10_000).measure(whole).maximum <= width:  # its natural width, unclamped
-        return [whole]
-    return _segments_split(data, as_of)
-
-
-def _segment_cells(r: dict) -> dict[str, str]:
-    return {
-        "size": f"{r['size']:,}",
-        "share": _pct(r["share"]),
-        "usable": _usable(r["usable"]),
-        "Jaccard": _jaccard(r["jaccard"]),
-        "entered": _int(r["entered"]),
-        "exited": _int(r["exited"]),
-        "churn": _pct(r["churn_share"]),
-        "median days": "—" if r["median_days_in_segment"] is None else f"{r['median_days_in_segment']:g}",
-        "window": _window(r["window_complete"]),
-    }
-
-
-def _segments_whole(data: dict, as_of: date) -> Table:
-    rows, metrics = data["segments"], data["metrics"]
-    table = Table(title=f"Segments as of {as_of} (baselines: segment rate / eligible rate)", title_justify="left")
-    for column in [
-        "segment",
-        "kind",
-        "size",
-        "share",
-        "usable",
-        "Jaccard",
-        "entered",
-        "exited",
-        "churn",
-        "median days",
-        "window",
-        *metrics,
-    ]:
-        table.add_column(
-            column,
-            justify="left" if column in ("segment", "kind") else "right",
-            overflow="fold",
-            no_wrap=column in ("segment", "kind"),
-        )
-    for r in rows:
-        table.add_row(
-            r["segment_id"], r["kind"], *_segment_cells(r).values(), *(_times(r["baselines"].get(m)) for m in metrics)
-        )
-    return table
-
-
-def _segments_split(data: dict, as_of: date) -> list[Table]:
-    rows, metrics = data["segments"], data["metrics"]
-    names = {"segment": [r["segment_id"] for r in rows]}
-    sizes = _table(
-        f"Segments as of {as_of}: size and usability",
-        ["segment", "kind", "method", "size", "share", "usable", "window"],
-        names={**names, "kind": [r["kind"] for r in rows], "method": [r["method"] for r in rows]},
-    )
-    stability = _table(
-        "Stability against the day before",
-        ["segment", "Jaccard", "entered", "exited", "churn", "median days"],
-        names=names,
-    )
-    codes = {m: f"M{i + 1}" for i, m in enumerate(metrics)}
-    legend = "; ".join(f"{code} = {m}" for m, code in codes.items())
-    baselines = _table(f"Baselines: segment rate / eligible rate ({legend})", ["segment", *codes.values()], names=names)
-    for r in rows:
-        cells = _segment_cells(r)
-        sizes.add_row(
-            r["segment_id"], r["kind"], r["method"], *(cells[c] for c in ("size", "share", "usable", "window"))
-        )
-        stability.add_row(
-            r["segment_id"], *(cells[c] for c in ("Jaccard", "entered", "exited", "churn", "median days"))
-        )
-        baselines.add_row(r["segment_id"], *(_times(r["baselines"].get(m)) for m in metrics))
-    return [sizes, stability, baselines] if metrics else [sizes, stability]
-
-
-def _window(complete: object) -> str:
-    """Whether history covers the windows a segment reads."""
-    return "—" if complete is None else "full" if complete else "[yellow]partial[/]"
-
-
 def _contribution(row: dict) -> str:
     """A contribution with its 95% interval, or not shown without one."""
     if row.get("ci_low") is None or row.get("contribution") is None:
         return "contribution not shown (no interval: an arm is empty)"
     low, high = row["ci_low"] * 100, row["ci_high"] * 100
-    return f"contributes {_signed_points(row['contribution'])} (95% CI {low:+.2f} to {high:+.2f})"
-
-
-def _usable(value: object) -> str:
-    return "yes" if value else "[red]no[/red]"
-
-
-def _jaccard(value: object) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
-def _int(value: object) -> str:
-    return "—" if value is None else f"{value:,}"
-
-
-def _times(value: object) -> str:
-    if value is None:
-        return "—"
-    colour = "green" if value >= 1.2 else "red" if value <= 1 / 1.2 else "white"
-    return f"[{colour}]×{value:.2f}[/]"
+    return f"contributes {cells.signed_points(row['contribution'])} (95% CI {low:+.2f} to {high:+.2f})"
 
 
 def sparkline(values: list[float]) -> str:
@@ -538,10 +379,6 @@ def _planted_effects(lake: Lake) -> dict[str, float]:
     }
 
 
-def _days(value: object) -> str:
-    return "—" if value is None else f"{value:.2f} d"
-
-
 def _kind(goal: dict) -> str:
     """The metric's kind and the way it should move: `share ↑`, `ratio ↑`, `mean ↓`."""
     return f"{goal.get('kind', 'share')} {'↓' if goal.get('direction') == 'decrease' else '↑'}"
@@ -550,40 +387,14 @@ def _kind(goal: dict) -> str:
 def _value(value: object, kind: str) -> str:
     """An arm's value: a share or ratio as a percentage, a mean as a number, a time to event in days."""
     if kind == "time_to_event":
-        return _days(value)
+        return cells.days(value)
     if kind == "mean" and value is not None:
         return f"{value:,.2f}"
-    return _pct(value)
+    return cells.pct(value)
 
 
 def _margin(guardrail: dict) -> str:
     """The harm a guardrail tolerates: a rise up to the margin, or (direction increase) a fall down to it."""
     if guardrail.get("direction") == "increase" and guardrail["margin"] is not None:
-        return f"≥ {_signed(-guardrail['margin'])}"
-    return f"≤ {_signed(guardrail['margin'])}"
-
-
-def _pct(value: object) -> str:
-    return "—" if value is None else f"{value:.2%}"
-
-
-def _signed(value: object) -> str:
-    return "—" if value is None else f"{value:+.1%}"
-
-
-def _signed_points(value: object) -> str:
-    return "—" if value is None else f"{value * 100:+.2f} points"
-
-
-def _status(status: str | None) -> str:
-    colours = {
-        "met": "green",
-        "ok": "green",
-        "not_met": "red",
-        "srm_fail": "red",
-        "breached": "red",
-        "blocked_by_guardrail": "red",
-        "inconclusive": "yellow",
-        "running": "blue",
-    }
-    return f"[{colours.get(status, 'white')}]{status}[/]"
+        return f"≥ {cells.signed(-guardrail['margin'])}"
+    return f"≤ {cells.signed(guardrail['margin'])}"

@@ -246,7 +246,8 @@ from assets.pyramid_map import (  # noqa: E402
     RfmScoring,
 )
 from assets.rfm import rfm_group  # noqa: E402
-from assets.segments import churning_segments, segment_baselines  # noqa: E402
+from assets.segment_baselines import segment_baselines  # noqa: E402
+from assets.segments import churning_segments  # noqa: E402
 
 RFM = RfmScoring(window_days=90, groups=RFM_GROUPS, min_size=1)
 LIFECYCLE = LifecycleScoring(
@@ -555,7 +556,7 @@ def test_cli_segments_prints_summary_and_baselines_from_the_lake(tmp_path):
     import sys
 
     from assets.lake import Lake, write_parquet_atomic
-    from assets.segments import BASELINE_SCHEMA
+    from assets.segment_baselines import BASELINE_SCHEMA
 
     lake = Lake(tmp_path)
     definitions = [definition("steady", "deposits_30d >= 1", min_size=2), definition("rare", "deposits_30d > 5")]

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 from pipelines.cli import main
-from pipelines.summary import print_summary, segments_report
+from pipelines.segments_report import segments_report
+from pipelines.summary import print_summary
 
 
 def _render(width: int, draw) -> str:

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pyarrow as pa
 
+from assets import segment_baselines as baselines
 from assets import segments
 from assets.crash_points import crash_point
 from assets.features import history_days
@@ -162,7 +163,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         metrics = baseline_metrics(pmap)
         activity = daily_activity(lake, ds, longest_baseline_window(pmap), start)
         touchpoints = touchpoint_daily_activity(lake, ds, longest_baseline_window(pmap), start)
-        table = segments.segment_baselines(
+        table = baselines.segment_baselines(
             membership, features, activity, metrics, pmap.segments.definitions, ds, touchpoints
         )
         return dg.MaterializeResult(metadata=write_table(lake, "segments", "segment_baselines", ds, table))
