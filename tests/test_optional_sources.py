@@ -186,3 +186,20 @@ def test_a_map_without_profiles_needs_a_consent_default(tmp_path, monkeypatch, c
         "sources.profiles is left out: declare {personalization: granted|denied, marketing: granted|denied, "
         "basis: why}; consent is never assumed to do: correct it; `pyramid check` checks it again"
     )
+
+
+def test_check_and_summary_name_the_left_out_sources(no_profiles, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(no_profiles.lake.root / "dagster_home"))
+    args = ["--map", str(no_profiles.pyramid_map.path), "--data-root", str(no_profiles.lake.root)]
+    assert main([*args, "check"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"data: profiles: {NOT_DECLARED} (not declared in the map; its tables stay empty)" in err
+    assert "profiles: no landing file" not in err
+    assert main([*args, "summary"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{NOT_DECLARED}: profiles" in out
+    assert "privacy decision: consent from the map's default (personalization granted, marketing denied); " in out
+    users = json.loads((no_profiles.lake.reports / "privacy_decisions" / f"{no_profiles.days[-1]}.json").read_text())
+    assert f"applied to {users['consent_default/users']:,} users on {no_profiles.days[-1]}" in out
