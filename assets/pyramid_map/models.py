@@ -235,7 +235,7 @@ class Actionable:
     dedup_lookback_days: StrictInt = 7
     max_clock_skew_minutes: StrictInt = 5
     currencies: tuple[StrictStr, ...] = Field()
-    consent_default: ConsentDefault | None = None  # required without sources.profiles, refused with them
+    consent_default: ConsentDefault | None = Field(None, repr=False)  # required without profiles, refused with them
 
 
 def consent_default_problems(m: PyramidMap) -> list[Problem]:
