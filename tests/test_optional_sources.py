@@ -135,6 +135,7 @@ def test_users_are_known_from_their_first_activity(no_profiles, landing):
         u: at for u, at in first_seen(landing / "landing", ("events", "transactions")).items() if u not in erased
     }
     assert snapshot_signups(no_profiles, last) == expected
+    assert erased & set(first_seen(landing / "landing", ("events", "transactions")))  # erasure removed some
     features = _lake_rows(no_profiles.lake, "actionable", "user_features", f"WHERE ds = DATE '{last}'")
     assert {r["user_id"] for r in features} == set(expected)
     assert {r["age_band"] for r in features} == {"unknown"} and {r["country"] for r in features} == {None}
