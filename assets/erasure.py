@@ -23,6 +23,11 @@ The landing files are the feed's delivery area, outside the lake; re-landing an 
 again, which is why the nightly asset also erases every known erased user from the day's own
 partitions (see `pipelines/layers/actionable.py`, `erasure_applied`).
 
+Cost: a file is read only where it may mention a user. Its `user_id` column is read only when the file's
+index (`assets/user_index.py`: a Parquet Bloom filter on `user_id`, inside the file) may hold one of the ids;
+its raw text columns (`payload`, `_raw_text`) only when its footer's statistics show a value. Every other
+file costs a footer and a filter read. A day with no erased user reads nothing.
+
 `find_erased(lake, user_ids)` is the proof: the rows of every such file that still mention a user.
 Pure functions over the lake: no Dagster.
 """
@@ -36,13 +41,17 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets import user_index
 from assets.lake import Lake, connect, write_parquet_atomic, write_text_atomic
 
 # the request itself: never rewritten
 KEPT = {("raw", "erasure_requests"), ("actionable", "erased_users")}
+# columns whose text may hold an id under no column name: matched as text, never skipped by the index
+TEXT_COLUMNS = {"payload", "_raw_text"}
 
 
 def lake_tables(lake: Lake) -> list[tuple[str, str]]:
@@ -99,20 +108,49 @@ def _ids_table(user_ids: Iterable[str]) -> pa.Table:
     return pa.table({"user_id": pa.array(ids, pa.string())})
 
 
-def _mentions_per_file(con: duckdb.DuckDBPyConnection, files: list[Path], pattern: str) -> dict[Path, int]:
+def _mentions_per_file(
+    con: duckdb.DuckDBPyConnection, files: list[Path], pattern: str, hashes: np.ndarray
+) -> dict[Path, int]:
     """For files of one table: how many rows of each mention an erased user (only files with some).
-    DuckDB reads only the columns the predicate names."""
-    if not files:
-        return {}
-    predicate = mention_predicate(pq.read_schema(files[-1]).names, pattern)
-    if predicate is None:
-        return {}
-    rows = con.sql(
-        f"SELECT filename, count(*) FROM read_parquet(?, filename = true, union_by_name = true) "
-        f"WHERE {predicate} GROUP BY filename",
-        params=[[str(f) for f in files]],
-    ).fetchall()
-    return {Path(name): int(n) for name, n in rows}
+    Files whose index (`user_index.may_hold`) rules the ids out are not read for `user_id`; those
+    without a text column to match besides are not read at all. DuckDB reads only the columns the
+    predicate names."""
+    found: dict[Path, int] = {}
+    for columns, group in _files_to_read(files, hashes).items():
+        predicate = mention_predicate(columns, pattern)
+        rows = con.sql(
+            f"SELECT filename, count(*) FROM read_parquet(?, filename = true, union_by_name = true) "
+            f"WHERE {predicate} GROUP BY filename",
+            params=[[str(f) for f in group]],
+        ).fetchall()
+        found |= {Path(name): int(n) for name, n in rows}
+    return found
+
+
+def _files_to_read(files: list[Path], hashes: np.ndarray) -> dict[tuple[str, ...], list[Path]]:
+    """The files that may mention one of the users, grouped by the columns that must be read to know:
+    `user_id` only where the file's index may hold an id, the raw text columns (a payload, a line that
+    did not parse) wherever they have a value. Reads footers and Bloom filters only."""
+    groups: dict[tuple[str, ...], list[Path]] = {}
+    for path in files:
+        metadata = pq.read_metadata(path)
+        names = set(metadata.schema.to_arrow_schema().names)
+        columns = {c for c in names & TEXT_COLUMNS if not all_null(metadata, c)}
+        if "user_id" in names and user_index.may_hold(path, hashes, metadata):
+            columns.add("user_id")
+        if columns:
+            groups.setdefault(tuple(sorted(columns)), []).append(path)
+    return groups
+
+
+def all_null(metadata: pq.FileMetaData, column: str) -> bool:
+    """Whether the footer's statistics show every value of `column` is NULL (a file whose records all parsed)."""
+    index = metadata.schema.to_arrow_schema().names.index(column)
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group).column(index)
+        if not chunk.is_stats_set or chunk.statistics.null_count != chunk.num_values:
+            return False
+    return True
 
 
 def find_erased(
@@ -128,6 +166,7 @@ def find_erased(
     if ids.num_rows == 0:
         return {}
     pattern = id_pattern(ids.column("user_id").to_pylist())
+    hashes = user_index.id_hashes(ids.column("user_id").to_pylist())
     con = connect()
     con.register("_erase_ids", ids)
     try:
@@ -136,7 +175,7 @@ def find_erased(
             if (layer, table) in KEPT or (layer == "raw" and not include_raw):
                 continue
             files = _files(lake, layer, table, through, only_day)
-            n = sum(_mentions_per_file(con, files, pattern).values())
+            n = sum(_mentions_per_file(con, files, pattern, hashes).values())
             if n:
                 found[f"{layer}/{table}"] = n
         return found
@@ -161,12 +200,12 @@ def erase_users(
     try:
         removed: dict[str, int] = {}
         erased = set(ids.column("user_id").to_pylist())
-        pattern = id_pattern(erased)
+        pattern, hashes = id_pattern(erased), user_index.id_hashes(erased)
         for layer, table in lake_tables(lake):
             if (layer, table) in KEPT:
                 continue
             files = _files(lake, layer, table, through, only_day)
-            for path, n in sorted(_mentions_per_file(con, files, pattern).items()):
+            for path, n in sorted(_mentions_per_file(con, files, pattern, hashes).items()):
                 _rewrite_without(con, path, pattern)
                 removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n
             for path in _csv_copies(files):
@@ -184,7 +223,10 @@ def _csv_copies(files: list[Path]) -> list[Path]:
 def _rewrite_csv_without(path: Path, user_ids: set[str]) -> None:
     """Rewrite a CSV copy without the rows of `user_ids` (its `user_id` column), written as it was
     (Python's csv writer, `\\n` line ends: assets/exports.py `csv_text`); untouched when none is there."""
-    rows = list(csv.reader(io.StringIO(path.read_text(), newline="")))
+    text = path.read_text()
+    if not any(u in text for u in user_ids):  # most copies mention nobody: no parse
+        return
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or "user_id" not in rows[0]:
         return
     column = rows[0].index("user_id")

@@ -19,6 +19,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets.user_index import bloom_options
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT_ENV = "PYRAMID_DATA_ROOT"
 
@@ -146,9 +148,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> int:
-    """Write an Arrow table to `path` via a temporary file and a rename. Returns the row count."""
+    """Write an Arrow table to `path` via a temporary file and a rename, with the index erasure reads
+    (assets/user_index.py) when it has user ids. Returns the row count."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", bloom_filter_options=bloom_options(table))
     return table.num_rows
 
 

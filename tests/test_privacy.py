@@ -14,8 +14,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets import erasure
+from assets import erasure, user_index
+from assets.actionable import SCHEMAS
 from assets.lake import Lake, write_parquet_atomic
+from pipelines.layers.erasure import apply_erasure
 from tests.pyramid_run import PII, _lake_rows
 
 SOURCES_WITH_SUITES = ("events", "transactions", "profiles")
@@ -244,3 +246,57 @@ def test_quarantine_counts_per_reason_equal_the_defect_plan(run):
         )
         assert not in_lake - quarantined, source
         assert in_lake["missing_user_id"] == quarantined["missing_user_id"]  # no user: nothing to erase
+
+
+def test_the_index_probe_agrees_with_duckdbs_and_has_no_false_negative(tmp_path):
+    ids = [f"u{k:07d}" + "x" * (k % 41) for k in range(3000)]  # lengths across XXH64's stripes
+    path = tmp_path / "part-0.parquet"
+    write_parquet_atomic(pa.table({"user_id": ids[:2000]}), path)
+    con = duckdb.connect()
+    for user in ids[:40] + ids[2000:2400]:
+        probe = con.sql(
+            "SELECT bool_and(bloom_filter_excludes) FROM parquet_bloom_probe(?, 'user_id', ?)",
+            params=[
+                str(path),
+                user,
+            ],
+        ).fetchall()[0][0]
+        assert user_index.may_hold(path, user_index.id_hashes([user])) == (not probe), user
+    assert all(user_index.may_hold(path, user_index.id_hashes([u])) for u in ids[:2000])
+    assert user_index.xxh64(b"") == 0xEF46DB3751D8E999  # the reference vector
+
+
+def test_erasure_reads_and_rewrites_only_the_files_that_may_mention_a_user(tmp_path):
+    lake = Lake(tmp_path)
+    days = [date(2026, 10, d) for d in range(1, 11)]
+    for k, d in enumerate(days):
+        users = [f"u{k}-{n}" for n in range(500)]
+        write_parquet_atomic(pa.table({"user_id": users, "n": range(500)}), lake.partition_file("actionable", "x", d))
+        write_parquet_atomic(
+            pa.table({"user_id": users, "_raw_text": pa.nulls(500, pa.string())}), lake.partition_file("raw", "x", d)
+        )
+    files = sorted((lake.root / "lake").rglob("*.parquet"))
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    hashes = user_index.id_hashes(["u3-7"])
+    read = [f for group in erasure._files_to_read(files, hashes).values() for f in group]
+    assert len(read) <= 3 and lake.partition_file("actionable", "x", days[3]) in read  # 1% false positives
+    assert erasure.erase_users(lake, ["u3-7"]) == {"actionable/x": 1, "raw/x": 1}
+    rewritten = [f for f in files if f.stat().st_mtime_ns != mtimes[f]]
+    assert rewritten == [lake.partition_file("actionable", "x", days[3]), lake.partition_file("raw", "x", days[3])]
+    assert erasure.find_erased(lake, ["u3-7"]) == {}
+
+
+def test_a_day_without_erased_users_reads_no_lake_file(tmp_path):
+    lake = Lake(tmp_path)
+    d1, d2 = date(2026, 10, 1), date(2026, 10, 2)
+    for d in (d1, d2):
+        write_parquet_atomic(
+            SCHEMAS["erased_users"].empty_table(), lake.partition_file("actionable", "erased_users", d)
+        )
+        for layer, table in (("raw", "events"), ("actionable", "events"), ("segments", "segment_summary")):
+            path = lake.partition_file(layer, table, d)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"not parquet: reading it fails")
+    result = apply_erasure(lake, d2, d1)
+    assert result.metadata["rows_removed"] == 0 and result.metadata["erased_users"] == 0
+    assert result.check_results[0].passed and result.check_results[0].metadata["files_scanned"].value == 0

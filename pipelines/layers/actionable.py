@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets import accounting, actionable, erasure, features, first_seen, privacy_decisions, profiles, raw
+from assets import accounting, actionable, features, first_seen, privacy_decisions, profiles, raw
 from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.lineage import daily_column_lineage, feature_column_lineage
@@ -25,7 +25,7 @@ from pipelines.layers import (
     suppression,
     write_table,
 )
-from pipelines.layers.erasure import ERASURE_CHECK, erasure_check, erasure_sets
+from pipelines.layers.erasure import ERASURE_CHECK, apply_erasure
 from pipelines.layers.order import earlier_days, previous_day, trailing_days
 from pipelines.layers.quality import (
     COLUMN_STATUS_ASSETS,
@@ -230,20 +230,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         "erased today is removed from every earlier partition of every layer (assets/erasure.py).",
     )
     def erasure_applied(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
-        lake, ds = pyramid.lake(), partition_day(context)
-        erased, new = erasure_sets(lake, ds, start)
-        removed_today = erasure.erase_users(lake, erased, only_day=ds)
-        removed_history = erasure.erase_users(lake, new) if new else {}
-        return dg.MaterializeResult(
-            metadata={
-                "erased_users": len(erased),
-                "new_requests": len(new),
-                "removed_today": dg.MetadataValue.json(removed_today),
-                "removed_from_history": dg.MetadataValue.json(removed_history),
-                "rows_removed": sum(removed_today.values()) + sum(removed_history.values()),
-            },
-            check_results=[erasure_check(lake, ds, erased, new)],
-        )
+        return apply_erasure(pyramid.lake(), partition_day(context), start)
 
     def _clean_asset(name: str, key_column: str, clean: Callable[..., CleanResult]) -> dg.AssetsDefinition:
         @dg.multi_asset(

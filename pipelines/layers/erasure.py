@@ -4,6 +4,9 @@ The rewriting itself is `assets/erasure.py`.
 The proof is independent of the deletion: it does not use `mention_predicate` (SQL over known columns)
 but reads every Parquet file of the lake with pyarrow and looks for each erased id as a substring of
 every text column, whatever the column is called (a user id, a quarantined payload, a raw line).
+It trusts one thing the deletion also reads: a file whose `user_id` Bloom filter (assets/user_index.py,
+written by pyarrow with the rows) rules every id out, and that has no raw text, is not scanned; the filter
+has no false negatives, so that only leaves out an id hidden in another column of such a file.
 
 Speed: a column's values lie back to back in one Arrow data buffer, so one regex pass over that buffer
 (no per-value call) tells whether any value can contain an id; only a column whose buffer matches is
@@ -18,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets import erasure
+from assets import erasure, user_index
 from assets.lake import Lake, connect, read_partition
 
 ERASURE_CHECK = "erased_users_absent"
@@ -49,14 +52,34 @@ def erasure_sets(lake: Lake, ds: date, start: date) -> tuple[list[str], list[str
     return sorted(known), sorted(u for u in as_of - before if u is not None)
 
 
+def apply_erasure(lake: Lake, ds: date, start: date) -> dg.MaterializeResult:
+    """The body of `erasure_applied`: erase every known erased user from the day's partitions, and the
+    users whose request is new today from every partition, then prove it (`erasure_check`). A day on
+    which nobody is erased reads the request records only."""
+    erased, new = erasure_sets(lake, ds, start)
+    removed_today = erasure.erase_users(lake, erased, only_day=ds)
+    removed_history = erasure.erase_users(lake, new) if new else {}
+    return dg.MaterializeResult(
+        metadata={
+            "erased_users": len(erased),
+            "new_requests": len(new),
+            "removed_today": dg.MetadataValue.json(removed_today),
+            "removed_from_history": dg.MetadataValue.json(removed_history),
+            "rows_removed": sum(removed_today.values()) + sum(removed_history.values()),
+        },
+        check_results=[erasure_check(lake, ds, erased, new)],
+    )
+
+
 def erasure_check(lake: Lake, ds: date, erased: list[str], new: list[str]) -> dg.AssetCheckResult:
     """Scan the day's files for every erased user, and the whole lake for the users whose request is
-    new today (the request records excepted). Earlier days were proven clean by earlier runs, so the
-    nightly cost does not grow with history except on days with new requests."""
-    scanned = lake_files(lake, only_day=ds) if erased else []
+    new today (the request records excepted), skipping the files the index rules out (`unindexed`).
+    Earlier days were proven clean by earlier runs, so the nightly cost does not grow with history
+    except on days with new requests."""
+    scanned = unindexed(lake_files(lake, only_day=ds), erased)
     found = scan_for_ids(lake, erased, files=scanned)
     if new:
-        scanned = lake_files(lake)
+        scanned = unindexed(lake_files(lake), new)
         for table, n in scan_for_ids(lake, new, files=scanned).items():
             found[table] = max(found.get(table, 0), n)
     return dg.AssetCheckResult(
@@ -72,6 +95,23 @@ def erasure_check(lake: Lake, ds: date, erased: list[str], new: list[str]) -> dg
         if found
         else "no erased user in any file of the lake",
     )
+
+
+def unindexed(files: list[Path], user_ids: list[str]) -> list[Path]:
+    """The files whose index cannot rule out `user_ids`: its `user_id` filter may hold one, it has no
+    `user_id` column to index (an aggregate, a quarantine), or a raw text column has a value. Reads footers
+    and filters only; none when there is no id."""
+    hashes = user_index.id_hashes(user_ids)
+    if len(hashes) == 0:
+        return []
+    kept = []
+    for path in files:
+        metadata = pq.read_metadata(path)
+        names = set(metadata.schema.to_arrow_schema().names)
+        raw_text = any(not erasure.all_null(metadata, c) for c in names & erasure.TEXT_COLUMNS)
+        if "user_id" not in names or raw_text or user_index.may_hold(path, hashes, metadata):
+            kept.append(path)
+    return kept
 
 
 def lake_files(lake: Lake, only_day: date | None = None) -> list[Path]:

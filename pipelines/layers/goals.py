@@ -6,9 +6,10 @@ from datetime import date, timedelta
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from assets import goal_cohort, goals, north_star, time_to_event
-from assets.lake import Lake, connect, read_partition, read_partitions
+from assets import goal_cohort, goal_outcomes_store, goals, north_star, time_to_event
+from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
     daily_activity,
@@ -117,9 +118,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             pmap.late_lookback_days,
             touchpoints,
         )
-        yield dg.MaterializeResult(
-            asset_key=USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, settled)
-        )
+        metadata = write_table(lake, "goals", USER_OUTCOMES, ds, settled)
+        compact_user_outcomes(lake, ds - timedelta(days=1), start)
+        yield dg.MaterializeResult(asset_key=USER_OUTCOMES, metadata=metadata)
         to_date = goal_cohort.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
@@ -251,7 +252,34 @@ def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
 def previous_user_outcomes(lake: Lake, ds: date, start: date) -> pa.Table | None:
     """goals/goal_user_outcomes as of ds - 1, which the day's table builds on; None on the first day.
     Raises MissingPartition when that partition has not been materialized."""
+    path = lake.partition_file("goals", USER_OUTCOMES, ds - timedelta(days=1))
+    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(path)):
+        return user_outcomes(lake, ds - timedelta(days=1))
     return previous_partition(lake, "goals", USER_OUTCOMES, ds, start)
+
+
+def user_outcomes(lake: Lake, ds: date) -> pa.Table:
+    """The full goals/goal_user_outcomes of `ds`, rebuilt from the last full partition when it is stored as a
+    delta (assets/goal_outcomes_store.py)."""
+    path = lake.partition_file("goals", USER_OUTCOMES, ds)
+    if not goal_outcomes_store.is_delta(pq.read_schema(path)):
+        return read_partition(connect(), path)
+    before = user_outcomes(lake, ds - timedelta(days=1))
+    return goal_outcomes_store.apply_delta(before, pq.read_table(path), ds)
+
+
+def compact_user_outcomes(lake: Lake, day: date, start: date) -> None:
+    """Store the partition of `day` as a delta on the day before, once a later day is written: unless it is a
+    checkpoint, already a delta, or the delta would not rebuild it exactly."""
+    path = lake.partition_file("goals", USER_OUTCOMES, day)
+    previous = day - timedelta(days=1)
+    if day <= start or goal_outcomes_store.is_checkpoint(day, start) or not path.exists():
+        return
+    if goal_outcomes_store.is_delta(pq.read_schema(path)) or not lake.has_partition("goals", USER_OUTCOMES, previous):
+        return
+    delta = goal_outcomes_store.outcomes_delta(user_outcomes(lake, previous), read_partition(connect(), path))
+    if delta is not None:
+        write_parquet_atomic(delta, path)
 
 
 def known_users(lake: Lake, ds: date) -> pa.Table:
