@@ -39,6 +39,9 @@ CATALOG_VIEWS: dict[str, list[tuple[str, str]]] = {
     "north_star": [("goals", "north_star")],
     "north_star_contributions": [("goals", "north_star_contributions")],
 }
+# Views over the newest partition only: goal_user_outcomes is cumulative, and its older partitions are stored
+# as deltas (assets/goal_outcomes_store.py), so the newest one alone is the whole current table.
+LATEST_ONLY = {"goal_user_outcomes"}
 
 
 def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:
@@ -50,7 +53,8 @@ def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:
         con = connect(str(tmp))
         try:
             for name, tables in views.items():
-                globs = [lake.glob(layer, table) for layer, table in tables if lake.partitions(layer, table)]
+                globs = [_view_glob(lake, layer, table, name in LATEST_ONLY) for layer, table in tables]
+                globs = [g for g in globs if g]
                 if globs:
                     con.execute(f"CREATE VIEW {name} AS {_union_sql(globs)}")
                     created.append(name)
@@ -58,6 +62,14 @@ def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:
             con.close()
         crash_point("catalog")
     return created
+
+
+def _view_glob(lake: Lake, layer: str, table: str, latest_only: bool) -> str | None:
+    """The files a view reads: every partition, or the newest only; None before the first partition."""
+    days = lake.partitions(layer, table)
+    if not days:
+        return None
+    return str(lake.partition_file(layer, table, days[-1])) if latest_only else lake.glob(layer, table)
 
 
 def _union_sql(globs: list[str]) -> str:

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from assets import goal_outcomes_store
 from assets.goal_cohort import update_goal_user_outcomes
 from assets.goals import GOAL_USER_DAY_SCHEMA
-from assets.lake import Lake, write_parquet_atomic
+from assets.catalog import build_catalog
+from assets.lake import Lake, connect, write_parquet_atomic
 from pipelines.layers.goals import compact_user_outcomes, previous_user_outcomes, user_outcomes
 
 START = date(2026, 10, 1)
@@ -62,3 +63,19 @@ def test_the_lake_keeps_checkpoints_and_deltas_and_reads_every_day_back(tmp_path
     assert pq.read_schema(lake.partition_file("goals", "goal_user_outcomes", START + timedelta(days=5))).equals(
         stored[START + timedelta(days=5)], check_metadata=True
     )
+
+
+def test_the_catalog_view_is_the_newest_full_table(tmp_path):
+    lake = Lake(tmp_path)
+    states = _states(9)
+    for day, table in states.items():
+        write_parquet_atomic(table, lake.partition_file("goals", "goal_user_outcomes", day))
+        compact_user_outcomes(lake, day - timedelta(days=1), START)
+    build_catalog(lake, [])
+    con = connect(str(lake.warehouse), read_only=True)
+    try:
+        viewed = con.sql("SELECT * EXCLUDE (ds) FROM goal_user_outcomes ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    newest = states[max(states)].drop(["ds"])
+    assert viewed == sorted(tuple(r.values()) for r in newest.to_pylist())
