@@ -215,6 +215,17 @@ class Actionable:
     dedup_lookback_days: StrictInt = 7
     max_clock_skew_minutes: StrictInt = 5
     currencies: tuple[StrictStr, ...] = Field()
+    # the accepted codes; None: the suite's own set (expectations/<source>.json)
+    txn_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
+    event_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
+
+    def value_sets(self, source: str) -> dict[str, tuple[str, ...]]:
+        """The map's accepted values of `source`'s coded columns, which replace its suite's sets."""
+        declared = {
+            "transactions": {"currency": self.currencies, "txn_type": self.txn_types},
+            "events": {"event_type": self.event_types},
+        }.get(source, {})
+        return {column: values for column, values in declared.items() if values is not None}
 
 
 @dataclass(frozen=True, config=CONFIG)

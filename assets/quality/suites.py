@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -226,6 +226,24 @@ def suite_from_dict(document: Mapping[str, Any], path: Path | None = None) -> Su
     if len(gx_suite.expectations) != len(expectations):  # GX dropped one without raising
         raise SuiteError(f"{where}: GX kept {len(gx_suite.expectations)} of {len(expectations)} expectations")
     return Suite(name=name, gx_suite=gx_suite, rules=tuple(rules), path=path)
+
+
+def with_value_sets(suite: Suite, value_sets: Mapping[str, Sequence[str]]) -> Suite:
+    """The suite with the `value_set` of each named column's `expect_column_values_to_be_in_set` replaced
+    (the map's declared sets: what runs, and what Data Docs show); SuiteError for a column without one."""
+    if not value_sets:
+        return suite
+    document = suite.to_json_dict()
+    replaced = set()
+    for item in document["expectations"]:
+        column = item["kwargs"].get("column")
+        if item["type"] == "expect_column_values_to_be_in_set" and column in value_sets:
+            item["kwargs"]["value_set"] = list(value_sets[column])
+            replaced.add(column)
+    missing = sorted(set(value_sets) - replaced)
+    if missing:
+        raise SuiteError(f"{suite.path or suite.name}: no expect_column_values_to_be_in_set on {', '.join(missing)}")
+    return suite_from_dict(document, path=suite.path)
 
 
 def load_suites(directory: str | Path = EXPECTATIONS_DIR) -> dict[str, Suite]:
