@@ -16,6 +16,7 @@ from pydantic import (
     AliasPath,
     BeforeValidator,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidatorFunctionWrapHandler,
@@ -199,6 +200,8 @@ class Campaign:
     end: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
     planned_users: StrictInt | None = None
     contexts: tuple[Context, ...] = ()
+    # false: an A/A test, nobody treated (holdouts still by hash, no exports; goal rows `aa_ok` / `aa_failed`)
+    treated: StrictBool = Field(True, repr=False)
 
     @field_validator("holdout")
     @classmethod
