@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assets import actionable, features, profiles, raw
+from assets import actionable, features, measures, profiles, raw
 from assets.lake import Lake, connect
 from assets.pyramid_map import PyramidMap
 from pipelines.sample.generate import generate_sample
@@ -48,8 +48,10 @@ def sample_tables(root: Path, pyramid_map: PyramidMap) -> SampleTables:
         known = snapshot.select(["user_id"])
         events = actionable.clean_events(con, landed["events"], ds, known, None, settings).table
         txns = actionable.clean_transactions(con, landed["transactions"], ds, known, None, settings).table
-        dailies.append(features.user_daily(con, events, txns))
+        dailies.append(measures.user_daily(con, pyramid_map, events, txns))
         if ds >= days[-2]:
             history = pa.concat_tables(dailies)
-            tables[ds] = features.user_features(con, history, snapshot, None, ds, windows, history_start=days[0])
+            tables[ds] = features.user_features(
+                con, pyramid_map, history, snapshot, None, ds, windows, history_start=days[0]
+            )
     return SampleTables(pa.concat_tables(dailies), tables)
