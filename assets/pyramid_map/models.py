@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from assets.pyramid_map.kinds import KIND_EXPRESSIONS, METRIC_KINDS, Direction, MetricKind
+from assets.pyramid_map.measures import Features, Measure
 from assets.pyramid_map.references import reference_problems
 from assets.pyramid_map.segments import Segments
 from assets.pyramid_map.sources import SOURCE_NAMES, Source
@@ -303,6 +304,9 @@ class PyramidMap:
     actionable: Actionable = Field()
     sources: Annotated[dict[str, Source], WrapValidator(_every_source)] = Field()
     consent: Consent = Consent()
+    # user_daily's columns and user_features' (assets/pyramid_map/measures.py)
+    measures: Annotated[dict[str, Measure], BeforeValidator(lambda specs: _keyed(specs, "name"))] = Field()
+    features: Features = Field()
 
     def campaign(self, campaign_id: str) -> Campaign:
         return next(c for c in self.campaigns if c.id == campaign_id)
