@@ -1,6 +1,7 @@
 """Which columns are personal: what never leaves the lake's personal layers for metadata, previews,
 check results or reports. Decided from a column's name and the map's `actionable.pii`, never from a
-list of tables."""
+list of tables. The privacy decisions the program takes (a consent default without profiles) are recorded
+by assets/privacy_decisions.py."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ Sources of each fact:
 - failed: the day's latest run in Dagster's instance failed; its failed steps and their causes come from
   the run's event log.
 - checks: the asset check evaluations of the day's latest run that did not pass.
+- sources the map leaves out are no column of the table: one line names them as not in this program's data,
+  with the privacy decision that replaces the profiles' consent (assets/privacy_decisions.py).
 
 Dagster's run and event-log storage is read directly from its SQLite files under `$DAGSTER_HOME`
 (`history/runs.db`, `history/runs/<run_id>.db`, `history/runs/index.db`), read-only: `import dagster`
@@ -30,7 +32,8 @@ from pathlib import Path
 
 from assets import raw
 from assets.lake import Lake
-from assets.pyramid_map import PyramidMap
+from assets.privacy_decisions import decision_lines
+from assets.pyramid_map import SOURCE_NAMES, PyramidMap
 
 DATA_ROOT_TAG = "pyramid/data_root"
 PARTITION_TAG = "dagster/partition"
@@ -88,6 +91,8 @@ def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_roo
         "dagster_home": str(dagster_home),
         "days": [asdict(status) for status in statuses],
         "last_run": {"day": last.day, "run_id": last.run_id, "status": last.status} if last else None,
+        "not_declared": [name for name in SOURCE_NAMES if name not in pyramid_map.sources],
+        "privacy": decision_lines(lake, pyramid_map),
     }
 
 
@@ -271,7 +276,7 @@ def render(status: dict, width: int) -> str:
     widths = {name: max(len(heads[name]), 7) for name in sources}
     lines = [f"data root {status['data_root']}", f"map       {status['map']}", ""]
     if not days:
-        return "\n".join([*lines, "nothing landed yet (try `pyramid generate`)"])
+        return "\n".join([*lines, *status.get("privacy", []), "nothing landed yet (try `pyramid generate`)"])
     lines.append(
         _fit(
             "  ".join(
@@ -287,7 +292,7 @@ def render(status: dict, width: int) -> str:
     for day in days:
         tally[day["state"]] = tally.get(day["state"], 0) + 1
     lines.append(f"{len(days)} days: " + ", ".join(f"{n} {state}" for state, n in tally.items()))
-    return "\n".join([*lines, *_last_run(status)])
+    return "\n".join([*lines, *status.get("privacy", []), *_last_run(status)])
 
 
 def _count(landing: dict) -> str:

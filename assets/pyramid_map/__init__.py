@@ -23,6 +23,7 @@ from assets.pyramid_map.models import (
     Actionable,
     Campaign,
     Consent,
+    ConsentDefault,
     Context,
     FrequencyCap,
     Goal,
@@ -43,13 +44,25 @@ from assets.pyramid_map.segments import (
     Segments,
     Stability,
 )
-from assets.pyramid_map.sources import SOURCE_FORMATS, SOURCE_NAMES, CsvDialect, Source, Volume
+from assets.pyramid_map.sources import (
+    ACTIVITY_SOURCES,
+    NOT_DECLARED,
+    NOT_DECLARED_NOTE,
+    SOURCE_FORMATS,
+    SOURCE_NAMES,
+    CsvDialect,
+    Source,
+    Volume,
+)
 
 __all__ = [
+    "ACTIVITY_SOURCES",
     "DEFAULT_MAP_PATH",
     "LIFECYCLE_STAGES",
     "RFM_GROUPS",
     "SEGMENT_KINDS",
+    "NOT_DECLARED",
+    "NOT_DECLARED_NOTE",
     "SEGMENT_METHODS",
     "SOURCE_FORMATS",
     "SOURCE_NAMES",
@@ -58,6 +71,7 @@ __all__ = [
     "Context",
     "CsvDialect",
     "Consent",
+    "ConsentDefault",
     "FrequencyCap",
     "Goal",
     "LifecycleScoring",

@@ -30,7 +30,7 @@ from assets.pyramid_map.kinds import KIND_EXPRESSIONS, METRIC_KINDS, Direction, 
 from assets.pyramid_map.measures import Features, Measure
 from assets.pyramid_map.references import reference_problems
 from assets.pyramid_map.segments import Segments
-from assets.pyramid_map.sources import SOURCE_NAMES, Source
+from assets.pyramid_map.sources import ACTIVITY_SOURCES, SOURCE_NAMES, Source
 from assets.pyramid_map.validation import CONFIG, Float, Problem, fail, mapping_problems, validated
 
 
@@ -212,6 +212,26 @@ class Campaign:
         return holdout
 
 
+ConsentValue = Literal["granted", "denied"]
+
+
+@dataclass(frozen=True, config=CONFIG)
+class ConsentDefault:
+    """`actionable.consent_default`: the consent of every user when the map declares no profiles (a privacy
+    decision, recorded as such: assets/first_seen.py); `basis` says why it may be assumed."""
+
+    personalization: ConsentValue = Field()
+    marketing: ConsentValue = Field()
+    basis: StrictStr = Field()
+
+    @field_validator("basis")
+    @classmethod
+    def _stated(cls, basis: str) -> str:
+        if not basis.strip():
+            raise ValueError("is required: why this consent may be assumed (a contract clause, a legal basis)")
+        return basis
+
+
 @dataclass(frozen=True, config=CONFIG)
 class Actionable:
     pii: tuple[StrictStr, ...] = ()
@@ -222,6 +242,7 @@ class Actionable:
     # the accepted codes; None: the suite's own set (expectations/<source>.json)
     txn_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
     event_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
+    consent_default: ConsentDefault | None = None  # required without sources.profiles, refused with them
 
     def value_sets(self, source: str) -> dict[str, tuple[str, ...]]:
         """The map's accepted values of `source`'s coded columns, which replace its suite's sets."""
@@ -230,6 +251,28 @@ class Actionable:
             "events": {"event_type": self.event_types},
         }.get(source, {})
         return {column: values for column, values in declared.items() if values is not None}
+
+
+def consent_default_problems(m: PyramidMap) -> list[Problem]:
+    """Without profiles, consent comes from `actionable.consent_default` (never silently true); with them,
+    from the profiles alone."""
+    declared = m.actionable.consent_default is not None
+    if "profiles" not in m.sources and not declared:
+        return [
+            (
+                ("actionable", "consent_default"),
+                "is required when sources.profiles is left out: declare {personalization: granted|denied, "
+                "marketing: granted|denied, basis: why}; consent is never assumed",
+            )
+        ]
+    if "profiles" in m.sources and declared:
+        return [
+            (
+                ("actionable", "consent_default"),
+                "applies only when sources.profiles is left out: the profiles carry each user's consent",
+            )
+        ]
+    return []
 
 
 @dataclass(frozen=True, config=CONFIG)
@@ -274,10 +317,13 @@ def _keyed(specs: Any, key: str) -> Any:
 
 
 def _every_source(specs: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """`sources`: every one of SOURCE_NAMES, in that order, named by its key; other keys are ignored."""
+    """`sources`: the declared ones of SOURCE_NAMES, in that order, named by their key; other keys are ignored.
+    Events or transactions (or both) are required; a source left out lands nothing (docs/contracts.md)."""
     if not isinstance(specs, dict):
         return handler(specs)
-    missing: list[Problem] = [((name,), "is required (a mapping)") for name in SOURCE_NAMES if name not in specs]
+    missing: list[Problem] = []
+    if not any(name in specs for name in ACTIVITY_SOURCES):
+        missing = [((name,), "is required (a mapping) unless the other is declared") for name in ACTIVITY_SOURCES]
     named = _keyed({name: specs[name] for name in SOURCE_NAMES if name in specs}, "name")
     return validated("sources", named, handler, missing)
 
@@ -319,5 +365,5 @@ class PyramidMap:
     def _sections_and_references(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> PyramidMap:
         """Sections that are mappings, then (once every section is valid) every reference between them."""
         pyramid_map = validated("PyramidMap", data, handler, mapping_problems(data, ("program", "schedule")))
-        fail("PyramidMap", reference_problems(pyramid_map))
+        fail("PyramidMap", reference_problems(pyramid_map) + consent_default_problems(pyramid_map))
         return pyramid_map

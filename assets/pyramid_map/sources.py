@@ -32,6 +32,9 @@ SourceFormat = Literal["jsonl", "csv", "parquet"]
 SourceName = Literal["events", "profiles", "transactions", "erasure_requests"]
 SOURCE_FORMATS: tuple[str, ...] = get_args(SourceFormat)
 SOURCE_NAMES: tuple[str, ...] = get_args(SourceName)
+ACTIVITY_SOURCES = ("events", "transactions")  # at least one is declared: a user is known from their activity
+NOT_DECLARED = "not in this program's data"  # a source the map leaves out: its tables exist, empty
+NOT_DECLARED_NOTE = f"not declared in the map ({NOT_DECLARED}): its tables stay empty, no file is looked for"
 Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
 
 

@@ -8,11 +8,12 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets import accounting, actionable, erasure, features, measures, profiles, raw
+from assets import accounting, actionable, erasure, features, first_seen, measures, privacy_decisions, profiles, raw
 from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.lineage import daily_column_lineage, feature_column_lineage
-from assets.pyramid_map import PyramidMap, Source
+from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, PyramidMap, Source
+from assets.quality.outcome import ValidationOutcome
 from pipelines.layers import (
     daily_activity,
     erasure_requests,
@@ -46,17 +47,20 @@ from pipelines.resources import PyramidResource
 ACCOUNTING_CHECK = "rows_accounted_for"
 
 
-def accounting_check(lake: Lake, source: Source, ds: date, result: actionable.CleanResult) -> dg.AssetCheckResult:
+def accounting_check(
+    lake: Lake, name: str, source: Source | None, ds: date, result: actionable.CleanResult
+) -> dg.AssetCheckResult:
     """Records counted in the day's landing files by a separate read (assets/accounting.py) against the raw
-    partition and the written outputs: actionable + quarantined rows + duplicates removed."""
-    name = source.name
+    partition and the written outputs: actionable + quarantined rows + duplicates removed. A source the map
+    leaves out (None) has no landing file."""
+    landed = accounting.landed_records(raw.landing_files(lake, source, ds), source) if source is not None else {}
     accepted = (
         result.actionable_rows
         if result.actionable_rows is not None  # a snapshot: its accepted rows
         else accounting.parquet_rows(lake.partition_file("actionable", name, ds))
     )
     figures = accounting.accounting_figures(
-        accounting.landed_records(raw.landing_files(lake, source, ds), source),
+        landed,
         raw_rows=accounting.parquet_rows(lake.partition_file("raw", name, ds)),
         actionable_rows=accepted,
         quarantined_rows=accounting.parquet_rows(lake.partition_file("actionable", f"quarantine_{name}", ds)),
@@ -113,11 +117,12 @@ def _cleaned_check_specs(name: str) -> list[dg.AssetCheckSpec]:
 
 
 def _cleaned_results(
-    lake: Lake, source: Source, ds: date, result: actionable.CleanResult, docs: str, **extra
+    lake: Lake, name: str, source: Source | None, ds: date, result: actionable.CleanResult, docs: str, **extra
 ) -> Iterator[dg.MaterializeResult]:
     """Write the cleaned rows, the quarantine and the column status; one result per table. Both tables are
     written before the accounting check, which reads them back."""
-    name = source.name
+    if source is None:
+        extra["source"] = NOT_DECLARED_NOTE
     metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
     metadata.pop("balanced", None)
     metadata.update(suite_metadata(result, docs))
@@ -127,7 +132,7 @@ def _cleaned_results(
     yield dg.MaterializeResult(
         asset_key=f"actionable_{name}",
         metadata=metadata,
-        check_results=[accounting_check(lake, source, ds, result), rows_check(name, result.validation, docs)],
+        check_results=[accounting_check(lake, name, source, ds, result), rows_check(name, result.validation, docs)],
     )
     yield dg.MaterializeResult(asset_key=f"quarantine_{name}", metadata=quarantine)
     yield column_status_result(lake, name, ds, result.validation, docs)
@@ -141,6 +146,34 @@ def _written(lake: Lake, name: str, ds: date, table: pa.Table) -> dg.Materialize
     return dg.MaterializeResult(metadata=write_table(lake, "actionable", name, ds, table))
 
 
+def first_seen_result(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    ds: date,
+    raw_profiles: pa.Table,
+    previous: pa.Table | None,
+    pmap: PyramidMap,
+    outcome: ValidationOutcome,
+) -> tuple[CleanResult, dict]:
+    """The profile snapshot of a map without profiles (assets/first_seen.py), and its privacy decision as
+    metadata, also recorded in the reports (assets/privacy_decisions.py)."""
+    events, transactions = (_read(con, lake, "raw", name, ds) for name in ACTIVITY_SOURCES)
+    snapshot, new = first_seen.first_seen_snapshot(con, events, transactions, previous, ds, pmap.actionable)
+    consent = pmap.actionable.consent_default
+    decision = first_seen.consent_decision(consent, snapshot.num_rows, new)
+    privacy_decisions.record_decision(lake, ds, decision)
+    result = CleanResult(
+        table=snapshot,
+        quarantine=actionable.empty_table("quarantine"),
+        raw_rows=raw_profiles.num_rows,
+        duplicates_removed=0,
+        details={"snapshot_users": snapshot.num_rows},
+        actionable_rows=0,
+        validation=outcome,
+    )
+    return result.assert_balanced("profiles"), {"first_seen_users": new, **decision}
+
+
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     start = pyramid_map.start_date
 
@@ -150,8 +183,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         can_subset=False,
         specs=_cleaned_specs(
             "profiles",
-            ["raw_profiles"],
-            "Profile snapshot as of the day: latest update wins, PII removed, consent known.",
+            ["raw_profiles", "raw_events", "raw_transactions"],  # without profiles, users are first seen there
+            "Profile snapshot as of the day: latest update wins, PII removed, consent known (without profiles in "
+            "the map: users first seen in events or transactions, consent from the map's default).",
             [previous_day("actionable_profiles")],
         ),
         check_specs=_cleaned_check_specs("profiles"),
@@ -159,22 +193,21 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     def actionable_profiles(
         context: dg.AssetExecutionContext, pyramid: PyramidResource
     ) -> Iterator[dg.MaterializeResult]:
-        lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         con = connect()
         raw = _read(con, lake, "raw", "profiles", ds)
         previous = previous_partition(lake, "actionable", "profiles", ds, start)
-        outcome, docs = validate_and_record(lake, "profiles", ds, raw, settings)
-        result = profiles.update_profiles(con, raw, previous, ds, settings, validation=outcome)
-        yield from _cleaned_results(
-            lake,
-            pyramid.pyramid_map().sources["profiles"],
-            ds,
-            result,
-            docs,
-            contradictory_updates=int(result.details.get("contradictions", 0)),
-            unknown_consent=int(result.details.get("unknown_consent", 0)),
-            snapshot_users=int(result.details.get("snapshot_users", 0)),
-        )
+        outcome, docs = validate_and_record(lake, "profiles", ds, raw, pmap.actionable)
+        if "profiles" not in pmap.sources:
+            result, extra = first_seen_result(con, lake, ds, raw, previous, pmap, outcome)
+        else:
+            result = profiles.update_profiles(con, raw, previous, ds, pmap.actionable, validation=outcome)
+            extra = {
+                "contradictory_updates": int(result.details.get("contradictions", 0)),
+                "unknown_consent": int(result.details.get("unknown_consent", 0)),
+            }
+        extra["snapshot_users"] = int(result.details.get("snapshot_users", 0))
+        yield from _cleaned_results(lake, "profiles", pmap.sources.get("profiles"), ds, result, docs, **extra)
 
     @dg.asset(
         group_name="actionable",
@@ -238,7 +271,8 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             kinds = ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies")
             yield from _cleaned_results(
                 lake,
-                pyramid.pyramid_map().sources[name],
+                name,
+                pyramid.pyramid_map().sources.get(name),
                 ds,
                 result,
                 docs,

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from assets import feeds, file_faults, raw
 from assets.crash_points import crash_point
 from assets.lake import Lake, connect
-from assets.pyramid_map import SOURCE_NAMES, PyramidMap, Source
+from assets.pyramid_map import NOT_DECLARED_NOTE, SOURCE_NAMES, PyramidMap, Source
 from pipelines.layers import lake_table, partition_day, write_table
 from pipelines.resources import PyramidResource
 
@@ -86,11 +86,22 @@ def landed_in_run(context: dg.AssetExecutionContext, pyramid_map: PyramidMap) ->
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
-    return [_raw_asset(pyramid_map.sources[source], partitions) for source in SOURCE_NAMES]
+    return [_raw_asset(name, pyramid_map.sources.get(name), partitions) for name in SOURCE_NAMES]
 
 
-def _check_specs(source: Source) -> list[dg.AssetCheckSpec]:
-    asset = f"raw_{source.name}"
+def not_declared(lake: Lake, source_name: str, ds: date, pii: tuple[str, ...]) -> dg.MaterializeResult:
+    """A source the map leaves out: an empty table in the contract's schema, no landing file looked for."""
+    table = raw.raw_schema(source_name).empty_table()
+    metadata = write_table(lake, "raw", source_name, ds, table, pii=pii, source=NOT_DECLARED_NOTE)
+    checks = [
+        dg.AssetCheckResult(check_name=check, passed=True, metadata={"landed_rows": 0}, description=NOT_DECLARED_NOTE)
+        for check in (PARSE_CHECK, LATE_CHECK)
+    ]
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _check_specs(source_name: str, source: Source | None) -> list[dg.AssetCheckSpec]:
+    asset = f"raw_{source_name}"
     specs = [
         dg.AssetCheckSpec(
             PARSE_CHECK,
@@ -105,7 +116,7 @@ def _check_specs(source: Source) -> list[dg.AssetCheckSpec]:
             "otherwise names the days to re-run.",
         ),
     ]
-    if source.volume is not None:
+    if source is not None and source.volume is not None:
         specs.append(
             dg.AssetCheckSpec(
                 VOLUME_CHECK,
@@ -118,9 +129,7 @@ def _check_specs(source: Source) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    source_name = source.name
-
+def _raw_asset(source_name: str, source: Source | None, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"raw_{source_name}",
         group_name="raw",
@@ -128,10 +137,12 @@ def _raw_asset(source: Source, partitions: dg.PartitionsDefinition) -> dg.Assets
         kinds={"duckdb", "parquet"},
         metadata=lake_table("raw", source_name),
         description=f"The {source_name} landing files of the day, every row as it came, with its file and line.",
-        check_specs=_check_specs(source),
+        check_specs=_check_specs(source_name, source),
     )
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        if source_name not in pmap.sources:
+            return not_declared(lake, source_name, ds, pmap.actionable.pii)
         source = pmap.sources[source_name]
         raw.require_feeds(lake, landed_in_run(context, pmap), ds)  # each raw step stops: nothing of the day is written
         files = raw.landing_files(lake, source, ds)

@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
-from assets import suppression
+from assets import first_seen, suppression
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import lake_table, partition_day, previous_partition, write_table
@@ -80,14 +80,18 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         column = pmap.consent.marketing_column
         previous = previous_partition(lake, "actionable", MARKETING_CONSENT, ds, start)
-        table = suppression.update_marketing_consent(
-            connect(),
-            read_partition(connect(), lake.partition_file("raw", "profiles", ds)),
-            _read(lake, "quarantine_profiles", ds),
-            previous,
-            pmap.consent,
-            _marketing_withheld(lake, column, ds),
-        )
+        if "profiles" not in pmap.sources:  # the map's consent default, for every known user
+            known = read_partition(connect(), lake.partition_file("actionable", "profiles", ds))
+            table = first_seen.default_marketing_consent(known, pmap.actionable.consent_default)
+        else:
+            table = suppression.update_marketing_consent(
+                connect(),
+                read_partition(connect(), lake.partition_file("raw", "profiles", ds)),
+                _read(lake, "quarantine_profiles", ds),
+                previous,
+                pmap.consent,
+                _marketing_withheld(lake, column, ds),
+            )
         consent = Counter(table.column("consent_marketing").to_pylist())
         return dg.MaterializeResult(
             metadata=write_table(
