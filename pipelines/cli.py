@@ -512,12 +512,12 @@ def cmd_example(args: argparse.Namespace) -> int:
     example.print_prepared(console, program)
     days = example.days_to_run(program, args.days or example.DEFAULT_DAYS)
     failure = run_days(days, console, lake.root)
+    if failure is not None:
+        print_failure(errors, failure, lake.root / "logs", args.verbose)
+        return failure.exit_code
     print_summary(lake, program.pyramid_map, console)
     example.print_next(console, program, args.directory, days[-1])
-    if failure is None:
-        return EXIT_OK
-    print_failure(errors, failure, lake.root / "logs", args.verbose)
-    return failure.exit_code
+    return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
