@@ -45,7 +45,7 @@ import pyarrow as pa
 from assets.contract import CANONICAL_COLUMNS
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import ValidationOutcome, withheld_columns
-from assets.quality.suites import Suite, load_suite, suite_path, with_value_sets
+from assets.quality.suites import Suite, load_suite, suite_path, with_kwargs
 from assets.quality.typed_batch import column_sql, flag_sql, text_sql, timestamp_sql
 from assets.quality.validation import validate_raw
 
@@ -457,9 +457,9 @@ def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
 def validate(
     raw: pa.Table, source: str, ds: date, settings: Actionable, suite: Suite | None = None
 ) -> ValidationOutcome:
-    """Run the source's suite on the landed partition (imports Great Expectations), with the map's value
-    sets (currencies, txn_types, event_types) in place of the suite's."""
-    suite = suite if suite is not None else with_value_sets(load_suite(suite_path(source)), settings.value_sets(source))
+    """Run the source's suite on the landed partition (imports Great Expectations), with the map's domain rules
+    (currencies, txn_types, event_types, zero_amounts) in place of the suite's."""
+    suite = suite if suite is not None else with_kwargs(load_suite(suite_path(source)), settings.suite_changes(source))
     return validate_raw(
         raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite, pii=settings.pii
     )

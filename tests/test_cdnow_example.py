@@ -1,10 +1,7 @@
 """`pyramid example cdnow` end to end on its first days, checked against a plain-Python reading of the raw text.
 
-The oracle reads CDNOW_master.txt line by line (no pyarrow, no DuckDB, none of the example's code): a
-purchase counts in orders and revenue when its dollar value is above zero (the transactions suite quarantines
-$0.00 lines as non_positive_amount); a customer is known from the first line of theirs, whatever its amount
-(assets/first_seen.py: a completed transaction with a user and a readable time). A customer whose lines are
-all $0.00 has no user_daily row, so their window sums are NULL: read as 0.
+The oracle reads CDNOW_master.txt line by line (no pyarrow, no DuckDB, none of the example's code): every line
+is a purchase (the map accepts the $0.00 ones: zero_amounts), a customer is known from their first line.
 """
 
 from __future__ import annotations
@@ -48,7 +45,7 @@ def expected(as_of: date, window: int) -> dict[str, tuple[int, Decimal, int]]:
         if day > as_of:
             continue
         first[customer] = min(first.get(customer, day), day)
-        if day > as_of - timedelta(days=window) and dollars > 0:
+        if day > as_of - timedelta(days=window):
             orders[customer] += 1
             revenue[customer] += dollars
     return {c: (orders[c], revenue[c], (as_of - first[c]).days) for c in first}
@@ -94,7 +91,7 @@ def test_per_user_orders_revenue_and_tenure_match_the_raw_file(program):
     """Over the history run (its window: every day since 1997-01-01); a 7-day window that reaches before the
     start of history is not covered, so its sums are NULL (never a number from days that were not run)."""
     rows = _lake(program, "user_features", f"as_of = DATE '{LAST}'")
-    found = {r["user_id"]: (r["orders_history"] or 0, r["revenue_history"] or 0.0, r["tenure_days"]) for r in rows}
+    found = {r["user_id"]: (r["orders_history"], r["revenue_history"], r["tenure_days"]) for r in rows}
     assert {r["orders_7d"] for r in rows} == {None}
     truth = expected(LAST, DAYS)
     assert len(truth) > 500

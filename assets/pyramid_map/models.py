@@ -242,15 +242,21 @@ class Actionable:
     # the accepted codes; None: the suite's own set (expectations/<source>.json)
     txn_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
     event_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
+    zero_amounts: StrictBool = Field(False, repr=False)  # true: an amount of 0 (a free item) is accepted
     consent_default: ConsentDefault | None = None  # required without sources.profiles, refused with them
 
-    def value_sets(self, source: str) -> dict[str, tuple[str, ...]]:
-        """The map's accepted values of `source`'s coded columns, which replace its suite's sets."""
-        declared = {
+    def suite_changes(self, source: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """The map's domain rules that replace its suite's (assets/quality/suites.py `with_kwargs`): the accepted
+        codes of `source`'s coded columns, and whether a transaction's amount may be 0."""
+        in_set = "expect_column_values_to_be_in_set"
+        sets = {
             "transactions": {"currency": self.currencies, "txn_type": self.txn_types},
             "events": {"event_type": self.event_types},
         }.get(source, {})
-        return {column: values for column, values in declared.items() if values is not None}
+        changes = {(in_set, column): {"value_set": list(v)} for column, v in sets.items() if v is not None}
+        if source == "transactions" and self.zero_amounts:
+            changes[("expect_column_values_to_be_between", "amount")] = {"strict_min": False}
+        return changes
 
 
 def consent_default_problems(m: PyramidMap) -> list[Problem]:

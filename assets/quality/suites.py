@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -228,21 +228,23 @@ def suite_from_dict(document: Mapping[str, Any], path: Path | None = None) -> Su
     return Suite(name=name, gx_suite=gx_suite, rules=tuple(rules), path=path)
 
 
-def with_value_sets(suite: Suite, value_sets: Mapping[str, Sequence[str]]) -> Suite:
-    """The suite with the `value_set` of each named column's `expect_column_values_to_be_in_set` replaced
-    (the map's declared sets: what runs, and what Data Docs show); SuiteError for a column without one."""
-    if not value_sets:
+def with_kwargs(suite: Suite, changes: Mapping[tuple[str, str], Mapping[str, Any]]) -> Suite:
+    """The suite with the map's domain rules in place (`Actionable.suite_changes`): for each (expectation type,
+    column), the given kwargs replaced in the expectations of that type on that column that already have them
+    (an in-set's `value_set`, a between's `strict_min`). What runs, its saved results and Data Docs show them.
+    SuiteError when no expectation takes a change."""
+    if not changes:
         return suite
     document = suite.to_json_dict()
-    replaced = set()
+    applied = set()
     for item in document["expectations"]:
-        column = item["kwargs"].get("column")
-        if item["type"] == "expect_column_values_to_be_in_set" and column in value_sets:
-            item["kwargs"]["value_set"] = list(value_sets[column])
-            replaced.add(column)
-    missing = sorted(set(value_sets) - replaced)
+        key = (item["type"], item["kwargs"].get("column"))
+        if key in changes and set(changes[key]) <= set(item["kwargs"]):
+            item["kwargs"].update(changes[key])
+            applied.add(key)
+    missing = [f"{kind} on {column}" for kind, column in changes if (kind, column) not in applied]
     if missing:
-        raise SuiteError(f"{suite.path or suite.name}: no expect_column_values_to_be_in_set on {', '.join(missing)}")
+        raise SuiteError(f"{suite.path or suite.name}: no expectation takes the map's rule: {', '.join(missing)}")
     return suite_from_dict(document, path=suite.path)
 
 
