@@ -511,6 +511,8 @@ def cmd_example(args: argparse.Namespace) -> int:
     lake, _ = _setup(args)
     example.print_prepared(console, program)
     days = example.days_to_run(program, args.days or example.DEFAULT_DAYS)
+    if not _data_fits(lake, program.pyramid_map, days, quiet=True):
+        return EXIT_USAGE
     failure = run_days(days, console, lake.root)
     if failure is not None:
         print_failure(errors, failure, lake.root / "logs", args.verbose)
