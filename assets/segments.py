@@ -239,7 +239,7 @@ def _previous_runs(previous: pa.Table | None) -> pa.Table:
 
 def raw_scored_membership(features: pa.Table, definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
     """Today's scored segments (RFM groups, lifecycle stages) as scored, before any hysteresis."""
-    return segment_membership(features, [d for d in definitions if d.method != "rule"], as_of)
+    return segment_membership(features, [d for d in definitions if d.method != "rule"], as_of, monotone=())
 
 
 def segment_summary(
