@@ -63,12 +63,9 @@ def _measure_problems(data: Any) -> list[Problem]:
         return []
     source = data["source"]
     if source not in MEASURE_SOURCES:
+        known = " or ".join(MEASURE_SOURCES)
         return [
-            (
-                ("source",),
-                f"unknown source {source!r}{close_match(source, MEASURE_SOURCES)}; measures read "
-                f"{' or '.join(MEASURE_SOURCES)}",
-            )
+            (("source",), f"unknown source {source!r}; measures read {known}{close_match(source, MEASURE_SOURCES)}")
         ]
     columns = CANONICAL_COLUMNS[source]
     problems: list[Problem] = []
@@ -184,7 +181,8 @@ def declaration_problems(measures: dict[str, Measure], features: Features) -> li
     def check(loc: tuple[str | int, ...], name: str, wanted: tuple[str, ...], what: str) -> None:
         measure = measures.get(name)
         if measure is None:
-            problems.append((loc, f"unknown measure {name!r}{close_match(name, known)}; declared: {', '.join(known)}"))
+            declared = ", ".join(known)
+            problems.append((loc, f"unknown measure {name!r}; declared: {declared}{close_match(name, known)}"))
         elif measure.agg not in wanted:
             problems.append((loc, f"measure {name!r} is a {measure.agg}; {what} reads a {' or '.join(wanted)} one"))
 
