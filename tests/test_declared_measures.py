@@ -51,6 +51,40 @@ def test_user_features_are_the_pinned_tables(tables):
     assert {day: table_digest(table) for day, table in tables.features.items()} == FEATURE_DIGESTS
 
 
+SEGMENT_DIGESTS = {  # segment_membership of those features (no previous day), from the code before the declarations
+    date(2026, 10, 7): "a4a53a48c8bfb615a1f2b5c49ab4b293ec0059be0f7c4d5611d530241d6a30a2",  # 1034 rows
+    date(2026, 10, 8): "5666b2bc06045110d1733654aa423f1563bce95ccd8ac47b68d7e7c9199a6ec9",  # 1070 rows
+}
+
+
+def test_segment_tables_are_the_pinned_ones(tables):
+    from assets.features import monotone_windowed
+    from assets.segments import segment_membership
+
+    sample = load_map()
+    digests, sizes = {}, {}
+    for day, table in tables.features.items():
+        members = segment_membership(table, sample.segments.definitions, day, None, monotone=monotone_windowed(sample))
+        digests[day] = table_digest(members)
+        sizes[day] = sum(r["segment_id"] == "steady_depositors" for r in members.to_pylist())
+    assert sizes == {date(2026, 10, 7): 76, date(2026, 10, 8): 83}
+    assert digests == SEGMENT_DIGESTS
+
+
+def test_every_declared_feature_has_lineage():
+    from assets.features import feature_column_names
+    from assets.lineage import column_lineage
+
+    for declared in (load_map(), load_map(RETAIL)):
+        windows = list(declared.segments.windows)
+        fed = set().union(*column_lineage(declared).values())
+        flags = {"user_id", "as_of", "history_days", *(f"complete_{w}d" for w in windows)}
+        assert [c for c in feature_column_names(declared, windows) if c not in fed | flags] == []
+    fed = column_lineage(load_map(RETAIL))[("transactions", "amount")]
+    assert {"revenue_7d", "avg_basket_30d", "avg_basket_history"} <= fed and "orders_7d" in fed  # a row rule
+    assert "visits_7d" not in fed
+
+
 # --- a second domain, declared only: tests/fixtures/retail/pyramid.yaml ------------------------------------
 
 RETAIL = Path(__file__).parent / "fixtures" / "retail" / "pyramid.yaml"
