@@ -115,6 +115,7 @@ _PROFILE_TYPES = {
 
 
 def features_schema(pyramid_map: PyramidMap, windows: list[int]) -> pa.Schema:
+    """user_features' Arrow schema: `feature_column_names` with each column's type."""
     declared, measures = pyramid_map.features, pyramid_map.measures
     types = {"user_id": pa.string(), "as_of": pa.date32(), "history_days": pa.int64()}
     types |= {name: _PROFILE_TYPES[name] for name in declared.profile}
@@ -124,12 +125,8 @@ def features_schema(pyramid_map: PyramidMap, windows: list[int]) -> pa.Schema:
     }
     types |= {f"complete_{w}d": pa.bool_() for w in windows}
     for name in declared.windowed_names:
-        types |= {f"{name}_{suffix}": _windowed_type(pyramid_map, name) for suffix in [*_suffixes(windows)]}
+        types |= {f"{name}_{_suffix(w)}": _windowed_type(pyramid_map, name) for w in [*windows, None]}
     return pa.schema([(name, types[name]) for name in feature_column_names(pyramid_map, windows)])
-
-
-def _suffixes(windows: list[int]) -> list[str]:
-    return [*(f"{w}d" for w in windows), HISTORY]
 
 
 def _age_band_sql() -> str:

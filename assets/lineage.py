@@ -7,12 +7,15 @@ Not data quality: the validation decides which columns are withheld; this module
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 from assets.contract import CANONICAL_COLUMNS, KEY_COLUMNS, MEASURE_SOURCES, TIME_COLUMN
 from assets.features import HISTORY, feature_column_names
+from assets.quality.suites import suite_path
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from assets.pyramid_map import PyramidMap
@@ -29,12 +32,25 @@ _PROFILE_INPUTS = {
 }
 
 
+@cache
+def row_rule_columns(source: str) -> frozenset[str]:
+    """The columns of the source's row expectations (expectations/<source>.json, meta.decides row): a row
+    failing one is quarantined, so every measure of the source counts only rows that pass them."""
+    document = json.loads(suite_path(source).read_text(encoding="utf-8"))
+    return frozenset(
+        e["kwargs"]["column"]
+        for e in document.get("expectations", [])
+        if e.get("meta", {}).get("decides") == "row" and e.get("kwargs", {}).get("column") in CANONICAL_COLUMNS[source]
+    )
+
+
 def measure_inputs(pyramid_map: PyramidMap) -> dict[str, set[tuple[str, str]]]:
-    """measure -> the (source, column) pairs it reads: the source's key, user and time, its column and the
-    columns its filter names (a row missing any of them would count differently)."""
+    """measure -> the (source, column) pairs it reads: the source's key, user and time, the columns of its row
+    expectations (which rows count at all), its column and the columns its filter names."""
     inputs = {}
     for m in pyramid_map.measures.values():
-        columns = {KEY_COLUMNS[m.source], "user_id", TIME_COLUMN, *([m.column] if m.column else [])}
+        columns = {KEY_COLUMNS[m.source], "user_id", TIME_COLUMN, *row_rule_columns(m.source)}
+        columns |= {m.column} if m.column else set()
         columns |= expression_columns(m.where)
         inputs[m.name] = {(m.source, c) for c in columns}
     return inputs

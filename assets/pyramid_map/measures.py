@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field, StrictStr, ValidatorFunctionWrapHandler, model_validator
 from pydantic.dataclasses import dataclass
 
-from assets.contract import CANONICAL_COLUMNS, MEASURE_SOURCES
+from assets.contract import CANONICAL_COLUMNS, MEASURE_SOURCES, TIME_COLUMN
 from assets.pyramid_map.validation import CONFIG, Problem, validated
 from assets.sql_guard import MEASURE_FILTER_NODES, check_condition
 
@@ -63,12 +63,9 @@ def _measure_problems(data: Any) -> list[Problem]:
         return []
     source = data["source"]
     if source not in MEASURE_SOURCES:
+        known = " or ".join(MEASURE_SOURCES)
         return [
-            (
-                ("source",),
-                f"unknown source {source!r}{close_match(source, MEASURE_SOURCES)}; measures read "
-                f"{' or '.join(MEASURE_SOURCES)}",
-            )
+            (("source",), f"unknown source {source!r}; measures read {known}{close_match(source, MEASURE_SOURCES)}")
         ]
     columns = CANONICAL_COLUMNS[source]
     problems: list[Problem] = []
@@ -184,7 +181,8 @@ def declaration_problems(measures: dict[str, Measure], features: Features) -> li
     def check(loc: tuple[str | int, ...], name: str, wanted: tuple[str, ...], what: str) -> None:
         measure = measures.get(name)
         if measure is None:
-            problems.append((loc, f"unknown measure {name!r}{close_match(name, known)}; declared: {', '.join(known)}"))
+            declared = ", ".join(known)
+            problems.append((loc, f"unknown measure {name!r}; declared: {declared}{close_match(name, known)}"))
         elif measure.agg not in wanted:
             problems.append((loc, f"measure {name!r} is a {measure.agg}; {what} reads a {' or '.join(wanted)} one"))
 
@@ -197,7 +195,11 @@ def declaration_problems(measures: dict[str, Measure], features: Features) -> li
             check(where, measure, SUMMABLE, spec.kind)
     for name, spec in features.latest.items():
         wanted = ("min", "max", "last") if spec.kind == "last" else ("min", "max")
-        check(("features", "latest", name, spec.kind), spec.measure, wanted, spec.kind)
+        loc = ("features", "latest", name, spec.kind)
+        check(loc, spec.measure, wanted, spec.kind)
+        measure = measures.get(spec.measure)
+        if spec.kind == "days_since" and measure is not None and measure.column != TIME_COLUMN:
+            problems.append((loc, f"measure {spec.measure!r} is not a time (the {measure.agg} of {TIME_COLUMN})"))
     problems += _clashes(measures, features)
     return problems
 

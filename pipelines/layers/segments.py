@@ -53,9 +53,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
         blocked = blocked_for_day(lake, pmap, ds).segments  # need a withheld column: not computed
         definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
-        membership = segments.segment_membership(
-            features, definitions, ds, previous, monotone=monotone_windowed(pmap)
-        )
+        membership = segments.segment_membership(features, definitions, ds, previous, monotone=monotone_windowed(pmap))
         metadata = write_table(lake, "segments", "segment_membership", ds, membership)
         crash_point("segments")
         return dg.MaterializeResult(metadata=metadata)
