@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from assets.file_faults import EXPECTED, KINDS, SHOWN_KINDS, TYPE_CHANGED_SHARE, required_columns, valid_sql
 from assets.lake import Lake, connect
-from assets.pyramid_map import PyramidMap, Source
+from assets.pyramid_map import NOT_DECLARED, SOURCE_NAMES, PyramidMap, Source
 from assets.quality.typed_batch import text_sql
 from assets.raw import CANONICAL_COLUMNS, UTF8_BOM, LandingError, canonical_to_source, land
 
@@ -59,11 +59,15 @@ class Finding:
 def check_sources(lake: Lake, pyramid_map: PyramidMap, days: list[date] | None = None) -> list[Finding]:
     """The findings for every source of the map, over `days` (None: every landed day)."""
     landed = {name: landed_days(lake, source) for name, source in pyramid_map.sources.items()}
+    findings = [
+        Finding("info", f"{name}: {NOT_DECLARED} (not declared in the map; its tables stay empty)")
+        for name in SOURCE_NAMES
+        if name not in pyramid_map.sources
+    ]
     if days is None and not any(landed.values()):
         where = ", ".join(s.path for s in pyramid_map.sources.values())
-        return [Finding("warning", f"no landing file found under {lake.root} yet (expected {where})")]
+        return [*findings, Finding("warning", f"no landing file found under {lake.root} yet (expected {where})")]
     scope = sorted(set(days) if days is not None else {d for found in landed.values() for d in found})
-    findings = []
     for name, source in pyramid_map.sources.items():
         found = {d: files for d, files in landed[name].items() if d in scope}
         findings += _coverage(lake, source, found, scope, "to run" if days is not None else OTHERS_LANDED)

@@ -21,6 +21,7 @@ from rich.table import Table
 from assets.campaigns import admitted_by_context, deciding_contexts
 from assets.lake import Lake, connect, read_partition
 from assets.north_star import total_contribution
+from assets.privacy_decisions import decision_lines
 from assets.pyramid_map import PyramidMap
 from assets.scorecard import layer_counts, read
 from pipelines import cells
@@ -54,6 +55,8 @@ def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console, as_json
         return
     console.rule(f"[bold]{pyramid_map.program_name}[/bold] — the pyramid as of {data['as_of']}")
     console.print(_layers_table(data["layers"]))
+    for line in decision_lines(lake, pyramid_map, data["as_of"]):  # left-out sources, privacy decisions
+        console.print(line, highlight=False)
     if data["contexts"]:
         console.print(_contexts_table(data["contexts"]))
     console.print(*_segments_table(data["segments"], data["as_of"]))

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.lake import Lake
-from assets.pyramid_map import DEFAULT_MAP_PATH, NOT_DECLARED, PyramidMap, load_map
+from assets.pyramid_map import DEFAULT_MAP_PATH, NOT_DECLARED, MapError, PyramidMap, load_map
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
@@ -26,6 +26,12 @@ USERS, DAYS, SEED = 400, 3, 11
 BASE = DEFAULT_MAP_PATH.read_text()
 PROFILES_BLOCK = BASE[BASE.index("  profiles:\n    path:") : BASE.index("  transactions:\n    path:")]
 EVENTS_BLOCK = BASE[BASE.index("  events:\n    path:") : BASE.index("  profiles:\n    path:")]
+ERASURE_BLOCK = BASE[
+    BASE.index("  erasure_requests:\n    path:") : BASE.index(
+        "\n", BASE.index("required: false", BASE.index("  erasure_requests:\n    path:"))
+    )
+    + 1
+]
 CURRENCIES = "  currencies: [EUR, USD, GBP]\n"
 
 
@@ -42,6 +48,8 @@ def map_text(*, without: tuple[str, ...], consent: str | None) -> str:
         text = text.replace(PROFILES_BLOCK, "")
     if "events" in without:
         text = text.replace(EVENTS_BLOCK, "")
+    if "erasure_requests" in without:
+        text = text.replace(ERASURE_BLOCK, "")
     return text.replace(CURRENCIES, consent, 1) if consent else text
 
 
@@ -86,7 +94,7 @@ def no_profiles(tmp_path_factory, landing) -> Run:
 
 @pytest.fixture(scope="module")
 def no_events(tmp_path_factory, landing) -> Run:
-    text = map_text(without=("profiles", "events"), consent=consent_default("denied", "granted"))
+    text = map_text(without=("profiles", "events", "erasure_requests"), consent=consent_default("denied", "granted"))
     return program(tmp_path_factory, landing, text)
 
 
@@ -150,12 +158,12 @@ def test_granted_consent_puts_users_in_segments_and_is_recorded(no_profiles):
     assert marketing and {r["consent_marketing"] for r in marketing} == {False}
 
 
-def test_without_events_users_come_from_transactions_and_denied_consent_targets_nobody(no_events, landing):
+def test_without_events_and_erasures_users_come_from_transactions_and_denied_consent_targets_nobody(no_events, landing):
     last = no_events.days[-1]
     assert all(result.success for result in no_events.results.values())
-    erased = erased_by_day(landing / "landing")[last]
-    expected = {u: at for u, at in first_seen(landing / "landing", ("transactions",)).items() if u not in erased}
+    expected = first_seen(landing / "landing", ("transactions",))  # nobody erased: no erasure requests declared
     assert snapshot_signups(no_events, last) == expected
+    assert pq.read_table(no_events.lake.partition_file("actionable", "erased_users", last)).num_rows == 0
     assert not _lake_rows(no_events.lake, "segments", "segment_membership", f"WHERE ds = DATE '{last}'")
     assert not _lake_rows(no_events.lake, "campaigns", "audiences", f"WHERE ds = DATE '{last}'")
     assert pq.read_table(no_events.lake.partition_file("actionable", "events", last)).num_rows == 0
@@ -166,10 +174,10 @@ def test_status_shows_the_left_out_sources_and_the_privacy_decision(no_events, t
 
     data = status.collect(no_events.lake, no_events.pyramid_map, tmp_path / "home", no_events.lake.root)
     day = data["days"][-1]
-    assert day["state"] == "ok" and set(day["landing"]) == {"transactions", "erasure_requests"}
-    assert data["not_declared"] == ["events", "profiles"]
+    assert day["state"] == "ok" and set(day["landing"]) == {"transactions"}
+    assert data["not_declared"] == ["events", "profiles", "erasure_requests"]
     text = status.render(data, 160)
-    assert f"{NOT_DECLARED}: events, profiles" in text
+    assert f"{NOT_DECLARED}: events, profiles, erasure_requests" in text
     assert "privacy decision: consent from the map's default (personalization denied, marketing granted)" in text
 
 
@@ -186,3 +194,48 @@ def test_a_map_without_profiles_needs_a_consent_default(tmp_path, monkeypatch, c
         "sources.profiles is left out: declare {personalization: granted|denied, marketing: granted|denied, "
         "basis: why}; consent is never assumed to do: correct it; `pyramid check` checks it again"
     )
+
+
+def test_check_and_summary_name_the_left_out_sources(no_profiles, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(no_profiles.lake.root / "dagster_home"))
+    args = ["--map", str(no_profiles.pyramid_map.path), "--data-root", str(no_profiles.lake.root)]
+    assert main([*args, "check"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"data: profiles: {NOT_DECLARED} (not declared in the map; its tables stay empty)" in err
+    assert "profiles: no landing file" not in err
+    assert main([*args, "summary"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{NOT_DECLARED}: profiles" in out
+    assert "privacy decision: consent from the map's default (personalization granted, marketing denied); " in out
+    users = json.loads((no_profiles.lake.reports / "privacy_decisions" / f"{no_profiles.days[-1]}.json").read_text())
+    assert f"applied to {users['consent_default/users']:,} users on {no_profiles.days[-1]}" in out
+
+
+def line_of(text: str, start: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if line.startswith(start))
+
+
+def test_a_consent_default_beside_profiles_is_refused(tmp_path):
+    path = tmp_path / "pyramid.yaml"
+    path.write_text(map_text(without=(), consent=consent_default("granted")))
+    with pytest.raises(MapError) as raised:
+        load_map(path)
+    assert raised.value.problems == [
+        f"{path}:{line_of(path.read_text(), '  consent_default:')}: actionable.consent_default: applies only when "
+        "sources.profiles is left out: the profiles carry each user's consent"
+    ]
+
+
+def test_a_map_needs_events_or_transactions(tmp_path):
+    path = tmp_path / "pyramid.yaml"
+    text = map_text(without=("events", "profiles"), consent=consent_default("granted"))
+    path.write_text(text.replace(BASE[BASE.index("  transactions:\n    path:") :].split("  erasure_requests:")[0], ""))
+    with pytest.raises(MapError) as raised:
+        load_map(path)
+    line = line_of(path.read_text(), "sources:")
+    assert raised.value.problems == [
+        f"{path}:{line}: sources.{name}: is required (a mapping) unless the other is declared"
+        for name in ("events", "transactions")
+    ]

@@ -243,7 +243,7 @@ class Actionable:
     txn_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
     event_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
     zero_amounts: StrictBool = Field(False, repr=False)  # true: an amount of 0 (a free item) is accepted
-    consent_default: ConsentDefault | None = None  # required without sources.profiles, refused with them
+    consent_default: ConsentDefault | None = Field(None, repr=False)  # required without profiles, refused with them
 
     def suite_changes(self, source: str) -> dict[tuple[str, str], dict[str, Any]]:
         """The map's domain rules that replace its suite's (assets/quality/suites.py `with_kwargs`): the accepted
