@@ -45,7 +45,7 @@ import pyarrow as pa
 from assets.contract import CANONICAL_COLUMNS
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import ValidationOutcome, withheld_columns
-from assets.quality.suites import Suite, load_suite, suite_path
+from assets.quality.suites import Suite, load_suite, suite_path, with_kwargs
 from assets.quality.typed_batch import column_sql, flag_sql, text_sql, timestamp_sql
 from assets.quality.validation import validate_raw
 
@@ -457,17 +457,9 @@ def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
 def validate(
     raw: pa.Table, source: str, ds: date, settings: Actionable, suite: Suite | None = None
 ) -> ValidationOutcome:
-    """Run the source's suite on the landed partition (imports Great Expectations). The map's
-    currencies must be the transactions suite's currency set: one list, or the two disagree."""
-    suite = suite if suite is not None else load_suite(suite_path(source))
-    if source == "transactions":
-        for rule in suite.rules:
-            if rule.column == "currency" and "value_set" in rule.kwargs:
-                if sorted(rule.kwargs["value_set"]) != sorted(settings.currencies):
-                    raise ValueError(
-                        f"{suite.path or suite.name}: {rule.check_name} allows {sorted(rule.kwargs['value_set'])} "
-                        f"but pyramid.yaml actionable.currencies is {sorted(settings.currencies)}; make them equal"
-                    )
+    """Run the source's suite on the landed partition (imports Great Expectations), with the map's domain rules
+    (currencies, txn_types, event_types, zero_amounts) in place of the suite's."""
+    suite = suite if suite is not None else with_kwargs(load_suite(suite_path(source)), settings.suite_changes(source))
     return validate_raw(
         raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite, pii=settings.pii
     )

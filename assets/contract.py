@@ -42,4 +42,6 @@ CANONICAL_COLUMNS: dict[str, list[str]] = {
     ],
     "erasure_requests": ["user_id", "requested_at"],
 }
+MEASURE_SOURCES = ("events", "transactions")  # the sources the map's measures read: a user and an instant per row
+TIME_COLUMN = "occurred_at"  # a measure source's instant: its row's UTC day, and the order of a `last` measure
 KEY_COLUMNS: dict[str, str] = {"events": "event_id", "transactions": "txn_id"}  # a key the map may generate

@@ -12,11 +12,12 @@ rule is TRUE only where the full-window rule is certainly TRUE). Every other use
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import sqlglot
 from sqlglot import exp
 
-from assets.features import HISTORY, MONOTONE_WINDOWED
+from assets.features import HISTORY
 from assets.pyramid_map import SegmentDefinition
 
 _WINDOWED = re.compile(r"^(?P<name>[a-z_]+)_(?P<days>\d+)d$")
@@ -47,16 +48,17 @@ def windows_complete(windows: set[int], history_days: int | None) -> bool:
     return history_days is None or all(w <= history_days for w in windows)
 
 
-def lower_bound_rule(rule: str, columns: set[str] | list[str]) -> str:
+def lower_bound_rule(rule: str, columns: set[str] | list[str], monotone: Collection[str]) -> str:
     """The rule with every monotone atom on a windowed sum read on its lower bound (module docstring);
-    the rule unchanged when it has none or the table has no `<name>_history` columns."""
+    the rule unchanged when it has none or the table has no `<name>_history` columns. `monotone`: the
+    windowed features that grow with the window (`features.monotone_windowed`)."""
     tree = sqlglot.parse_one(rule, dialect="duckdb")
     columns = set(columns)
     changed = False
     for column in list(tree.find_all(exp.Column)):
         match = _WINDOWED.match(column.name)
         covered = f"{match['name']}_{HISTORY}" if match else None
-        if not match or match["name"] not in MONOTONE_WINDOWED or covered not in columns or not _monotone(column):
+        if not match or match["name"] not in monotone or covered not in columns or not _monotone(column):
             continue
         column.replace(exp.Coalesce(this=column.copy(), expressions=[exp.column(covered)]))
         changed = True

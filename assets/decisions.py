@@ -6,6 +6,8 @@ module docstrings of `assets.goals` and `assets.goal_cohort` and in docs/statist
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
 from assets.statistics import (
@@ -314,3 +316,14 @@ def gate_by_guardrails(frame: pl.DataFrame, by: str | list[str] = "goal_id") -> 
     breached = ((pl.col("kind") == "guardrail") & (pl.col("status") == "breached")).any().over(by)
     blocked = (pl.col("kind") == "goal") & (pl.col("status") == "met") & breached
     return frame.with_columns(status=pl.when(blocked).then(pl.lit("blocked_by_guardrail")).otherwise(pl.col("status")))
+
+
+def with_aa_checks(frame: pl.DataFrame, untreated: Collection[str]) -> pl.DataFrame:
+    """Rows of an A/A campaign (`treated: false`, nobody treated): `aa_ok` when the interval covers zero,
+    `aa_failed` when it does not, `inconclusive` when it is undefined; `no_data` and `srm_fail` stand. Never `met`."""
+    covers = (pl.col("ci_low") <= 0) & (pl.col("ci_high") >= 0)
+    aa = pl.col("campaign_id").is_in(list(untreated)) & pl.col("status").is_in(["no_data", "srm_fail"]).not_()
+    checked = pl.when(covers).then(pl.lit("aa_ok")).when(covers.not_()).then(pl.lit("aa_failed")).otherwise(None)
+    return frame.with_columns(
+        status=pl.when(aa).then(checked.fill_null(pl.lit("inconclusive"))).otherwise(pl.col("status"))
+    )

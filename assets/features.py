@@ -1,93 +1,50 @@
-"""Actionable layer, per user: daily aggregates and the feature table as of a date.
+"""Actionable layer, per user: the feature table as of a date, from the map's declared `features` over the
+user_daily rows of its `measures` (assets/measures.py), and the per-touchpoint daily counts.
 
-The names below are the contract (docs/contracts.md): segment rules may use only feature columns,
-goal metrics only daily aggregate columns; the map is checked against these lists before a run.
+The map is the contract (docs/contracts.md): segment rules may use only feature columns, goal metrics only
+the summable measures; the map is checked against its own declarations before a run.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
-# Per user and activity day. Counts unless the name says amount; amounts are in the transaction's
-# currency (the sample uses one currency per user).
-DAILY_COUNTS = [
-    "events",
-    "sessions",
-    "page_views",
-    "screen_views",
-    "searches",
-    "feature_uses",
-    "budget_tool_uses",
-    "impressions",
-    "clicks",
-    "conversions",
-    "unsubscribes",
-    "deposits",
-    "card_payments",
-    "transfers_in",
-    "transfers_out",
-    "txns",
-]
-# The counts of events that carry a touchpoint_id, per user, day and touchpoint (`user_touchpoint_daily`).
-TOUCHPOINT_COUNTS = ["impressions", "clicks", "conversions", "unsubscribes"]
-DAILY_AMOUNTS = ["deposit_amount", "card_amount", "transfer_in_amount", "transfer_out_amount"]
-DAILY_TIMES = ["first_txn_at", "last_txn_at", "last_seen_at", "last_channel_at"]
-DAILY_LABELS = ["last_channel"]
-DAILY_COLUMNS = ["user_id", "activity_date", *DAILY_COUNTS, *DAILY_AMOUNTS, *DAILY_TIMES, *DAILY_LABELS]
-LAST_CHANNEL = ["last_channel_at", "last_channel"]  # daily columns; `last_channel` is a feature too
-# Impressions are shown to the user, not used by them: they do not make a channel the user's last.
-USED_CHANNEL_FILTER = "event_type <> 'impression' AND channel IS NOT NULL"
+from assets.measures import daily_columns, daily_schema, exact_money, measure_type, utc_date
 
-# Summed over each window W (days ending at the as-of date) into `<name>_<W>d`.
-WINDOWED_SUMS = [
-    "events",
-    "sessions",
-    "page_views",
-    "searches",
-    "feature_uses",
-    "budget_tool_uses",
-    "impressions",
-    "clicks",
-    "conversions",
-    "deposits",
-    "deposit_amount",
-    "card_payments",
-    "card_amount",
-    "txns",
-    "transfers_in",
-    "transfer_in_amount",
-    "transfers_out",
-    "transfer_out_amount",
-]
-# Derived per window: distinct active days, distinct days with a transaction, money in and out, and
-# the average amount per completed transaction of each type (NULL without one).
-AVERAGE_AMOUNTS = {  # feature name -> (amount column, count column) of user_daily
-    "avg_deposit_amount": ("deposit_amount", "deposits"),
-    "avg_card_amount": ("card_amount", "card_payments"),
-    "avg_transfer_in_amount": ("transfer_in_amount", "transfers_in"),
-    "avg_transfer_out_amount": ("transfer_out_amount", "transfers_out"),
-}
-WINDOWED_DERIVED = ["active_days", "txn_days", "balance_in", "balance_out", *AVERAGE_AMOUNTS]
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from assets.pyramid_map import PyramidMap
 
-PROFILE_FEATURES = ["country", "plan", "age_band", "tenure_days", "consent_personalization"]
-RECENCY_FEATURES = ["days_since_last_seen", "first_txn_at", "last_txn_at", "last_channel"]
-
-
-# A window's sums grow with the window (counts, days and positive amounts): the same sums over the
-# part of a window that history covers are lower bounds of the whole window's (docs/segments.md).
-MONOTONE_WINDOWED = [*WINDOWED_SUMS, "active_days", "txn_days", "balance_in", "balance_out"]
 HISTORY = "history"  # suffix of the columns over the covered part of the largest window
+# The counts of events that carry a touchpoint_id, per user, day and touchpoint (`user_touchpoint_daily`): fixed by
+# the contract (the touchpoint event types), not declared.
+TOUCHPOINT_COUNTS = {
+    "impressions": "impression",
+    "clicks": "click",
+    "conversions": "conversion",
+    "unsubscribes": "unsubscribe",
+}
+PROFILE_COLUMNS = ["user_id", "country", "plan", "birth_year", "signup_at", "consent_personalization"]
 
 
-def feature_column_names(windows: list[int]) -> list[str]:
-    """Every column of the user_features table for the given windows, in table order."""
-    names = (*WINDOWED_SUMS, *WINDOWED_DERIVED)
+def feature_column_names(pyramid_map: PyramidMap, windows: list[int]) -> list[str]:
+    """Every column of the user_features table the map declares for the given windows, in table order."""
+    declared = pyramid_map.features
+    names = declared.windowed_names
     windowed = [f"{name}_{w}d" for w in windows for name in names]
     coverage = ["history_days", *(f"complete_{w}d" for w in windows), *(f"{name}_{HISTORY}" for name in names)]
-    return ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES, *windowed, *coverage]
+    return ["user_id", "as_of", *declared.profile, *declared.latest, *windowed, *coverage]
+
+
+def monotone_windowed(pyramid_map: PyramidMap) -> set[str]:
+    """The windowed features that grow with the window (counts, days and sums of positive amounts): the same
+    sums over the part of a window that history covers are lower bounds of the whole window's (docs/segments.md).
+    """
+    declared = pyramid_map.features
+    return {*declared.windowed_sums, *(name for name, spec in declared.windowed.items() if spec.monotone)}
 
 
 def history_days(as_of: date, history_start: date | None) -> int | None:
@@ -102,130 +59,7 @@ def window_complete(window: int, days: int | None) -> bool:
 
 # --- transforms ------------------------------------------------------------------------------------
 
-UTC = pa.timestamp("us", tz="UTC")
-EVENT_TYPE_COUNTS = {
-    "page_views": "page_view",
-    "screen_views": "screen_view",
-    "searches": "search",
-    "feature_uses": "feature_use",
-    "impressions": "impression",
-    "clicks": "click",
-    "conversions": "conversion",
-    "unsubscribes": "unsubscribe",
-}
-
-
-def exact_money(expression: str) -> str:
-    """Money is summed as a decimal: a parallel sum of doubles depends on the order of the rows, and
-    re-running a partition must give the same bytes."""
-    return f"CAST({expression} AS DECIMAL(38, 4))"
-
-
-TXN_TYPE_AGGREGATES = {  # txn_type -> (count column, amount column)
-    "deposit": ("deposits", "deposit_amount"),
-    "card_payment": ("card_payments", "card_amount"),
-    "transfer_in": ("transfers_in", "transfer_in_amount"),
-    "transfer_out": ("transfers_out", "transfer_out_amount"),
-}
 AGE_BANDS = [(18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 64, "55-64")]
-
-
-def daily_schema() -> pa.Schema:
-    return pa.schema(
-        [("user_id", pa.string()), ("activity_date", pa.date32())]
-        + [(c, pa.int64()) for c in DAILY_COUNTS]
-        + [(c, pa.float64()) for c in DAILY_AMOUNTS]
-        + [(c, UTC) for c in DAILY_TIMES]
-        + [(c, pa.string()) for c in DAILY_LABELS]
-    )
-
-
-def _utc_date(column: str) -> str:
-    return f"CAST(timezone('UTC', {column}) AS DATE)"
-
-
-def _event_aggregates_sql() -> str:
-    counts = ",\n".join(f"count(*) FILTER (WHERE event_type = '{t}') AS {c}" for c, t in EVENT_TYPE_COUNTS.items())
-    return f"""
-        SELECT user_id, {_utc_date("occurred_at")} AS activity_date,
-               count(*) AS events,
-               count(DISTINCT session_id) AS sessions,
-               {counts},
-               count(*) FILTER (WHERE event_type = 'feature_use'
-                                AND json_extract_string(properties, '$.feature') = 'budget_tool') AS budget_tool_uses,
-               max(occurred_at) AS last_seen_at,
-               max(occurred_at) FILTER (WHERE {USED_CHANNEL_FILTER}) AS last_channel_at,
-               arg_max(channel, (occurred_at, channel)) FILTER (WHERE {USED_CHANNEL_FILTER}) AS last_channel
-        FROM _daily_events GROUP BY ALL
-    """
-
-
-def _txn_aggregates_sql() -> str:
-    parts = []
-    for txn_type, (count_column, amount_column) in TXN_TYPE_AGGREGATES.items():
-        parts.append(f"count(*) FILTER (WHERE txn_type = '{txn_type}') AS {count_column}")
-        parts.append(
-            f"coalesce(sum({exact_money('amount')}) FILTER (WHERE txn_type = '{txn_type}'), 0)::DOUBLE "
-            f"AS {amount_column}"
-        )
-    return f"""
-        SELECT user_id, {_utc_date("occurred_at")} AS activity_date,
-               {", ".join(parts)},
-               count(*) AS txns, min(occurred_at) AS first_txn_at, max(occurred_at) AS last_txn_at
-        FROM _daily_transactions WHERE status = 'completed' GROUP BY ALL
-    """
-
-
-def user_daily(con: duckdb.DuckDBPyConnection, events: pa.Table, transactions: pa.Table) -> pa.Table:
-    """Per user and UTC activity day, over one landing partition's actionable events and transactions.
-
-    Columns exactly DAILY_COLUMNS, ordered by user_id, activity_date:
-
-    | column | definition |
-    |---|---|
-    | user_id, activity_date | the user; the UTC date of occurred_at |
-    | events | every accepted event of the user that day |
-    | sessions | distinct non-NULL session_id among those events (a session crossing midnight counts on both days; summed across landing partitions, a session whose events landed on two days counts twice) |
-    | page_views, screen_views, searches, feature_uses, impressions, clicks, conversions, unsubscribes | events of type page_view, screen_view, search, feature_use, impression, click, conversion, unsubscribe |
-    | budget_tool_uses | feature_use events with properties.feature = 'budget_tool' |
-    | deposits, deposit_amount | completed deposit transactions: count, sum of amount |
-    | card_payments, card_amount | completed card_payment transactions: count, sum of amount |
-    | transfers_in, transfer_in_amount / transfers_out, transfer_out_amount | likewise for transfer_in / transfer_out |
-    | txns | completed transactions of any type |
-    | first_txn_at, last_txn_at | earliest, latest completed transaction (NULL without one) |
-    | last_seen_at | latest event of any type (NULL without one) |
-    | last_channel_at, last_channel | latest event other than an impression with a channel, and its channel (the greatest channel name on a tie); NULL without one |
-
-    Only `completed` transactions count. A user-day with neither an event nor a completed transaction
-    has no row. Counts are BIGINT (0 when none), amounts DOUBLE (0.0 when none), times TIMESTAMPTZ.
-    """  # noqa: E501
-    schema = daily_schema()
-    select = ", ".join(
-        f"coalesce({c}, 0)::BIGINT AS {c}"
-        if c in DAILY_COUNTS
-        else f"coalesce({c}, 0)::DOUBLE AS {c}"
-        if c in DAILY_AMOUNTS
-        else c
-        for c in DAILY_COLUMNS
-    )
-    con.register(
-        "_daily_events", events.select(["user_id", "event_type", "occurred_at", "session_id", "channel", "properties"])
-    )
-    con.register("_daily_transactions", transactions.select(["user_id", "occurred_at", "amount", "txn_type", "status"]))
-    try:
-        return (
-            con.sql(f"""
-            SELECT {select}
-            FROM ({_event_aggregates_sql()}) AS e
-            FULL OUTER JOIN ({_txn_aggregates_sql()}) AS t USING (user_id, activity_date)
-            ORDER BY user_id, activity_date
-        """)
-            .to_arrow_table()
-            .cast(schema)
-        )
-    finally:
-        con.unregister("_daily_events")
-        con.unregister("_daily_transactions")
 
 
 def touchpoint_daily_schema() -> pa.Schema:
@@ -241,14 +75,14 @@ def user_touchpoint_daily(con: duckdb.DuckDBPyConnection, events: pa.Table) -> p
     touchpoint. A ratio or mean metric with a `touchpoint` reads these instead of user_daily (docs/statistics.md).
     No row without such an event; ordered by user_id, activity_date, touchpoint_id."""
     counts = ", ".join(
-        f"count(*) FILTER (WHERE event_type = '{EVENT_TYPE_COUNTS[c]}')::BIGINT AS {c}" for c in TOUCHPOINT_COUNTS
+        f"count(*) FILTER (WHERE event_type = '{t}')::BIGINT AS {c}" for c, t in TOUCHPOINT_COUNTS.items()
     )
-    types = ", ".join(f"'{EVENT_TYPE_COUNTS[c]}'" for c in TOUCHPOINT_COUNTS)
+    types = ", ".join(f"'{t}'" for t in TOUCHPOINT_COUNTS.values())
     con.register("_touchpoint_events", events.select(["user_id", "event_type", "occurred_at", "touchpoint_id"]))
     try:
         return (
             con.sql(f"""
-            SELECT user_id, {_utc_date("occurred_at")} AS activity_date, touchpoint_id, {counts}
+            SELECT user_id, {utc_date("occurred_at")} AS activity_date, touchpoint_id, {counts}
             FROM _touchpoint_events WHERE touchpoint_id IS NOT NULL AND event_type IN ({types})
             GROUP BY ALL ORDER BY user_id, activity_date, touchpoint_id
         """)
@@ -259,45 +93,77 @@ def user_touchpoint_daily(con: duckdb.DuckDBPyConnection, events: pa.Table) -> p
         con.unregister("_touchpoint_events")
 
 
-FIXED_FEATURES = ["user_id", "as_of", *PROFILE_FEATURES, *RECENCY_FEATURES]
-AMOUNT_FEATURES = {
-    "deposit_amount",
-    "card_amount",
-    "transfer_in_amount",
-    "transfer_out_amount",
-    "balance_in",
-    "balance_out",
-    *AVERAGE_AMOUNTS,
+def _windowed_type(pyramid_map: PyramidMap, name: str) -> pa.DataType:
+    """A windowed feature's type: counts and days BIGINT, sums of amounts and averages DOUBLE."""
+    measures, spec = pyramid_map.measures, pyramid_map.features.windowed.get(name)
+    if spec is None:
+        return measure_type(measures[name])
+    if spec.kind == "days_with":
+        return pa.int64()
+    if spec.kind == "average" or any(measures[m].agg == "sum" for m in spec.sum_of):
+        return pa.float64()
+    return pa.int64()
+
+
+_PROFILE_TYPES = {
+    "country": pa.string(),
+    "plan": pa.string(),
+    "age_band": pa.string(),
+    "tenure_days": pa.int64(),
+    "consent_personalization": pa.bool_(),
 }
 
 
-def features_schema(windows: list[int]) -> pa.Schema:
-    types = {
-        "user_id": pa.string(),
-        "as_of": pa.date32(),
-        "country": pa.string(),
-        "plan": pa.string(),
-        "age_band": pa.string(),
-        "tenure_days": pa.int64(),
-        "consent_personalization": pa.bool_(),
-        "days_since_last_seen": pa.int64(),
-        "first_txn_at": UTC,
-        "last_txn_at": UTC,
-        "last_channel": pa.string(),
-        "history_days": pa.int64(),
-        **{f"complete_{w}d": pa.bool_() for w in windows},
+def features_schema(pyramid_map: PyramidMap, windows: list[int]) -> pa.Schema:
+    """user_features' Arrow schema: `feature_column_names` with each column's type."""
+    declared, measures = pyramid_map.features, pyramid_map.measures
+    types = {"user_id": pa.string(), "as_of": pa.date32(), "history_days": pa.int64()}
+    types |= {name: _PROFILE_TYPES[name] for name in declared.profile}
+    types |= {
+        name: pa.int64() if spec.kind == "days_since" else measure_type(measures[spec.measure])
+        for name, spec in declared.latest.items()
     }
-    fields = []
-    for name in feature_column_names(windows):
-        base = name.rsplit("_", 1)[0] if name not in types else name
-        fields.append((name, types.get(name, pa.float64() if base in AMOUNT_FEATURES else pa.int64())))
-    return pa.schema(fields)
+    types |= {f"complete_{w}d": pa.bool_() for w in windows}
+    for name in declared.windowed_names:
+        types |= {f"{name}_{_suffix(w)}": _windowed_type(pyramid_map, name) for w in [*windows, None]}
+    return pa.schema([(name, types[name]) for name in feature_column_names(pyramid_map, windows)])
 
 
 def _age_band_sql() -> str:
     age = "(year(CAST($as_of AS DATE)) - p.birth_year)"
     bands = " ".join(f"WHEN {age} BETWEEN {low} AND {high} THEN '{label}'" for low, high, label in AGE_BANDS)
     return f"CASE WHEN p.birth_year IS NULL THEN 'unknown' {bands} WHEN {age} >= 65 THEN '65+' ELSE 'unknown' END"
+
+
+def _profile_sql(name: str) -> str:
+    if name == "age_band":
+        return f"{_age_band_sql()} AS age_band"
+    if name == "tenure_days":
+        return f"greatest(date_diff('day', {utc_date('p.signup_at')}, CAST($as_of AS DATE)), 0)::BIGINT AS tenure_days"
+    return f"p.{name}"
+
+
+def _latest_sql(pyramid_map: PyramidMap, name: str) -> str:
+    """A latest feature's aggregate over the daily rows (a days_since: the measure's latest value)."""
+    spec = pyramid_map.features.latest[name]
+    measure = pyramid_map.measures[spec.measure]
+    if spec.kind == "first" or (spec.kind == "days_since" and measure.agg == "min"):
+        value = f"min({measure.name})"
+    elif measure.agg == "last":
+        value = f"arg_max({measure.name}, ({measure.name}_at, {measure.name}))"
+    else:
+        value = f"max({measure.name})"
+    return f"{value} AS {_latest_alias(pyramid_map, name)}"
+
+
+def _latest_alias(pyramid_map: PyramidMap, name: str) -> str:
+    return f"_since_{name}" if pyramid_map.features.latest[name].kind == "days_since" else name
+
+
+def _latest_select(pyramid_map: PyramidMap, name: str) -> str:
+    if pyramid_map.features.latest[name].kind == "days_since":
+        return f"date_diff('day', {utc_date(f's._since_{name}')}, CAST($as_of AS DATE))::BIGINT AS {name}"
+    return f"s.{name}"
 
 
 def _inside(window: int | None, largest: int, expression: str) -> str:
@@ -312,38 +178,59 @@ def _suffix(window: int | None) -> str:
     return HISTORY if window is None else f"{window}d"
 
 
-def _window_sums_sql(window: int | None, largest: int) -> str:
+def _window_sums_sql(pyramid_map: PyramidMap, window: int | None, largest: int) -> str:
     """Sums over the daily rows of the window (None: every row given). Sums need no per-day merge first:
     adding the rows of several landing partitions per day, then the days, is adding the rows."""
 
-    def total(expression: str, kind: str, name: str) -> str:
-        if kind == "DOUBLE":
-            expression = exact_money(expression)
+    def total(expression: str, name: str) -> str:
+        exact = pa.types.is_floating(_windowed_type(pyramid_map, name))
+        expression = exact_money(expression) if exact else expression
+        kind = "DOUBLE" if exact else "BIGINT"
         return f"coalesce(sum({_inside(window, largest, expression)}), 0)::{kind} AS {name}_{_suffix(window)}"
 
-    parts = [total(name, "DOUBLE" if name in AMOUNT_FEATURES else "BIGINT", name) for name in WINDOWED_SUMS]
-    parts += [
-        total("deposit_amount + transfer_in_amount", "DOUBLE", "balance_in"),
-        total("card_amount + transfer_out_amount", "DOUBLE", "balance_out"),
-    ]
-    parts += [
-        f"(sum({_inside(window, largest, exact_money(amount))}) / nullif(sum({_inside(window, largest, count)}), 0))"
-        f"::DOUBLE AS {name}_{_suffix(window)}"
-        for name, (amount, count) in AVERAGE_AMOUNTS.items()
-    ]
+    declared = pyramid_map.features
+    parts = [total(name, name) for name in declared.windowed_sums]
+    for name, spec in declared.windowed.items():
+        if spec.kind == "sum_of":
+            parts.append(total(" + ".join(spec.sum_of), name))
+        elif spec.kind == "average":
+            amount, count = exact_money(spec.average), spec.per
+            parts.append(
+                f"(sum({_inside(window, largest, amount)}) / nullif(sum({_inside(window, largest, count)}), 0))"
+                f"::DOUBLE AS {name}_{_suffix(window)}"
+            )
     return ",\n".join(parts)
 
 
-def _window_days_sql(window: int | None, largest: int) -> str:
-    """Distinct active / transaction days of the window, over rows already one per user and day."""
+def _days_with(pyramid_map: PyramidMap) -> dict[str, str]:
+    """days_with feature -> its measure."""
+    return {name: s.days_with for name, s in pyramid_map.features.windowed.items() if s.kind == "days_with"}
+
+
+def _window_days_sql(days_with: dict[str, str], window: int | None, largest: int) -> str:
+    """Distinct days of the window with the measure above 0, over rows already one per user and day."""
     return ",\n".join(
-        f"count({_inside(window, largest, f'CASE WHEN {flag} THEN 1 END')})::BIGINT AS {name}_{_suffix(window)}"
-        for flag, name in (("active", "active_days"), ("txn_day", "txn_days"))
+        f"count({_inside(window, largest, f'CASE WHEN _day_{name} THEN 1 END')})::BIGINT AS {name}_{_suffix(window)}"
+        for name in days_with
     )
+
+
+def _days_ctes(days_with: dict[str, str], computed: list[int | None], largest: int) -> str:
+    """`, days AS (...), day_counts AS (...)` when the map declares days_with features."""
+    if not days_with:
+        return ""
+    flags = ", ".join(f"bool_or({measure} > 0) AS _day_{name}" for name, measure in days_with.items())
+    return f""", days AS (
+                SELECT user_id, activity_date, {flags} FROM daily GROUP BY user_id, activity_date
+            ), day_counts AS (
+                SELECT user_id, {", ".join(_window_days_sql(days_with, w, largest) for w in computed)}
+                FROM days GROUP BY user_id
+            )"""
 
 
 def user_features(
     con: duckdb.DuckDBPyConnection,
+    pyramid_map: PyramidMap,
     daily: pa.Table | None,
     profiles: pa.Table,
     erased: pa.Table | None,
@@ -352,7 +239,7 @@ def user_features(
     history_start: date | None = None,
 ) -> pa.Table:
     """One row per user of the `profiles` snapshot who is not in `erased`, as of `as_of`, ordered by
-    user_id; columns exactly `feature_column_names(windows)`.
+    user_id; columns exactly `feature_column_names(pyramid_map, windows)` (the map's `features`).
 
     `daily` is the union of user_daily partitions landed on or before as_of (None: no activity). Rows
     of the same user and activity_date are summed (counts, amounts) or min/max-ed (times); only
@@ -366,67 +253,28 @@ def user_features(
     | country, plan, consent_personalization | from the profile snapshot (consent NULL = unknown) |
     | age_band | year(as_of) - birth_year: 18-24, 25-34, 35-44, 45-54, 55-64, 65+; 'unknown' without a birth_year or under 18 |
     | tenure_days | days from the UTC date of signup_at to as_of, never below 0 |
-    | days_since_last_seen | days from the UTC date of the latest last_seen_at in the data given to as_of; NULL if not seen in it |
-    | first_txn_at, last_txn_at | earliest, latest completed transaction in the data given |
-    | last_channel | the channel of the latest event other than an impression in the data given (user_daily's last_channel at the greatest last_channel_at); NULL if none |
-    | `<sum>_<W>d` for each name in WINDOWED_SUMS | sum of the daily column over activity dates as_of - W + 1 .. as_of (BIGINT counts, DOUBLE amounts, 0 without activity) |
-    | active_days_<W>d | distinct activity dates in the window with at least one event |
-    | txn_days_<W>d | distinct activity dates in the window with at least one completed transaction |
-    | balance_in_<W>d | deposit_amount + transfer_in_amount over the window |
-    | balance_out_<W>d | card_amount + transfer_out_amount over the window |
-    | transfers_in_<W>d, transfer_in_amount_<W>d, transfers_out_<W>d, transfer_out_amount_<W>d | completed transfers in / out over the window: count, amount |
-    | avg_deposit_amount_<W>d, avg_card_amount_<W>d, avg_transfer_in_amount_<W>d, avg_transfer_out_amount_<W>d | amount / count of that transaction type over the window; NULL without one |
+    | latest `days_since: m` | days from the UTC date of m's latest value in the data given to as_of (its least for a min measure); NULL if none |
+    | latest `first: m` / `last: m` | m's least / greatest value in the data given (of a `last` measure: the value at the greatest `m_at`, the greatest value on a tie) |
+    | `<m>_<W>d` for each m of windowed_sums | sum of the daily column over activity dates as_of - W + 1 .. as_of (BIGINT counts, DOUBLE sums, 0 without activity) |
+    | `days_with: m` | distinct activity dates in the window with m > 0 |
+    | `sum_of: [a, b]` | a + b summed over the window |
+    | `average: a, per: b` | a / b over the window; NULL when b sums to 0 |
     | history_days | as_of - history_start + 1 (NULL without a history_start), the same on every row |
     | complete_<W>d | history_days >= W (TRUE without a history_start); when FALSE every `<name>_<W>d` is NULL |
     | `<name>_history` for each windowed name | the same over the data given, i.e. the covered part of the largest window (never NULL but the averages): a lower bound of an incomplete window's sums |
     """  # noqa: E501
-    schema = features_schema(windows)
-    daily = daily if daily is not None else daily_schema().empty_table()
+    schema = features_schema(pyramid_map, windows)
+    measures = pyramid_map.measures
+    daily = daily if daily is not None else daily_schema(measures).empty_table()
     erased = erased if erased is not None else pa.table({"user_id": pa.array([], pa.string())})
-    con.register("_features_daily", daily.select(DAILY_COLUMNS))
-    con.register(
-        "_features_profiles",
-        profiles.select(["user_id", "country", "plan", "birth_year", "signup_at", "consent_personalization"]),
-    )
+    con.register("_features_daily", daily.select(daily_columns(measures)))
+    con.register("_features_profiles", profiles.select(PROFILE_COLUMNS))
     con.register("_features_erased", erased.select(["user_id"]))
-    largest, days = max(windows), history_days(as_of, history_start)
-    computed = [w for w in windows if window_complete(w, days)] + [None]  # None: the covered part
-    first = as_of - timedelta(days=largest - 1)
-    first = first if history_start is None else max(first, history_start)
     try:
         return (
             con.sql(
-                f"""
-            WITH daily AS (
-                SELECT * FROM _features_daily
-                WHERE activity_date BETWEEN CAST($first AS DATE) AND CAST($as_of AS DATE)
-            ), sums AS (
-                SELECT user_id, min(first_txn_at) AS first_txn_at, max(last_txn_at) AS last_txn_at,
-                       max(last_seen_at) AS last_seen_at,
-                       arg_max(last_channel, (last_channel_at, last_channel)) AS last_channel,
-                       {", ".join(_window_sums_sql(w, largest) for w in computed)}
-                FROM daily GROUP BY user_id
-            ), days AS (
-                SELECT user_id, activity_date, bool_or(events > 0) AS active, bool_or(txns > 0) AS txn_day
-                FROM daily GROUP BY user_id, activity_date
-            ), day_counts AS (
-                SELECT user_id, {", ".join(_window_days_sql(w, largest) for w in computed)}
-                FROM days GROUP BY user_id
-            )
-            SELECT p.user_id, CAST($as_of AS DATE) AS as_of, p.country, p.plan,
-                   {_age_band_sql()} AS age_band,
-                   greatest(date_diff('day', {_utc_date("p.signup_at")}, CAST($as_of AS DATE)), 0)::BIGINT AS tenure_days,
-                   p.consent_personalization,
-                   date_diff('day', {_utc_date("s.last_seen_at")}, CAST($as_of AS DATE))::BIGINT AS days_since_last_seen,
-                   s.first_txn_at, s.last_txn_at, s.last_channel,
-                   {", ".join(_windowed_select(name, schema, windows, days) for name in schema.names[len(FIXED_FEATURES) :])}
-            FROM _features_profiles AS p
-            LEFT JOIN sums AS s USING (user_id)
-            LEFT JOIN day_counts AS c USING (user_id)
-            WHERE p.user_id NOT IN (SELECT user_id FROM _features_erased WHERE user_id IS NOT NULL)
-            ORDER BY p.user_id
-        """,  # noqa: E501
-                params={"as_of": as_of, "first": first},
+                _features_sql(pyramid_map, schema, as_of, windows, history_start),
+                params=_params(as_of, windows, history_start),
             )
             .to_arrow_table()
             .cast(schema)
@@ -436,7 +284,46 @@ def user_features(
             con.unregister(name)
 
 
-def _windowed_select(name: str, schema: pa.Schema, windows: list[int], days: int | None) -> str:
+def _params(as_of: date, windows: list[int], history_start: date | None) -> dict[str, date]:
+    first = as_of - timedelta(days=max(windows) - 1)
+    return {"as_of": as_of, "first": first if history_start is None else max(first, history_start)}
+
+
+def _features_sql(
+    pyramid_map: PyramidMap, schema: pa.Schema, as_of: date, windows: list[int], history_start: date | None
+) -> str:
+    declared = pyramid_map.features
+    largest, days = max(windows), history_days(as_of, history_start)
+    computed = [w for w in windows if window_complete(w, days)] + [None]  # None: the covered part
+    days_with = _days_with(pyramid_map)
+    fixed = 2 + len(declared.profile) + len(declared.latest)
+    latest = [_latest_sql(pyramid_map, name) for name in declared.latest]
+    windowed = [_windowed_select(pyramid_map, name, schema, days) for name in schema.names[fixed:]]
+    selects = [
+        "p.user_id",
+        "CAST($as_of AS DATE) AS as_of",
+        *(_profile_sql(name) for name in declared.profile),
+        *(_latest_select(pyramid_map, name) for name in declared.latest),
+        *windowed,
+    ]
+    return f"""
+            WITH daily AS (
+                SELECT * FROM _features_daily
+                WHERE activity_date BETWEEN CAST($first AS DATE) AND CAST($as_of AS DATE)
+            ), sums AS (
+                SELECT user_id, {", ".join([*latest, *(_window_sums_sql(pyramid_map, w, largest) for w in computed)])}
+                FROM daily GROUP BY user_id
+            ){_days_ctes(days_with, computed, largest)}
+            SELECT {", ".join(selects)}
+            FROM _features_profiles AS p
+            LEFT JOIN sums AS s USING (user_id)
+            {"LEFT JOIN day_counts AS c USING (user_id)" if days_with else ""}
+            WHERE p.user_id NOT IN (SELECT user_id FROM _features_erased WHERE user_id IS NOT NULL)
+            ORDER BY p.user_id
+        """
+
+
+def _windowed_select(pyramid_map: PyramidMap, name: str, schema: pa.Schema, days: int | None) -> str:
     """A windowed or coverage column: NULL in an incomplete window, else zero-filled."""
     if name == "history_days":
         return f"{'NULL' if days is None else days}::BIGINT AS history_days"
@@ -445,11 +332,8 @@ def _windowed_select(name: str, schema: pa.Schema, windows: list[int], days: int
         return f"{window_complete(int(window[:-1]), days)} AS {name}"
     if window != HISTORY and not window_complete(int(window[:-1]), days):
         return f"NULL AS {name}"  # not yet covered by history: unknown, not zero
-    return _zero_filled(name, schema)
-
-
-def _zero_filled(name: str, schema: pa.Schema) -> str:
-    if name.rsplit("_", 1)[0] in AVERAGE_AMOUNTS:
+    spec = pyramid_map.features.windowed.get(name.rsplit("_", 1)[0])
+    if spec is not None and spec.kind == "average":
         return name  # an average without a transaction is unknown, not 0
     zero = "0.0" if pa.types.is_floating(schema.field(name).type) else "0"
     return f"coalesce({name}, {zero}) AS {name}"

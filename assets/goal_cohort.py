@@ -50,7 +50,7 @@ from datetime import date, timedelta
 import polars as pl
 import pyarrow as pa
 
-from assets.decisions import gate_by_guardrails, with_cluster_statistics
+from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_statistics
 from assets.goals import (
     _OUTCOME_KEY,
     _VALUE_FIELDS,
@@ -344,7 +344,8 @@ def goal_to_date(
     if metrics is not None:  # the one dispatch point of metric kinds with their own estimator
         counts = with_time_to_event(counts, cohort, goals, metrics, ds)
     rows = _valued_outputs(with_cluster_statistics(counts))
-    return _finish(before_horizon(gate_by_guardrails(rows), campaigns, ds), ds, "to_date")
+    checked = with_aa_checks(gate_by_guardrails(rows), [c.id for c in campaigns if not c.treated])
+    return _finish(before_horizon(checked, campaigns, ds), ds, "to_date")
 
 
 def _with_cohort(outcomes: pl.DataFrame, cohort: pa.Table | None, ds: date) -> pl.DataFrame:

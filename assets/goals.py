@@ -57,7 +57,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from assets.decisions import gate_by_guardrails, with_cluster_day_statistics, with_statistics
+from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_day_statistics, with_statistics
 from assets.features import touchpoint_daily_schema
 from assets.metrics import (
     ACTIVITY,
@@ -247,7 +247,8 @@ def goal_day_rows(
         )
         valued = with_cluster_day_statistics(_cluster_counts(per_user, goals, campaigns, metrics))
         rows.append(_valued_outputs(valued).filter(pl.col("metric_kind").is_in(valued_kinds)))
-    return _finish(gate_by_guardrails(pl.concat(rows, how="diagonal_relaxed")), ds, "day")
+    untreated = [c.id for c in campaigns if not c.treated]
+    return _finish(with_aa_checks(gate_by_guardrails(pl.concat(rows, how="diagonal_relaxed")), untreated), ds, "day")
 
 
 def _share_day_rows(

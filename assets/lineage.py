@@ -1,97 +1,124 @@
 """Column use: which derived columns and which map items each raw column feeds, and what a withheld
-column therefore blocks upward (raw column -> daily aggregates -> features -> segments, campaigns, goals).
+column therefore blocks upward (raw column -> measures -> features -> segments, campaigns, goals), derived
+from the map's declared measures and features: no hand-kept list.
 
 Not data quality: the validation decides which columns are withheld; this module says what needs them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
-from assets import features
+from assets.contract import CANONICAL_COLUMNS, KEY_COLUMNS, MEASURE_SOURCES, TIME_COLUMN
+from assets.features import HISTORY, feature_column_names
+from assets.quality.suites import suite_path
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from assets.pyramid_map import PyramidMap
 
-
-_DERIVED = {  # windowed features computed from several user_daily columns
-    "active_days": {"events"},
-    "txn_days": {"txns"},
-    "balance_in": {"deposit_amount", "transfer_in_amount"},
-    "balance_out": {"card_amount", "transfer_out_amount"},
-    **{name: set(inputs) for name, inputs in features.AVERAGE_AMOUNTS.items()},
+# Profile features (a fixed catalogue, assets/features.py): profile columns -> the features computed from them;
+# the snapshot's user_id and updated_at decide every profile feature.
+_PROFILE_INPUTS = {
+    "signup_at": {"tenure_days"},
+    "country": {"country"},
+    "birth_year": {"age_band"},
+    "plan": {"plan"},
+    "consent_personalization": {"consent_personalization"},
+    "consent_marketing": set(),
 }
 
 
-def derived_columns(daily: Iterable[str], windows: Iterable[int]) -> set[str]:
+@cache
+def row_rule_columns(source: str) -> frozenset[str]:
+    """The columns of the source's row expectations (expectations/<source>.json, meta.decides row): a row
+    failing one is quarantined, so every measure of the source counts only rows that pass them."""
+    document = json.loads(suite_path(source).read_text(encoding="utf-8"))
+    return frozenset(
+        e["kwargs"]["column"]
+        for e in document.get("expectations", [])
+        if e.get("meta", {}).get("decides") == "row" and e.get("kwargs", {}).get("column") in CANONICAL_COLUMNS[source]
+    )
+
+
+def measure_inputs(pyramid_map: PyramidMap) -> dict[str, set[tuple[str, str]]]:
+    """measure -> the (source, column) pairs it reads: the source's key, user and time, the columns of its row
+    expectations (which rows count at all), its column and the columns its filter names."""
+    inputs = {}
+    for m in pyramid_map.measures.values():
+        columns = {KEY_COLUMNS[m.source], "user_id", TIME_COLUMN, *row_rule_columns(m.source)}
+        columns |= {m.column} if m.column else set()
+        columns |= expression_columns(m.where)
+        inputs[m.name] = {(m.source, c) for c in columns}
+    return inputs
+
+
+def _measure_of(pyramid_map: PyramidMap, daily_column: str) -> str | None:
+    """The measure writing a user_daily column (a `last` measure also writes `<name>_at`)."""
+    for m in pyramid_map.measures.values():
+        if daily_column in m.columns():
+            return m.name
+    return None
+
+
+def _features_of(pyramid_map: PyramidMap, measure: str) -> set[str]:
+    """Every user_features column computed from a measure, over every window and the covered part."""
+    declared = pyramid_map.features
+    suffixes = [*(f"{w}d" for w in pyramid_map.segments.windows), HISTORY]
+    windowed = [name for name in declared.windowed_sums if name == measure]
+    windowed += [name for name, spec in declared.windowed.items() if measure in spec.measures()]
+    latest = {name for name, spec in declared.latest.items() if spec.measure == measure}
+    return latest | {f"{name}_{suffix}" for name in windowed for suffix in suffixes}
+
+
+def derived_columns(daily: Iterable[str], pyramid_map: PyramidMap) -> set[str]:
     """The given user_daily columns and every user_features column computed from any of them."""
-    daily, windows = set(daily), list(windows)
+    daily = set(daily)
     out = set(daily)
-    for suffix in [*(f"{w}d" for w in windows), features.HISTORY]:  # every window and the covered part
-        out |= {f"{name}_{suffix}" for name in features.WINDOWED_SUMS if name in daily}
-        out |= {f"{name}_{suffix}" for name, inputs in _DERIVED.items() if inputs & daily}
-    if "last_seen_at" in daily:
-        out.add("days_since_last_seen")
+    for column in daily:
+        measure = _measure_of(pyramid_map, column)
+        out |= _features_of(pyramid_map, measure) if measure else set()
     return out
 
 
-def column_lineage(windows: Iterable[int]) -> dict[tuple[str, str], set[str]]:
-    """(source, canonical column) -> every user_daily and user_features column computed from it
-    (assets/features.py). A column not listed feeds nothing above the actionable tables. Keys, ids
-    and timestamps of a row feed every aggregate of the row; `status` every transaction aggregate
-    (only completed ones count); consent also decides eligibility (see `blocked_by`)."""
-    windows = list(windows)
-    txn_daily = [
-        *(column for pair in features.TXN_TYPE_AGGREGATES.values() for column in pair),
-        "txns",
-        "first_txn_at",
-        "last_txn_at",
-    ]
-    event_daily = [*(c for c in features.DAILY_COUNTS if c not in txn_daily), "last_seen_at", *features.LAST_CHANNEL]
-    every_event, every_txn = derived_columns(event_daily, windows), derived_columns(txn_daily, windows)
-    profile_all = {"country", "plan", "age_band", "tenure_days", "consent_personalization"}
-    return {
-        **{("events", c): every_event for c in ("event_id", "user_id", "occurred_at", "event_type")},
-        ("events", "session_id"): derived_columns(["sessions"], windows),
-        ("events", "properties"): derived_columns(["budget_tool_uses"], windows),
-        ("events", "channel"): set(features.LAST_CHANNEL),
-        ("events", "campaign_id"): set(),
-        ("events", "touchpoint_id"): set(),
-        **{
-            ("transactions", c): every_txn
-            for c in ("txn_id", "user_id", "occurred_at", "amount", "currency", "txn_type", "status")
-        },
-        ("transactions", "merchant_category"): set(),
-        **{("profiles", c): profile_all for c in ("user_id", "updated_at")},
-        ("profiles", "signup_at"): {"tenure_days"},
-        ("profiles", "country"): {"country"},
-        ("profiles", "birth_year"): {"age_band"},
-        ("profiles", "plan"): {"plan"},
-        ("profiles", "consent_personalization"): {"consent_personalization"},
-        ("profiles", "consent_marketing"): set(),
+def column_lineage(pyramid_map: PyramidMap) -> dict[tuple[str, str], set[str]]:
+    """(source, canonical column) -> every user_daily and user_features column computed from it, from the
+    map's declarations (measure_inputs; profile features: _PROFILE_INPUTS). A column not listed feeds nothing
+    above the actionable tables; consent also decides eligibility (see `blocked_by`)."""
+    lineage: dict[tuple[str, str], set[str]] = {
+        (source, c): set() for source in MEASURE_SOURCES for c in CANONICAL_COLUMNS[source]
     }
+    for name, inputs in measure_inputs(pyramid_map).items():
+        fed = derived_columns(pyramid_map.measures[name].columns(), pyramid_map)
+        for key in inputs:
+            lineage[key] = lineage.get(key, set()) | fed
+    profile = set(pyramid_map.features.profile)
+    lineage |= {("profiles", c): set(profile) for c in ("user_id", "updated_at")}
+    lineage |= {("profiles", c): fed & profile for c, fed in _PROFILE_INPUTS.items()}
+    return lineage
 
 
 def _asset_inputs(fed_by: dict[tuple[str, str], set[str]], column: str) -> list[tuple[str, str]]:
     return sorted((f"actionable_{source}", c) for (source, c), fed in fed_by.items() if column in fed)
 
 
-def daily_column_lineage(windows: Iterable[int]) -> dict[str, list[tuple[str, str]]]:
+def daily_column_lineage(pyramid_map: PyramidMap) -> dict[str, list[tuple[str, str]]]:
     """user_daily column -> the (asset, column) pairs of the actionable tables it is computed from."""
-    fed_by = column_lineage(windows)
-    return {c: _asset_inputs(fed_by, c) for c in features.DAILY_COLUMNS[2:]}
+    fed_by = column_lineage(pyramid_map)
+    return {c: _asset_inputs(fed_by, c) for m in pyramid_map.measures.values() for c in m.columns()}
 
 
-def feature_column_lineage(windows: Iterable[int]) -> dict[str, list[tuple[str, str]]]:
+def feature_column_lineage(pyramid_map: PyramidMap) -> dict[str, list[tuple[str, str]]]:
     """user_features column -> the user_daily and actionable_profiles columns it is computed from (the keys
     and the coverage flags, which the calendar decides, have none)."""
-    windows = list(windows)
-    profiles = {key: fed for key, fed in column_lineage(windows).items() if key[0] == "profiles"}
-    feeds = {d: derived_columns([d], windows) for d in features.DAILY_COLUMNS[2:]}
+    profiles = {key: fed for key, fed in column_lineage(pyramid_map).items() if key[0] == "profiles"}
+    daily = [c for m in pyramid_map.measures.values() for c in m.columns()]
+    feeds = {d: derived_columns([d], pyramid_map) for d in daily}
     lineage = {}
-    for column in features.feature_column_names(windows):
+    for column in feature_column_names(pyramid_map, list(pyramid_map.segments.windows)):
         inputs = [("user_daily", d) for d, fed in feeds.items() if column in fed] + _asset_inputs(profiles, column)
         if inputs:
             lineage[column] = inputs
@@ -142,7 +169,7 @@ def blocked_by(pyramid_map: PyramidMap, withheld: Iterable[tuple]) -> Blocked:
     its segments is; a metric when its condition reads a daily column fed by a withheld column; a goal
     when its metric, a guardrail or its campaign is."""
     items = [(w[0], w[1], w[2] if len(w) > 2 else "") for w in withheld]
-    lineage = column_lineage(pyramid_map.segments.windows)
+    lineage = column_lineage(pyramid_map)
     result = Blocked(withheld=items)
     feeds: dict[str, set[str]] = {}
     for source, column, expectation in items:
@@ -200,7 +227,7 @@ def selection_warnings(pyramid_map: PyramidMap) -> list[str]:
     for goal in pyramid_map.goals:
         campaign = campaigns[goal.campaign]
         measured_daily = set().union(*(expression_columns(e) for e in pyramid_map.metrics[goal.metric].expressions()))
-        measured = derived_columns(measured_daily, pyramid_map.segments.windows)
+        measured = derived_columns(measured_daily, pyramid_map)
         selectors = [(f"segment {s}", segment_inputs(segments[s])) for s in campaign.segments if s in segments]
         selectors += [(f"context {x.id}", expression_columns(x.when)) for x in campaign.contexts]
         for what, used in selectors:

@@ -17,11 +17,10 @@ from datetime import date, timedelta
 import duckdb
 import pyarrow as pa
 
-from assets.features import DAILY_AMOUNTS, DAILY_COUNTS
 from assets.pyramid_map import Metric
-from assets.sql_guard import require_safe
+from assets.sql_guard import expression_columns, require_safe
 
-METRIC_COLUMNS = [*DAILY_COUNTS, *DAILY_AMOUNTS]
+KEYS = ("user_id", "activity_date", "touchpoint_id")  # never summed
 AUDIENCES = "_audiences"  # the relation `register_inputs` registers for the campaigns' audiences
 ACTIVITY = "_activity"  # the relation `register_inputs` registers for the user_daily rows
 TOUCHPOINT_ACTIVITY = "_touchpoint_activity"  # the relation of user_touchpoint_daily rows, where a metric needs them
@@ -38,10 +37,17 @@ def metric_indicator_sql(metric: Metric, ds: date, activity_columns: Sequence[st
     `activity` is a relation of user_daily rows with `activity_columns`; the metric columns among them
     are summed over the window and zero-filled for users without rows, then the condition is applied.
     """
-    summed = [c for c in METRIC_COLUMNS if c in set(activity_columns)]
+    summed = _summed(metric, activity_columns)
     condition = require_safe(metric.condition, summed, where=f"metric {metric.id!r}")
     return f"""{_zero_filled_sums_sql(metric, ds, summed, users, activity)}
         SELECT user_id, coalesce(({condition}), false) AS success FROM zero_filled"""
+
+
+def _summed(metric: Metric, activity_columns: Sequence[str]) -> list[str]:
+    """The activity columns the metric's expressions read, summed over its window: the map allows only the
+    summable measures there (assets/pyramid_map/references.py); a column read that is not one is refused."""
+    read = {c for text in metric.expressions() for c in expression_columns(text)}
+    return [c for c in activity_columns if c in read and c not in KEYS]
 
 
 def _zero_filled_sums_sql(metric: Metric, ds: date, summed: Sequence[str], users: str, activity: str) -> str:
@@ -67,7 +73,7 @@ def metric_values_sql(metric: Metric, ds: date, activity_columns: Sequence[str],
     The expressions see the window's zero-filled sums as `metric_indicator_sql`; NULL counts as 0. For a
     touchpoint metric, `activity` is the touchpoint's rows of `user_touchpoint_daily` (`touchpoint_activity`).
     """
-    summed = [c for c in METRIC_COLUMNS if c in set(activity_columns)]
+    summed = _summed(metric, activity_columns)
     where = f"metric {metric.id!r}"
     if metric.kind == "share":
         numerator, denominator = f"coalesce(({require_safe(metric.condition, summed, where)}), false)::DOUBLE", "1.0"

@@ -16,7 +16,6 @@ goal's contribution; data quality (quarantine by reason, withheld columns).
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +26,8 @@ import polars as pl
 from assets import charts
 from assets.lake import Lake, connect, write_text_atomic
 from assets.pyramid_map import PyramidMap
+from assets.scorecard_goals import goals_section
+from assets.scorecard_html import e, figure, pct, table
 
 QUARANTINE_SOURCES = ("events", "transactions", "profiles")
 REPORT_DIR = "scorecard"
@@ -159,6 +160,7 @@ def campaign_rows(con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: Pyram
             "treatment": arm_users.get((c.id, "treatment"), 0),
             "holdout_users": arm_users.get((c.id, "holdout"), 0),
             "exports": {tp: exported.get((c.id, tp), 0) for tp in c.touchpoints},
+            "aa": not c.treated,
         }
         for c in pyramid_map.campaigns
     ]
@@ -220,72 +222,39 @@ th:first-child,td:first-child{text-align:left}
 figure.chart{margin:0;max-width:640px}figure.chart svg{width:100%;height:auto}
 .ok{color:#1a7f37}.bad{color:#c62828}.warn{color:#b26a00}.muted{color:#777}
 """
-STATUS_CLASS = {
-    "met": "ok",
-    "ok": "ok",
-    "not_met": "bad",
-    "breached": "bad",
-    "srm_fail": "bad",
-    "inconclusive": "warn",
-    "no_data": "muted",
-}
 
 
 def render(card: Scorecard) -> str:
     """The whole page: inline CSS and SVG, no script, no external URL."""
-    sections = [_pyramid(card), _segments(card), _campaigns(card), _goals(card), _north_star(card), _quality(card)]
+    aa_campaigns = [c["campaign"] for c in card.campaigns if c.get("aa")]
+    goals = goals_section(card.goals, card.as_of, aa_campaigns)
+    sections = [_pyramid(card), _segments(card), _campaigns(card), goals, _north_star(card), _quality(card)]
     title = f"{card.program}: scorecard {card.as_of}"
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{CSS}</style></head><body>\n<h1>{_e(title)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f"<style>{CSS}</style></head><body>\n<h1>{e(title)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value))
-
-
-def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _figure(name: str, svg: str) -> str:
-    return f'<figure class="chart" data-chart="{_e(name)}">{svg}</figure>'
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
-def _signed(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.1%}"
-
-
-def _status(status: str) -> str:
-    return f'<span class="{STATUS_CLASS.get(status, "")}">{_e(status)}</span>'
-
-
 def _pyramid(card: Scorecard) -> str:
-    rows = [[_e(layer), f"{n:,}", _e(what)] for layer, n, what in card.layers]
+    rows = [[e(layer), f"{n:,}", e(what)] for layer, n, what in card.layers]
     chart = charts.bar_chart(
         {layer: max(n, 1) for layer, n, _ in reversed(card.layers)},
         f"The pyramid on {card.as_of} (log scale)",
         "count",
         log=True,
     )
-    refused = [[_e(s), _e(r), f"{n:,}"] for s, r, n in card.quarantine]
-    blocked = [[_e(k), _e(item), _e(cause)] for k, item, cause in card.blocked]
+    refused = [[e(s), e(r), f"{n:,}"] for s, r, n in card.quarantine]
+    blocked = [[e(k), e(item), e(cause)] for k, item, cause in card.blocked]
     return (
         '<section id="pyramid"><h2>The pyramid</h2><div class="grid">'
-        + _table(["layer", "count", "what"], rows)
-        + _figure("pyramid", chart)
+        + table(["layer", "count", "what"], rows)
+        + figure("pyramid", chart)
         + "</div>"
         + "<h3>Refused today (quarantined rows by reason)</h3>"
-        + (_table(["source", "reason", "rows"], refused) if refused else '<p class="muted">none</p>')
+        + (table(["source", "reason", "rows"], refused) if refused else '<p class="muted">none</p>')
         + "<h3>Blocked today (needs a withheld column)</h3>"
-        + (_table(["kind", "item", "blocked by"], blocked) if blocked else '<p class="muted">nothing</p>')
+        + (table(["kind", "item", "blocked by"], blocked) if blocked else '<p class="muted">nothing</p>')
         + "</section>"
     )
 
@@ -297,8 +266,8 @@ def _segments(card: Scorecard) -> str:
     today = history.filter(pl.col("as_of") == card.as_of).sort("size", descending=True)
     rows = [
         [
-            f'<span data-segment="{_e(r["segment_id"])}">{_e(r["segment_id"])}</span>',
-            _e(r["kind"]),
+            f'<span data-segment="{e(r["segment_id"])}">{e(r["segment_id"])}</span>',
+            e(r["kind"]),
             f"{r['size']:,}",
             f"{r['min_size']:,}",
             '<span class="ok">yes</span>' if r["usable"] else '<span class="bad">no</span>',
@@ -336,7 +305,7 @@ def _segments(card: Scorecard) -> str:
         '<section id="segments"><h2>Segments</h2>'
         + '<p class="muted">Stability against the day before: after the hysteresis of scored segments, and'
         + " raw (today's scoring alone, before it). Rule segments have no hysteresis: raw is the same.</p>"
-        + _table(
+        + table(
             [
                 "segment",
                 "kind",
@@ -353,9 +322,9 @@ def _segments(card: Scorecard) -> str:
             rows,
         )
         + '<div class="grid">'
-        + _figure("segment_sizes", sizes)
-        + _figure("segment_history", charts.line_chart(series, "Sizes over time (segments with a campaign)", "members"))
-        + _figure(
+        + figure("segment_sizes", sizes)
+        + figure("segment_history", charts.line_chart(series, "Sizes over time (segments with a campaign)", "members"))
+        + figure(
             "segment_stability",
             charts.line_chart(
                 jaccard,
@@ -393,21 +362,21 @@ def _campaigns(card: Scorecard) -> str:
         sent = ", ".join(f"{tp} {n:,}" for tp, n in c["exports"].items())
         rows.append(
             [
-                _e(c["campaign"]),
-                _e(c["segments"]),
+                e(c["campaign"]),
+                e(c["segments"]),
                 str(c["priority"]),
                 f"{c['holdout']:.0%}",
-                _e(c["cap"]),
+                e(c["cap"]),
                 f"{c['treatment']:,}",
                 f"{c['holdout_users']:,}",
-                _e(sent),
+                e(sent),
             ]
         )
         exports |= {f"{c['campaign']} → {tp}": n for tp, n in c["exports"].items()}
     chart = charts.bar_chart(exports or {"none": 0}, f"Exports on {card.as_of}, after priority and caps", "users")
     return (
         '<section id="campaigns"><h2>Campaigns and touchpoints</h2>'
-        + _table(
+        + table(
             [
                 "campaign",
                 "segments",
@@ -420,77 +389,9 @@ def _campaigns(card: Scorecard) -> str:
             ],
             rows,
         )
-        + _figure("exports", chart)
+        + figure("exports", chart)
         + "</section>"
     )
-
-
-def _goals(card: Scorecard) -> str:
-    if card.goals.is_empty():
-        return '<section id="goals"><h2>Goals</h2><p class="muted">no goal metrics yet</p></section>'
-    parts = []
-    for (goal_id,), rows in card.goals.group_by("goal_id", maintain_order=True):
-        goal = rows.filter(pl.col("kind") == "goal")
-        last = goal.filter(pl.col("ds") == card.as_of).row(0, named=True) if goal.height else None
-        points = list(zip(goal["ds"].to_list(), goal["lift"].to_list()))
-        band = list(zip(goal["ds"].to_list(), goal["ci_low"].to_list(), goal["ci_high"].to_list()))
-        target = goal["target"].drop_nulls()
-        lines = {"target": float(target[-1])} if len(target) else {}
-        lines["no effect"] = 0.0
-        chart = charts.line_chart(
-            {"lift": points},
-            f"{goal_id}: lift to date, always-valid interval",
-            "relative lift",
-            bands={"lift": band},
-            hlines=lines,
-            percent=True,
-            ylim=_lift_range(band, lines),
-        )
-        guards = rows.filter((pl.col("kind") == "guardrail") & (pl.col("ds") == card.as_of))
-        guard_rows = [
-            [
-                _e(g["metric"]),
-                _signed(g["lift"]),
-                f"[{_signed(g['ci_low'])}, {_signed(g['ci_high'])}]",
-                _status(g["status"]),
-            ]
-            for g in guards.iter_rows(named=True)
-        ]
-        head = (
-            f'<h3 data-goal="{_e(goal_id)}">{_e(goal_id)}</h3>'
-            if last is None
-            else f'<h3 data-goal="{_e(goal_id)}">{_e(goal_id)} ({_e(last["metric"])}, campaign '
-            f"{_e(last['campaign_id'])}): {_status(last['status'])}</h3>"
-            f"<p>lift {_signed(last['lift'])} [{_signed(last['ci_low'])}, {_signed(last['ci_high'])}], "
-            f"target {_signed(last['target'])}; arms {last['treatment_users'] or 0:,} treatment / "
-            f"{last['holdout_users'] or 0:,} holdout; sample ratio "
-            f"{_srm(last['srm_ok'], last['srm_p_value'])}</p>"
-        )
-        parts.append(
-            f'<div class="goal">{head}<div class="grid">{_figure(f"goal_{goal_id}", chart)}'
-            f"<div><h3>Guardrails</h3>{_table(['metric', 'lift', 'interval', 'status'], guard_rows)}</div>"
-            "</div></div>"
-        )
-    return '<section id="goals"><h2>Goals, campaign to date</h2>' + "".join(parts) + "</section>"
-
-
-def _lift_range(band: list[tuple], lines: dict[str, float]) -> tuple[float, float] | None:
-    """The y range of a lift chart: the later half of the interval band and the lines, so that the wide
-    intervals of the first days do not flatten the rest (they are clipped at the chart's edge)."""
-    later = [v for _, lo, hi in band[len(band) // 2 :] for v in (lo, hi) if v is not None]
-    values = later + list(lines.values())
-    if not later:
-        return None
-    low, high = min(values), max(values)
-    pad = 0.1 * ((high - low) or 1.0)
-    return low - pad, high + pad
-
-
-def _srm(ok: bool | None, p_value: float | None) -> str:
-    if ok is None:
-        return '<span class="muted">not measured</span>'
-    p = "" if p_value is None else f" (p = {p_value:.3g})"
-    return f'<span class="{"ok" if ok else "bad"}">{"ok" if ok else "mismatch"}{p}</span>'
 
 
 def _north_star(card: Scorecard) -> str:
@@ -505,16 +406,16 @@ def _north_star(card: Scorecard) -> str:
         g: list(zip(rows["ds"].to_list(), rows["contribution"].to_list()))
         for (g,), rows in card.contributions.group_by("goal_id", maintain_order=True)
     }
-    figures = _figure("north_star", series)
+    figures = figure("north_star", series)
     if contributions:
-        figures += _figure(
+        figures += figure(
             "north_star_contributions",
             charts.line_chart(contributions, "Each goal's contribution to the North Star", "points", percent=True),
         )
     value = star["value"][-1]
     return (
-        f'<section id="north_star"><h2>North Star</h2><p>{_e(name)} on {star["ds"][-1]}: '
-        f'<strong>{_pct(value)}</strong></p><div class="grid">{figures}</div></section>'
+        f'<section id="north_star"><h2>North Star</h2><p>{e(name)} on {star["ds"][-1]}: '
+        f'<strong>{pct(value)}</strong></p><div class="grid">{figures}</div></section>'
     )
 
 
@@ -523,13 +424,13 @@ def _quality(card: Scorecard) -> str:
     for source, reason, n in card.quarantine:
         by_reason[f"{source}: {reason}"] = by_reason.get(f"{source}: {reason}", 0) + n
     chart = charts.bar_chart(by_reason or {"none": 0}, f"Quarantined rows by reason on {card.as_of}", "rows")
-    withheld = [[_e(s), _e(c), _e(x)] for s, c, x in card.withheld]
+    withheld = [[e(s), e(c), e(x)] for s, c, x in card.withheld]
     return (
         '<section id="quality"><h2>Data quality</h2><div class="grid">'
-        + _figure("quarantine", chart)
+        + figure("quarantine", chart)
         + "<div><h3>Withheld columns</h3>"
         + (
-            _table(["source", "column", "expectation"], withheld)
+            table(["source", "column", "expectation"], withheld)
             if withheld
             else '<p class="muted">none: every column promoted</p>'
         )

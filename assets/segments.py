@@ -32,7 +32,7 @@ reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 
 import polars as pl
@@ -112,13 +112,14 @@ def _rfm_sql(definitions: Sequence[SegmentDefinition], columns: set[str]) -> str
     wanted = [d for d in definitions if d.method == "rfm"]
     if not wanted:
         return None
-    window = wanted[0].scoring.window_days
-    txns = _covered("txns", window, columns)
-    monetary = f"{_covered('balance_in', window, columns)} + {_covered('balance_out', window, columns)}"
+    scoring = wanted[0].scoring
+    window = scoring.window_days
+    txns = _covered(scoring.frequency, window, columns)
+    monetary = " + ".join(_covered(name, window, columns) for name in scoring.monetary)
     return f"""
         WITH base AS (
             SELECT user_id,
-                   date_diff('day', CAST(timezone('UTC', last_txn_at) AS DATE), CAST(as_of AS DATE)) AS recency,
+                   date_diff('day', CAST(timezone('UTC', {scoring.recency}) AS DATE), CAST(as_of AS DATE)) AS recency,
                    {txns} AS frequency,
                    {monetary} AS monetary
             FROM _features WHERE consent_personalization IS TRUE AND {txns} > 0
@@ -168,6 +169,8 @@ def segment_membership(
     definitions: Sequence[SegmentDefinition],
     as_of: date,
     previous: pa.Table | None = None,
+    *,
+    monotone: Collection[str],
 ) -> pa.Table:
     """One row per segment and eligible user in it, sorted by segment, user (MEMBERSHIP_SCHEMA).
 
@@ -176,6 +179,7 @@ def segment_membership(
     `score` is NULL. RFM groups: `score` = 100 R + 10 F + M. Lifecycle stages: `score` = days
     since the last activity (NULL: none in the largest window). `since` continues the member's run
     from `previous` (the membership of the day before; None on the first day), else is `as_of`.
+    `monotone`: the windowed features read on their lower bound (`features.monotone_windowed`).
     """
     allowed_columns = set(features.column_names)
     selects = []
@@ -183,7 +187,7 @@ def segment_membership(
         if definition.method != "rule":
             continue
         rule = require_safe(definition.rule, allowed_columns, where=f"segment {definition.id!r}")
-        rule = lower_bound_rule(rule, allowed_columns)
+        rule = lower_bound_rule(rule, allowed_columns, monotone)
         selects.append(
             f"SELECT DISTINCT {_sql_string(definition.id)} AS segment_id, {_sql_string(definition.kind)} AS kind,"
             f" CAST(user_id AS VARCHAR) AS user_id, NULL::DOUBLE AS score FROM _features"
@@ -235,7 +239,7 @@ def _previous_runs(previous: pa.Table | None) -> pa.Table:
 
 def raw_scored_membership(features: pa.Table, definitions: Sequence[SegmentDefinition], as_of: date) -> pa.Table:
     """Today's scored segments (RFM groups, lifecycle stages) as scored, before any hysteresis."""
-    return segment_membership(features, [d for d in definitions if d.method != "rule"], as_of)
+    return segment_membership(features, [d for d in definitions if d.method != "rule"], as_of, monotone=())
 
 
 def segment_summary(

@@ -179,8 +179,8 @@ def _missing_columns(path: Path, source: Source, present: list[str], line: int) 
     unknown = [name for name in present if name not in set(to_source.values())]
     findings = []
     for canonical in needed:
-        name = to_source[canonical]
-        if name in present:
+        name = to_source.get(canonical)  # None: a constant, an expression or a generated key fills it
+        if name is None or name in present:
             continue
         alias = f" (canonical {canonical!r})" if name != canonical else ""
         findings.append(
@@ -226,7 +226,12 @@ def _row_findings(path: Path, source: Source, table: pa.Table) -> list[Finding]:
     findings = []
     for column, kind in KINDS.get(source.name, {}).items():
         values, bad = _bad_values(table, column, kind)
-        name = repr(to_source[column]) + (f" (canonical {column!r})" if to_source[column] != column else "")
+        read = to_source.get(column)  # None: filled by the map (a constant, an expression, a generated key)
+        name = (
+            f"{column!r} (from the map)"
+            if read is None
+            else repr(read) + (f" (canonical {column!r})" if read != column else "")
+        )
         if bad and len(bad) >= MIN_VALUES and len(bad) >= TYPE_CHANGED_SHARE * values:
             line, value = bad[0]
             findings.append(

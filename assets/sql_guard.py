@@ -57,6 +57,14 @@ _ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
     exp.Length,
 )
 
+# A measure's filter may also read a JSON property: json_extract_string(properties, '$.key') (or ->>).
+MEASURE_FILTER_NODES: tuple[type[exp.Expression], ...] = (
+    exp.JSONExtractScalar,
+    exp.JSONPath,
+    exp.JSONPathRoot,
+    exp.JSONPathKey,
+)
+
 _SANDBOX_SETTINGS = (
     "SET TimeZone = 'UTC'",
     "SET autoinstall_known_extensions = false",
@@ -71,9 +79,12 @@ class UnsafeExpression(ValueError):
     """A map expression that may not run; the message names the offending part."""
 
 
-def check_condition(text: str, allowed_columns: set[str] | list[str]) -> list[str]:
-    """The problems with `text` as a boolean condition over `allowed_columns` (empty if none)."""
-    allowed = set(allowed_columns)
+def check_condition(
+    text: str, allowed_columns: set[str] | list[str], extra_nodes: tuple[type[exp.Expression], ...] = ()
+) -> list[str]:
+    """The problems with `text` as a boolean condition over `allowed_columns` (empty if none); `extra_nodes`
+    are allowed besides the usual ones."""
+    allowed, allowed_nodes = set(allowed_columns), _ALLOWED_NODES + extra_nodes
     try:
         statements = sqlglot.parse(text, dialect="duckdb")
     except ParseError as err:
@@ -84,7 +95,7 @@ def check_condition(text: str, allowed_columns: set[str] | list[str]) -> list[st
     tree = statements[0]
     problems = []
     for node in tree.walk():
-        if not isinstance(node, _ALLOWED_NODES):
+        if not isinstance(node, allowed_nodes):
             problems.append(f"'{node.sql(dialect='duckdb')[:60]}' is not allowed ({type(node).__name__})")
         elif isinstance(node, exp.Column):
             if node.table:

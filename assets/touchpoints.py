@@ -162,6 +162,7 @@ def _campaign_plan(campaigns: Sequence[Campaign], touchpoints: Sequence[Touchpoi
             "cap_days": c.frequency_cap.per_days,
         }
         for c in campaigns
+        if c.treated  # an A/A campaign is exported nowhere
         for order, tp_id in enumerate(t for t in dict.fromkeys(c.touchpoints) if t in channels)
     ]
     schema = {

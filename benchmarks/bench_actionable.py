@@ -3,10 +3,11 @@
 Synthesizes (numpy + polars, a few seconds) an events JSONL day-file of 1M rows with mixed UTC offsets,
 0.5% duplicates and 0.01% broken lines, plus the event ids of 7 lookback days (7M, 0.1% of the day's
 ids among them), then times raw.land, actionable.clean_events (with that lookback) and
-features.user_daily, and features.user_features over 90 days of daily rows (the day's, repeated), and
+measures.user_daily, and features.user_features over 90 days of daily rows (the day's, repeated), and
 prints a table.
 
     /tmp/venv-probe/bin/python benchmarks/bench_actionable.py [--rows 1000000] [--users 50000]
+    /tmp/venv-probe/bin/python benchmarks/bench_actionable.py --measures [--measure-users 200000]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assets import actionable, features, raw  # noqa: E402
+from assets import actionable, features, measures, raw  # noqa: E402
 from assets.lake import Lake, connect  # noqa: E402
 from assets.pyramid_map import load_map  # noqa: E402
 
@@ -125,7 +126,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument(
+        "--measures",
+        action="store_true",
+        help="instead: user_daily from the declared measures against the hand-written statement they replaced "
+        "(benchmarks/bench_measures.py), at --measure-users",
+    )
+    parser.add_argument("--measure-users", type=int, default=200_000)
     args = parser.parse_args()
+    if args.measures:
+        from bench_measures import compare
+
+        compare(args.measure_users, repeat=3)
+        return
     pyramid = load_map()
     settings, windows = pyramid.actionable, list(pyramid.segments.windows)
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,15 +172,15 @@ def main() -> None:
         )
         daily = timed(
             results,
-            "features.user_daily",
-            lambda: features.user_daily(con, cleaned.table, actionable.empty_table("transactions")),
+            "measures.user_daily",
+            lambda: measures.user_daily(con, pyramid, cleaned.table, actionable.empty_table("transactions")),
             cleaned.table.num_rows,
         )
         window = history(daily, max(windows))
         feats = timed(
             results,
             "features.user_features",
-            lambda: features.user_features(con, window, profiles, None, DS, windows),
+            lambda: features.user_features(con, pyramid, window, profiles, None, DS, windows),
             window.num_rows,
         )
     print()

@@ -15,7 +15,7 @@ here a temporary one) in a fresh process, which it measures:
 
 On the same landing files, in a fresh process, it times the floor: one DuckDB statement that reads
 the day's events with read_json (typed columns) and transactions with read_csv, computes the per-user
-daily counts and sums of `user_daily`, and writes one Parquet file. It prints
+daily measures the map declares (`user_daily`'s columns), and writes one Parquet file. It prints
 R = (pipeline - fixed cost) / floor, the fixed cost being the same pipeline on a tiny day.
 
     .venv/bin/python benchmarks/bench_nightly.py [--users 20000] [--history-days 1] [--tiny-users 1000]
@@ -155,43 +155,24 @@ def child_run(root: Path, days: list[date], out: Path | None) -> None:
 
 
 def floor_sql(landing: Path, day: date, target: Path) -> str:
-    """The floor: one statement from the day's landing files to one Parquet file of daily aggregates."""
-    from assets.features import EVENT_TYPE_COUNTS, TXN_TYPE_AGGREGATES
+    """The floor: one statement from the day's landing files to one Parquet file of the daily aggregates the
+    sample map declares (its measures, compiled as assets/measures.py compiles them, over the files directly)."""
+    from assets.measures import user_daily_sql
+    from assets.pyramid_map import load_map
 
     events = landing / "events" / day.isoformat() / "*.jsonl"
     transactions = landing / "transactions" / day.isoformat() / "*.csv"
-    event_counts = ", ".join(f"count(*) FILTER (WHERE event_type = '{t}') AS {c}" for c, t in EVENT_TYPE_COUNTS.items())
-    txn_parts = ", ".join(
-        f"count(*) FILTER (WHERE txn_type = '{t}') AS {n}, coalesce(sum(amount) FILTER (WHERE txn_type = '{t}'), 0) "
-        f"AS {a}"
-        for t, (n, a) in TXN_TYPE_AGGREGATES.items()
-    )
-    day_of = "CAST(timezone('UTC', occurred_at) AS DATE)"
-    return f"""
-        COPY (
-          WITH e AS (
-            SELECT user_id, {day_of} AS activity_date, count(*) AS events, count(DISTINCT session_id) AS sessions,
-                   {event_counts},
-                   count(*) FILTER (WHERE event_type = 'feature_use'
-                                    AND json_extract_string(properties, '$.feature') = 'budget_tool')
-                     AS budget_tool_uses,
-                   max(occurred_at) AS last_seen_at
-            FROM read_json('{events}', format = 'newline_delimited', ignore_errors = true,
+    relations = {
+        "events": f"""read_json('{events}', format = 'newline_delimited', ignore_errors = true,
                            columns = {{event_id: 'VARCHAR', user_id: 'VARCHAR', event_type: 'VARCHAR',
                                       occurred_at: 'TIMESTAMPTZ', session_id: 'VARCHAR', channel: 'VARCHAR',
-                                      campaign_id: 'VARCHAR', touchpoint_id: 'VARCHAR', properties: 'JSON'}})
-            GROUP BY ALL),
-          t AS (
-            SELECT user_id, {day_of} AS activity_date, {txn_parts}, count(*) AS txns,
-                   min(occurred_at) AS first_txn_at, max(occurred_at) AS last_txn_at
-            FROM read_csv('{transactions}', header = true, ignore_errors = true,
+                                      campaign_id: 'VARCHAR', touchpoint_id: 'VARCHAR', properties: 'JSON'}})""",
+        "transactions": f"""read_csv('{transactions}', header = true, ignore_errors = true,
                           columns = {{txn_id: 'VARCHAR', user_id: 'VARCHAR', occurred_at: 'TIMESTAMPTZ',
                                      amount: 'DECIMAL(18, 2)', currency: 'VARCHAR', txn_type: 'VARCHAR',
-                                     merchant_category: 'VARCHAR', status: 'VARCHAR'}})
-            WHERE status = 'completed' GROUP BY ALL)
-          SELECT * FROM e FULL OUTER JOIN t USING (user_id, activity_date) ORDER BY user_id, activity_date
-        ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
-    """
+                                     merchant_category: 'VARCHAR', status: 'VARCHAR'}})""",
+    }
+    return f"COPY ({user_daily_sql(load_map().measures, relations)}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
 
 
 def child_floor(landing: Path, day: date, out: Path) -> None:

@@ -48,6 +48,8 @@ def status(status: str | None) -> str:
         "blocked_by_guardrail": "red",
         "inconclusive": "yellow",
         "running": "blue",
+        "aa_ok": "green",
+        "aa_failed": "red",
     }
     return f"[{colours.get(status, 'white')}]{status}[/]"
 

@@ -171,6 +171,16 @@ def _parser() -> argparse.ArgumentParser:
         "are kept under <data root>/import/",
     )
     history.add_argument("--replace", action="store_true", help="replace the landing files of days already landed")
+    example = _command(
+        commands,
+        "example",
+        "a real dataset end to end: CDNOW's purchases (Fader & Hardie, from the lifetimes package), A/A campaigns",
+        "pyramid example cdnow /tmp/cdnow --days 7",
+        cmd_example,
+    )
+    example.add_argument("name", choices=["cdnow"], help="the example: cdnow")
+    example.add_argument("directory", type=Path, nargs="?", default=Path("cdnow"), help="program folder (./cdnow)")
+    example.add_argument("--days", type=_positive, default=None, help="days to run from 1997-01-01 (default 7)")
     _command(
         commands,
         "init",
@@ -205,6 +215,12 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
         "the other campaigns keep the sample's planted effects)",
     )
     parser.add_argument("--yes", action="store_true", help="replace existing data without asking")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, at least 1, got {text!r}")
+    return int(text)
 
 
 def _effect(text: str) -> tuple[str, float]:
@@ -475,6 +491,34 @@ def cmd_import(args: argparse.Namespace) -> int:
         print_error(errors, "nothing imported", [str(err)], err.todo)
         return err.exit_code
     print_import(console, errors, result, pyramid_map, args.source)
+    return EXIT_OK
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    """Write the program folder, land the dataset, run its first days, print the summary
+    (pipelines/examples/cdnow/example.py)."""
+    from pipelines.examples.cdnow import example
+    from pipelines.history_import import ImportRefused
+    from pipelines.runner import run_days
+    from pipelines.summary import print_summary
+
+    try:
+        program = example.prepare(args.directory)
+    except (example.ExampleError, ImportRefused) as err:
+        print_error(errors, "the example cannot start", [str(err)], err.todo)
+        return EXIT_USAGE
+    args.map, args.data_root = program.map_path, program.data_root
+    lake, _ = _setup(args)
+    example.print_prepared(console, program)
+    days = example.days_to_run(program, args.days or example.DEFAULT_DAYS)
+    if not _data_fits(lake, program.pyramid_map, days, quiet=True):
+        return EXIT_USAGE
+    failure = run_days(days, console, lake.root)
+    if failure is not None:
+        print_failure(errors, failure, lake.root / "logs", args.verbose)
+        return failure.exit_code
+    print_summary(lake, program.pyramid_map, console)
+    example.print_next(console, program, args.directory, days[-1])
     return EXIT_OK
 
 

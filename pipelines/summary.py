@@ -28,6 +28,7 @@ from pipelines import cells
 from pipelines.segments_report import OPTIONAL_SUMMARY_COLUMNS, with_optional
 
 SPARK = "▁▂▃▄▅▆▇█"
+AA_CHECK = "A/A check"  # the target cell of an A/A campaign's goal: nobody was treated, no target applies
 # North Star columns added with window coverage and contribution intervals (NULL in older partitions)
 OPTIONAL_STAR_COLUMNS = (("window_complete", None, pl.Boolean),)
 # time-to-event goal rows (assets.time_to_event; NULL on other rows and in older partitions)
@@ -94,6 +95,7 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
         goal["time_to_event"] = _time_to_event(goal, pyramid_map)
         goal["narrower"] = None if goal["time_to_event"] else _cuped_narrowing(goal)
         goal["planted"] = truth.get(goal["campaign_id"]) if truth else None
+        goal["aa"] = _aa_campaign(pyramid_map, goal["campaign_id"])
         goal["guardrails"] = guardrails.get(goal["goal_id"], [])
         for guardrail in goal["guardrails"]:
             metric = pyramid_map.metrics.get(guardrail["metric"])
@@ -120,7 +122,10 @@ def summary_data(lake: Lake, pyramid_map: PyramidMap) -> dict:
             "id": pyramid_map.north_star.id,
             "metric": pyramid_map.north_star.metric,
             "series": star.to_dicts(),
-            "contributions": contributions.sort("goal_id").to_dicts() if contributions.height else [],
+            "contributions": [
+                {**row, "aa": _aa_campaign(pyramid_map, row["campaign_id"])}
+                for row in (contributions.sort("goal_id").to_dicts() if contributions.height else [])
+            ],
             "total": _total_contribution(contributions),
         },
     }
@@ -295,7 +300,7 @@ def _goals_table(goals: list[dict]) -> list[Table]:
             g["goal_id"],
             g["metric"],
             _kind(g),
-            cells.signed(g["target"]),
+            AA_CHECK if g.get("aa") else cells.signed(g["target"]),
             cells.status(g["status"]),
             *([cells.signed(g["planted"])] if planted else []),
         )
@@ -349,7 +354,7 @@ def _print_north_star(star: dict, console: Console) -> None:
     if partial:
         console.print(f"  [yellow]{partial} day(s) with the metric's window not yet covered by history (incomplete)[/]")
     for row in star["contributions"]:
-        console.print(f"  {row['goal_id']:<20} {_contribution(row)}")
+        console.print(f"  {row['goal_id']:<20} {_contribution(row)}{' (A/A check)' if row.get('aa') else ''}")
     if star.get("total"):
         console.print(f"  {'all campaigns':<20} {_contribution(star['total'])} (each user counted once)")
 
@@ -380,6 +385,11 @@ def _planted_effects(lake: Lake) -> dict[str, float]:
         for c, spec in campaigns.items()
         if isinstance(spec, dict)
     }
+
+
+def _aa_campaign(pyramid_map: PyramidMap, campaign_id: str) -> bool:
+    """Whether the campaign is an A/A test (`treated: false`): its goal is a check of the split, not a verdict."""
+    return any(c.id == campaign_id and not c.treated for c in pyramid_map.campaigns)
 
 
 def _kind(goal: dict) -> str:

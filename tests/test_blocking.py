@@ -164,9 +164,9 @@ def test_every_feature_has_lineage(pyramid):
     from assets.lineage import column_lineage
 
     windows = list(pyramid.segments.windows)
-    fed = set().union(*column_lineage(windows).values())
+    fed = set().union(*column_lineage(pyramid).values())
     flags = {"user_id", "as_of", "history_days", *(f"complete_{w}d" for w in windows)}
-    orphans = [c for c in feature_column_names(windows) if c not in fed | flags]
+    orphans = [c for c in feature_column_names(pyramid, windows) if c not in fed | flags]
     assert orphans == []
 
 

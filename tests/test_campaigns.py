@@ -195,8 +195,10 @@ def test_a_run_with_contexts_admits_per_user_and_day_and_the_summary_shows_the_s
 
 
 def test_a_context_on_the_last_channel_used_admits_by_the_users_latest_non_impression_event():
-    from assets.features import user_daily, user_features
+    from assets.features import user_features
     from assets.lake import connect
+    from assets.measures import user_daily
+    from assets.pyramid_map import load_map
     from tests.test_features import PROFILES, at, events_table, txns_table
 
     events = events_table(
@@ -209,8 +211,9 @@ def test_a_context_on_the_last_channel_used_admits_by_the_users_latest_non_impre
         ]
     )
     con = connect()
-    daily = user_daily(con, events, txns_table([]))
-    features = user_features(con, daily, PROFILES, None, AS_OF, [7, 30, 90])
+    sample = load_map()
+    daily = user_daily(con, sample, events, txns_table([]))
+    features = user_features(con, sample, daily, PROFILES, None, AS_OF, [7, 30, 90])
     membership = pa.table({"segment_id": ["s"] * 3, "user_id": ["u1", "u2", "u3"]})
     on_web = replace(campaign("web", ("s",)), contexts=(Context(id="web_users", when="last_channel = 'web'"),))
     audiences = campaign_audiences(membership, [on_web], AS_OF, features)

@@ -7,19 +7,16 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from assets import actionable
-from assets.features import (
-    DAILY_AMOUNTS,
-    DAILY_COLUMNS,
-    DAILY_COUNTS,
-    WINDOWED_SUMS,
-    daily_schema,
-    feature_column_names,
-    features_schema,
-    user_daily,
-    user_features,
-)
+from assets import actionable, measures
+from assets.features import feature_column_names, features_schema, user_features
 from assets.lake import connect
+from assets.pyramid_map import load_map
+
+SAMPLE = load_map()  # the savings app's declared measures and features
+DAILY_COLUMNS = measures.daily_columns(SAMPLE.measures)
+DAILY_COUNTS = [m.name for m in SAMPLE.measures.values() if m.agg in ("count", "count_distinct")]
+DAILY_AMOUNTS = [m.name for m in SAMPLE.measures.values() if m.agg == "sum"]
+WINDOWED_SUMS = list(SAMPLE.features.windowed_sums)
 
 WINDOWS = [7, 30, 90]
 AS_OF = date(2026, 10, 31)
@@ -157,16 +154,16 @@ def expected_daily(events, txns):
 
 
 def test_user_daily_matches_plain_python():
-    daily = user_daily(connect(), events_table(EVENTS), txns_table(TXNS))
+    daily = measures.user_daily(connect(), SAMPLE, events_table(EVENTS), txns_table(TXNS))
     assert daily.column_names == DAILY_COLUMNS
-    assert daily.schema == daily_schema()
+    assert daily.schema == measures.daily_schema(SAMPLE.measures)
     assert daily.to_pylist() == expected_daily(EVENTS, TXNS)
 
 
 def test_user_daily_spot_values():
     rows = {
         (r["user_id"], r["activity_date"]): r
-        for r in user_daily(connect(), events_table(EVENTS), txns_table(TXNS)).to_pylist()
+        for r in measures.user_daily(connect(), SAMPLE, events_table(EVENTS), txns_table(TXNS)).to_pylist()
     }
     u1 = rows[("u1", date(2026, 10, 1))]
     assert (u1["events"], u1["sessions"], u1["feature_uses"], u1["budget_tool_uses"]) == (4, 1, 2, 1)
@@ -177,8 +174,10 @@ def test_user_daily_spot_values():
 
 
 def test_user_daily_of_nothing_is_empty_with_schema():
-    daily = user_daily(connect(), actionable.empty_table("events"), actionable.empty_table("transactions"))
-    assert daily.num_rows == 0 and daily.schema == daily_schema()
+    daily = measures.user_daily(
+        connect(), SAMPLE, actionable.empty_table("events"), actionable.empty_table("transactions")
+    )
+    assert daily.num_rows == 0 and daily.schema == measures.daily_schema(SAMPLE.measures)
 
 
 def daily_row(user, day, **values):
@@ -385,13 +384,13 @@ def age_band(birth_year, as_of):
 
 @pytest.fixture(scope="module")
 def features():
-    daily = pa.Table.from_pylist(PARTITION_A + PARTITION_B, schema=daily_schema())
-    return user_features(connect(), daily, PROFILES, ERASED, AS_OF, WINDOWS)
+    daily = pa.Table.from_pylist(PARTITION_A + PARTITION_B, schema=measures.daily_schema(SAMPLE.measures))
+    return user_features(connect(), SAMPLE, daily, PROFILES, ERASED, AS_OF, WINDOWS)
 
 
 def test_features_columns_and_types(features):
-    assert features.column_names == feature_column_names(WINDOWS)
-    assert features.schema == features_schema(WINDOWS)
+    assert features.column_names == feature_column_names(SAMPLE, WINDOWS)
+    assert features.schema == features_schema(SAMPLE, WINDOWS)
     assert features.schema.field("deposits_30d").type == pa.int64()
     assert features.schema.field("balance_in_90d").type == pa.float64()
 
@@ -436,8 +435,8 @@ def test_features_spot_values(features):
 
 
 def test_features_without_activity_or_erasures():
-    table = user_features(connect(), None, PROFILES, None, AS_OF, [7])
-    assert table.column_names == feature_column_names([7])
+    table = user_features(connect(), SAMPLE, None, PROFILES, None, AS_OF, [7])
+    assert table.column_names == feature_column_names(SAMPLE, [7])
     assert table.column("user_id").to_pylist() == ["u1", "u2", "u3", "u4", "u5"]
     assert set(table.column("events_7d").to_pylist()) == {0}
     assert set(table.column("days_since_last_seen").to_pylist()) == {None}
@@ -445,9 +444,9 @@ def test_features_without_activity_or_erasures():
 
 def test_windows_not_covered_by_history_are_null_and_flagged():
     """History starts at D(9): ten days known. The 7-day window is complete; 30 and 90 days are not."""
-    daily = pa.Table.from_pylist(PARTITION_A + PARTITION_B, schema=daily_schema())
-    table = user_features(connect(), daily, PROFILES, ERASED, AS_OF, WINDOWS, history_start=D(9))
-    assert table.schema == features_schema(WINDOWS)
+    daily = pa.Table.from_pylist(PARTITION_A + PARTITION_B, schema=measures.daily_schema(SAMPLE.measures))
+    table = user_features(connect(), SAMPLE, daily, PROFILES, ERASED, AS_OF, WINDOWS, history_start=D(9))
+    assert table.schema == features_schema(SAMPLE, WINDOWS)
     u1, u2, _, u4 = table.to_pylist()
     assert (u1["history_days"], u1["complete_7d"], u1["complete_30d"], u1["complete_90d"]) == (10, True, False, False)
     # by hand: u1's rows of D(0)..D(9) are D(0), D(3) (two partitions), D(6) and D(7)
@@ -464,9 +463,9 @@ def test_windows_not_covered_by_history_are_null_and_flagged():
 @pytest.mark.parametrize("start_days_before", [0, 6, 29, 89, 200])
 def test_coverage_matches_plain_python(start_days_before):
     rows = PARTITION_A + PARTITION_B
-    daily = pa.Table.from_pylist(rows, schema=daily_schema())
+    daily = pa.Table.from_pylist(rows, schema=measures.daily_schema(SAMPLE.measures))
     start = D(start_days_before)
-    table = user_features(connect(), daily, PROFILES, ERASED, AS_OF, WINDOWS, history_start=start)
+    table = user_features(connect(), SAMPLE, daily, PROFILES, ERASED, AS_OF, WINDOWS, history_start=start)
     expected = expected_features(rows, PROFILES, ERASED, AS_OF, WINDOWS, history_start=start)
     for got, want in zip(table.to_pylist(), expected, strict=True):
         assert got == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in want.items()}

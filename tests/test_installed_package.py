@@ -38,6 +38,11 @@ def test_the_installed_files_carry_the_sample_map_and_the_suites(installed):
         assert (installed / "assets" / "quality" / "expectations" / suite.name).read_bytes() == suite.read_bytes()
 
 
+def test_the_installed_files_carry_the_cdnow_example_map(installed):
+    example = Path("pipelines") / "examples" / "cdnow" / "pyramid.yaml"
+    assert (installed / example).read_bytes() == (ROOT / example).read_bytes()
+
+
 def test_an_installed_package_inits_checks_generates_and_runs_a_day_outside_the_checkout(installed, tmp_path):
     probe = subprocess.run(
         [sys.executable, "-c", "import assets, pipelines; print(assets.__file__); print(pipelines.__file__)"],

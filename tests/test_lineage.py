@@ -5,25 +5,29 @@ import re
 from pathlib import Path
 
 from assets import actionable
-from assets.features import DAILY_COLUMNS, feature_column_names
+from assets.features import feature_column_names
 from assets.lineage import column_lineage, daily_column_lineage, feature_column_lineage
+from assets.measures import daily_columns
+from assets.pyramid_map import load_map
 
+SAMPLE = load_map()
 WINDOWS = [7, 30, 90]
+DAILY_COLUMNS = daily_columns(SAMPLE.measures)
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_dagster_lineage_composes_to_the_blocking_lineage():
     """Feature <- user_daily <- actionable source columns, composed, names the same source columns as
     `column_lineage` (which decides blocking) does for every feature."""
-    daily, features = daily_column_lineage(WINDOWS), feature_column_lineage(WINDOWS)
+    daily, features = daily_column_lineage(SAMPLE), feature_column_lineage(SAMPLE)
     composed: dict[str, set[tuple[str, str]]] = {}
     for column, inputs in features.items():
         for asset, name in inputs:
             via = daily[name] if asset == "user_daily" else [(asset, name)]
             composed.setdefault(column, set()).update((a.removeprefix("actionable_"), c) for a, c in via)
     blocking: dict[str, set[tuple[str, str]]] = {}
-    for source_column, fed in column_lineage(WINDOWS).items():
-        for column in fed & set(feature_column_names(WINDOWS)):
+    for source_column, fed in column_lineage(SAMPLE).items():
+        for column in fed & set(feature_column_names(SAMPLE, WINDOWS)):
             blocking.setdefault(column, set()).add(source_column)
     assert composed == blocking
 
@@ -33,12 +37,12 @@ def test_every_lineage_input_is_a_real_column():
     schemas["user_daily"] = set(DAILY_COLUMNS)
     pairs = [
         p
-        for inputs in [*daily_column_lineage(WINDOWS).values(), *feature_column_lineage(WINDOWS).values()]
+        for inputs in [*daily_column_lineage(SAMPLE).values(), *feature_column_lineage(SAMPLE).values()]
         for p in inputs
     ]
     assert pairs and all(name in schemas[asset] for asset, name in pairs)
     flags = {"user_id", "as_of", "history_days", *(f"complete_{w}d" for w in WINDOWS)}
-    assert set(feature_column_lineage(WINDOWS)) == set(feature_column_names(WINDOWS)) - flags
+    assert set(feature_column_lineage(SAMPLE)) == set(feature_column_names(SAMPLE, WINDOWS)) - flags
 
 
 def documented_feature_columns() -> set[str]:
@@ -52,6 +56,6 @@ def documented_feature_columns() -> set[str]:
 
 
 def test_contracts_md_lists_exactly_the_feature_columns():
-    built = {c for c in feature_column_names(WINDOWS) if not c.startswith("complete_") and "_history" not in c}
+    built = {c for c in feature_column_names(SAMPLE, WINDOWS) if not c.startswith("complete_") and "_history" not in c}
     documented = documented_feature_columns() - {"unknown"}  # an age band value, not a column
     assert documented - {"history_days"} == built - {"history_days"}

@@ -310,7 +310,7 @@ def test_a_map_that_is_a_folder(tmp_path):
 
 TOP_KEYS = ", ".join(
     ["path", "program", "schedule", "north_star", "metrics", "goals", "touchpoints", "campaigns", "segments"]
-    + ["actionable", "sources", "consent"]
+    + ["actionable", "sources", "consent", "measures", "features"]
 )
 TOUCHPOINT_KEYS = "id, channel, freshness_hours, format"
 
@@ -411,7 +411,8 @@ def assert_segments(m: PyramidMap) -> None:
     rfm = (
         "RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', 'promising', "
         "'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', 'hibernating', 'lost'), min_size=1000, "
-        "stability=Stability(refresh='daily', min_stay_days=7, leave_margin=1))"
+        "stability=Stability(refresh='daily', min_stay_days=7, leave_margin=1), "
+        "recency='last_txn_at', frequency='txns', monetary=('balance_in', 'balance_out'))"
     )
     lifecycle = (
         "LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=('new', "
@@ -462,7 +463,8 @@ def test_defaults(tmp_path):
         "RfmScoring(window_days=90, groups=('champions', 'loyal', 'potential_loyalists', 'new', "
         "'promising', 'need_attention', 'about_to_sleep', 'at_risk', 'cannot_lose_them', "
         "'hibernating', 'lost'), min_size=10000, "
-        "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0))"
+        "stability=Stability(refresh='daily', min_stay_days=1, leave_margin=0), "
+        "recency='last_txn_at', frequency='txns', monetary=('balance_in', 'balance_out'))"
     )
     assert repr(s.lifecycle) == (
         "LifecycleScoring(new_days=30, active_days=7, at_risk_days=30, dormant_days=90, "

@@ -4,7 +4,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from assets.pyramid_map import SegmentDefinition
+from assets.features import monotone_windowed
+from assets.pyramid_map import SegmentDefinition, load_map
 from assets.segments import (
     MEMBERSHIP_SCHEMA,
     segment_membership,
@@ -14,6 +15,7 @@ from assets.segments import (
 from assets.sql_guard import UnsafeExpression, sandboxed_connection
 
 AS_OF = date(2026, 10, 10)
+MONOTONE = monotone_windowed(load_map())  # the sample map's windowed sums read on their lower bound
 
 
 def definition(segment_id: str, rule: str, kind: str = "value", min_size: int = 1) -> SegmentDefinition:
@@ -44,7 +46,7 @@ def test_rule_membership_holds_only_consented_users_meeting_the_rule():
         definition("searchers", "searches_7d >= 1 AND tenure_days <= 30", kind="intent"),
         definition("nobody", "deposits_30d > 100"),
     ]
-    result = segment_membership(features(), definitions, AS_OF)
+    result = segment_membership(features(), definitions, AS_OF, monotone=MONOTONE)
 
     assert result.schema == MEMBERSHIP_SCHEMA
     # u3 (no consent) and u4 (consent unknown) never appear; u5's NULL deposits is not a match.
@@ -59,9 +61,9 @@ def test_rule_membership_holds_only_consented_users_meeting_the_rule():
 def test_unsafe_rule_is_refused_before_it_runs():
     unsafe = definition("sneaky", "deposits_30d >= 2 OR (SELECT count(*) FROM read_csv('/etc/passwd')) > 0")
     with pytest.raises(UnsafeExpression, match="segment 'sneaky'"):
-        segment_membership(features(), [definition("fine", "deposits_30d >= 2"), unsafe], AS_OF)
+        segment_membership(features(), [definition("fine", "deposits_30d >= 2"), unsafe], AS_OF, monotone=MONOTONE)
     with pytest.raises(UnsafeExpression, match="unknown column 'password'"):
-        segment_membership(features(), [definition("unknown", "password = 'x'")], AS_OF)
+        segment_membership(features(), [definition("unknown", "password = 'x'")], AS_OF, monotone=MONOTONE)
 
 
 def test_sandbox_reads_registered_arrow_but_no_files_and_stays_locked():
@@ -197,7 +199,10 @@ def test_unsafe_rule_refused_by_load_map(tmp_path, name, rule, part):
 def test_unsafe_rule_refused_by_segment_membership(name, rule, part):
     with pytest.raises(UnsafeExpression) as raised:
         segment_membership(
-            features(), [definition("fine", "deposits_30d >= 2"), definition(f"evil_{name}", rule)], AS_OF
+            features(),
+            [definition("fine", "deposits_30d >= 2"), definition(f"evil_{name}", rule)],
+            AS_OF,
+            monotone=MONOTONE,
         )
     assert f"segment 'evil_{name}'" in str(raised.value) and part in str(raised.value)
 
@@ -220,7 +225,7 @@ def test_a_new_segment_is_a_map_edit_only(tmp_path):
     pyramid_map = load_map(path)
     from assets.features import features_schema
 
-    schema = features_schema(list(pyramid_map.segments.windows))
+    schema = features_schema(pyramid_map, list(pyramid_map.segments.windows))
     given = {
         "user_id": ["u1", "u2", "u3", "u4", "u5"],
         "plan": ["premium", "premium", "premium", "basic", "premium"],
@@ -228,7 +233,7 @@ def test_a_new_segment_is_a_map_edit_only(tmp_path):
         "searches_7d": [1, 2, 1, 1, 0],
     }
     table = pa.table({f.name: given.get(f.name, pa.nulls(5, f.type)) for f in schema}).cast(schema)
-    result = segment_membership(table, pyramid_map.segments.definitions, AS_OF)
+    result = segment_membership(table, pyramid_map.segments.definitions, AS_OF, monotone=MONOTONE)
     rows = [(r["user_id"], r["kind"]) for r in result.to_pylist() if r["segment_id"] == "premium_searchers"]
     assert rows == [("u1", "intent"), ("u2", "intent")]  # u3: no consent; u4: basic; u5: no search
     summary = segment_summary(result, None, 4, pyramid_map.segments.definitions, AS_OF).to_pylist()
@@ -318,7 +323,7 @@ def test_rfm_scores_on_known_quintiles():
     rows = [(f"u{i}", True, 10 - i, i + 1, 100.0 * (10 - i)) for i in range(10)]
     rows += [("no_consent", False, 1, 50, 5000.0), ("no_txn", True, None, 0, 0.0)]
     definitions = scored_definitions("rfm", RFM_GROUPS, RFM, "value")
-    result = segment_membership(rfm_features(rows[::-1]), definitions, AS_OF).to_pylist()
+    result = segment_membership(rfm_features(rows[::-1]), definitions, AS_OF, monotone=MONOTONE).to_pylist()
 
     got = {r["user_id"]: (r["segment_id"], r["score"], r["kind"]) for r in result}
     expected = {}
@@ -347,8 +352,8 @@ def test_rfm_ties_share_one_quintile_whatever_the_order():
         ("e", True, 5, 3, 10.0),
     ]
     definitions = scored_definitions("rfm", RFM_GROUPS, RFM, "value")
-    forward = segment_membership(rfm_features(rows), definitions, AS_OF)
-    backward = segment_membership(rfm_features(rows[::-1]), definitions, AS_OF)
+    forward = segment_membership(rfm_features(rows), definitions, AS_OF, monotone=MONOTONE)
+    backward = segment_membership(rfm_features(rows[::-1]), definitions, AS_OF, monotone=MONOTONE)
     assert forward == backward
     # every recency and monetary value ties: the tie is the whole population, R = M = 5
     assert {r["user_id"]: r["score"] for r in forward.to_pylist()} == {
@@ -363,7 +368,7 @@ def test_rfm_ties_share_one_quintile_whatever_the_order():
 def test_rfm_only_materializes_the_listed_groups():
     rows = [(f"u{i}", True, 10 - i, i + 1, 100.0 * (10 - i)) for i in range(10)]
     definitions = scored_definitions("rfm", ("champions", "lost"), RFM, "value")
-    result = segment_membership(rfm_features(rows), definitions, AS_OF).to_pylist()
+    result = segment_membership(rfm_features(rows), definitions, AS_OF, monotone=MONOTONE).to_pylist()
     assert [(r["segment_id"], r["user_id"]) for r in result] == [
         ("rfm_champions", "u8"),
         ("rfm_champions", "u9"),
@@ -403,7 +408,7 @@ def test_lifecycle_stages_from_recency_thresholds():
     definitions = scored_definitions("lifecycle", LIFECYCLE_STAGES, LIFECYCLE, "behavioral")
     got = {
         r["user_id"]: (r["segment_id"].removeprefix("lifecycle_"), r["score"])
-        for r in segment_membership(table, definitions, AS_OF).to_pylist()
+        for r in segment_membership(table, definitions, AS_OF, monotone=MONOTONE).to_pylist()
     }
     assert got == {
         "new_idle": ("new", 50.0),
@@ -478,9 +483,9 @@ def snapshot(day, members):
 def test_stability_since_and_median_days_over_three_snapshots():
     d1, d2, d3 = AS_OF, AS_OF + timedelta(days=1), AS_OF + timedelta(days=2)
     definitions = [definition("a", "deposits_30d >= 1", min_size=1), definition("b", "deposits_30d > 5", min_size=0)]
-    m1 = segment_membership(snapshot(d1, {"u1", "u2", "u3"}), definitions, d1, None)
-    m2 = segment_membership(snapshot(d2, {"u2", "u3", "u4"}), definitions, d2, m1)
-    m3 = segment_membership(snapshot(d3, {"u1", "u3", "u4"}), definitions, d3, m2)
+    m1 = segment_membership(snapshot(d1, {"u1", "u2", "u3"}), definitions, d1, None, monotone=MONOTONE)
+    m2 = segment_membership(snapshot(d2, {"u2", "u3", "u4"}), definitions, d2, m1, monotone=MONOTONE)
+    m3 = segment_membership(snapshot(d3, {"u1", "u3", "u4"}), definitions, d3, m2, monotone=MONOTONE)
 
     assert [(r["user_id"], r["since"]) for r in m2.to_pylist()] == [("u2", d1), ("u3", d1), ("u4", d2)]
     assert [(r["user_id"], r["since"]) for r in m3.to_pylist()] == [("u1", d3), ("u3", d1), ("u4", d2)]  # u1 restarts
@@ -502,7 +507,7 @@ def test_stability_since_and_median_days_over_three_snapshots():
 
 
 def test_segment_baselines_against_all_eligible_users():
-    from assets.features import daily_schema
+    from assets.measures import daily_schema
     from assets.pyramid_map import Metric
 
     users = [f"u{i}" for i in range(6)]
@@ -515,7 +520,7 @@ def test_segment_baselines_against_all_eligible_users():
             {"user_id": u, "activity_date": AS_OF, "deposits": 1} for u in ("u0", "u1", "u3", "u5")
         ]
         + [{"user_id": "u2", "activity_date": AS_OF - timedelta(days=1), "deposits": 1}],
-        schema=daily_schema(),
+        schema=daily_schema(load_map().measures),
     )
     metric = Metric(id="deposit_rate", description="", window_days=1, condition="deposits > 0")
     definitions = [definition("a", "true"), definition("b", "true", kind="intent"), definition("c", "true")]
@@ -560,7 +565,7 @@ def test_cli_segments_prints_summary_and_baselines_from_the_lake(tmp_path):
 
     lake = Lake(tmp_path)
     definitions = [definition("steady", "deposits_30d >= 1", min_size=2), definition("rare", "deposits_30d > 5")]
-    m1 = segment_membership(snapshot(AS_OF, {"u1", "u2", "u3"}), definitions, AS_OF)
+    m1 = segment_membership(snapshot(AS_OF, {"u1", "u2", "u3"}), definitions, AS_OF, monotone=MONOTONE)
     write_parquet_atomic(
         segment_summary(m1, None, 4, definitions, AS_OF), lake.partition_file("segments", "segment_summary", AS_OF)
     )

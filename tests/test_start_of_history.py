@@ -7,12 +7,14 @@ import pyarrow as pa
 import pytest
 
 from assets.coverage import lower_bound_rule, rule_windows, segment_windows
-from assets.pyramid_map import SegmentDefinition
+from assets.features import monotone_windowed
+from assets.pyramid_map import SegmentDefinition, load_map
 from assets.pyramid_map.segments import LIFECYCLE_STAGES, RFM_GROUPS, LifecycleScoring, RfmScoring
 from assets.segments import segment_membership, segment_summary
 from tests.test_segments import scored_definitions
 
 AS_OF = date(2026, 10, 10)
+MONOTONE = monotone_windowed(load_map())  # the sample map's windowed sums read on their lower bound
 LIFECYCLE = LifecycleScoring(
     new_days=30, active_days=7, at_risk_days=30, dormant_days=90, stages=LIFECYCLE_STAGES, min_size=1
 )
@@ -49,11 +51,11 @@ def scored(method: str, names, scoring) -> list[SegmentDefinition]:
     ],
 )
 def test_only_monotone_atoms_read_the_lower_bound(text, expected):
-    assert lower_bound_rule(text, COLUMNS) == expected
+    assert lower_bound_rule(text, COLUMNS, MONOTONE) == expected
 
 
 def test_without_covered_columns_the_rule_is_unchanged():
-    assert lower_bound_rule("deposits_30d >= 2", {"deposits_30d"}) == "deposits_30d >= 2"
+    assert lower_bound_rule("deposits_30d >= 2", {"deposits_30d"}, MONOTONE) == "deposits_30d >= 2"
 
 
 def test_windows_a_segment_reads():
@@ -77,7 +79,7 @@ def test_rule_on_an_incomplete_window_selects_only_certain_members():
         }
     )
     definitions = [rule("at_least_two", "deposits_30d >= 2"), rule("fewer_than_two", "deposits_30d < 2")]
-    members = segment_membership(features, definitions, AS_OF).to_pylist()
+    members = segment_membership(features, definitions, AS_OF, monotone=MONOTONE).to_pylist()
     assert [(r["segment_id"], r["user_id"]) for r in members] == [("at_least_two", "two")]
 
 
@@ -110,7 +112,7 @@ def lifecycle_features(history_days: int | None) -> pa.Table:
 )
 def test_an_established_user_is_not_churned_before_the_dormant_window_is_covered(history_days, old_unseen):
     definitions = scored("lifecycle", LIFECYCLE_STAGES, LIFECYCLE)
-    members = segment_membership(lifecycle_features(history_days), definitions, AS_OF).to_pylist()
+    members = segment_membership(lifecycle_features(history_days), definitions, AS_OF, monotone=MONOTONE).to_pylist()
     got = {r["user_id"]: r["segment_id"].removeprefix("lifecycle_") for r in members}
     expected = {"old_seen_3d": "active", "old_txn_20d": "at_risk", "new_unseen": "new"}
     assert got == expected | ({"old_unseen": old_unseen} if old_unseen else {})
@@ -134,7 +136,7 @@ def test_rfm_scores_the_covered_part_of_an_incomplete_window():
             "tenure_days": pa.array([400] * 3, pa.int64()),
         }
     )
-    members = segment_membership(features, scored("rfm", RFM_GROUPS, RFM), AS_OF).to_pylist()
+    members = segment_membership(features, scored("rfm", RFM_GROUPS, RFM), AS_OF, monotone=MONOTONE).to_pylist()
     # two scored users, recency tied (R = 5), F and M: cume_dist 1/2 -> 3, 1 -> 5
     assert {r["user_id"]: r["score"] for r in members} == {"a": 533.0, "b": 555.0}
 
@@ -177,6 +179,6 @@ def test_summary_says_which_segments_read_an_incomplete_window():
 def test_covered_columns_and_averages_are_in_the_column_lineage():
     from assets.lineage import column_lineage
 
-    fed = column_lineage([7])[("transactions", "amount")]
+    fed = column_lineage(load_map())[("transactions", "amount")]
     assert {"deposit_amount_7d", "deposit_amount_history", "balance_in_history", "avg_deposit_amount_7d"} <= fed
     assert {"avg_deposit_amount_history", "avg_card_amount_history"} <= fed

@@ -4,10 +4,10 @@
 columns, every goal metric only promoted daily aggregates. An error names the file, the line and the
 key path, and says what is allowed.
 
-`models.py` and `segments.py` hold the typed sections (frozen pydantic dataclasses), `references.py` the checks across
-sections, `errors.py` the translation of pydantic's error locations to file lines and key paths. The
-models are imported here too: they are this package's public API (`from assets.pyramid_map import
-Campaign`), not a compatibility facade.
+`models.py`, `segments.py` and `measures.py` (the declared measures and features) hold the typed sections
+(frozen pydantic dataclasses), `references.py` the checks across sections, `errors.py` the translation of
+pydantic's error locations to file lines and key paths. The models are imported here too: they are this
+package's public API (`from assets.pyramid_map import Campaign`), not a compatibility facade.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from assets.pyramid_map.errors import MapError, key_lines, located_problems
+from assets.pyramid_map.measures import Features, Latest, Measure, Windowed
 from assets.pyramid_map.models import (
     Actionable,
     Campaign,
@@ -70,12 +71,15 @@ __all__ = [
     "Campaign",
     "Context",
     "CsvDialect",
+    "Features",
     "Consent",
     "ConsentDefault",
     "FrequencyCap",
     "Goal",
+    "Latest",
     "LifecycleScoring",
     "MapError",
+    "Measure",
     "Metric",
     "NorthStar",
     "OptOut",
@@ -87,6 +91,7 @@ __all__ = [
     "Stability",
     "Touchpoint",
     "Volume",
+    "Windowed",
     "default_map_path",
     "load_map",
 ]

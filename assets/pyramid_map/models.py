@@ -16,6 +16,7 @@ from pydantic import (
     AliasPath,
     BeforeValidator,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidatorFunctionWrapHandler,
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from assets.pyramid_map.kinds import KIND_EXPRESSIONS, METRIC_KINDS, Direction, MetricKind
+from assets.pyramid_map.measures import Features, Measure
 from assets.pyramid_map.references import reference_problems
 from assets.pyramid_map.segments import Segments
 from assets.pyramid_map.sources import ACTIVITY_SOURCES, SOURCE_NAMES, Source
@@ -199,6 +201,8 @@ class Campaign:
     end: Annotated[date | None, BeforeValidator(lambda v: v if v is None else _start_date(v))] = None
     planned_users: StrictInt | None = None
     contexts: tuple[Context, ...] = ()
+    # false: an A/A test, nobody treated (holdouts still by hash, no exports; goal rows `aa_ok` / `aa_failed`)
+    treated: StrictBool = Field(True, repr=False)
 
     @field_validator("holdout")
     @classmethod
@@ -235,7 +239,24 @@ class Actionable:
     dedup_lookback_days: StrictInt = 7
     max_clock_skew_minutes: StrictInt = 5
     currencies: tuple[StrictStr, ...] = Field()
+    # the accepted codes; None: the suite's own set (expectations/<source>.json)
+    txn_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
+    event_types: tuple[StrictStr, ...] | None = Field(None, repr=False)
+    zero_amounts: StrictBool = Field(False, repr=False)  # true: an amount of 0 (a free item) is accepted
     consent_default: ConsentDefault | None = Field(None, repr=False)  # required without profiles, refused with them
+
+    def suite_changes(self, source: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """The map's domain rules that replace its suite's (assets/quality/suites.py `with_kwargs`): the accepted
+        codes of `source`'s coded columns, and whether a transaction's amount may be 0."""
+        in_set = "expect_column_values_to_be_in_set"
+        sets = {
+            "transactions": {"currency": self.currencies, "txn_type": self.txn_types},
+            "events": {"event_type": self.event_types},
+        }.get(source, {})
+        changes = {(in_set, column): {"value_set": list(v)} for column, v in sets.items() if v is not None}
+        if source == "transactions" and self.zero_amounts:
+            changes[("expect_column_values_to_be_between", "amount")] = {"strict_min": False}
+        return changes
 
 
 def consent_default_problems(m: PyramidMap) -> list[Problem]:
@@ -335,6 +356,9 @@ class PyramidMap:
     actionable: Actionable = Field()
     sources: Annotated[dict[str, Source], WrapValidator(_every_source)] = Field()
     consent: Consent = Consent()
+    # user_daily's columns and user_features' (assets/pyramid_map/measures.py)
+    measures: Annotated[dict[str, Measure], BeforeValidator(lambda specs: _keyed(specs, "name"))] = Field()
+    features: Features = Field()
 
     def campaign(self, campaign_id: str) -> Campaign:
         return next(c for c in self.campaigns if c.id == campaign_id)

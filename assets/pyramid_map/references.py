@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assets.calendar import CALENDAR_COLUMNS
-from assets.features import DAILY_AMOUNTS, DAILY_COUNTS, TOUCHPOINT_COUNTS, feature_column_names
+from assets.features import TOUCHPOINT_COUNTS, feature_column_names
+from assets.measures import summable_columns
 from assets.pyramid_map.kinds import KIND_EXPRESSIONS
+from assets.pyramid_map.measures import declaration_problems
 from assets.pyramid_map.validation import Problem
 from assets.sql_guard import check_condition
 
@@ -29,6 +31,8 @@ def reference_problems(m: PyramidMap) -> list[Problem]:
         *_goal_problems(m),
         *_campaign_problems(m),
         *_metric_problems(m),
+        *declaration_problems(m.measures, m.features),
+        *_scoring_problems(m),
         *_expression_problems(m),
     ]
 
@@ -87,7 +91,7 @@ def _campaign_problems(m: PyramidMap) -> list[Problem]:
 
 def _expression_problems(m: PyramidMap) -> list[Problem]:
     """Segment rules may use the feature columns, metric conditions the daily aggregates (assets/sql_guard.py)."""
-    features = feature_column_names(list(m.segments.windows))
+    features = feature_column_names(m, list(m.segments.windows))
     problems = [
         (
             ("segments", "definitions", i, "rule"),
@@ -107,15 +111,40 @@ def _expression_problems(m: PyramidMap) -> list[Problem]:
         for j, context in enumerate(campaign.contexts)
         for problem in check_condition(context.when, readable)
     ]
-    daily = [*DAILY_COUNTS, *DAILY_AMOUNTS]
+    daily = summable_columns(m.measures)
     for metric in m.metrics.values():
-        columns, what = (TOUCHPOINT_COUNTS, "a touchpoint's counts") if metric.touchpoint else (daily, "")
+        columns, what = (list(TOUCHPOINT_COUNTS), "a touchpoint's counts") if metric.touchpoint else (daily, "")
         for field in KIND_EXPRESSIONS[metric.kind]:
             allowed = f"{'conditions' if field == 'condition' else 'expressions'} may use: {', '.join(columns)}"
             problems += [
                 (("metrics", metric.id, field), f"{problem}; {allowed}" + (f" ({what})" if what else ""))
                 for problem in check_condition(getattr(metric, field), columns)
             ]
+    return problems
+
+
+def _scoring_problems(m: PyramidMap) -> list[Problem]:
+    """The features a scored segment reads are declared: RFM's recency (latest), frequency and monetary
+    (windowed); the lifecycle's tenure_days, days_since_last_seen and last_txn_at."""
+    declared = m.features
+    problems: list[Problem] = []
+    if m.segments.rfm is not None:
+        rfm, loc = m.segments.rfm, ("segments", "scored", "rfm")
+        if rfm.recency not in declared.latest:
+            problems.append(_unknown((*loc, "recency"), "latest feature", rfm.recency, list(declared.latest)))
+        problems += [
+            _unknown((*loc, key), "windowed feature", name, declared.windowed_names)
+            for key, names in (("frequency", (rfm.frequency,)), ("monetary", rfm.monetary))
+            for name in names
+            if name not in declared.windowed_names
+        ]
+    if m.segments.lifecycle is not None:
+        have = {*declared.profile, *declared.latest}
+        problems += [
+            (("segments", "scored", "lifecycle"), f"reads feature {name!r}, which `features` does not declare")
+            for name in ("tenure_days", "days_since_last_seen", "last_txn_at")
+            if name not in have
+        ]
     return problems
 
 

@@ -80,6 +80,10 @@ class RfmScoring:
     groups: Annotated[tuple[RfmGroup, ...], BeforeValidator(lambda names: _names(names, RFM_GROUPS))] = RFM_GROUPS
     min_size: StrictInt = Field()
     stability: Stability = Stability()
+    # the features scored: a latest time feature (days since it), a windowed count, windowed amounts (summed)
+    recency: StrictStr = "last_txn_at"
+    frequency: StrictStr = "txns"
+    monetary: tuple[StrictStr, ...] = ("balance_in", "balance_out")
 
 
 @dataclass(frozen=True, config=CONFIG)
@@ -231,7 +235,7 @@ def _scoring_problems(data: dict) -> list[Problem]:
 def _rfm_segments(rfm: RfmScoring | None) -> list[SegmentDefinition]:
     if rfm is None:
         return []
-    amounts = tuple(f"{c}_{rfm.window_days}d" for c in ("txns", "balance_in", "balance_out"))
+    amounts = tuple(f"{c}_{rfm.window_days}d" for c in (rfm.frequency, *rfm.monetary))
     return [
         SegmentDefinition(
             id=f"rfm_{group}",
@@ -242,7 +246,7 @@ def _rfm_segments(rfm: RfmScoring | None) -> list[SegmentDefinition]:
             method="rfm",
             group=group,
             scoring=rfm,
-            inputs=("consent_personalization", "last_txn_at", *amounts),
+            inputs=("consent_personalization", rfm.recency, *amounts),
             description=f"RFM group {group.replace('_', ' ')} (recency, frequency, monetary over {rfm.window_days} days).",  # noqa: E501
         )
         for group in rfm.groups

@@ -228,6 +228,26 @@ def suite_from_dict(document: Mapping[str, Any], path: Path | None = None) -> Su
     return Suite(name=name, gx_suite=gx_suite, rules=tuple(rules), path=path)
 
 
+def with_kwargs(suite: Suite, changes: Mapping[tuple[str, str], Mapping[str, Any]]) -> Suite:
+    """The suite with the map's domain rules in place (`Actionable.suite_changes`): for each (expectation type,
+    column), the given kwargs replaced in the expectations of that type on that column that already have them
+    (an in-set's `value_set`, a between's `strict_min`). What runs, its saved results and Data Docs show them.
+    SuiteError when no expectation takes a change."""
+    if not changes:
+        return suite
+    document = suite.to_json_dict()
+    applied = set()
+    for item in document["expectations"]:
+        key = (item["type"], item["kwargs"].get("column"))
+        if key in changes and set(changes[key]) <= set(item["kwargs"]):
+            item["kwargs"].update(changes[key])
+            applied.add(key)
+    missing = [f"{kind} on {column}" for kind, column in changes if (kind, column) not in applied]
+    if missing:
+        raise SuiteError(f"{suite.path or suite.name}: no expectation takes the map's rule: {', '.join(missing)}")
+    return suite_from_dict(document, path=suite.path)
+
+
 def load_suites(directory: str | Path = EXPECTATIONS_DIR) -> dict[str, Suite]:
     """Every `<source>.json` of SOURCES in `directory`, by source name."""
     return {source: load_suite(Path(directory) / f"{source}.json") for source in SOURCES}

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets import accounting, actionable, features, first_seen, privacy_decisions, profiles, raw
+from assets import accounting, actionable, features, first_seen, measures, privacy_decisions, profiles, raw
 from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.lineage import daily_column_lineage, feature_column_lineage
@@ -281,8 +281,9 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         events = _read(con, lake, "actionable", "events", ds)
         transactions = _read(con, lake, "actionable", "transactions", ds)
-        daily = features.user_daily(con, events, transactions)
-        lineage = column_lineage_metadata(daily_column_lineage(pyramid.pyramid_map().segments.windows))
+        pmap = pyramid.pyramid_map()
+        daily = measures.user_daily(con, pmap, events, transactions)
+        lineage = column_lineage_metadata(daily_column_lineage(pmap))
         return dg.MaterializeResult(metadata=write_table(lake, "actionable", "user_daily", ds, daily) | lineage)
 
     @dg.asset(
@@ -329,10 +330,10 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         daily = daily_activity(lake, ds, max(windows), start)
         profiles = _read(con, lake, "actionable", "profiles", ds)
         erased = _read(con, lake, "actionable", "erased_users", ds)
-        table = features.user_features(con, daily, profiles, erased, ds, windows, history_start=start)
+        table = features.user_features(con, pmap, daily, profiles, erased, ds, windows, history_start=start)
         return dg.MaterializeResult(
             metadata=write_table(lake, "actionable", "user_features", ds, table)
-            | column_lineage_metadata(feature_column_lineage(windows)),
+            | column_lineage_metadata(feature_column_lineage(pmap)),
             check_results=[inputs_check(blocked_for_day(lake, pmap, ds))],
         )
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from assets import segment_baselines as baselines
 from assets import segments
 from assets.crash_points import crash_point
-from assets.features import history_days
+from assets.features import history_days, monotone_windowed
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import Metric, PyramidMap
 from pipelines.layers import (
@@ -53,7 +53,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
         blocked = blocked_for_day(lake, pmap, ds).segments  # need a withheld column: not computed
         definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
-        membership = segments.segment_membership(features, definitions, ds, previous)
+        membership = segments.segment_membership(features, definitions, ds, previous, monotone=monotone_windowed(pmap))
         metadata = write_table(lake, "segments", "segment_membership", ds, membership)
         crash_point("segments")
         return dg.MaterializeResult(metadata=metadata)
