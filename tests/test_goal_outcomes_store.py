@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets import goal_outcomes_store
+from assets.catalog import build_catalog
 from assets.goal_cohort import update_goal_user_outcomes
 from assets.goals import GOAL_USER_DAY_SCHEMA
-from assets.catalog import build_catalog
 from assets.lake import Lake, connect, write_parquet_atomic
 from pipelines.layers.goals import compact_user_outcomes, previous_user_outcomes, user_outcomes
 
