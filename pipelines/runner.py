@@ -10,6 +10,7 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from assets.pyramid_map import NOT_DECLARED_NOTE
 from pipelines.errors import Failure, step_failures
 from pipelines.instance import run_instance
 from pipelines.locks import RunLocked, hold_days
@@ -58,19 +59,27 @@ def run_days(days: list[date], console: Console, data_root: Path) -> Failure | N
 
 def _day_line(day: date, result: dg.ExecuteInProcessResult, seconds: float) -> str:
     meta = _metadata_by_asset(result)
-    events = meta.get("actionable_events", {})
     warnings = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     ns = meta.get("north_star_series", {}).get("value")
-    parts = [
-        f"[green]ok[/green] {day} {seconds:5.1f}s",
-        f"events {events.get('raw_rows', 0):,} → {events.get('actionable_rows', 0):,}",
-        f"(quarantined {events.get('quarantined_rows', 0):,}, duplicates {events.get('duplicates_removed', 0):,})",
-    ]
+    parts = [f"[green]ok[/green] {day} {seconds:5.1f}s", *_activity_counts(meta)]
     if ns is not None:
         parts.append(f"north star {ns:.3f}")
     if warnings:
         parts.append(f"[yellow]warned: {', '.join(sorted(set(warnings)))}[/yellow]")
     return "  ".join(parts)
+
+
+def _activity_counts(meta: dict[str, dict]) -> list[str]:
+    """Rows in and out of the actionable layer for the events (else the transactions) the map declares."""
+    for source in ("events", "transactions"):
+        counts = meta.get(f"actionable_{source}", {})
+        if "raw_rows" in counts and counts.get("source") != NOT_DECLARED_NOTE:
+            return [
+                f"{source} {counts['raw_rows']:,} → {counts.get('actionable_rows', 0):,}",
+                f"(quarantined {counts.get('quarantined_rows', 0):,}, "
+                f"duplicates {counts.get('duplicates_removed', 0):,})",
+            ]
+    return []
 
 
 def _metadata_by_asset(result: dg.ExecuteInProcessResult) -> dict[str, dict]:

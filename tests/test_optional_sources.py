@@ -240,3 +240,14 @@ def test_a_map_needs_events_or_transactions(tmp_path):
         f"{path}:{line}: sources.{name}: is required (a mapping) unless the other is declared"
         for name in ("events", "transactions")
     ]
+
+
+def test_the_day_line_counts_the_activity_source_the_map_declares():
+    from assets.pyramid_map import NOT_DECLARED_NOTE
+    from pipelines.runner import _activity_counts
+
+    left_out = {"raw_rows": 0, "actionable_rows": 0, "source": NOT_DECLARED_NOTE}
+    purchases = {"raw_rows": 120, "actionable_rows": 118, "quarantined_rows": 2, "duplicates_removed": 0}
+    line = _activity_counts({"actionable_events": left_out, "actionable_transactions": purchases})
+    assert line == ["transactions 120 → 118", "(quarantined 2, duplicates 0)"]
+    assert _activity_counts({"actionable_events": purchases})[0] == "events 120 → 118"
