@@ -220,12 +220,15 @@ def segment_inputs(definition: object) -> set[str]:
 def selection_warnings(pyramid_map: PyramidMap) -> list[str]:
     """A campaign whose segments or contexts select on what its goal measures: treatment changes who is
     selected, so the arms stop being comparable (`pyramid check` prints these). Judged on columns: a
-    feature computed from a user_daily column that the goal's metric condition reads."""
+    feature computed from a user_daily column that the goal's metric condition reads. An A/A campaign
+    (`treated: false`) treats nobody, so nothing it selects on can move."""
     segments = {d.id: d for d in pyramid_map.segments.definitions}
     campaigns = {c.id: c for c in pyramid_map.campaigns}
     warnings = []
     for goal in pyramid_map.goals:
         campaign = campaigns[goal.campaign]
+        if not campaign.treated:
+            continue
         measured_daily = set().union(*(expression_columns(e) for e in pyramid_map.metrics[goal.metric].expressions()))
         measured = derived_columns(measured_daily, pyramid_map)
         selectors = [(f"segment {s}", segment_inputs(segments[s])) for s in campaign.segments if s in segments]

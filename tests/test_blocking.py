@@ -194,6 +194,13 @@ def test_check_warns_when_a_campaign_selects_on_what_its_goal_measures(pyramid, 
         f"campaign savings_nudge: segment steady_depositors selects on deposits_30d, computed from deposits, {tail}",
         f"campaign savings_nudge: context lapsed selects on deposits_7d, computed from deposits, {tail}",
     ]
+    a_a = replace(biased, treated=False)  # nobody treated: what it selects on cannot move
+    assert (
+        selection_warnings(
+            replace(custom, campaigns=tuple(a_a if c.id == "savings_nudge" else c for c in custom.campaigns))
+        )
+        == []
+    )
     blocked = blocked_by(custom, [("transactions", "amount", "")])
     assert "transactions.amount" in blocked.campaigns["savings_nudge"]  # steady_depositors reads deposits
     only_context = replace(
