@@ -106,7 +106,7 @@ def cleaned(tmp_path, pyramid):
 
 def test_accounting_balances_a_clean_run(cleaned):
     lake, source, result = cleaned
-    check = accounting_check(lake, source, DS, result)
+    check = accounting_check(lake, "events", source, DS, result)
     assert check.passed
     figures = {k: v.value for k, v in check.metadata.items()}
     assert figures == {
@@ -123,7 +123,7 @@ def test_accounting_fails_when_an_output_loses_a_row(cleaned):
     lake, source, result = cleaned
     path = lake.partition_file("actionable", "quarantine_events", DS)
     write_parquet_atomic(pq.read_table(path).slice(1), path)  # one quarantined row dropped after the fact
-    check = accounting_check(lake, source, DS, result)
+    check = accounting_check(lake, "events", source, DS, result)
     assert not check.passed
     assert "5 records in 1 landing file(s)" in check.description and "1 quarantined" in check.description
 
@@ -132,7 +132,7 @@ def test_accounting_fails_when_the_landing_holds_more_than_raw(cleaned):
     lake, source, result = cleaned
     landing = lake.root / f"landing/events/{DS}/events-0.jsonl"
     landing.write_text(landing.read_text() + event_line(7) + "\n")  # a record the landing step never saw
-    assert not accounting_check(lake, source, DS, result).passed
+    assert not accounting_check(lake, "events", source, DS, result).passed
 
 
 def test_the_separate_count_of_csv_and_jsonl():
