@@ -284,5 +284,10 @@ def _problems(tmp_path, old: str, new: str) -> list[str]:
     ],
     ids=["misspelt_column", "unknown_source", "unsafe_where", "unknown_measure", "wrong_aggregate", "name_clash"],
 )
-def test_broken_declarations_name_the_key(tmp_path, old, new, expected):
+def test_broken_declarations_name_the_key(tmp_path, old, new, expected, capsys):
+    from pipelines.cli import main
+
     assert _problems(tmp_path, old, new) == [expected]
+    capsys.readouterr()
+    assert main(["--map", str(tmp_path / "pyramid.yaml"), "check"]) == 2  # the exit code of an invalid map
+    assert expected in " ".join(capsys.readouterr().err.split())
