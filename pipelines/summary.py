@@ -49,7 +49,8 @@ def print_summary(lake: Lake, pyramid_map: PyramidMap, console: Console, as_json
     if as_json:
         print(json.dumps(data, default=str, indent=1))
         return
-    print_erasure_requests(connect(), lake, console)
+    if "erasure_requests" in pyramid_map.sources:  # a left-out source is named among the decision lines
+        print_erasure_requests(connect(), lake, console)
     if not data:
         console.print("[yellow]no materialized North Star yet: run `pyramid run` first[/yellow]")
         return

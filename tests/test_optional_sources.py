@@ -32,7 +32,7 @@ ERASURE_BLOCK = BASE[
     )
     + 1
 ]
-CURRENCIES = "  currencies: [EUR, USD, GBP]\n"
+CURRENCIES = next(f"{line}\n" for line in BASE.splitlines() if line.startswith("  currencies: "))
 
 
 def consent_default(personalization: str, marketing: str = "denied") -> str:
@@ -251,3 +251,15 @@ def test_the_day_line_counts_the_activity_source_the_map_declares():
     line = _activity_counts({"actionable_events": left_out, "actionable_transactions": purchases})
     assert line == ["transactions 120 → 118", "(quarantined 2, duplicates 0)"]
     assert _activity_counts({"actionable_events": purchases})[0] == "events 120 → 118"
+
+
+def test_the_summary_claims_nothing_about_erasure_requests_a_map_leaves_out(no_events):
+    from rich.console import Console
+
+    from pipelines.summary import print_summary
+
+    console = Console(record=True, width=160)
+    print_summary(no_events.lake, no_events.pyramid_map, console)
+    text = " ".join(console.export_text().split())
+    assert f"{NOT_DECLARED}: events, profiles, erasure_requests" in text
+    assert "erasure requests:" not in text  # not "every request was honoured": none could be made
