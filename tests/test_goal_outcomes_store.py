@@ -34,6 +34,15 @@ def _states(days: int, users: int = 300) -> dict[date, pa.Table]:
     return states
 
 
+def _stored(tmp_path, days: int) -> tuple[Lake, dict[date, pa.Table]]:
+    """The states of `days` days written in order as the goals layer does: each day, then the day before compacted."""
+    lake, states = Lake(tmp_path), _states(days)
+    for day, table in states.items():
+        write_parquet_atomic(table, lake.partition_file("goals", "goal_user_outcomes", day))
+        compact_user_outcomes(lake, day - timedelta(days=1), START)
+    return lake, states
+
+
 def test_a_delta_rebuilds_the_day_exactly_and_is_small():
     states = _states(6)
     before, after = states[START + timedelta(days=4)], states[START + timedelta(days=5)]
@@ -48,11 +57,7 @@ def test_a_delta_rebuilds_the_day_exactly_and_is_small():
 
 
 def test_the_lake_keeps_checkpoints_and_deltas_and_reads_every_day_back(tmp_path):
-    lake = Lake(tmp_path)
-    states = _states(10)
-    for day, table in states.items():
-        write_parquet_atomic(table, lake.partition_file("goals", "goal_user_outcomes", day))
-        compact_user_outcomes(lake, day - timedelta(days=1), START)
+    lake, states = _stored(tmp_path, 10)
     stored = {day: pq.read_schema(lake.partition_file("goals", "goal_user_outcomes", day)) for day in states}
     full = [day for day, schema in stored.items() if not goal_outcomes_store.is_delta(schema)]
     assert full == [START, START + timedelta(days=7), START + timedelta(days=9)]  # checkpoints and the newest
@@ -66,11 +71,7 @@ def test_the_lake_keeps_checkpoints_and_deltas_and_reads_every_day_back(tmp_path
 
 
 def test_the_catalog_view_is_the_newest_full_table(tmp_path):
-    lake = Lake(tmp_path)
-    states = _states(9)
-    for day, table in states.items():
-        write_parquet_atomic(table, lake.partition_file("goals", "goal_user_outcomes", day))
-        compact_user_outcomes(lake, day - timedelta(days=1), START)
+    lake, states = _stored(tmp_path, 9)
     build_catalog(lake, [])
     con = connect(str(lake.warehouse), read_only=True)
     try:
