@@ -30,19 +30,31 @@ Validation comes first, deduplication second, and deduplication looks at every r
 - rows without a key (missing, or unparseable) are never duplicates of each other.
 
 For every result: raw rows = actionable rows + quarantined rows + duplicates removed, asserted here.
+The machinery that judges the rows (typing, reasons, fates) is `assets.judging`.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from assets.contract import CANONICAL_COLUMNS
+from assets.judging import (
+    QUARANTINE_SCHEMA,
+    UNPARSEABLE,
+    Plan,
+    RowCheck,
+    accepted_rows,
+    conflicting_copies,
+    drop_judged,
+    fate_details,
+    judge,
+    quarantine_rows,
+    sql_literal,
+)
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import ValidationOutcome, withheld_columns
 from assets.quality.suites import Suite, load_suite, suite_path, with_kwargs
@@ -104,15 +116,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     "erased_users": pa.schema([("user_id", pa.string()), ("requested_at", UTC)]),
-    "quarantine": pa.schema(
-        [
-            ("source", pa.string()),
-            ("_source_file", pa.string()),
-            ("_source_line", pa.int64()),
-            ("payload", pa.string()),
-            ("reasons", pa.list_(pa.string())),
-        ]
-    ),
+    "quarantine": QUARANTINE_SCHEMA,
 }
 
 
@@ -163,24 +167,11 @@ class CleanResult:
         return self
 
 
-@dataclass(frozen=True)
-class RowCheck:
-    """One declared rule: rows for which `fails` (SQL over the typed row) is TRUE are refused with `reason`."""
-
-    reason: str
-    fails: str
-    description: str
-
-
 # --- SQL building blocks ---------------------------------------------------------------------------
 
 
-def _lit(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _list_lit(values: tuple[str, ...] | list[str]) -> str:
-    return "[" + ", ".join(_lit(v) for v in values) + "]::VARCHAR[]"
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]::VARCHAR[]"
 
 
 def _text(column: str) -> str:
@@ -204,9 +195,6 @@ def _end_of_day_sql(ds: date, settings: Actionable) -> str:
 
 def _missing(column: str) -> str:
     return f"{column} IS NULL"
-
-
-UNPARSEABLE = RowCheck("unparseable_row", "_raw_text IS NOT NULL", "the landed line or CSV row did not parse")
 
 
 ORPHAN = RowCheck("orphan_user", "user_id IS NOT NULL AND NOT _known_user", "user_id is not in the profile snapshot")
@@ -271,179 +259,6 @@ def erasure_typing() -> dict[str, str]:
 # --- the cleaning machinery ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
-    source: str
-    typing: dict[str, str]
-    checks: list[RowCheck]
-    dedup_key: str  # SQL over the typed row: the duplicate key (NULL: never a duplicate)
-    pii: tuple[str, ...] = ()
-
-
-def _reasons_sql(checks: list[RowCheck]) -> str:
-    """Every reason of a row: the suite's (`_suite_reasons`, from GX) then the declared checks'."""
-    others = ", ".join(
-        f"CASE WHEN coalesce(({c.fails}), false) THEN {_lit(c.reason)} END" for c in checks if c is not UNPARSEABLE
-    )
-    return (
-        f"CASE WHEN _raw_text IS NOT NULL THEN ['unparseable_row'] "
-        f"ELSE list_concat(coalesce(_suite_reasons, []::VARCHAR[]), "
-        f"list_filter([{others}]::VARCHAR[], lambda r: r IS NOT NULL)) END"
-    )
-
-
-def _payload_sql(raw_columns: list[str], pii: tuple[str, ...]) -> str:
-    """The raw row as JSON text. PII columns are left out, and so is the raw text of an unparseable
-    row of a source that has PII (it may hold some): the raw layer keeps both, at _source_file/_line."""
-    pairs = [(c, f"raw_{c}") for c in raw_columns if c not in pii]
-    if not pii:
-        pairs.append(("_raw_text", "_raw_text"))
-    return "to_json({" + ", ".join(f"{_lit(key)}: {value}" for key, value in pairs) + "})::VARCHAR"
-
-
-def _landed(raw: pa.Table) -> pa.Table:
-    """The raw table with `_raw_text` (older partitions may lack it) and `_row`, its position."""
-    if "_raw_text" not in raw.column_names:
-        raw = raw.append_column("_raw_text", pa.nulls(raw.num_rows, pa.string()))
-    return raw.append_column("_row", pa.array(np.arange(raw.num_rows, dtype=np.int64)))
-
-
-def judge(
-    con: duckdb.DuckDBPyConnection,
-    plan: Plan,
-    raw: pa.Table,
-    known_users: pa.Table | None,
-    seen_keys: pa.Array | None,
-    validation: ValidationOutcome | None = None,
-) -> str:
-    """Judge every raw row: typed, with its reasons and its fate (`accepted`, `quarantined`,
-    `duplicate`). Returns the name of a temporary view over the materialized result (drop it with
-    `_drop`). The copies of a key are resolved in a small grouped table rather than a window over the
-    wide rows, which are written once (this is what keeps 1M events at about two seconds)."""
-    raw_columns = CANONICAL_COLUMNS[plan.source]
-    name = f"_judged_{uuid.uuid4().hex}"
-    raw_name, known_name, seen_name = f"{name}_raw", f"{name}_known", f"{name}_lookback"
-    suite_name = f"{name}_suite"
-    if validation is not None and validation.row_count != raw.num_rows:
-        raise ValueError(
-            f"{plan.source}: the validation outcome has {validation.row_count} rows, the raw partition {raw.num_rows}"
-        )
-    failing = validation.failing_rows() if validation is not None else quality_empty_failures()
-    con.register(suite_name, failing)
-    con.register(raw_name, _landed(raw))
-    con.register(
-        known_name, known_users if known_users is not None else pa.table({"user_id": pa.array([], pa.string())})
-    )
-    con.register(seen_name, pa.table({"key": seen_keys if seen_keys is not None else pa.array([], pa.string())}))
-    renamed = ", ".join(f'"{c}" AS raw_{c}' for c in raw_columns)
-    typed = ", ".join(f"{expr} AS {col}" for col, expr in plan.typing.items())
-    raw_values = ", ".join(f"raw_{c}" for c in raw_columns)
-    try:
-        con.execute(f"""
-            CREATE TEMP TABLE {name}_rows AS
-            WITH typed AS (
-                SELECT *, {typed}
-                FROM (SELECT {renamed}, _source_file, _source_line, _raw_text, r._row, s.reasons AS _suite_reasons
-                      FROM {raw_name} AS r LEFT JOIN {suite_name} AS s ON s._row = r._row)
-            ), judged AS (
-                SELECT *, {_reasons_sql(plan.checks)} AS reasons, ({plan.dedup_key}) AS _dedup_key
-                FROM (SELECT *, user_id IN (SELECT user_id FROM {known_name}) AS _known_user FROM typed)
-            )
-            SELECT _row, _source_file, _source_line, {", ".join(plan.typing)}, reasons, _dedup_key,
-                   CASE WHEN len(reasons) > 0 THEN {_payload_sql(raw_columns, plan.pii)} END AS payload,
-                   hash({raw_values}, _raw_text) AS _content_hash
-            FROM judged
-        """)
-        con.execute(f"""
-            CREATE TEMP TABLE {name}_seen AS  -- the partition's keys among the (larger) lookback's
-            SELECT DISTINCT key AS _dedup_key, true AS _seen FROM {seen_name}
-            WHERE key IN (SELECT _dedup_key FROM {name}_rows)
-        """)
-        con.execute(f"""
-            CREATE TEMP TABLE {name}_copies AS
-            SELECT _dedup_key, arg_min(_row, (len(reasons), _row)) AS _kept_row, count(*) AS copies,
-                   count(DISTINCT _content_hash) AS versions
-            FROM {name}_rows WHERE _dedup_key IS NOT NULL AND _dedup_key NOT IN (SELECT _dedup_key FROM {name}_seen)
-            GROUP BY _dedup_key HAVING count(*) > 1
-        """)
-        con.execute(f"""
-            CREATE TEMP VIEW {name} AS
-            SELECT r.*, coalesce(s._seen, false) AS _seen, c.versions,
-                   CASE WHEN r._dedup_key IS NOT NULL AND (s._seen IS NOT NULL OR r._row <> coalesce(c._kept_row, r._row))
-                        THEN 'duplicate'
-                        WHEN len(r.reasons) > 0 THEN 'quarantined'
-                        ELSE 'accepted' END AS fate
-            FROM {name}_rows AS r
-            LEFT JOIN {name}_seen AS s USING (_dedup_key)
-            LEFT JOIN {name}_copies AS c USING (_dedup_key)
-        """)  # noqa: E501
-    except Exception:
-        drop_judged(con, name)
-        raise
-    finally:
-        for registered in (raw_name, known_name, seen_name, suite_name):
-            con.unregister(registered)
-    return name
-
-
-def quality_empty_failures() -> pa.Table:
-    return pa.table({"_row": pa.array([], pa.int64()), "reasons": pa.array([], pa.list_(pa.string()))})
-
-
-def accepted_rows(con: duckdb.DuckDBPyConnection, judged: str, schema: pa.Schema, withheld: list[str] = ()) -> pa.Table:
-    """The accepted rows in the order they landed (file, line); `withheld` columns are NULL."""
-    columns = ", ".join(f"NULL AS {c}" if c in withheld else c for c in schema.names)
-    return (
-        con.sql(f"SELECT {columns} FROM {judged} WHERE fate = 'accepted' ORDER BY _row").to_arrow_table().cast(schema)
-    )
-
-
-def quarantine_rows(con: duckdb.DuckDBPyConnection, judged: str, source: str) -> pa.Table:
-    return (
-        con.sql(f"""
-        SELECT {_lit(source)} AS source, _source_file, _source_line, payload, reasons
-        FROM {judged} WHERE fate = 'quarantined' ORDER BY _row
-    """)
-        .to_arrow_table()
-        .cast(SCHEMAS["quarantine"])
-    )
-
-
-def fate_details(con: duckdb.DuckDBPyConnection, judged: str) -> dict:
-    fates = dict(con.sql(f"SELECT fate, count(*) FROM {judged} GROUP BY fate").fetchall())
-    reasons = dict(
-        con.sql(f"""
-        SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM {judged} WHERE fate = 'quarantined')
-        GROUP BY reason ORDER BY reason
-    """).fetchall()
-    )
-    duplicates = dict(
-        con.sql(f"""
-        SELECT CASE WHEN _seen THEN 'duplicates_of_lookback' ELSE 'duplicates_within_partition' END, count(*)
-        FROM {judged} WHERE fate = 'duplicate' GROUP BY 1
-    """).fetchall()
-    )
-    return {
-        "accepted": int(fates.get("accepted", 0)),
-        "quarantined": int(fates.get("quarantined", 0)),
-        "duplicates": int(fates.get("duplicate", 0)),
-        "quarantined_by_reason": {k: int(v) for k, v in reasons.items()},
-        "duplicates_of_lookback": int(duplicates.get("duplicates_of_lookback", 0)),
-        "duplicates_within_partition": int(duplicates.get("duplicates_within_partition", 0)),
-    }
-
-
-def _conflicting_copies(con: duckdb.DuckDBPyConnection, judged: str) -> int:
-    """Keys delivered more than once in the partition with differing contents (one copy was kept)."""
-    return int(con.sql(f"SELECT count(*) FROM {judged}_copies WHERE versions > 1").fetchall()[0][0])
-
-
-def drop_judged(con: duckdb.DuckDBPyConnection, judged: str) -> None:
-    con.execute(f"DROP VIEW IF EXISTS {judged}")
-    for table in ("copies", "seen", "rows"):
-        con.execute(f"DROP TABLE IF EXISTS {judged}_{table}")
-
-
 def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
     if seen_ids is None:
         return None
@@ -483,7 +298,7 @@ def _clean_keyed(
     judged = judge(con, plan, raw, known, _seen_keys(seen_ids, key), validation)
     try:
         details = fate_details(con, judged)
-        details["conflicting_copies"] = _conflicting_copies(con, judged)
+        details["conflicting_copies"] = conflicting_copies(con, judged)
         result = CleanResult(
             table=accepted_rows(con, judged, SCHEMAS[plan.source], withheld),
             quarantine=quarantine_rows(con, judged, plan.source),

@@ -9,15 +9,11 @@ import pyarrow as pa
 from assets.actionable import (
     SCHEMAS,
     CleanResult,
-    Plan,
     conformed,
-    drop_judged,
     erasure_checks,
     erasure_typing,
-    fate_details,
-    judge,
-    quarantine_rows,
 )
+from assets.judging import Plan, drop_judged, fate_details, judge, quarantine_rows
 
 
 def clean_erasures(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> CleanResult:

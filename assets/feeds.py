@@ -2,7 +2,7 @@
 arrived (or changed) for a day already processed, with the days to re-run.
 
 Both read only what is cheap: row counts from the raw partitions' Parquet footers, and the landing
-folders' file listings against the manifests that assets/raw.py records beside each raw partition.
+folders' file listings against the manifests that assets/landing.py records beside each raw partition.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import date
 import pyarrow.parquet as pq
 
 from assets.lake import Lake, connect
+from assets.landing import landing_files, landing_manifest, read_manifest
 from assets.pyramid_map import Source, Volume
-from assets.raw import landing_files, landing_manifest, read_manifest
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.lake import Lake, connect
+from assets.landing import LandingError, landing_files
 from assets.pyramid_map import Source
 from assets.quality.typed_batch import amount_sql, flag_sql, text_sql, timestamp_sql, year_sql
-from assets.raw import LandingError, land, landing_files, renamed_hint, unexpected_columns
+from assets.raw import land, renamed_hint, unexpected_columns
 from assets.source_mapping import KINDS, canonical_to_source, read_columns, required_columns
 
 TYPE_CHANGED_SHARE = 0.95  # this share of a column's non-null values failing its type makes a file fault

@@ -12,18 +12,13 @@ import pyarrow as pa
 from assets.actionable import (
     SCHEMAS,
     CleanResult,
-    Plan,
-    accepted_rows,
     conformed,
-    drop_judged,
-    fate_details,
-    judge,
     profile_checks,
     profile_typing,
-    quarantine_rows,
     validate,
 )
 from assets.contract import CANONICAL_COLUMNS
+from assets.judging import Plan, accepted_rows, drop_judged, fate_details, judge, quarantine_rows
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import withheld_columns
 

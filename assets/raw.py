@@ -24,22 +24,14 @@ any line length) and parsed by DuckDB in one pass per line (`json_extract_string
 paths). CSV files are read by DuckDB's reader with the declared dialect and explicit columns; refused
 rows come from its rejects table. Parquet files are read by DuckDB, values rendered as text.
 
-A path with `{ds}` selects the day's files by filling it in; one without takes each file's day from the
-date in its name (`file_day`). Before a day is landed, `require_feeds` stops it when a source the map
-declares `required` has no file for the day (`MissingFeedError`, naming the sources and the day).
-Beside each raw partition a manifest (`_landing_manifest.json`) records the landing files it was made
-from, with their sizes and modification times, so that a file landing later for that day is noticed
-(assets/feeds.py).
+The landing files of a day and the manifest beside each raw partition are found and written by
+`assets/landing.py`.
 """
 
 from __future__ import annotations
 
 import csv
-import glob
 import gzip
-import json
-import os
-import re
 import zlib
 from collections.abc import Iterable
 from datetime import date
@@ -51,7 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.contract import CANONICAL_COLUMNS
-from assets.lake import Lake, write_text_atomic
+from assets.lake import Lake
+from assets.landing import LandingError, landing_files, relative_path
 from assets.pyramid_map import Source
 from assets.source_mapping import (
     canonical_to_source,
@@ -65,16 +58,6 @@ from assets.sql_guard import expression_columns
 
 LINEAGE_COLUMNS = ["_source_file", "_source_line", "_raw_text"]
 UTF8_BOM = b"\xef\xbb\xbf"
-MANIFEST_NAME = "_landing_manifest.json"
-DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
-
-
-class LandingError(RuntimeError):
-    """A landing file that cannot be landed; the message names the file and what was expected."""
-
-
-class MissingFeedError(LandingError):
-    """A source that must land every day has no file for the day; nothing is written for that day."""
 
 
 def raw_schema(source_name: str) -> pa.Schema:
@@ -83,92 +66,6 @@ def raw_schema(source_name: str) -> pa.Schema:
     return pa.schema(
         [(c, pa.string()) for c in CANONICAL_COLUMNS[source_name]] + [(c, lineage[c]) for c in LINEAGE_COLUMNS]
     )
-
-
-def landing_files(lake: Lake, source: Source, ds: date) -> list[Path]:
-    """The day's landing files of a source, in name order: those its path matches with `{ds}` filled in,
-    or for a path without `{ds}` those whose name holds the day (`file_day`)."""
-    if "{ds}" in source.path:
-        return [Path(p) for p in sorted(glob.glob(str(lake.root / source.path.format(ds=ds.isoformat()))))]
-    files = [Path(p) for p in sorted(glob.glob(str(lake.root / source.path)))]
-    undated = [p for p in files if file_day(p) is None]
-    if undated:
-        shown = ", ".join(str(p) for p in undated[:3]) + (", ..." if len(undated) > 3 else "")
-        raise LandingError(
-            f"{shown}: no day in the file name; source {source.name!r} has a path without {{ds}} "
-            f"({source.path}), so each file's landing day is the first date in its name (YYYY-MM-DD, "
-            "YYYY_MM_DD or YYYYMMDD). Rename the file, or split a history export by day with `pyramid import`"
-        )
-    return [p for p in files if file_day(p) == ds]
-
-
-def landed_days(lake: Lake, source: Source) -> set[date]:
-    """The days some landing file of the source is for: the dates of the folders (or names) its `{ds}` part
-    matches, or for a path without `{ds}` the dates in the matching files' names."""
-    if "{ds}" not in source.path:
-        return {d for p in glob.glob(str(lake.root / source.path)) if (d := file_day(Path(p))) is not None}
-    head = source.path.split("{ds}")[0]
-    prefix = head.rsplit("/", 1)[-1]  # the part of a file name before {ds}, if {ds} is in the name
-    days = set()
-    for path in glob.glob(os.path.join(lake.root, head) + "*"):  # not `root / head`: it drops a trailing "/"
-        text = Path(path).name.removeprefix(prefix)[:10]
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            try:
-                days.add(date.fromisoformat(text))
-            except ValueError:
-                continue
-    return days
-
-
-def file_day(path: Path) -> date | None:
-    """The first date written YYYY-MM-DD, YYYY_MM_DD or YYYYMMDD in the file's name, if any."""
-    for year, month, day in DATE_IN_NAME.findall(path.name):
-        try:
-            return date(int(year), int(month), int(day))
-        except ValueError:
-            continue
-    return None
-
-
-def require_feeds(lake: Lake, sources: Iterable[Source], ds: date) -> None:
-    """Raise MissingFeedError when a required source has no landing file for `ds`."""
-    missing = [s for s in sources if s.required and not landing_files(lake, s, ds)]
-    if missing:
-        expected = "; ".join(
-            f"{s.name} (expected {s.path.format(ds=ds.isoformat())} under {lake.root})" for s in missing
-        )
-        raise MissingFeedError(
-            f"landing day {ds} is incomplete: no file for required source {expected}. Nothing was written for "
-            f"{ds}. Land the file, then re-run the day and the days after it (`pyramid run --start {ds}`); "
-            "or declare the source `required: false` in the map if it may skip a day."
-        )
-
-
-def landing_manifest(lake: Lake, files: Iterable[Path]) -> list[dict]:
-    """Each landing file (path relative to the data root) with its size and modification time."""
-    manifest = []
-    for path in files:
-        stat = path.stat()
-        manifest.append({"file": _relative(path, lake), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return sorted(manifest, key=lambda entry: entry["file"])
-
-
-def manifest_path(lake: Lake, source_name: str, ds: date) -> Path:
-    return lake.partition_file("raw", source_name, ds).with_name(MANIFEST_NAME)
-
-
-def write_manifest(lake: Lake, source_name: str, ds: date, manifest: list[dict]) -> Path:
-    """Record, beside the raw partition, the landing files it was made from (atomically)."""
-    path = manifest_path(lake, source_name, ds)
-    return write_text_atomic(json.dumps({"files": manifest}, indent=1, sort_keys=True) + "\n", path)
-
-
-def read_manifest(lake: Lake, source_name: str, ds: date) -> list[dict] | None:
-    """The recorded landing files of a raw partition; None when it has no manifest."""
-    path = manifest_path(lake, source_name, ds)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["files"]
 
 
 def land(
@@ -185,14 +82,14 @@ def land_file(con: duckdb.DuckDBPyConnection, path: Path, lake: Lake, source: So
     """One landing file's records mapped onto the canonical columns (assets/source_mapping.py)."""
     rows, present = _READERS[source.format](con, path, source)
     if is_renaming_only(source):
-        return _renamed(rows, source, present, _relative(path, lake))
+        return _renamed(rows, source, present, relative_path(path, lake))
     canonical = ", ".join(f'"{c}"' for c in CANONICAL_COLUMNS[source.name])
     con.register("_landing_rows", rows)
     try:
         return con.sql(
             f"SELECT {canonical}, $file AS _source_file, _source_line, _raw_text "
             f"FROM ({mapped_sql(source, '_landing_rows', present)})",  # a projection keeps the file's order
-            params={"file": _relative(path, lake)},
+            params={"file": relative_path(path, lake)},
         ).to_arrow_table()
     finally:
         con.unregister("_landing_rows")
@@ -249,13 +146,6 @@ def _jsonl_file_keys(con: duckdb.DuckDBPyConnection, path: Path, source: Source)
         ]
     except duckdb.Error as err:
         raise LandingError(f"{path}: cannot be read as JSON lines ({err})") from err
-
-
-def _relative(path: Path, lake: Lake) -> str:
-    try:
-        return path.resolve().relative_to(lake.root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def unexpected_columns(names: Iterable[str], source: Source) -> list[str]:

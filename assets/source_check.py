@@ -37,9 +37,10 @@ import pyarrow as pa
 
 from assets.file_faults import EXPECTED, KINDS, SHOWN_KINDS, TYPE_CHANGED_SHARE, required_columns, valid_sql
 from assets.lake import Lake, connect
+from assets.landing import LandingError
 from assets.pyramid_map import NOT_DECLARED, SOURCE_NAMES, PyramidMap, Source
 from assets.quality.typed_batch import text_sql
-from assets.raw import CANONICAL_COLUMNS, UTF8_BOM, LandingError, canonical_to_source, land
+from assets.raw import CANONICAL_COLUMNS, UTF8_BOM, canonical_to_source, land
 
 FIRST_ROWS = 100  # records of a file looked at
 MIN_VALUES = 3  # a column's values failing their type make an error only from this many on

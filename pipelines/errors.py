@@ -98,7 +98,7 @@ def _with_checks(failure: Failure, blocked: list) -> Failure:
 
 
 def plain_message(message: str, cls_name: str) -> str:
-    """`assets.raw.LandingError: text` -> `text`; the class name says nothing to an operator."""
+    """`assets.landing.LandingError: text` -> `text`; the class name says nothing to an operator."""
     head, sep, rest = message.partition(": ")
     text = rest if sep and head.split(".")[-1] == cls_name else message
     return " ".join(text.split())

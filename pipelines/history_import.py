@@ -39,9 +39,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.lake import Lake, atomic_path, connect
+from assets.landing import LandingError, landing_files
 from assets.pyramid_map import Source
 from assets.quality.typed_batch import timestamp_sql
-from assets.raw import UTF8_BOM, LandingError, canonical_to_source, land, landing_files
+from assets.raw import UTF8_BOM, canonical_to_source, land
 from assets.source_check import days_shown
 
 EVENT_TIME = {"events": "occurred_at", "transactions": "occurred_at", "profiles": "updated_at"}

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from assets import raw
+from assets import landing
 from assets.lake import Lake
 from assets.privacy_decisions import decision_lines
 from assets.pyramid_map import SOURCE_NAMES, PyramidMap
@@ -97,7 +97,7 @@ def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_roo
 
 
 def _days(lake: Lake, pyramid_map: PyramidMap, runs: dict[str, Run]) -> list[date]:
-    landed = [raw.landed_days(lake, source) for source in pyramid_map.sources.values()]
+    landed = [landing.landed_days(lake, source) for source in pyramid_map.sources.values()]
     known = {d for days in landed for d in days} | set(lake.partitions(*TOP_TABLE))
     known |= {date.fromisoformat(day) for day in runs}
     start = pyramid_map.start_date

@@ -14,8 +14,8 @@ import pytest
 
 from assets.feeds import judge_volume, late_files, rerun_advice
 from assets.lake import Lake
+from assets.landing import MissingFeedError, read_manifest, require_feeds
 from assets.pyramid_map import Volume, load_map
-from assets.raw import MissingFeedError, read_manifest, require_feeds
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.layers.raw import LATE_CHECK, VOLUME_CHECK
 from pipelines.resources import PyramidResource

@@ -19,8 +19,9 @@ from assets import actionable
 from assets.contract import CANONICAL_COLUMNS
 from assets.file_faults import MIN_TYPED_VALUES, check_files
 from assets.lake import Lake, connect
+from assets.landing import LandingError, landing_files
 from assets.pyramid_map import load_map
-from assets.raw import LandingError, land, landing_files
+from assets.raw import land
 from assets.source_mapping import required_columns
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource

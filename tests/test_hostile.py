@@ -15,8 +15,9 @@ from assets import accounting, actionable
 from assets.contract import CANONICAL_COLUMNS
 from assets.file_faults import check_files
 from assets.lake import Lake, connect
+from assets.landing import LandingError, landing_files
 from assets.pyramid_map import load_map
-from assets.raw import LandingError, land, landing_files
+from assets.raw import land
 
 DS = date(2026, 10, 1)
 PMAP = load_map()

@@ -8,8 +8,9 @@ import pytest
 
 from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, connect
+from assets.landing import LandingError
 from assets.pyramid_map import load_map
-from assets.raw import LandingError, land, raw_schema
+from assets.raw import land, raw_schema
 
 DS = date(2026, 10, 1)
 TXN_HEADER = "txn_id,user_id,occurred_at,amount,currency,txn_type,merchant_category,status"

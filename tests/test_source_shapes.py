@@ -15,17 +15,9 @@ import yaml
 
 from assets import accounting, actionable
 from assets.lake import Lake, connect
+from assets.landing import LandingError, file_day, landed_days, landing_files
 from assets.pyramid_map import MapError, Source, load_map
-from assets.raw import (
-    LandingError,
-    absent_columns,
-    check_file_columns,
-    file_day,
-    land,
-    landed_days,
-    landing_files,
-    raw_schema,
-)
+from assets.raw import absent_columns, check_file_columns, land, raw_schema
 from assets.source_mapping import naive_to_utc_sql
 
 DS = date(2026, 10, 25)  # Europe/Berlin goes from CEST (+02:00) to CET (+01:00) at 03:00 local

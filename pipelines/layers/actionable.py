@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets import accounting, actionable, features, first_seen, measures, privacy_decisions, profiles, raw
+from assets import accounting, actionable, features, first_seen, landing, measures, privacy_decisions, profiles
 from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.lineage import daily_column_lineage, feature_column_lineage
@@ -53,7 +53,7 @@ def accounting_check(
     """Records counted in the day's landing files by a separate read (assets/accounting.py) against the raw
     partition and the written outputs: actionable + quarantined rows + duplicates removed. A source the map
     leaves out (None) has no landing file."""
-    landed = accounting.landed_records(raw.landing_files(lake, source, ds), source) if source is not None else {}
+    landed = accounting.landed_records(landing.landing_files(lake, source, ds), source) if source is not None else {}
     accepted = (
         result.actionable_rows
         if result.actionable_rows is not None  # a snapshot: its accepted rows

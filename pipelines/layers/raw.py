@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets import feeds, file_faults, raw
+from assets import feeds, file_faults, landing, raw
 from assets.crash_points import crash_point
 from assets.lake import Lake, connect
 from assets.pyramid_map import NOT_DECLARED_NOTE, SOURCE_NAMES, PyramidMap, Source
@@ -144,16 +144,17 @@ def _raw_asset(source_name: str, source: Source | None, partitions: dg.Partition
         if source_name not in pmap.sources:
             return not_declared(lake, source_name, ds, pmap.actionable.pii)
         source = pmap.sources[source_name]
-        raw.require_feeds(lake, landed_in_run(context, pmap), ds)  # each raw step stops: nothing of the day is written
-        files = raw.landing_files(lake, source, ds)
-        manifest = raw.landing_manifest(lake, files)  # before reading: a file changing meanwhile shows as late
+        # each raw step stops: nothing of the day is written
+        landing.require_feeds(lake, landed_in_run(context, pmap), ds)
+        files = landing.landing_files(lake, source, ds)
+        manifest = landing.landing_manifest(lake, files)  # before reading: a file changing meanwhile shows as late
         table = raw.land(connect(), lake, source, ds, files)
         file_faults.check_files(table, files, source)  # before anything is written
         file_faults.require_sound_files(lake, landed_in_run(context, pmap), ds, skip=source_name)
         absent = ", ".join(raw.absent_columns(source, files)) or "none"  # optional columns landed as NULL
         extra = {"landing_files": len(files), "absent_columns": absent}
         metadata = write_table(lake, "raw", source_name, ds, table, pii=pmap.actionable.pii, **extra)
-        raw.write_manifest(lake, source_name, ds, manifest)
+        landing.write_manifest(lake, source_name, ds, manifest)
         crash_point("landing")
         checks = [parse_check(table), late_check(lake, source, ds)]
         if source.volume is not None:

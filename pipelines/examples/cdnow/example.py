@@ -14,7 +14,7 @@ pandas). The example:
    raw layer reads). A first column `line`, the record's line number in CDNOW_master.txt (the header is
    line 1), is the purchase's key: two identical lines of one customer and day are two purchases;
 3. lands it with `pyramid import` (pipelines/history_import.py) into daily landing partitions;
-4. (pipelines/cli.py) runs the pyramid over the first `days` days and prints the summary.
+4. (pipelines/commands.py) runs the pyramid over the first `days` days and prints the summary.
 """
 
 from __future__ import annotations
