@@ -36,7 +36,7 @@ The machinery that judges the rows (typing, reasons, fates) is `assets.judging`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import pyarrow as pa
@@ -53,7 +53,6 @@ from assets.judging import (
     fate_details,
     judge,
     quarantine_rows,
-    sql_literal,
 )
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import ValidationOutcome, withheld_columns
@@ -170,10 +169,6 @@ class CleanResult:
 # --- SQL building blocks ---------------------------------------------------------------------------
 
 
-def _list_lit(values: tuple[str, ...] | list[str]) -> str:
-    return "[" + ", ".join(sql_literal(v) for v in values) + "]::VARCHAR[]"
-
-
 def _text(column: str) -> str:
     return text_sql(f"raw_{column}")
 
@@ -185,12 +180,6 @@ def _timestamp(column: str) -> str:
 def _typed(source: str) -> dict[str, str]:
     """The shared typing (assets.quality.typed_batch.column_sql) over the `raw_<column>` VARCHARs."""
     return column_sql(source, lambda column: f"raw_{column}")
-
-
-def _end_of_day_sql(ds: date, settings: Actionable) -> str:
-    """The latest acceptable instant for the landing day: end of ds (UTC) plus the clock skew."""
-    next_midnight = f"TIMESTAMPTZ '{(ds + timedelta(days=1)).isoformat()} 00:00:00+00'"
-    return f"({next_midnight} + INTERVAL ({int(settings.max_clock_skew_minutes)}) MINUTE)"
 
 
 def _missing(column: str) -> str:
