@@ -3,6 +3,7 @@ session-scoped fixture `run` in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -18,6 +19,16 @@ from pipelines.runner import QUIET
 from pipelines.sample.generate import generate_sample
 
 USERS, DAYS, SEED = 2500, 8, 5
+# Copied aside as the run wrote them, before any test re-runs a day (tests/test_pinned_outputs.py reads them)
+AS_RUN_TABLES = [
+    ("actionable", "user_daily"),
+    ("actionable", "user_features"),
+    ("segments", "segment_membership"),
+    ("segments", "segment_summary"),
+    ("campaigns", "audiences"),
+    ("goals", "goal_metrics"),
+    ("goals", "north_star"),
+]
 PII = ("email", "phone", "full_name")
 
 
@@ -30,6 +41,7 @@ class PyramidRun:
     job: dg.JobDefinition
     instance: dg.DagsterInstance
     sent: dict  # day -> audiences of the day as written by its run (before later erasures removed users)
+    as_run: Lake  # AS_RUN_TABLES as the run wrote them (tests re-run days of `lake`)
 
     def audience(self, day: date, campaign_id: str) -> list[str]:
         return [r["user_id"] for r in self.sent[day] if r["campaign_id"] == campaign_id]
@@ -56,7 +68,10 @@ def make_run(tmp_path_factory) -> PyramidRun:
     for day in days:
         results[day] = job.execute_in_process(partition_key=day.isoformat(), instance=instance, run_config=QUIET)
         sent[day] = pq.read_table(Lake(root).partition_file("campaigns", "audiences", day)).to_pylist()
-    return PyramidRun(Lake(root), pyramid_map, days, results, job, instance, sent)
+    as_run = Lake(tmp_path_factory.mktemp("as_run"))
+    for layer, table in AS_RUN_TABLES:
+        shutil.copytree(Lake(root).table_dir(layer, table), as_run.table_dir(layer, table))
+    return PyramidRun(Lake(root), pyramid_map, days, results, job, instance, sent, as_run)
 
 
 def _lake_rows(lake: Lake, layer: str, table: str, where: str = "") -> list[dict]:

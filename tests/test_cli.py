@@ -285,7 +285,7 @@ def test_ui_stopped_with_sigterm_leaves_no_process(tmp_path):
         started = _descendants(ui.pid)
         assert len(started) >= 2  # dagster dev, its webserver (and daemon, code server)
         ui.send_signal(signal.SIGTERM)
-        assert ui.wait(timeout=60) == 128 + signal.SIGTERM
+        assert ui.wait(timeout=120) == 128 + signal.SIGTERM  # dagster dev stops its children first; slow under load
         deadline = time.monotonic() + 10
         while _alive(started) and time.monotonic() < deadline:
             time.sleep(0.2)
