@@ -18,8 +18,9 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM)
 GRACE_SECONDS = 20.0
 
 
-def run_in_own_group(command: list[str], cwd: Path) -> int:
-    """Run `command` until it exits or we are signalled; return its exit code (128 + signal when stopped)."""
+def run_in_own_group(command: list[str], cwd: Path, grace: float = GRACE_SECONDS) -> int:
+    """Run `command` until it exits or we are signalled; return its exit code (128 + signal when stopped).
+    A leader still running `grace` seconds after a forwarded signal is stopped with the rest of its group."""
     child = subprocess.Popen(command, cwd=cwd, start_new_session=True)
     received: list[int] = []
 
@@ -29,27 +30,32 @@ def run_in_own_group(command: list[str], cwd: Path) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        code = _wait(child)
+        code = _wait(child, received, grace)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _stop_group(child)
+        _stop_group(child, grace)
     return 128 + received[0] if received else code
 
 
-def _wait(child: subprocess.Popen) -> int:
+def _wait(child: subprocess.Popen, received: list[int], grace: float) -> int:
+    """The leader's exit code; after a forwarded signal, at most `grace` seconds (then -1: it did not stop)."""
+    signalled_at = None
     while True:
         try:
-            return child.wait()
-        except InterruptedError:  # pragma: no cover - wait() retries on EINTR since PEP 475
-            continue
+            return child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if received and signalled_at is None:
+                signalled_at = time.monotonic()
+            if signalled_at is not None and time.monotonic() - signalled_at > grace:
+                return -1
 
 
-def _stop_group(child: subprocess.Popen) -> None:
-    """The leader has exited (or is exiting): ask the rest of its group to stop, then make sure."""
+def _stop_group(child: subprocess.Popen, grace: float) -> None:
+    """The leader has exited (or would not): ask the rest of its group to stop, then make sure."""
     if _group_alive(child.pid):
         _signal_group(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_SECONDS
+        deadline = time.monotonic() + grace
         while _group_alive(child.pid) and time.monotonic() < deadline:
             child.poll()  # reaps the leader once it exits
             time.sleep(0.1)
