@@ -23,7 +23,8 @@ from datetime import date, timedelta
 import duckdb
 import pyarrow as pa
 
-from assets.actionable import SCHEMAS, conformed
+from assets.actionable import conformed
+from assets.contract import SCHEMAS
 from assets.pyramid_map import Actionable, ConsentDefault
 from assets.quality.typed_batch import flag_sql, text_sql, timestamp_sql
 from assets.suppression import MARKETING_SCHEMA
