@@ -1,16 +1,17 @@
 """How the cumulative goal tables are stored: the newest partition and a checkpoint every
 `CHECKPOINT_EVERY_DAYS` days in full, every other partition as a delta on the day before.
 
-A cumulative table (goals/goal_user_outcomes, goals/goal_cohort) is the day before's rows moved on plus what
-the day adds, so a full copy a day grows with days x users though most rows only move on. A `DeltaLayout`
-says how a table's rows move on: its key, and the move the day makes to every row (none for goal_cohort,
-whose rows only gain columns' values; for goal_user_outcomes, `days` + 1 and `last_ds` = the settled day in the
-groups measured, `OUTCOMES`). A delta keeps what the move does not explain: the rows of the day's table that
-differ from the day before's rows moved on, new rows included. Its Arrow schema metadata (`DELTA_KEY`) holds
-what the move needs (for OUTCOMES: the settled day and the (goal_id, metric, campaign_id) groups that moved
-on). Reading day d: the last full partition at or before d, then each delta after it moved on and overlaid
-(`apply_delta`). A delta is stored only when applying it gives back the full table exactly (`table_delta`
-checks; a row that disappeared, for one, keeps the day full), so readers see the same table either way.
+A cumulative table (goals/goal_user_outcomes, goals/goal_cohort) is the day before's rows moved on plus what the
+day adds, so a full copy a day grows with days x users though most rows only move on. A `DeltaLayout` says how a
+table's rows move on: its key, and the move the day makes to every row (none for goal_cohort, whose rows stay as
+they were unless the day sets an exposure, anchor or first event; for goal_user_outcomes, `days` + 1 and
+`last_ds` = the settled day in the groups measured: `OUTCOMES`). A delta keeps what the move does not explain:
+the rows of the day's table that differ from the day before's rows moved on, new rows included. Its Arrow schema
+metadata (`DELTA_KEY`) holds what the move needs (for OUTCOMES: the settled day and the (goal_id, metric,
+campaign_id) groups that moved on). Reading day d: the last full partition at or before d, then each delta after
+it moved on and overlaid (`apply_delta`). A delta is stored only when applying it gives back the full table
+exactly (`table_delta` checks; a row that disappeared, for one, keeps the day full), so readers see the same
+table either way.
 
 Erasure removes a user's rows from every partition, full or delta: a chain without them rebuilds the table
 without them. Pure functions over Arrow tables: no Dagster, no files.
