@@ -41,9 +41,8 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from assets.contract import CANONICAL_COLUMNS
+from assets.contract import CANONICAL_COLUMNS, SCHEMAS
 from assets.judging import (
-    QUARANTINE_SCHEMA,
     UNPARSEABLE,
     Plan,
     RowCheck,
@@ -74,49 +73,6 @@ EVENT_TYPES = (
 TXN_TYPES = ("deposit", "card_payment", "transfer_in", "transfer_out")
 ABSURD_AMOUNT = 1_000_000.0  # a single transaction above this is refused as `absurd_amount`
 MIN_BIRTH_YEAR = 1900  # birth_year must be 4 digits within MIN_BIRTH_YEAR .. the year of ds
-
-UTC = pa.timestamp("us", tz="UTC")
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "events": pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("user_id", pa.string()),
-            ("event_type", pa.string()),
-            ("occurred_at", UTC),
-            ("session_id", pa.string()),
-            ("channel", pa.string()),
-            ("campaign_id", pa.string()),
-            ("touchpoint_id", pa.string()),
-            ("properties", pa.string()),
-        ]
-    ),
-    "transactions": pa.schema(
-        [
-            ("txn_id", pa.string()),
-            ("user_id", pa.string()),
-            ("occurred_at", UTC),
-            ("amount", pa.float64()),
-            ("currency", pa.string()),
-            ("txn_type", pa.string()),
-            ("merchant_category", pa.string()),
-            ("status", pa.string()),
-        ]
-    ),
-    "profiles": pa.schema(
-        [
-            ("user_id", pa.string()),
-            ("updated_at", UTC),
-            ("signup_at", UTC),
-            ("country", pa.string()),
-            ("birth_year", pa.int32()),
-            ("plan", pa.string()),
-            ("consent_personalization", pa.bool_()),
-        ]
-    ),
-    "erased_users": pa.schema([("user_id", pa.string()), ("requested_at", UTC)]),
-    "quarantine": QUARANTINE_SCHEMA,
-}
 
 
 def empty_table(name: str) -> pa.Table:

@@ -39,9 +39,9 @@ CATALOG_VIEWS: dict[str, list[tuple[str, str]]] = {
     "north_star": [("goals", "north_star")],
     "north_star_contributions": [("goals", "north_star_contributions")],
 }
-# Views over the newest partition only: goal_user_outcomes is cumulative, and its older partitions are stored
-# as deltas (assets/goal_outcomes_store.py), so the newest one alone is the whole current table.
-LATEST_ONLY = {"goal_user_outcomes"}
+# Views over the newest partition only: goal_user_outcomes and goal_cohort are cumulative, and their older
+# partitions are stored as deltas (assets/goal_outcomes_store.py), so the newest one alone is the whole current table.
+LATEST_ONLY = {"goal_user_outcomes", "goal_cohort"}
 
 
 def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:

@@ -7,12 +7,12 @@ import duckdb
 import pyarrow as pa
 
 from assets.actionable import (
-    SCHEMAS,
     CleanResult,
     conformed,
     erasure_checks,
     erasure_typing,
 )
+from assets.contract import SCHEMAS
 from assets.judging import Plan, drop_judged, fate_details, judge, quarantine_rows
 
 

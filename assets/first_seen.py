@@ -18,14 +18,15 @@ completed) make nobody known; the actionable layer then refuses them as it would
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import pyarrow as pa
 
-from assets.actionable import SCHEMAS, conformed
+from assets.actionable import conformed
+from assets.contract import SCHEMAS
 from assets.pyramid_map import Actionable, ConsentDefault
-from assets.quality.typed_batch import flag_sql, text_sql, timestamp_sql
+from assets.quality.typed_batch import day_parameters, flag_sql, text_sql, timestamp_sql
 from assets.suppression import MARKETING_SCHEMA
 
 FIRST_SEEN = "first event or completed transaction"  # where a user without a profile comes from
@@ -37,15 +38,14 @@ def granted(value: str) -> bool:
 
 def _seen_sql(ds: date, settings: Actionable) -> str:
     """SQL: per user, the earliest qualifying activity instant of the day's raw events and transactions."""
-    latest = f"TIMESTAMPTZ '{(ds + timedelta(days=1)).isoformat()} 00:00:00+00'"
-    bound = f"{latest} + INTERVAL ({int(settings.max_clock_skew_minutes)}) MINUTE"
+    bound = day_parameters(ds, int(settings.max_clock_skew_minutes))["latest_valid_time"]  # as the future check
     typed = f"{text_sql('user_id')} AS user_id, {timestamp_sql('occurred_at')} AS occurred_at"
     return f"""
         SELECT user_id, min(occurred_at) AS signup_at FROM (
             SELECT {typed} FROM _seen_events
             UNION ALL
             SELECT {typed} FROM _seen_transactions WHERE {flag_sql("status")} = 'completed'
-        ) WHERE user_id IS NOT NULL AND occurred_at IS NOT NULL AND occurred_at <= {bound}
+        ) WHERE user_id IS NOT NULL AND occurred_at IS NOT NULL AND occurred_at <= TIMESTAMPTZ '{bound}'
         GROUP BY user_id
     """
 

@@ -51,6 +51,7 @@ import polars as pl
 import pyarrow as pa
 
 from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_statistics
+from assets.goal_outcomes_store import DeltaLayout
 from assets.goals import (
     _OUTCOME_KEY,
     _VALUE_FIELDS,
@@ -97,6 +98,9 @@ GOAL_COHORT_SCHEMA = pa.schema(
         ("exposed_ds", pa.date32()),
     ]
 )
+# How goal_cohort is stored (assets/goal_outcomes_store.py): a day's rows are the day before's unchanged (nobody
+# leaves), plus the entrants and the rows whose exposure, anchor or first event changed.
+COHORT_STORAGE = DeltaLayout(key=tuple(_OUTCOME_KEY))
 
 
 def update_goal_user_outcomes(

@@ -11,18 +11,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from assets.contract import CANONICAL_COLUMNS
+from assets.contract import CANONICAL_COLUMNS, QUARANTINE_SCHEMA
 from assets.quality.outcome import ValidationOutcome
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("source", pa.string()),
-        ("_source_file", pa.string()),
-        ("_source_line", pa.int64()),
-        ("payload", pa.string()),
-        ("reasons", pa.list_(pa.string())),
-    ]
-)
 
 
 @dataclass(frozen=True)

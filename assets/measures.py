@@ -16,19 +16,14 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from assets.contract import MEASURE_SOURCES, TIME_COLUMN
+from assets.contract import MEASURE_SOURCES, SCHEMAS, TIME_COLUMN, UTC
 from assets.sql_guard import expression_columns
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from assets.pyramid_map import PyramidMap
     from assets.pyramid_map.measures import Measure
 
-UTC = pa.timestamp("us", tz="UTC")
 KEYS = ["user_id", "activity_date"]
-COLUMN_TYPES = {  # the actionable tables' types of the columns a min, max or last measure may read
-    "occurred_at": UTC,
-    "amount": pa.float64(),
-}
 
 
 def exact_money(expression: str) -> str:
@@ -47,7 +42,8 @@ def measure_type(measure: Measure) -> pa.DataType:
         return pa.int64()
     if measure.agg == "sum":
         return pa.float64()
-    return COLUMN_TYPES.get(measure.column, pa.string())
+    schema = SCHEMAS[measure.source]  # a min, max or last measure keeps its column's actionable type
+    return schema.field(measure.column).type if measure.column in schema.names else pa.string()
 
 
 def daily_columns(measures: dict[str, Measure]) -> list[str]:

@@ -10,14 +10,13 @@ import duckdb
 import pyarrow as pa
 
 from assets.actionable import (
-    SCHEMAS,
     CleanResult,
     conformed,
     profile_checks,
     profile_typing,
     validate,
 )
-from assets.contract import CANONICAL_COLUMNS
+from assets.contract import CANONICAL_COLUMNS, SCHEMAS
 from assets.judging import Plan, accepted_rows, drop_judged, fate_details, judge, quarantine_rows
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import withheld_columns

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assets import actionable, measures  # noqa: E402
+from assets import actionable, contract, measures  # noqa: E402
 from assets.lake import connect  # noqa: E402
 from assets.pyramid_map import load_map  # noqa: E402
 
@@ -119,7 +119,7 @@ def synthesize(users: int, seed: int = 7) -> tuple[pa.Table, pa.Table]:
             "touchpoint_id": pa.nulls(n, pa.string()),
             "properties": pa.array([FEATURES[i] for i in rng.integers(0, len(FEATURES), n)], pa.string()),
         }
-    ).cast(actionable.SCHEMAS["events"])
+    ).cast(contract.SCHEMAS["events"])
     t = users
     transactions = pa.table(
         {
@@ -132,7 +132,7 @@ def synthesize(users: int, seed: int = 7) -> tuple[pa.Table, pa.Table]:
             "merchant_category": pa.nulls(t, pa.string()),
             "status": pa.array(np.where(rng.random(t) < 0.9, "completed", "pending")),
         }
-    ).cast(actionable.SCHEMAS["transactions"])
+    ).cast(contract.SCHEMAS["transactions"])
     return events, transactions
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 
-from assets import actionable, erasure_requests, profiles
+from assets import actionable, contract, erasure_requests, profiles
 from assets.actionable import AccountingError, CleanResult
 from assets.contract import CANONICAL_COLUMNS
 from assets.lake import Lake, connect
@@ -125,7 +125,7 @@ def test_events_quarantine_every_applicable_reason(events_result):
 
 def test_events_accepted_rows_typed_and_deduplicated(events_result):
     table = events_result.table
-    assert table.schema == actionable.SCHEMAS["events"]
+    assert table.schema == contract.SCHEMAS["events"]
     assert table.column("event_id").to_pylist() == ["e1", "e2", "e3", "e8", "e11", "e13"]
     instants = table.column("occurred_at").to_pylist()
     assert instants[:3] == [utc(2026, 10, 1, 10)] * 3  # Z, +02:00, -05:00: one instant
@@ -152,7 +152,7 @@ def test_quarantine_payload_is_the_raw_row(events_result):
     assert payloads[6]["occurred_at"] == "yesterday" and payloads[6]["event_id"] == "e5"
     assert set(payloads[6]) == {*CANONICAL_COLUMNS["events"], "_raw_text"}
     assert payloads[12]["_raw_text"] == '{"event_id": "e10", "user_id"' and payloads[12]["event_id"] is None
-    assert actionable.SCHEMAS["quarantine"] == events_result.quarantine.schema
+    assert contract.SCHEMAS["quarantine"] == events_result.quarantine.schema
 
 
 def test_rerun_gives_identical_tables(tmp_path, pyramid):
@@ -167,7 +167,7 @@ def test_rerun_gives_identical_tables(tmp_path, pyramid):
 def test_no_raw_rows_gives_empty_balanced_result(pyramid):
     raw = land(connect(), Lake(pyramid.path.parent / "does-not-exist"), pyramid.sources["events"], DS)
     result = actionable.clean_events(connect(), raw, DS, KNOWN_USERS, None, pyramid.actionable)
-    assert result.table.num_rows == 0 and result.table.schema == actionable.SCHEMAS["events"]
+    assert result.table.num_rows == 0 and result.table.schema == contract.SCHEMAS["events"]
     assert result.accounting()["balanced"]
 
 
@@ -214,7 +214,7 @@ def test_transactions_quarantine_reasons(txn_result):
 
 def test_transactions_typed_and_accounted(txn_result):
     table = txn_result.table
-    assert table.schema == actionable.SCHEMAS["transactions"]
+    assert table.schema == contract.SCHEMAS["transactions"]
     assert table.to_pylist() == [
         {
             "txn_id": "t1",
@@ -293,7 +293,7 @@ PREVIOUS_PROFILES = pa.table(
         "plan": ["free", "free", "gold", "plus"],
         "consent_personalization": [False, True, True, True],
     }
-).cast(actionable.SCHEMAS["profiles"])
+).cast(contract.SCHEMAS["profiles"])
 
 
 @pytest.fixture()
@@ -357,7 +357,7 @@ def test_profiles_never_carry_pii(profiles_result, pyramid):
     pii = set(pyramid.actionable.pii)
     assert pii == {"email", "phone", "full_name"}
     assert not pii & set(profiles_result.table.column_names)
-    assert profiles_result.table.schema == actionable.SCHEMAS["profiles"]
+    assert profiles_result.table.schema == contract.SCHEMAS["profiles"]
     for payload in profiles_result.quarantine.column("payload").to_pylist():
         assert not pii & set(json.loads(payload)) and "@x.io" not in payload and "_raw_text" not in payload
 
@@ -389,7 +389,7 @@ def test_erasures_are_cumulative_with_the_earliest_request(tmp_path, pyramid):
     )
     previous = pa.table({"user_id": ["u3", "u4"], "requested_at": [utc(2026, 9, 2), utc(2026, 9, 3)]})
     erased = erasure_requests.update_erasures(connect(), raw, previous)
-    assert erased.schema == actionable.SCHEMAS["erased_users"]
+    assert erased.schema == contract.SCHEMAS["erased_users"]
     assert erased.to_pylist() == [
         {"user_id": "u1", "requested_at": utc(2026, 10, 1, 7)},
         {"user_id": "u2", "requested_at": None},

@@ -124,14 +124,14 @@ USERS = {"a": ("FR", 2026, True), "b": ("DE", 2025, True), "c": ("FR", 2024, Fal
 def _retail_tables():
     import pyarrow as pa
 
-    from assets import actionable
+    from assets import contract
 
     events = pa.Table.from_pylist(
         [
             {"event_id": f"e{i}", "user_id": u, "event_type": t, "occurred_at": _at(d, h), "session_id": s}
             for i, (u, t, d, h, s) in enumerate(EVENTS)
         ],
-        schema=actionable.SCHEMAS["events"],
+        schema=contract.SCHEMAS["events"],
     )
     txns = pa.Table.from_pylist(
         [
@@ -147,7 +147,7 @@ def _retail_tables():
             }
             for i, (u, t, d, h, a, s, c) in enumerate(TXNS)
         ],
-        schema=actionable.SCHEMAS["transactions"],
+        schema=contract.SCHEMAS["transactions"],
     )
     profiles = pa.Table.from_pylist(
         [

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from assets import actionable, measures
+from assets import actionable, contract, measures
 from assets.features import feature_column_names, features_schema, user_features
 from assets.lake import connect
 from assets.pyramid_map import load_map
@@ -45,7 +45,7 @@ def at(day, hour=12, minute=0, offset_hours=0):
 
 
 def events_table(rows):
-    columns = {name: [] for name in actionable.SCHEMAS["events"].names}
+    columns = {name: [] for name in contract.SCHEMAS["events"].names}
     for i, (user, event_type, when, session, feature, *channel) in enumerate(rows):
         values = {
             "event_id": f"e{i}",
@@ -60,11 +60,11 @@ def events_table(rows):
         }
         for name, value in values.items():
             columns[name].append(value)
-    return pa.table(columns).cast(actionable.SCHEMAS["events"])
+    return pa.table(columns).cast(contract.SCHEMAS["events"])
 
 
 def txns_table(rows):
-    columns = {name: [] for name in actionable.SCHEMAS["transactions"].names}
+    columns = {name: [] for name in contract.SCHEMAS["transactions"].names}
     for i, (user, txn_type, when, amount, status) in enumerate(rows):
         values = {
             "txn_id": f"t{i}",
@@ -78,7 +78,7 @@ def txns_table(rows):
         }
         for name, value in values.items():
             columns[name].append(value)
-    return pa.table(columns).cast(actionable.SCHEMAS["transactions"])
+    return pa.table(columns).cast(contract.SCHEMAS["transactions"])
 
 
 EVENTS = [
@@ -283,9 +283,9 @@ PROFILES = pa.table(
         "plan": ["basic", "gold", "basic", "free", "free"],
         "consent_personalization": [True, False, None, True, True],
     }
-).cast(actionable.SCHEMAS["profiles"])
+).cast(contract.SCHEMAS["profiles"])
 ERASED = pa.table({"user_id": ["u5", "u-unknown"], "requested_at": [ts(D(2))] * 2}).cast(
-    actionable.SCHEMAS["erased_users"]
+    contract.SCHEMAS["erased_users"]
 )
 
 

@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 from assets import goal_outcomes_store
 from assets.catalog import build_catalog
 from assets.goal_cohort import update_goal_user_outcomes
+from assets.goal_outcomes_store import OUTCOMES
 from assets.goals import GOAL_USER_DAY_SCHEMA
 from assets.lake import Lake, connect, write_parquet_atomic
-from pipelines.layers.goals import compact_user_outcomes, previous_user_outcomes, user_outcomes
+from pipelines.layers.goals import USER_OUTCOMES, compact_stored, previous_stored, stored_day
 
 START = date(2026, 10, 1)
 
@@ -39,21 +40,23 @@ def _stored(tmp_path, days: int) -> tuple[Lake, dict[date, pa.Table]]:
     lake, states = Lake(tmp_path), _states(days)
     for day, table in states.items():
         write_parquet_atomic(table, lake.partition_file("goals", "goal_user_outcomes", day))
-        compact_user_outcomes(lake, day - timedelta(days=1), START)
+        compact_stored(lake, USER_OUTCOMES, day - timedelta(days=1), START)
     return lake, states
 
 
 def test_a_delta_rebuilds_the_day_exactly_and_is_small():
     states = _states(6)
     before, after = states[START + timedelta(days=4)], states[START + timedelta(days=5)]
-    delta = goal_outcomes_store.outcomes_delta(before, after)
+    delta = goal_outcomes_store.table_delta(before, after, OUTCOMES)
     assert delta is not None and goal_outcomes_store.is_delta(delta.schema)
     assert delta.num_rows < after.num_rows / 3  # the successes and the new users only
-    assert goal_outcomes_store.apply_delta(before, delta, START + timedelta(days=5)).equals(after)
+    assert goal_outcomes_store.apply_delta(before, delta, START + timedelta(days=5), OUTCOMES).equals(after)
     # a day without measurement (day 3) moves nobody on: its delta is empty, still exact
-    quiet = goal_outcomes_store.outcomes_delta(states[START + timedelta(days=2)], states[START + timedelta(days=3)])
+    quiet = goal_outcomes_store.table_delta(
+        states[START + timedelta(days=2)], states[START + timedelta(days=3)], OUTCOMES
+    )
     assert quiet is not None and quiet.num_rows == 0
-    assert goal_outcomes_store.outcomes_delta(after.slice(0, 0), after) is None  # every row new: nothing saved
+    assert goal_outcomes_store.table_delta(after.slice(0, 0), after, OUTCOMES) is None  # every row new: nothing saved
 
 
 def test_the_lake_keeps_checkpoints_and_deltas_and_reads_every_day_back(tmp_path):
@@ -62,9 +65,9 @@ def test_the_lake_keeps_checkpoints_and_deltas_and_reads_every_day_back(tmp_path
     full = [day for day, schema in stored.items() if not goal_outcomes_store.is_delta(schema)]
     assert full == [START, START + timedelta(days=7), START + timedelta(days=9)]  # checkpoints and the newest
     for day, table in states.items():
-        assert user_outcomes(lake, day).equals(table), day
-        assert previous_user_outcomes(lake, day + timedelta(days=1), START).equals(table), day
-    compact_user_outcomes(lake, START + timedelta(days=5), START)  # again: nothing changes
+        assert stored_day(lake, USER_OUTCOMES, day).equals(table), day
+        assert previous_stored(lake, USER_OUTCOMES, day + timedelta(days=1), START).equals(table), day
+    compact_stored(lake, USER_OUTCOMES, START + timedelta(days=5), START)  # again: nothing changes
     assert pq.read_schema(lake.partition_file("goals", "goal_user_outcomes", START + timedelta(days=5))).equals(
         stored[START + timedelta(days=5)], check_metadata=True
     )

@@ -29,7 +29,7 @@ from assets.north_star import CONTRIBUTIONS_SCHEMA, NORTH_STAR_SCHEMA, north_sta
 from assets.pyramid_map import Campaign, FrequencyCap, Goal, Metric
 from assets.sql_guard import UnsafeExpression, sandboxed_connection
 from pipelines.layers import MissingPartition
-from pipelines.layers.goals import previous_user_outcomes
+from pipelines.layers.goals import USER_OUTCOMES, previous_stored
 from tests import independent
 
 DS = date(2026, 10, 10)
@@ -479,14 +479,14 @@ def test_cluster_interval_covers_no_effect_with_heterogeneous_users():
 def test_missing_previous_user_outcomes_is_a_clear_error(tmp_path):
     lake = Lake(tmp_path)
     start = DS - timedelta(days=3)
-    assert previous_user_outcomes(lake, start, start) is None  # the first day builds from nothing
+    assert previous_stored(lake, USER_OUTCOMES, start, start) is None  # the first day builds from nothing
     with pytest.raises(MissingPartition, match=r"goals/goal_user_outcomes for 2026-10-10 .* 2026-10-09"):
-        previous_user_outcomes(lake, DS, start)
+        previous_stored(lake, USER_OUTCOMES, DS, start)
     write_parquet_atomic(
         GOAL_USER_OUTCOMES_SCHEMA.empty_table(),
         lake.partition_file("goals", "goal_user_outcomes", DS - timedelta(days=1)),
     )
-    assert previous_user_outcomes(lake, DS, start).num_rows == 0
+    assert previous_stored(lake, USER_OUTCOMES, DS, start).num_rows == 0
 
 
 def test_north_star_value_and_contributions():

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from assets import actionable, erasure_requests, suppression
+from assets import contract, erasure_requests, suppression
 from assets.lake import Lake, connect
 from assets.pyramid_map import Consent, OptOut, Touchpoint, load_map
 from assets.touchpoints import Reach, touchpoint_exports
@@ -126,7 +126,7 @@ CONSENT = Consent(
 
 def _events(rows: list[tuple]) -> pa.Table:
     names = ["user_id", "event_type", "channel", "touchpoint_id", "occurred_at"]
-    schema = pa.schema([actionable.SCHEMAS["events"].field(n) for n in names])
+    schema = pa.schema([contract.SCHEMAS["events"].field(n) for n in names])
     return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}).cast(schema)
 
 

@@ -4,7 +4,7 @@ what a withheld column blocks, and docs/contracts.md lists exactly the feature c
 import re
 from pathlib import Path
 
-from assets import actionable
+from assets import contract
 from assets.features import feature_column_names
 from assets.lineage import column_lineage, daily_column_lineage, feature_column_lineage
 from assets.measures import daily_columns
@@ -33,7 +33,7 @@ def test_the_dagster_lineage_composes_to_the_blocking_lineage():
 
 
 def test_every_lineage_input_is_a_real_column():
-    schemas = {f"actionable_{name}": set(schema.names) for name, schema in actionable.SCHEMAS.items()}
+    schemas = {f"actionable_{name}": set(schema.names) for name, schema in contract.SCHEMAS.items()}
     schemas["user_daily"] = set(DAILY_COLUMNS)
     pairs = [
         p

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets import erasure, user_index
-from assets.actionable import SCHEMAS
+from assets.contract import SCHEMAS
 from assets.lake import Lake, write_parquet_atomic
 from pipelines.layers.erasure import apply_erasure
 from tests.pyramid_run import PII, _lake_rows

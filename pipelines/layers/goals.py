@@ -27,6 +27,8 @@ from pipelines.resources import PyramidResource
 SRM_CHECK = "sample_ratio_ok"
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
+# the cumulative tables stored as checkpoints and deltas (assets/goal_outcomes_store.py), with how their rows move on
+STORED = {USER_OUTCOMES: goal_outcomes_store.OUTCOMES, COHORT: goal_cohort.COHORT_STORAGE}
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
@@ -92,7 +94,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         measured = [g for g in pmap.goals if g.id not in blocked]
         day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds, touchpoints)
         day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds, pmap.metrics)
-        previous_cohort = previous_partition(lake, "goals", COHORT, ds, start)
+        previous_cohort = previous_stored(lake, COHORT, ds, start)
         cohort = goal_cohort.update_goal_cohort(
             previous_cohort,
             audiences_prev,
@@ -106,9 +108,11 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         cohort = time_to_event.with_event_days(
             cohort, previous_cohort, activity, measured, pmap.metrics, signups(lake, pmap, ds), ds, start
         )
-        yield dg.MaterializeResult(asset_key=COHORT, metadata=write_table(lake, "goals", COHORT, ds, cohort))
+        metadata = write_table(lake, "goals", COHORT, ds, cohort)
+        compact_stored(lake, COHORT, ds - timedelta(days=1), start)
+        yield dg.MaterializeResult(asset_key=COHORT, metadata=metadata)
         settled, read_on_ds = goal_cohort.measure_cohort(
-            previous_user_outcomes(lake, ds, start),
+            previous_stored(lake, USER_OUTCOMES, ds, start),
             cohort,
             activity,
             measured,
@@ -119,7 +123,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             touchpoints,
         )
         metadata = write_table(lake, "goals", USER_OUTCOMES, ds, settled)
-        compact_user_outcomes(lake, ds - timedelta(days=1), start)
+        compact_stored(lake, USER_OUTCOMES, ds - timedelta(days=1), start)
         yield dg.MaterializeResult(asset_key=USER_OUTCOMES, metadata=metadata)
         to_date = goal_cohort.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
         table = pa.concat_tables([day_rows, to_date])
@@ -249,35 +253,36 @@ def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
     return previous_partition(lake, "campaigns", "audiences", ds, start)
 
 
-def previous_user_outcomes(lake: Lake, ds: date, start: date) -> pa.Table | None:
-    """goals/goal_user_outcomes as of ds - 1, which the day's table builds on; None on the first day.
+def previous_stored(lake: Lake, table: str, ds: date, start: date) -> pa.Table | None:
+    """The full goals/`table` (one of STORED) as of ds - 1, which the day's table builds on; None on the first day.
     Raises MissingPartition when that partition has not been materialized."""
-    path = lake.partition_file("goals", USER_OUTCOMES, ds - timedelta(days=1))
+    path = lake.partition_file("goals", table, ds - timedelta(days=1))
     if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(path)):
-        return user_outcomes(lake, ds - timedelta(days=1))
-    return previous_partition(lake, "goals", USER_OUTCOMES, ds, start)
+        return stored_day(lake, table, ds - timedelta(days=1))
+    return previous_partition(lake, "goals", table, ds, start)
 
 
-def user_outcomes(lake: Lake, ds: date) -> pa.Table:
-    """The full goals/goal_user_outcomes of `ds`, rebuilt from the last full partition when it is stored as a
+def stored_day(lake: Lake, table: str, ds: date) -> pa.Table:
+    """The full goals/`table` (one of STORED) of `ds`, rebuilt from the last full partition when it is stored as a
     delta (assets/goal_outcomes_store.py)."""
-    path = lake.partition_file("goals", USER_OUTCOMES, ds)
+    path = lake.partition_file("goals", table, ds)
     if not goal_outcomes_store.is_delta(pq.read_schema(path)):
         return read_partition(connect(), path)
-    before = user_outcomes(lake, ds - timedelta(days=1))
-    return goal_outcomes_store.apply_delta(before, pq.read_table(path), ds)
+    before = stored_day(lake, table, ds - timedelta(days=1))
+    return goal_outcomes_store.apply_delta(before, pq.read_table(path), ds, STORED[table])
 
 
-def compact_user_outcomes(lake: Lake, day: date, start: date) -> None:
-    """Store the partition of `day` as a delta on the day before, once a later day is written: unless it is a
-    checkpoint, already a delta, or the delta would not rebuild it exactly."""
-    path = lake.partition_file("goals", USER_OUTCOMES, day)
+def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
+    """Store the partition of `day` of goals/`table` (one of STORED) as a delta on the day before, once a later day
+    is written: unless it is a checkpoint, already a delta, or the delta would not rebuild it exactly."""
+    path = lake.partition_file("goals", table, day)
     previous = day - timedelta(days=1)
     if day <= start or goal_outcomes_store.is_checkpoint(day, start) or not path.exists():
         return
-    if goal_outcomes_store.is_delta(pq.read_schema(path)) or not lake.has_partition("goals", USER_OUTCOMES, previous):
+    if goal_outcomes_store.is_delta(pq.read_schema(path)) or not lake.has_partition("goals", table, previous):
         return
-    delta = goal_outcomes_store.outcomes_delta(user_outcomes(lake, previous), read_partition(connect(), path))
+    full = read_partition(connect(), path)
+    delta = goal_outcomes_store.table_delta(stored_day(lake, table, previous), full, STORED[table])
     if delta is not None:
         write_parquet_atomic(delta, path)
 
