@@ -21,12 +21,12 @@ from datetime import date
 import polars as pl
 import pyarrow as pa
 
-from assets.goals import _OUTCOME_KEY, _with_value_columns, _without_empty_values
+from assets.goals import OUTCOME_KEY, with_value_columns, without_empty_values
 
 CHECKPOINT_EVERY_DAYS = 7  # a full partition every 7 days from the program's start: a read applies at most 6 deltas
 DELTA_KEY = b"pyramid.delta"
 _GROUP = ["goal_id", "metric", "campaign_id"]
-_COLUMNS = [*_OUTCOME_KEY, "first_ds", "last_ds", "days", "successes", "numerator", "denominator"]
+_COLUMNS = [*OUTCOME_KEY, "first_ds", "last_ds", "days", "successes", "numerator", "denominator"]
 
 
 def is_checkpoint(ds: date, start: date) -> bool:
@@ -47,13 +47,13 @@ def outcomes_delta(before: pa.Table, after: pa.Table) -> pa.Table | None:
     settled = frame.get_column("last_ds").max()
     groups = frame.filter(pl.col("last_ds") == settled).select(_GROUP).unique().sort(_GROUP)
     moved = _moved_on(_frame(before), settled, groups)
-    joined = frame.join(moved, on=_OUTCOME_KEY, how="left", suffix="_b")
-    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_b")) for c in _COLUMNS if c not in _OUTCOME_KEY)
+    joined = frame.join(moved, on=OUTCOME_KEY, how="left", suffix="_b")
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_b")) for c in _COLUMNS if c not in OUTCOME_KEY)
     rows = joined.filter(~same.fill_null(False)).select(frame.columns)
     if rows.height >= frame.height:
         return None
     meta = {"settled": settled.isoformat(), "groups": groups.rows()}
-    schema = _with_value_columns(after).schema
+    schema = with_value_columns(after).schema
     delta = rows.with_columns(ds=pl.lit(after.column("ds")[0].as_py(), pl.Date)).select(schema.names)
     table = delta.to_arrow().cast(schema).replace_schema_metadata({DELTA_KEY: json.dumps(meta).encode()})
     return table if apply_delta(before, table, after.column("ds")[0].as_py()).equals(after) else None
@@ -65,10 +65,10 @@ def apply_delta(before: pa.Table, delta: pa.Table, ds: date) -> pa.Table:
     groups = pl.DataFrame(meta["groups"], schema={c: pl.String for c in _GROUP}, orient="row")
     moved = _moved_on(_frame(before), date.fromisoformat(meta["settled"]), groups)
     changed = _frame(delta)
-    merged = pl.concat([moved.join(changed, on=_OUTCOME_KEY, how="anti"), changed]).sort(_OUTCOME_KEY)
-    schema = _with_value_columns(delta).schema.remove_metadata()
+    merged = pl.concat([moved.join(changed, on=OUTCOME_KEY, how="anti"), changed]).sort(OUTCOME_KEY)
+    schema = with_value_columns(delta).schema.remove_metadata()
     table = merged.with_columns(ds=pl.lit(ds, pl.Date)).select(schema.names).to_arrow().cast(schema)
-    return _without_empty_values(table)
+    return without_empty_values(table)
 
 
 def _moved_on(before: pl.DataFrame, settled: date, groups: pl.DataFrame) -> pl.DataFrame:
@@ -82,4 +82,4 @@ def _moved_on(before: pl.DataFrame, settled: date, groups: pl.DataFrame) -> pl.D
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
-    return pl.from_arrow(_with_value_columns(table).select(_COLUMNS).replace_schema_metadata(None))
+    return pl.from_arrow(with_value_columns(table).select(_COLUMNS).replace_schema_metadata(None))
