@@ -6,7 +6,8 @@ Metric (pyramid.yaml `metrics`): a user succeeds on day d when the condition hol
 all landing partitions summed). A user with no rows in the window is evaluated on zero-filled sums;
 a condition that evaluates to NULL counts as not satisfied. `assets.metrics` builds this SQL (the North
 Star and the segment baselines use it too); it runs on a `sql_guard.sandboxed_connection`. The formulas
-below are computed by `assets.statistics`.
+below are computed by `assets.statistics`. With `$PYRAMID_BUCKETS` > 1 the arms' sums are computed per user
+bucket and pooled (`arm_statistics`, `merge_arm_statistics`; docs/scaling.md): the figures do not change.
 
 Metric kinds (docs/statistics.md, "Metric kinds"): a `share` metric is the indicator above. A `ratio` metric gives
 per user and day the window sums of its `numerator` and `denominator` expressions (`assets.metrics.metric_values_sql`;
@@ -372,11 +373,7 @@ def merge_arm_statistics(buckets: pl.DataFrame) -> pl.DataFrame:
     if buckets.select(pl.struct(arm).is_unique().all()).item():  # one bucket per arm: nothing to move
         pooled = buckets
     else:
-        days = pl.col("user_days").sum().over(arm)
-        d, e = (
-            pl.col(f"{c}rate") - pl.when(days != 0).then(pl.col(s).sum().over(arm) / days).otherwise(0.0)
-            for c, s in (("", "successes"), ("covariate_", "covariate"))
-        )
+        d, e = _shift("rate", "successes", arm), _shift("covariate_rate", "covariate", arm)
         lever, covariate_lever, n_sq = pl.col("lever"), pl.col("covariate_lever"), pl.col("n_sq")
         moved = buckets.with_columns(
             sq_residuals=moved_residuals(pl.col("sq_residuals"), lever, lever, n_sq, d, d),
@@ -390,6 +387,12 @@ def merge_arm_statistics(buckets: pl.DataFrame) -> pl.DataFrame:
     return pooled.select(*arm, *_ARM_STATS).with_columns(
         pl.when(no_days).then(float("nan")).otherwise(pl.col(c)).alias(c) for c in _RESIDUALS
     )
+
+
+def _shift(rate: str, total: str, arm: list[str]) -> pl.Expr:
+    """A bucket's rate minus its arm's pooled rate (sum of `total` over sum n; 0 where sum n = 0)."""
+    days = pl.col("user_days").sum().over(arm)
+    return pl.col(rate) - pl.when(days != 0).then(pl.col(total).sum().over(arm) / days).otherwise(0.0)
 
 
 def valued_outputs(frame: pl.DataFrame) -> pl.DataFrame:
