@@ -53,18 +53,18 @@ import pyarrow as pa
 from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_statistics
 from assets.goal_outcomes_store import DeltaLayout
 from assets.goals import (
-    _OUTCOME_KEY,
-    _VALUE_FIELDS,
     GOAL_USER_DAY_VALUES_SCHEMA,
     INDICATOR_KINDS,
-    _activity_of,
-    _cluster_counts,
-    _finish,
-    _measurements,
-    _register_touchpoints,
-    _valued_outputs,
-    _with_value_columns,
-    _without_empty_values,
+    OUTCOME_KEY,
+    VALUE_FIELDS,
+    activity_of,
+    cluster_counts,
+    finish_rows,
+    measurements,
+    register_touchpoints,
+    valued_outputs,
+    with_value_columns,
+    without_empty_values,
 )
 from assets.metrics import ACTIVITY, metric_days_sql, metric_values_days_sql
 from assets.pyramid_map import Campaign, Goal, Metric
@@ -73,7 +73,7 @@ from assets.time_to_event import with_time_to_event
 
 CUPED_PRE_DAYS = 14  # K: the days before a user's entry whose metric rate is the CUPED covariate
 # The lake table goals/goal_user_outcomes: per user, cumulated over the days measured up to ds.
-_OUTCOME_KEY_FIELDS = [(name, pa.string()) for name in _OUTCOME_KEY]
+_OUTCOME_KEY_FIELDS = [(name, pa.string()) for name in OUTCOME_KEY]
 GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
     [
         ("ds", pa.date32()),
@@ -85,7 +85,7 @@ GOAL_USER_OUTCOMES_SCHEMA = pa.schema(
     ]
 )
 # With a ratio or mean metric measured: its numerator and denominator summed over the days measured.
-GOAL_USER_OUTCOMES_VALUES_SCHEMA = pa.schema([*GOAL_USER_OUTCOMES_SCHEMA, *_VALUE_FIELDS])
+GOAL_USER_OUTCOMES_VALUES_SCHEMA = pa.schema([*GOAL_USER_OUTCOMES_SCHEMA, *VALUE_FIELDS])
 # The lake table goals/goal_cohort: who is in each goal's intent-to-treat analysis, since when, in which arm,
 # with the pre-entry covariate (CUPED) and the first day the campaign reached the user (exposure).
 GOAL_COHORT_SCHEMA = pa.schema(
@@ -100,7 +100,7 @@ GOAL_COHORT_SCHEMA = pa.schema(
 )
 # How goal_cohort is stored (assets/goal_outcomes_store.py): a day's rows are the day before's unchanged (nobody
 # leaves), plus the entrants and the rows whose exposure, anchor or first event changed.
-COHORT_STORAGE = DeltaLayout(key=tuple(_OUTCOME_KEY))
+COHORT_STORAGE = DeltaLayout(key=tuple(OUTCOME_KEY))
 
 
 def update_goal_user_outcomes(
@@ -110,9 +110,9 @@ def update_goal_user_outcomes(
     outcomes of the measured `day` (default ds). Users and goals not measured that day are carried forward
     unchanged. The output is sorted on the key, so the same inputs give the same table."""
     measured = ds if day is None else day
-    day_values = _with_value_columns(day_outcomes).select(GOAL_USER_DAY_VALUES_SCHEMA.names)
+    day_values = with_value_columns(day_outcomes).select(GOAL_USER_DAY_VALUES_SCHEMA.names)
     today = pl.from_arrow(day_values.cast(GOAL_USER_DAY_VALUES_SCHEMA)).select(
-        *_OUTCOME_KEY,
+        *OUTCOME_KEY,
         first_ds=pl.lit(measured, pl.Date),
         last_ds=pl.lit(measured, pl.Date),
         days=pl.lit(1, pl.Int64),
@@ -123,11 +123,11 @@ def update_goal_user_outcomes(
     schema = GOAL_USER_OUTCOMES_VALUES_SCHEMA
     frames = [today]
     if previous is not None:
-        frames.insert(0, pl.from_arrow(_with_value_columns(previous).select(schema.names[1:]).cast(schema.remove(0))))
+        frames.insert(0, pl.from_arrow(with_value_columns(previous).select(schema.names[1:]).cast(schema.remove(0))))
     kept = pl.col("numerator").is_not_null().any()  # a share metric's rows keep NULL sums
     merged = (
         pl.concat(frames)
-        .group_by(_OUTCOME_KEY)
+        .group_by(OUTCOME_KEY)
         .agg(
             pl.col("first_ds").min(),
             pl.col("last_ds").max(),
@@ -137,9 +137,9 @@ def update_goal_user_outcomes(
             denominator=pl.when(kept).then(pl.col("denominator").sum()),
         )
         .with_columns(ds=pl.lit(ds, pl.Date))
-        .sort(_OUTCOME_KEY)
+        .sort(OUTCOME_KEY)
     )
-    return _without_empty_values(merged.select(schema.names).to_arrow().cast(schema))
+    return without_empty_values(merged.select(schema.names).to_arrow().cast(schema))
 
 
 # --- intent-to-treat cohort ---------------------------------------------------------------------
@@ -167,8 +167,8 @@ def update_goal_cohort(
         schema={"goal_id": pl.String, "metric": pl.String, "campaign_id": pl.String},
         orient="row",
     )
-    candidates = wanted.join(audience, on="campaign_id").unique(_OUTCOME_KEY)
-    entrants = candidates.join(before, on=_OUTCOME_KEY, how="anti")
+    candidates = wanted.join(audience, on="campaign_id").unique(OUTCOME_KEY)
+    entrants = candidates.join(before, on=OUTCOME_KEY, how="anti")
     covariates = pre_entry_successes(entrants, activity, metrics, ds, start, pre_days)
     entered = covariates.with_columns(entry_ds=pl.lit(ds, pl.Date), exposed_ds=pl.lit(None, pl.Date))
     cohort = pl.concat([before, entered.select(before.columns)])
@@ -177,7 +177,7 @@ def update_goal_cohort(
         cohort.join(exposed, on=["campaign_id", "user_id"], how="left")
         .with_columns(exposed_ds=pl.coalesce("exposed_ds", pl.when(pl.col("_exposed")).then(pl.lit(ds, pl.Date))))
         .with_columns(ds=pl.lit(ds, pl.Date))
-        .sort(_OUTCOME_KEY)
+        .sort(OUTCOME_KEY)
     )
     return cohort.select(GOAL_COHORT_SCHEMA.names).to_arrow().cast(GOAL_COHORT_SCHEMA)
 
@@ -230,7 +230,7 @@ def cohort_outcomes(
     con = sandboxed_connection()
     try:
         con.register(ACTIVITY, activity)
-        _register_touchpoints(con, touchpoints)
+        register_touchpoints(con, touchpoints)
         for goal, metric_id in _measured_pairs(goals) if days else []:
             users = frame.filter(
                 (pl.col("goal_id") == goal.id)
@@ -250,14 +250,14 @@ def cohort_outcomes(
         con.close()
     schema = GOAL_USER_DAY_VALUES_SCHEMA.append(pa.field("day", pa.date32()))
     if not parts:
-        return _without_empty_values(schema.empty_table())
-    stacked = pl.concat([p.select(schema.names) for p in parts]).sort("day", *_OUTCOME_KEY)
-    return _without_empty_values(stacked.to_arrow().cast(schema))
+        return without_empty_values(schema.empty_table())
+    stacked = pl.concat([p.select(schema.names) for p in parts]).sort("day", *OUTCOME_KEY)
+    return without_empty_values(stacked.to_arrow().cast(schema))
 
 
 def _cohort_days_sql(metric: Metric, days: Sequence[date], activity: pa.Table) -> str:
     """`arm, user_id, day, success, numerator, denominator` of the registered `_cohort` on each of `days`."""
-    relation, columns = _activity_of(metric, activity)
+    relation, columns = activity_of(metric, activity)
     if metric.kind in INDICATOR_KINDS:
         indicator = metric_days_sql(metric, days, columns, "_cohort", relation)
         return f"""SELECT c.arm, c.user_id, i.day, i.success, NULL::DOUBLE AS numerator, NULL::DOUBLE AS denominator
@@ -298,7 +298,7 @@ def measure_cohort(
 
 def _measured_pairs(goals: Sequence[Goal]) -> list[tuple[Goal, str]]:
     """(goal, metric id) of each goal's metric and guardrails, a metric repeated within a goal measured once."""
-    return list({(goal.id, metric_id): (goal, metric_id) for goal, _kind, metric_id in _measurements(goals)}.values())
+    return list({(goal.id, metric_id): (goal, metric_id) for goal, _kind, metric_id in measurements(goals)}.values())
 
 
 def _cohort_frame(cohort: pa.Table | None) -> pl.DataFrame:
@@ -334,22 +334,22 @@ def goal_to_date(
     `metrics` gives each row's kind and direction (without it: share metrics, the default directions); a
     time-to-event goal's row is estimated on the cohort's anchors and first events (assets.time_to_event)."""
     outcomes = pl.from_arrow(
-        _with_value_columns(user_outcomes).select([*_OUTCOME_KEY, "days", "successes", "numerator", "denominator"])
+        with_value_columns(user_outcomes).select([*OUTCOME_KEY, "days", "successes", "numerator", "denominator"])
     )
     per_user = _with_cohort(outcomes, cohort, ds).select(
-        *_OUTCOME_KEY,
+        *OUTCOME_KEY,
         "days",
         "covariate",
         "exposed",
         x=pl.coalesce(pl.col("numerator"), pl.col("successes").cast(pl.Float64)),  # a share: success days of days
         n=pl.coalesce(pl.col("denominator"), pl.col("days").cast(pl.Float64)),
     )
-    counts = _cluster_counts(per_user, goals, campaigns, metrics)
+    counts = cluster_counts(per_user, goals, campaigns, metrics)
     if metrics is not None:  # the one dispatch point of metric kinds with their own estimator
         counts = with_time_to_event(counts, cohort, goals, metrics, ds)
-    rows = _valued_outputs(with_cluster_statistics(counts))
+    rows = valued_outputs(with_cluster_statistics(counts))
     checked = with_aa_checks(gate_by_guardrails(rows), [c.id for c in campaigns if not c.treated])
-    return _finish(before_horizon(checked, campaigns, ds), ds, "to_date")
+    return finish_rows(before_horizon(checked, campaigns, ds), ds, "to_date")
 
 
 def _with_cohort(outcomes: pl.DataFrame, cohort: pa.Table | None, ds: date) -> pl.DataFrame:
@@ -357,8 +357,8 @@ def _with_cohort(outcomes: pl.DataFrame, cohort: pa.Table | None, ds: date) -> p
     days or without a cohort row) and `exposed` (the campaign reached the user on or before ds)."""
     if cohort is None:
         return outcomes.with_columns(covariate=pl.lit(0.0), exposed=pl.lit(False))
-    users = _cohort_frame(cohort).select(*_OUTCOME_KEY, "pre_days", "pre_successes", "exposed_ds")
-    joined = outcomes.join(users, on=_OUTCOME_KEY, how="left")
+    users = _cohort_frame(cohort).select(*OUTCOME_KEY, "pre_days", "pre_successes", "exposed_ds")
+    joined = outcomes.join(users, on=OUTCOME_KEY, how="left")
     rate = pl.when(pl.col("pre_days") > 0).then(pl.col("pre_successes") / pl.col("pre_days")).otherwise(0.0)
     return joined.with_columns(
         covariate=pl.col("days") * rate.fill_null(0.0),

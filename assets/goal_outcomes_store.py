@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from assets.goals import _OUTCOME_KEY, _with_value_columns, _without_empty_values
+from assets.goals import OUTCOME_KEY, with_value_columns, without_empty_values
 
 CHECKPOINT_EVERY_DAYS = 7  # a full partition every 7 days from the program's start: a read applies at most 6 deltas
 DELTA_KEY = b"pyramid.delta"
@@ -110,11 +110,11 @@ def _frame(table: pa.Table, layout: DeltaLayout) -> pl.DataFrame:
 # --- goals/goal_user_outcomes: each measured group moves on by the settled day --------------------------------
 
 _GROUP = ["goal_id", "metric", "campaign_id"]
-_COLUMNS = [*_OUTCOME_KEY, "first_ds", "last_ds", "days", "successes", "numerator", "denominator"]
+_COLUMNS = [*OUTCOME_KEY, "first_ds", "last_ds", "days", "successes", "numerator", "denominator"]
 
 
 def _outcome_columns(table: pa.Table) -> pa.Table:
-    return _with_value_columns(table).select(["ds", *_COLUMNS])
+    return with_value_columns(table).select(["ds", *_COLUMNS])
 
 
 def _settled_groups(frame: pl.DataFrame) -> dict[str, Any]:
@@ -137,9 +137,9 @@ def _moved_on(before: pl.DataFrame, moves: Mapping[str, Any]) -> pl.DataFrame:
 
 
 OUTCOMES = DeltaLayout(
-    key=tuple(_OUTCOME_KEY),
+    key=tuple(OUTCOME_KEY),
     normalise=_outcome_columns,
-    finish=_without_empty_values,
+    finish=without_empty_values,
     moves=_settled_groups,
     move_on=_moved_on,
 )

@@ -6,7 +6,8 @@ Metric (pyramid.yaml `metrics`): a user succeeds on day d when the condition hol
 all landing partitions summed). A user with no rows in the window is evaluated on zero-filled sums;
 a condition that evaluates to NULL counts as not satisfied. `assets.metrics` builds this SQL (the North
 Star and the segment baselines use it too); it runs on a `sql_guard.sandboxed_connection`. The formulas
-below are computed by `assets.statistics`.
+below are computed by `assets.statistics`. With `$PYRAMID_BUCKETS` > 1 the arms' sums are computed per user
+bucket and pooled (`arm_statistics`, `merge_arm_statistics`; docs/scaling.md): the figures do not change.
 
 Metric kinds (docs/statistics.md, "Metric kinds"): a `share` metric is the indicator above. A `ratio` metric gives
 per user and day the window sums of its `numerator` and `denominator` expressions (`assets.metrics.metric_values_sql`;
@@ -57,6 +58,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from assets.buckets import bucket_count, user_buckets
 from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_day_statistics, with_statistics
 from assets.features import touchpoint_daily_schema
 from assets.metrics import (
@@ -71,7 +73,13 @@ from assets.metrics import (
 )
 from assets.pyramid_map import Campaign, Goal, Metric
 from assets.sql_guard import sandboxed_connection
-from assets.statistics import cluster_cross_residuals, cluster_sq_residuals
+from assets.statistics import (
+    cluster_cross_residuals,
+    cluster_levers,
+    cluster_rate,
+    cluster_sq_residuals,
+    moved_residuals,
+)
 from assets.time_to_event import is_time_to_event
 
 GOAL_METRICS_SCHEMA = pa.schema(
@@ -140,10 +148,10 @@ GOAL_USER_DAY_SCHEMA = pa.schema(
     ]
 )
 # Ratio and mean metrics' day sums (NULL for a share metric): a table holding any has these two columns too.
-_VALUE_FIELDS = [("numerator", pa.float64()), ("denominator", pa.float64())]
-GOAL_USER_DAY_VALUES_SCHEMA = pa.schema([*GOAL_USER_DAY_SCHEMA, *_VALUE_FIELDS])
+VALUE_FIELDS = [("numerator", pa.float64()), ("denominator", pa.float64())]
+GOAL_USER_DAY_VALUES_SCHEMA = pa.schema([*GOAL_USER_DAY_SCHEMA, *VALUE_FIELDS])
 # The key of a user's outcome: goal, measured metric, campaign, arm, user.
-_OUTCOME_KEY = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
+OUTCOME_KEY = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
 
 
 # --- goal rows ----------------------------------------------------------------------------------
@@ -182,9 +190,9 @@ def goal_user_day_outcomes(
     parts = []
     try:
         register_inputs(con, audiences_prev, activity)
-        _register_touchpoints(con, touchpoints)
+        register_touchpoints(con, touchpoints)
         seen = set()
-        for goal, _kind, metric_id in _measurements(goals):
+        for goal, _kind, metric_id in measurements(goals):
             if (goal.id, metric_id) in seen:  # a guardrail that repeats the goal's metric is measured once
                 continue
             seen.add((goal.id, metric_id))
@@ -200,14 +208,14 @@ def goal_user_day_outcomes(
     frame = pl.concat([p.select(GOAL_USER_DAY_VALUES_SCHEMA.names) for p in parts]) if parts else None
     if frame is None or frame.is_empty():
         return GOAL_USER_DAY_SCHEMA.empty_table()
-    return _without_empty_values(frame.sort(_OUTCOME_KEY).to_arrow().cast(GOAL_USER_DAY_VALUES_SCHEMA))
+    return without_empty_values(frame.sort(OUTCOME_KEY).to_arrow().cast(GOAL_USER_DAY_VALUES_SCHEMA))
 
 
-def _register_touchpoints(con: duckdb.DuckDBPyConnection, touchpoints: pa.Table | None) -> None:
+def register_touchpoints(con: duckdb.DuckDBPyConnection, touchpoints: pa.Table | None) -> None:
     con.register(TOUCHPOINT_ACTIVITY, touchpoint_daily_schema().empty_table() if touchpoints is None else touchpoints)
 
 
-def _activity_of(metric: Metric, activity: pa.Table) -> tuple[str, list[str]]:
+def activity_of(metric: Metric, activity: pa.Table) -> tuple[str, list[str]]:
     """The relation (and its columns) a metric is measured on: user_daily, or its touchpoint's counts."""
     if metric.touchpoint:
         return touchpoint_activity(metric, TOUCHPOINT_ACTIVITY), touchpoint_daily_schema().names
@@ -216,7 +224,7 @@ def _activity_of(metric: Metric, activity: pa.Table) -> tuple[str, list[str]]:
 
 def _day_outcomes_sql(metric: Metric, ds: date, activity: pa.Table, touchpoints: pa.Table | None, cohort: str) -> str:
     """`arm, user_id, success, numerator, denominator` of a campaign's audience on the window ending on ds."""
-    relation, columns = _activity_of(metric, activity)
+    relation, columns = activity_of(metric, activity)
     if metric.kind in INDICATOR_KINDS:
         indicator = metric_indicator_sql(metric, ds, columns, users=cohort, activity=relation)
         return f"""SELECT *, NULL::DOUBLE AS numerator, NULL::DOUBLE AS denominator
@@ -232,23 +240,26 @@ def goal_day_rows(
     campaigns: Sequence[Campaign],
     ds: date,
     metrics: Mapping[str, Metric] | None = None,
+    buckets: int | None = None,
 ) -> pa.Table:
     """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`): share metrics'
-    users as independent trials; ratio and mean metrics' users as clusters (fixed horizon, one look). A
-    time-to-event goal has no day row (its guardrails do): one day says nothing about a time."""
+    users as independent trials; ratio and mean metrics' users as clusters (fixed horizon, one look), summed over
+    `buckets` (`cluster_counts`). A time-to-event goal has no day row (its guardrails do): one day says nothing
+    about a time."""
     values = GOAL_USER_DAY_VALUES_SCHEMA
-    frame = pl.from_arrow(_with_value_columns(outcomes).select(values.names).cast(values))
+    frame = pl.from_arrow(with_value_columns(outcomes).select(values.names).cast(values))
     shares = _share_day_rows(frame.filter(pl.col("numerator").is_null()).to_arrow(), goals, campaigns, metrics)
     rows = [shares.filter(pl.col("metric_kind") == "share")]
     valued_kinds = ["ratio", "mean"]
     if any(kind in valued_kinds for kind in _kinds(goals, metrics).values()):
         per_user = frame.filter(pl.col("numerator").is_not_null()).select(
-            *_OUTCOME_KEY, x=pl.col("numerator"), n=pl.col("denominator"), days=pl.lit(1, pl.Int64)
+            *OUTCOME_KEY, x=pl.col("numerator"), n=pl.col("denominator"), days=pl.lit(1, pl.Int64)
         )
-        valued = with_cluster_day_statistics(_cluster_counts(per_user, goals, campaigns, metrics))
-        rows.append(_valued_outputs(valued).filter(pl.col("metric_kind").is_in(valued_kinds)))
+        valued = with_cluster_day_statistics(cluster_counts(per_user, goals, campaigns, metrics, buckets))
+        rows.append(valued_outputs(valued).filter(pl.col("metric_kind").is_in(valued_kinds)))
     untreated = [c.id for c in campaigns if not c.treated]
-    return _finish(with_aa_checks(gate_by_guardrails(pl.concat(rows, how="diagonal_relaxed")), untreated), ds, "day")
+    gated = with_aa_checks(gate_by_guardrails(pl.concat(rows, how="diagonal_relaxed")), untreated)
+    return finish_rows(gated, ds, "day")
 
 
 def _share_day_rows(
@@ -265,7 +276,7 @@ def _share_day_rows(
         by_arm.setdefault((goal_id, metric_id, campaign_id), {})[arm] = (int(users), int(successes))
     rows = [
         _count_row(goal, kind, metric_id, holdouts[goal.campaign], by_arm.get((goal.id, metric_id, goal.campaign), {}))
-        for goal, kind, metric_id in _measurements(goals)
+        for goal, kind, metric_id in measurements(goals)
         if not (kind == "goal" and metrics is not None and is_time_to_event(metrics[metric_id]))
     ]
     counts = pl.DataFrame(rows, schema=_COUNTS_SCHEMA).with_columns(
@@ -275,7 +286,7 @@ def _share_day_rows(
     return with_statistics(_with_kinds(counts, metrics))
 
 
-def _with_value_columns(table: pa.Table) -> pa.Table:
+def with_value_columns(table: pa.Table) -> pa.Table:
     """A table of share metrics only (no value columns) with NULL numerator and denominator."""
     for name in ("numerator", "denominator"):
         if name not in table.column_names:
@@ -283,42 +294,32 @@ def _with_value_columns(table: pa.Table) -> pa.Table:
     return table
 
 
-def _without_empty_values(table: pa.Table) -> pa.Table:
+def without_empty_values(table: pa.Table) -> pa.Table:
     """Without the numerator and denominator columns when no row has them (share metrics only)."""
     if table.column("numerator").null_count == table.num_rows:
         return table.drop_columns(["numerator", "denominator"])
     return table
 
 
-def _cluster_counts(
-    per_user: pl.DataFrame, goals: Sequence[Goal], campaigns: Sequence[Campaign], metrics: Mapping[str, Metric] | None
+def cluster_counts(
+    per_user: pl.DataFrame,
+    goals: Sequence[Goal],
+    campaigns: Sequence[Campaign],
+    metrics: Mapping[str, Metric] | None,
+    buckets: int | None = None,
 ) -> pl.DataFrame:
     """Per goal's metric and guardrail, the arms' cluster sums (`with_cluster_statistics`) of the per-user outcome
-    key with `x` (numerator), `n` (denominator), `days` and, where present, `covariate` and `exposed`."""
+    key with `x` (numerator), `n` (denominator), `days` and, where present, `covariate` and `exposed`: summed
+    over the users' `buckets` (default: `$PYRAMID_BUCKETS`), each bucket's sums computed on its users alone."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
         [
             _count_row(goal, kind, metric_id, holdouts[goal.campaign], {})
-            for goal, kind, metric_id in _measurements(goals)
+            for goal, kind, metric_id in measurements(goals)
         ],
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
-    if "covariate" not in per_user.columns:
-        per_user = per_user.with_columns(covariate=pl.lit(0.0), exposed=pl.lit(False))
-    x, n, w, exposed = pl.col("x"), pl.col("n"), pl.col("covariate"), pl.col("exposed")
-    arms = per_user.group_by("goal_id", "metric", "campaign_id", "arm").agg(
-        users=pl.len().cast(pl.Int64),
-        user_days=n.sum(),
-        successes=x.sum(),
-        days=pl.col("days").sum().cast(pl.Int64),
-        sq_residuals=cluster_sq_residuals(x, n),
-        covariate=w.sum(),
-        cross_residuals=cluster_cross_residuals(x, n, w),
-        covariate_sq_residuals=cluster_sq_residuals(w, n),
-        exposed_users=exposed.sum().cast(pl.Int64),
-        exposed_user_days=n.filter(exposed).sum(),
-        exposed_successes=x.filter(exposed).sum(),
-    )
+    arms = merge_arm_statistics(arm_statistics(per_user, bucket_count() if buckets is None else buckets))
     counts = wanted
     for arm in ("treatment", "holdout"):
         per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in _ARM_STATS})
@@ -329,7 +330,72 @@ def _cluster_counts(
     return _with_kinds(counts, metrics)
 
 
-def _valued_outputs(frame: pl.DataFrame) -> pl.DataFrame:
+_GROUP = ["goal_id", "metric", "campaign_id"]
+_RESIDUALS = ("sq_residuals", "cross_residuals", "covariate_sq_residuals")
+
+
+def arm_statistics(per_user: pl.DataFrame, buckets: int = 1) -> pl.DataFrame:
+    """Per goal, metric, campaign, arm and user bucket (`assets.buckets`), the sufficient statistics of the bucket's
+    users: `_ARM_STATS` (residuals about the bucket's own rates) and what `merge_arm_statistics` needs to pool them."""
+    if "covariate" not in per_user.columns:
+        per_user = per_user.with_columns(covariate=pl.lit(0.0), exposed=pl.lit(False))
+    of_user = user_buckets(per_user.get_column("user_id").to_arrow(), buckets) if buckets > 1 else 0
+    x, n, w, exposed = pl.col("x"), pl.col("n"), pl.col("covariate"), pl.col("exposed")
+    return (
+        per_user.with_columns(bucket=pl.Series(of_user) if buckets > 1 else pl.lit(0, pl.Int64))
+        .group_by(*_GROUP, "arm", "bucket")
+        .agg(
+            users=pl.len().cast(pl.Int64),
+            user_days=n.sum(),
+            successes=x.sum(),
+            days=pl.col("days").sum().cast(pl.Int64),
+            sq_residuals=cluster_sq_residuals(x, n),
+            covariate=w.sum(),
+            cross_residuals=cluster_cross_residuals(x, n, w),
+            covariate_sq_residuals=cluster_sq_residuals(w, n),
+            exposed_users=exposed.sum().cast(pl.Int64),
+            exposed_user_days=n.filter(exposed).sum(),
+            exposed_successes=x.filter(exposed).sum(),
+            rate=cluster_rate(x, n),
+            covariate_rate=cluster_rate(w, n),
+            lever=cluster_levers(x, n),
+            covariate_lever=cluster_levers(w, n),
+            n_sq=(n.cast(pl.Float64) ** 2).sum(),
+        )
+        .sort(*_GROUP, "arm", "bucket")
+    )
+
+
+def merge_arm_statistics(buckets: pl.DataFrame) -> pl.DataFrame:
+    """Per goal, metric, campaign and arm, `_ARM_STATS` of all its users from its buckets' `arm_statistics`: sums
+    add; residual sums are moved to the pooled rates (`moved_residuals`) and added; NaN where sum n = 0."""
+    arm = [*_GROUP, "arm"]
+    if buckets.select(pl.struct(arm).is_unique().all()).item():  # one bucket per arm: nothing to move
+        pooled = buckets
+    else:
+        d, e = _shift("rate", "successes", arm), _shift("covariate_rate", "covariate", arm)
+        lever, covariate_lever, n_sq = pl.col("lever"), pl.col("covariate_lever"), pl.col("n_sq")
+        moved = buckets.with_columns(
+            sq_residuals=moved_residuals(pl.col("sq_residuals"), lever, lever, n_sq, d, d),
+            cross_residuals=moved_residuals(pl.col("cross_residuals"), lever, covariate_lever, n_sq, d, e),
+            covariate_sq_residuals=moved_residuals(
+                pl.col("covariate_sq_residuals"), covariate_lever, covariate_lever, n_sq, e, e
+            ),
+        )
+        pooled = moved.group_by(arm).agg(pl.col(*_ARM_STATS).sum()).sort(arm)
+    no_days = pl.col("user_days") == 0  # as one pass over the users gives: R = 0 / 0
+    return pooled.select(*arm, *_ARM_STATS).with_columns(
+        pl.when(no_days).then(float("nan")).otherwise(pl.col(c)).alias(c) for c in _RESIDUALS
+    )
+
+
+def _shift(rate: str, total: str, arm: list[str]) -> pl.Expr:
+    """A bucket's rate minus its arm's pooled rate (sum of `total` over sum n; 0 where sum n = 0)."""
+    days = pl.col("user_days").sum().over(arm)
+    return pl.col(rate) - pl.when(days != 0).then(pl.col(total).sum().over(arm) / days).otherwise(0.0)
+
+
+def valued_outputs(frame: pl.DataFrame) -> pl.DataFrame:
     """The contract's columns of cluster rows: numerator and denominator sums; for a ratio or mean metric the
     success counts are NULL and `*_user_days` the days measured."""
     share = pl.col("metric_kind").is_in(["share", "time_to_event"])  # counts of days the condition held
@@ -349,7 +415,7 @@ def _kinds(goals: Sequence[Goal], metrics: Mapping[str, Metric] | None) -> dict[
     """(goal id, metric id) -> the metric's kind (share without `metrics`)."""
     return {
         (goal.id, metric_id): metrics[metric_id].kind if metrics else "share"
-        for goal, _kind, metric_id in _measurements(goals)
+        for goal, _kind, metric_id in measurements(goals)
     }
 
 
@@ -396,7 +462,7 @@ _COUNTS_SCHEMA = {
 }
 
 
-def _measurements(goals: Sequence[Goal]) -> list[tuple[Goal, str, str]]:
+def measurements(goals: Sequence[Goal]) -> list[tuple[Goal, str, str]]:
     """(goal, kind, metric id) for each goal's metric, then its guardrails."""
     return [
         (goal, kind, metric_id)
@@ -423,9 +489,9 @@ def _count_row(goal: Goal, kind: str, metric_id: str, holdout_share: float, coun
     }
 
 
-def _finish(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
+def finish_rows(table: pl.DataFrame, ds: date, window: str) -> pa.Table:
     if "treatment_numerator" not in table.columns:  # share day rows: successes of users
-        table = _valued_outputs(table.with_columns(treatment_days=pl.lit(None), holdout_days=pl.lit(None)))
+        table = valued_outputs(table.with_columns(treatment_days=pl.lit(None), holdout_days=pl.lit(None)))
     table = table.with_columns(ds=pl.lit(ds, pl.Date), window=pl.lit(window))
     missing = [name for name in GOAL_METRICS_SCHEMA.names if name not in table.columns]  # kind-specific columns
     table = table.with_columns(pl.lit(None).alias(name) for name in missing)

@@ -21,12 +21,13 @@ contribution is not shown.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 import polars as pl
 import pyarrow as pa
 
+from assets.buckets import split
 from assets.features import history_days, window_complete
 from assets.metrics import ACTIVITY, arm_counts, campaign_cohort, register_inputs
 from assets.pyramid_map import Goal, Metric
@@ -62,17 +63,15 @@ CONTRIBUTIONS_SCHEMA = pa.schema(
 )
 
 
-def north_star(activity: pa.Table, users: pa.Table, metric: Metric, north_star_id: str, ds: date) -> pa.Table:
-    """One row: the share of `users` (user_id of the known, non-erased users) satisfying the metric on ds."""
-    con = sandboxed_connection()
-    try:
-        register_inputs(con, None, activity)
-        con.register("_users", users.select(["user_id"]))
-        counts = arm_counts(
-            con, metric, ds, "(SELECT user_id, 'all' AS arm FROM _users)", ACTIVITY, activity.column_names
-        )
-    finally:
-        con.close()
+def north_star(
+    activity: pa.Table, users: pa.Table, metric: Metric, north_star_id: str, ds: date, buckets: int = 1
+) -> pa.Table:
+    """One row: the share of `users` (user_id of the known, non-erased users) satisfying the metric on ds, counted
+    bucket by bucket (`assets.buckets`) and summed."""
+    counts = _summed(
+        _north_star_counts(activity_b, users_b, metric, ds)
+        for activity_b, users_b in zip(split(activity, buckets), split(users, buckets), strict=True)
+    )
     total_users, active_users = counts.get("all", (0, 0))
     row = {
         "ds": ds,
@@ -83,6 +82,28 @@ def north_star(activity: pa.Table, users: pa.Table, metric: Metric, north_star_i
         "total_users": total_users,
     }
     return pa.Table.from_pylist([row], schema=NORTH_STAR_SCHEMA)
+
+
+def _north_star_counts(activity: pa.Table, users: pa.Table, metric: Metric, ds: date) -> dict[str, tuple[int, int]]:
+    con = sandboxed_connection()
+    try:
+        register_inputs(con, None, activity)
+        con.register("_users", users.select(["user_id"]))
+        return arm_counts(
+            con, metric, ds, "(SELECT user_id, 'all' AS arm FROM _users)", ACTIVITY, activity.column_names
+        )
+    finally:
+        con.close()
+
+
+def _summed(parts: Iterable[dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    """{arm: (users, successes)} added up over buckets."""
+    total: dict[str, tuple[int, int]] = {}
+    for part in parts:
+        for arm, (users, successes) in part.items():
+            before = total.get(arm, (0, 0))
+            total[arm] = (before[0] + users, before[1] + successes)
+    return total
 
 
 def with_window_coverage(table: pa.Table, window_days: int, ds: date, history_start: date | None) -> pa.Table:
@@ -102,20 +123,33 @@ def north_star_contributions(
     total_users: int,
     ds: date,
     history_start: date | None = None,
+    buckets: int = 1,
 ) -> pa.Table:
     """One row per goal: its campaign's North Star metric per arm on its attributed users (module
-    docstring) and its contribution to the North Star with a 95% interval."""
-    con = sandboxed_connection()
-    try:
-        register_inputs(con, attributed_audiences(audiences_prev, [g.campaign for g in goals]), activity)
-        rows = [
-            _arm_row(goal, arm_counts(con, metric, ds, campaign_cohort(goal.campaign), ACTIVITY, activity.column_names))
-            for goal in goals
-        ]
-    finally:
-        con.close()
+    docstring) and its contribution to the North Star with a 95% interval; arms counted per user bucket, summed."""
+    attributed = attributed_audiences(audiences_prev, [g.campaign for g in goals])
+    per_bucket = [
+        _campaign_counts(audiences_b, activity_b, metric, goals, ds)
+        for audiences_b, activity_b in zip(split(attributed, buckets), split(activity, buckets), strict=True)
+    ]
+    rows = [_arm_row(goal, _summed(counts[goal.id] for counts in per_bucket)) for goal in goals]
     table = _contributions(pl.DataFrame(rows, schema=_ARM_ROW_SCHEMA), total_users, ds)
     return with_window_coverage(table, metric.window_days, ds, history_start).cast(CONTRIBUTIONS_SCHEMA)
+
+
+def _campaign_counts(
+    audiences: pa.Table | None, activity: pa.Table, metric: Metric, goals: Sequence[Goal], ds: date
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """{goal id: {arm: (users, successes)}} of each goal's campaign in `audiences` (already attributed)."""
+    con = sandboxed_connection()
+    try:
+        register_inputs(con, audiences, activity)
+        return {
+            goal.id: arm_counts(con, metric, ds, campaign_cohort(goal.campaign), ACTIVITY, activity.column_names)
+            for goal in goals
+        }
+    finally:
+        con.close()
 
 
 def attributed_audiences(audiences: pa.Table | None, campaigns: Sequence[str]) -> pa.Table | None:

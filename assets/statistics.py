@@ -12,7 +12,12 @@ t is treatment and h holdout.
   (s + 0.5, n + 1; Haldane-Anscombe) in both, so that they stay defined. NULL when an arm is empty.
 - Users as clusters (user i measured on n_i days with x_i success days; per arm N users, rate
   R = sum x_i / sum n_i, the ratio estimator):
-  `cluster_sq_residuals(x, n)` = sum (x_i - R n_i)^2 (an aggregation over the users of an arm);
+  `cluster_sq_residuals(x, n)` = sum (x_i - R n_i)^2 (an aggregation over the users of an arm; R is
+  `cluster_rate`, taken as 0 where sum n = 0, and the callers report NaN for such an arm);
+  `cluster_levers(x, n)` = sum (x_i - R n_i) n_i. Buckets (docs/scaling.md): the arms' sums over disjoint
+  sets of users add up, and `moved_residuals` moves a set's residual sums from its own rates to the pooled
+  ones: with d = R_b - R, sum (x_i - R n_i)^2 = S_b + 2 d lever_b + d^2 sum n_i^2 (exact algebra; the
+  figures then agree with one bucket's to rounding, 1e-12 relative);
   `cluster_log_rate(x, d, zero_cell)` = log(sum x / sum n), or log((sum x + 0.5) / (sum n + 1)) when
   `zero_cell` (an arm of the comparison has no successes);
   `cluster_relative_variance(N, d, x, sq_residuals)` = Var(R) / R^2 by the delta method,
@@ -101,10 +106,30 @@ def log_rate_ratio_se(s1: pl.Expr, n1: pl.Expr, s2: pl.Expr, n2: pl.Expr) -> pl.
     return pl.when((n1 > 0) & (n2 > 0)).then((1 / s1_c - 1 / n1_c + 1 / s2_c - 1 / n2_c).sqrt())
 
 
-def cluster_sq_residuals(successes: pl.Expr, days: pl.Expr) -> pl.Expr:
-    """Aggregation over an arm's users: sum (x_i - R n_i)^2 with R = sum x / sum n."""
+def cluster_rate(successes: pl.Expr, days: pl.Expr) -> pl.Expr:
+    """Aggregation over an arm's users: R = sum x / sum n, 0 where sum n = 0 (the residuals' reference)."""
     x, n = successes.cast(pl.Float64), days.cast(pl.Float64)
-    return ((x - x.sum() / n.sum() * n) ** 2).sum()
+    return pl.when(n.sum() != 0).then(x.sum() / n.sum()).otherwise(0.0)
+
+
+def cluster_sq_residuals(successes: pl.Expr, days: pl.Expr) -> pl.Expr:
+    """Aggregation over an arm's users: sum (x_i - R n_i)^2 with R = `cluster_rate`."""
+    x, n = successes.cast(pl.Float64), days.cast(pl.Float64)
+    return ((x - cluster_rate(successes, days) * n) ** 2).sum()
+
+
+def cluster_levers(successes: pl.Expr, days: pl.Expr) -> pl.Expr:
+    """Aggregation over an arm's users: sum (x_i - R n_i) n_i with R = `cluster_rate` (see `moved_residuals`)."""
+    x, n = successes.cast(pl.Float64), days.cast(pl.Float64)
+    return ((x - cluster_rate(successes, days) * n) * n).sum()
+
+
+def moved_residuals(
+    cross: pl.Expr, lever_x: pl.Expr, lever_w: pl.Expr, n_sq: pl.Expr, shift_x: pl.Expr, shift_w: pl.Expr
+) -> pl.Expr:
+    """sum (x_i - R' n_i)(w_i - C' n_i) from the same sum about R, C: with d = R - R', e = C - C',
+    cross + d lever_w + e lever_x + d e sum n_i^2 (lever_x = sum (x_i - R n_i) n_i); x = w gives the squares."""
+    return cross + shift_x * lever_w + shift_w * lever_x + shift_x * shift_w * n_sq
 
 
 def cluster_log_rate(successes: pl.Expr, user_days: pl.Expr, zero_cell: pl.Expr) -> pl.Expr:
@@ -119,9 +144,9 @@ def cluster_relative_variance(users: pl.Expr, user_days: pl.Expr, successes: pl.
 
 
 def cluster_cross_residuals(successes: pl.Expr, days: pl.Expr, covariate: pl.Expr) -> pl.Expr:
-    """Aggregation over an arm's users: sum (x_i - R n_i)(w_i - C n_i), R = sum x / sum n, C = sum w / sum n."""
+    """Aggregation over an arm's users: sum (x_i - R n_i)(w_i - C n_i), R and C the `cluster_rate`s of x and w."""
     x, n, w = successes.cast(pl.Float64), days.cast(pl.Float64), covariate.cast(pl.Float64)
-    return ((x - x.sum() / n.sum() * n) * (w - w.sum() / n.sum() * n)).sum()
+    return ((x - cluster_rate(successes, days) * n) * (w - cluster_rate(covariate, days) * n)).sum()
 
 
 def cuped_theta(sxw_t: pl.Expr, sxw_h: pl.Expr, sww_t: pl.Expr, sww_h: pl.Expr) -> pl.Expr:

@@ -8,7 +8,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets import goal_cohort, goal_outcomes_store, goals, north_star, time_to_event
+from assets import goal_cohort, goal_day, goal_outcomes_store, goals, north_star, time_to_event
+from assets.buckets import bucket_count
 from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
@@ -92,40 +93,26 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         )
         blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
         measured = [g for g in pmap.goals if g.id not in blocked]
-        day_outcomes = goals.goal_user_day_outcomes(audiences_prev, activity, measured, pmap.metrics, ds, touchpoints)
-        day_rows = goals.goal_day_rows(day_outcomes, measured, pmap.campaigns, ds, pmap.metrics)
-        previous_cohort = previous_stored(lake, COHORT, ds, start)
-        cohort = goal_cohort.update_goal_cohort(
-            previous_cohort,
-            audiences_prev,
-            exports_before(lake, pmap, ds),
-            activity,
-            measured,
-            pmap.metrics,
-            ds,
-            start,
+        inputs = goal_day.GoalDayInputs(
+            audiences_prev=audiences_prev,
+            exports_prev=exports_before(lake, pmap, ds),
+            activity=activity,
+            touchpoints=touchpoints,
+            previous_cohort=previous_stored(lake, COHORT, ds, start),
+            previous_outcomes=previous_stored(lake, USER_OUTCOMES, ds, start),
+            signups=signups(lake, pmap, ds),
         )
-        cohort = time_to_event.with_event_days(
-            cohort, previous_cohort, activity, measured, pmap.metrics, signups(lake, pmap, ds), ds, start
-        )
+        buckets = bucket_count()  # $PYRAMID_BUCKETS: how the day is run, not part of the map
+        tables = goal_day.measure_goal_day(inputs, measured, pmap.metrics, ds, start, pmap.late_lookback_days, buckets)
+        day_rows = goals.goal_day_rows(tables.day_outcomes, measured, pmap.campaigns, ds, pmap.metrics, buckets)
+        cohort, settled = tables.cohort, tables.settled
         metadata = write_table(lake, "goals", COHORT, ds, cohort)
         compact_stored(lake, COHORT, ds - timedelta(days=1), start)
         yield dg.MaterializeResult(asset_key=COHORT, metadata=metadata)
-        settled, read_on_ds = goal_cohort.measure_cohort(
-            previous_stored(lake, USER_OUTCOMES, ds, start),
-            cohort,
-            activity,
-            measured,
-            pmap.metrics,
-            ds,
-            start,
-            pmap.late_lookback_days,
-            touchpoints,
-        )
         metadata = write_table(lake, "goals", USER_OUTCOMES, ds, settled)
         compact_stored(lake, USER_OUTCOMES, ds - timedelta(days=1), start)
         yield dg.MaterializeResult(asset_key=USER_OUTCOMES, metadata=metadata)
-        to_date = goal_cohort.goal_to_date(read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
+        to_date = goal_cohort.goal_to_date(tables.read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
         table = pa.concat_tables([day_rows, to_date])
         failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
         check = dg.AssetCheckResult(
@@ -174,10 +161,11 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         metric = pmap.metrics[pmap.north_star.metric]
         activity = daily_activity(lake, ds, metric.window_days, start)
         users = known_users(lake, ds)
-        series = north_star.north_star(activity, users, metric, pmap.north_star.id, ds)
+        buckets = bucket_count()
+        series = north_star.north_star(activity, users, metric, pmap.north_star.id, ds, buckets)
         series = north_star.with_window_coverage(series, metric.window_days, ds, start)
         contributions = north_star.north_star_contributions(
-            audiences_before(lake, ds, start), activity, metric, pmap.goals, users.num_rows, ds, start
+            audiences_before(lake, ds, start), activity, metric, pmap.goals, users.num_rows, ds, start, buckets
         )
         value = series.column("value")[0].as_py() if series.num_rows else None
         metadata = write_table(
