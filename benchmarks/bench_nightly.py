@@ -275,6 +275,7 @@ def measure_size(users: int, history_days: int, seed: int, work: Path, repeat: i
         "floor": min(floors, key=lambda f: f["wall"]),
         "floors_wall": [f["wall"] for f in floors],
         "storage": lake_storage(root),
+        "settings": settings,
     }
 
 

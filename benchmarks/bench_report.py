@@ -70,10 +70,18 @@ def summary_table(measures: dict) -> str:
                 _s(floor["cpu"]),
                 "—" if r is None else f"{r:.1f}",
                 "—" if r_cpu is None else f"{r_cpu:.1f}",
+                _settings(size),
             ]
         )
-    headers = ["users", "events", "pipeline s", "CPU s", "peak MiB", "floor s", "floor CPU s", "R", "R (CPU)"]
+    headers = ["users", "events", "pipeline s", "CPU s", "peak MiB", "floor s", "floor CPU s", "R", "R (CPU)", "DuckDB"]
     return _table(headers, rows)
+
+
+def _settings(size: dict) -> str:
+    """The DuckDB memory limit and threads of a size's runs."""
+    settings = size.get("settings", {})
+    limit = settings.get("PYRAMID_DUCKDB_MEMORY_LIMIT", "default")
+    return f"{limit}, {settings.get('PYRAMID_DUCKDB_THREADS', 'default')} threads"
 
 
 def step_table(size: dict, tiny: dict | None) -> str:
@@ -277,8 +285,7 @@ def _target_peak(measures: dict) -> list[str]:
         return ["—", "not measured", "needs the 1M size"]
     peak = size["run"]["peak_mib"]
     step, m = max(size["run"]["steps"].items(), key=lambda kv: kv[1].get("peak_mib", 0))
-    limit = measures.get("settings", {}).get("PYRAMID_DUCKDB_MEMORY_LIMIT", "DuckDB's default")
-    why = f"DuckDB memory limit {limit}; the highest step: `{step}` {m['peak_mib']:,.0f} MiB"
+    why = f"DuckDB {_settings(size)}; the highest step: `{step}` {m['peak_mib']:,.0f} MiB"
     return [f"{peak:,.0f} MiB", "met" if peak <= PEAK_TARGET_MIB else "missed", why]
 
 

@@ -12,6 +12,9 @@ bench_report = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(bench_report)
 
 
+LIMITED = {"PYRAMID_DUCKDB_MEMORY_LIMIT": "2GB", "PYRAMID_DUCKDB_THREADS": "2"}
+
+
 def size(users, wall, cpu, peak, floor, steps, erasure_requests=0, day="2026-10-03"):
     return {
         "users": users,
@@ -51,11 +54,10 @@ def measures():
     }
     return {
         "conditions": "cores 2, load 1.0",
-        "settings": {"PYRAMID_DUCKDB_MEMORY_LIMIT": "2GB"},
         "tiny": size(1000, 20.0, 18.0, 500.0, 0.1, steps(0.5, 0.2, 1.0)),
         "sizes": [
             size(20_000, 24.0, 21.0, 900.0, 0.8, steps(0.6, 0.2, 2.0)),
-            size(1_000_000, 60.0, 50.0, 5000.0, 2.0, steps(9.0, 0.3, 14.0)),
+            {**size(1_000_000, 60.0, 50.0, 5000.0, 2.0, steps(9.0, 0.3, 14.0)), "settings": LIMITED},
         ],
         "history": {
             "users": 5000,
@@ -71,7 +73,7 @@ def test_r_and_summary(measures):
     assert bench_report.r_value(big, tiny) == pytest.approx((60.0 - 20.0) / 2.0)
     assert bench_report.r_value(big, tiny, "cpu") == pytest.approx((50.0 - 18.0) / 2.0)
     table = bench_report.summary_table(measures)
-    assert "| 1,000,000 | 4,000,000 | 60.00 | 50.00 | 5,000 | 2.00 | 2.00 | 20.0 | 16.0 |" in table
+    assert "| 1,000,000 | 4,000,000 | 60.00 | 50.00 | 5,000 | 2.00 | 2.00 | 20.0 | 16.0 | 2GB, 2 threads |" in table
     assert "1,000 (fixed cost)" in table
 
 
