@@ -189,16 +189,17 @@ def child_floor(landing: Path, day: date, out: Path) -> None:
         target = Path(tmp) / "user_daily.parquet"
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        statement_started = time.perf_counter()
+        statement_started, statement_cpu = time.perf_counter(), _cpu()
         con.execute(floor_sql(landing, day, target))
-        statement = time.perf_counter() - statement_started
+        statement, statement_cpu = time.perf_counter() - statement_started, _cpu() - statement_cpu
         rows = con.sql(f"SELECT count(*) FROM read_parquet('{target}')").fetchall()[0][0]
     out.write_text(
         json.dumps(
             {
                 "wall": statement,
                 "process_wall": time.perf_counter() - started,
-                "cpu": _cpu() - cpu0,
+                "process_cpu": _cpu() - cpu0,
+                "cpu": statement_cpu,
                 "peak_mib": _status_kib("VmHWM") / 1024,
                 "rows": rows,
             }

@@ -293,7 +293,7 @@ def _erasure_steps(size: dict) -> tuple[float, float, float, float]:
     """(erasure CPU, erasure wall, reading requests CPU, reading requests wall) of a measured day."""
     steps = size["run"]["steps"]
     work = [m for s, m in steps.items() if "erasure" in s and "request" not in s]
-    reading = [m for s, m in steps.items() if "erasure_request" in s]
+    reading = [m for s, m in steps.items() if "erasure_request" in s or "erased_users" in s]
     return tuple(sum(m.get(f, 0) for m in group) for group in (work, reading) for f in ("cpu", "wall"))
 
 
