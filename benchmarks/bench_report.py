@@ -304,7 +304,8 @@ def _target_erasure(measures: dict) -> list[str]:
     size = max(quiet, key=lambda s: s["users"])
     cpu, wall, read_cpu, read_wall = _erasure_steps(size)
     measured = (
-        f"{size['users']:,} users: erasure steps {wall:.2f} s (CPU {cpu:.2f}); reading requests {read_wall:.2f} s"
+        f"{size['users']:,} users: `erasure_applied` {wall:.2f} s (CPU {cpu:.2f}); reading the requests "
+        f"{read_wall:.2f} s (CPU {read_cpu:.2f})"
     )
     met = cpu <= read_cpu + ERASURE_SLACK_S
     why = f"erasure CPU {'within' if met else 'beyond'} reading's + {ERASURE_SLACK_S:.0f} s of step overhead"
