@@ -85,7 +85,7 @@ def test_targets(measures):
     assert "`actionable_events` 13.0" in verdicts[names[0]][2]
     assert verdicts[names[1]][1] == "missed" and "2GB" in verdicts[names[1]][2]
     assert verdicts[names[2]][1] == "missed"  # 9 s of erasure at 1M against 0.3 s of reading
-    assert verdicts[names[3]][:2] == ["CPU x1.30 per landed row (x1.30 raw), 5,000 users", "missed"]
+    assert verdicts[names[3]][:2] == ["90 against 30 days: CPU x1.30 per landed row (x1.30 raw), 5,000 users", "missed"]
     assert verdicts[names[4]][:2] == ["2 of 4 tables grow with days x users", "missed"]
     assert "goal_cohort" in verdicts[names[4]][2] and "profiles" in verdicts[names[4]][2]
     assert verdicts[names[5]][1] == "not measured"
