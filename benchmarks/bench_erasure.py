@@ -7,8 +7,12 @@ on fresh copies, it times what `erasure_applied` does (pipelines/layers/erasure.
 
 - no new request: the users of the latest `actionable/erased_users` partition are known to be erased
   (absent from every file, as after their day), none is new: the day's files are cleaned and checked;
-- `--new` new requests: as many users of the day's actionable events ask to be erased: their rows are
-  removed from every partition of every layer, and the whole lake is checked for them.
+- `--new` new requests from users of the last day's actionable events (so of every copied day): their rows
+  are removed from every partition of every layer, and the whole lake is checked for them;
+- `--new` new requests from users of the earliest day's events who are not in the last day's: only that
+  day's daily tables and the cumulative ones (features, cohorts, segments) mention them.
+
+Each case prints the files rewritten (by modification time) against all the lake's files.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_erasure.py DATA_ROOT [--history-days 30] [--new 8]
 
@@ -46,15 +50,17 @@ def widened(source: Path, work: Path, history_days: int) -> tuple[Lake, date]:
     return Lake(work), last
 
 
-def timed(lake: Lake, ds: date, erased: list[str], new: list[str]) -> tuple[float, float, int, bool]:
-    """(seconds erasing, seconds checking, rows removed, check passed), as `erasure_applied` runs them."""
-    began = time.perf_counter()
+def timed(lake: Lake, ds: date, erased: list[str], new: list[str]) -> tuple[float, float, float, int, bool]:
+    """(seconds erasing, seconds checking, CPU seconds of both, rows removed, check passed), as
+    `erasure_applied` runs them."""
+    began, cpu = time.perf_counter(), time.process_time()
     removed = erasure.erase_users(lake, erased, only_day=ds)
     if new:
         removed |= {f"history {k}": v for k, v in erasure.erase_users(lake, new).items()}
     erased_at = time.perf_counter()
     check = erasure_check(lake, ds, erased, new)
-    return erased_at - began, time.perf_counter() - erased_at, sum(removed.values()), check.passed
+    done = time.perf_counter()
+    return erased_at - began, done - erased_at, time.process_time() - cpu, sum(removed.values()), check.passed
 
 
 def main() -> None:
@@ -68,20 +74,43 @@ def main() -> None:
         files = len(list((base.root / "lake").rglob("*.parquet")))
         size = sum(p.stat().st_size for p in (base.root / "lake").rglob("*.parquet"))
         con = connect()
-        known = read_partition(con, base.partition_file("actionable", "erased_users", ds)).column("user_id")
-        present = read_partition(con, base.partition_file("actionable", "events", ds)).column("user_id")
-        asking = sorted({u for u in present.to_pylist() if u})[:: max(1, len(present) // (args.new * 50))][: args.new]
+        erased_file = base.partition_file("actionable", "erased_users", ds)
+        known = sorted(u for u in read_partition(con, erased_file).column("user_id").to_pylist() if u)
+        present = _users(con, base, ds)
+        days = (args.root / "lake" / "actionable" / "events").glob("ds=*")
+        earliest = min(date.fromisoformat(p.name[3:]) for p in days)  # the earliest real day, not a copy
+        everywhere, early_only = _pick(present, args.new), _pick(_users(con, base, earliest) - present, args.new)
         print(f"lake: {files} files, {size / 2**20:,.0f} MiB, {args.history_days + 1} days; day {ds}")
-        print("case | erase s | check s | rows removed | check passed")
-        for name, erased, new in (
-            ("no new request", [u for u in known.to_pylist() if u], []),
-            (f"{len(asking)} new requests", sorted({*known.to_pylist(), *asking} - {None}), asking),
+        print("case | erase s | check s | CPU s | rows removed | files rewritten | check passed")
+        for name, new in (
+            ("no new request", []),
+            (f"{len(everywhere)} new requests, users in every day", everywhere),
+            (f"{len(early_only)} new requests, users of {earliest} only", early_only),
         ):
-            copy = Path(tmp) / name.replace(" ", "_")
+            copy = Path(tmp) / name.replace(" ", "_").replace(",", "")
             shutil.copytree(base.root, copy)
-            erase_s, check_s, rows, passed = timed(Lake(copy), ds, erased, new)
-            print(f"{name} | {erase_s:.2f} | {check_s:.2f} | {rows:,} | {passed}")
+            before = _mtimes(copy)
+            erase_s, check_s, cpu_s, rows, passed = timed(Lake(copy), ds, sorted({*known, *new}), new)
+            rewritten = sum(1 for path, mtime in _mtimes(copy).items() if before.get(path) != mtime)
+            times = f"{erase_s:.2f} | {check_s:.2f} | {cpu_s:.2f}"
+            print(f"{name} | {times} | {rows:,} | {rewritten:,} of {files:,} | {passed}")
             shutil.rmtree(copy)
+
+
+def _users(con, lake: Lake, ds: date) -> set[str]:
+    """The users of a day's actionable events."""
+    events = read_partition(con, lake.partition_file("actionable", "events", ds))
+    return {u for u in events.column("user_id").to_pylist() if u}
+
+
+def _pick(users: set[str], n: int) -> list[str]:
+    """`n` users spread over the sorted ids (deterministic)."""
+    ordered = sorted(users)
+    return ordered[:: max(1, len(ordered) // max(1, n * 50))][:n]
+
+
+def _mtimes(root: Path) -> dict[Path, int]:
+    return {p.relative_to(root): p.stat().st_mtime_ns for p in (root / "lake").rglob("*") if p.is_file()}
 
 
 if __name__ == "__main__":

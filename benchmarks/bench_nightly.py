@@ -18,11 +18,12 @@ the day's events with read_json (typed columns) and transactions with read_csv, 
 daily measures the map declares (`user_daily`'s columns), and writes one Parquet file. It prints
 R = (pipeline - fixed cost) / floor, the fixed cost being the same pipeline on a tiny day.
 
-    .venv/bin/python benchmarks/bench_nightly.py [--users 20000] [--history-days 1] [--tiny-users 1000]
+    .venv/bin/python benchmarks/bench_nightly.py --sizes 20000,200000,1000000 --memory-limit 2GB --threads 2 \
+        --history-compare 30,90 --compare-users 5000 --markdown report.md --json measures.json
 
-History is generated and run, not faked: `--history-days 90` at 1M users costs the history days'
-generation (the generator draws every day in memory) and runs first; see docs/architecture.md,
-"Performance".
+The tiny day is measured once; `--history-compare` runs one lake of `--compare-users` in day order and measures
+the day after each length of history, then reads the lake's storage per table and day. `--from-json` renders
+the report of earlier runs' measures (bench_report.py). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def child_run(root: Path, days: list[date], out: Path | None) -> None:
     meter.attach(instance)
     ok = True
     for day in days:
+        day_started = time.perf_counter()
         result = job.execute_in_process(
             partition_key=day.isoformat(),
             instance=instance,
@@ -140,6 +142,10 @@ def child_run(root: Path, days: list[date], out: Path | None) -> None:
             tags={DATA_ROOT_TAG: str(root)},
         )
         ok = ok and result.success
+        if out is None:
+            print(f"  {day}: {time.perf_counter() - day_started:.1f} s", flush=True)
+        if not ok:
+            break
     if out is not None:
         measures = {
             "success": ok,
@@ -151,7 +157,7 @@ def child_run(root: Path, days: list[date], out: Path | None) -> None:
         }
         out.write_text(json.dumps(measures))
     if not ok:
-        sys.exit(f"a run failed on {days[-1]}; rerun with --keep and look at `pyramid status`")
+        sys.exit(f"a run failed on {day}; rerun with --keep and look at `pyramid status`")
 
 
 def floor_sql(landing: Path, day: date, target: Path) -> str:
@@ -183,16 +189,17 @@ def child_floor(landing: Path, day: date, out: Path) -> None:
         target = Path(tmp) / "user_daily.parquet"
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        statement_started = time.perf_counter()
+        statement_started, statement_cpu = time.perf_counter(), _cpu()
         con.execute(floor_sql(landing, day, target))
-        statement = time.perf_counter() - statement_started
+        statement, statement_cpu = time.perf_counter() - statement_started, _cpu() - statement_cpu
         rows = con.sql(f"SELECT count(*) FROM read_parquet('{target}')").fetchall()[0][0]
     out.write_text(
         json.dumps(
             {
                 "wall": statement,
                 "process_wall": time.perf_counter() - started,
-                "cpu": _cpu() - cpu0,
+                "process_cpu": _cpu() - cpu0,
+                "cpu": statement_cpu,
                 "peak_mib": _status_kib("VmHWM") / 1024,
                 "rows": rows,
             }
@@ -200,8 +207,13 @@ def child_floor(landing: Path, day: date, out: Path) -> None:
     )
 
 
-def child_generate(root: Path, users: int, days: int, seed: int) -> None:
+def child_generate(root: Path, users: int, days: int, seed: int, clean_profiles: bool = False) -> None:
+    """The seeded sample; with `clean_profiles`, without the defects planted in profile updates."""
+    from pipelines.sample import defects
     from pipelines.sample.generate import generate_sample
+
+    if clean_profiles:  # a small sample has a few updates a day: one defect in a hundred fails the blocking check
+        defects.PROFILE_DEFECT_RATES.update(dict.fromkeys(defects.PROFILE_DEFECT_RATES, 0.0))
 
     summary = generate_sample(root / "landing", users=users, days=days, seed=seed)
     (root / "generated.json").write_text(json.dumps({"rows_by_day": summary.rows_by_day, "start": str(summary.start)}))
@@ -211,107 +223,117 @@ def child_generate(root: Path, users: int, days: int, seed: int) -> None:
 
 
 def _child(args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, __file__, *args], env=env, check=True, cwd=ROOT)
+    subprocess.run([sys.executable, __file__, *map(str, args)], env=env, check=True, cwd=ROOT)
 
 
-def measure_size(users: int, history_days: int, seed: int, work: Path, repeat: int) -> dict:
+def _data_root(work: Path, name: str, settings: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """A fresh data root with its own DAGSTER_HOME, and the environment of its child processes."""
+    root = work / name
+    (root / ".dagster").mkdir(parents=True)
+    # DuckDB creates its spill folder (default <data root>/tmp/duckdb) but not the folder above it
+    (root / "tmp").mkdir()
+    (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, **settings, "PYRAMID_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / ".dagster")}
+    return root, {**env, "PYTHONPATH": str(ROOT)}
+
+
+def _generate(
+    root: Path, env: dict[str, str], users: int, days: int, seed: int, clean_profiles: bool = False
+) -> tuple[dict, date]:
+    _child(["_generate", root, users, days, seed, int(clean_profiles)], env)
+    generated = json.loads((root / "generated.json").read_text())
+    return generated, date.fromisoformat(generated["start"])
+
+
+def _landed(generated: dict, day: date) -> dict[str, int]:
+    return {source: counts.get(day.isoformat(), 0) for source, counts in generated["rows_by_day"].items()}
+
+
+def _run_days(root: Path, env: dict[str, str], days: list[date]) -> None:
+    if days:
+        _child(["_run", root, ",".join(d.isoformat() for d in days)], env)
+
+
+def measure_size(users: int, history_days: int, seed: int, work: Path, repeat: int, settings: dict[str, str]) -> dict:
     """Generate, run the history, then run the measured day `repeat` times (same lake, re-materialized)
     and the floor as often; keep the fastest of each (the machine is shared)."""
-    root = work / f"users-{users}"
-    root.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "PYRAMID_DATA_ROOT": str(root),
-        "DAGSTER_HOME": str(root / ".dagster"),
-        "PYTHONPATH": str(ROOT),
-    }
-    (root / ".dagster").mkdir()
-    (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    print(f"{users:,} users: generating {history_days + 1} day(s), running {history_days} of history", flush=True)
+    root, env = _data_root(work, f"users-{users}", settings)
     started = time.perf_counter()
-    _child(["_generate", str(root), str(users), str(history_days + 1), str(seed)], env)
-    generated = json.loads((root / "generated.json").read_text())
-    first = date.fromisoformat(generated["start"])
+    generated, first = _generate(root, env, users, history_days + 1, seed)
     day = first + timedelta(days=history_days)
     generate_s = time.perf_counter() - started
-    if history_days:
-        days = [first + timedelta(days=n) for n in range(history_days)]
-        _child(["_run", str(root), ",".join(d.isoformat() for d in days)], env)
+    _run_days(root, env, [first + timedelta(days=n) for n in range(history_days)])
     history_s = time.perf_counter() - started - generate_s
     runs, floors = [], []
     for n in range(repeat):
         out = root / f"run-{n}.json"
-        _child(["_run", str(root), day.isoformat(), str(out)], env)
+        _child(["_run", root, day.isoformat(), out], env)
         runs.append(json.loads(out.read_text()))
         out = root / f"floor-{n}.json"
-        _child(["_floor", str(root / "landing"), day.isoformat(), str(out)], env)
+        _child(["_floor", root / "landing", day.isoformat(), out], env)
         floors.append(json.loads(out.read_text()))
     return {
         "users": users,
         "day": day.isoformat(),
         "history_days": history_days,
-        "landed": {source: counts.get(day.isoformat(), 0) for source, counts in generated["rows_by_day"].items()},
+        "landed": _landed(generated, day),
         "generate_s": generate_s,
         "history_s": history_s,
         "run": min(runs, key=lambda r: r["wall"]),
         "runs_wall": [r["wall"] for r in runs],
         "floor": min(floors, key=lambda f: f["wall"]),
         "floors_wall": [f["wall"] for f in floors],
+        "storage": lake_storage(root),
+        "settings": settings,
     }
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = [" | ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
-    lines.append("-+-".join("-" * w for w in widths))
-    lines += [" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    return "\n".join(lines)
-
-
-def report(size: dict, tiny: dict | None) -> str:
-    run, floor = size["run"], size["floor"]
-    steps = sorted(run["steps"].items(), key=lambda kv: -kv[1].get("wall", 0))
-    rows = [
-        [
-            step,
-            f"{m.get('wall', 0):.2f}",
-            f"{m.get('cpu', 0):.2f}",
-            f"{m.get('peak_mib', 0):,.0f}",
-            f"{m.get('rows', 0):,}",
-        ]
-        for step, m in steps
-    ]
-    stepped = sum(m.get("wall", 0) for m in run["steps"].values())
-    rows.append(["(outside steps: imports, definitions, run bookkeeping)", f"{run['wall'] - stepped:.2f}", "", "", ""])
-    rows.append(
-        ["TOTAL pipeline (the run's process)", f"{run['wall']:.2f}", f"{run['cpu']:.2f}", f"{run['peak_mib']:,.0f}", ""]
-    )
-    rows.append(
-        [
-            "floor statement",
-            f"{floor['wall']:.2f}",
-            f"{floor['cpu']:.2f}",
-            f"{floor['peak_mib']:,.0f}",
-            f"{floor['rows']:,}",
-        ]
-    )
-    landed = ", ".join(f"{k} {v:,}" for k, v in size["landed"].items())
-    lines = [
-        f"\n## {size['users']:,} users, day {size['day']} on {size['history_days']} day(s) of history",
-        f"landed that day: {landed}",
-        f"generate {size['generate_s']:.0f}s, history {size['history_s']:.0f}s; "
-        f"runs (s): {', '.join(f'{w:.1f}' for w in size['runs_wall'])}; "
-        f"floors (s): {', '.join(f'{w:.2f}' for w in size['floors_wall'])}; "
-        f"imports+definitions {run['import_wall']:.1f}s",
-        _table(["step", "wall s", "cpu s", "peak MiB", "rows"], rows),
-    ]
-    if tiny is not None:
-        fixed = tiny["run"]["wall"]
-        r = (run["wall"] - fixed) / floor["wall"]
-        lines.append(
-            f"fixed cost (the same pipeline, {tiny['users']:,} users): {fixed:.2f}s  ->  "
-            f"R = ({run['wall']:.2f} - {fixed:.2f}) / {floor['wall']:.2f} = {r:.1f}"
+def measure_history(users: int, lengths: list[int], seed: int, work: Path, settings: dict[str, str]) -> dict:
+    """One lake, one generated window of max(lengths) + 1 days, run in day order; the day after each length of
+    history is measured in a fresh process (the measured days differ: compare per landed row). Its sample has no
+    defective profile updates: at a few thousand users, one bad update of the ~15 a day fails a blocking check."""
+    longest = max(lengths)
+    print(f"history comparison at {users:,} users: generating {longest + 1} days", flush=True)
+    root, env = _data_root(work, f"history-{users}", settings)
+    generated, first = _generate(root, env, users, longest + 1, seed, clean_profiles=True)
+    done, points = 0, []
+    for length in sorted(lengths):
+        print(f"history comparison: running days {done + 1}-{length} of {longest}", flush=True)
+        _run_days(root, env, [first + timedelta(days=n) for n in range(done, length)])
+        day, out = first + timedelta(days=length), root / f"history-{length}.json"
+        _child(["_run", root, day.isoformat(), out], env)
+        run = json.loads(out.read_text())
+        points.append({"history_days": length, "day": day.isoformat(), "landed": _landed(generated, day), "run": run})
+        print(
+            f"history comparison: day {day} on {length} days: {run['wall']:.1f} s, CPU {run['cpu']:.1f} s", flush=True
         )
-    return "\n".join(lines)
+        done = length + 1
+    landed = {day: sum(counts.get(day, 0) for counts in generated["rows_by_day"].values()) for day in _days(generated)}
+    storage = lake_storage(root)
+    return {"users": users, "points": points, "storage": storage, "landed_by_day": landed, "clean_profiles": True}
+
+
+def _days(generated: dict) -> list[str]:
+    return sorted({day for counts in generated["rows_by_day"].values() for day in counts})
+
+
+def lake_storage(root: Path) -> dict[str, dict[str, list[int]]]:
+    """{layer/table: {ds or "-": [bytes, rows]}} over every file of the lake (rows from Parquet footers)."""
+    import pyarrow.parquet as pq
+
+    tables: dict[str, dict[str, list[int]]] = {}
+    lake = root / "lake"
+    for path in sorted(p for p in lake.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        parts = path.relative_to(lake).parts
+        if len(parts) < 3:
+            continue
+        ds = next((part[3:] for part in parts if part.startswith("ds=")), "-")
+        rows = pq.ParquetFile(path).metadata.num_rows if path.suffix == ".parquet" else 0
+        entry = tables.setdefault(f"{parts[0]}/{parts[1]}", {}).setdefault(ds, [0, 0])
+        entry[0] += path.stat().st_size
+        entry[1] += rows
+    return tables
 
 
 def _conditions() -> str:
@@ -323,38 +345,84 @@ def _conditions() -> str:
     )
 
 
-def main() -> None:
+def _ints(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part]
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--history-days", type=int, default=1, help="days generated and run before the measured day")
+    parser.add_argument("--users", type=int, default=20_000, help="one size (see --sizes)")
+    parser.add_argument("--sizes", type=_ints, help="sizes in users, e.g. 20000,200000,1000000 (overrides --users)")
+    parser.add_argument("--history-days", type=int, default=2, help="days generated and run before the measured day")
     parser.add_argument(
         "--tiny-users",
         type=int,
         default=1000,
-        help="the tiny day that gives the fixed cost (0: skip; below about 1,000 users the sample's defects can "
-        "fail a blocking check)",
+        help="the tiny day that gives the fixed cost, measured once (0: skip; below about 1,000 users the sample's "
+        "defects can fail a blocking check)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="measured runs per size; the fastest is shown")
+    parser.add_argument("--memory-limit", help="PYRAMID_DUCKDB_MEMORY_LIMIT of every run, e.g. 2GB")
+    parser.add_argument("--threads", help="PYRAMID_DUCKDB_THREADS of every run")
+    parser.add_argument("--history-compare", type=_ints, help="history lengths to compare, e.g. 30,90")
+    parser.add_argument("--compare-users", type=int, default=5000, help="the size of the history comparison")
+    parser.add_argument(
+        "--demo-seconds", type=float, help="the demo's measured time (`demo finished in`), for its target"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the measures to this file")
+    parser.add_argument("--markdown", type=Path, help="write the tables and the targets to this Markdown file")
+    parser.add_argument("--from-json", type=Path, nargs="+", help="measure nothing: merge these measures and report")
     parser.add_argument("--keep", type=Path, help="keep the data roots in this folder (must not exist)")
-    args = parser.parse_args()
-    print(_conditions(), flush=True)
+    return parser.parse_args()
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every measure the arguments ask for, in one dict (see bench_report.py)."""
+    settings = {
+        name: value
+        for name, value in (
+            ("PYRAMID_DUCKDB_MEMORY_LIMIT", args.memory_limit),
+            ("PYRAMID_DUCKDB_THREADS", args.threads),
+        )
+        if value
+    }
+    os.environ.update(settings)
+    measures: dict = {"conditions": _conditions(), "settings": settings, "tiny": None, "sizes": [], "history": None}
+    print(measures["conditions"], flush=True)
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
     work.mkdir(parents=True, exist_ok=not args.keep)
     try:
-        tiny = (
-            measure_size(args.tiny_users, args.history_days, args.seed, work, args.repeat) if args.tiny_users else None
-        )
-        size = measure_size(args.users, args.history_days, args.seed, work, args.repeat)
+        if args.tiny_users:
+            measures["tiny"] = measure_size(args.tiny_users, args.history_days, args.seed, work, args.repeat, settings)
+        for users in [args.users] if args.sizes is None else args.sizes:
+            measures["sizes"].append(measure_size(users, args.history_days, args.seed, work, args.repeat, settings))
+        if args.history_compare:
+            measures["history"] = measure_history(args.compare_users, args.history_compare, args.seed, work, settings)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    if tiny is not None:
-        print(report(tiny, None))
-    print(report(size, tiny))
+    return measures
+
+
+def main() -> None:
+    args = _arguments()
+    if args.from_json:
+        from bench_report import merge
+
+        measures = merge([json.loads(p.read_text()) for p in args.from_json])
+    else:
+        measures = measure(args)
+    if args.demo_seconds is not None:
+        measures["demo_seconds"] = args.demo_seconds
     if args.json:
-        args.json.write_text(json.dumps({"conditions": _conditions(), "size": size, "tiny": tiny}, indent=2))
+        args.json.write_text(json.dumps(measures, indent=2))
+    from bench_report import markdown
+
+    text = markdown(measures)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
 
 
 def _dispatch(argv: list[str]) -> bool:
@@ -363,7 +431,7 @@ def _dispatch(argv: list[str]) -> bool:
         return False
     command, rest = argv[0], argv[1:]
     if command == "_generate":
-        child_generate(Path(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
+        child_generate(Path(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]), rest[4:] == ["1"])
     elif command == "_run":
         days = [date.fromisoformat(d) for d in rest[1].split(",")]
         child_run(Path(rest[0]), days, Path(rest[2]) if len(rest) > 2 else None)
