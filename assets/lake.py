@@ -3,17 +3,25 @@
 Layout (docs/contracts.md): `<root>/lake/<layer>/<table>/ds=<day>/part-0.parquet`, one file per
 partition. Every write goes to a temporary name in the same folder and is renamed into place, so a
 reader sees the old file or the new one, never half of one.
+
+The root may be an object-store URL (`s3://bucket/prefix`, docs/scaling.md). Its paths are then
+`upath.UPath`s over an fsspec filesystem, which is also registered on every DuckDB connection; a write
+is staged in a local file and uploaded as one object (S3 has no atomic rename, but an object appears
+whole or not at all). Local roots stay plain `pathlib.Path`s and never import fsspec.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -21,41 +29,90 @@ import pyarrow.parquet as pq
 
 from assets.user_index import bloom_options
 
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+    from upath import UPath
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT_ENV = "PYRAMID_DATA_ROOT"
+LOCAL_ROOT_ENV = "PYRAMID_LOCAL_ROOT"
+OBJECT_STORES = ("s3",)  # URL schemes a data root may have (tested on a local S3, tests/test_object_store.py)
 
 
-def default_data_root() -> Path:
+def default_data_root() -> Path | UPath:
     """`$PYRAMID_DATA_ROOT`, or `data/` in the folder the command runs in."""
-    return Path(os.environ.get(DATA_ROOT_ENV, Path.cwd() / "data")).resolve()
+    return as_data_root(os.environ.get(DATA_ROOT_ENV, Path.cwd() / "data"))
+
+
+def as_data_root(root: str | os.PathLike) -> Path | UPath:
+    """A local folder (resolved), or a `UPath` for an object-store URL such as `s3://bucket/prefix`."""
+    text = str(root)
+    if "://" not in text:
+        return Path(text).resolve()
+    scheme = text.split("://", 1)[0]
+    if scheme not in OBJECT_STORES:
+        raise ValueError(f"data root {text!r}: not supported yet: {scheme}:// (object stores: s3://)")
+    from upath import UPath
+
+    # no listings cache: other processes (Dagster steps, pyarrow) write the same prefixes
+    return UPath(text.rstrip("/"), use_listings_cache=False)
+
+
+def is_local(path: Path | UPath) -> bool:
+    return isinstance(path, Path)
+
+
+def glob_files(root: Path | UPath, pattern: str) -> list[Path | UPath]:
+    """The paths under `root` that a glob pattern matches, in name order (`glob.glob`'s on a local root)."""
+    if is_local(root):
+        return [Path(p) for p in sorted(glob.glob(os.path.join(root, pattern)))]
+    found = root.fs.glob(f"{root.path}/{pattern}")
+    return [type(root)(f"{root.protocol}://{p}", **root.storage_options) for p in sorted(found)]
+
+
+def readable(path: Path | UPath) -> Path | pa.NativeFile:
+    """What pyarrow's readers take: a local path as it is, an object-store file opened for reading (ranged
+    requests: a Parquet footer costs no whole download)."""
+    return path if is_local(path) else pa.PythonFile(path.open("rb"), mode="r")
+
+
+def local_root() -> Path:
+    """Where the parts of an object-store root that must be local go (the analyst catalog, DuckDB's spill
+    folder): `$PYRAMID_LOCAL_ROOT`, or `data/` in the folder the command runs in."""
+    return Path(os.environ.get(LOCAL_ROOT_ENV, Path.cwd() / "data")).resolve()
 
 
 @dataclass(frozen=True)
 class Lake:
     """The data root: landing files, the lake, reports and the analyst catalog."""
 
-    root: Path
+    root: Path | UPath
+
+    def __post_init__(self) -> None:
+        if not is_local(self.root):
+            use_filesystem(self.root.fs)
 
     @classmethod
     def default(cls) -> Lake:
         return cls(default_data_root())
 
     @property
-    def landing(self) -> Path:
+    def landing(self) -> Path | UPath:
         return self.root / "landing"
 
     @property
-    def reports(self) -> Path:
+    def reports(self) -> Path | UPath:
         return self.root / "reports"
 
     @property
     def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        """The analyst catalog; a DuckDB file cannot live on an object store: then it is local."""
+        return (self.root if is_local(self.root) else local_root()) / "warehouse.duckdb"
 
-    def table_dir(self, layer: str, table: str) -> Path:
+    def table_dir(self, layer: str, table: str) -> Path | UPath:
         return self.root / "lake" / layer / table
 
-    def partition_file(self, layer: str, table: str, ds: date | str) -> Path:
+    def partition_file(self, layer: str, table: str, ds: date | str) -> Path | UPath:
         return self.table_dir(layer, table) / f"ds={_iso(ds)}" / "part-0.parquet"
 
     def glob(self, layer: str, table: str) -> str:
@@ -65,6 +122,9 @@ class Lake:
     def partitions(self, layer: str, table: str) -> list[date]:
         """The days for which a table has a written partition, in order."""
         folder = self.table_dir(layer, table)
+        if not is_local(folder):  # one listing, not a request per day
+            files = folder.glob("ds=*/part-0.parquet")
+            return sorted(date.fromisoformat(p.parent.name.removeprefix("ds=")) for p in files)
         if not folder.exists():
             return []
         days = [
@@ -83,6 +143,7 @@ def _iso(ds: date | str) -> str:
 
 
 _WORKSPACE: duckdb.DuckDBPyConnection | None = None
+_FILESYSTEMS: list[AbstractFileSystem] = []  # registered on every DuckDB connection (a data root's object store)
 MEMORY_LIMIT_ENV = "PYRAMID_DUCKDB_MEMORY_LIMIT"
 THREADS_ENV = "PYRAMID_DUCKDB_THREADS"
 TEMP_DIRECTORY_ENV = "PYRAMID_DUCKDB_TEMP_DIRECTORY"
@@ -92,7 +153,9 @@ def duckdb_settings() -> dict[str, str]:
     """DuckDB's resource settings from the environment: `memory_limit` (e.g. `3GB`; DuckDB's default is
     80% of RAM), `threads` (default: one per core) and `temp_directory`, where DuckDB spills what does
     not fit in the limit (default: `<data root>/tmp/duckdb`, so that spilling stays on the data disk)."""
-    settings = {"temp_directory": os.environ.get(TEMP_DIRECTORY_ENV) or str(default_data_root() / "tmp" / "duckdb")}
+    root = default_data_root()
+    spill = (root if is_local(root) else local_root()) / "tmp" / "duckdb"
+    settings = {"temp_directory": os.environ.get(TEMP_DIRECTORY_ENV) or str(spill)}
     if limit := os.environ.get(MEMORY_LIMIT_ENV, "").strip():
         settings["memory_limit"] = limit
     if threads := os.environ.get(THREADS_ENV, "").strip():
@@ -126,18 +189,48 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     if database != ":memory:":
         con = duckdb.connect(database, read_only=read_only)
         _configure(con, "")
+        _register_filesystems(con)
         return con
     if _WORKSPACE is None:
         workspace = duckdb.connect(":memory:")
         _configure(workspace, "GLOBAL")
+        _register_filesystems(workspace)
         _WORKSPACE = workspace
     return _WORKSPACE.cursor()
 
 
+def use_filesystem(fs: AbstractFileSystem) -> None:
+    """Make an fsspec filesystem (an object-store root's) readable by every DuckDB connection of the process:
+    DuckDB's httpfs extension cannot be installed offline, so `s3://` paths go through fsspec."""
+    if any(type(known) is type(fs) for known in _FILESYSTEMS):
+        return
+    _FILESYSTEMS.append(fs)
+    if _WORKSPACE is not None:
+        _register_filesystems(_WORKSPACE)
+
+
+def _register_filesystems(con: duckdb.DuckDBPyConnection) -> None:
+    registered = set(con.list_filesystems())
+    for fs in _FILESYSTEMS:
+        if not registered.intersection(_protocols(fs)):
+            con.register_filesystem(fs)
+
+
+def _protocols(fs: AbstractFileSystem) -> set[str]:
+    return {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+
+
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path | UPath) -> Iterator[Path]:
     """The one atomic writer: yields a unique temporary name beside `path` (`.<name>.<uuid>.tmp`) to
-    write to; renames it onto `path` when the block succeeds and removes it when the block fails."""
+    write to; renames it onto `path` when the block succeeds and removes it when the block fails.
+    On an object store the temporary file is local and the block's success uploads it as one object."""
+    if not is_local(path):
+        with tempfile.TemporaryDirectory(prefix="pyramid-upload-") as folder:
+            staged = Path(folder) / path.name
+            yield staged
+            path.fs.put_file(str(staged), path.path)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -147,7 +240,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> int:
+def write_parquet_atomic(table: pa.Table, path: Path | UPath) -> int:
     """Write an Arrow table to `path` via a temporary file and a rename, with the index erasure reads
     (assets/user_index.py) when it has user ids. Returns the row count."""
     with atomic_path(path) as tmp:
@@ -155,14 +248,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> int:
     return table.num_rows
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
+def write_text_atomic(text: str, path: Path | UPath) -> Path | UPath:
     """Write a text file (UTF-8) to `path` via a temporary file and a rename."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
 
 
-def read_partition(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
+def read_partition(con: duckdb.DuckDBPyConnection, path: Path | UPath) -> pa.Table:
     return con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets import goal_cohort, goal_outcomes_store, goals, north_star, time_to_event
-from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
+from assets.lake import Lake, connect, read_partition, read_partitions, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
     daily_activity,
@@ -253,7 +253,7 @@ def previous_user_outcomes(lake: Lake, ds: date, start: date) -> pa.Table | None
     """goals/goal_user_outcomes as of ds - 1, which the day's table builds on; None on the first day.
     Raises MissingPartition when that partition has not been materialized."""
     path = lake.partition_file("goals", USER_OUTCOMES, ds - timedelta(days=1))
-    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(path)):
+    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
         return user_outcomes(lake, ds - timedelta(days=1))
     return previous_partition(lake, "goals", USER_OUTCOMES, ds, start)
 
@@ -262,10 +262,10 @@ def user_outcomes(lake: Lake, ds: date) -> pa.Table:
     """The full goals/goal_user_outcomes of `ds`, rebuilt from the last full partition when it is stored as a
     delta (assets/goal_outcomes_store.py)."""
     path = lake.partition_file("goals", USER_OUTCOMES, ds)
-    if not goal_outcomes_store.is_delta(pq.read_schema(path)):
+    if not goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
         return read_partition(connect(), path)
     before = user_outcomes(lake, ds - timedelta(days=1))
-    return goal_outcomes_store.apply_delta(before, pq.read_table(path), ds)
+    return goal_outcomes_store.apply_delta(before, pq.read_table(readable(path)), ds)
 
 
 def compact_user_outcomes(lake: Lake, day: date, start: date) -> None:
@@ -275,7 +275,8 @@ def compact_user_outcomes(lake: Lake, day: date, start: date) -> None:
     previous = day - timedelta(days=1)
     if day <= start or goal_outcomes_store.is_checkpoint(day, start) or not path.exists():
         return
-    if goal_outcomes_store.is_delta(pq.read_schema(path)) or not lake.has_partition("goals", USER_OUTCOMES, previous):
+    stored_as_delta = goal_outcomes_store.is_delta(pq.read_schema(readable(path)))
+    if stored_as_delta or not lake.has_partition("goals", USER_OUTCOMES, previous):
         return
     delta = goal_outcomes_store.outcomes_delta(user_outcomes(lake, previous), read_partition(connect(), path))
     if delta is not None:
