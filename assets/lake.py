@@ -54,8 +54,7 @@ def as_data_root(root: str | os.PathLike) -> Path | UPath:
         raise ValueError(f"data root {text!r}: not supported yet: {scheme}:// (object stores: s3://)")
     from upath import UPath
 
-    # no listings cache: other processes (Dagster steps, pyarrow) write the same prefixes
-    return UPath(text.rstrip("/"), use_listings_cache=False)
+    return UPath(text.rstrip("/"))
 
 
 def is_local(path: Path | UPath) -> bool:
@@ -122,9 +121,8 @@ class Lake:
     def partitions(self, layer: str, table: str) -> list[date]:
         """The days for which a table has a written partition, in order."""
         folder = self.table_dir(layer, table)
-        if not is_local(folder):  # one listing, not a request per day
-            files = folder.glob("ds=*/part-0.parquet")
-            return sorted(date.fromisoformat(p.parent.name.removeprefix("ds=")) for p in files)
+        if not is_local(folder):
+            return _listed_days(folder)
         if not folder.exists():
             return []
         days = [
@@ -135,7 +133,19 @@ class Lake:
         return sorted(days)
 
     def has_partition(self, layer: str, table: str, ds: date | str) -> bool:
+        if not is_local(self.root):  # one listing: a missing object costs S3 a HEAD and a LIST
+            return date.fromisoformat(_iso(ds)) in self.partitions(layer, table)
         return self.partition_file(layer, table, ds).exists()
+
+
+def _listed_days(folder: UPath) -> list[date]:
+    """The days with a `ds=<day>/part-0.parquet` under an object-store folder, from one (paged) listing."""
+    days = []
+    for key in folder.fs.find(folder.path):
+        parent, _, name = key.removeprefix(f"{folder.path}/").rpartition("/")
+        if name == "part-0.parquet" and parent.startswith("ds=") and "/" not in parent:
+            days.append(date.fromisoformat(parent.removeprefix("ds=")))
+    return sorted(days)
 
 
 def _iso(ds: date | str) -> str:
@@ -144,6 +154,7 @@ def _iso(ds: date | str) -> str:
 
 _WORKSPACE: duckdb.DuckDBPyConnection | None = None
 _FILESYSTEMS: list[AbstractFileSystem] = []  # registered on every DuckDB connection (a data root's object store)
+_STORES: list[AbstractFileSystem] = []  # the data roots' own filesystems (their listings are cached until forgotten)
 MEMORY_LIMIT_ENV = "PYRAMID_DUCKDB_MEMORY_LIMIT"
 THREADS_ENV = "PYRAMID_DUCKDB_THREADS"
 TEMP_DIRECTORY_ENV = "PYRAMID_DUCKDB_TEMP_DIRECTORY"
@@ -186,6 +197,7 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     name (DuckDB's replacement scans are off): every relation a statement reads is registered on the
     connection, so a reader sees where each table name comes from."""
     global _WORKSPACE
+    _forget_details()
     if database != ":memory:":
         con = duckdb.connect(database, read_only=read_only)
         _configure(con, "")
@@ -202,11 +214,41 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
 def use_filesystem(fs: AbstractFileSystem) -> None:
     """Make an fsspec filesystem (an object-store root's) readable by every DuckDB connection of the process:
     DuckDB's httpfs extension cannot be installed offline, so `s3://` paths go through fsspec."""
-    if any(type(known) is type(fs) for known in _FILESYSTEMS):
+    if any(known.protocol == fs.protocol for known in _FILESYSTEMS):
         return
-    _FILESYSTEMS.append(fs)
+    _STORES.append(fs)
+    _FILESYSTEMS.append(_remembering(fs))
     if _WORKSPACE is not None:
         _register_filesystems(_WORKSPACE)
+
+
+def _remembering(fs: AbstractFileSystem) -> AbstractFileSystem:
+    """`fs` for DuckDB, remembering each object's details (size, time) until the next `connect()` or lake write:
+    DuckDB asks for them up to eight times per file it reads, and each question is a request to the store.
+    Objects are only replaced whole (`atomic_path`), and a step reads what finished steps wrote: a step starts
+    with `connect()`, so nothing it remembers predates it (the root's listings are forgotten at the same time)."""
+
+    class Remembering(type(fs)):
+        known: dict[str, dict] = {}
+
+        async def _info(self, path: str, *args: object, **kwargs: object) -> dict:
+            key = self._strip_protocol(path)
+            if key not in self.known:
+                info = await super()._info(path, *args, **kwargs)
+                if info.get("type") != "file":
+                    return info
+                self.known[key] = info
+            return self.known[key]
+
+    return Remembering(**fs.storage_options)
+
+
+def _forget_details() -> None:
+    """Forget what the object store's listings and details said (at each `connect()` and after each write)."""
+    for fs in _FILESYSTEMS:
+        fs.known.clear()
+    for fs in _STORES + _FILESYSTEMS:
+        fs.invalidate_cache()
 
 
 def _register_filesystems(con: duckdb.DuckDBPyConnection) -> None:
@@ -230,6 +272,7 @@ def atomic_path(path: Path | UPath) -> Iterator[Path]:
             staged = Path(folder) / path.name
             yield staged
             path.fs.put_file(str(staged), path.path)
+            _forget_details()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -268,7 +311,12 @@ def read_partitions(
     columns: str = "*",
 ) -> pa.Table | None:
     """Read the given days of a table (those that exist); None when none of them exists."""
-    files = [str(lake.partition_file(layer, table, d)) for d in days if lake.has_partition(layer, table, d)]
+    if is_local(lake.root):
+        present = [d for d in days if lake.has_partition(layer, table, d)]
+    else:  # one listing, not a request per day
+        written = set(lake.partitions(layer, table))
+        present = [d for d in days if d in written]
+    files = [str(lake.partition_file(layer, table, d)) for d in present]
     if not files:
         return None
     # by name: a partition written before a column was added reads it as NULL

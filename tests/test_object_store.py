@@ -3,6 +3,7 @@ writes the same tables as on a local disk; and a failed write leaves no object b
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import timedelta
@@ -21,7 +22,7 @@ from pipelines.sample.generate import generate_sample
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
-USERS, DAYS, SEED = 400, 2, 11
+USERS, DAYS, SEED = 300, 2, 11  # day 2 has erasure requests: the rewrite path runs on S3 too
 BUCKET = "pyramid-test"
 
 
@@ -31,6 +32,7 @@ def s3(tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     with pytest.MonkeyPatch.context() as env:
@@ -78,8 +80,8 @@ def test_the_pyramid_on_s3_writes_the_same_tables_as_on_local_disk(s3, tmp_path_
     for layer, table in tables:
         assert _rows(remote, layer, table) == _rows(Lake(local), layer, table), f"{layer}/{table}"
     assert remote.warehouse.parent == Path(os.environ["PYRAMID_LOCAL_ROOT"])
-    views = connect(str(remote.warehouse), read_only=True)
-    assert views.sql("SELECT count(*) FROM north_star").fetchall() == [(DAYS,)]
+    catalog = connect(str(remote.warehouse), read_only=True)  # local, with views over s3:// globs
+    assert catalog.sql("SELECT count(*) FROM north_star").fetchall() == [(len(_rows(remote, "goals", "north_star")),)]
 
 
 def _run(pyramid_map, root: str, days, home: Path) -> None:
@@ -98,5 +100,5 @@ def _tables(lake: Lake) -> list[tuple[str, str]]:
 def _rows(lake: Lake, layer: str, table: str) -> list[tuple]:
     """Every row of every partition, in a stable order (columns by name, Bloom filters and file bytes aside)."""
     relation = connect().sql(f"SELECT * FROM read_parquet('{lake.glob(layer, table)}', union_by_name = true)")
-    columns = sorted(c for c in relation.columns if c != "_source_file")
+    columns = sorted(relation.columns)  # `_source_file` is relative to the data root: the same on both
     return sorted(relation.select(*columns).fetchall(), key=repr)
