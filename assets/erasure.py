@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets import user_index
-from assets.lake import Lake, connect, readable, write_parquet_atomic, write_text_atomic
+from assets.lake import Lake, connect, is_local, readable, write_parquet_atomic, write_text_atomic
 
 # the request itself: never rewritten
 KEPT = {("raw", "erasure_requests"), ("actionable", "erased_users")}
@@ -69,7 +69,10 @@ def lake_tables(lake: Lake) -> list[tuple[str, str]]:
 
 
 def _files(lake: Lake, layer: str, table: str, through: date | None = None, only_day: date | None = None) -> list[Path]:
-    files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
+    if is_local(lake.root):
+        files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
+    else:  # one listing of the table, not one per day folder
+        files = [lake.partition_file(layer, table, day) for day in lake.partitions(layer, table)]
     if through is not None:
         files = [f for f in files if date.fromisoformat(f.parent.name.removeprefix("ds=")) <= through]
     if only_day is not None:

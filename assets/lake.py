@@ -240,6 +240,15 @@ def _remembering(fs: AbstractFileSystem) -> AbstractFileSystem:
                 self.known[key] = info
             return self.known[key]
 
+        async def _find(self, path: str, maxdepth: int | None = None, **kwargs: object) -> object:
+            found = await super()._find(path, **kwargs)  # one paged listing: with a depth, s3fs lists each folder
+            if maxdepth is None:
+                return found
+            deepest = self._strip_protocol(path).rstrip("/").count("/") + maxdepth
+            if isinstance(found, dict):
+                return {name: info for name, info in found.items() if name.count("/") <= deepest}
+            return [name for name in found if name.count("/") <= deepest]
+
     return Remembering(**fs.storage_options)
 
 
