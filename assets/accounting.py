@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from assets.lake import readable
+
 if TYPE_CHECKING:
     from assets.pyramid_map import Source
 
@@ -84,7 +86,7 @@ def landed_records(files: list[Path], source: Source) -> dict[str, int]:
 
 def parquet_rows(path: Path) -> int:
     """Rows of a written Parquet file, from its footer."""
-    return pq.ParquetFile(path).metadata.num_rows
+    return pq.ParquetFile(readable(path)).metadata.num_rows
 
 
 def accounting_figures(

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets import user_index
-from assets.lake import Lake, connect, write_parquet_atomic, write_text_atomic
+from assets.lake import Lake, connect, is_local, readable, write_parquet_atomic, write_text_atomic
 
 # the request itself: never rewritten
 KEPT = {("raw", "erasure_requests"), ("actionable", "erased_users")}
@@ -69,7 +69,10 @@ def lake_tables(lake: Lake) -> list[tuple[str, str]]:
 
 
 def _files(lake: Lake, layer: str, table: str, through: date | None = None, only_day: date | None = None) -> list[Path]:
-    files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
+    if is_local(lake.root):
+        files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
+    else:  # one listing of the table, not one per day folder
+        files = [lake.partition_file(layer, table, day) for day in lake.partitions(layer, table)]
     if through is not None:
         files = [f for f in files if date.fromisoformat(f.parent.name.removeprefix("ds=")) <= through]
     if only_day is not None:
@@ -123,7 +126,8 @@ def _mentions_per_file(
             f"WHERE {predicate} GROUP BY filename",
             params=[[str(f) for f in group]],
         ).fetchall()
-        found |= {Path(name): int(n) for name, n in rows}
+        by_name = {str(f): f for f in group}  # an object-store path is no `Path`
+        found |= {by_name.get(name, Path(name)): int(n) for name, n in rows}
     return found
 
 
@@ -133,7 +137,7 @@ def _files_to_read(files: list[Path], hashes: np.ndarray) -> dict[tuple[str, ...
     did not parse) wherever they have a value. Reads footers and Bloom filters only."""
     groups: dict[tuple[str, ...], list[Path]] = {}
     for path in files:
-        metadata = pq.read_metadata(path)
+        metadata = pq.read_metadata(readable(path))
         names = set(metadata.schema.to_arrow_schema().names)
         columns = {c for c in names & TEXT_COLUMNS if not all_null(metadata, c)}
         if "user_id" in names and user_index.may_hold(path, hashes, metadata):
@@ -239,7 +243,7 @@ def _rewrite_csv_without(path: Path, user_ids: set[str]) -> None:
 
 
 def _rewrite_without(con: duckdb.DuckDBPyConnection, path: Path, pattern: str) -> None:
-    table = pq.read_table(path)
+    table = pq.read_table(readable(path))
     predicate = mention_predicate(table.column_names, pattern)
     con.register("_erase_file", table.append_column("_erase_row", pa.array(range(table.num_rows), pa.int64())))
     try:

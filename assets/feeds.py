@@ -13,7 +13,7 @@ from datetime import date
 
 import pyarrow.parquet as pq
 
-from assets.lake import Lake, connect
+from assets.lake import Lake, connect, readable
 from assets.landing import landing_files, landing_manifest, read_manifest
 from assets.pyramid_map import Source, Volume
 
@@ -42,7 +42,7 @@ class VolumeVerdict:
 def trailing_row_counts(lake: Lake, source_name: str, ds: date, window_days: int) -> list[int]:
     """Row counts of the source's last `window_days` raw partitions before `ds`, from their footers."""
     days = [d for d in lake.partitions("raw", source_name) if d < ds][-window_days:]
-    return [pq.read_metadata(lake.partition_file("raw", source_name, d)).num_rows for d in days]
+    return [pq.read_metadata(readable(lake.partition_file("raw", source_name, d))).num_rows for d in days]
 
 
 def judge_volume(rows: int, history: list[int], volume: Volume) -> VolumeVerdict:

@@ -11,15 +11,13 @@ from, with their sizes and modification times, so that a file landing later for 
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import re
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
-from assets.lake import Lake, write_text_atomic
+from assets.lake import Lake, glob_files, is_local, write_text_atomic
 from assets.pyramid_map import Source
 
 MANIFEST_NAME = "_landing_manifest.json"
@@ -38,8 +36,8 @@ def landing_files(lake: Lake, source: Source, ds: date) -> list[Path]:
     """The day's landing files of a source, in name order: those its path matches with `{ds}` filled in,
     or for a path without `{ds}` those whose name holds the day (`file_day`)."""
     if "{ds}" in source.path:
-        return [Path(p) for p in sorted(glob.glob(str(lake.root / source.path.format(ds=ds.isoformat()))))]
-    files = [Path(p) for p in sorted(glob.glob(str(lake.root / source.path)))]
+        return glob_files(lake.root, source.path.format(ds=ds.isoformat()))
+    files = glob_files(lake.root, source.path)
     undated = [p for p in files if file_day(p) is None]
     if undated:
         shown = ", ".join(str(p) for p in undated[:3]) + (", ..." if len(undated) > 3 else "")
@@ -55,12 +53,12 @@ def landed_days(lake: Lake, source: Source) -> set[date]:
     """The days some landing file of the source is for: the dates of the folders (or names) its `{ds}` part
     matches, or for a path without `{ds}` the dates in the matching files' names."""
     if "{ds}" not in source.path:
-        return {d for p in glob.glob(str(lake.root / source.path)) if (d := file_day(Path(p))) is not None}
+        return {d for p in glob_files(lake.root, source.path) if (d := file_day(p)) is not None}
     head = source.path.split("{ds}")[0]
     prefix = head.rsplit("/", 1)[-1]  # the part of a file name before {ds}, if {ds} is in the name
     days = set()
-    for path in glob.glob(os.path.join(lake.root, head) + "*"):  # not `root / head`: it drops a trailing "/"
-        text = Path(path).name.removeprefix(prefix)[:10]
+    for path in glob_files(lake.root, head + "*"):  # not `root / head`: it drops a trailing "/"
+        text = path.name.removeprefix(prefix)[:10]
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             try:
                 days.add(date.fromisoformat(text))
@@ -122,6 +120,8 @@ def read_manifest(lake: Lake, source_name: str, ds: date) -> list[dict] | None:
 
 def relative_path(path: Path, lake: Lake) -> str:
     """`path` relative to the data root (as given when it is outside it), with forward slashes."""
+    if is_local(path) != is_local(lake.root):  # a local copy of an object-store file, or the other way round
+        return path.as_posix()
     try:
         return path.resolve().relative_to(lake.root.resolve()).as_posix()
     except ValueError:

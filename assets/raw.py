@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import zlib
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 import numpy as np
@@ -43,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.contract import CANONICAL_COLUMNS
-from assets.lake import Lake
+from assets.lake import Lake, is_local, readable
 from assets.landing import LandingError, landing_files, relative_path
 from assets.pyramid_map import Source
 from assets.source_mapping import (
@@ -275,15 +277,23 @@ def _csv_columns(path: Path, source: Source) -> list[str]:
     """The file's header, or the map's `names` for a CSV without one."""
     if not source.csv.header:
         return list(source.csv.names)
-    opener = gzip.open if source.compression == "gzip" else open
     try:
-        with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+        with _open_text(path, source) as handle:
             header = next(csv.reader(handle, delimiter=source.csv.delimiter, quotechar=source.csv.quote), None)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as err:
         raise LandingError(f"{path}: cannot read the CSV header ({err})") from err
     if not header:
         raise LandingError(f"{path}: empty file; expected a CSV header line")
     return [name.strip() for name in header]
+
+
+def _open_text(path: Path, source: Source) -> TextIO:
+    """The file as text (gzip-decompressed when the map says so), on a local disk or an object store."""
+    if source.compression == "gzip":
+        return gzip.open(readable(path), "rt", newline="", encoding="utf-8-sig")
+    if is_local(path):
+        return open(path, newline="", encoding="utf-8-sig")
+    return io.TextIOWrapper(path.open("rb"), newline="", encoding="utf-8-sig")
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> tuple[pa.Table, set[str]]:
@@ -358,7 +368,7 @@ def _good_row_numbers(path: Path, good_rows: int, rejected: np.ndarray) -> np.nd
 
 def _parquet_columns(path: Path) -> list[str]:
     try:
-        return [field.name for field in pq.read_schema(path)]
+        return [field.name for field in pq.read_schema(readable(path))]
     except (OSError, pa.ArrowException) as err:
         raise LandingError(f"{path}: cannot be read as Parquet ({err})") from err
 

@@ -60,12 +60,13 @@ def may_hold(path: Path, hashes: np.ndarray, metadata: pq.FileMetaData | None = 
     the footer (unless `metadata` is given) and the filters only. True when a row group has no filter."""
     if len(hashes) == 0:
         return False
-    metadata = metadata if metadata is not None else pq.read_metadata(path)
+    if metadata is None:  # a local path, or an object-store one (`upath.UPath`, read by ranged requests)
+        metadata = pq.read_metadata(path if isinstance(path, Path) else path.open("rb"))
     names = metadata.schema.to_arrow_schema().names
     if USER_COLUMN not in names:
         return False
     column = names.index(USER_COLUMN)
-    with open(path, "rb") as file:
+    with path.open("rb") as file:
         for group in range(metadata.num_row_groups):
             chunk = metadata.row_group(group).column(column)
             if chunk.num_values == 0 or (chunk.is_stats_set and chunk.statistics.null_count == chunk.num_values):

@@ -50,10 +50,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _data_root(text: str) -> Path:
+    if "://" in text:  # Path() would make `s3://b` a local folder `s3:/b`
+        raise argparse.ArgumentTypeError(
+            f"{text}: an object-store data root is not supported yet by the `pyramid` command; "
+            "run the Dagster job on it (docs/scaling.md)"
+        )
+    return Path(text)
+
+
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
     """--data-root, --map and --verbose, accepted before or after the subcommand."""
     parser.add_argument(
-        "--data-root", type=Path, default=default, help="data root (default: ./data or $PYRAMID_DATA_ROOT)"
+        "--data-root", type=_data_root, default=default, help="data root (default: ./data or $PYRAMID_DATA_ROOT)"
     )
     parser.add_argument("--map", type=Path, default=default, help="the program's map (default: ./pyramid.yaml)")
     parser.add_argument(

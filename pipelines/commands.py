@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from assets.lake import Lake
+from assets.lake import Lake, is_local
 from assets.pyramid_map import DEFAULT_MAP_PATH, SOURCE_NAMES, PyramidMap, default_map_path, load_map
 from pipelines.errors import EXIT_DAY_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_failure
 from pipelines.safety import confirm_removal, holds_only_a_sample, landing_folders, write_marker
@@ -39,9 +39,22 @@ def _setup(args: argparse.Namespace, fallback_map: Path | None = None) -> tuple[
     if fallback_map and "PYRAMID_MAP" not in os.environ and not map_path.exists():
         map_path = fallback_map
     os.environ["PYRAMID_MAP"] = str(map_path.resolve())
-    os.environ["PYRAMID_DATA_ROOT"] = str(Lake.default().root)
+    os.environ["PYRAMID_DATA_ROOT"] = str(_local_lake(Lake.default()).root)
     _ensure_dagster_home()
     return Lake.default(), map_path.resolve()
+
+
+def _local_lake(lake: Lake) -> Lake:
+    """The lake, when its root is a local folder: the commands keep locks, logs and samples on a local disk."""
+    if not is_local(lake.root):
+        print_error(
+            errors,
+            f"data root {lake.root}: not supported yet by the `pyramid` command (object-store roots)",
+            ["its locks, logs, sample generation and status read a local folder"],
+            "run the Dagster job on it (`dagster dev`, the nightly schedule, or a cluster: docs/scaling.md)",
+        )
+        raise SystemExit(EXIT_USAGE)
+    return lake
 
 
 def _ensure_dagster_home() -> None:
@@ -191,7 +204,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
     """Reads the lake only: no Dagster instance (unlike _setup) and no Great Expectations import."""
     from pipelines.segments_report import segments_data, segments_json, segments_report
 
-    lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
+    lake = _local_lake(Lake(args.data_root.resolve()) if args.data_root else Lake.default())
     days = lake.partitions("segments", "segment_summary")
     as_of = args.date or (days[-1] if days else None)
     tables = segments_report(lake, as_of, console.width) if as_of else None
@@ -212,7 +225,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from assets.scorecard import report_path
 
-    lake = Lake(args.data_root.resolve()) if args.data_root else Lake.default()
+    lake = _local_lake(Lake(args.data_root.resolve()) if args.data_root else Lake.default())
     path = report_path(lake, args.date)
     if not path.exists():
         console.print(f"[yellow]no scorecard at {path}[/yellow] (try `pyramid run`)")

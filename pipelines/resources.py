@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import dagster as dg
 
-from assets.lake import Lake, default_data_root
+from assets.lake import Lake, as_data_root, default_data_root
 from assets.pyramid_map import PyramidMap, default_map_path, load_map
 
 
@@ -20,7 +19,7 @@ class PyramidResource(dg.ConfigurableResource):
     map_path: str = ""
 
     def lake(self) -> Lake:
-        return Lake(Path(self.data_root).resolve() if self.data_root else default_data_root())
+        return Lake(as_data_root(self.data_root) if self.data_root else default_data_root())
 
     def pyramid_map(self) -> PyramidMap:
         return _cached_map(self.map_path or str(default_map_path()))

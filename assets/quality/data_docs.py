@@ -3,6 +3,7 @@ with an in-memory (ephemeral) GX context: nothing is written outside that folder
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,14 +15,15 @@ from assets.quality.typed_batch import base_column
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from great_expectations.core import ExpectationSuiteValidationResult
+    from upath import UPath
 
 
 def build_data_docs(
     results: Iterable[ValidationOutcome | ExpectationSuiteValidationResult],
-    site_dir: str | Path,
+    site_dir: str | Path | UPath,
     suites: Iterable[Suite] = (),
     pii: Iterable[str] = (),
-) -> Path:
+) -> Path | UPath:
     """Render the validation results (and, if given, the suites) as a GX Data Docs site in `site_dir`
     and return its index.html. Uses a fresh in-memory GX context: nothing is written elsewhere.
     Unexpected values of id and PII (`pii`) columns are dropped first (`strip_private_values`)."""
@@ -32,6 +34,11 @@ def build_data_docs(
         ValidationResultIdentifier,
     )
 
+    if not isinstance(site_dir, str | Path):  # an object store: GX writes a local folder, uploaded page by page
+        with tempfile.TemporaryDirectory(prefix="pyramid-data-docs-") as folder:
+            build_data_docs(results, folder, suites, pii)
+            site_dir.fs.put(f"{folder}/", f"{site_dir.path}/", recursive=True)
+        return site_dir / "index.html"
     site_dir = Path(site_dir).resolve()
     site_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")

@@ -218,7 +218,7 @@ def load_validations(paths: Iterable[Path]) -> list:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
 
     schema = ExpectationSuiteValidationResultSchema()
-    return [schema.load(json.loads(Path(p).read_text())) for p in paths]
+    return [schema.load(json.loads((p if hasattr(p, "read_text") else Path(p)).read_text())) for p in paths]
 
 
 def validate_raw(

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from assets import erasure, user_index
-from assets.lake import Lake, connect, read_partition
+from assets.lake import Lake, connect, read_partition, readable
 
 ERASURE_CHECK = "erased_users_absent"
 
@@ -106,7 +106,7 @@ def unindexed(files: list[Path], user_ids: list[str]) -> list[Path]:
         return []
     kept = []
     for path in files:
-        metadata = pq.read_metadata(path)
+        metadata = pq.read_metadata(readable(path))
         names = set(metadata.schema.to_arrow_schema().names)
         raw_text = any(not erasure.all_null(metadata, c) for c in names & erasure.TEXT_COLUMNS)
         if "user_id" not in names or raw_text or user_index.may_hold(path, hashes, metadata):
@@ -136,9 +136,9 @@ def scan_for_ids(
     pattern = "|".join(_literal(u) for u in ids)
     found: dict[str, int] = {}
     for path in lake_files(lake, only_day) if files is None else files:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(readable(path))
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        n = _rows_mentioning(pq.read_table(path, columns=text), pattern) if text else 0
+        n = _rows_mentioning(pq.read_table(readable(path), columns=text), pattern) if text else 0
         if n:
             table = "/".join(path.relative_to(lake.root / "lake").parts[:2])
             found[table] = found.get(table, 0) + n

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from assets import goal_cohort, goal_day, goal_outcomes_store, goals, north_star, time_to_event
 from assets.buckets import bucket_count
-from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
+from assets.lake import Lake, connect, read_partition, read_partitions, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
     daily_activity,
@@ -245,7 +245,7 @@ def previous_stored(lake: Lake, table: str, ds: date, start: date) -> pa.Table |
     """The full goals/`table` (one of STORED) as of ds - 1, which the day's table builds on; None on the first day.
     Raises MissingPartition when that partition has not been materialized."""
     path = lake.partition_file("goals", table, ds - timedelta(days=1))
-    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(path)):
+    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
         return stored_day(lake, table, ds - timedelta(days=1))
     return previous_partition(lake, "goals", table, ds, start)
 
@@ -254,10 +254,10 @@ def stored_day(lake: Lake, table: str, ds: date) -> pa.Table:
     """The full goals/`table` (one of STORED) of `ds`, rebuilt from the last full partition when it is stored as a
     delta (assets/goal_outcomes_store.py)."""
     path = lake.partition_file("goals", table, ds)
-    if not goal_outcomes_store.is_delta(pq.read_schema(path)):
+    if not goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
         return read_partition(connect(), path)
     before = stored_day(lake, table, ds - timedelta(days=1))
-    return goal_outcomes_store.apply_delta(before, pq.read_table(path), ds, STORED[table])
+    return goal_outcomes_store.apply_delta(before, pq.read_table(readable(path)), ds, STORED[table])
 
 
 def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
@@ -267,7 +267,8 @@ def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
     previous = day - timedelta(days=1)
     if day <= start or goal_outcomes_store.is_checkpoint(day, start) or not path.exists():
         return
-    if goal_outcomes_store.is_delta(pq.read_schema(path)) or not lake.has_partition("goals", table, previous):
+    stored_as_delta = goal_outcomes_store.is_delta(pq.read_schema(readable(path)))
+    if stored_as_delta or not lake.has_partition("goals", table, previous):
         return
     full = read_partition(connect(), path)
     delta = goal_outcomes_store.table_delta(stored_day(lake, table, previous), full, STORED[table])
