@@ -180,6 +180,8 @@ def _configure(con: duckdb.DuckDBPyConnection, scope: str) -> None:
     """UTC, no replacement scans, and the resource settings of `duckdb_settings` (a bad value is named)."""
     con.execute(f"SET {scope} TimeZone = 'UTC'; SET {scope} python_enable_replacements = false")
     for name, value in duckdb_settings().items():
+        if name == "temp_directory":  # DuckDB creates the spill folder itself, but not its parents
+            Path(value).parent.mkdir(parents=True, exist_ok=True)
         try:
             con.execute(f"SET {scope} {name} = ?", [value])
         except duckdb.Error as err:

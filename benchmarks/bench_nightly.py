@@ -230,8 +230,6 @@ def _data_root(work: Path, name: str, settings: dict[str, str]) -> tuple[Path, d
     """A fresh data root with its own DAGSTER_HOME, and the environment of its child processes."""
     root = work / name
     (root / ".dagster").mkdir(parents=True)
-    # DuckDB creates its spill folder (default <data root>/tmp/duckdb) but not the folder above it
-    (root / "tmp").mkdir()
     (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, **settings, "PYRAMID_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / ".dagster")}
     return root, {**env, "PYTHONPATH": str(ROOT)}

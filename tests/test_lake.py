@@ -47,6 +47,21 @@ def test_duckdb_memory_limit_threads_and_spill_folder_come_from_the_environment(
     assert duckdb_settings() == {"temp_directory": str(tmp_path / "tmp" / "duckdb")}  # DuckDB's own defaults
 
 
+def test_a_query_beyond_the_memory_limit_spills_into_a_folder_whose_parents_did_not_exist(tmp_path: Path, monkeypatch):
+    spill = tmp_path / "fresh" / "tmp" / "duckdb"
+    monkeypatch.setenv("PYRAMID_DUCKDB_TEMP_DIRECTORY", str(spill))
+    monkeypatch.setenv("PYRAMID_DUCKDB_MEMORY_LIMIT", "64MB")
+    monkeypatch.setenv("PYRAMID_DUCKDB_THREADS", "1")
+    con = connect(str(tmp_path / "x.duckdb"))
+    # a sort of about 250 MB of rows cannot stay within 64 MB: DuckDB must write to the spill folder
+    checksum = con.sql(
+        "SELECT sum(i * r) FROM (SELECT i, row_number() OVER (ORDER BY md5(i::VARCHAR)) AS r FROM range(3000000) t(i))"
+    ).fetchall()[0][0]
+    n = 3_000_000
+    assert checksum > 0 and checksum < n * n * n  # computed at all (a spill failure raises instead)
+    assert spill.is_dir()
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
