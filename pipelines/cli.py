@@ -8,7 +8,9 @@ import traceback
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from assets.lake import as_data_root
 from assets.pyramid_map import SOURCE_NAMES, MapError
 from pipelines.commands import (
     cmd_check,
@@ -27,6 +29,9 @@ from pipelines.commands import (
 )
 from pipelines.completion import SHELLS, script
 from pipelines.errors import EXIT_OK, EXIT_USAGE, print_error
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 DEMO_USERS = 20_000
 DEMO_DAYS = 30
@@ -50,19 +55,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _data_root(text: str) -> Path:
-    if "://" in text:  # Path() would make `s3://b` a local folder `s3:/b`
-        raise argparse.ArgumentTypeError(
-            f"{text}: an object-store data root is not supported yet by the `pyramid` command; "
-            "run the Dagster job on it (docs/scaling.md)"
-        )
-    return Path(text)
+def _data_root(text: str) -> Path | UPath:
+    """A local folder, or an object-store URL (`s3://bucket/prefix`: `pyramid run` and `status` only)."""
+    if "://" not in text:
+        return Path(text)
+    try:
+        return as_data_root(text)  # not Path(): it would make `s3://b` a local folder `s3:/b`
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
     """--data-root, --map and --verbose, accepted before or after the subcommand."""
     parser.add_argument(
-        "--data-root", type=_data_root, default=default, help="data root (default: ./data or $PYRAMID_DATA_ROOT)"
+        "--data-root",
+        type=_data_root,
+        default=default,
+        help="data root, a folder or for run and status an s3:// URL (default: ./data or $PYRAMID_DATA_ROOT)",
     )
     parser.add_argument("--map", type=Path, default=default, help="the program's map (default: ./pyramid.yaml)")
     parser.add_argument(

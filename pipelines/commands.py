@@ -18,43 +18,55 @@ from rich.text import Text
 from assets.lake import Lake, is_local
 from assets.pyramid_map import DEFAULT_MAP_PATH, SOURCE_NAMES, PyramidMap, default_map_path, load_map
 from pipelines.errors import EXIT_DAY_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_failure
+from pipelines.locks import local_folder
 from pipelines.safety import confirm_removal, holds_only_a_sample, landing_folders, write_marker
 
 if TYPE_CHECKING:  # the generator is imported only by the commands that generate
+    from upath import UPath
+
     from pipelines.sample.generate import GenerationSummary
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
-def _setup(args: argparse.Namespace, fallback_map: Path | None = None) -> tuple[Lake, Path]:
+def _setup(args: argparse.Namespace, fallback_map: Path | None = None, object_store: bool = False) -> tuple[Lake, Path]:
     """Point the code location (which reads the environment) at the chosen data root and map: the options,
     else the environment, else `data/` and `pyramid.yaml` in the current folder (else `fallback_map`). Both
-    are exported resolved, so every process of the run agrees whatever its working directory."""
+    are exported resolved, so every process of the run agrees whatever its working directory. An
+    object-store root is refused unless the command takes one (`object_store`)."""
     if args.data_root:
-        os.environ["PYRAMID_DATA_ROOT"] = str(args.data_root.resolve())
+        os.environ["PYRAMID_DATA_ROOT"] = str(_resolved(args.data_root))
     if args.map:
         os.environ["PYRAMID_MAP"] = str(args.map.resolve())
     map_path = default_map_path()
     if fallback_map and "PYRAMID_MAP" not in os.environ and not map_path.exists():
         map_path = fallback_map
     os.environ["PYRAMID_MAP"] = str(map_path.resolve())
-    os.environ["PYRAMID_DATA_ROOT"] = str(_local_lake(Lake.default()).root)
+    lake = Lake.default()
+    os.environ["PYRAMID_DATA_ROOT"] = str(lake.root if object_store else _local_lake(lake, args.command).root)
     _ensure_dagster_home()
     return Lake.default(), map_path.resolve()
 
 
-def _local_lake(lake: Lake) -> Lake:
-    """The lake, when its root is a local folder: the commands keep locks, logs and samples on a local disk."""
+def _local_lake(lake: Lake, command: str) -> Lake:
+    """The lake, when its root is a local folder: only `pyramid run` and `status` take an object-store root."""
     if not is_local(lake.root):
         print_error(
             errors,
-            f"data root {lake.root}: not supported yet by the `pyramid` command (object-store roots)",
-            ["its locks, logs, sample generation and status read a local folder"],
-            "run the Dagster job on it (`dagster dev`, the nightly schedule, or a cluster: docs/scaling.md)",
+            f"data root {lake.root}: not supported yet: pyramid {command}",
+            [
+                "on an object-store root, `pyramid run` and `pyramid status` work; the other commands write or "
+                "read local landing files, reports or samples"
+            ],
+            'run this command on a local data root, or run the Dagster job (docs/scaling.md, "Object store")',
         )
         raise SystemExit(EXIT_USAGE)
     return lake
+
+
+def _resolved(root: Path | UPath) -> Path | UPath:
+    return root.resolve() if is_local(root) else root
 
 
 def _ensure_dagster_home() -> None:
@@ -123,7 +135,7 @@ def _generate(lake: Lake, pyramid_map: PyramidMap, args: argparse.Namespace) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    lake, map_path = _setup(args)
+    lake, map_path = _setup(args, object_store=True)
     pyramid_map = load_map(map_path)
     days = _days_to_run(args, lake, pyramid_map.start_date)
     if not days:
@@ -141,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failure = run_days(days, console, lake.root)
     if failure is None:
         return EXIT_OK
-    print_failure(errors, failure, lake.root / "logs", args.verbose)
+    print_failure(errors, failure, local_folder(lake.root) / "logs", args.verbose)
     return failure.exit_code
 
 
@@ -182,7 +194,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.status import collect, render
 
     untagged_root = Lake.default().root  # where the UI's and the schedule's runs write: before --data-root
-    lake, map_path = _setup(args)
+    lake, map_path = _setup(args, object_store=True)
     status = collect(lake, load_map(map_path), Path(os.environ["DAGSTER_HOME"]), untagged_root)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -204,7 +216,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
     """Reads the lake only: no Dagster instance (unlike _setup) and no Great Expectations import."""
     from pipelines.segments_report import segments_data, segments_json, segments_report
 
-    lake = _local_lake(Lake(args.data_root.resolve()) if args.data_root else Lake.default())
+    lake = _local_lake(Lake(_resolved(args.data_root)) if args.data_root else Lake.default(), args.command)
     days = lake.partitions("segments", "segment_summary")
     as_of = args.date or (days[-1] if days else None)
     tables = segments_report(lake, as_of, console.width) if as_of else None
@@ -225,7 +237,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from assets.scorecard import report_path
 
-    lake = _local_lake(Lake(args.data_root.resolve()) if args.data_root else Lake.default())
+    lake = _local_lake(Lake(_resolved(args.data_root)) if args.data_root else Lake.default(), args.command)
     path = report_path(lake, args.date)
     if not path.exists():
         console.print(f"[yellow]no scorecard at {path}[/yellow] (try `pyramid run`)")

@@ -7,6 +7,10 @@ no longer exists (a run killed with SIGKILL or by a power cut never removes its 
 taken over. The check is by process id on this machine; runs on several machines need a shared lock
 (for example Dagster's run queue with a concurrency limit per partition), which this does not provide.
 
+On an object-store root (`s3://...`) the lock files, like the logs, live on this machine's disk, under
+`local_root()` (`$PYRAMID_LOCAL_ROOT`): S3 has no exclusive create to build a lock on, so two machines sharing
+a bucket are not kept apart by these locks (docs/scaling.md, "Object store").
+
 Runs launched from the Dagster UI do not pass through here; `pyramid run` and the demo do.
 """
 
@@ -18,14 +22,25 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from assets.lake import is_local, local_root
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 
 class RunLocked(RuntimeError):
     """Another live process is running the same day on the same data root."""
 
 
-def lock_path(root: Path, day: date) -> Path:
-    return Path(root) / ".locks" / f"run-{day.isoformat()}.lock"
+def local_folder(root: Path | UPath) -> Path:
+    """Where `pyramid` keeps a data root's locks and logs: the root itself, or `local_root()` for an object store."""
+    return Path(root) if is_local(root) else local_root()
+
+
+def lock_path(root: Path | UPath, day: date) -> Path:
+    return local_folder(root) / ".locks" / f"run-{day.isoformat()}.lock"
 
 
 def _holder(path: Path) -> int | None:
@@ -56,7 +71,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def acquire(root: Path, day: date) -> Path:
+def acquire(root: Path | UPath, day: date) -> Path:
     """Take the day's lock for this process; RunLocked when a live process holds it."""
     path = lock_path(root, day)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +102,7 @@ def release(path: Path) -> None:
 
 
 @contextmanager
-def day_lock(root: Path, day: date) -> Iterator[Path]:
+def day_lock(root: Path | UPath, day: date) -> Iterator[Path]:
     """Hold the lock of `day` on `root` for the block (see the module docstring)."""
     path = acquire(root, day)
     try:
@@ -96,7 +111,7 @@ def day_lock(root: Path, day: date) -> Iterator[Path]:
         release(path)
 
 
-def hold_days(root: Path, days: list[date]) -> ExitStack:
+def hold_days(root: Path | UPath, days: list[date]) -> ExitStack:
     """The locks of every day of a run, taken now (RunLocked, and none held, when one is taken);
     use the result as a context manager that releases them."""
     stack = ExitStack()

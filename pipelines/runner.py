@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from rich.console import Console
@@ -16,16 +17,19 @@ from pipelines.instance import run_instance
 from pipelines.locks import RunLocked, hold_days
 from pipelines.status import DATA_ROOT_TAG
 
+if TYPE_CHECKING:
+    from upath import UPath
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # the CLI reports a failed step itself (pipelines/errors.py): Dagster's own ERROR line carries the whole trace
 SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def run_days(days: list[date], console: Console, data_root: Path) -> Failure | None:
+def run_days(days: list[date], console: Console, data_root: Path | UPath) -> Failure | None:
     """Run the whole pyramid for each day; stop at the first failed day and return its first failed step.
 
     Each run is tagged with its data root, so that `pyramid status` tells this root's runs from others'.
-    A day already being run by another process is refused (pipelines/locks.py)."""
+    A day already being run by another process on this machine is refused (pipelines/locks.py)."""
     try:
         locks = hold_days(data_root, days)
     except RunLocked as err:

@@ -6,7 +6,7 @@ Sources of each fact:
   run landed (the `landed_rows` its raw parse checks recorded in the instance; the raw table itself may
   since have lost erased users); for any other day, the files' lines (less one header line per CSV file),
   counted in large binary chunks without parsing.
-- materialized: the day's top table (`goals/north_star`) has a partition file in the lake.
+- materialized: the day's top table (`goals/north_star`) has a partition file in the lake (one listing).
 - stale: a landing file, or the map, is newer than the day's raw partition file in the lake.
 - failed: the day's latest run in Dagster's instance failed; its failed steps and their causes come from
   the run's event log.
@@ -19,21 +19,27 @@ Dagster's run and event-log storage is read directly from its SQLite files under
 alone takes longer than this whole command may. Runs are matched to this data root by the
 `pyramid/data_root` tag `pyramid run` puts on them; untagged runs (the UI, the schedule) count for the
 default data root only. An instance on other storage (Postgres) shows the lake's view only.
+
+The data root may be an object store (`s3://...`): files are found and read through the Lake helpers
+(assets/lake.py), and times are the objects' last-modified times.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assets import landing
-from assets.lake import Lake
+from assets.lake import Lake, glob_files
 from assets.privacy_decisions import decision_lines
 from assets.pyramid_map import SOURCE_NAMES, PyramidMap
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 DATA_ROOT_TAG = "pyramid/data_root"
 PARTITION_TAG = "dagster/partition"
@@ -82,8 +88,11 @@ def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_roo
     `default_root` is the data root of untagged runs (those the UI or the schedule started)."""
     storage = _Storage(dagster_home)
     runs = storage.latest_runs(lake.root, default=lake.root == default_root)
-    days = _days(lake, pyramid_map, runs)
-    statuses = [_day_status(lake, pyramid_map, day, runs.get(day.isoformat()), storage) for day in days]
+    materialized = set(lake.partitions(*TOP_TABLE))
+    days = _days(lake, pyramid_map, runs, materialized)
+    statuses = [
+        _day_status(lake, pyramid_map, day, runs.get(day.isoformat()), storage, day in materialized) for day in days
+    ]
     last = max(runs.values(), key=lambda run: run.start, default=None)
     return {
         "data_root": str(lake.root),
@@ -96,18 +105,20 @@ def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_roo
     }
 
 
-def _days(lake: Lake, pyramid_map: PyramidMap, runs: dict[str, Run]) -> list[date]:
+def _days(lake: Lake, pyramid_map: PyramidMap, runs: dict[str, Run], materialized: set[date]) -> list[date]:
     landed = [landing.landed_days(lake, source) for source in pyramid_map.sources.values()]
-    known = {d for days in landed for d in days} | set(lake.partitions(*TOP_TABLE))
+    known = {d for days in landed for d in days} | materialized
     known |= {date.fromisoformat(day) for day in runs}
     start = pyramid_map.start_date
     last = max(known, default=None)
     return [start + timedelta(days=n) for n in range((last - start).days + 1)] if last and last >= start else []
 
 
-def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None, storage: _Storage) -> DayStatus:
+def _day_status(
+    lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None, storage: _Storage, materialized: bool
+) -> DayStatus:
     files = {
-        name: sorted(glob.glob(str(lake.root / source.path.format(ds=day.isoformat()))))
+        name: glob_files(lake.root, source.path.format(ds=day.isoformat()))
         for name, source in pyramid_map.sources.items()
     }
     status = DayStatus(day.isoformat(), "", "", {}, run.run_id if run else None, run.status if run else None)
@@ -118,7 +129,7 @@ def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None,
         status.failed_steps = storage.failed_steps(run.run_id)
         first = status.failed_steps[0] if status.failed_steps else {"step": "run", "cause": run.status.lower()}
         status.state, status.note = "failed", f"{first['step']}: {first['cause']}"
-    elif lake.has_partition(*TOP_TABLE, day):
+    elif materialized:
         changed = _changed_since_run(lake, pyramid_map, day, files)
         status.state = "stale" if changed else "ok"
         status.note = changed or _warned(status.checks)
@@ -133,17 +144,17 @@ def _day_status(lake: Lake, pyramid_map: PyramidMap, day: date, run: Run | None,
     return status
 
 
-def _landed_rows(pyramid_map: PyramidMap, source: str, paths: list[str], recorded: dict[str, int]) -> int:
+def _landed_rows(pyramid_map: PyramidMap, source: str, paths: list[Path | UPath], recorded: dict[str, int]) -> int:
     """Rows landed: for an up-to-date day, as its run recorded them; for any other day, the files' lines."""
     if paths and source in recorded:
         return recorded[source]
-    return sum(_rows(Path(p), pyramid_map.sources[source].format) for p in paths)
+    return sum(_rows(p, pyramid_map.sources[source].format) for p in paths)
 
 
-def _changed_since_run(lake: Lake, pyramid_map: PyramidMap, day: date, files: dict[str, list[str]]) -> str:
+def _changed_since_run(lake: Lake, pyramid_map: PyramidMap, day: date, files: dict[str, list[Path | UPath]]) -> str:
     """Why the day's lake partitions are older than their inputs; empty when they are not."""
     written = {name: _mtime(lake.partition_file("raw", name, day)) for name in files}
-    changed = [name for name, paths in files.items() if any(_mtime(Path(p)) > written[name] for p in paths)]
+    changed = [name for name, paths in files.items() if any(_mtime(p) > written[name] for p in paths)]
     if changed:
         return f"{', '.join(changed)} landing changed after the run"
     if _mtime(pyramid_map.path) > min(written.values(), default=0.0):
@@ -155,14 +166,14 @@ def _warned(checks: list[Check]) -> str:
     return f"checks not passed: {', '.join(sorted({c.check for c in checks}))}" if checks else ""
 
 
-def _mtime(path: Path) -> float:
+def _mtime(path: Path | UPath) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
         return 0.0
 
 
-def _rows(path: Path, fmt: str) -> int:
+def _rows(path: Path | UPath, fmt: str) -> int:
     """Data lines of a landing file: newlines (plus an unterminated last line), less a CSV header."""
     lines, last = 0, b"\n"
     with path.open("rb") as handle:
@@ -190,7 +201,7 @@ class _Storage:
         finally:
             con.close()
 
-    def latest_runs(self, data_root: Path, default: bool) -> dict[str, Run]:
+    def latest_runs(self, data_root: Path | UPath, default: bool) -> dict[str, Run]:
         """Each day's latest run of the nightly job on this data root."""
         rows = self._query(
             self.history / "runs.db",

@@ -1,19 +1,25 @@
 """The data root on an object store: the whole pyramid on `s3://bucket/root`, served by a local moto server,
-writes the same tables as on a local disk; and a failed write leaves no object behind."""
+writes the same tables as on a local disk; a failed write leaves no object behind; and the operator's
+`pyramid run` and `pyramid status` work on such a root, with their locks and logs on the local disk."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import os
 import socket
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
 
 from assets.lake import Lake, as_data_root, atomic_path, connect, write_text_atomic
 from assets.pyramid_map import load_map
+from pipelines.cli import main
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
@@ -102,3 +108,43 @@ def _rows(lake: Lake, layer: str, table: str) -> list[tuple]:
     relation = connect().sql(f"SELECT * FROM read_parquet('{lake.glob(layer, table)}', union_by_name = true)")
     columns = sorted(relation.columns)  # `_source_file` is relative to the data root: the same on both
     return sorted(relation.select(*columns).fetchall(), key=repr)
+
+
+def test_pyramid_run_and_status_work_on_an_s3_root_and_other_commands_refuse_it(s3, tmp_path, monkeypatch):
+    pyramid_map = load_map()
+    days = [pyramid_map.start_date + timedelta(days=n) for n in range(2)]
+    generate_sample(tmp_path / "landing", users=USERS, days=2, seed=SEED, pyramid_map=pyramid_map)
+    root = as_data_root(f"s3://{BUCKET}/cli")  # its own prefix: not the lake of the test above
+    s3.fs.put(str(tmp_path / "landing"), (root / "landing").path, recursive=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    for name in ("PYRAMID_DATA_ROOT", "PYRAMID_MAP"):
+        monkeypatch.delenv(name, raising=False)
+
+    code, _, err = _cli("--data-root", str(root), "run", "--date", days[0].isoformat())
+    assert code == 0, err
+    code, out, _ = _cli("--data-root", str(root), "status", "--json")
+    status = json.loads(out)
+    assert code == 0 and status["data_root"] == str(root)
+    states = [(d["day"], d["state"]) for d in status["days"]]
+    assert states == [(days[0].isoformat(), "ok"), (days[1].isoformat(), "not run")]
+    assert status["last_run"]["status"] == "SUCCESS"
+    events = (tmp_path / "landing" / "events" / days[1].isoformat()).glob("*")
+    assert status["days"][1]["landing"]["events"]["rows"] == sum(len(p.read_text().splitlines()) for p in events)
+    assert Lake(root).partitions("goals", "north_star") == [days[0]]
+    locks = Path(os.environ["PYRAMID_LOCAL_ROOT"]) / ".locks"
+    assert locks.is_dir() and not any(locks.iterdir()) and not (root / ".locks").exists()  # taken here, released
+
+    for command in ("generate", "segments", "check"):
+        code, _, err = _cli("--data-root", str(root), command)
+        assert code == 2 and f"not supported yet: pyramid {command}" in " ".join(err.split()), err
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    """`pyramid argv...` in this process: its exit code, standard output and standard error (tests/test_cli.py)."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exit:
+            code = exit.code
+    return code, out.getvalue(), err.getvalue()
