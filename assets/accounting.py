@@ -80,7 +80,8 @@ def landed_records(files: list[Path], source: Source) -> dict[str, int]:
     counts = {}
     for path in files:
         if source.format == "jsonl":
-            with path.open("rb") as stream, (gzip.open(stream) if source.compression == "gzip" else stream) as lines:
+            with path.open("rb") as stream:
+                lines = gzip.open(stream) if source.compression == "gzip" else stream
                 counts[str(path)] = jsonl_stream_records(lines)
             continue
         data = path.read_bytes()
