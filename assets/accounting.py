@@ -21,7 +21,7 @@ import csv
 import gzip
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -37,8 +37,14 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 def jsonl_records(data: bytes) -> int:
     """Non-blank lines of a JSON-lines file."""
-    data = data.removeprefix(UTF8_BOM)
-    return sum(1 for line in data.split(b"\n") if line.strip(b" \t\r"))
+    return jsonl_stream_records(io.BytesIO(data))
+
+
+def jsonl_stream_records(stream: BinaryIO) -> int:
+    """Non-blank lines of a JSON-lines file read line by line (a day's file is never held whole)."""
+    first = stream.readline().removeprefix(UTF8_BOM)
+    count = 1 if first.strip(b" \t\r\n") else 0
+    return count + sum(1 for line in stream if line.strip(b" \t\r\n"))
 
 
 def csv_records(data: bytes, delimiter: str = ",", quote: str = '"', header: bool = True) -> int:
@@ -73,14 +79,15 @@ def landed_records(files: list[Path], source: Source) -> dict[str, int]:
         return {str(path): parquet_rows(path) for path in files}
     counts = {}
     for path in files:
+        if source.format == "jsonl":
+            with path.open("rb") as stream:
+                lines = gzip.open(stream) if source.compression == "gzip" else stream
+                counts[str(path)] = jsonl_stream_records(lines)
+            continue
         data = path.read_bytes()
         data = gzip.decompress(data) if source.compression == "gzip" else data
         dialect = source.csv
-        counts[str(path)] = (
-            jsonl_records(data)
-            if source.format == "jsonl"
-            else csv_records(data, dialect.delimiter, dialect.quote, dialect.header)
-        )
+        counts[str(path)] = csv_records(data, dialect.delimiter, dialect.quote, dialect.header)
     return counts
 
 

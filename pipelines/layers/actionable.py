@@ -12,7 +12,7 @@ from assets import accounting, actionable, features, first_seen, landing, measur
 from assets.actionable import CleanResult
 from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.lineage import daily_column_lineage, feature_column_lineage
-from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, PyramidMap, Source
+from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, Actionable, PyramidMap, Source
 from assets.quality.outcome import ValidationOutcome
 from pipelines.layers import (
     daily_activity,
@@ -146,6 +146,26 @@ def _written(lake: Lake, name: str, ds: date, table: pa.Table) -> dg.Materialize
     return dg.MaterializeResult(metadata=write_table(lake, "actionable", name, ds, table))
 
 
+def _cleaned(
+    lake: Lake,
+    name: str,
+    key_column: str,
+    ds: date,
+    settings: Actionable,
+    clean: Callable[..., CleanResult],
+    start: date,
+) -> tuple[CleanResult, str]:
+    """Validate and clean the day's raw rows of a keyed source. Its own function so that the raw partition,
+    the known users and the lookback's keys are released before the outputs are written."""
+    con = connect()
+    raw = _read(con, lake, "raw", name, ds)
+    known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
+    lookback = lookback_days(ds, settings.dedup_lookback_days, start)
+    seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
+    outcome, docs = validate_and_record(lake, name, ds, raw, settings)
+    return clean(con, raw, ds, known_users, seen, settings, validation=outcome), docs
+
+
 def first_seen_result(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -248,13 +268,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         )
         def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
             lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
-            con = connect()
-            raw = _read(con, lake, "raw", name, ds)
-            known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
-            lookback = lookback_days(ds, settings.dedup_lookback_days, start)
-            seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
-            outcome, docs = validate_and_record(lake, name, ds, raw, settings)
-            result = clean(con, raw, ds, known_users, seen, settings, validation=outcome)
+            result, docs = _cleaned(lake, name, key_column, ds, settings, clean, start)
             kinds = ("duplicates_of_lookback", "duplicates_within_partition", "conflicting_copies")
             yield from _cleaned_results(
                 lake,
