@@ -75,6 +75,12 @@ def readable(path: Path | UPath) -> Path | pa.NativeFile:
     return path if is_local(path) else pa.PythonFile(path.open("rb"), mode="r")
 
 
+def local_folder(root: Path | UPath) -> Path:
+    """Where a data root's machine-local parts go (the analyst catalog, DuckDB's spill folder, `pyramid`'s locks
+    and logs): the root itself, or `local_root()` for an object store."""
+    return root if is_local(root) else local_root()
+
+
 def local_root() -> Path:
     """Where the parts of an object-store root that must be local go (the analyst catalog, DuckDB's spill
     folder): `$PYRAMID_LOCAL_ROOT`, or `data/` in the folder the command runs in."""
@@ -106,7 +112,7 @@ class Lake:
     @property
     def warehouse(self) -> Path:
         """The analyst catalog; a DuckDB file cannot live on an object store: then it is local."""
-        return (self.root if is_local(self.root) else local_root()) / "warehouse.duckdb"
+        return local_folder(self.root) / "warehouse.duckdb"
 
     def table_dir(self, layer: str, table: str) -> Path | UPath:
         return self.root / "lake" / layer / table
@@ -164,8 +170,7 @@ def duckdb_settings() -> dict[str, str]:
     """DuckDB's resource settings from the environment: `memory_limit` (e.g. `3GB`; DuckDB's default is
     80% of RAM), `threads` (default: one per core) and `temp_directory`, where DuckDB spills what does
     not fit in the limit (default: `<data root>/tmp/duckdb`, so that spilling stays on the data disk)."""
-    root = default_data_root()
-    spill = (root if is_local(root) else local_root()) / "tmp" / "duckdb"
+    spill = local_folder(default_data_root()) / "tmp" / "duckdb"
     settings = {"temp_directory": os.environ.get(TEMP_DIRECTORY_ENV) or str(spill)}
     if limit := os.environ.get(MEMORY_LIMIT_ENV, "").strip():
         settings["memory_limit"] = limit

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from assets.lake import Lake, is_local
+from assets.lake import Lake, is_local, local_folder
 from assets.pyramid_map import DEFAULT_MAP_PATH, SOURCE_NAMES, PyramidMap, default_map_path, load_map
 from pipelines.errors import EXIT_DAY_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_failure
-from pipelines.locks import local_folder
 from pipelines.safety import confirm_removal, holds_only_a_sample, landing_folders, write_marker
 
 if TYPE_CHECKING:  # the generator is imported only by the commands that generate
@@ -46,7 +45,7 @@ def _setup(args: argparse.Namespace, fallback_map: Path | None = None, object_st
     lake = Lake.default()
     os.environ["PYRAMID_DATA_ROOT"] = str(lake.root if object_store else _local_lake(lake, args.command).root)
     _ensure_dagster_home()
-    return Lake.default(), map_path.resolve()
+    return lake, map_path.resolve()
 
 
 def _local_lake(lake: Lake, command: str) -> Lake:

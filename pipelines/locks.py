@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assets.lake import is_local, local_root
+from assets.lake import local_folder
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 
 class RunLocked(RuntimeError):
     """Another live process is running the same day on the same data root."""
-
-
-def local_folder(root: Path | UPath) -> Path:
-    """Where `pyramid` keeps a data root's locks and logs: the root itself, or `local_root()` for an object store."""
-    return Path(root) if is_local(root) else local_root()
 
 
 def lock_path(root: Path | UPath, day: date) -> Path:
