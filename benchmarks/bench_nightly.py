@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,13 +210,15 @@ def child_floor(landing: Path, day: date, out: Path) -> None:
 
 def child_generate(root: Path, users: int, days: int, seed: int, clean_profiles: bool = False) -> None:
     """The seeded sample; with `clean_profiles`, without the defects planted in profile updates."""
+    from assets.pyramid_map import default_map_path, load_map
     from pipelines.sample import defects
     from pipelines.sample.generate import generate_sample
 
     if clean_profiles:  # a small sample has a few updates a day: one defect in a hundred fails the blocking check
         defects.PROFILE_DEFECT_RATES.update(dict.fromkeys(defects.PROFILE_DEFECT_RATES, 0.0))
 
-    summary = generate_sample(root / "landing", users=users, days=days, seed=seed)
+    pyramid_map = load_map(default_map_path())  # $PYRAMID_MAP: the history comparison may move the start
+    summary = generate_sample(root / "landing", users=users, days=days, seed=seed, pyramid_map=pyramid_map)
     (root / "generated.json").write_text(json.dumps({"rows_by_day": summary.rows_by_day, "start": str(summary.start)}))
 
 
@@ -294,6 +297,7 @@ def measure_history(users: int, lengths: list[int], seed: int, work: Path, setti
     longest = max(lengths)
     print(f"history comparison at {users:,} users: generating {longest + 1} days", flush=True)
     root, env = _data_root(work, f"history-{users}", settings)
+    env = _map_ending_by_yesterday(root, env, longest + 1)
     generated, first = _generate(root, env, users, longest + 1, seed, clean_profiles=True)
     done, points = 0, []
     for length in sorted(lengths):
@@ -310,6 +314,21 @@ def measure_history(users: int, lengths: list[int], seed: int, work: Path, setti
     landed = {day: sum(counts.get(day, 0) for counts in generated["rows_by_day"].values()) for day in _days(generated)}
     storage = lake_storage(root)
     return {"users": users, "points": points, "storage": storage, "landed_by_day": landed, "clean_profiles": True}
+
+
+def _map_ending_by_yesterday(root: Path, env: dict[str, str], days: int) -> dict[str, str]:
+    """The environment with a copy of the map whose start date leaves `days` days before today (UTC), when the
+    map's own start is too late: the daily partitions end today, so later days cannot be run."""
+    map_path = Path(env.get("PYRAMID_MAP", ROOT / "pyramid.yaml"))
+    text = map_path.read_text()
+    match = re.search(r'^(\s*start_date:\s*)"?(\d{4}-\d{2}-\d{2})"?', text, flags=re.MULTILINE)
+    latest_start = datetime.now(UTC).date() - timedelta(days=days + 1)
+    if match is None or date.fromisoformat(match.group(2)) <= latest_start:
+        return env
+    moved = root / "pyramid.yaml"
+    moved.write_text(text[: match.start()] + f'{match.group(1)}"{latest_start.isoformat()}"' + text[match.end() :])
+    print(f"history comparison: the map's start date moved to {latest_start} ({moved})", flush=True)
+    return {**env, "PYRAMID_MAP": str(moved)}
 
 
 def _days(generated: dict) -> list[str]:
