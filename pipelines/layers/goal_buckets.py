@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from assets.buckets import Bucket
 from assets.goal_day import GoalDayTables
-from assets.lake import Lake, connect, is_local, readable, write_parquet_atomic
+from assets.lake import Lake, atomic_path, connect, is_local, readable
 from pipelines.layers import MissingPartition
 
 if TYPE_CHECKING:
@@ -52,9 +52,11 @@ def _part_file(lake: Lake, task: BucketTask, name: str) -> Path | UPath:
 
 
 def write_parts(lake: Lake, task: BucketTask, tables: GoalDayTables) -> None:
-    """A bucket's per-user tables as Parquet parts in the day's scratch folder (each written atomically)."""
+    """A bucket's per-user tables as Parquet parts in the day's scratch folder (each written atomically; no Bloom
+    filters: nothing searches a part, the collect step reads it whole and removes it)."""
     for field in fields(tables):
-        write_parquet_atomic(getattr(tables, field.name), _part_file(lake, task, field.name))
+        with atomic_path(_part_file(lake, task, field.name)) as tmp:
+            pq.write_table(getattr(tables, field.name), tmp, compression="lz4")
 
 
 def read_parts(lake: Lake, task: BucketTask) -> GoalDayTables:
