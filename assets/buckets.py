@@ -5,14 +5,16 @@ bucket count: the same in DuckDB and in Python, on every version of either (Duck
 across versions), and independent of the campaigns' arms (`assets.campaigns`, md5 of campaign and user).
 
 The count is how the pipeline is run, not part of the program: `$PYRAMID_BUCKETS` (default 1), never the map.
-Tables are split into buckets in memory here; what is computed per bucket and how the buckets' figures are
-combined lives with each step (`assets.goal_day`, `assets.north_star`).
+A bucket's rows are read with `Bucket.where` in the scan's WHERE, or split from a table in memory (`split`); what
+is computed per bucket and how the buckets' figures are combined lives with each step (`assets.goal_day`,
+`assets.north_star`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,3 +65,21 @@ def split(table: pa.Table | None, buckets: int) -> list[pa.Table | None]:
         return [table] * buckets
     of_row = user_buckets(table.column("user_id"), buckets)
     return [table.filter(pc.equal(of_row, b)) for b in range(buckets)]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Bucket `index` of `count`: the users whose `bucket_sql` is `index` (with one bucket, every user)."""
+
+    index: int
+    count: int
+
+    def where(self, user_expr: str = "user_id") -> str:
+        """A DuckDB condition keeping this bucket's rows; TRUE with one bucket."""
+        return "TRUE" if self.count == 1 else f"{bucket_sql(user_expr, self.count)} = {int(self.index)}"
+
+    def rows_of(self, table: pa.Table | None) -> pa.Table | None:
+        """This bucket's rows of `table` (by its `user_id`, order kept); the table itself with one bucket."""
+        if table is None or self.count == 1:
+            return table
+        return table.filter(pc.equal(user_buckets(table.column("user_id"), self.count), self.index))

@@ -327,12 +327,14 @@ def goal_to_date(
     campaigns: Sequence[Campaign],
     cohort: pa.Table | None = None,
     metrics: Mapping[str, Metric] | None = None,
+    buckets: int = 1,
 ) -> pa.Table:
     """Window `to_date` rows for `ds` from the per-user outcomes read on ds (goal_user_outcomes plus the open days,
     `measure_cohort`): per goal's metric and guardrails (for the goal's current campaign), users as clusters, the
     estimate CUPED-adjusted on the `cohort`'s pre-entry covariate, with its exposure view (module docstring).
     `metrics` gives each row's kind and direction (without it: share metrics, the default directions); a
-    time-to-event goal's row is estimated on the cohort's anchors and first events (assets.time_to_event)."""
+    time-to-event goal's row is estimated on the cohort's anchors and first events (assets.time_to_event). The arms'
+    sums are pooled over `buckets` (the run's count: `goals.cluster_counts`)."""
     outcomes = pl.from_arrow(
         with_value_columns(user_outcomes).select([*OUTCOME_KEY, "days", "successes", "numerator", "denominator"])
     )
@@ -344,7 +346,7 @@ def goal_to_date(
         x=pl.coalesce(pl.col("numerator"), pl.col("successes").cast(pl.Float64)),  # a share: success days of days
         n=pl.coalesce(pl.col("denominator"), pl.col("days").cast(pl.Float64)),
     )
-    counts = cluster_counts(per_user, goals, campaigns, metrics)
+    counts = cluster_counts(per_user, goals, campaigns, metrics, buckets)
     if metrics is not None:  # the one dispatch point of metric kinds with their own estimator
         counts = with_time_to_event(counts, cohort, goals, metrics, ds)
     rows = valued_outputs(with_cluster_statistics(counts))

@@ -1,11 +1,11 @@
-"""One day of per-user goal work, bucket by bucket (docs/scaling.md, "Buckets").
+"""One bucket of a day's per-user goal work, and the buckets stacked (docs/scaling.md, "Buckets").
 
-The day's inputs are split by user bucket (`assets.buckets`); each bucket's per-user SQL (the day's outcomes,
-the cohort's entrants and their CUPED covariate, the cohort's measured days) reads only that bucket's users.
+A bucket's inputs hold only its users' rows (`assets.buckets`); its per-user SQL (the day's outcomes, the cohort's
+entrants and their CUPED covariate, the time-to-event columns, the cohort's measured days) reads only them. The one
+figure of the whole read a bucket needs, the first activity day the time-to-event columns start from, is passed in.
 The per-user tables of the buckets are stacked and sorted on their key, so they are the tables one bucket gives.
-Two steps read the whole cohort, because they do not split by user: the time-to-event columns
-(`time_to_event.with_event_days` takes the first activity day of the whole read) and, later, the Kaplan-Meier
-estimator. The goal rows are computed from the buckets' summed statistics (`goals.cluster_counts`).
+The Kaplan-Meier estimator reads the whole cohort, and the goal rows are computed from the buckets' summed
+statistics (`goals.cluster_counts`), both after the stacking.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import polars as pl
 import pyarrow as pa
 
 from assets import goal_cohort, goals, time_to_event
-from assets.buckets import split
 from assets.pyramid_map import Goal, Metric
 
 
@@ -45,48 +44,41 @@ class GoalDayTables:
     read_on_ds: pa.Table
 
 
-def measure_goal_day(
+def measure_bucket(
     inputs: GoalDayInputs,
     measured: Sequence[Goal],
     metrics: Mapping[str, Metric],
     ds: date,
     start: date,
     lookback: int,
-    buckets: int = 1,
+    first_day: date,
 ) -> GoalDayTables:
-    """The day's per-user goal tables, computed bucket by bucket and stacked (module docstring)."""
-    audiences, exports, activity, touchpoints, previous_cohort, previous_outcomes = (
-        split(table, buckets)
-        for table in (
-            inputs.audiences_prev,
-            inputs.exports_prev,
-            inputs.activity,
-            inputs.touchpoints,
-            inputs.previous_cohort,
-            inputs.previous_outcomes,
-        )
+    """One bucket's per-user goal tables from its users' inputs; `first_day`: the first activity day of the whole
+    read (`time_to_event.with_event_days`)."""
+    day_outcomes = goals.goal_user_day_outcomes(
+        inputs.audiences_prev, inputs.activity, measured, metrics, ds, inputs.touchpoints
     )
-    day_outcomes, cohorts = [], []
-    for b in range(buckets):
-        day_outcomes.append(
-            goals.goal_user_day_outcomes(audiences[b], activity[b], measured, metrics, ds, touchpoints[b])
-        )
-        cohorts.append(
-            goal_cohort.update_goal_cohort(
-                previous_cohort[b], audiences[b], exports[b], activity[b], measured, metrics, ds, start
-            )
-        )
+    previous, audiences, activity = inputs.previous_cohort, inputs.audiences_prev, inputs.activity
+    cohort = goal_cohort.update_goal_cohort(
+        previous, audiences, inputs.exports_prev, activity, measured, metrics, ds, start
+    )
     cohort = time_to_event.with_event_days(
-        stack(cohorts), inputs.previous_cohort, inputs.activity, measured, metrics, inputs.signups, ds, start
+        cohort, inputs.previous_cohort, inputs.activity, measured, metrics, inputs.signups, ds, start, first_day
     )
-    settled, read_on_ds = [], []
-    for b, cohort_of_bucket in enumerate(split(cohort, buckets)):
-        outcomes, state = goal_cohort.measure_cohort(
-            previous_outcomes[b], cohort_of_bucket, activity[b], measured, metrics, ds, start, lookback, touchpoints[b]
-        )
-        settled.append(outcomes)
-        read_on_ds.append(state)
-    return GoalDayTables(stack(day_outcomes), cohort, stack(settled), stack(read_on_ds))
+    settled, read_on_ds = goal_cohort.measure_cohort(
+        inputs.previous_outcomes, cohort, inputs.activity, measured, metrics, ds, start, lookback, inputs.touchpoints
+    )
+    return GoalDayTables(day_outcomes, cohort, settled, read_on_ds)
+
+
+def stack_buckets(parts: Sequence[GoalDayTables]) -> GoalDayTables:
+    """The buckets' tables as the day's: each stacked and sorted on its key (`stack`)."""
+    return GoalDayTables(
+        stack([p.day_outcomes for p in parts]),
+        stack([p.cohort for p in parts]),
+        stack([p.settled for p in parts]),
+        stack([p.read_on_ds for p in parts]),
+    )
 
 
 def stack(tables: Sequence[pa.Table]) -> pa.Table:

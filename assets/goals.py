@@ -6,8 +6,8 @@ Metric (pyramid.yaml `metrics`): a user succeeds on day d when the condition hol
 all landing partitions summed). A user with no rows in the window is evaluated on zero-filled sums;
 a condition that evaluates to NULL counts as not satisfied. `assets.metrics` builds this SQL (the North
 Star and the segment baselines use it too); it runs on a `sql_guard.sandboxed_connection`. The formulas
-below are computed by `assets.statistics`. With `$PYRAMID_BUCKETS` > 1 the arms' sums are computed per user
-bucket and pooled (`arm_statistics`, `merge_arm_statistics`; docs/scaling.md): the figures do not change.
+below are computed by `assets.statistics`. With more than one bucket (`$PYRAMID_BUCKETS`) the arms' sums are computed
+per user bucket and pooled (`arm_statistics`, `merge_arm_statistics`; docs/scaling.md): the figures do not change.
 
 Metric kinds (docs/statistics.md, "Metric kinds"): a `share` metric is the indicator above. A `ratio` metric gives
 per user and day the window sums of its `numerator` and `denominator` expressions (`assets.metrics.metric_values_sql`;
@@ -58,7 +58,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from assets.buckets import bucket_count, user_buckets
+from assets.buckets import user_buckets
 from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_day_statistics, with_statistics
 from assets.features import touchpoint_daily_schema
 from assets.metrics import (
@@ -240,7 +240,7 @@ def goal_day_rows(
     campaigns: Sequence[Campaign],
     ds: date,
     metrics: Mapping[str, Metric] | None = None,
-    buckets: int | None = None,
+    buckets: int = 1,
 ) -> pa.Table:
     """Window `day` rows for `ds` from the day's per-user outcomes (`goal_user_day_outcomes`): share metrics'
     users as independent trials; ratio and mean metrics' users as clusters (fixed horizon, one look), summed over
@@ -306,11 +306,11 @@ def cluster_counts(
     goals: Sequence[Goal],
     campaigns: Sequence[Campaign],
     metrics: Mapping[str, Metric] | None,
-    buckets: int | None = None,
+    buckets: int = 1,
 ) -> pl.DataFrame:
     """Per goal's metric and guardrail, the arms' cluster sums (`with_cluster_statistics`) of the per-user outcome
     key with `x` (numerator), `n` (denominator), `days` and, where present, `covariate` and `exposed`: summed
-    over the users' `buckets` (default: `$PYRAMID_BUCKETS`), each bucket's sums computed on its users alone."""
+    over the users' `buckets` (the run's count, `assets.buckets`), each bucket's sums computed on its users alone."""
     holdouts = {c.id: c.holdout for c in campaigns}
     wanted = pl.DataFrame(
         [
@@ -319,7 +319,7 @@ def cluster_counts(
         ],
         schema=_COUNTS_SCHEMA,
     ).drop(_COUNT_COLUMNS)
-    arms = merge_arm_statistics(arm_statistics(per_user, bucket_count() if buckets is None else buckets))
+    arms = merge_arm_statistics(arm_statistics(per_user, buckets))
     counts = wanted
     for arm in ("treatment", "holdout"):
         per_arm = arms.filter(pl.col("arm") == arm).drop("arm").rename({c: f"{arm}_{c}" for c in _ARM_STATS})

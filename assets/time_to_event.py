@@ -123,14 +123,16 @@ def with_event_days(
     signups: pa.Table | None,
     ds: date,
     start: date,
+    first_day: date | None = None,
 ) -> pa.Table:
     """goal_cohort for ds with `anchor_ds` and `event_ds` (module docstring): carried from the partition of ds - 1,
     anchors set for users anchored since, first events found on the activity read on ds (`activity`, the days
-    the run reads). `signups`: user_id, signup_ds (None when no metric is anchored on signup)."""
+    the run reads). `signups`: user_id, signup_ds (None when no metric is anchored on signup). `first_day`: the
+    first day of the activity read, when `activity` holds one bucket of it (`assets.goal_day`)."""
     frame = pl.from_arrow(cohort)
     carried = _carried(previous)
     frame = frame.join(carried, on=_KEY, how="left") if carried is not None else _null_event_columns(frame)
-    first_day = _first_activity_day(activity, ds, start)
+    first_day = _first_activity_day(activity, ds, start) if first_day is None else first_day
     parts = [frame.filter(~_tte_rows(goals, metrics))]
     for goal in goals:
         metric = metrics[goal.metric]

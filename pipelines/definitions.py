@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,8 @@ from pipelines.layers import actionable, campaigns, catalog, exports, goals, raw
 from pipelines.resources import PyramidResource
 
 NIGHTLY_JOB = "nightly_pyramid"
+EXECUTOR_ENV = "PYRAMID_EXECUTOR"  # in_process (default) | multiprocess (docs/scaling.md, "Buckets")
+MAX_CONCURRENT_ENV = "PYRAMID_MAX_CONCURRENT"  # steps in flight with the multiprocess executor (default: the cores)
 
 
 def daily_partitions(pyramid_map: PyramidMap) -> dg.DailyPartitionsDefinition:
@@ -40,7 +43,7 @@ def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None =
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
-        executor_def=dg.in_process_executor,  # one process per step costs seconds each; the steps are small
+        executor_def=nightly_executor(),
         description="Every layer of the pyramid for one day, raw data to the North Star.",
     )
     schedule = dg.build_schedule_from_partitioned_job(
@@ -56,6 +59,20 @@ def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None =
         schedules=[schedule],
         resources={"pyramid": resource_for(pyramid_map, pyramid or PyramidResource())},
     )
+
+
+def nightly_executor() -> dg.ExecutorDefinition:
+    """`$PYRAMID_EXECUTOR`: in_process by default (one process per step costs seconds each; most steps are small),
+    or multiprocess, running up to `$PYRAMID_MAX_CONCURRENT` steps (the goal step's buckets among them) at once."""
+    name = os.environ.get(EXECUTOR_ENV, "").strip() or "in_process"
+    if name == "in_process":
+        return dg.in_process_executor
+    if name != "multiprocess":
+        raise ValueError(f"{EXECUTOR_ENV} must be in_process or multiprocess, got {name!r}")
+    text = os.environ.get(MAX_CONCURRENT_ENV, "").strip() or str(os.cpu_count() or 1)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_CONCURRENT_ENV} must be a whole number of steps (1 or more), got {text!r}")
+    return dg.multiprocess_executor.configured({"max_concurrent": int(text)}, name="multiprocess")
 
 
 def resource_for(pyramid_map: PyramidMap, pyramid: PyramidResource) -> PyramidResource:

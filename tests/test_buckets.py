@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets import goal_day
+from assets import north_star
 from assets.buckets import BUCKETS_ENV, bucket_count, bucket_of, split, user_buckets
 from assets.goals import arm_statistics, merge_arm_statistics
 from assets.lake import Lake
@@ -107,7 +107,7 @@ def runs(run, tmp_path_factory):
     selection = [dg.AssetKey(key) for _layer, key in BUCKETED]
     lakes, counts = {}, []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(goal_day, "split", lambda table, buckets: counts.append(buckets) or split(table, buckets))
+        patch.setattr(north_star, "split", lambda table, buckets: counts.append(buckets) or split(table, buckets))
         for buckets in (1, 4):
             patch.setenv(BUCKETS_ENV, str(buckets))
             lake = Lake(tmp_path_factory.mktemp(f"buckets_{buckets}"))
@@ -121,7 +121,7 @@ def runs(run, tmp_path_factory):
             )
             assert result.success
             lakes[buckets] = lake
-    assert set(counts) == {1, 4}  # the goal step did split by the setting
+    assert set(counts) == {1, 4}  # the North Star step did split by the setting
     return lakes
 
 

@@ -9,16 +9,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets import goal_cohort, goal_day, goal_outcomes_store, goals, north_star, time_to_event
-from assets.buckets import bucket_count
-from assets.lake import Lake, connect, read_partition, read_partitions, readable, write_parquet_atomic
+from assets.buckets import Bucket, bucket_count
+from assets.features import touchpoint_daily_schema
+from assets.lake import Lake, connect, read_partition, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import (
+    MissingPartition,
     daily_activity,
     lake_table,
     partition_day,
     previous_partition,
-    touchpoint_daily_activity,
     write_table,
+)
+from pipelines.layers.goal_buckets import (
+    BucketTask,
+    bucket_rows,
+    first_activity_day,
+    partition_files,
+    previous_bucket_rows,
+    read_parts,
+    remove_scratch,
+    window,
+    write_parts,
 )
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
@@ -26,6 +38,11 @@ from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
 SRM_CHECK = "sample_ratio_ok"
+GOAL_METRICS = "goal_metrics"
+SRM_SPEC = dg.AssetCheckSpec(
+    SRM_CHECK, asset=GOAL_METRICS, description="Arm sizes match each campaign's holdout share."
+)
+SRM_OUTPUT = SRM_SPEC.get_python_identifier()  # the goal step's output that carries the check's result
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
 # the cumulative tables stored as checkpoints and deltas (assets/goal_outcomes_store.py), with how their rows move on
@@ -34,97 +51,7 @@ STORED = {USER_OUTCOMES: goal_outcomes_store.OUTCOMES, COHORT: goal_cohort.COHOR
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
     start = pyramid_map.start_date
-
-    # the audiences and exports of the day before (what was sent for the day); user_daily over the days the
-    # measured days' windows (the open days of the late lookback) and the CUPED pre-period reach back to
-    activity_days = trailing_days("user_daily", goal_activity_days(pyramid_map))
-    exports = [previous_day(f"touchpoint_{tp.id}") for tp in pyramid_map.touchpoints]
-    measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
-    if touchpoint_metrics(pyramid_map):
-        measured_from.append(trailing_days("user_touchpoint_daily", goal_activity_days(pyramid_map)))
-
-    @dg.multi_asset(
-        name="goal_metrics",
-        partitions_def=partitions,
-        can_subset=False,
-        specs=[
-            dg.AssetSpec(
-                COHORT,
-                group_name="goals",
-                deps=[*measured_from, *exports, previous_day(COHORT), "user_features"],
-                kinds={"polars", "parquet"},
-                metadata=lake_table("goals", COHORT),
-                description="Per goal and user who entered its campaign's audience: entry day and arm (intent to "
-                "treat: nobody leaves), pre-entry covariate (CUPED), first exposure; for a time-to-event goal, anchor "
-                "and first event.",
-            ),
-            dg.AssetSpec(
-                USER_OUTCOMES,
-                group_name="goals",
-                deps=[COHORT, *measured_from, previous_day(USER_OUTCOMES)],
-                kinds={"polars", "parquet"},
-                metadata=lake_table("goals", USER_OUTCOMES),
-                description="Per goal and cohort user, campaign to date: days measured and success days, up to "
-                "the last settled day (each day builds on the day before).",
-            ),
-            dg.AssetSpec(
-                "goal_metrics",
-                group_name="goals",
-                deps=[COHORT, USER_OUTCOMES, *measured_from],
-                kinds={"polars", "parquet"},
-                metadata=lake_table("goals", "goal_metrics"),
-                description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, "
-                "status; guardrails. Campaign to date: intent to treat, users as clusters, CUPED, from "
-                "goal_user_outcomes and the open days.",
-            ),
-        ],
-        check_specs=[
-            dg.AssetCheckSpec(
-                SRM_CHECK, asset="goal_metrics", description="Arm sizes match each campaign's holdout share."
-            )
-        ],
-    )
-    def goal_metrics(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
-        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
-        audiences_prev = audiences_before(lake, ds, start)
-        activity = daily_activity(lake, ds, goal_activity_days(pmap), start)
-        touchpoints = (
-            touchpoint_daily_activity(lake, ds, goal_activity_days(pmap), start) if touchpoint_metrics(pmap) else None
-        )
-        blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
-        measured = [g for g in pmap.goals if g.id not in blocked]
-        inputs = goal_day.GoalDayInputs(
-            audiences_prev=audiences_prev,
-            exports_prev=exports_before(lake, pmap, ds),
-            activity=activity,
-            touchpoints=touchpoints,
-            previous_cohort=previous_stored(lake, COHORT, ds, start),
-            previous_outcomes=previous_stored(lake, USER_OUTCOMES, ds, start),
-            signups=signups(lake, pmap, ds),
-        )
-        buckets = bucket_count()  # $PYRAMID_BUCKETS: how the day is run, not part of the map
-        tables = goal_day.measure_goal_day(inputs, measured, pmap.metrics, ds, start, pmap.late_lookback_days, buckets)
-        day_rows = goals.goal_day_rows(tables.day_outcomes, measured, pmap.campaigns, ds, pmap.metrics, buckets)
-        cohort, settled = tables.cohort, tables.settled
-        metadata = write_table(lake, "goals", COHORT, ds, cohort)
-        compact_stored(lake, COHORT, ds - timedelta(days=1), start)
-        yield dg.MaterializeResult(asset_key=COHORT, metadata=metadata)
-        metadata = write_table(lake, "goals", USER_OUTCOMES, ds, settled)
-        compact_stored(lake, USER_OUTCOMES, ds - timedelta(days=1), start)
-        yield dg.MaterializeResult(asset_key=USER_OUTCOMES, metadata=metadata)
-        to_date = goal_cohort.goal_to_date(tables.read_on_ds, ds, pmap.goals, pmap.campaigns, cohort, pmap.metrics)
-        table = pa.concat_tables([day_rows, to_date])
-        failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
-        check = dg.AssetCheckResult(
-            asset_key="goal_metrics",
-            check_name=SRM_CHECK,
-            passed=not failing,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"goals_with_sample_ratio_mismatch": ", ".join(failing) or "none"},
-        )
-        status = {f"status/{r['goal_id']}": r["status"] for r in to_date.to_pylist() if r["kind"] == "goal"}
-        metadata = write_table(lake, "goals", "goal_metrics", ds, table, **status)
-        yield dg.MaterializeResult(asset_key="goal_metrics", metadata=metadata, check_results=[check])
+    goal_metrics = goal_step(partitions, pyramid_map)
 
     north_star_window = pyramid_map.metrics[pyramid_map.north_star.metric].window_days
     users_from = [trailing_days("user_daily", north_star_window), "actionable_profiles", "actionable_erased_users"]
@@ -194,6 +121,191 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     return [goal_metrics, north_star_series]
 
 
+def goal_specs(pyramid_map: PyramidMap) -> list[dg.AssetSpec]:
+    """The three tables of the goal step, with what each is computed from."""
+    # the audiences and exports of the day before (what was sent for the day); user_daily over the days the
+    # measured days' windows (the open days of the late lookback) and the CUPED pre-period reach back to
+    activity_days = trailing_days("user_daily", goal_activity_days(pyramid_map))
+    exports = [previous_day(f"touchpoint_{tp.id}") for tp in pyramid_map.touchpoints]
+    measured_from = [previous_day("campaign_audiences"), activity_days, *COLUMN_STATUS_ASSETS]
+    if touchpoint_metrics(pyramid_map):
+        measured_from.append(trailing_days("user_touchpoint_daily", goal_activity_days(pyramid_map)))
+    return [
+        dg.AssetSpec(
+            COHORT,
+            group_name="goals",
+            deps=[*measured_from, *exports, previous_day(COHORT), "user_features"],
+            kinds={"polars", "parquet"},
+            metadata=lake_table("goals", COHORT),
+            description="Per goal and user who entered its campaign's audience: entry day and arm (intent to "
+            "treat: nobody leaves), pre-entry covariate (CUPED), first exposure; for a time-to-event goal, anchor "
+            "and first event.",
+        ),
+        dg.AssetSpec(
+            USER_OUTCOMES,
+            group_name="goals",
+            deps=[COHORT, *measured_from, previous_day(USER_OUTCOMES)],
+            kinds={"polars", "parquet"},
+            metadata=lake_table("goals", USER_OUTCOMES),
+            description="Per goal and cohort user, campaign to date: days measured and success days, up to "
+            "the last settled day (each day builds on the day before).",
+        ),
+        dg.AssetSpec(
+            GOAL_METRICS,
+            group_name="goals",
+            deps=[COHORT, USER_OUTCOMES, *measured_from],
+            kinds={"polars", "parquet"},
+            metadata=lake_table("goals", GOAL_METRICS),
+            description="Per goal and day: treatment vs holdout, lift with its interval, sample ratio, "
+            "status; guardrails. Campaign to date: intent to treat, users as clusters, CUPED, from "
+            "goal_user_outcomes and the open days.",
+        ),
+    ]
+
+
+def goal_step(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> dg.AssetsDefinition:
+    """The goal step as a graph of steps (docs/scaling.md, "Buckets"): `goal_buckets` fans out one task per user
+    bucket of the day, `goal_bucket` does a bucket's per-user work, `goal_collect` stacks the buckets and writes
+    the three tables, so that an executor can run the buckets side by side."""
+    specs = goal_specs(pyramid_map)
+    inputs = graph_inputs(specs)
+    fan_out, per_bucket, collect = goal_ops(pyramid_map, list(inputs))
+
+    def compose(**upstream: object) -> dict:
+        cohort, outcomes, metrics, check = collect(fan_out(**upstream).map(per_bucket).collect())
+        return {COHORT: cohort, USER_OUTCOMES: outcomes, GOAL_METRICS: metrics, SRM_OUTPUT: check}
+
+    graph = dg.graph(
+        name=GOAL_METRICS,
+        ins={name: dg.GraphIn() for name in inputs},
+        out={name: dg.GraphOut() for name in (COHORT, USER_OUTCOMES, GOAL_METRICS, SRM_OUTPUT)},
+    )(compose)
+    by_key = {spec.key: spec for spec in specs}
+    step = dg.AssetsDefinition.from_graph(
+        graph,
+        keys_by_input_name={name: dep.asset_key for name, dep in inputs.items()},
+        keys_by_output_name={spec.key.path[-1]: spec.key for spec in specs},
+        partitions_def=partitions,
+        partition_mappings={name: dep.partition_mapping for name, dep in inputs.items() if dep.partition_mapping},
+        group_name="goals",
+        can_subset=False,
+        check_specs=[SRM_SPEC],
+    )
+    # each table's own deps (a graph's inputs are shared, and a table of the step is read on its own day)
+    return step.map_asset_specs(
+        lambda spec: spec.replace_attributes(
+            deps=by_key[spec.key].deps,
+            kinds=by_key[spec.key].kinds,
+            metadata={**spec.metadata, **by_key[spec.key].metadata},
+            description=by_key[spec.key].description,
+        )
+    )
+
+
+def graph_inputs(specs: list[dg.AssetSpec]) -> dict[str, dg.AssetDep]:
+    """One graph input per upstream table of the step; a table of the step itself only as of the day before."""
+    own = {spec.key for spec in specs}
+    deps = {}
+    for dep in (d for spec in specs for d in spec.deps):
+        if dep.asset_key not in own or dep.partition_mapping is not None:
+            deps[dep.asset_key.to_python_identifier()] = dep
+    return deps
+
+
+def goal_ops(pyramid_map: PyramidMap, upstream: list[str]) -> tuple[dg.OpDefinition, ...]:
+    """The goal step's ops: fan out over the buckets, one bucket, collect (`goal_step`)."""
+    start = pyramid_map.start_date
+
+    @dg.op(name="goal_buckets", ins={name: dg.In(dg.Nothing) for name in upstream}, out=dg.DynamicOut())
+    def fan_out(context: dg.OpExecutionContext, pyramid: PyramidResource) -> Iterator[dg.DynamicOutput]:
+        """One task per user bucket of the day (`$PYRAMID_BUCKETS`); removes what a failed run of the day left."""
+        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
+        remove_scratch(lake, ds)
+        blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
+        measured = tuple(g.id for g in pmap.goals if g.id not in blocked)
+        first_day = first_activity_day(lake, ds, goal_activity_days(pmap), start)
+        count = bucket_count()  # the one place the goal step reads the count: how the day is run, not the map
+        for b in range(count):
+            yield dg.DynamicOutput(BucketTask(ds, Bucket(b, count), first_day, measured), mapping_key=str(b))
+
+    @dg.op(name="goal_bucket")
+    def per_bucket(pyramid: PyramidResource, task: BucketTask) -> BucketTask:
+        """One bucket's per-user goal work on its users' rows, written to the day's scratch folder."""
+        lake, pmap = pyramid.lake(), pyramid.pyramid_map()
+        measured = [g for g in pmap.goals if g.id in task.measured]
+        inputs = bucket_inputs(lake, pmap, task)
+        tables = goal_day.measure_bucket(
+            inputs, measured, pmap.metrics, task.ds, start, pmap.late_lookback_days, task.first_day
+        )
+        write_parts(lake, task, tables)
+        return task
+
+    outs = {name: dg.Out(dg.Nothing) for name in (COHORT, USER_OUTCOMES, GOAL_METRICS)}
+
+    @dg.op(name="goal_collect", out={**outs, SRM_OUTPUT: dg.Out()})
+    def collect(pyramid: PyramidResource, tasks: list[BucketTask]) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        """The buckets' tables stacked and summed: goal_cohort, goal_user_outcomes, goal_metrics and the SRM check."""
+        lake = pyramid.lake()
+        tasks = sorted(tasks, key=lambda t: t.bucket.index)
+        try:
+            tables = goal_day.stack_buckets([read_parts(lake, t) for t in tasks])
+            yield from write_goal_tables(lake, pyramid.pyramid_map(), tasks[0], tables)
+        finally:
+            remove_scratch(lake, tasks[0].ds)
+
+    return fan_out, per_bucket, collect
+
+
+def bucket_inputs(lake: Lake, pmap: PyramidMap, task: BucketTask) -> goal_day.GoalDayInputs:
+    """What a bucket's step reads: its users' rows of the goal run's inputs."""
+    ds, bucket, start = task.ds, task.bucket, pmap.start_date
+    first, days = window(ds, goal_activity_days(pmap), start)
+    between = ("activity_date BETWEEN ? AND ?", (first, ds))
+    activity = bucket_rows(partition_files(lake, "actionable", "user_daily", days), bucket, "*", *between)
+    if activity is None:
+        raise MissingPartition(f"actionable/user_daily has no partition between {first} and {ds}")
+    touchpoints = None
+    if touchpoint_metrics(pmap):
+        files = partition_files(lake, "actionable", "user_touchpoint_daily", days)
+        touchpoints = bucket_rows(files, bucket, "*", *between) or touchpoint_daily_schema().empty_table()
+    return goal_day.GoalDayInputs(
+        audiences_prev=previous_bucket_rows(lake, "campaigns", "audiences", ds, start, bucket),
+        exports_prev=exports_before(lake, pmap, ds, bucket),
+        activity=activity,
+        touchpoints=touchpoints,
+        previous_cohort=previous_stored(lake, COHORT, ds, start, bucket),
+        previous_outcomes=previous_stored(lake, USER_OUTCOMES, ds, start, bucket),
+        signups=signups(lake, pmap, ds, bucket),
+    )
+
+
+def write_goal_tables(
+    lake: Lake, pmap: PyramidMap, task: BucketTask, tables: goal_day.GoalDayTables
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """Write the day's goal_cohort, goal_user_outcomes and goal_metrics from the stacked buckets' tables."""
+    ds, start, buckets = task.ds, pmap.start_date, task.bucket.count
+    measured = [g for g in pmap.goals if g.id in task.measured]
+    day_rows = goals.goal_day_rows(tables.day_outcomes, measured, pmap.campaigns, ds, pmap.metrics, buckets)
+    yield dg.Output(None, COHORT, metadata=write_table(lake, "goals", COHORT, ds, tables.cohort))
+    compact_stored(lake, COHORT, ds - timedelta(days=1), start)
+    yield dg.Output(None, USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, tables.settled))
+    compact_stored(lake, USER_OUTCOMES, ds - timedelta(days=1), start)
+    to_date = goal_cohort.goal_to_date(
+        tables.read_on_ds, ds, pmap.goals, pmap.campaigns, tables.cohort, pmap.metrics, buckets
+    )
+    table = pa.concat_tables([day_rows, to_date])
+    failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
+    status = {f"status/{r['goal_id']}": r["status"] for r in to_date.to_pylist() if r["kind"] == "goal"}
+    yield dg.Output(None, GOAL_METRICS, metadata=write_table(lake, "goals", GOAL_METRICS, ds, table, **status))
+    yield dg.AssetCheckResult(
+        asset_key=GOAL_METRICS,
+        check_name=SRM_CHECK,
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"goals_with_sample_ratio_mismatch": ", ".join(failing) or "none"},
+    )
+
+
 def longest_metric_window(pyramid_map: PyramidMap) -> int:
     return max((m.window_days for m in baseline_metrics(pyramid_map)), default=1)
 
@@ -204,16 +316,13 @@ def goal_activity_days(pyramid_map: PyramidMap) -> int:
     return longest_metric_window(pyramid_map) + max(pyramid_map.late_lookback_days, goal_cohort.CUPED_PRE_DAYS)
 
 
-def signups(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
-    """user_id, signup_ds (the features' as_of - tenure_days) as of ds when a time-to-event metric is anchored on
-    signup, else None."""
+def signups(lake: Lake, pyramid_map: PyramidMap, ds: date, bucket: Bucket) -> pa.Table | None:
+    """The bucket's user_id, signup_ds (the features' as_of - tenure_days) as of ds when a time-to-event metric is
+    anchored on signup, else None."""
     if not any(m.kind == time_to_event.KIND and m.anchor == "signup" for m in pyramid_map.metrics.values()):
         return None
-    con = connect()
-    con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
-    return con.sql(
-        "SELECT user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds FROM features"
-    ).to_arrow_table()
+    path = str(lake.partition_file("actionable", "user_features", ds))
+    return bucket_rows([path], bucket, "user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds")
 
 
 def touchpoint_metrics(pyramid_map: PyramidMap) -> list[str]:
@@ -221,15 +330,14 @@ def touchpoint_metrics(pyramid_map: PyramidMap) -> list[str]:
     return [m.id for m in baseline_metrics(pyramid_map) if m.touchpoint]
 
 
-def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
-    """Every touchpoint's exports as of the day before (who was sent something for the day); None on the first
-    day or when nothing was exported."""
+def exports_before(lake: Lake, pyramid_map: PyramidMap, ds: date, bucket: Bucket) -> pa.Table | None:
+    """Every touchpoint's exports to the bucket's users as of the day before (who was sent something for the day);
+    None on the first day or when nothing was exported."""
     previous = ds - timedelta(days=1)
     if previous < pyramid_map.start_date:
         return None
-    con = connect()
     tables = [
-        read_partitions(con, lake, "touchpoints", tp.id, [previous], "campaign_id, user_id")
+        bucket_rows(partition_files(lake, "touchpoints", tp.id, [previous]), bucket, "campaign_id, user_id")
         for tp in pyramid_map.touchpoints
     ]
     tables = [t for t in tables if t is not None]
@@ -241,13 +349,16 @@ def audiences_before(lake: Lake, ds: date, start: date) -> pa.Table | None:
     return previous_partition(lake, "campaigns", "audiences", ds, start)
 
 
-def previous_stored(lake: Lake, table: str, ds: date, start: date) -> pa.Table | None:
-    """The full goals/`table` (one of STORED) as of ds - 1, which the day's table builds on; None on the first day.
-    Raises MissingPartition when that partition has not been materialized."""
+def previous_stored(lake: Lake, table: str, ds: date, start: date, bucket: Bucket | None = None) -> pa.Table | None:
+    """The full goals/`table` (one of STORED) as of ds - 1, which the day's table builds on, or its `bucket`'s rows;
+    None on the first day. Raises MissingPartition when that partition has not been materialized."""
     path = lake.partition_file("goals", table, ds - timedelta(days=1))
     if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
-        return stored_day(lake, table, ds - timedelta(days=1))
-    return previous_partition(lake, "goals", table, ds, start)
+        full = stored_day(lake, table, ds - timedelta(days=1))  # a re-run of an older day: rebuilt whole
+        return full if bucket is None else bucket.rows_of(full)
+    if bucket is None:
+        return previous_partition(lake, "goals", table, ds, start)
+    return previous_bucket_rows(lake, "goals", table, ds, start, bucket)
 
 
 def stored_day(lake: Lake, table: str, ds: date) -> pa.Table:

@@ -1,0 +1,138 @@
+"""The goal step's buckets as Dagster steps (docs/scaling.md, "Buckets"): what a bucket's step reads, and where
+its per-user tables wait for the collect step.
+
+A bucket's step reads only its users' rows (`Bucket.where` in the Parquet scan's WHERE) and writes its per-user
+tables as Parquet parts under the data root's scratch folder, `<root>/scratch/goal_metrics/ds=<day>/` (atomic
+writes: a local disk or an object store alike). Between the steps only a `BucketTask` passes (the day, the bucket,
+a date, goal ids): no user id, so Dagster's IO manager never pickles personal data. The collect step removes the
+day's folder once the goal tables are written; the fan-out step removes what a failed run of the day left.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets.buckets import Bucket
+from assets.goal_day import GoalDayTables
+from assets.lake import Lake, atomic_path, connect, is_local, readable
+from pipelines.layers import MissingPartition
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from upath import UPath
+
+SCRATCH = "scratch"  # <root>/scratch/<step>/ds=<day>/bucket=<b>/<part>.parquet: per-user, removed after the step
+STEP = "goal_metrics"
+
+
+@dataclass(frozen=True)
+class BucketTask:
+    """What a bucket's step is given: the day, its bucket, the first activity day of the whole read (for the
+    time-to-event columns) and the goals measured today."""
+
+    ds: date
+    bucket: Bucket
+    first_day: date
+    measured: tuple[str, ...]
+
+
+def scratch_dir(lake: Lake, ds: date) -> Path | UPath:
+    return lake.root / SCRATCH / STEP / f"ds={ds.isoformat()}"
+
+
+def _part_file(lake: Lake, task: BucketTask, name: str) -> Path | UPath:
+    return scratch_dir(lake, task.ds) / f"bucket={task.bucket.index}" / f"{name}.parquet"
+
+
+def write_parts(lake: Lake, task: BucketTask, tables: GoalDayTables) -> None:
+    """A bucket's per-user tables as Parquet parts in the day's scratch folder (each written atomically; no Bloom
+    filters: nothing searches a part, the collect step reads it whole and removes it)."""
+    for field in fields(tables):
+        with atomic_path(_part_file(lake, task, field.name)) as tmp:
+            pq.write_table(getattr(tables, field.name), tmp, compression="lz4")
+
+
+def read_parts(lake: Lake, task: BucketTask) -> GoalDayTables:
+    """A bucket's per-user tables as its step wrote them (Arrow schemas kept)."""
+    return GoalDayTables(
+        **{f.name: pq.read_table(readable(_part_file(lake, task, f.name))) for f in fields(GoalDayTables)}
+    )
+
+
+def remove_scratch(lake: Lake, ds: date) -> None:
+    """Remove the day's scratch folder and every part in it (none there is fine)."""
+    folder = scratch_dir(lake, ds)
+    if is_local(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    elif folder.fs.exists(folder.path):
+        folder.fs.rm(folder.path, recursive=True)
+
+
+def scratch_parts(lake: Lake) -> list[str]:
+    """Every scratch part left under the data root (for checks: a finished day leaves none)."""
+    root = lake.root / SCRATCH
+    if is_local(root):
+        return sorted(str(p) for p in root.rglob("*.parquet")) if root.exists() else []
+    return sorted(p for p in root.fs.find(root.path) if p.endswith(".parquet"))
+
+
+def window(ds: date, days: int, start: date) -> tuple[date, list[date]]:
+    """The first day and the days (from `start`) of the `days` ending on ds."""
+    first = ds - timedelta(days=days - 1)
+    return first, [first + timedelta(days=n) for n in range(days) if first + timedelta(days=n) >= start]
+
+
+def partition_files(lake: Lake, layer: str, table: str, days: list[date]) -> list[str]:
+    """The partition files of `days` a table has (one listing on an object store)."""
+    if is_local(lake.root):
+        present = [d for d in days if lake.has_partition(layer, table, d)]
+    else:
+        written = set(lake.partitions(layer, table))
+        present = [d for d in days if d in written]
+    return [str(lake.partition_file(layer, table, d)) for d in present]
+
+
+def bucket_rows(
+    files: list[str], bucket: Bucket, columns: str = "*", where: str = "TRUE", params: tuple = ()
+) -> pa.Table | None:
+    """The bucket's rows of the Parquet `files` (by name, as `lake.read_partitions`) that meet `where`; None when
+    there is no file."""
+    if not files:
+        return None
+    sql = f"SELECT {columns} FROM read_parquet(?, union_by_name = true) WHERE ({where}) AND {bucket.where()}"
+    return connect().sql(sql, params=[files, *params]).to_arrow_table()
+
+
+def previous_bucket_rows(lake: Lake, layer: str, table: str, ds: date, start: date, bucket: Bucket) -> pa.Table | None:
+    """The bucket's rows of the table's partition of ds - 1 (`layers.previous_partition`); None on the first day."""
+    if ds <= start:
+        return None
+    previous = ds - timedelta(days=1)
+    path = lake.partition_file(layer, table, previous)
+    if not path.exists():
+        raise MissingPartition(
+            f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
+            f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
+        )
+    if bucket.count == 1:  # exactly `read_partition`'s read
+        return connect().sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
+    return bucket_rows([str(path)], bucket)
+
+
+def first_activity_day(lake: Lake, ds: date, window_days: int, start: date) -> date:
+    """The first activity day of the user_daily rows a goal run reads (`layers.daily_activity`), at or after
+    `start`; ds when there is none (as `time_to_event.with_event_days` takes it from the whole read)."""
+    first, days = window(ds, window_days, start)
+    files = partition_files(lake, "actionable", "user_daily", days)
+    if not files:
+        raise MissingPartition(f"actionable/user_daily has no partition between {first} and {ds}")
+    sql = "SELECT min(activity_date) FROM read_parquet(?, union_by_name = true) WHERE activity_date BETWEEN ? AND ?"
+    [(earliest,)] = connect().sql(sql, params=[files, first, ds]).fetchall()
+    return max(earliest or ds, start)
