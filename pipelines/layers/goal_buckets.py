@@ -10,6 +10,7 @@ day's folder once the goal tables are written; the fan-out step removes what a f
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
@@ -71,6 +72,9 @@ def remove_scratch(lake: Lake, ds: date) -> None:
     folder = scratch_dir(lake, ds)
     if is_local(folder):
         shutil.rmtree(folder, ignore_errors=True)
+        for parent in (folder.parent, folder.parent.parent):  # no empty scratch folders left behind
+            with contextlib.suppress(OSError):  # not empty: another day's run is using it
+                parent.rmdir()
     elif folder.fs.exists(folder.path):
         folder.fs.rm(folder.path, recursive=True)
 
