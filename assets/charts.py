@@ -18,11 +18,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 Series = Sequence[tuple[object, float | None]]
 WIDTH, HEIGHT = 6.4, 2.6
@@ -49,8 +49,8 @@ def line_chart(
 ) -> str:
     """Lines per named series, optional interval bands (same names), labelled horizontal lines, and dashed
     companion lines (same names, same colours, labelled by `dashed_label`)."""
-    with plt.rc_context({**_STYLE, "svg.hashsalt": f"line:{title}"}):
-        fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": f"line:{title}"}):
+        fig, ax = _figure(WIDTH, HEIGHT)
         for i, (name, points) in enumerate(series.items()):
             colour = COLOURS[i % len(COLOURS)]
             xs, ys = _xy(points)
@@ -89,8 +89,8 @@ def bar_chart(
     """Horizontal bars, one per label, with an optional vertical threshold line (e.g. min_size)."""
     labels = list(values)
     height = max(1.4, 0.22 * len(labels) + 0.8)
-    with plt.rc_context({**_STYLE, "svg.hashsalt": f"bar:{title}"}):
-        fig, ax = plt.subplots(figsize=(WIDTH, height))
+    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": f"bar:{title}"}):
+        fig, ax = _figure(WIDTH, height)
         colours = [COLOURS[0] if threshold is None or values[k] >= threshold else COLOURS[3] for k in labels]
         ax.barh(labels, [values[k] for k in labels], color=colours)
         ax.invert_yaxis()
@@ -101,6 +101,30 @@ def bar_chart(
         if percent:
             ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         return _finish(fig, ax, title, "", False, legend=bool(threshold_label), xlabel=ylabel)
+
+
+class _MeasuringCanvas(FigureCanvasAgg):
+    """An Agg canvas whose renderer (only measured with, by `tight_layout`: the chart is drawn as SVG) is
+    shared by the charts of the same size, so that matplotlib's text metrics, cached per renderer, are
+    computed once per process rather than once per chart."""
+
+    _renderers: dict[tuple[float, float, float], RendererAgg] = {}
+
+    def get_renderer(self) -> RendererAgg:
+        w, h = self.get_width_height(physical=True)
+        key = (w, h, self.figure.dpi)
+        if key not in self._renderers:
+            if len(self._renderers) >= 16:
+                self._renderers.clear()
+            self._renderers[key] = RendererAgg(w, h, self.figure.dpi)
+        return self._renderers[key]
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    """A figure on a measuring canvas, outside pyplot (no figure manager to register and close)."""
+    fig = Figure(figsize=(width, height))
+    _MeasuringCanvas(fig)
+    return fig, fig.subplots()
 
 
 def _day_axis(ax: Axes, xs: list) -> None:
@@ -132,7 +156,6 @@ def _finish(fig: Figure, ax: Axes, title: str, ylabel: str, percent: bool, legen
     fig.tight_layout()
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    plt.close(fig)
     return inline_svg(buffer.getvalue())
 
 

@@ -76,6 +76,15 @@ def test_sandbox_reads_registered_arrow_but_no_files_and_stays_locked():
         con.execute("SET enable_external_access = true")
 
 
+def test_sandbox_cursors_share_the_settings_but_not_the_tables():
+    first, second = sandboxed_connection(), sandboxed_connection()
+    first.register("mine", pa.table({"a": [1]}))
+    with pytest.raises(duckdb.CatalogException, match="mine"):
+        second.sql("SELECT * FROM mine").fetchall()
+    settings = "SELECT current_setting('TimeZone'), current_setting('python_enable_replacements')"
+    assert second.sql(settings).fetchall() == [("UTC", False)]
+
+
 def test_sandbox_never_reads_a_python_variable_by_name():
     hidden = pa.table({"a": [1]})  # noqa: F841 (the name a replacement scan would find)
     con = sandboxed_connection()
