@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets import goal_cohort, goal_day, goal_outcomes_store, goals, north_star, time_to_event
+from assets import delta_store, goal_cohort, goal_day, goals, north_star, time_to_event
 from assets.buckets import bucket_count
 from assets.lake import Lake, connect, read_partition, read_partitions, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
@@ -28,8 +28,8 @@ from pipelines.resources import PyramidResource
 SRM_CHECK = "sample_ratio_ok"
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
-# the cumulative tables stored as checkpoints and deltas (assets/goal_outcomes_store.py), with how their rows move on
-STORED = {USER_OUTCOMES: goal_outcomes_store.OUTCOMES, COHORT: goal_cohort.COHORT_STORAGE}
+# the cumulative tables stored as checkpoints and deltas (assets/delta_store.py), with how their rows move on
+STORED = {USER_OUTCOMES: goal_cohort.OUTCOMES_STORAGE, COHORT: goal_cohort.COHORT_STORAGE}
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
@@ -245,19 +245,19 @@ def previous_stored(lake: Lake, table: str, ds: date, start: date) -> pa.Table |
     """The full goals/`table` (one of STORED) as of ds - 1, which the day's table builds on; None on the first day.
     Raises MissingPartition when that partition has not been materialized."""
     path = lake.partition_file("goals", table, ds - timedelta(days=1))
-    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
+    if ds > start and path.exists() and delta_store.is_delta(pq.read_schema(readable(path))):
         return stored_day(lake, table, ds - timedelta(days=1))
     return previous_partition(lake, "goals", table, ds, start)
 
 
 def stored_day(lake: Lake, table: str, ds: date) -> pa.Table:
     """The full goals/`table` (one of STORED) of `ds`, rebuilt from the last full partition when it is stored as a
-    delta (assets/goal_outcomes_store.py)."""
+    delta (assets/delta_store.py)."""
     path = lake.partition_file("goals", table, ds)
-    if not goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
+    if not delta_store.is_delta(pq.read_schema(readable(path))):
         return read_partition(connect(), path)
     before = stored_day(lake, table, ds - timedelta(days=1))
-    return goal_outcomes_store.apply_delta(before, pq.read_table(readable(path)), ds, STORED[table])
+    return delta_store.apply_delta(before, pq.read_table(readable(path)), ds, STORED[table])
 
 
 def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
@@ -265,13 +265,13 @@ def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
     is written: unless it is a checkpoint, already a delta, or the delta would not rebuild it exactly."""
     path = lake.partition_file("goals", table, day)
     previous = day - timedelta(days=1)
-    if day <= start or goal_outcomes_store.is_checkpoint(day, start) or not path.exists():
+    if day <= start or delta_store.is_checkpoint(day, start) or not path.exists():
         return
-    stored_as_delta = goal_outcomes_store.is_delta(pq.read_schema(readable(path)))
+    stored_as_delta = delta_store.is_delta(pq.read_schema(readable(path)))
     if stored_as_delta or not lake.has_partition("goals", table, previous):
         return
     full = read_partition(connect(), path)
-    delta = goal_outcomes_store.table_delta(stored_day(lake, table, previous), full, STORED[table])
+    delta = delta_store.table_delta(stored_day(lake, table, previous), full, STORED[table])
     if delta is not None:
         write_parquet_atomic(delta, path)
 
