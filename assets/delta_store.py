@@ -78,12 +78,12 @@ def table_delta(
     before: pa.Table, after: pa.Table, layout: DeltaLayout, ds: date | None = None, **extra: Any
 ) -> pa.Table | None:
     """`after` (the day's full table) as a delta on `before` (its base's full table), or None when the delta would
-    not rebuild it exactly (or saves nothing). `ds`: the day of `after` (default: its `ds` column); `extra` is
-    recorded beside the move."""
+    not rebuild it exactly (or saves nothing). `ds`: the day of `after` (default: its `ds` column); `extra` joins
+    the move (JSON)."""
     frame = _frame(after, layout)
     if frame.is_empty():
         return None
-    moves = json.loads(json.dumps(layout.moves(frame)))
+    moves = json.loads(json.dumps({**layout.moves(frame), **extra}))
     moved = layout.move_on(_frame(before, layout), moves)
     if moved.columns != frame.columns:  # a column added or dropped since the base: keep the day full
         return None
@@ -96,7 +96,7 @@ def table_delta(
         schema = schema.append(pa.field(NULLED, pa.list_(pa.string()))).append(pa.field(REMOVED, pa.bool_()))
     if layout.day is not None:
         rows = rows.with_columns(pl.lit(ds, pl.Date).alias(layout.day))
-    metadata = {DELTA_KEY: json.dumps({**moves, **extra}).encode()}
+    metadata = {DELTA_KEY: json.dumps(moves).encode()}
     table = rows.select(schema.names).to_arrow().cast(schema).replace_schema_metadata(metadata)
     return table if apply_delta(before, table, ds, layout).equals(after) else None
 
@@ -124,9 +124,13 @@ def _cell_rows(frame: pl.DataFrame, moved: pl.DataFrame, layout: DeltaLayout) ->
         nulled.list.drop_nulls().alias(NULLED),
         pl.lit(False).alias(REMOVED),
     )
-    removed = moved.join(frame, on=key, how="anti").select(key).with_columns(
-        [pl.lit(None, frame.schema[c]).alias(c) for c in values]
-        + [pl.lit([], pl.List(pl.String)).alias(NULLED), pl.lit(True).alias(REMOVED)]
+    removed = (
+        moved.join(frame, on=key, how="anti")
+        .select(key)
+        .with_columns(
+            [pl.lit(None, frame.schema[c]).alias(c) for c in values]
+            + [pl.lit([], pl.List(pl.String)).alias(NULLED), pl.lit(True).alias(REMOVED)]
+        )
     )
     return pl.concat([rows, removed.select(rows.columns)])
 

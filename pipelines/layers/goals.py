@@ -12,6 +12,7 @@ from assets import delta_store, goal_cohort, goal_day, goals, north_star, time_t
 from assets.buckets import bucket_count
 from assets.lake import Lake, connect, read_partition, read_partitions, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
+from assets.snapshots import read_day
 from pipelines.layers import (
     daily_activity,
     lake_table,
@@ -210,7 +211,7 @@ def signups(lake: Lake, pyramid_map: PyramidMap, ds: date) -> pa.Table | None:
     if not any(m.kind == time_to_event.KIND and m.anchor == "signup" for m in pyramid_map.metrics.values()):
         return None
     con = connect()
-    con.register("features", read_partition(con, lake.partition_file("actionable", "user_features", ds)))
+    con.register("features", read_day(lake, "actionable", "user_features", ds))
     return con.sql(
         "SELECT user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds FROM features"
     ).to_arrow_table()
@@ -279,7 +280,7 @@ def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
 def known_users(lake: Lake, ds: date) -> pa.Table:
     """Known, non-erased users as of the day (consented or not: the North Star holds no personal data)."""
     con = connect()
-    con.register("profiles", read_partition(con, lake.partition_file("actionable", "profiles", ds)))
+    con.register("profiles", read_day(lake, "actionable", "profiles", ds))
     con.register("erased", read_partition(con, lake.partition_file("actionable", "erased_users", ds)))
     return con.sql(
         "SELECT user_id FROM profiles WHERE user_id NOT IN (SELECT user_id FROM erased) ORDER BY user_id"
