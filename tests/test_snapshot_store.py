@@ -111,7 +111,8 @@ def test_a_feature_delta_holds_only_the_changed_cells():
     differs = {  # the rows the later day's, moved back a day, do not give: the active or rescored users
         r["user_id"]
         for r in states[day].to_pylist()
-        if _back_a_day(later[r["user_id"]]["days_since"]) != r["days_since"] or later[r["user_id"]]["score"] != r["score"]
+        if _back_a_day(later[r["user_id"]]["days_since"]) != r["days_since"]
+        or later[r["user_id"]]["score"] != r["score"]
     }
     kept = delta.filter(pc.invert(delta.column(delta_store.REMOVED)))
     assert set(kept.column("user_id").to_pylist()) == differs and len(differs) < states[day].num_rows / 4
