@@ -89,7 +89,7 @@ def table_delta(
         return None
     ds = after.column("ds")[0].as_py() if ds is None else ds
     rows = _cell_rows(frame, moved, layout) if layout.cells else _changed_rows(frame, moved, layout)
-    if rows is None or rows.height >= frame.height:
+    if rows is None or _size(rows, layout) >= _size(frame, layout):
         return None
     schema = layout.normalise(after).schema.remove_metadata()
     if layout.cells:
@@ -99,6 +99,14 @@ def table_delta(
     metadata = {DELTA_KEY: json.dumps(moves).encode()}
     table = rows.select(schema.names).to_arrow().cast(schema).replace_schema_metadata(metadata)
     return table if apply_delta(before, table, ds, layout).equals(after) else None
+
+
+def _size(frame: pl.DataFrame, layout: DeltaLayout) -> int:
+    """What a table stores: its rows, or with `cells` its keys and values that are not NULL."""
+    if not layout.cells:
+        return frame.height
+    values = [c for c in frame.columns if c not in layout.key and c not in (NULLED, REMOVED)]
+    return frame.height * len(layout.key) + sum(frame.select(pl.col(values).count()).row(0))
 
 
 def _changed_rows(frame: pl.DataFrame, moved: pl.DataFrame, layout: DeltaLayout) -> pl.DataFrame | None:
