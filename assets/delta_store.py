@@ -89,7 +89,7 @@ def table_delta(
         return None
     ds = after.column("ds")[0].as_py() if ds is None else ds
     rows = _cell_rows(frame, moved, layout) if layout.cells else _changed_rows(frame, moved, layout)
-    if rows is None or _size(rows, layout) >= _size(frame, layout):
+    if rows is None or rows.height >= frame.height or _size(rows, layout) >= _size(frame, layout):
         return None
     schema = layout.normalise(after).schema.remove_metadata()
     if layout.cells:
@@ -102,9 +102,9 @@ def table_delta(
 
 
 def _size(frame: pl.DataFrame, layout: DeltaLayout) -> int:
-    """What a table stores: its rows, or with `cells` its keys and values that are not NULL."""
+    """The cells a table stores: with `cells` its keys and the values that are not NULL, else every cell."""
     if not layout.cells:
-        return frame.height
+        return frame.height * frame.width
     values = [c for c in frame.columns if c not in layout.key and c not in (NULLED, REMOVED)]
     return frame.height * len(layout.key) + sum(frame.select(pl.col(values).count()).row(0))
 
@@ -120,7 +120,7 @@ def _changed_rows(frame: pl.DataFrame, moved: pl.DataFrame, layout: DeltaLayout)
 
 def _cell_rows(frame: pl.DataFrame, moved: pl.DataFrame, layout: DeltaLayout) -> pl.DataFrame:
     """The day's rows that differ, the unchanged cells NULL and the NULLed ones listed; the removed keys."""
-    key = list(layout.key)
+    key, types = list(layout.key), frame.schema
     values = [c for c in frame.columns if c not in key]
     joined = frame.join(moved, on=key, how="left", suffix="_b")
     changed = joined.filter(~_same_row(frame, key).fill_null(False))
@@ -136,7 +136,7 @@ def _cell_rows(frame: pl.DataFrame, moved: pl.DataFrame, layout: DeltaLayout) ->
         moved.join(frame, on=key, how="anti")
         .select(key)
         .with_columns(
-            [pl.lit(None, frame.schema[c]).alias(c) for c in values]
+            [pl.lit(None, types[c]).alias(c) for c in values]
             + [pl.lit([], pl.List(pl.String)).alias(NULLED), pl.lit(True).alias(REMOVED)]
         )
     )
