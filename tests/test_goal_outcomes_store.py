@@ -52,9 +52,7 @@ def test_a_delta_rebuilds_the_day_exactly_and_is_small():
     assert delta.num_rows < after.num_rows / 3  # the successes and the new users only
     assert delta_store.apply_delta(before, delta, START + timedelta(days=5), OUTCOMES).equals(after)
     # a day without measurement (day 3) moves nobody on: its delta is empty, still exact
-    quiet = delta_store.table_delta(
-        states[START + timedelta(days=2)], states[START + timedelta(days=3)], OUTCOMES
-    )
+    quiet = delta_store.table_delta(states[START + timedelta(days=2)], states[START + timedelta(days=3)], OUTCOMES)
     assert quiet is not None and quiet.num_rows == 0
     assert delta_store.table_delta(after.slice(0, 0), after, OUTCOMES) is None  # every row new: nothing saved
 
