@@ -39,9 +39,10 @@ CATALOG_VIEWS: dict[str, list[tuple[str, str]]] = {
     "north_star": [("goals", "north_star")],
     "north_star_contributions": [("goals", "north_star_contributions")],
 }
-# Views over the newest partition only: goal_user_outcomes and goal_cohort are cumulative, and their older
-# partitions are stored as deltas (assets/goal_outcomes_store.py), so the newest one alone is the whole current table.
-LATEST_ONLY = {"goal_user_outcomes", "goal_cohort"}
+# Views over the newest partition only: it is stored in full, and older partitions of these tables mostly as deltas
+# (assets/delta_store.py): goal_user_outcomes and goal_cohort are cumulative, the newest alone is the whole current
+# table; user_features, profiles and audiences are daily snapshots (assets/snapshots.py), read as of the newest day.
+LATEST_ONLY = {"goal_user_outcomes", "goal_cohort", "user_features", "profiles", "audiences"}
 
 
 def build_catalog(lake: Lake, touchpoint_ids: list[str]) -> list[str]:

@@ -11,6 +11,9 @@ touched. A row mentions a user when
 - its raw text (`_raw_text` of a raw row that did not parse, or the payload's `_raw_text`) contains
   one of the ids (ids are compared as substrings: the sample's ids have a fixed width).
 
+A partition stored as a delta (assets/delta_store.py: the daily snapshots and the goal tables) loses the user's
+rows like a full one, so that its chain rebuilds every day without them.
+
 Kept, by decision:
 
 - `raw/erasure_requests` and `actionable/erased_users`: the request itself is the legal record that

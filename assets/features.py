@@ -39,6 +39,15 @@ def feature_column_names(pyramid_map: PyramidMap, windows: list[int]) -> list[st
     return ["user_id", "as_of", *declared.profile, *declared.latest, *windowed, *coverage]
 
 
+def day_counters(pyramid_map: PyramidMap, windows: list[int]) -> tuple[list[str], list[str]]:
+    """user_features' columns a day moves without storing them (assets/snapshots.py): those counting the days (each
+    `days_since` feature, tenure_days) and those holding one value a day (history_days, complete_<W>d)."""
+    declared = pyramid_map.features
+    counting = [name for name, spec in declared.latest.items() if spec.kind == "days_since"]
+    counting += [name for name in declared.profile if name == "tenure_days"]
+    return counting, ["history_days", *(f"complete_{w}d" for w in windows)]
+
+
 def monotone_windowed(pyramid_map: PyramidMap) -> set[str]:
     """The windowed features that grow with the window (counts, days and sums of positive amounts): the same
     sums over the part of a window that history covers are lower bounds of the whole window's (docs/segments.md).

@@ -46,12 +46,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
 from assets.decisions import gate_by_guardrails, with_aa_checks, with_cluster_statistics
-from assets.goal_outcomes_store import DeltaLayout
+from assets.delta_store import DeltaLayout
 from assets.goals import (
     GOAL_USER_DAY_VALUES_SCHEMA,
     INDICATOR_KINDS,
@@ -98,9 +99,46 @@ GOAL_COHORT_SCHEMA = pa.schema(
         ("exposed_ds", pa.date32()),
     ]
 )
-# How goal_cohort is stored (assets/goal_outcomes_store.py): a day's rows are the day before's unchanged (nobody
+# How goal_cohort is stored (assets/delta_store.py): a day's rows are the day before's unchanged (nobody
 # leaves), plus the entrants and the rows whose exposure, anchor or first event changed.
 COHORT_STORAGE = DeltaLayout(key=tuple(OUTCOME_KEY))
+
+# How goals/goal_user_outcomes is stored (assets/delta_store.py): each group measured on the settled day moves on by it
+
+_GROUP = ["goal_id", "metric", "campaign_id"]
+_COLUMNS = [*OUTCOME_KEY, "first_ds", "last_ds", "days", "successes", "numerator", "denominator"]
+
+
+def _outcome_columns(table: pa.Table) -> pa.Table:
+    return with_value_columns(table).select(["ds", *_COLUMNS])
+
+
+def _settled_groups(frame: pl.DataFrame) -> dict[str, Any]:
+    """The day settled (the latest `last_ds`) and the groups measured on it."""
+    settled = frame.get_column("last_ds").max()
+    groups = frame.filter(pl.col("last_ds") == settled).select(_GROUP).unique().sort(_GROUP)
+    return {"settled": settled.isoformat(), "groups": groups.rows()}
+
+
+def _moved_on(before: pl.DataFrame, moves: Mapping[str, Any]) -> pl.DataFrame:
+    """The day before's rows, those of the groups measured on the settled day once more (days + 1, last_ds)."""
+    settled = date.fromisoformat(moves["settled"])
+    groups = pl.DataFrame(moves["groups"], schema={c: pl.String for c in _GROUP}, orient="row")
+    marked = before.join(groups.with_columns(_moves=pl.lit(True)), on=_GROUP, how="left")
+    moving = pl.col("_moves").fill_null(False) & (pl.col("last_ds") < settled)
+    return marked.with_columns(
+        days=pl.when(moving).then(pl.col("days") + 1).otherwise(pl.col("days")),
+        last_ds=pl.when(moving).then(pl.lit(settled, pl.Date)).otherwise(pl.col("last_ds")),
+    ).select(_COLUMNS)
+
+
+OUTCOMES_STORAGE = DeltaLayout(
+    key=tuple(OUTCOME_KEY),
+    normalise=_outcome_columns,
+    finish=without_empty_values,
+    moves=_settled_groups,
+    move_on=_moved_on,
+)
 
 
 def update_goal_user_outcomes(

@@ -28,6 +28,7 @@ from assets.lake import Lake, connect, write_text_atomic
 from assets.pyramid_map import PyramidMap
 from assets.scorecard_goals import goals_section
 from assets.scorecard_html import e, figure, pct, table
+from assets.snapshots import read_day
 
 QUARANTINE_SOURCES = ("events", "transactions", "profiles")
 REPORT_DIR = "scorecard"
@@ -69,6 +70,25 @@ def read(
     ).pl()
 
 
+def read_day_rows(
+    con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, as_of: date, columns: str
+) -> pl.DataFrame:
+    """`columns` (aggregates, grouped by the rest) over a snapshot table's rows of one day, rebuilt when stored as
+    a delta (assets/snapshots.py); no rows when the day was never written."""
+    if not lake.has_partition(layer, table, as_of):
+        return pl.DataFrame()
+    con.register("_day", read_day(lake, layer, table, as_of))
+    try:
+        return con.sql(f"SELECT {columns} FROM _day GROUP BY ALL").pl()
+    finally:
+        con.unregister("_day")
+
+
+def day_count(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, as_of: date) -> int:
+    frame = read_day_rows(con, lake, layer, table, as_of, "count(*) AS n")
+    return 0 if frame.is_empty() else int(frame["n"][0])
+
+
 def count(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, where: str = "TRUE") -> int:
     frame = read(con, lake, layer, table, where, "count(*) AS n")
     return 0 if frame.is_empty() else int(frame["n"][0])
@@ -82,9 +102,9 @@ def layer_counts(
     raw = sum(count(con, lake, "raw", s) for s in pyramid_map.sources)
     actionable = sum(count(con, lake, "actionable", t) for t in ("events", "transactions"))
     quarantined = sum(count(con, lake, "actionable", f"quarantine_{s}") for s in QUARANTINE_SOURCES)
-    users = count(con, lake, "actionable", "user_features", day)
+    users = day_count(con, lake, "actionable", "user_features", as_of)
     memberships = count(con, lake, "segments", "segment_membership", day)
-    audience = count(con, lake, "campaigns", "audiences", day)
+    audience = day_count(con, lake, "campaigns", "audiences", as_of)
     exports = sum(count(con, lake, "touchpoints", t.id, day) for t in pyramid_map.touchpoints)
     return [
         ("raw data", raw, "rows landed, all sources, all days"),
@@ -144,7 +164,8 @@ def quarantine_by_reason(con: duckdb.DuckDBPyConnection, lake: Lake, as_of: date
 def campaign_rows(con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: PyramidMap, as_of: date) -> list[dict]:
     """Per campaign: segments, arms (users per arm on the day) and exports per touchpoint after caps."""
     day = f"ds = DATE '{as_of}'"
-    arms = read(con, lake, "campaigns", "audiences", day, "campaign_id, arm, count(DISTINCT user_id) AS users", "ALL")
+    per_arm = "campaign_id, arm, count(DISTINCT user_id) AS users"
+    arms = read_day_rows(con, lake, "campaigns", "audiences", as_of, per_arm)
     arm_users = {(r["campaign_id"], r["arm"]): r["users"] for r in arms.iter_rows(named=True)}
     exported: dict[tuple[str, str], int] = {}
     for tp in pyramid_map.touchpoints:

@@ -24,6 +24,7 @@ from assets.north_star import total_contribution
 from assets.privacy_decisions import decision_lines
 from assets.pyramid_map import PyramidMap
 from assets.scorecard import layer_counts, read
+from assets.snapshots import read_day
 from pipelines import cells
 from pipelines.segments_report import OPTIONAL_SUMMARY_COLUMNS, with_optional
 
@@ -180,7 +181,7 @@ def contexts_admitted(lake: Lake, pyramid_map: PyramidMap, as_of: date) -> list[
         return []
     con = connect()
     membership = read_partition(con, lake.partition_file("segments", "segment_membership", as_of))
-    audiences = read_partition(con, lake.partition_file("campaigns", "audiences", as_of))
+    audiences = read_day(lake, "campaigns", "audiences", as_of)
     admitted = admitted_by_context(membership, audiences, pyramid_map.campaigns)
     return [{"campaign_id": campaign_id, **row} for campaign_id, row in admitted.items()]
 

@@ -11,8 +11,9 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
-from assets.lake import Lake
+from assets.lake import Lake, write_parquet_atomic
 from assets.pyramid_map import PyramidMap, load_map
+from assets.snapshots import SNAPSHOTS, read_day
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
@@ -43,6 +44,16 @@ class PyramidRun:
     sent: dict  # day -> audiences of the day as written by its run (before later erasures removed users)
     as_run: Lake  # AS_RUN_TABLES as the run wrote them (tests re-run days of `lake`)
 
+    def glob(self, layer: str, table: str) -> str:
+        """A read_parquet glob over every day of a table as read back: a snapshot's days rebuilt in full
+        (assets/snapshots.py), written aside."""
+        if (layer, table) not in SNAPSHOTS:
+            return self.lake.glob(layer, table)
+        full = Lake(self.as_run.root.parent / f"{self.as_run.root.name}_full")
+        shutil.rmtree(full.table_dir(layer, table), ignore_errors=True)
+        write_full_days(self.lake, layer, table, full)
+        return full.glob(layer, table)
+
     def audience(self, day: date, campaign_id: str) -> list[str]:
         return [r["user_id"] for r in self.sent[day] if r["campaign_id"] == campaign_id]
 
@@ -70,8 +81,19 @@ def make_run(tmp_path_factory) -> PyramidRun:
         sent[day] = pq.read_table(Lake(root).partition_file("campaigns", "audiences", day)).to_pylist()
     as_run = Lake(tmp_path_factory.mktemp("as_run"))
     for layer, table in AS_RUN_TABLES:
-        shutil.copytree(Lake(root).table_dir(layer, table), as_run.table_dir(layer, table))
+        if (layer, table) in SNAPSHOTS:  # the days as read back
+            write_full_days(Lake(root), layer, table, as_run)
+        else:
+            shutil.copytree(Lake(root).table_dir(layer, table), as_run.table_dir(layer, table))
     return PyramidRun(Lake(root), pyramid_map, days, results, job, instance, sent, as_run)
+
+
+def write_full_days(lake: Lake, layer: str, table: str, into: Lake) -> None:
+    """Every day of a snapshot table, rebuilt where stored as a delta, written in full under `into`."""
+    for day in lake.partitions(layer, table):
+        write_parquet_atomic(
+            read_day(lake, layer, table, day).drop_columns(["ds"]), into.partition_file(layer, table, day)
+        )
 
 
 def _lake_rows(lake: Lake, layer: str, table: str, where: str = "") -> list[dict]:

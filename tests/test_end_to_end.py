@@ -178,10 +178,10 @@ def test_no_pii_above_the_raw_layer(run):
 
 
 def test_unconsented_users_are_never_targeted(run):
-    profiles = run.lake.glob("actionable", "profiles")
+    profiles = run.glob("actionable", "profiles")
     for layer, table in (("segments", "segment_membership"), ("campaigns", "audiences")):
         targeted_without_consent = duckdb.sql(f"""
-            SELECT count(*) FROM read_parquet('{run.lake.glob(layer, table)}', hive_partitioning = true) AS m
+            SELECT count(*) FROM read_parquet('{run.glob(layer, table)}', hive_partitioning = true) AS m
             JOIN read_parquet('{profiles}', hive_partitioning = true) AS p USING (ds, user_id)
             WHERE p.consent_personalization IS NOT TRUE
         """).fetchall()[0][0]

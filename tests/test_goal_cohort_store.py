@@ -1,4 +1,4 @@
-"""goals/goal_cohort stored as checkpoints and deltas (assets/goal_outcomes_store.py, `COHORT_STORAGE`): every day
+"""goals/goal_cohort stored as checkpoints and deltas (assets/delta_store.py, `COHORT_STORAGE`): every day
 read back equals the full table the old way wrote, the stored rows grow with the entrants and changes, not with
 days x users, an erasure leaves a chain that rebuilds the tables without the user, and the catalog view is the
 newest full table."""
@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets import goal_outcomes_store
+from assets import delta_store
 from assets.catalog import build_catalog
 from assets.erasure import erase_users
 from assets.goal_cohort import COHORT_STORAGE, update_goal_cohort
@@ -97,7 +97,7 @@ def test_every_day_reads_back_as_the_old_full_table_and_storage_falls(tmp_path):
     for day, table in states.items():
         assert stored_day(lake, COHORT, day).equals(table), day
     stored = {day: pq.read_schema(lake.partition_file("goals", COHORT, day)) for day in states}
-    full = [day for day, schema in stored.items() if not goal_outcomes_store.is_delta(schema)]
+    full = [day for day, schema in stored.items() if not delta_store.is_delta(schema)]
     assert full == [START, START + timedelta(days=7), START + timedelta(days=14), START + timedelta(days=15)]
     old_rows = sum(t.num_rows for t in states.values())
     assert _stored_rows(lake) < old_rows / 2  # 3,889 stored rows against 9,200 written the old way
@@ -106,17 +106,17 @@ def test_every_day_reads_back_as_the_old_full_table_and_storage_falls(tmp_path):
 def test_a_cohort_delta_holds_the_entrants_and_the_changed_rows():
     states = _old_way()
     before, after = states[START + timedelta(days=4)], states[START + timedelta(days=5)]
-    delta = goal_outcomes_store.table_delta(before, after, COHORT_STORAGE)
-    assert delta is not None and goal_outcomes_store.is_delta(delta.schema)
+    delta = delta_store.table_delta(before, after, COHORT_STORAGE)
+    assert delta is not None and delta_store.is_delta(delta.schema)
     keys = ["goal_id", "metric", "campaign_id", "arm", "user_id"]
     old = {tuple(r[k] for k in keys): r for r in before.drop(["ds"]).to_pylist()}
     changed = [r for r in after.drop(["ds"]).to_pylist() if old.get(tuple(r[k] for k in keys)) != r]
     assert sorted(delta.drop(["ds"]).to_pylist(), key=lambda r: tuple(r[k] for k in keys)) == changed
     moved = [r for r in changed if tuple(r[k] for k in keys) in old]  # exposed, anchored or reached since
     assert moved and len(changed) < after.num_rows / 3
-    assert goal_outcomes_store.apply_delta(before, delta, START + timedelta(days=5), COHORT_STORAGE).equals(after)
+    assert delta_store.apply_delta(before, delta, START + timedelta(days=5), COHORT_STORAGE).equals(after)
     # a row that left (which no day of the cohort does) is not expressible: the day stays full
-    assert goal_outcomes_store.table_delta(before, after.slice(1), COHORT_STORAGE) is None
+    assert delta_store.table_delta(before, after.slice(1), COHORT_STORAGE) is None
 
 
 def test_an_erased_user_leaves_every_day_rebuilt(tmp_path):

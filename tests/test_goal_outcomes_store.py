@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets import goal_outcomes_store
+from assets import delta_store
 from assets.catalog import build_catalog
+from assets.goal_cohort import OUTCOMES_STORAGE as OUTCOMES
 from assets.goal_cohort import update_goal_user_outcomes
-from assets.goal_outcomes_store import OUTCOMES
 from assets.goals import GOAL_USER_DAY_SCHEMA
 from assets.lake import Lake, connect, write_parquet_atomic
 from pipelines.layers.goals import USER_OUTCOMES, compact_stored, previous_stored, stored_day
@@ -47,22 +47,20 @@ def _stored(tmp_path, days: int) -> tuple[Lake, dict[date, pa.Table]]:
 def test_a_delta_rebuilds_the_day_exactly_and_is_small():
     states = _states(6)
     before, after = states[START + timedelta(days=4)], states[START + timedelta(days=5)]
-    delta = goal_outcomes_store.table_delta(before, after, OUTCOMES)
-    assert delta is not None and goal_outcomes_store.is_delta(delta.schema)
+    delta = delta_store.table_delta(before, after, OUTCOMES)
+    assert delta is not None and delta_store.is_delta(delta.schema)
     assert delta.num_rows < after.num_rows / 3  # the successes and the new users only
-    assert goal_outcomes_store.apply_delta(before, delta, START + timedelta(days=5), OUTCOMES).equals(after)
+    assert delta_store.apply_delta(before, delta, START + timedelta(days=5), OUTCOMES).equals(after)
     # a day without measurement (day 3) moves nobody on: its delta is empty, still exact
-    quiet = goal_outcomes_store.table_delta(
-        states[START + timedelta(days=2)], states[START + timedelta(days=3)], OUTCOMES
-    )
+    quiet = delta_store.table_delta(states[START + timedelta(days=2)], states[START + timedelta(days=3)], OUTCOMES)
     assert quiet is not None and quiet.num_rows == 0
-    assert goal_outcomes_store.table_delta(after.slice(0, 0), after, OUTCOMES) is None  # every row new: nothing saved
+    assert delta_store.table_delta(after.slice(0, 0), after, OUTCOMES) is None  # every row new: nothing saved
 
 
 def test_the_lake_keeps_checkpoints_and_deltas_and_reads_every_day_back(tmp_path):
     lake, states = _stored(tmp_path, 10)
     stored = {day: pq.read_schema(lake.partition_file("goals", "goal_user_outcomes", day)) for day in states}
-    full = [day for day, schema in stored.items() if not goal_outcomes_store.is_delta(schema)]
+    full = [day for day, schema in stored.items() if not delta_store.is_delta(schema)]
     assert full == [START, START + timedelta(days=7), START + timedelta(days=9)]  # checkpoints and the newest
     for day, table in states.items():
         assert stored_day(lake, USER_OUTCOMES, day).equals(table), day

@@ -15,6 +15,7 @@ import pytest
 
 from assets.lake import Lake
 from assets.pyramid_map import DEFAULT_MAP_PATH, NOT_DECLARED, MapError, PyramidMap, load_map
+from assets.snapshots import read_day
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
@@ -115,7 +116,7 @@ def first_seen(landing: Path, sources: tuple[str, ...]) -> dict[str, datetime]:
 
 
 def snapshot_signups(run: Run, day: date) -> dict[str, datetime]:
-    rows = pq.read_table(run.lake.partition_file("actionable", "profiles", day)).to_pylist()
+    rows = read_day(run.lake, "actionable", "profiles", day).to_pylist()
     return {r["user_id"]: r["signup_at"] for r in rows}
 
 

@@ -148,7 +148,7 @@ def test_no_pii_column_or_value_above_raw_nor_in_the_catalog(run):
 
 
 def test_unconsented_users_are_never_targeted_on_any_day(run):
-    profiles = run.lake.glob("actionable", "profiles")
+    profiles = run.glob("actionable", "profiles")
     tables = [
         ("segments", "segment_membership"),
         ("campaigns", "audiences"),
@@ -158,7 +158,7 @@ def test_unconsented_users_are_never_targeted_on_any_day(run):
         if not run.lake.partitions(layer, table):
             continue
         per_day = duckdb.sql(f"""
-            SELECT m.ds, count(*) FROM read_parquet('{run.lake.glob(layer, table)}', hive_partitioning = true) AS m
+            SELECT m.ds, count(*) FROM read_parquet('{run.glob(layer, table)}', hive_partitioning = true) AS m
             LEFT JOIN read_parquet('{profiles}', hive_partitioning = true) AS p USING (ds, user_id)
             WHERE p.consent_personalization IS NOT TRUE GROUP BY 1
         """).fetchall()

@@ -3,6 +3,7 @@ call the layer's pure transform in `assets/`, write atomically, report metadata 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 
 from assets.features import touchpoint_daily_schema
 from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
+from assets.snapshots import SNAPSHOTS, read_day, store_day
 from pipelines.metadata import table_metadata
 
 LAKE_TABLE = "lake_table"  # definition metadata: the `layer/table` of the lake an asset writes
@@ -32,6 +34,22 @@ def write_table(lake: Lake, layer: str, table_name: str, ds: date, table: pa.Tab
     return table_metadata(table, path, **extra)
 
 
+def write_snapshot(
+    lake: Lake,
+    layer: str,
+    table_name: str,
+    ds: date,
+    table: pa.Table,
+    start: date,
+    moves: Callable | None = None,
+    **extra,
+) -> dict:
+    """Write one day of a snapshot table, the day before becoming a delta on it (assets/snapshots.py); return its
+    materialization metadata. `moves`: how the table's rows move back a day, when its layout moves them."""
+    store_day(lake, layer, table_name, ds, table, start, **({"moves": moves} if moves else {}))
+    return table_metadata(table, lake.partition_file(layer, table_name, ds), **extra)
+
+
 class MissingPartition(RuntimeError):
     """A partition needs an earlier one that has not been materialized."""
 
@@ -47,6 +65,8 @@ def previous_partition(lake: Lake, layer: str, table: str, ds: date, start: date
             f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
             f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
         )
+    if (layer, table) in SNAPSHOTS:  # may be stored as a delta on the day after
+        return read_day(lake, layer, table, previous)
     return read_partition(connect(), path)
 
 

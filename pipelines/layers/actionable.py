@@ -14,6 +14,7 @@ from assets.lake import Lake, connect, read_partition, read_partitions
 from assets.lineage import daily_column_lineage, feature_column_lineage
 from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, Actionable, PyramidMap, Source
 from assets.quality.outcome import ValidationOutcome
+from assets.snapshots import SNAPSHOTS, read_day, shift_moves
 from pipelines.layers import (
     daily_activity,
     erasure_requests,
@@ -23,6 +24,7 @@ from pipelines.layers import (
     previous_partition,
     reason_counts,
     suppression,
+    write_snapshot,
     write_table,
 )
 from pipelines.layers.erasure import ERASURE_CHECK, apply_erasure
@@ -117,13 +119,23 @@ def _cleaned_check_specs(name: str) -> list[dg.AssetCheckSpec]:
 
 
 def _cleaned_results(
-    lake: Lake, name: str, source: Source | None, ds: date, result: actionable.CleanResult, docs: str, **extra
+    lake: Lake,
+    name: str,
+    source: Source | None,
+    ds: date,
+    result: actionable.CleanResult,
+    docs: str,
+    start: date | None = None,
+    **extra,
 ) -> Iterator[dg.MaterializeResult]:
     """Write the cleaned rows, the quarantine and the column status; one result per table. Both tables are
-    written before the accounting check, which reads them back."""
+    written before the accounting check, which reads them back. A snapshot (profiles) is stored from `start`."""
     if source is None:
         extra["source"] = NOT_DECLARED_NOTE
-    metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
+    if ("actionable", name) in SNAPSHOTS:
+        metadata = write_snapshot(lake, "actionable", name, ds, result.table, start, **result.accounting())
+    else:
+        metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
     metadata.pop("balanced", None)
     metadata.update(suite_metadata(result, docs))
     metadata.update(extra)
@@ -159,7 +171,7 @@ def _cleaned(
     the known users and the lookback's keys are released before the outputs are written."""
     con = connect()
     raw = _read(con, lake, "raw", name, ds)
-    known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
+    known_users = read_day(lake, "actionable", "profiles", ds).select(["user_id"])
     lookback = lookback_days(ds, settings.dedup_lookback_days, start)
     seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
     outcome, docs = validate_and_record(lake, name, ds, raw, settings)
@@ -227,7 +239,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
                 "unknown_consent": int(result.details.get("unknown_consent", 0)),
             }
         extra["snapshot_users"] = int(result.details.get("snapshot_users", 0))
-        yield from _cleaned_results(lake, "profiles", pmap.sources.get("profiles"), ds, result, docs, **extra)
+        yield from _cleaned_results(lake, "profiles", pmap.sources.get("profiles"), ds, result, docs, start, **extra)
 
     @dg.asset(
         group_name="actionable",
@@ -342,11 +354,12 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         windows = list(pmap.segments.windows)
         daily = daily_activity(lake, ds, max(windows), start)
-        profiles = _read(con, lake, "actionable", "profiles", ds)
+        profiles = read_day(lake, "actionable", "profiles", ds)
         erased = _read(con, lake, "actionable", "erased_users", ds)
         table = features.user_features(con, pmap, daily, profiles, erased, ds, windows, history_start=start)
+        moves = shift_moves(*features.day_counters(pmap, windows))  # what a day moves, not stored in a delta
         return dg.MaterializeResult(
-            metadata=write_table(lake, "actionable", "user_features", ds, table)
+            metadata=write_snapshot(lake, "actionable", "user_features", ds, table, start, moves)
             | column_lineage_metadata(feature_column_lineage(pmap)),
             check_results=[inputs_check(blocked_for_day(lake, pmap, ds))],
         )

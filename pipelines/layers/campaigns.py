@@ -4,7 +4,8 @@ import dagster as dg
 
 from assets import campaigns
 from assets.lake import connect, read_partition
-from pipelines.layers import lake_table, partition_day, write_table
+from assets.snapshots import read_day
+from pipelines.layers import lake_table, partition_day, write_snapshot
 from pipelines.resources import PyramidResource
 
 
@@ -23,7 +24,7 @@ def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         membership = read_partition(connect(), lake.partition_file("segments", "segment_membership", ds))
         features = None
         if campaigns.deciding_contexts(declared):
-            features = read_partition(connect(), lake.partition_file("actionable", "user_features", ds))
+            features = read_day(lake, "actionable", "user_features", ds)
         audiences = campaigns.campaign_audiences(membership, declared, ds, features)
         con = connect()
         con.register("audiences", audiences)
@@ -32,6 +33,9 @@ def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         for campaign_id, admitted in campaigns.admitted_by_context(membership, audiences, declared).items():
             if admitted["admitted_share"] is not None:
                 extra[f"context_admits/{campaign_id}"] = dg.MetadataValue.float(admitted["admitted_share"])
-        return dg.MaterializeResult(metadata=write_table(lake, "campaigns", "audiences", ds, audiences, **extra))
+        start = pyramid.pyramid_map().start_date
+        return dg.MaterializeResult(
+            metadata=write_snapshot(lake, "campaigns", "audiences", ds, audiences, start, **extra)
+        )
 
     return [campaign_audiences]

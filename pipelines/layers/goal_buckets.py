@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from assets.buckets import Bucket
 from assets.goal_day import GoalDayTables
 from assets.lake import Lake, atomic_path, connect, is_local, readable
+from assets.snapshots import SNAPSHOTS, read_day, stored_as_delta
 from pipelines.layers import MissingPartition
 
 if TYPE_CHECKING:
@@ -125,9 +126,22 @@ def previous_bucket_rows(lake: Lake, layer: str, table: str, ds: date, start: da
             f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
             f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
         )
+    if (layer, table) in SNAPSHOTS:  # may be stored as a delta on the day after
+        return snapshot_bucket_rows(lake, layer, table, previous, bucket)
     if bucket.count == 1:  # exactly `read_partition`'s read
         return connect().sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
     return bucket_rows([str(path)], bucket)
+
+
+def snapshot_bucket_rows(lake: Lake, layer: str, table: str, day: date, bucket: Bucket, columns: str = "*") -> pa.Table:
+    """The bucket's rows of a daily snapshot's partition of `day` (assets/snapshots.py), rebuilt first when it is
+    stored as a delta on the day after (an older day re-run)."""
+    path = lake.partition_file(layer, table, day)
+    if not stored_as_delta(path):
+        return bucket_rows([str(path)], bucket, columns)
+    con = connect()
+    con.register("_day", read_day(lake, layer, table, day))
+    return con.sql(f"SELECT {columns} FROM _day WHERE {bucket.where()}").to_arrow_table()
 
 
 def first_activity_day(lake: Lake, ds: date, window_days: int, start: date) -> date:

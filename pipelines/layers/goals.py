@@ -8,11 +8,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets import goal_cohort, goal_day, goal_outcomes_store, goals, north_star, time_to_event
+from assets import delta_store, goal_cohort, goal_day, goals, north_star, time_to_event
 from assets.buckets import Bucket, bucket_count
 from assets.features import touchpoint_daily_schema
 from assets.lake import Lake, connect, read_partition, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
+from assets.snapshots import read_day
 from pipelines.layers import (
     MissingPartition,
     daily_activity,
@@ -29,6 +30,7 @@ from pipelines.layers.goal_buckets import (
     previous_bucket_rows,
     read_parts,
     remove_scratch,
+    snapshot_bucket_rows,
     window,
     write_parts,
 )
@@ -45,8 +47,8 @@ SRM_SPEC = dg.AssetCheckSpec(
 SRM_OUTPUT = SRM_SPEC.get_python_identifier()  # the goal step's output that carries the check's result
 USER_OUTCOMES = "goal_user_outcomes"  # per-user cumulative outcomes, an asset of the goal_metrics step
 COHORT = "goal_cohort"  # the intent-to-treat cohort with covariates and exposure, an asset of the goal_metrics step
-# the cumulative tables stored as checkpoints and deltas (assets/goal_outcomes_store.py), with how their rows move on
-STORED = {USER_OUTCOMES: goal_outcomes_store.OUTCOMES, COHORT: goal_cohort.COHORT_STORAGE}
+# the cumulative tables stored as checkpoints and deltas (assets/delta_store.py), with how their rows move on
+STORED = {USER_OUTCOMES: goal_cohort.OUTCOMES_STORAGE, COHORT: goal_cohort.COHORT_STORAGE}
 
 
 def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
@@ -321,8 +323,8 @@ def signups(lake: Lake, pyramid_map: PyramidMap, ds: date, bucket: Bucket) -> pa
     anchored on signup, else None."""
     if not any(m.kind == time_to_event.KIND and m.anchor == "signup" for m in pyramid_map.metrics.values()):
         return None
-    path = str(lake.partition_file("actionable", "user_features", ds))
-    return bucket_rows([path], bucket, "user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds")
+    columns = "user_id, CAST(as_of - CAST(tenure_days AS INTEGER) AS DATE) AS signup_ds"
+    return snapshot_bucket_rows(lake, "actionable", "user_features", ds, bucket, columns)
 
 
 def touchpoint_metrics(pyramid_map: PyramidMap) -> list[str]:
@@ -353,7 +355,7 @@ def previous_stored(lake: Lake, table: str, ds: date, start: date, bucket: Bucke
     """The full goals/`table` (one of STORED) as of ds - 1, which the day's table builds on, or its `bucket`'s rows;
     None on the first day. Raises MissingPartition when that partition has not been materialized."""
     path = lake.partition_file("goals", table, ds - timedelta(days=1))
-    if ds > start and path.exists() and goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
+    if ds > start and path.exists() and delta_store.is_delta(pq.read_schema(readable(path))):
         full = stored_day(lake, table, ds - timedelta(days=1))  # a re-run of an older day: rebuilt whole
         return full if bucket is None else bucket.rows_of(full)
     if bucket is None:
@@ -363,12 +365,12 @@ def previous_stored(lake: Lake, table: str, ds: date, start: date, bucket: Bucke
 
 def stored_day(lake: Lake, table: str, ds: date) -> pa.Table:
     """The full goals/`table` (one of STORED) of `ds`, rebuilt from the last full partition when it is stored as a
-    delta (assets/goal_outcomes_store.py)."""
+    delta (assets/delta_store.py)."""
     path = lake.partition_file("goals", table, ds)
-    if not goal_outcomes_store.is_delta(pq.read_schema(readable(path))):
+    if not delta_store.is_delta(pq.read_schema(readable(path))):
         return read_partition(connect(), path)
     before = stored_day(lake, table, ds - timedelta(days=1))
-    return goal_outcomes_store.apply_delta(before, pq.read_table(readable(path)), ds, STORED[table])
+    return delta_store.apply_delta(before, pq.read_table(readable(path)), ds, STORED[table])
 
 
 def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
@@ -376,13 +378,13 @@ def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
     is written: unless it is a checkpoint, already a delta, or the delta would not rebuild it exactly."""
     path = lake.partition_file("goals", table, day)
     previous = day - timedelta(days=1)
-    if day <= start or goal_outcomes_store.is_checkpoint(day, start) or not path.exists():
+    if day <= start or delta_store.is_checkpoint(day, start) or not path.exists():
         return
-    stored_as_delta = goal_outcomes_store.is_delta(pq.read_schema(readable(path)))
+    stored_as_delta = delta_store.is_delta(pq.read_schema(readable(path)))
     if stored_as_delta or not lake.has_partition("goals", table, previous):
         return
     full = read_partition(connect(), path)
-    delta = goal_outcomes_store.table_delta(stored_day(lake, table, previous), full, STORED[table])
+    delta = delta_store.table_delta(stored_day(lake, table, previous), full, STORED[table])
     if delta is not None:
         write_parquet_atomic(delta, path)
 
@@ -390,7 +392,7 @@ def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
 def known_users(lake: Lake, ds: date) -> pa.Table:
     """Known, non-erased users as of the day (consented or not: the North Star holds no personal data)."""
     con = connect()
-    con.register("profiles", read_partition(con, lake.partition_file("actionable", "profiles", ds)))
+    con.register("profiles", read_day(lake, "actionable", "profiles", ds))
     con.register("erased", read_partition(con, lake.partition_file("actionable", "erased_users", ds)))
     return con.sql(
         "SELECT user_id FROM profiles WHERE user_id NOT IN (SELECT user_id FROM erased) ORDER BY user_id"

@@ -10,7 +10,8 @@ import pyarrow as pa
 from assets import first_seen, suppression
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
-from pipelines.layers import lake_table, partition_day, previous_partition, write_table
+from assets.snapshots import read_day
+from pipelines.layers import lake_table, partition_day, previous_partition, write_snapshot, write_table
 from pipelines.layers.order import previous_day
 from pipelines.layers.quality import withheld_for_day
 from pipelines.resources import PyramidResource
@@ -81,7 +82,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         column = pmap.consent.marketing_column
         previous = previous_partition(lake, "actionable", MARKETING_CONSENT, ds, start)
         if "profiles" not in pmap.sources:  # the map's consent default, for every known user
-            known = read_partition(connect(), lake.partition_file("actionable", "profiles", ds))
+            known = read_day(lake, "actionable", "profiles", ds)
             table = first_seen.default_marketing_consent(known, pmap.actionable.consent_default)
         else:
             table = suppression.update_marketing_consent(
@@ -94,12 +95,13 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             )
         consent = Counter(table.column("consent_marketing").to_pylist())
         return dg.MaterializeResult(
-            metadata=write_table(
+            metadata=write_snapshot(
                 lake,
                 "actionable",
                 MARKETING_CONSENT,
                 ds,
                 table,
+                start,
                 consented=consent[True],
                 refused=consent[False],
                 unknown=consent[None],

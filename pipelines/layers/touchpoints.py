@@ -8,8 +8,9 @@ import dagster as dg
 import pyarrow as pa
 
 from assets import touchpoints
-from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.lake import Lake, connect, read_partitions
 from assets.pyramid_map import PyramidMap
+from assets.snapshots import read_day
 from pipelines.layers import lake_table, lookback_days, partition_day, write_table
 from pipelines.layers.order import earlier_days
 from pipelines.resources import PyramidResource
@@ -56,7 +57,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     )
     def touchpoint_exports(context: dg.AssetExecutionContext, pyramid: PyramidResource):
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
-        audiences = read_partition(connect(), lake.partition_file("campaigns", "audiences", ds))
+        audiences = read_day(lake, "campaigns", "audiences", ds)
         previous = previous_exports(lake, pmap, ds)
         exports = touchpoints.touchpoint_exports(
             audiences, pmap.campaigns, pmap.touchpoints, previous, ds, reach(lake, pmap, ds)
@@ -86,8 +87,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 
 def reach(lake: Lake, pyramid_map: PyramidMap, ds: date) -> touchpoints.Reach:
     """Who may be reached on the day: its suppressions, marketing consents and the map's marketing channels."""
-    con = connect()
-    suppressions, consent = (read_partition(con, lake.partition_file("actionable", t, ds)) for t in REACH_TABLES)
+    suppressions, consent = (read_day(lake, "actionable", t, ds) for t in REACH_TABLES)
     return touchpoints.Reach(suppressions, consent, tuple(pyramid_map.consent.marketing_channels))
 
 
