@@ -3,14 +3,17 @@ profile snapshot without PII, erased users, per-user daily aggregates and the fe
 
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from assets import accounting, actionable, features, first_seen, landing, measures, privacy_decisions, profiles
 from assets.actionable import CleanResult
-from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.judging import keys_of_files
+from assets.lake import Lake, connect, is_local, read_partition, readable
 from assets.lineage import daily_column_lineage, feature_column_lineage
 from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, Actionable, PyramidMap, Source
 from assets.quality.outcome import ValidationOutcome
@@ -41,7 +44,7 @@ from pipelines.layers.quality import (
     suite_specs,
     validate_and_record,
 )
-from pipelines.metadata import column_lineage_metadata
+from pipelines.metadata import column_lineage_metadata, table_metadata
 from pipelines.resources import PyramidResource
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -123,7 +126,10 @@ def _cleaned_results(
     written before the accounting check, which reads them back."""
     if source is None:
         extra["source"] = NOT_DECLARED_NOTE
-    metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
+    if result.written is None:
+        metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
+    else:  # streamed to its file by the cleaning
+        metadata = table_metadata(_FileColumns(result.written), result.written, **result.accounting())
     metadata.pop("balanced", None)
     metadata.update(suite_metadata(result, docs))
     metadata.update(extra)
@@ -155,15 +161,45 @@ def _cleaned(
     clean: Callable[..., CleanResult],
     start: date,
 ) -> tuple[CleanResult, str]:
-    """Validate and clean the day's raw rows of a keyed source. Its own function so that the raw partition,
-    the known users and the lookback's keys are released before the outputs are written."""
+    """Validate and clean the day's raw rows of a keyed source, the accepted rows written to their partition.
+    DuckDB reads the raw partition, the known users and the lookback's keys from their files (within its
+    memory limit), GX gets one column group at a time, and the accepted rows are written a row group at a time:
+    Python never holds the day's rows (issue 11: a 1M-user day within 3 GiB)."""
     con = connect()
-    raw = _read(con, lake, "raw", name, ds)
-    known_users = _read(con, lake, "actionable", "profiles", ds).select(["user_id"])
+    raw = lake.partition_file("raw", name, ds)
+    profiles_file = str(lake.partition_file("actionable", "profiles", ds))
+    known_users = con.sql("SELECT user_id FROM read_parquet(?)", params=[profiles_file])
     lookback = lookback_days(ds, settings.dedup_lookback_days, start)
-    seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
+    seen = keys_of_files(con, _partition_files(lake, name, lookback), key_column)
     outcome, docs = validate_and_record(lake, name, ds, raw, settings)
-    return clean(con, raw, ds, known_users, seen, settings, validation=outcome), docs
+    accepted_to = lake.partition_file("actionable", name, ds)
+    return clean(con, raw, ds, known_users, seen, settings, validation=outcome, accepted_to=accepted_to), docs
+
+
+def _partition_files(lake: Lake, name: str, days: list[date]) -> list[str]:
+    """The files of the given days of an actionable table, those that exist (as `read_partitions` finds them)."""
+    written = set(lake.partitions("actionable", name)) if not is_local(lake.root) else None  # one listing
+    present = [d for d in days if (d in written if written is not None else lake.has_partition("actionable", name, d))]
+    return [str(lake.partition_file("actionable", name, d)) for d in present]
+
+
+class _FileColumns:
+    """A written Parquet file read as `table_metadata` reads a table (schema, rows, a column, the first rows),
+    one column in memory at a time: the metadata of a partition too large to hold whole."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = pq.ParquetFile(readable(path))
+        self.schema = self._file.schema_arrow
+        self.column_names = self.schema.names
+        self.num_columns = len(self.column_names)
+        self.num_rows = self._file.metadata.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self._file.read(columns=[name]).column(0)
+
+    def slice(self, offset: int = 0, length: int | None = None) -> pa.Table:
+        first = next(self._file.iter_batches(batch_size=offset + (length or self.num_rows) or 1), None)
+        return pa.Table.from_batches([first] if first is not None else [], self.schema).slice(offset, length)
 
 
 def first_seen_result(
