@@ -207,7 +207,9 @@ def erasure_typing() -> dict[str, str]:
 # --- the cleaning machinery ------------------------------------------------------------------------
 
 
-def _seen_keys(seen_ids: pa.Table | duckdb.DuckDBPyRelation | None, key: str) -> pa.ChunkedArray | None:
+def _seen_keys(
+    seen_ids: pa.Table | duckdb.DuckDBPyRelation | None, key: str
+) -> pa.ChunkedArray | duckdb.DuckDBPyRelation | None:
     if seen_ids is None or isinstance(seen_ids, duckdb.DuckDBPyRelation):
         return seen_ids  # a relation: already the lookback's keys as VARCHAR `key` (judging.keys_of_files)
     if key not in seen_ids.column_names:
