@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -52,11 +53,12 @@ from assets.judging import (
     fate_details,
     judge,
     quarantine_rows,
+    write_accepted_rows,
 )
 from assets.pyramid_map import Actionable
 from assets.quality.outcome import ValidationOutcome, withheld_columns
 from assets.quality.suites import Suite, load_suite, suite_path, with_kwargs
-from assets.quality.typed_batch import column_sql, flag_sql, text_sql, timestamp_sql
+from assets.quality.typed_batch import column_sql, flag_sql, raw_row_count, text_sql, timestamp_sql
 from assets.quality.validation import validate_raw
 
 EVENT_TYPES = (
@@ -100,6 +102,7 @@ class CleanResult:
     actionable_rows: int | None = None
     validation: ValidationOutcome | None = None  # the suite's outcome (None: no suite)
     withheld: list[str] = field(default_factory=list)  # columns set to NULL for this partition
+    written: Path | None = None  # the accepted rows' file, when they were written there, not kept in `table`
 
     def accounting(self) -> dict:
         actionable = self.table.num_rows if self.actionable_rows is None else self.actionable_rows
@@ -204,9 +207,11 @@ def erasure_typing() -> dict[str, str]:
 # --- the cleaning machinery ------------------------------------------------------------------------
 
 
-def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
-    if seen_ids is None:
-        return None
+def _seen_keys(
+    seen_ids: pa.Table | duckdb.DuckDBPyRelation | None, key: str
+) -> pa.ChunkedArray | duckdb.DuckDBPyRelation | None:
+    if seen_ids is None or isinstance(seen_ids, duckdb.DuckDBPyRelation):
+        return seen_ids  # a relation: already the lookback's keys as VARCHAR `key` (judging.keys_of_files)
     if key not in seen_ids.column_names:
         raise ValueError(
             f"seen_ids must have a {key!r} column (the ids accepted in the lookback), got {seen_ids.column_names}"
@@ -215,21 +220,31 @@ def _seen_keys(seen_ids: pa.Table | None, key: str) -> pa.ChunkedArray | None:
 
 
 def validate(
-    raw: pa.Table, source: str, ds: date, settings: Actionable, suite: Suite | None = None
+    raw: pa.Table | Path, source: str, ds: date, settings: Actionable, suite: Suite | None = None
 ) -> ValidationOutcome:
-    """Run the source's suite on the landed partition (imports Great Expectations), with the map's domain rules
-    (currencies, txn_types, event_types, zero_amounts) in place of the suite's."""
+    """Run the source's suite on the landed partition (an Arrow table or its Parquet file; imports Great
+    Expectations), with the map's domain rules (currencies, txn_types, event_types, zero_amounts) in place of the
+    suite's."""
     suite = suite if suite is not None else with_kwargs(load_suite(suite_path(source)), settings.suite_changes(source))
     return validate_raw(
         raw, source, ds, max_clock_skew_minutes=settings.max_clock_skew_minutes, suite=suite, pii=settings.pii
     )
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What one keyed cleaning reads besides its raw rows: the known users, the lookback's accepted keys, and where
+    to write the accepted rows (None: return them as a table)."""
+
+    known_users: pa.Table | duckdb.DuckDBPyRelation | None
+    seen_ids: pa.Table | duckdb.DuckDBPyRelation | None
+    accepted_to: Path | None = None
+
+
 def _clean_keyed(
     con: duckdb.DuckDBPyConnection,
-    raw: pa.Table,
-    known_users: pa.Table | None,
-    seen_ids: pa.Table | None,
+    raw: pa.Table | Path,
+    inputs: Inputs,
     plan: Plan,
     key: str,
     ds: date,
@@ -239,23 +254,32 @@ def _clean_keyed(
 ) -> CleanResult:
     validation = validation if validation is not None else validate(raw, plan.source, ds, settings)
     withheld = withheld_columns(validation) if withhold else []
-    known = known_users.select(["user_id"]) if known_users is not None else None
-    judged = judge(con, plan, raw, known, _seen_keys(seen_ids, key), validation)
+    known = inputs.known_users
+    known = known.select(["user_id"]) if isinstance(known, pa.Table) else known
+    judged = judge(con, plan, raw, known, _seen_keys(inputs.seen_ids, key), validation)
+    schema = SCHEMAS[plan.source]
     try:
         details = fate_details(con, judged)
         details["conflicting_copies"] = conflicting_copies(con, judged)
+        streamed = inputs.accepted_to is not None  # `table` stays empty, `actionable_rows` counts the accepted
         result = CleanResult(
-            table=accepted_rows(con, judged, SCHEMAS[plan.source], withheld),
+            table=schema.empty_table() if streamed else accepted_rows(con, judged, schema, withheld),
             quarantine=quarantine_rows(con, judged, plan.source),
-            raw_rows=raw.num_rows,
+            raw_rows=raw_row_count(raw),
             duplicates_removed=details["duplicates"],
             details=details,
+            actionable_rows=details["accepted"] if streamed else None,
             validation=validation,
             withheld=withheld,
-        )
+            written=inputs.accepted_to,
+        ).assert_balanced(plan.source)
+        if streamed:  # only a balanced result is written
+            written = write_accepted_rows(con, judged, schema, inputs.accepted_to, withheld)
+            if written != result.actionable_rows:  # pragma: no cover - the same rows, counted twice
+                raise AccountingError(f"{plan.source}: {written} rows written, {result.actionable_rows} accepted")
     finally:
         drop_judged(con, judged)
-    return result.assert_balanced(plan.source)
+    return result
 
 
 # --- public API ------------------------------------------------------------------------------------
@@ -263,38 +287,44 @@ def _clean_keyed(
 
 def clean_events(
     con: duckdb.DuckDBPyConnection,
-    raw: pa.Table,
+    raw: pa.Table | Path,
     ds: date,
-    known_users: pa.Table,
-    seen_ids: pa.Table | None,
+    known_users: pa.Table | duckdb.DuckDBPyRelation,
+    seen_ids: pa.Table | duckdb.DuckDBPyRelation | None,
     settings: Actionable,
     *,
     validation: ValidationOutcome | None = None,
     withhold: bool = True,
+    accepted_to: Path | None = None,
 ) -> CleanResult:
     """Typed events of landing day `ds`; refused rows quarantined with every reason; duplicates of
     event_id within the partition and of `seen_ids` (event ids accepted in the lookback) removed.
     `validation`: the suite's outcome on `raw` (run here when not given); `withhold=False` keeps
-    columns a failed column expectation would withhold (for tests of the row rules only)."""
+    columns a failed column expectation would withhold (for tests of the row rules only). `raw` may be the raw
+    partition's Parquet file, `known_users` and `seen_ids` DuckDB relations (`judging.judge`); with
+    `accepted_to` the accepted rows are written to that file as they are read out (`result.written`), not held."""
     plan = Plan("events", _event_typing(), event_checks(ds, settings), dedup_key="event_id")
-    return _clean_keyed(con, raw, known_users, seen_ids, plan, "event_id", ds, settings, validation, withhold)
+    inputs = Inputs(known_users, seen_ids, accepted_to)
+    return _clean_keyed(con, raw, inputs, plan, "event_id", ds, settings, validation, withhold)
 
 
 def clean_transactions(
     con: duckdb.DuckDBPyConnection,
-    raw: pa.Table,
+    raw: pa.Table | Path,
     ds: date,
-    known_users: pa.Table,
-    seen_ids: pa.Table | None,
+    known_users: pa.Table | duckdb.DuckDBPyRelation,
+    seen_ids: pa.Table | duckdb.DuckDBPyRelation | None,
     settings: Actionable,
     *,
     validation: ValidationOutcome | None = None,
     withhold: bool = True,
+    accepted_to: Path | None = None,
 ) -> CleanResult:
     """Typed transactions of landing day `ds` (amount DOUBLE > 0, known currency and type; status
     kept as delivered); refused rows quarantined; duplicates of txn_id removed as for events."""
     plan = Plan("transactions", _transaction_typing(), transaction_checks(ds, settings), dedup_key="txn_id")
-    return _clean_keyed(con, raw, known_users, seen_ids, plan, "txn_id", ds, settings, validation, withhold)
+    inputs = Inputs(known_users, seen_ids, accepted_to)
+    return _clean_keyed(con, raw, inputs, plan, "txn_id", ds, settings, validation, withhold)
 
 
 def conformed(previous: pa.Table | None, schema: pa.Schema) -> pa.Table:

@@ -46,8 +46,12 @@ def bloom_options(table: pa.Table) -> dict | None:
     None when the table has no such column (an aggregate)."""
     if USER_COLUMN not in table.column_names or table.num_rows == 0:
         return None
-    ndv = int(pc.count_distinct(table.column(USER_COLUMN)).as_py() or 0)
-    return {USER_COLUMN: {"ndv": max(1, min(ndv, _MAX_NDV)), "fpp": FPP}}
+    return bloom_options_for(int(pc.count_distinct(table.column(USER_COLUMN)).as_py() or 0))
+
+
+def bloom_options_for(distinct_ids: int) -> dict:
+    """`bloom_options` of a table with rows and a `user_id` column holding `distinct_ids` distinct ids."""
+    return {USER_COLUMN: {"ndv": max(1, min(distinct_ids, _MAX_NDV)), "fpp": FPP}}
 
 
 def id_hashes(user_ids: Iterable[str]) -> np.ndarray:

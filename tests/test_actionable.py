@@ -5,11 +5,13 @@ import json
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from assets import actionable, contract, erasure_requests, profiles
 from assets.actionable import AccountingError, CleanResult
 from assets.contract import CANONICAL_COLUMNS
+from assets.judging import keys_of_files
 from assets.lake import Lake, connect
 from assets.pyramid_map import load_map
 from assets.raw import land
@@ -162,6 +164,28 @@ def test_rerun_gives_identical_tables(tmp_path, pyramid):
     assert first.table.equals(again.table) and first.quarantine.equals(again.quarantine)
     assert first.duplicates_removed == 3  # without the lookback, line 17 is judged on its own
     assert reasons_by_line(first)[17] == ["bad_timestamp"]
+
+
+def test_cleaning_from_files_writes_what_the_tables_give(tmp_path, pyramid):
+    """The pipeline's way (raw partition, known users and lookback read by DuckDB from their files, accepted
+    rows streamed to their partition) gives the same rows, quarantine, counts and validation as tables do."""
+    raw = land_text(tmp_path, pyramid, "events", "\n".join(EVENT_LINES) + "\n")
+    seen = pa.table({"event_id": ["e0", "e-other"]})
+    in_memory = actionable.clean_events(connect(), raw, DS, KNOWN_USERS, seen, pyramid.actionable)
+    files = {name: tmp_path / f"{name}.parquet" for name in ("raw", "known", "seen")}
+    for name, table in zip(files, (raw, KNOWN_USERS, seen)):
+        pq.write_table(table, files[name])
+    con, target = connect(), tmp_path / "lake/events/part-0.parquet"
+    known = con.sql("SELECT user_id FROM read_parquet(?)", params=[str(files["known"])])
+    keys = keys_of_files(con, [str(files["seen"])], "event_id")
+    streamed = actionable.clean_events(con, files["raw"], DS, known, keys, pyramid.actionable, accepted_to=target)
+    assert streamed.written == target and streamed.table.num_rows == 0
+    assert pq.read_table(target).equals(in_memory.table)
+    assert streamed.quarantine.equals(in_memory.quarantine) and streamed.details == in_memory.details
+    assert streamed.accounting() == in_memory.accounting()
+    assert streamed.validation.checks == in_memory.validation.checks
+    assert pq.ParquetFile(target).metadata.row_group(0).column(1).bloom_filter_offset is not None
+    assert not list(target.parent.glob(".*.tmp"))  # staged, then moved
 
 
 def test_no_raw_rows_gives_empty_balanced_result(pyramid):

@@ -21,7 +21,8 @@ The modules, each one concept (import them directly; this package re-exports not
 - `suites`: `Rule`, `Suite`, loading, checking and writing suite files, check names, `peek_rules`;
 - `typed_batch`: `typed_frame` and the one typing (`column_sql` and its `*_sql` parts, shared with the
   actionable layer), `day_parameters` (a landing day's `$PARAMETER` values);
-- `validation`: `validate_batch` / `validate_raw` in an in-memory GX context, saved results;
+- `validation`: `validate_batch` / `validate_raw` (a raw partition, its file included, typed one column group
+  at a time) in an in-memory GX context, saved results;
 - `outcome`: `ValidationOutcome` (exact failing rows, column verdicts, per-expectation summaries),
   `withheld_columns`, `column_status_table`;
 - `data_docs`: `build_data_docs`, a GX Data Docs site from saved results.

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from assets.lake import connect
+from assets.lake import connect, readable
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -76,10 +78,11 @@ TYPING: dict[str, dict[str, str]] = {
 }
 
 
-def typed_frame(raw: pa.Table | pd.DataFrame, source: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+def typed_frame(raw: pa.Table | pd.DataFrame | Path, source: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """The raw VARCHAR rows of `source` typed for validation (see the module doc), one row per raw row
     in the same order, with a RangeIndex: positions in the frame are positions in `raw`.
 
+    `raw` may be a raw partition's Parquet file, read by DuckDB (only the columns typed are read).
     `columns` limits the output to those columns (e.g. `suite.columns`); by default every typed
     column of the source. Typing runs in DuckDB (one pass, vectorized) and hands Arrow to pandas.
     """
@@ -91,18 +94,38 @@ def typed_frame(raw: pa.Table | pd.DataFrame, source: str, columns: Iterable[str
     if unknown:
         raise ValueError(f"{source}: no typed column {', '.join(unknown)}; typed columns: {', '.join(outputs)}")
     needed_raw = sorted({_raw_name(c) for c in wanted})
-    raw_columns = list(raw.column_names if isinstance(raw, pa.Table) else raw.columns)
+    raw_columns = raw_column_names(raw)
     missing = [c for c in needed_raw if c not in raw_columns]
     if missing:
         raise ValueError(f"{source}: the raw batch lacks {', '.join(missing)}")
     con = connect()  # UTC, a cursor on the shared workspace
     try:
-        con.register("_raw_batch", raw)
+        if is_parquet_file(raw):
+            con.register("_raw_batch", con.sql("SELECT * FROM read_parquet(?)", params=[str(raw)]))
+        else:
+            con.register("_raw_batch", raw)
         select = ", ".join(f'{outputs[c]} AS "{c}"' for c in wanted) or "1 AS _none"
         table = con.sql(f"SELECT {select} FROM _raw_batch").to_arrow_table()  # a projection keeps the order
     finally:
         con.close()
     return to_pandas(table.select(wanted))
+
+
+def is_parquet_file(raw: object) -> bool:
+    """Whether a batch is a Parquet file's path (local, or a `upath.UPath` on an object store)."""
+    return isinstance(raw, Path) or type(raw).__module__.split(".")[0] == "upath"
+
+
+def raw_column_names(raw: pa.Table | pd.DataFrame | Path) -> list[str]:
+    """The columns of a raw batch (an Arrow table, a frame, or a Parquet file, from its footer)."""
+    if is_parquet_file(raw):
+        return pq.ParquetFile(readable(raw)).schema_arrow.names
+    return list(raw.column_names if isinstance(raw, pa.Table) else raw.columns)
+
+
+def raw_row_count(raw: pa.Table | Path) -> int:
+    """The rows of a raw batch (a Parquet file: from its footer)."""
+    return pq.ParquetFile(readable(raw)).metadata.num_rows if is_parquet_file(raw) else raw.num_rows
 
 
 def _raw_name(column: str) -> str:

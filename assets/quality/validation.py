@@ -4,6 +4,8 @@ Speed (benchmarks/bench_quality.py, 1M events rows): GX's pandas engine copies t
 every null filter of every map metric, so expectations are validated per column group on frames of
 only those columns; GX's dataframe fingerprint (a full `hash_pandas_object` per batch load) is turned
 off; the batch is loaded once (GX's V1 Validator, not `get_batch().validate()`, which loads twice).
+Memory: `validate_raw` types each group's columns when the group's turn comes (from the raw partition's
+Parquet file in the pipeline), so only one group's frame is ever held, never the whole typed batch.
 
 `import great_expectations` takes seconds, so it happens inside the functions that need it (and
 pandas with it): importing this module costs nothing.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,7 @@ from assets.lake import write_text_atomic
 from assets.privacy import is_private
 from assets.quality.outcome import QualityError, ValidationOutcome, outcome_from_result
 from assets.quality.suites import Suite, load_suite, suite_path
-from assets.quality.typed_batch import base_column, day_parameters, to_pandas, typed_frame
+from assets.quality.typed_batch import base_column, day_parameters, raw_row_count, to_pandas, typed_frame
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -114,20 +116,46 @@ def validate_batch(
     No unexpected value of an id, PII (`pii`, the map's list) or raw-record column is kept: not in
     the result, its Data Docs nor the outcome's samples (`assets.privacy`).
     """
+    data = _validation_frame(frame, suite)
+    groups = suite.groups if by_column else [(tuple(data.columns), suite.gx_suite, bool(suite.row_rules))]
+    return _validate_groups(
+        lambda columns: data[list(columns)] if by_column else data,
+        len(data),
+        suite,
+        groups,
+        batch_name,
+        parameters=parameters,
+        sample_size=sample_size,
+        by_column=by_column,
+        pii=pii,
+    )
+
+
+def _validate_groups(
+    frame_of: Callable[[tuple[str, ...]], pd.DataFrame],
+    row_count: int,
+    suite: Suite,
+    groups: list,
+    batch_name: str,
+    *,
+    parameters: Mapping[str, Any] | None,
+    sample_size: int,
+    by_column: bool,
+    pii: Iterable[str],
+) -> ValidationOutcome:
+    """Validate each group of expectations on `frame_of(its columns)`, one frame at a time (see `validate_batch`)."""
     import time as clock
 
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.validator.v1_validator import Validator as V1Validator
 
     started = clock.perf_counter()
-    data = _validation_frame(frame, suite)
     missing_parameters = [p for p in suite.parameters if p not in (parameters or {})]
     if missing_parameters:
         raise QualityError(
             f"suite {suite.name!r} needs a value for $PARAMETER {', '.join(missing_parameters)} (see day_parameters)"
         )
     batch_definition = _batch_definition(suite.name)
-    groups = suite.groups if by_column else [(tuple(data.columns), suite.gx_suite, bool(suite.row_rules))]
     prepared = clock.perf_counter()
     # per expectation, whatever the grouping; the groups of `suite.groups` are cut by exactly the columns read
     masked = {e.id for columns, gx_suite, _ in suite.groups if _private(columns, pii) for e in gx_suite.expectations}
@@ -138,19 +166,20 @@ def validate_batch(
         # loads it twice.
         validator = V1Validator(
             batch_definition=batch_definition,
-            batch_parameters={"dataframe": data[list(columns)] if by_column else data},
+            batch_parameters={"dataframe": frame_of(columns)},
             result_format=_result_format(sample_size, complete, private),
         )
         results.append(validator.validate_expectation_suite(gx_suite, dict(parameters or {})))
+        del validator  # the group's frame goes with it: one group's columns in memory at a time
     validated = clock.perf_counter()
     result = _merge(results, suite) if by_column else results[0]
     run_time = datetime.now(UTC)
     result.meta["run_id"] = RunIdentifier(run_name=batch_name, run_time=run_time)
     result.meta["validation_time"] = run_time
-    result.meta["batch_parameters"] = {"dataframe": f"<{len(data):,} rows x {len(data.columns)} columns>"}
+    result.meta["batch_parameters"] = {"dataframe": f"<{row_count:,} rows x {len(suite.columns)} columns>"}
     # Data Docs read the asset name from batch_spec, where GX 1.x does not put it ("Data asset: None")
     result.meta["batch_spec"] = {**dict(result.meta.get("batch_spec") or {}), "data_asset_name": suite.name}
-    outcome = outcome_from_result(result, suite, batch_name, len(data), sample_size, masked=masked)
+    outcome = outcome_from_result(result, suite, batch_name, row_count, sample_size, masked=masked)
     outcome.timings = {
         "prepare_s": prepared - started,
         "gx_validate_s": validated - prepared,
@@ -182,9 +211,12 @@ def _merge(parts: list, suite: Suite) -> ExpectationSuiteValidationResult:
     )
 
 
-def _validation_frame(frame: pd.DataFrame | pa.Table, suite: Suite) -> pd.DataFrame:
-    """The suite's columns only (GX copies the whole frame for every null filter), a RangeIndex."""
-    columns = list(suite.columns)
+def _validation_frame(
+    frame: pd.DataFrame | pa.Table, suite: Suite, columns: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """The suite's columns only, or `columns` of them (GX copies the whole frame for every null filter), a
+    RangeIndex."""
+    columns = list(suite.columns if columns is None else columns)
     available = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
     missing = [c for c in columns if c not in available]
     if missing:
@@ -222,7 +254,7 @@ def load_validations(paths: Iterable[Path]) -> list:
 
 
 def validate_raw(
-    raw: pa.Table,
+    raw: pa.Table | Path,
     source: str,
     ds: date,
     *,
@@ -230,10 +262,19 @@ def validate_raw(
     suite: Suite | None = None,
     pii: Iterable[str] = (),
 ) -> ValidationOutcome:
-    """Validate one landed partition of `source` against its suite (default `expectations/<source>.json`):
-    typed with the one typing (`column_sql`), only the suite's columns, the day's `$PARAMETER`s."""
+    """Validate one landed partition of `source` (an Arrow table, or its Parquet file) against its suite (default
+    `expectations/<source>.json`): typed with the one typing (`column_sql`), the day's `$PARAMETER`s. Each group
+    of expectations gets a frame of only its typed columns, typed when its turn comes, so that the whole typed
+    batch is never held (the results are those of `validate_batch` on the whole typed frame)."""
     suite = suite if suite is not None else load_suite(suite_path(source))
-    frame = typed_frame(raw, source, suite.columns)
-    return validate_batch(
-        frame, suite, f"{source}-{ds.isoformat()}", parameters=day_parameters(ds, max_clock_skew_minutes), pii=pii
+    return _validate_groups(
+        lambda columns: _validation_frame(typed_frame(raw, source, columns), suite, columns),
+        raw_row_count(raw),
+        suite,
+        suite.groups,
+        f"{source}-{ds.isoformat()}",
+        parameters=day_parameters(ds, max_clock_skew_minutes),
+        sample_size=SAMPLE_SIZE,
+        by_column=True,
+        pii=pii,
     )

@@ -1,26 +1,31 @@
 """Actionable data: typed, validated, deduplicated rows (the rest quarantined with reasons), the
 profile snapshot without PII, erased users, per-user daily aggregates and the feature table."""
 
+import ctypes
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from assets import accounting, actionable, features, first_seen, landing, measures, privacy_decisions, profiles
 from assets.actionable import CleanResult
-from assets.lake import Lake, connect, read_partition, read_partitions
+from assets.judging import keys_of_files
+from assets.lake import Lake, connect, read_partition, readable
 from assets.lineage import daily_column_lineage, feature_column_lineage
 from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, Actionable, PyramidMap, Source
 from assets.quality.outcome import ValidationOutcome
-from assets.snapshots import SNAPSHOTS, read_day, shift_moves
+from assets.snapshots import SNAPSHOTS, read_day, shift_moves, stored_as_delta
 from pipelines.layers import (
     daily_activity,
     erasure_requests,
     lake_table,
     lookback_days,
     partition_day,
+    partition_files,
     previous_partition,
     reason_counts,
     suppression,
@@ -43,7 +48,7 @@ from pipelines.layers.quality import (
     suite_specs,
     validate_and_record,
 )
-from pipelines.metadata import column_lineage_metadata
+from pipelines.metadata import column_lineage_metadata, table_metadata
 from pipelines.resources import PyramidResource
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -132,7 +137,9 @@ def _cleaned_results(
     written before the accounting check, which reads them back. A snapshot (profiles) is stored from `start`."""
     if source is None:
         extra["source"] = NOT_DECLARED_NOTE
-    if ("actionable", name) in SNAPSHOTS:
+    if result.written is not None:  # streamed to its file by the cleaning
+        metadata = table_metadata(_FileColumns(result.written), result.written, **result.accounting())
+    elif ("actionable", name) in SNAPSHOTS:
         metadata = write_snapshot(lake, "actionable", name, ds, result.table, start, **result.accounting())
     else:
         metadata = write_table(lake, "actionable", name, ds, result.table, **result.accounting())
@@ -167,15 +174,51 @@ def _cleaned(
     clean: Callable[..., CleanResult],
     start: date,
 ) -> tuple[CleanResult, str]:
-    """Validate and clean the day's raw rows of a keyed source. Its own function so that the raw partition,
-    the known users and the lookback's keys are released before the outputs are written."""
+    """Validate and clean the day's raw rows of a keyed source, the accepted rows written to their partition.
+    DuckDB reads the raw partition, the known users and the lookback's keys from their files (within its
+    memory limit), GX gets one column group at a time, and the accepted rows are written a row group at a time:
+    Python never holds the day's rows (issue 11: a 1M-user day within 3 GiB)."""
     con = connect()
-    raw = _read(con, lake, "raw", name, ds)
-    known_users = read_day(lake, "actionable", "profiles", ds).select(["user_id"])
+    raw = lake.partition_file("raw", name, ds)
+    profiles = lake.partition_file("actionable", "profiles", ds)
+    if stored_as_delta(profiles):  # an older day re-run: its profiles are rebuilt (assets/snapshots.py)
+        known_users = read_day(lake, "actionable", "profiles", ds).select(["user_id"])
+    else:
+        known_users = con.sql("SELECT user_id FROM read_parquet(?)", params=[str(profiles)])
     lookback = lookback_days(ds, settings.dedup_lookback_days, start)
-    seen = read_partitions(con, lake, "actionable", name, lookback, columns=key_column)
+    seen = keys_of_files(con, partition_files(lake, "actionable", name, lookback), key_column)
     outcome, docs = validate_and_record(lake, name, ds, raw, settings)
-    return clean(con, raw, ds, known_users, seen, settings, validation=outcome), docs
+    release_freed_memory()  # GX's frames, before DuckDB's work
+    accepted_to = lake.partition_file("actionable", name, ds)
+    return clean(con, raw, ds, known_users, seen, settings, validation=outcome, accepted_to=accepted_to), docs
+
+
+def release_freed_memory() -> None:
+    """Hand the memory Python has freed back to the system (glibc keeps freed pages of large frames otherwise, and
+    the step's peak RSS would count them twice); nothing elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+class _FileColumns:
+    """A written Parquet file read as `table_metadata` reads a table (schema, rows, a column, the first rows),
+    one column in memory at a time: the metadata of a partition too large to hold whole."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = pq.ParquetFile(readable(path))
+        self.schema = self._file.schema_arrow
+        self.column_names = self.schema.names
+        self.num_columns = len(self.column_names)
+        self.num_rows = self._file.metadata.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self._file.read(columns=[name]).column(0)
+
+    def slice(self, offset: int = 0, length: int | None = None) -> pa.Table:
+        first = next(self._file.iter_batches(batch_size=offset + (length or self.num_rows) or 1), None)
+        return pa.Table.from_batches([first] if first is not None else [], self.schema).slice(offset, length)
 
 
 def first_seen_result(

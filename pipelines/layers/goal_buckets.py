@@ -23,7 +23,7 @@ from assets.buckets import Bucket
 from assets.goal_day import GoalDayTables
 from assets.lake import Lake, atomic_path, connect, is_local, readable
 from assets.snapshots import SNAPSHOTS, read_day, stored_as_delta
-from pipelines.layers import MissingPartition
+from pipelines.layers import MissingPartition, partition_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -92,16 +92,6 @@ def window(ds: date, days: int, start: date) -> tuple[date, list[date]]:
     """The first day and the days (from `start`) of the `days` ending on ds."""
     first = ds - timedelta(days=days - 1)
     return first, [first + timedelta(days=n) for n in range(days) if first + timedelta(days=n) >= start]
-
-
-def partition_files(lake: Lake, layer: str, table: str, days: list[date]) -> list[str]:
-    """The partition files of `days` a table has (one listing on an object store)."""
-    if is_local(lake.root):
-        present = [d for d in days if lake.has_partition(layer, table, d)]
-    else:
-        written = set(lake.partitions(layer, table))
-        present = [d for d in days if d in written]
-    return [str(lake.partition_file(layer, table, d)) for d in present]
 
 
 def bucket_rows(

@@ -19,6 +19,7 @@ from pipelines.layers import (
     daily_activity,
     lake_table,
     partition_day,
+    partition_files,
     previous_partition,
     write_table,
 )
@@ -26,7 +27,6 @@ from pipelines.layers.goal_buckets import (
     BucketTask,
     bucket_rows,
     first_activity_day,
-    partition_files,
     previous_bucket_rows,
     read_parts,
     remove_scratch,

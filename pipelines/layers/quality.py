@@ -140,7 +140,7 @@ def data_docs_index(lake: Lake) -> Path:
 
 
 def validate_and_record(
-    lake: Lake, source: str, ds: date, raw: pa.Table, settings: Actionable
+    lake: Lake, source: str, ds: date, raw: pa.Table | Path, settings: Actionable
 ) -> tuple["ValidationOutcome", str]:
     """Validate the day's raw rows and save the result for Data Docs (the column status is written by
     `column_status_result`)."""
