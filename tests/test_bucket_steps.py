@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
@@ -16,7 +15,7 @@ from assets.pyramid_map import load_map
 from pipelines.definitions import EXECUTOR_ENV, MAX_CONCURRENT_ENV, NIGHTLY_JOB, build_definitions, nightly_executor
 from pipelines.layers.goal_buckets import scratch_parts
 from pipelines.runner import QUIET
-from tests.test_buckets import BUCKETED, COMPARED, assert_frames_close
+from tests.test_buckets import BUCKETED, COMPARED, assert_same_tables
 
 BUCKETS = 3
 
@@ -80,13 +79,7 @@ def bucket_runs(run, tmp_path_factory):
 @pytest.mark.parametrize(("layer", "table"), COMPARED)
 def test_multiprocess_buckets_write_the_tables_of_one_bucket(bucket_runs, layer, table):
     one, many, _steps, _stored = bucket_runs
-    days = one.partitions(layer, table)
-    assert days and days == many.partitions(layer, table)
-    for day in days:
-        expected = pq.read_table(one.partition_file(layer, table, day))
-        got = pq.read_table(many.partition_file(layer, table, day))
-        assert got.schema.remove_metadata() == expected.schema.remove_metadata()
-        assert_frames_close(pl.from_arrow(expected), pl.from_arrow(got))
+    assert_same_tables(one, many, layer, table)
 
 
 def test_each_bucket_is_a_step_of_its_own_process(bucket_runs):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
@@ -14,6 +15,9 @@ from assets.features import touchpoint_daily_schema
 from assets.lake import Lake, connect, is_local, read_partition, read_partitions, write_parquet_atomic
 from assets.snapshots import SNAPSHOTS, read_day, store_day
 from pipelines.metadata import table_metadata
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 LAKE_TABLE = "lake_table"  # definition metadata: the `layer/table` of the lake an asset writes
 
@@ -56,6 +60,17 @@ class MissingPartition(RuntimeError):
 
 def previous_partition(lake: Lake, layer: str, table: str, ds: date, start: date) -> pa.Table | None:
     """The table's partition for the day before `ds`; None on the first day of the program."""
+    path = previous_partition_file(lake, layer, table, ds, start)
+    if path is None:
+        return None
+    if (layer, table) in SNAPSHOTS:  # may be stored as a delta on the day after
+        return read_day(lake, layer, table, ds - timedelta(days=1))
+    return read_partition(connect(), path)
+
+
+def previous_partition_file(lake: Lake, layer: str, table: str, ds: date, start: date) -> Path | UPath | None:
+    """The file of the table's partition for the day before `ds`; None on the first day of the program. Raises
+    MissingPartition when that partition has not been materialized."""
     if ds <= start:
         return None
     previous = ds - timedelta(days=1)
@@ -65,9 +80,7 @@ def previous_partition(lake: Lake, layer: str, table: str, ds: date, start: date
             f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
             f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
         )
-    if (layer, table) in SNAPSHOTS:  # may be stored as a delta on the day after
-        return read_day(lake, layer, table, previous)
-    return read_partition(connect(), path)
+    return path
 
 
 def partition_files(lake: Lake, layer: str, table: str, days: list[date]) -> list[str]:

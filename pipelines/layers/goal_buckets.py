@@ -23,7 +23,7 @@ from assets.buckets import Bucket
 from assets.goal_day import GoalDayTables
 from assets.lake import Lake, atomic_path, connect, is_local, readable
 from assets.snapshots import SNAPSHOTS, read_day, stored_as_delta
-from pipelines.layers import MissingPartition, partition_files
+from pipelines.layers import MissingPartition, partition_files, previous_partition_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,17 +107,11 @@ def bucket_rows(
 
 def previous_bucket_rows(lake: Lake, layer: str, table: str, ds: date, start: date, bucket: Bucket) -> pa.Table | None:
     """The bucket's rows of the table's partition of ds - 1 (`layers.previous_partition`); None on the first day."""
-    if ds <= start:
+    path = previous_partition_file(lake, layer, table, ds, start)
+    if path is None:
         return None
-    previous = ds - timedelta(days=1)
-    path = lake.partition_file(layer, table, previous)
-    if not path.exists():
-        raise MissingPartition(
-            f"{layer}/{table} for {ds} builds on the partition of {previous}, which is missing "
-            f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
-        )
     if (layer, table) in SNAPSHOTS:  # may be stored as a delta on the day after
-        return snapshot_bucket_rows(lake, layer, table, previous, bucket)
+        return snapshot_bucket_rows(lake, layer, table, ds - timedelta(days=1), bucket)
     if bucket.count == 1:  # exactly `read_partition`'s read
         return connect().sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
     return bucket_rows([str(path)], bucket)
