@@ -44,6 +44,11 @@ def shift_moves(shift: Sequence[str], constant: Sequence[str]) -> Callable[[pl.D
     return moves
 
 
+# A delta is computed in memory, from both days' full tables: beyond this many cells a day the day before stays full.
+# At 1M users (about 40M cells) user_features' delta took 44 s CPU and 7.9 GiB (docs/benchmarks.md); computing it
+# in DuckDB within its memory limit would lift the bound.
+DELTA_MAX_CELLS = 4_000_000
+
 SNAPSHOTS: dict[tuple[str, str], DeltaLayout] = {
     ("actionable", "user_features"): DeltaLayout(key=("user_id",), day="as_of", move_on=shifted, cells=True),
     ("actionable", "profiles"): DeltaLayout(key=("user_id",), day=None, cells=True),
@@ -71,13 +76,16 @@ def store_day(lake: Lake, layer: str, table: str, ds: date, full: pa.Table, star
     layout = replace(layout, **moves) if moves else layout
     previous = ds - timedelta(days=1)
     previous_path = lake.partition_file(layer, table, previous)
+    small = full.num_rows * full.num_columns <= DELTA_MAX_CELLS
     before = None
     if previous >= start and not is_checkpoint(previous, start) and previous_path.exists():
-        before = _content(lake, layer, table, previous)
-        if is_delta(pq.read_schema(readable(previous_path))):  # a delta on the day rewritten: full first
+        was_delta = stored_as_delta(previous_path)
+        if small or was_delta:
+            before = _content(lake, layer, table, previous)
+        if was_delta:  # a delta on the day rewritten: full first
             write_parquet_atomic(before, previous_path)
     rows = write_parquet_atomic(full, lake.partition_file(layer, table, ds))
-    if before is not None:
+    if before is not None and small:
         delta = table_delta(full, before, layout, previous, base=ds.isoformat(), gap=-1)
         if delta is not None:
             write_parquet_atomic(delta, previous_path)

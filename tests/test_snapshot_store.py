@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets import delta_store
+from assets import delta_store, snapshots
 from assets.catalog import build_catalog
 from assets.erasure import erase_users
 from assets.lake import Lake, connect, read_partition, write_parquet_atomic
@@ -170,3 +170,18 @@ def test_the_catalog_view_is_the_newest_full_table(tmp_path):
         con.close()
     newest = states[max(states)]
     assert viewed == sorted(tuple(r.values()) for r in newest.to_pylist())
+
+
+def test_a_day_above_the_cell_bound_keeps_the_day_before_full(tmp_path, monkeypatch):
+    states = _old_way(_audiences)
+    lake = _stored(tmp_path / "deltas", states, AUDIENCES)
+    assert any(_kinds(lake, AUDIENCES).values())
+    monkeypatch.setattr(snapshots, "DELTA_MAX_CELLS", min(t.num_rows for t in states.values()))
+    day = START + timedelta(days=10)  # stored as a delta on day 11: rewriting day 11 stores day 10 in full first
+    store_day(lake, *AUDIENCES, day + timedelta(days=1), states[day + timedelta(days=1)], START)
+    assert not _kinds(lake, AUDIENCES)[day]
+    bounded = _stored(tmp_path / "bounded", states, AUDIENCES)
+    assert not any(_kinds(bounded, AUDIENCES).values())
+    for d, table in _as_read_the_old_way(tmp_path, states, AUDIENCES).items():
+        assert read_day(lake, *AUDIENCES, d).equals(table), d
+        assert read_day(bounded, *AUDIENCES, d).equals(table), d
