@@ -45,7 +45,7 @@ def shift_moves(shift: Sequence[str], constant: Sequence[str]) -> Callable[[pl.D
 
 
 # A delta is computed in memory, from both days' full tables: beyond this many cells a day the day before stays full.
-# At 1M users (about 40M cells) user_features' delta took 44 s CPU and 7.9 GiB (docs/benchmarks.md); computing it
+# At 1M users (about 119M cells) user_features' delta took 44 s CPU and 7.9 GiB (docs/benchmarks.md); computing it
 # in DuckDB within its memory limit would lift the bound.
 DELTA_MAX_CELLS = 4_000_000
 
