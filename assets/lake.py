@@ -318,6 +318,16 @@ def read_partition(con: duckdb.DuckDBPyConnection, path: Path | UPath) -> pa.Tab
     return con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
 
 
+def partition_files(lake: Lake, layer: str, table: str, days: list[date]) -> list[str]:
+    """The partition files of `days` a table has (on an object store one listing, not a request per day)."""
+    if is_local(lake.root):
+        present = [d for d in days if lake.has_partition(layer, table, d)]
+    else:
+        written = set(lake.partitions(layer, table))
+        present = [d for d in days if d in written]
+    return [str(lake.partition_file(layer, table, d)) for d in present]
+
+
 def read_partitions(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -327,12 +337,7 @@ def read_partitions(
     columns: str = "*",
 ) -> pa.Table | None:
     """Read the given days of a table (those that exist); None when none of them exists."""
-    if is_local(lake.root):
-        present = [d for d in days if lake.has_partition(layer, table, d)]
-    else:  # one listing, not a request per day
-        written = set(lake.partitions(layer, table))
-        present = [d for d in days if d in written]
-    files = [str(lake.partition_file(layer, table, d)) for d in present]
+    files = partition_files(lake, layer, table, days)
     if not files:
         return None
     # by name: a partition written before a column was added reads it as NULL

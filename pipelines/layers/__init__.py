@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.features import touchpoint_daily_schema
-from assets.lake import Lake, connect, is_local, read_partition, read_partitions, write_parquet_atomic
+from assets.lake import Lake, connect, read_partition, read_partitions, write_parquet_atomic
 from assets.snapshots import SNAPSHOTS, read_day, store_day
 from pipelines.metadata import table_metadata
 
@@ -81,16 +81,6 @@ def previous_partition_file(lake: Lake, layer: str, table: str, ds: date, start:
             f"({path}); materialize the days in order, e.g. `pyramid run --start {previous}`"
         )
     return path
-
-
-def partition_files(lake: Lake, layer: str, table: str, days: list[date]) -> list[str]:
-    """The partition files of `days` a table has (one listing on an object store)."""
-    if is_local(lake.root):
-        present = [d for d in days if lake.has_partition(layer, table, d)]
-    else:
-        written = set(lake.partitions(layer, table))
-        present = [d for d in days if d in written]
-    return [str(lake.partition_file(layer, table, d)) for d in present]
 
 
 def lookback_days(ds: date, days: int, start: date) -> list[date]:

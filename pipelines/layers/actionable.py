@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from assets import accounting, actionable, features, first_seen, landing, measures, privacy_decisions, profiles
 from assets.actionable import CleanResult
 from assets.judging import keys_of_files
-from assets.lake import Lake, connect, read_partition, readable
+from assets.lake import Lake, connect, partition_files, read_partition, readable
 from assets.lineage import daily_column_lineage, feature_column_lineage
 from assets.pyramid_map import ACTIVITY_SOURCES, NOT_DECLARED_NOTE, Actionable, PyramidMap, Source
 from assets.quality.outcome import ValidationOutcome
@@ -25,7 +25,6 @@ from pipelines.layers import (
     lake_table,
     lookback_days,
     partition_day,
-    partition_files,
     previous_partition,
     reason_counts,
     suppression,

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from assets.buckets import Bucket
 from assets.goal_day import GoalDayTables
-from assets.lake import Lake, atomic_path, connect, is_local, readable
+from assets.lake import Lake, atomic_path, connect, is_local, partition_files, readable
 from assets.snapshots import SNAPSHOTS, read_day, stored_as_delta
-from pipelines.layers import MissingPartition, partition_files, previous_partition_file
+from pipelines.layers import MissingPartition, previous_partition_file
 
 if TYPE_CHECKING:
     from pathlib import Path

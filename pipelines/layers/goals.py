@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from assets import delta_store, goal_cohort, goal_day, goals, north_star, time_to_event
 from assets.buckets import Bucket, bucket_count
 from assets.features import touchpoint_daily_schema
-from assets.lake import Lake, connect, read_partition, readable, write_parquet_atomic
+from assets.lake import Lake, connect, partition_files, read_partition, readable, write_parquet_atomic
 from assets.pyramid_map import PyramidMap
 from assets.snapshots import read_day
 from pipelines.layers import (
@@ -19,7 +19,6 @@ from pipelines.layers import (
     daily_activity,
     lake_table,
     partition_day,
-    partition_files,
     previous_partition,
     write_table,
 )
