@@ -12,7 +12,8 @@ touched. A row mentions a user when
   one of the ids (ids are compared as substrings: the sample's ids have a fixed width).
 
 A partition stored as a delta (assets/delta_store.py: the daily snapshots and the goal tables) loses the user's
-rows like a full one, so that its chain rebuilds every day without them.
+rows like a full one, so that its chain rebuilds every day without them. So does a per-user part that a failed run
+left under the data root's scratch folder (`Lake.scratch_files`): a re-run of that day rebuilds its parts anyway.
 
 Kept, by decision:
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -76,11 +77,26 @@ def _files(lake: Lake, layer: str, table: str, through: date | None = None, only
         files = sorted(lake.table_dir(layer, table).glob("ds=*/part-0.parquet"))
     else:  # one listing of the table, not one per day folder
         files = [lake.partition_file(layer, table, day) for day in lake.partitions(layer, table)]
-    if through is not None:
-        files = [f for f in files if date.fromisoformat(f.parent.name.removeprefix("ds=")) <= through]
-    if only_day is not None:
-        files = [f for f in files if f.parent.name == f"ds={only_day.isoformat()}"]
-    return files
+    return [f for f in files if _day_allowed(date.fromisoformat(f.parent.name.removeprefix("ds=")), through, only_day)]
+
+
+def erasable_files(
+    lake: Lake, through: date | None = None, only_day: date | None = None, include_raw: bool = True
+) -> Iterator[tuple[str, list[Path]]]:
+    """`layer/table` and its partition files, for every table of the lake but the request records (`KEPT`); then
+    `scratch/<step>` and the per-user parts a failed run left there (none after a finished run)."""
+    for layer, table in lake_tables(lake):
+        if (layer, table) not in KEPT and (layer != "raw" or include_raw):
+            yield f"{layer}/{table}", _files(lake, layer, table, through, only_day)
+    by_step: dict[str, list[Path]] = {}
+    for path in lake.scratch_files():
+        if _day_allowed(date.fromisoformat(path.parent.parent.name.removeprefix("ds=")), through, only_day):
+            by_step.setdefault(f"scratch/{path.parent.parent.parent.name}", []).append(path)
+    yield from sorted(by_step.items())
+
+
+def _day_allowed(day: date, through: date | None, only_day: date | None) -> bool:
+    return (through is None or day <= through) and (only_day is None or day == only_day)
 
 
 def id_pattern(user_ids: Iterable[str]) -> str:
@@ -178,13 +194,10 @@ def find_erased(
     con.register("_erase_ids", ids)
     try:
         found = {}
-        for layer, table in lake_tables(lake):
-            if (layer, table) in KEPT or (layer == "raw" and not include_raw):
-                continue
-            files = _files(lake, layer, table, through, only_day)
+        for table, files in erasable_files(lake, through, only_day, include_raw):
             n = sum(_mentions_per_file(con, files, pattern, hashes).values())
             if n:
-                found[f"{layer}/{table}"] = n
+                found[table] = n
         return found
     finally:
         con.unregister("_erase_ids")
@@ -208,13 +221,10 @@ def erase_users(
         removed: dict[str, int] = {}
         erased = set(ids.column("user_id").to_pylist())
         pattern, hashes = id_pattern(erased), user_index.id_hashes(erased)
-        for layer, table in lake_tables(lake):
-            if (layer, table) in KEPT:
-                continue
-            files = _files(lake, layer, table, through, only_day)
+        for table, files in erasable_files(lake, through, only_day):
             for path, n in sorted(_mentions_per_file(con, files, pattern, hashes).items()):
                 _rewrite_without(con, path, pattern)
-                removed[f"{layer}/{table}"] = removed.get(f"{layer}/{table}", 0) + n
+                removed[table] = removed.get(table, 0) + n
             for path in _csv_copies(files):
                 _rewrite_csv_without(path, erased)
         return removed

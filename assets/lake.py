@@ -110,6 +110,16 @@ class Lake:
         return self.root / "reports"
 
     @property
+    def scratch(self) -> Path | UPath:
+        """Per-user Parquet parts one step of a run hands to the next, `<step>/ds=<day>/<part>/<name>.parquet`:
+        removed once read, so none is left after a finished run (pipelines/layers/goal_buckets.py)."""
+        return self.root / "scratch"
+
+    def scratch_files(self) -> list[Path | UPath]:
+        """Every scratch part under the data root: a failed run's, or a running one's."""
+        return glob_files(self.scratch, "*/ds=*/*/*.parquet")
+
+    @property
     def warehouse(self) -> Path:
         """The analyst catalog; a DuckDB file cannot live on an object store: then it is local."""
         return local_folder(self.root) / "warehouse.duckdb"

@@ -13,7 +13,6 @@ from assets.buckets import BUCKETS_ENV
 from assets.lake import DATA_ROOT_ENV, Lake
 from assets.pyramid_map import load_map
 from pipelines.definitions import EXECUTOR_ENV, MAX_CONCURRENT_ENV, NIGHTLY_JOB, build_definitions, nightly_executor
-from pipelines.layers.goal_buckets import scratch_parts
 from pipelines.runner import QUIET
 from tests.test_buckets import BUCKETED, COMPARED, assert_same_tables
 
@@ -91,7 +90,7 @@ def test_each_bucket_is_a_step_of_its_own_process(bucket_runs):
 
 def test_no_per_user_part_is_left_or_stored_by_dagster(bucket_runs, run):
     one, many, _steps, storage = bucket_runs
-    assert scratch_parts(one) == [] and scratch_parts(many) == []
+    assert one.scratch_files() == [] and many.scratch_files() == []
     cohort = pq.read_table(many.partition_file("goals", "goal_cohort", run.days[-1]))
     users = {user.encode() for user in cohort.column("user_id").to_pylist()}
     handed = [p for p in storage.rglob("*") if p.is_file()]

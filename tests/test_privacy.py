@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from assets import erasure, user_index
 from assets.contract import SCHEMAS
 from assets.lake import Lake, write_parquet_atomic
-from pipelines.layers.erasure import apply_erasure
+from pipelines.layers.erasure import apply_erasure, scan_for_ids
 from tests.pyramid_run import PII, _lake_rows
 
 SOURCES_WITH_SUITES = ("events", "transactions", "profiles")
@@ -112,6 +112,24 @@ def test_erasure_matches_ids_in_raw_text_literally(tmp_path):
         None,
         "u2",
     ]
+
+
+def test_erasure_reaches_the_scratch_parts_a_failed_run_left(tmp_path):
+    lake = Lake(tmp_path)
+    d1, d2 = date(2026, 10, 1), date(2026, 10, 2)
+    write_parquet_atomic(SCHEMAS["erased_users"].empty_table(), lake.partition_file("actionable", "erased_users", d1))
+    write_parquet_atomic(pa.table({"user_id": ["u1"]}), lake.partition_file("actionable", "erased_users", d2))
+    left = lake.scratch / "goal_metrics" / f"ds={d1}" / "bucket=0" / "user_outcomes.parquet"
+    write_parquet_atomic(pa.table({"user_id": ["u1", "u2"], "n": [1, 2]}), left)
+    assert lake.scratch_files() == [left]
+    assert scan_for_ids(lake, ["u1"]) == {"scratch/goal_metrics": 1}  # the check's own scan sees the part
+    assert erasure.find_erased(lake, ["u1"]) == {"scratch/goal_metrics": 1}
+    assert erasure.find_erased(lake, ["u1"], only_day=d2) == {}
+
+    result = apply_erasure(lake, d2, d1)  # u1's request is new on d2: erased from every day, scratch included
+    assert result.metadata["removed_from_history"].value == {"scratch/goal_metrics": 1}
+    assert result.check_results[0].passed
+    assert pq.read_table(left).to_pydict() == {"user_id": ["u2"], "n": [2]}
 
 
 # --- the run ---------------------------------------------------------------------------------------

@@ -116,13 +116,21 @@ def unindexed(files: list[Path], user_ids: list[str]) -> list[Path]:
 
 def lake_files(lake: Lake, only_day: date | None = None) -> list[Path]:
     """Every Parquet file of the lake (of `only_day`'s partitions only, when given), the request records
-    (`erasure.KEPT`) excepted."""
+    (`erasure.KEPT`) excepted, and the scratch parts a failed run left."""
     base = lake.root / "lake"
     files = sorted(base.glob("*/*/**/*.parquet")) if base.exists() else []
     files = [f for f in files if tuple(f.relative_to(base).parts[:2]) not in erasure.KEPT]
+    files += lake.scratch_files()
     if only_day is not None:
         files = [f for f in files if f"ds={only_day.isoformat()}" in f.parts]
     return files
+
+
+def _table_of(lake: Lake, path: Path) -> str:
+    """`layer/table` of a lake file, `scratch/<step>` of a scratch part."""
+    if path.is_relative_to(lake.scratch):
+        return f"scratch/{path.relative_to(lake.scratch).parts[0]}"
+    return "/".join(path.relative_to(lake.root / "lake").parts[:2])
 
 
 def scan_for_ids(
@@ -140,7 +148,7 @@ def scan_for_ids(
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         n = _rows_mentioning(pq.read_table(readable(path), columns=text), pattern) if text else 0
         if n:
-            table = "/".join(path.relative_to(lake.root / "lake").parts[:2])
+            table = _table_of(lake, path)
             found[table] = found.get(table, 0) + n
     return found
 

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     from upath import UPath
 
-SCRATCH = "scratch"  # <root>/scratch/<step>/ds=<day>/bucket=<b>/<part>.parquet: per-user, removed after the step
 STEP = "goal_metrics"
 
 
@@ -46,11 +45,15 @@ class BucketTask:
 
 
 def scratch_dir(lake: Lake, ds: date) -> Path | UPath:
-    return lake.root / SCRATCH / STEP / f"ds={ds.isoformat()}"
+    return lake.scratch / STEP / f"ds={ds.isoformat()}"
+
+
+def bucket_dir(lake: Lake, task: BucketTask) -> Path | UPath:
+    return scratch_dir(lake, task.ds) / f"bucket={task.bucket.index}"
 
 
 def _part_file(lake: Lake, task: BucketTask, name: str) -> Path | UPath:
-    return scratch_dir(lake, task.ds) / f"bucket={task.bucket.index}" / f"{name}.parquet"
+    return bucket_dir(lake, task) / f"{name}.parquet"
 
 
 def write_parts(lake: Lake, task: BucketTask, tables: GoalDayTables) -> None:
@@ -70,22 +73,20 @@ def read_parts(lake: Lake, task: BucketTask) -> GoalDayTables:
 
 def remove_scratch(lake: Lake, ds: date) -> None:
     """Remove the day's scratch folder and every part in it (none there is fine)."""
-    folder = scratch_dir(lake, ds)
-    if is_local(folder):
-        shutil.rmtree(folder, ignore_errors=True)
-        for parent in (folder.parent, folder.parent.parent):  # no empty scratch folders left behind
-            with contextlib.suppress(OSError):  # not empty: another day's run is using it
-                parent.rmdir()
-    elif folder.fs.exists(folder.path):
-        folder.fs.rm(folder.path, recursive=True)
+    remove_folder(lake, scratch_dir(lake, ds))
 
 
-def scratch_parts(lake: Lake) -> list[str]:
-    """Every scratch part left under the data root (for checks: a finished day leaves none)."""
-    root = lake.root / SCRATCH
-    if is_local(root):
-        return sorted(str(p) for p in root.rglob("*.parquet")) if root.exists() else []
-    return sorted(p for p in root.fs.find(root.path) if p.endswith(".parquet"))
+def remove_folder(lake: Lake, folder: Path | UPath) -> None:
+    """Remove a scratch folder and its parts, then the scratch folders it leaves empty."""
+    if not is_local(folder):
+        if folder.fs.exists(folder.path):
+            folder.fs.rm(folder.path, recursive=True)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    while folder != lake.scratch:
+        folder = folder.parent
+        with contextlib.suppress(OSError):  # not empty: another bucket's or day's parts are there
+            folder.rmdir()
 
 
 def window(ds: date, days: int, start: date) -> tuple[date, list[date]]:

@@ -24,10 +24,12 @@ from pipelines.layers import (
 )
 from pipelines.layers.goal_buckets import (
     BucketTask,
+    bucket_dir,
     bucket_rows,
     first_activity_day,
     previous_bucket_rows,
     read_parts,
+    remove_folder,
     remove_scratch,
     snapshot_bucket_rows,
     window,
@@ -231,14 +233,19 @@ def goal_ops(pyramid_map: PyramidMap, upstream: list[str]) -> tuple[dg.OpDefinit
 
     @dg.op(name="goal_bucket")
     def per_bucket(pyramid: PyramidResource, task: BucketTask) -> BucketTask:
-        """One bucket's per-user goal work on its users' rows, written to the day's scratch folder."""
+        """One bucket's per-user goal work on its users' rows, written to the day's scratch folder; a failed bucket
+        removes the parts it wrote."""
         lake, pmap = pyramid.lake(), pyramid.pyramid_map()
         measured = [g for g in pmap.goals if g.id in task.measured]
         inputs = bucket_inputs(lake, pmap, task)
         tables = goal_day.measure_bucket(
             inputs, measured, pmap.metrics, task.ds, start, pmap.late_lookback_days, task.first_day
         )
-        write_parts(lake, task, tables)
+        try:
+            write_parts(lake, task, tables)
+        except BaseException:
+            remove_folder(lake, bucket_dir(lake, task))
+            raise
         return task
 
     outs = {name: dg.Out(dg.Nothing) for name in (COHORT, USER_OUTCOMES, GOAL_METRICS)}
