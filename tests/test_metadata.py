@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from assets.privacy import holds_personal_data, is_private
-from pipelines.metadata import markdown_preview, table_metadata
+from pipelines.metadata import column_profile, markdown_preview, table_metadata
 
 USERS = [f"u{n:07d}" for n in range(1, 9)]
 
@@ -142,3 +142,12 @@ def test_data_docs_strip_the_values_of_private_columns_from_older_results(tmp_pa
     build_data_docs([outcome], tmp_path / "docs", pii=["email"])
     pages = "\n".join(p.read_text() for p in (tmp_path / "docs").rglob("*.html"))
     assert "older" in pages and "leak@mail.test" not in pages
+
+
+def test_distinct_counts_leave_out_nulls_and_agree_with_a_set():
+    values = [f"u{n % 37}" if n % 5 else None for n in range(1000)]
+    days = [date(2026, 10, 1 + n % 9) for n in range(1000)]
+    table = pa.table({"user_id": values, "day": days, "n": [n % 11 if n % 3 else None for n in range(1000)]})
+    lines = {line.split(" | ")[0].removeprefix("| "): line.split(" | ") for line in column_profile(table).splitlines()}
+    assert lines["user_id"][2:4] == [f"{sum(v is not None for v in values):,}", str(len(set(values) - {None}))]
+    assert lines["day"][3] == "9" and lines["n"][3] == "11"
