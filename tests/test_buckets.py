@@ -4,6 +4,7 @@ not depend on the bucket count: the pipeline run with 1 bucket and with 4 writes
 import math
 import shutil
 from collections import Counter
+from datetime import date
 
 import dagster as dg
 import numpy as np
@@ -17,6 +18,7 @@ from assets.buckets import BUCKETS_ENV, bucket_count, bucket_of, split, user_buc
 from assets.goals import arm_statistics, merge_arm_statistics
 from assets.lake import Lake
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
+from pipelines.layers.goal_buckets import remove_folder, scratch_dir
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET
 
@@ -152,3 +154,16 @@ def assert_frames_close(expected: pl.DataFrame, got: pl.DataFrame) -> None:
             assert np.allclose(x, y, rtol=1e-12, atol=1e-15, equal_nan=True), name
         else:
             assert a.to_list() == b.to_list(), name
+
+
+def test_removing_a_buckets_scratch_parts_keeps_the_others_and_no_empty_folder(tmp_path):
+    lake = Lake(tmp_path)
+    day = date(2026, 10, 1)
+    folders = [scratch_dir(lake, day) / f"bucket={b}" for b in range(2)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"user_id": ["u1"]}), folder / "user_outcomes.parquet")
+    remove_folder(lake, folders[0])
+    assert lake.scratch_files() == [folders[1] / "user_outcomes.parquet"]
+    remove_folder(lake, folders[1])
+    assert lake.scratch_files() == [] and not lake.scratch.exists()

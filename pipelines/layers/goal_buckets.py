@@ -83,10 +83,9 @@ def remove_folder(lake: Lake, folder: Path | UPath) -> None:
             folder.fs.rm(folder.path, recursive=True)
         return
     shutil.rmtree(folder, ignore_errors=True)
-    while folder != lake.scratch:
-        folder = folder.parent
+    for parent in list(folder.parents)[: len(folder.relative_to(lake.scratch).parts)]:  # up to the scratch root
         with contextlib.suppress(OSError):  # not empty: another bucket's or day's parts are there
-            folder.rmdir()
+            parent.rmdir()
 
 
 def window(ds: date, days: int, start: date) -> tuple[date, list[date]]:
