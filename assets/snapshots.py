@@ -1,5 +1,5 @@
-"""The daily snapshot tables of the lake (user_features, profiles, marketing_consent, audiences) stored with
-assets/delta_store.py: the newest partition and a checkpoint every CHECKPOINT_EVERY_DAYS days in full, every other
+"""The daily snapshot tables of the lake (user_features, profiles, marketing_consent, channel_suppressions,
+audiences) stored with assets/delta_store.py: the newest partition and a checkpoint every CHECKPOINT_EVERY_DAYS days in full, every other
 day as a delta on the day after it (its base), with only the cells that changed.
 
 A snapshot is one row per user (or per campaign and user) a day, and most rows change nothing from one day to the
@@ -54,6 +54,8 @@ SNAPSHOTS: dict[tuple[str, str], DeltaLayout] = {
     ("actionable", "profiles"): DeltaLayout(key=("user_id",), day=None, cells=True),
     ("actionable", "marketing_consent"): DeltaLayout(key=("user_id",), day=None, cells=True),
     ("campaigns", "audiences"): DeltaLayout(key=("campaign_id", "user_id"), day="as_of", cells=True),
+    # cumulative and nearly append-only: the day before is the day's table without its new rows (and earlier `since`)
+    ("actionable", "channel_suppressions"): DeltaLayout(key=("user_id", "channel"), day=None, cells=True),
 }
 
 
