@@ -21,7 +21,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.delta_store import DeltaLayout, apply_delta, delta_moves, is_checkpoint, is_delta, table_delta
+from assets.delta_store import (
+    DeltaLayout,
+    apply_deltas,
+    delta_moves,
+    is_delta,
+    stored_cells,
+    table_delta,
+    with_moves,
+)
 from assets.lake import Lake, connect, read_partition, readable, write_parquet_atomic
 
 
@@ -71,16 +79,15 @@ def read_day(lake: Lake, layer: str, table: str, ds: date) -> pa.Table:
 
 
 def store_day(lake: Lake, layer: str, table: str, ds: date, full: pa.Table, start: date, **moves: Any) -> int:
-    """Write the day's full table, then the day before as a delta on it (unless a checkpoint, or the delta would not
-    rebuild it exactly). `moves`: how the writer moves rows back a day (a `shift_moves`), when the layout moves
-    them. Returns the rows written."""
+    """Write the day's full table, then the day before as a delta on it (unless it stays full: `_chained`). `moves`:
+    how the writer moves rows back a day (a `shift_moves`), when the layout moves them. Returns the rows written."""
     layout = SNAPSHOTS[(layer, table)]
     layout = replace(layout, **moves) if moves else layout
     previous = ds - timedelta(days=1)
     previous_path = lake.partition_file(layer, table, previous)
     small = full.num_rows * full.num_columns <= DELTA_MAX_CELLS
     before = None
-    if previous >= start and not is_checkpoint(previous, start) and previous_path.exists():
+    if previous >= start and previous_path.exists():
         was_delta = stored_as_delta(previous_path)
         if small or was_delta:
             before = _content(lake, layer, table, previous)
@@ -88,19 +95,48 @@ def store_day(lake: Lake, layer: str, table: str, ds: date, full: pa.Table, star
             write_parquet_atomic(before, previous_path)
     rows = write_parquet_atomic(full, lake.partition_file(layer, table, ds))
     if before is not None and small:
-        delta = table_delta(full, before, layout, previous, base=ds.isoformat(), gap=-1)
+        delta = _chained(lake, layer, table, previous, start, full, before, layout)
         if delta is not None:
             write_parquet_atomic(delta, previous_path)
     return rows
 
 
+def _chained(
+    lake: Lake, layer: str, table: str, day: date, start: date, after: pa.Table, before: pa.Table, layout: DeltaLayout
+) -> pa.Table | None:
+    """`before` (the table of `day`) as a delta on `after` (the day after's), its move recording the cells of the
+    chain it ends (its own and the deltas' below it, down to a full day); None when the day stays full: the chain
+    would hold as many cells as the day itself, or no delta rebuilds it exactly."""
+    below = _chain_cells(lake, layer, table, day - timedelta(days=1), start)
+    size = stored_cells(before, layout)
+    if below is None or below >= size:
+        return None
+    delta = table_delta(after, before, layout, day, base=(day + timedelta(days=1)).isoformat(), gap=-1)
+    if delta is None or below + delta_moves(delta.schema)["cells"] >= size:
+        return None
+    return with_moves(delta, chain=below + delta_moves(delta.schema)["cells"])
+
+
+def _chain_cells(lake: Lake, layer: str, table: str, day: date, start: date) -> int | None:
+    """The cells of the chain of deltas that `day` ends (0 when it is full, missing or before the start); None for a
+    delta written before chains were counted (the day after it then stays full, and a new chain starts)."""
+    path = lake.partition_file(layer, table, day)
+    if day < start or not path.exists():
+        return 0
+    schema = pq.read_schema(readable(path))
+    return delta_moves(schema).get("chain") if is_delta(schema) else 0
+
+
 def _content(lake: Lake, layer: str, table: str, ds: date) -> pa.Table:
-    """The full table of `ds` as its file holds it (no `ds` column), rebuilt from its base when a delta."""
-    stored = pq.read_table(readable(lake.partition_file(layer, table, ds)))
-    if not is_delta(stored.schema):
-        return stored
-    base = date.fromisoformat(delta_moves(stored.schema)["base"])
-    return apply_delta(_content(lake, layer, table, base), stored, ds, SNAPSHOTS[(layer, table)])
+    """The full table of `ds` as its file holds it (no `ds` column), rebuilt when a delta: from the full partition
+    above it, through the deltas in between."""
+    chain, day = [], ds
+    stored = pq.read_table(readable(lake.partition_file(layer, table, day)))
+    while is_delta(stored.schema):
+        chain.append((day, stored))
+        day = date.fromisoformat(delta_moves(stored.schema)["base"])
+        stored = pq.read_table(readable(lake.partition_file(layer, table, day)))
+    return apply_deltas(stored, chain[::-1], SNAPSHOTS[(layer, table)]) if chain else stored
 
 
 def stored_as_delta(path: object) -> bool:

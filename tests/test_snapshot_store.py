@@ -98,7 +98,7 @@ def test_every_feature_day_reads_back_as_the_old_full_table(tmp_path):
     for day, table in _as_read_the_old_way(tmp_path, states, FEATURES).items():
         assert read_day(lake, *FEATURES, day).equals(table), day
     full = [day for day, delta in _kinds(lake, FEATURES).items() if not delta]
-    assert full == [START, START + timedelta(days=7), START + timedelta(days=14), START + timedelta(days=15)]
+    assert full == [START + timedelta(days=15)]  # a tenth active a day: 15 days of deltas hold fewer cells than a day
     assert _stored_rows(lake, FEATURES) < sum(t.num_rows for t in states.values()) / 2
 
 
@@ -132,7 +132,8 @@ def test_audiences_with_users_leaving_read_back_and_store_less(tmp_path):
     lake = _stored(tmp_path, states, AUDIENCES)
     for day, table in _as_read_the_old_way(tmp_path, states, AUDIENCES).items():
         assert read_day(lake, *AUDIENCES, day).equals(table), day
-    assert sum(_kinds(lake, AUDIENCES).values()) == DAYS - 4  # all but the checkpoints and the newest day
+    full = [day for day, delta in _kinds(lake, AUDIENCES).items() if not delta]
+    assert full == [START + timedelta(days=n) for n in (7, 14, 15)]  # a fifth leave or enter a day: chains of 7
     assert _stored_rows(lake, AUDIENCES) < sum(t.num_rows for t in states.values()) / 2
 
 
@@ -233,3 +234,51 @@ def test_an_erasure_on_a_suppression_delta_day_and_a_rerun_keep_every_day_exact(
     states[day] = changed
     for d, table in _as_read_the_old_way(tmp_path / "rerun", states, SUPPRESSIONS).items():
         assert read_day(lake, *SUPPRESSIONS, d).equals(table), d
+
+
+def _chain_bound_holds(lake: Lake, table: tuple[str, str]) -> None:
+    """Each delta is on the day after it, and the deltas from any day up to the full day above hold fewer cells than
+    that full day: a read costs less than two full tables."""
+    layout, days = SNAPSHOTS[table], lake.partitions(*table)
+    for day in days:
+        cells, above = 0, day
+        while _kinds(lake, table)[above]:
+            moves = delta_store.delta_moves(pq.read_schema(lake.partition_file(*table, above)))
+            assert moves["base"] == (above + timedelta(days=1)).isoformat()
+            cells, above = cells + moves["cells"], above + timedelta(days=1)
+        assert cells < delta_store.stored_cells(pq.read_table(lake.partition_file(*table, above)), layout), day
+
+
+def _files(lake: Lake, table: tuple[str, str]) -> dict[date, bytes]:
+    return {d: lake.partition_file(*table, d).read_bytes() for d in lake.partitions(*table)}
+
+
+def test_the_chain_rule_bounds_every_read_and_a_rerun_of_every_day_writes_the_same_files(tmp_path):
+    for table, make, moves in (
+        (FEATURES, _features, {"moves": MOVES}),
+        (AUDIENCES, _audiences, {}),
+        (SUPPRESSIONS, _suppressions, {}),
+    ):
+        states = _old_way(make)
+        lake = _stored(tmp_path / table[1], states, table, **moves)
+        _chain_bound_holds(lake, table)
+        written = _files(lake, table)
+        for day, full in states.items():  # the whole range re-run in day order
+            store_day(lake, *table, day, full, START, **moves)
+        assert _files(lake, table) == written, table
+        assert _files(_stored(tmp_path / f"{table[1]}_again", states, table, **moves), table) == written, table
+
+
+def test_a_chain_longer_than_a_week_reads_back_after_an_erasure_and_a_rerun(tmp_path):
+    states = _old_way(_suppressions)
+    lake = _stored(tmp_path, states, SUPPRESSIONS)
+    assert [d for d, delta in _kinds(lake, SUPPRESSIONS).items() if not delta] == [START + timedelta(days=DAYS - 1)]
+    day = START + timedelta(days=3)  # 12 deltas below the newest day
+    erased = states[day].column("user_id").to_pylist()[:3]
+    erase_users(lake, erased)
+    states = {d: t.filter(pc.invert(pc.is_in(t.column("user_id"), pa.array(erased)))) for d, t in states.items()}
+    store_day(lake, *SUPPRESSIONS, day, states[day], START)  # a re-run: day 2 rewritten as a delta on it
+    assert not _kinds(lake, SUPPRESSIONS)[day] and _kinds(lake, SUPPRESSIONS)[day - timedelta(days=1)]
+    for d, table in _as_read_the_old_way(tmp_path, states, SUPPRESSIONS).items():
+        assert read_day(lake, *SUPPRESSIONS, d).equals(table), d
+    _chain_bound_holds(lake, SUPPRESSIONS)
