@@ -1,6 +1,8 @@
-"""How a table stored once a day keeps most of its days small: a full partition at checkpoints (every
-`CHECKPOINT_EVERY_DAYS` days from the program's start) and at the newest day, every other partition as a delta on
-a neighbouring day's full table (its base).
+"""How a table stored once a day keeps most of its days small: a full partition at the newest day and where a chain
+of deltas would otherwise grow too long, every other partition as a delta on a neighbouring day's full table (its
+base). The daily snapshots (assets/snapshots.py) keep a day full when the deltas down to the full day below would
+hold as many cells as it; the goal tables (pipelines/layers/goals.py) at checkpoints, every `CHECKPOINT_EVERY_DAYS`
+days from the program's start.
 
 A daily table is mostly the base's rows moved on: a cumulative goal table's rows count one more day, a snapshot's
 rows stay as they were but for a "days since" that grows with the gap. A full copy a day grows with days x users
@@ -10,9 +12,10 @@ schema metadata under `DELTA_KEY`; `move_on` applies it to the base's rows). A d
 explain: the rows of the day's table that differ from the base's rows moved on, new rows included. With `cells`,
 a delta row holds only the cells that differ (the others NULL, `NULLED` listing the cells that became NULL), and a
 key the day no longer has is kept with `REMOVED` set, so that a snapshot whose users change a few columns stores
-those columns only. Reading a day: its base's full table, moved on, the delta overlaid (`apply_delta`). A delta is
-stored only when applying it gives back the full table exactly (`table_delta` checks), so readers see the same
-table either way.
+those columns only. Reading a day: its base's full table, moved on, the delta overlaid (`apply_delta`; a chain of
+deltas in one pass, `apply_deltas`). A delta is stored only when applying it gives back the full table exactly
+(`table_delta` checks), so readers see the same table either way. Its move also records the `cells` it stores (its
+keys and the values that are not NULL; `stored_cells` counts a full table's the same way).
 
 Erasure removes a user's rows from every partition, full or delta: a chain without them rebuilds the table
 without them. Pure functions over Arrow tables: no Dagster, no files.
@@ -29,7 +32,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-CHECKPOINT_EVERY_DAYS = 7  # a full partition every 7 days from the program's start: a read applies at most 6 deltas
+CHECKPOINT_EVERY_DAYS = 7  # goal tables: a full partition every 7 days from the start, a read applies at most 6 deltas
 DELTA_KEY = b"pyramid.delta"
 NULLED = "_delta_nulled"  # cells mode: the columns of the row that became NULL
 REMOVED = "_delta_removed"  # cells mode: the key is not in the day's table
@@ -55,7 +58,7 @@ class DeltaLayout:
     normalise: Callable[[pa.Table], pa.Table] = _same  # the stored table in one fixed set of columns
     finish: Callable[[pa.Table], pa.Table] = _same  # a normalised table back to its stored form
     moves: Callable[[pl.DataFrame], dict[str, Any]] = _no_moves  # the day's move (JSON), from its rows
-    move_on: Callable[[pl.DataFrame, Mapping[str, Any]], pl.DataFrame] = _unmoved  # the base's rows moved
+    move_on: Callable[[pl.DataFrame, Mapping[str, Any]], pl.DataFrame] = _unmoved  # the base's rows moved, row by row
     day: str | None = "ds"  # the column set to the partition's day (None: the table has none)
     cells: bool = False  # a delta row holds only the changed cells, and removed keys are kept as such
 

@@ -1,13 +1,21 @@
 """The daily snapshot tables of the lake (user_features, profiles, marketing_consent, channel_suppressions,
-audiences) stored with assets/delta_store.py: the newest partition and a checkpoint every CHECKPOINT_EVERY_DAYS days in full, every other
-day as a delta on the day after it (its base), with only the cells that changed.
+audiences) stored with assets/delta_store.py: the newest day in full, each older day a delta on the day after it
+(its base) with only the cells that changed, except where a chain of deltas has grown as large as a full day.
 
-A snapshot is one row per user (or per campaign and user) a day, and most rows change nothing from one day to the
-next but a few counters (a `days since` grows with the gap: the `shift` of the move). When day d is written in full,
-the day before is rewritten as a delta on d: it holds the cells d's rows, moved back a day, do not give, the rows
-d no longer has, and it is kept only when it rebuilds the day before exactly. Before a day is rewritten (a re-run),
-the day before it, a delta on it, is first stored in full. `read_day` rebuilds any day, as `read_partition` reads a
-full one: from the next full partition back, at most CHECKPOINT_EVERY_DAYS - 1 deltas.
+A snapshot is one row per user (or per campaign and user, per user and channel) a day, and most rows change nothing
+from one day to the next but a few counters (a `days since` grows with the gap: the `shift` of the move); the
+cumulative channel_suppressions of the day before is the day's table without the day's new rows. When day d is
+written in full, the day before is rewritten as a delta on d: it holds the cells d's rows, moved back a day, do not
+give, the rows d no longer has, and it is kept only when it rebuilds the day before exactly.
+
+Which days stay full follows activity, not the calendar: a delta records the cells of the chain it ends (`chain`:
+its own and those of the deltas below it, down to a full day), and the day before stays full when its chain would
+hold as many cells as the day's own table. Any day then reads one full table and deltas of fewer cells than it
+(`apply_deltas`: one pass, whatever the chain's length), and storage grows with the changes, not days x users. The
+rule reads only what is stored below the day, so writing the same days in the same order writes the same files.
+Before a day is rewritten (a re-run), the day before it, a delta on it, is first stored in full; the days above it
+keep their deltas (their `chain` may then count more than is left below, which only keeps a day full sooner).
+`read_day` rebuilds any day, as `read_partition` reads a full one.
 """
 
 from __future__ import annotations
