@@ -12,6 +12,7 @@ Which days stay full follows activity, not the calendar: a delta records the cel
 its own and those of the deltas below it, down to a full day), and the day before stays full when its chain would
 hold as many cells as the day's own table. Any day then reads one full table and deltas of fewer cells than it
 (`apply_deltas`: one pass, whatever the chain's length), and storage grows with the changes, not days x users. The
+program's first day stays full too: a query over all of a table's files takes its columns from the first one. The
 rule reads only what is stored below the day, so writing the same days in the same order writes the same files.
 Before a day is rewritten (a re-run), the day before it, a delta on it, is first stored in full; the days above it
 keep their deltas (their `chain` may then count more than is left below, which only keeps a day full sooner).
@@ -114,10 +115,10 @@ def _chained(
 ) -> pa.Table | None:
     """`before` (the table of `day`) as a delta on `after` (the day after's), its move recording the cells of the
     chain it ends (its own and the deltas' below it, down to a full day); None when the day stays full: the chain
-    would hold as many cells as the day itself, or no delta rebuilds it exactly."""
+    would hold as many cells as the day itself, the day is the program's first, or no delta rebuilds it exactly."""
     below = _chain_cells(lake, layer, table, day - timedelta(days=1), start)
     size = stored_cells(before, layout)
-    if below is None or below >= size:
+    if day <= start or below is None or below >= size:  # the first day stays full: a glob's schema is the table's
         return None
     delta = table_delta(after, before, layout, day, base=(day + timedelta(days=1)).isoformat(), gap=-1)
     if delta is None or below + delta_moves(delta.schema)["cells"] >= size:
