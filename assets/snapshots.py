@@ -116,14 +116,15 @@ def _chained(
     """`before` (the table of `day`) as a delta on `after` (the day after's), its move recording the cells of the
     chain it ends (its own and the deltas' below it, down to a full day); None when the day stays full: the chain
     would hold as many cells as the day itself, the day is the program's first, or no delta rebuilds it exactly."""
+    if day <= start:  # the first day stays full: a glob over the table's files takes its columns from it
+        return None
     below = _chain_cells(lake, layer, table, day - timedelta(days=1), start)
     size = stored_cells(before, layout)
-    if day <= start or below is None or below >= size:  # the first day stays full: a glob's schema is the table's
+    if below is None or below >= size:
         return None
     delta = table_delta(after, before, layout, day, base=(day + timedelta(days=1)).isoformat(), gap=-1)
-    if delta is None or below + delta_moves(delta.schema)["cells"] >= size:
-        return None
-    return with_moves(delta, chain=below + delta_moves(delta.schema)["cells"])
+    chain = None if delta is None else below + delta_moves(delta.schema)["cells"]
+    return None if chain is None or chain >= size else with_moves(delta, chain=chain)
 
 
 def _chain_cells(lake: Lake, layer: str, table: str, day: date, start: date) -> int | None:
