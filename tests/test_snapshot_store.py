@@ -3,7 +3,7 @@ equals the full table written the old way, deltas hold the changed cells only, a
 re-run of an earlier day leave every day rebuilt exactly, and the catalog view is the newest full table."""
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +15,7 @@ from assets.catalog import build_catalog
 from assets.erasure import erase_users
 from assets.lake import Lake, connect, read_partition, write_parquet_atomic
 from assets.snapshots import SNAPSHOTS, read_day, shift_moves, store_day
+from assets.suppression import SUPPRESSION_SCHEMA
 
 START = date(2026, 10, 1)
 DAYS = 16
@@ -97,7 +98,7 @@ def test_every_feature_day_reads_back_as_the_old_full_table(tmp_path):
     for day, table in _as_read_the_old_way(tmp_path, states, FEATURES).items():
         assert read_day(lake, *FEATURES, day).equals(table), day
     full = [day for day, delta in _kinds(lake, FEATURES).items() if not delta]
-    assert full == [START, START + timedelta(days=7), START + timedelta(days=14), START + timedelta(days=15)]
+    assert full == [START, START + timedelta(days=15)]  # a tenth active a day: 14 days of deltas hold less than a day
     assert _stored_rows(lake, FEATURES) < sum(t.num_rows for t in states.values()) / 2
 
 
@@ -131,7 +132,8 @@ def test_audiences_with_users_leaving_read_back_and_store_less(tmp_path):
     lake = _stored(tmp_path, states, AUDIENCES)
     for day, table in _as_read_the_old_way(tmp_path, states, AUDIENCES).items():
         assert read_day(lake, *AUDIENCES, day).equals(table), day
-    assert sum(_kinds(lake, AUDIENCES).values()) == DAYS - 4  # all but the checkpoints and the newest day
+    full = [day for day, delta in _kinds(lake, AUDIENCES).items() if not delta]
+    assert full == [START + timedelta(days=n) for n in (0, 8, 15)]  # a fifth leave or enter a day: chains of 7
     assert _stored_rows(lake, AUDIENCES) < sum(t.num_rows for t in states.values()) / 2
 
 
@@ -185,3 +187,103 @@ def test_a_day_above_the_cell_bound_keeps_the_day_before_full(tmp_path, monkeypa
     for d, table in _as_read_the_old_way(tmp_path, states, AUDIENCES).items():
         assert read_day(lake, *AUDIENCES, d).equals(table), d
         assert read_day(bounded, *AUDIENCES, d).equals(table), d
+
+
+SUPPRESSIONS = ("actionable", "channel_suppressions")
+CHANNELS = ("email", "push", "web", "*")
+
+
+def _suppressions(day: date, rng: np.random.Generator, state: dict) -> pa.Table:
+    """A suppression-like cumulative table: a few (user, channel) opt-outs a day, now and then an earlier `since`
+    for a pair already there (a late event), sorted as `update_suppressions` sorts it."""
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    for _ in range(int(rng.integers(3, 9))):
+        pair = (f"u{int(rng.integers(0, 400)):04d}", CHANNELS[int(rng.integers(0, len(CHANNELS)))])
+        state[pair] = min(state.get(pair, moment), moment)
+    if state and rng.random() < 0.5:
+        pair = sorted(state)[int(rng.integers(0, len(state)))]
+        state[pair] = state[pair] - timedelta(days=3)
+    rows = sorted(state.items())
+    return pa.table(
+        {"user_id": [u for (u, _), _ in rows], "channel": [c for (_, c), _ in rows], "since": [s for _, s in rows]}
+    ).cast(SUPPRESSION_SCHEMA)
+
+
+def test_suppression_days_read_back_and_store_the_new_rows_only(tmp_path):
+    states = _old_way(_suppressions)
+    lake = _stored(tmp_path, states, SUPPRESSIONS)
+    for day, table in _as_read_the_old_way(tmp_path, states, SUPPRESSIONS).items():
+        assert read_day(lake, *SUPPRESSIONS, day).equals(table), day
+    assert sum(_kinds(lake, SUPPRESSIONS).values()) >= DAYS // 2
+    assert _stored_rows(lake, SUPPRESSIONS) < sum(t.num_rows for t in states.values()) / 2
+
+
+def test_an_erasure_on_a_suppression_delta_day_and_a_rerun_keep_every_day_exact(tmp_path):
+    states = _old_way(_suppressions)
+    lake = _stored(tmp_path, states, SUPPRESSIONS)
+    day = START + timedelta(days=10)
+    assert _kinds(lake, SUPPRESSIONS)[day]
+    erased = [u for u in states[day].column("user_id").to_pylist() if u not in states[START].column("user_id")][:2]
+    erase_users(lake, erased, only_day=day)  # on the delta day only, then everywhere
+    erase_users(lake, erased)
+    states = {d: t.filter(pc.invert(pc.is_in(t.column("user_id"), pa.array(erased)))) for d, t in states.items()}
+    for d, table in _as_read_the_old_way(tmp_path / "erased", states, SUPPRESSIONS).items():
+        assert read_day(lake, *SUPPRESSIONS, d).equals(table), d
+    changed = states[day].slice(1)  # a re-run of an earlier day without its first row
+    store_day(lake, *SUPPRESSIONS, day, changed, START)
+    states[day] = changed
+    for d, table in _as_read_the_old_way(tmp_path / "rerun", states, SUPPRESSIONS).items():
+        assert read_day(lake, *SUPPRESSIONS, d).equals(table), d
+
+
+def _chain_bound_holds(lake: Lake, table: tuple[str, str], exact: bool = False) -> None:
+    """Each delta is on the day after it and counts the cells of its chain (its own and the deltas' below it, down to
+    a full day), fewer than its day's full table: a read costs one full table and less than the day below it. Without
+    re-runs the counts are exact."""
+    kinds, chain = _kinds(lake, table), 0
+    for day in lake.partitions(*table):
+        if not kinds[day]:
+            chain = 0
+            continue
+        moves = delta_store.delta_moves(pq.read_schema(lake.partition_file(*table, day)))
+        chain += moves["cells"]
+        # a re-run below a delta leaves its chain counting more than is left below it, never less
+        assert moves["base"] == (day + timedelta(days=1)).isoformat(), day
+        assert moves["chain"] == chain if exact else moves["chain"] >= chain, day
+        content = read_day(lake, *table, day).drop_columns(["ds"])
+        assert chain < delta_store.stored_cells(content, SNAPSHOTS[table]), day
+
+
+def _files(lake: Lake, table: tuple[str, str]) -> dict[date, bytes]:
+    return {d: lake.partition_file(*table, d).read_bytes() for d in lake.partitions(*table)}
+
+
+def test_the_chain_rule_bounds_every_read_and_a_rerun_of_every_day_writes_the_same_files(tmp_path):
+    for table, make, moves in (
+        (FEATURES, _features, {"moves": MOVES}),
+        (AUDIENCES, _audiences, {}),
+        (SUPPRESSIONS, _suppressions, {}),
+    ):
+        states = _old_way(make)
+        lake = _stored(tmp_path / table[1], states, table, **moves)
+        _chain_bound_holds(lake, table, exact=True)
+        written = _files(lake, table)
+        for day, full in states.items():  # the whole range re-run in day order
+            store_day(lake, *table, day, full, START, **moves)
+        assert _files(lake, table) == written, table
+        assert _files(_stored(tmp_path / f"{table[1]}_again", states, table, **moves), table) == written, table
+
+
+def test_a_chain_longer_than_a_week_reads_back_after_an_erasure_and_a_rerun(tmp_path):
+    states = _old_way(_suppressions)
+    lake = _stored(tmp_path, states, SUPPRESSIONS)
+    assert [d for d, delta in _kinds(lake, SUPPRESSIONS).items() if not delta] == [START, START + timedelta(days=15)]
+    day = START + timedelta(days=3)  # 12 deltas below the newest day
+    erased = states[day].column("user_id").to_pylist()[:3]
+    erase_users(lake, erased)
+    states = {d: t.filter(pc.invert(pc.is_in(t.column("user_id"), pa.array(erased)))) for d, t in states.items()}
+    store_day(lake, *SUPPRESSIONS, day, states[day], START)  # a re-run: day 2 rewritten as a delta on it
+    assert not _kinds(lake, SUPPRESSIONS)[day] and _kinds(lake, SUPPRESSIONS)[day - timedelta(days=1)]
+    for d, table in _as_read_the_old_way(tmp_path, states, SUPPRESSIONS).items():
+        assert read_day(lake, *SUPPRESSIONS, d).equals(table), d
+    _chain_bound_holds(lake, SUPPRESSIONS)

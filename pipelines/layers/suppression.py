@@ -11,7 +11,7 @@ from assets import first_seen, suppression
 from assets.lake import Lake, connect, read_partition
 from assets.pyramid_map import PyramidMap
 from assets.snapshots import read_day
-from pipelines.layers import lake_table, partition_day, previous_partition, write_snapshot, write_table
+from pipelines.layers import lake_table, partition_day, previous_partition, write_snapshot
 from pipelines.layers.order import previous_day
 from pipelines.layers.quality import withheld_for_day
 from pipelines.resources import PyramidResource
@@ -50,12 +50,13 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         added = table.num_rows - (previous.num_rows if previous is not None else 0)
         channels = Counter(table.column("channel").to_pylist())
         return dg.MaterializeResult(
-            metadata=write_table(
+            metadata=write_snapshot(
                 lake,
                 "actionable",
                 SUPPRESSIONS,
                 ds,
                 table,
+                start,
                 new_today=added,
                 **{f"channel/{channel}": n for channel, n in sorted(channels.items())},
             )
