@@ -213,6 +213,9 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     if _WORKSPACE is None:
         workspace = duckdb.connect(":memory:")
         _configure(workspace, "GLOBAL")
+        # jemalloc's background threads hand freed pages back to the system: without them a step's freed memory
+        # stayed in the process until later allocations purged it, and the next steps' peaks started from it
+        workspace.execute("SET allocator_background_threads = true")
         _register_filesystems(workspace)
         _WORKSPACE = workspace
     return _WORKSPACE.cursor()
