@@ -1,15 +1,21 @@
-"""The segment steps read only the user_features columns the map's segments need (`segments.feature_columns`): on
-the sample map's features, membership, scored membership and baselines' eligibility come out the same as from
-the whole table."""
+"""Steps read only the columns they need. The segment steps, the user_features columns of the map's segments
+(`segments.feature_columns`): on the sample map's features, membership and scored membership come out the same as
+from the whole table. A goal bucket, the user_daily columns of the map's metrics (`goal_buckets.metric_columns`):
+every metric sums the same columns."""
 
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from assets.buckets import Bucket
 from assets.features import features_schema, monotone_windowed
+from assets.measures import daily_schema
+from assets.metrics import _summed
 from assets.pyramid_map import load_map
 from assets.segments import ELIGIBILITY_COLUMNS, feature_columns, raw_scored_membership, segment_membership
+from pipelines.layers.goal_buckets import bucket_rows, metric_columns
 
 AS_OF = date(2026, 10, 20)
 
@@ -52,3 +58,16 @@ def test_the_projected_features_give_the_same_segments():
     assert segment_membership(projected, definitions, AS_OF, monotone=monotone).equals(expected)
     assert raw_scored_membership(projected, definitions, AS_OF).equals(raw_scored_membership(whole, definitions, AS_OF))
     assert set(ELIGIBILITY_COLUMNS) <= wanted
+
+
+def test_a_bucket_reads_the_activity_columns_every_metric_sums(tmp_path):
+    pmap = load_map()
+    daily = daily_schema(pmap.measures).empty_table()
+    pq.write_table(daily, tmp_path / "user_daily.parquet")
+    files = [str(tmp_path / "user_daily.parquet")]
+    whole = bucket_rows(files, Bucket(0, 1))
+    projected = bucket_rows(files, Bucket(0, 1), metric_columns(pmap.metrics.values()))
+    assert projected.column_names == [c for c in whole.column_names if c in projected.column_names]
+    assert {"user_id", "activity_date"} <= set(projected.column_names) and projected.num_columns < whole.num_columns
+    for metric in pmap.metrics.values():
+        assert _summed(metric, projected.column_names) == _summed(metric, whole.column_names), metric.id
