@@ -16,7 +16,7 @@ import glob
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -223,6 +223,9 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     if _WORKSPACE is None:
         workspace = duckdb.connect(":memory:")
         _configure(workspace, "GLOBAL")
+        # jemalloc's background threads hand freed pages back to the system: without them a step's freed memory
+        # stayed in the process until later allocations purged it, and the next steps' peaks started from it
+        workspace.execute("SET allocator_background_threads = true")
         _register_filesystems(workspace)
         _WORKSPACE = workspace
     return _WORKSPACE.cursor()
@@ -324,8 +327,19 @@ def write_text_atomic(text: str, path: Path | UPath) -> Path | UPath:
     return path
 
 
-def read_partition(con: duckdb.DuckDBPyConnection, path: Path | UPath) -> pa.Table:
-    return con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
+def read_partition(
+    con: duckdb.DuckDBPyConnection, path: Path | UPath, columns: Collection[str] | None = None
+) -> pa.Table:
+    """One partition file (its hive `ds` column included); with `columns`, only those of its columns, in its order
+    (a name it lacks is left out), read from the file alone."""
+    partition = con.sql("SELECT * FROM read_parquet(?)", params=[str(path)])
+    return (partition if columns is None else partition.select(*projected(partition.columns, columns))).to_arrow_table()
+
+
+def projected(names: Sequence[str], columns: Collection[str]) -> list[str]:
+    """The `names` that are among `columns`, in their order, quoted for a select list."""
+    wanted = set(columns)
+    return ['"' + name.replace('"', '""') + '"' for name in names if name in wanted]
 
 
 def partition_files(lake: Lake, layer: str, table: str, days: list[date]) -> list[str]:

@@ -32,6 +32,7 @@ reads.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from datetime import date
 
@@ -42,7 +43,7 @@ from assets.coverage import lower_bound_rule, segment_windows, windows_complete
 from assets.features import HISTORY
 from assets.pyramid_map import SegmentDefinition
 from assets.rfm import rfm_group
-from assets.sql_guard import require_safe, sandboxed_connection
+from assets.sql_guard import expression_columns, require_safe, sandboxed_connection
 from assets.stability import stabilize
 from assets.statistics import ratio
 
@@ -92,6 +93,18 @@ OVERLAP_SCHEMA = pa.schema(
         ("jaccard", pa.float64()),
     ]
 )
+
+
+ELIGIBILITY_COLUMNS = ("user_id", "consent_personalization")  # who is eligible: all `segment_baselines` reads
+_WINDOWED = re.compile(r"^(?P<name>[a-z_]+)_\d+d$")
+
+
+def feature_columns(definitions: Sequence[SegmentDefinition]) -> set[str]:
+    """The user_features columns `segment_membership` reads for `definitions`: each rule's columns (a scored
+    segment's `inputs`) and their covered parts (`<name>_history`), the eligibility, as_of and history_days."""
+    read = {c for d in definitions for c in (expression_columns(d.rule) if d.method == "rule" else d.inputs)}
+    covered = {f"{m['name']}_{HISTORY}" for c in read if (m := _WINDOWED.match(c))}
+    return {*ELIGIBILITY_COLUMNS, "as_of", "history_days", *read, *covered}
 
 
 def _quintile_sql(expression: str) -> str:

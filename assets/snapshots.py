@@ -21,7 +21,7 @@ keep their deltas (their `chain` may then count more than is left below, which o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from assets.delta_store import (
     table_delta,
     with_moves,
 )
-from assets.lake import Lake, connect, read_partition, readable, write_parquet_atomic
+from assets.lake import Lake, connect, projected, read_partition, readable, write_parquet_atomic
 
 
 def shifted(base: pl.DataFrame, moves: Mapping[str, Any]) -> pl.DataFrame:
@@ -76,15 +76,16 @@ SNAPSHOTS: dict[tuple[str, str], DeltaLayout] = {
 }
 
 
-def read_day(lake: Lake, layer: str, table: str, ds: date) -> pa.Table:
+def read_day(lake: Lake, layer: str, table: str, ds: date, columns: Collection[str] | None = None) -> pa.Table:
     """The full partition of `ds` as `read_partition` reads it (its `ds` column included), rebuilt when stored as
-    a delta."""
+    a delta; with `columns`, only those of its columns (as `read_partition` projects them)."""
     path = lake.partition_file(layer, table, ds)
     if not stored_as_delta(path):
-        return read_partition(connect(), path)
+        return read_partition(connect(), path, columns)
     con = connect()
     con.register("_day", _content(lake, layer, table, ds))
-    return con.sql("SELECT *, CAST(? AS DATE) AS ds FROM _day", params=[ds]).to_arrow_table()
+    day = con.sql("SELECT *, CAST(? AS DATE) AS ds FROM _day", params=[ds])
+    return (day if columns is None else day.select(*projected(day.columns, columns))).to_arrow_table()
 
 
 def store_day(lake: Lake, layer: str, table: str, ds: date, full: pa.Table, start: date, **moves: Any) -> int:

@@ -8,8 +8,8 @@ here a temporary one) in a fresh process, which it measures:
 
 - per step (a step is an asset, or a multi-asset with its checks): wall time and CPU time between
   Dagster's STEP_START and its end event, peak RSS within the step (Linux: the high-water mark is reset
-  through /proc/self/clear_refs at each step start), and rows (`dagster/row_count` of its
-  materializations, else `rows`);
+  through /proc/self/clear_refs at each step start), the RSS at its start (what the process still holds from
+  earlier steps), and rows (`dagster/row_count` of its materializations, else `rows`);
 - in total: the process's wall and CPU time (imports, definitions, Dagster's bookkeeping included),
   and its peak RSS.
 
@@ -98,15 +98,16 @@ class StepMeter:
             if kind == "STEP_START":
                 self.peak_kib = max(self.peak_kib, _status_kib("VmHWM"))
                 _reset_peak()
-                self.open[step] = (time.perf_counter(), _cpu())
+                self.open[step] = (time.perf_counter(), _cpu(), _status_kib("VmRSS"))
             elif kind in STEP_END and step in self.open:
-                wall0, cpu0 = self.open.pop(step)
+                wall0, cpu0, start_kib = self.open.pop(step)
                 peak = _status_kib("VmHWM")
                 self.peak_kib = max(self.peak_kib, peak)
                 self.steps[step] = {
                     "wall": time.perf_counter() - wall0,
                     "cpu": _cpu() - cpu0,
                     "peak_mib": peak / 1024,
+                    "start_mib": start_kib / 1024,  # what the process held at the step's start
                     "status": kind.removeprefix("STEP_").lower(),
                     "rows": self.steps.get(step, {}).get("rows", 0),
                 }
@@ -229,11 +230,13 @@ def _child(args: list[str], env: dict[str, str]) -> None:
     subprocess.run([sys.executable, __file__, *map(str, args)], env=env, check=True, cwd=ROOT)
 
 
-def _data_root(work: Path, name: str, settings: dict[str, str]) -> tuple[Path, dict[str, str]]:
-    """A fresh data root with its own DAGSTER_HOME, and the environment of its child processes."""
+def _data_root(work: Path, name: str, settings: dict[str, str], reuse: bool = False) -> tuple[Path, dict[str, str]]:
+    """A fresh data root with its own DAGSTER_HOME (with `reuse`, the one a run with --keep left), and the
+    environment of its child processes."""
     root = work / name
-    (root / ".dagster").mkdir(parents=True)
-    (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    if not reuse:
+        (root / ".dagster").mkdir(parents=True)
+        (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, **settings, "PYRAMID_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / ".dagster")}
     return root, {**env, "PYTHONPATH": str(ROOT)}
 
@@ -255,16 +258,25 @@ def _run_days(root: Path, env: dict[str, str], days: list[date]) -> None:
         _child(["_run", root, ",".join(d.isoformat() for d in days)], env)
 
 
-def measure_size(users: int, history_days: int, seed: int, work: Path, repeat: int, settings: dict[str, str]) -> dict:
+def measure_size(
+    users: int, history_days: int, seed: int, work: Path, repeat: int, settings: dict[str, str], reuse: bool = False
+) -> dict:
     """Generate, run the history, then run the measured day `repeat` times (same lake, re-materialized)
-    and the floor as often; keep the fastest of each (the machine is shared)."""
-    print(f"{users:,} users: generating {history_days + 1} day(s), running {history_days} of history", flush=True)
-    root, env = _data_root(work, f"users-{users}", settings)
+    and the floor as often; keep the fastest of each (the machine is shared). With `reuse`, the lake a run with
+    --keep left in `work` has its history: only the measured day runs again."""
+    root, env = _data_root(work, f"users-{users}", settings, reuse)
     started = time.perf_counter()
-    generated, first = _generate(root, env, users, history_days + 1, seed)
+    if reuse:
+        print(f"{users:,} users: the measured day again on {root}", flush=True)
+        generated = json.loads((root / "generated.json").read_text())
+        first = date.fromisoformat(generated["start"])
+    else:
+        print(f"{users:,} users: generating {history_days + 1} day(s), running {history_days} of history", flush=True)
+        generated, first = _generate(root, env, users, history_days + 1, seed)
     day = first + timedelta(days=history_days)
     generate_s = time.perf_counter() - started
-    _run_days(root, env, [first + timedelta(days=n) for n in range(history_days)])
+    if not reuse:
+        _run_days(root, env, [first + timedelta(days=n) for n in range(history_days)])
     history_s = time.perf_counter() - started - generate_s
     runs, floors = [], []
     for n in range(repeat):
@@ -391,6 +403,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, help="write the tables and the targets to this Markdown file")
     parser.add_argument("--from-json", type=Path, nargs="+", help="measure nothing: merge these measures and report")
     parser.add_argument("--keep", type=Path, help="keep the data roots in this folder (must not exist)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="the folder of an earlier --keep: run only each size's measured day again on its lake (no tiny day)",
+    )
     return parser.parse_args()
 
 
@@ -407,17 +424,19 @@ def measure(args: argparse.Namespace) -> dict:
     os.environ.update(settings)
     measures: dict = {"conditions": _conditions(), "settings": settings, "tiny": None, "sizes": [], "history": None}
     print(measures["conditions"], flush=True)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
+    work = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
     work.mkdir(parents=True, exist_ok=not args.keep)
+    reuse = args.reuse is not None
     try:
-        if args.tiny_users:
+        if args.tiny_users and not reuse:
             measures["tiny"] = measure_size(args.tiny_users, args.history_days, args.seed, work, args.repeat, settings)
         for users in [args.users] if args.sizes is None else args.sizes:
-            measures["sizes"].append(measure_size(users, args.history_days, args.seed, work, args.repeat, settings))
-        if args.history_compare:
+            size = measure_size(users, args.history_days, args.seed, work, args.repeat, settings, reuse)
+            measures["sizes"].append(size)
+        if args.history_compare and not reuse:
             measures["history"] = measure_history(args.compare_users, args.history_compare, args.seed, work, settings)
     finally:
-        if not args.keep:
+        if not (args.keep or reuse):
             shutil.rmtree(work, ignore_errors=True)
     return measures
 

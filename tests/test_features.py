@@ -471,3 +471,23 @@ def test_coverage_matches_plain_python(start_days_before):
         assert got == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in want.items()}
     flags = [table.column(f"complete_{w}d")[0].as_py() for w in WINDOWS]
     assert flags == [start_days_before + 1 >= w for w in WINDOWS]
+
+
+def test_the_untyped_null_columns_are_typed_as_a_cast_types_them(tmp_path):
+    from assets.features import _typed
+    from assets.lake import write_parquet_atomic
+
+    con = connect()
+    raw = con.sql(
+        "SELECT 'u' || range AS user_id, NULL AS a, range AS b, NULL AS c, NULL AS d FROM range(5000)"
+    ).to_arrow_table()
+    raw = pa.Table.from_batches(raw.to_batches(max_chunksize=1500))  # several chunks, as a large result has
+    types = {"user_id": pa.string(), "a": pa.int64(), "b": pa.int64(), "c": pa.float64(), "d": pa.int64()}
+    schema = pa.schema(list(types.items()))
+    typed, cast = _typed(raw, schema), raw.cast(schema)
+    assert typed.equals(cast) and typed.schema == cast.schema
+    chunks = [[len(k) for k in c.chunks] for c in cast.columns]
+    assert [[len(k) for k in c.chunks] for c in typed.columns] == chunks and len(chunks[0]) > 1
+    write_parquet_atomic(typed, tmp_path / "typed.parquet")
+    write_parquet_atomic(cast, tmp_path / "cast.parquet")
+    assert (tmp_path / "typed.parquet").read_bytes() == (tmp_path / "cast.parquet").read_bytes()

@@ -287,3 +287,18 @@ def test_a_chain_longer_than_a_week_reads_back_after_an_erasure_and_a_rerun(tmp_
     for d, table in _as_read_the_old_way(tmp_path, states, SUPPRESSIONS).items():
         assert read_day(lake, *SUPPRESSIONS, d).equals(table), d
     _chain_bound_holds(lake, SUPPRESSIONS)
+
+
+def test_a_projected_day_is_the_whole_day_with_only_those_columns(tmp_path):
+    states = _old_way(_features)
+    lake = _stored(tmp_path, states, FEATURES, moves=MOVES)
+    kinds = _kinds(lake, FEATURES)
+    assert any(kinds.values()) and not all(kinds.values())  # full days and delta days alike
+    for day in states:
+        whole = read_day(lake, *FEATURES, day)
+        for columns in (["score", "user_id"], {"ds", "days_since", "not_a_column"}, ["history_days"]):
+            expected = whole.select([c for c in whole.column_names if c in columns])
+            assert read_day(lake, *FEATURES, day, columns).equals(expected), (day, columns)
+            path = lake.partition_file(*FEATURES, day)
+            if not kinds[day]:
+                assert read_partition(connect(), path, columns).equals(expected), (day, columns)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -22,7 +23,10 @@ import pyarrow.parquet as pq
 from assets.buckets import Bucket
 from assets.goal_day import GoalDayTables
 from assets.lake import Lake, atomic_path, connect, is_local, partition_files, readable
+from assets.metrics import KEYS
+from assets.pyramid_map import Metric
 from assets.snapshots import SNAPSHOTS, read_day, stored_as_delta
+from assets.sql_guard import expression_columns
 from pipelines.layers import MissingPartition, previous_partition_file
 
 if TYPE_CHECKING:
@@ -103,6 +107,14 @@ def bucket_rows(
         return None
     sql = f"SELECT {columns} FROM read_parquet(?, union_by_name = true) WHERE ({where}) AND {bucket.where()}"
     return connect().sql(sql, params=[files, *params]).to_arrow_table()
+
+
+def metric_columns(metrics: Iterable[Metric]) -> str:
+    """`bucket_rows`' select list of the activity columns the metrics read and the keys (those the files have, in
+    their order): a bucket's user_daily rows without the measures no metric reads."""
+    read = {*KEYS, *(c for m in metrics for text in m.expressions() for c in expression_columns(text))}
+    names = ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(read))
+    return f"COLUMNS(lambda c: list_contains([{names}], c))"
 
 
 def previous_bucket_rows(lake: Lake, layer: str, table: str, ds: date, start: date, bucket: Bucket) -> pa.Table | None:

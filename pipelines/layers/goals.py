@@ -27,6 +27,7 @@ from pipelines.layers.goal_buckets import (
     bucket_dir,
     bucket_rows,
     first_activity_day,
+    metric_columns,
     previous_bucket_rows,
     read_parts,
     remove_folder,
@@ -269,7 +270,8 @@ def bucket_inputs(lake: Lake, pmap: PyramidMap, task: BucketTask) -> goal_day.Go
     ds, bucket, start = task.ds, task.bucket, pmap.start_date
     first, days = window(ds, goal_activity_days(pmap), start)
     between = ("activity_date BETWEEN ? AND ?", (first, ds))
-    activity = bucket_rows(partition_files(lake, "actionable", "user_daily", days), bucket, "*", *between)
+    files = partition_files(lake, "actionable", "user_daily", days)
+    activity = bucket_rows(files, bucket, metric_columns(pmap.metrics.values()), *between)
     if activity is None:
         raise MissingPartition(f"actionable/user_daily has no partition between {first} and {ds}")
     touchpoints = None

@@ -50,7 +50,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     )
     def segment_membership(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
-        features = read_day(lake, "actionable", "user_features", ds)
+        features = read_day(lake, "actionable", "user_features", ds, _segment_columns(pmap))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
         blocked = blocked_for_day(lake, pmap, ds).segments  # need a withheld column: not computed
         definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
@@ -85,7 +85,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         con = connect()
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
         previous = previous_partition(lake, "segments", "segment_membership", ds, start)
-        features = read_day(lake, "actionable", "user_features", ds)
+        features = read_day(lake, "actionable", "user_features", ds, _segment_columns(pmap))
         con.register("features", features)
         eligible = int(con.sql("SELECT count(*) FROM features WHERE consent_personalization").fetchall()[0][0])
         days = history_days(ds, start)
@@ -160,7 +160,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         con = connect()
         membership = read_partition(con, lake.partition_file("segments", "segment_membership", ds))
-        features = read_day(lake, "actionable", "user_features", ds)
+        features = read_day(lake, "actionable", "user_features", ds, segments.ELIGIBILITY_COLUMNS)
         metrics = baseline_metrics(pmap)
         activity = daily_activity(lake, ds, longest_baseline_window(pmap), start)
         touchpoints = touchpoint_daily_activity(lake, ds, longest_baseline_window(pmap), start)
@@ -175,10 +175,16 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
 def _raw_scored(lake: Lake, pmap: PyramidMap, day: date, features: pa.Table | None = None) -> pa.Table:
     """The day's scored segments before hysteresis, from that day's features and unblocked definitions."""
     if features is None:
-        features = read_day(lake, "actionable", "user_features", day)
+        features = read_day(lake, "actionable", "user_features", day, _segment_columns(pmap))
     blocked = blocked_for_day(lake, pmap, day).segments
     definitions = [d for d in pmap.segments.definitions if d.id not in blocked]
     return segments.raw_scored_membership(features, definitions, day)
+
+
+def _segment_columns(pmap: PyramidMap) -> set[str]:
+    """The user_features columns the segments read: every definition's, blocked or not (a blocked one is left out
+    after the read)."""
+    return segments.feature_columns(pmap.segments.definitions)
 
 
 def longest_baseline_window(pyramid_map: PyramidMap) -> int:
