@@ -16,6 +16,7 @@ goal's contribution; data quality (quarantine by reason, withheld columns).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,7 +29,7 @@ from assets.lake import Lake, connect, write_text_atomic
 from assets.pyramid_map import PyramidMap
 from assets.scorecard_goals import goals_section
 from assets.scorecard_html import e, figure, pct, table
-from assets.snapshots import read_day
+from assets.snapshots import SNAPSHOTS, read_day
 
 QUARANTINE_SOURCES = ("events", "transactions", "profiles")
 REPORT_DIR = "scorecard"
@@ -71,13 +72,13 @@ def read(
 
 
 def read_day_rows(
-    con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, as_of: date, columns: str
+    con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, as_of: date, columns: str, read: Sequence[str]
 ) -> pl.DataFrame:
-    """`columns` (aggregates, grouped by the rest) over a snapshot table's rows of one day, rebuilt when stored as
-    a delta (assets/snapshots.py); no rows when the day was never written."""
+    """`columns` (aggregates, grouped by the rest) over a snapshot table's rows of one day, of which only the columns
+    `read` are read, rebuilt when stored as a delta (assets/snapshots.py); no rows when the day was never written."""
     if not lake.has_partition(layer, table, as_of):
         return pl.DataFrame()
-    con.register("_day", read_day(lake, layer, table, as_of))
+    con.register("_day", read_day(lake, layer, table, as_of, read))
     try:
         return con.sql(f"SELECT {columns} FROM _day GROUP BY ALL").pl()
     finally:
@@ -85,7 +86,8 @@ def read_day_rows(
 
 
 def day_count(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, as_of: date) -> int:
-    frame = read_day_rows(con, lake, layer, table, as_of, "count(*) AS n")
+    """A snapshot table's rows of one day (only its key is read: user_features has over a hundred columns)."""
+    frame = read_day_rows(con, lake, layer, table, as_of, "count(*) AS n", SNAPSHOTS[(layer, table)].key)
     return 0 if frame.is_empty() else int(frame["n"][0])
 
 
@@ -165,7 +167,7 @@ def campaign_rows(con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: Pyram
     """Per campaign: segments, arms (users per arm on the day) and exports per touchpoint after caps."""
     day = f"ds = DATE '{as_of}'"
     per_arm = "campaign_id, arm, count(DISTINCT user_id) AS users"
-    arms = read_day_rows(con, lake, "campaigns", "audiences", as_of, per_arm)
+    arms = read_day_rows(con, lake, "campaigns", "audiences", as_of, per_arm, ("campaign_id", "arm", "user_id"))
     arm_users = {(r["campaign_id"], r["arm"]): r["users"] for r in arms.iter_rows(named=True)}
     exported: dict[tuple[str, str], int] = {}
     for tp in pyramid_map.touchpoints:

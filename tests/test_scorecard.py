@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from assets import scorecard
+from assets.lake import connect
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = [
@@ -165,3 +168,17 @@ def test_a_chart_with_one_finite_value_keeps_its_day_axis():
     points = [(date(2026, 10, 1), None), (date(2026, 10, 2), 0.12)]
     svg = charts.line_chart({"lift": points}, "lift", hlines={"no effect": 0.0})
     assert 1 <= svg.count('id="xtick_') <= 3
+
+
+def test_users_and_arms_count_the_days_snapshot_rows(run):
+    """Counted on projected reads of the day (a delta rebuilt), against the rows as the run wrote them."""
+    con = connect()
+    for day in (run.days[-3], run.days[-1]):  # a day stored as a delta by now, and the newest, full
+        counts = {layer: n for layer, n, _ in scorecard.layer_counts(con, run.lake, run.pyramid_map, day)}
+        features = pq.read_table(run.as_run.partition_file("actionable", "user_features", day))
+        assert counts["users"] == features.num_rows > 0
+        sent = Counter((r["campaign_id"], r["arm"]) for r in run.sent[day])
+        for row in scorecard.campaign_rows(con, run.lake, run.pyramid_map, day):
+            assert row["treatment"] == sent[(row["campaign"], "treatment")]
+            assert row["holdout_users"] == sent[(row["campaign"], "holdout")]
+        assert sum(sent.values()) > 0

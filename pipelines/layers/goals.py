@@ -400,7 +400,7 @@ def compact_stored(lake: Lake, table: str, day: date, start: date) -> None:
 def known_users(lake: Lake, ds: date) -> pa.Table:
     """Known, non-erased users as of the day (consented or not: the North Star holds no personal data)."""
     con = connect()
-    con.register("profiles", read_day(lake, "actionable", "profiles", ds))
+    con.register("profiles", read_day(lake, "actionable", "profiles", ds, ["user_id"]))
     con.register("erased", read_partition(con, lake.partition_file("actionable", "erased_users", ds)))
     return con.sql(
         "SELECT user_id FROM profiles WHERE user_id NOT IN (SELECT user_id FROM erased) ORDER BY user_id"
