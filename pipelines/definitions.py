@@ -12,6 +12,7 @@ import dagster as dg
 
 from assets.pyramid_map import PyramidMap, default_map_path, load_map
 from pipelines.layers import actionable, campaigns, catalog, exports, goals, raw, reports, segments, touchpoints
+from pipelines.layers.ranges import BACKFILL_POLICY
 from pipelines.resources import PyramidResource
 
 NIGHTLY_JOB = "nightly_pyramid"
@@ -34,7 +35,9 @@ def build_assets(pyramid_map: PyramidMap) -> list[dg.AssetsDefinition]:
         *goals.build(partitions, pyramid_map),
         *exports.build(partitions, pyramid_map),
     ]
-    return [*tables, *catalog.build(partitions, pyramid_map, tables), *reports.build(partitions, pyramid_map)]
+    assets = [*tables, *catalog.build(partitions, pyramid_map, tables), *reports.build(partitions, pyramid_map)]
+    # a backfill runs chunks of days per run, each asset's body once per day in order (pipelines/layers/ranges.py)
+    return [a.with_attributes(backfill_policy=BACKFILL_POLICY) for a in assets]
 
 
 def build_definitions(pyramid_map: PyramidMap, pyramid: PyramidResource | None = None) -> dg.Definitions:

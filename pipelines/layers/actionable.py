@@ -47,6 +47,7 @@ from pipelines.layers.quality import (
     suite_specs,
     validate_and_record,
 )
+from pipelines.layers.ranges import each_day
 from pipelines.metadata import column_lineage_metadata, table_metadata
 from pipelines.resources import PyramidResource
 
@@ -264,6 +265,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         ),
         check_specs=_cleaned_check_specs("profiles"),
     )
+    @each_day
     def actionable_profiles(
         context: dg.AssetExecutionContext, pyramid: PyramidResource
     ) -> Iterator[dg.MaterializeResult]:
@@ -303,6 +305,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         description="Erasure requests applied: the day's partitions lose every erased user's rows, and a user "
         "erased today is removed from every earlier partition of every layer (assets/erasure.py).",
     )
+    @each_day
     def erasure_applied(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         return apply_erasure(pyramid.lake(), partition_day(context), start)
 
@@ -320,6 +323,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             ),
             check_specs=_cleaned_check_specs(name),
         )
+        @each_day
         def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> Iterator[dg.MaterializeResult]:
             lake, ds, settings = pyramid.lake(), partition_day(context), pyramid.pyramid_map().actionable
             result, docs = _cleaned(lake, name, key_column, ds, settings, clean, start)
@@ -344,6 +348,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         metadata=lake_table("actionable", "user_daily"),
         description="Per user and activity day, the activity that landed this day (late rows included).",
     )
+    @each_day
     def user_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         con = connect()
@@ -363,6 +368,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         description="Per user, activity day and touchpoint, the counts of touchpoint events (impressions, clicks, "
         "conversions, unsubscribes) that landed this day; ratio and mean metrics at a touchpoint read it.",
     )
+    @each_day
     def user_touchpoint_daily(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         con = connect()
@@ -391,6 +397,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         ],
         description="One row per known, non-erased user as of the day: profile, recency and windowed activity.",
     )
+    @each_day
     def user_features(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         con = connect()

@@ -6,6 +6,7 @@ from assets import campaigns
 from assets.lake import connect, read_partition
 from assets.snapshots import read_day
 from pipelines.layers import lake_table, partition_day, write_snapshot
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 
@@ -18,6 +19,7 @@ def build(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
         metadata=lake_table("campaigns", "audiences"),
         description="For each campaign: the users of its segments that its contexts admit, and their stable arm.",
     )
+    @each_day
     def campaign_audiences(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         declared = pyramid.pyramid_map().campaigns

@@ -7,6 +7,7 @@ import dagster as dg
 from assets.catalog import CATALOG_VIEWS, build_catalog
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import LAKE_TABLE
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 
@@ -40,6 +41,7 @@ def build(
         deps=catalog_deps(pyramid_map, upstream),
         description="data/warehouse.duckdb: views over the lake for analysts, swapped in atomically.",
     )
+    @each_day
     def analyst_catalog(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake = pyramid.lake()
         views = build_catalog(lake, [t.id for t in pyramid.pyramid_map().touchpoints])

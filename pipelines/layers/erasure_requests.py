@@ -11,6 +11,7 @@ from assets import actionable, erasure_requests
 from assets.lake import Lake, connect, read_partition
 from pipelines.layers import lake_table, partition_day, previous_partition, reason_counts, write_table
 from pipelines.layers.order import previous_day
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 ERASURE_REQUESTS_CHECK = "erasure_requests_recorded"
@@ -78,6 +79,7 @@ def build(partitions: dg.PartitionsDefinition, start: date) -> dg.AssetsDefiniti
             )
         ],
     )
+    @each_day
     def actionable_erased_users(
         context: dg.AssetExecutionContext, pyramid: PyramidResource
     ) -> Iterator[dg.MaterializeResult]:

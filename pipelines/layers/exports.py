@@ -11,6 +11,7 @@ from assets.lake import Lake, connect, read_partition, write_text_atomic
 from assets.pyramid_map import PyramidMap, Touchpoint
 from assets.touchpoints import EXPORT_SCHEMA
 from pipelines.layers import lake_table, partition_day, previous_partition, write_table
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 
@@ -47,6 +48,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
     @dg.multi_asset(
         name="touchpoint_deltas", specs=specs, check_specs=checks, partitions_def=partitions, can_subset=False
     )
+    @each_day
     def touchpoint_deltas(context: dg.AssetExecutionContext, pyramid: PyramidResource):
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         version = exports.map_version(pmap.path)

@@ -38,6 +38,7 @@ from pipelines.layers.goal_buckets import (
 )
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
+from pipelines.layers.ranges import each_day, merged_check, run_days
 from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
@@ -85,6 +86,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
             ),
         ],
     )
+    @each_day
     def north_star_series(
         context: dg.AssetExecutionContext, pyramid: PyramidResource
     ) -> Iterator[dg.MaterializeResult]:
@@ -176,7 +178,8 @@ def goal_step(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> d
     fan_out, per_bucket, collect = goal_ops(pyramid_map, list(inputs))
 
     def compose(**upstream: object) -> dict:
-        cohort, outcomes, metrics, check = collect(fan_out(**upstream).map(per_bucket).collect())
+        tasks, earlier_days = fan_out(**upstream)
+        cohort, outcomes, metrics, check = collect(tasks.map(per_bucket).collect(), earlier_days)
         return {COHORT: cohort, USER_OUTCOMES: outcomes, GOAL_METRICS: metrics, SRM_OUTPUT: check}
 
     graph = dg.graph(
@@ -218,51 +221,93 @@ def graph_inputs(specs: list[dg.AssetSpec]) -> dict[str, dg.AssetDep]:
 
 def goal_ops(pyramid_map: PyramidMap, upstream: list[str]) -> tuple[dg.OpDefinition, ...]:
     """The goal step's ops: fan out over the buckets, one bucket, collect (`goal_step`)."""
-    start = pyramid_map.start_date
 
-    @dg.op(name="goal_buckets", ins={name: dg.In(dg.Nothing) for name in upstream}, out=dg.DynamicOut())
-    def fan_out(context: dg.OpExecutionContext, pyramid: PyramidResource) -> Iterator[dg.DynamicOutput]:
-        """One task per user bucket of the day (`$PYRAMID_BUCKETS`); removes what a failed run of the day left."""
-        lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
-        remove_scratch(lake, ds)
-        blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
-        measured = tuple(g.id for g in pmap.goals if g.id not in blocked)
-        first_day = first_activity_day(lake, ds, goal_activity_days(pmap), start)
-        count = bucket_count()  # the one place the goal step reads the count: how the day is run, not the map
-        for b in range(count):
-            yield dg.DynamicOutput(BucketTask(ds, Bucket(b, count), first_day, measured), mapping_key=str(b))
+    @dg.op(
+        name="goal_buckets",
+        ins={name: dg.In(dg.Nothing) for name in upstream},
+        out={"tasks": dg.DynamicOut(), "earlier_days": dg.Out()},
+    )
+    def fan_out(context: dg.OpExecutionContext, pyramid: PyramidResource) -> Iterator[dg.DynamicOutput | dg.Output]:
+        """One task per user bucket of the day (`$PYRAMID_BUCKETS`); removes what a failed run of the day left.
+        A ranged run measures its days but the last here, one after the other (each builds on the day before),
+        and passes on what they wrote; the last day's buckets fan out."""
+        lake, pmap = pyramid.lake(), pyramid.pyramid_map()
+        *earlier, last = run_days(context)
+        written = [(day, measure_day(lake, pmap, day_tasks(lake, pmap, day))) for day in earlier]
+        for task in day_tasks(lake, pmap, last):
+            yield dg.DynamicOutput(task, output_name="tasks", mapping_key=str(task.bucket.index))
+        yield dg.Output(written, output_name="earlier_days")
 
     @dg.op(name="goal_bucket")
     def per_bucket(pyramid: PyramidResource, task: BucketTask) -> BucketTask:
         """One bucket's per-user goal work on its users' rows, written to the day's scratch folder; a failed bucket
         removes the parts it wrote."""
-        lake, pmap = pyramid.lake(), pyramid.pyramid_map()
-        measured = [g for g in pmap.goals if g.id in task.measured]
-        inputs = bucket_inputs(lake, pmap, task)
-        tables = goal_day.measure_bucket(
-            inputs, measured, pmap.metrics, task.ds, start, pmap.late_lookback_days, task.first_day
-        )
-        try:
-            write_parts(lake, task, tables)
-        except BaseException:
-            remove_folder(lake, bucket_dir(lake, task))
-            raise
+        measure_bucket(pyramid.lake(), pyramid.pyramid_map(), task)
         return task
 
     outs = {name: dg.Out(dg.Nothing) for name in (COHORT, USER_OUTCOMES, GOAL_METRICS)}
 
     @dg.op(name="goal_collect", out={**outs, SRM_OUTPUT: dg.Out()})
-    def collect(pyramid: PyramidResource, tasks: list[BucketTask]) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        """The buckets' tables stacked and summed: goal_cohort, goal_user_outcomes, goal_metrics and the SRM check."""
-        lake = pyramid.lake()
+    def collect(
+        context: dg.AssetExecutionContext, pyramid: PyramidResource, tasks: list[BucketTask], earlier_days: list
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        """The buckets' tables stacked and summed: goal_cohort, goal_user_outcomes, goal_metrics and the SRM check;
+        in a ranged run each day's metadata (pipelines/layers/ranges.py)."""
         tasks = sorted(tasks, key=lambda t: t.bucket.index)
-        try:
-            tables = goal_day.stack_buckets([read_parts(lake, t) for t in tasks])
-            yield from write_goal_tables(lake, pyramid.pyramid_map(), tasks[0], tables)
-        finally:
-            remove_scratch(lake, tasks[0].ds)
+        metadata, failing = collect_day(pyramid.lake(), pyramid.pyramid_map(), tasks)
+        if not earlier_days:
+            for name in (COHORT, USER_OUTCOMES, GOAL_METRICS):
+                yield dg.Output(None, name, metadata=metadata[name])
+            yield srm_check(failing)
+            return
+        days = [*earlier_days, (tasks[0].ds, (metadata, failing))]
+        for day, (day_metadata, _) in days:
+            for name, values in day_metadata.items():
+                context.add_asset_metadata(values, asset_key=name, partition_key=str(day))
+        for name in (COHORT, USER_OUTCOMES, GOAL_METRICS):
+            yield dg.Output(None, name)
+        yield merged_check([(day, srm_check(day_failing)) for day, (_, day_failing) in days], GOAL_METRICS, SRM_CHECK)
 
     return fan_out, per_bucket, collect
+
+
+def day_tasks(lake: Lake, pmap: PyramidMap, ds: date) -> list[BucketTask]:
+    """The day's bucket tasks (`$PYRAMID_BUCKETS` of them), after removing what a failed run of the day left."""
+    remove_scratch(lake, ds)
+    blocked = blocked_for_day(lake, pmap, ds).goals  # a goal needing a withheld column is not measured today
+    measured = tuple(g.id for g in pmap.goals if g.id not in blocked)
+    first_day = first_activity_day(lake, ds, goal_activity_days(pmap), pmap.start_date)
+    count = bucket_count()  # the one place the goal step reads the count: how the day is run, not the map
+    return [BucketTask(ds, Bucket(b, count), first_day, measured) for b in range(count)]
+
+
+def measure_bucket(lake: Lake, pmap: PyramidMap, task: BucketTask) -> None:
+    """One bucket's per-user goal work, written to the day's scratch folder; a failed bucket removes its parts."""
+    measured = [g for g in pmap.goals if g.id in task.measured]
+    inputs = bucket_inputs(lake, pmap, task)
+    tables = goal_day.measure_bucket(
+        inputs, measured, pmap.metrics, task.ds, pmap.start_date, pmap.late_lookback_days, task.first_day
+    )
+    try:
+        write_parts(lake, task, tables)
+    except BaseException:
+        remove_folder(lake, bucket_dir(lake, task))
+        raise
+
+
+def measure_day(lake: Lake, pmap: PyramidMap, tasks: list[BucketTask]) -> tuple[dict, list[str]]:
+    """A whole day of the goal step in this process: every bucket, then `collect_day`."""
+    for task in tasks:
+        measure_bucket(lake, pmap, task)
+    return collect_day(lake, pmap, tasks)
+
+
+def collect_day(lake: Lake, pmap: PyramidMap, tasks: list[BucketTask]) -> tuple[dict, list[str]]:
+    """Stack the day's bucket parts and write its goal tables (`write_goal_tables`); the parts are removed."""
+    try:
+        return write_goal_tables(lake, pmap, tasks[0], goal_day.stack_buckets([read_parts(lake, t) for t in tasks]))
+    finally:
+        remove_scratch(lake, tasks[0].ds)
 
 
 def bucket_inputs(lake: Lake, pmap: PyramidMap, task: BucketTask) -> goal_day.GoalDayInputs:
@@ -291,14 +336,15 @@ def bucket_inputs(lake: Lake, pmap: PyramidMap, task: BucketTask) -> goal_day.Go
 
 def write_goal_tables(
     lake: Lake, pmap: PyramidMap, task: BucketTask, tables: goal_day.GoalDayTables
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    """Write the day's goal_cohort, goal_user_outcomes and goal_metrics from the stacked buckets' tables."""
+) -> tuple[dict[str, dict], list[str]]:
+    """Write the day's goal_cohort, goal_user_outcomes and goal_metrics from the stacked buckets' tables; return
+    each table's materialization metadata and the goals whose arms' sizes fail the sample ratio test."""
     ds, start, buckets = task.ds, pmap.start_date, task.bucket.count
     measured = [g for g in pmap.goals if g.id in task.measured]
     day_rows = goals.goal_day_rows(tables.day_outcomes, measured, pmap.campaigns, ds, pmap.metrics, buckets)
-    yield dg.Output(None, COHORT, metadata=write_table(lake, "goals", COHORT, ds, tables.cohort))
+    metadata = {COHORT: write_table(lake, "goals", COHORT, ds, tables.cohort)}
     compact_stored(lake, COHORT, ds - timedelta(days=1), start)
-    yield dg.Output(None, USER_OUTCOMES, metadata=write_table(lake, "goals", USER_OUTCOMES, ds, tables.settled))
+    metadata[USER_OUTCOMES] = write_table(lake, "goals", USER_OUTCOMES, ds, tables.settled)
     compact_stored(lake, USER_OUTCOMES, ds - timedelta(days=1), start)
     to_date = goal_cohort.goal_to_date(
         tables.read_on_ds, ds, pmap.goals, pmap.campaigns, tables.cohort, pmap.metrics, buckets
@@ -306,8 +352,13 @@ def write_goal_tables(
     table = pa.concat_tables([day_rows, to_date])
     failing = [r["goal_id"] for r in day_rows.to_pylist() if r["srm_ok"] is False and r["kind"] == "goal"]
     status = {f"status/{r['goal_id']}": r["status"] for r in to_date.to_pylist() if r["kind"] == "goal"}
-    yield dg.Output(None, GOAL_METRICS, metadata=write_table(lake, "goals", GOAL_METRICS, ds, table, **status))
-    yield dg.AssetCheckResult(
+    metadata[GOAL_METRICS] = write_table(lake, "goals", GOAL_METRICS, ds, table, **status)
+    return metadata, failing
+
+
+def srm_check(failing: list[str]) -> dg.AssetCheckResult:
+    """The day's sample ratio check: warns when a goal's arms are not in its campaign's holdout proportion."""
+    return dg.AssetCheckResult(
         asset_key=GOAL_METRICS,
         check_name=SRM_CHECK,
         passed=not failing,

@@ -19,6 +19,7 @@ from assets.quality.suites import peek_rules
 from assets.quality.typed_batch import base_column
 from assets.quality.validation import load_validations, save_validation
 from pipelines.layers import lake_table, partition_day, write_table
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 INPUTS_CHECK = "inputs_promoted"
@@ -161,6 +162,7 @@ def data_quality_docs_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
         deps=[f"actionable_{source}" for source in SUITE_SOURCES],
         description="Great Expectations Data Docs for the day's validations: data/reports/data_docs/index.html.",
     )
+    @each_day
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         files = [f for f in (validation_file(lake, source, ds) for source in SUITE_SOURCES) if f.exists()]

@@ -13,6 +13,7 @@ from assets.crash_points import crash_point
 from assets.lake import Lake, connect
 from assets.pyramid_map import NOT_DECLARED_NOTE, SOURCE_NAMES, PyramidMap, Source
 from pipelines.layers import lake_table, partition_day, write_table
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 PARSE_CHECK = "rows_parseable"
@@ -139,6 +140,7 @@ def _raw_asset(source_name: str, source: Source | None, partitions: dg.Partition
         description=f"The {source_name} landing files of the day, every row as it came, with its file and line.",
         check_specs=_check_specs(source_name, source),
     )
+    @each_day
     def _asset(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         if source_name not in pmap.sources:

@@ -6,6 +6,7 @@ from assets import scorecard
 from assets.pyramid_map import PyramidMap
 from pipelines.layers import partition_day
 from pipelines.layers.quality import blocked_for_day
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 
@@ -21,6 +22,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         description="The scorecard: the pyramid, segments, campaigns, goals, the North Star and data quality "
         "on one static page with inline charts (reports/scorecard/<ds>.html; index.html = latest).",
     )
+    @each_day
     def scorecard_report(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         blocked = blocked_for_day(lake, pmap, ds)

@@ -23,6 +23,7 @@ from pipelines.layers import (
 )
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 CHURN_CHECK = "segment_churn"
@@ -48,6 +49,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         description="Which eligible (consented, non-erased) users are in which segment as of the day "
         "(rule segments, RFM groups, lifecycle stages), with the start of each member's run.",
     )
+    @each_day
     def segment_membership(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         features = read_day(lake, "actionable", "user_features", ds, _segment_columns(pmap))
@@ -80,6 +82,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         ],
         description="Per segment: size, share of eligible users, usable or not, stability against the day before.",
     )
+    @each_day
     def segment_summary(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         con = connect()
@@ -137,6 +140,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         metadata=lake_table("segments", "segment_overlap"),
         description="Pairs of segments: users in both and their Jaccard similarity.",
     )
+    @each_day
     def segment_overlap(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds = pyramid.lake(), partition_day(context)
         membership = read_partition(connect(), lake.partition_file("segments", "segment_membership", ds))
@@ -156,6 +160,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         metadata=lake_table("segments", "segment_baselines"),
         description="Test segments early: each segment's rate on each goal metric against all eligible users.",
     )
+    @each_day
     def segment_baselines(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         con = connect()

@@ -14,6 +14,7 @@ from assets.snapshots import read_day
 from pipelines.layers import lake_table, partition_day, previous_partition, write_snapshot
 from pipelines.layers.order import previous_day
 from pipelines.layers.quality import withheld_for_day
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 SUPPRESSIONS = "channel_suppressions"
@@ -41,6 +42,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         description="Who opted out of which channel, and since when (the map's consent.opt_out), cumulative: "
         "the touchpoint exports of the day and every later day leave them out.",
     )
+    @each_day
     def channel_suppressions(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         previous = previous_partition(lake, "actionable", SUPPRESSIONS, ds, start)
@@ -78,6 +80,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         description="Each known user's marketing consent as of the day (the map's consent.marketing_column), "
         "which gates the map's consent.marketing_channels.",
     )
+    @each_day
     def marketing_consent(context: dg.AssetExecutionContext, pyramid: PyramidResource) -> dg.MaterializeResult:
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         column = pmap.consent.marketing_column

@@ -13,6 +13,7 @@ from assets.pyramid_map import PyramidMap
 from assets.snapshots import read_day
 from pipelines.layers import lake_table, lookback_days, partition_day, write_table
 from pipelines.layers.order import earlier_days
+from pipelines.layers.ranges import each_day
 from pipelines.resources import PyramidResource
 
 FRESHNESS_CHECK = "freshness_met"
@@ -55,6 +56,7 @@ def build(partitions: dg.PartitionsDefinition, pyramid_map: PyramidMap) -> list[
         partitions_def=partitions,
         can_subset=False,
     )
+    @each_day
     def touchpoint_exports(context: dg.AssetExecutionContext, pyramid: PyramidResource):
         lake, ds, pmap = pyramid.lake(), partition_day(context), pyramid.pyramid_map()
         audiences = read_day(lake, "campaigns", "audiences", ds)
