@@ -43,10 +43,13 @@ if TYPE_CHECKING:
 
 DATA_ROOT_TAG = "pyramid/data_root"
 PARTITION_TAG = "dagster/partition"
+# a run over consecutive days (`pyramid run` over a range, a backfill: pipelines/layers/ranges.py)
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 JOB = "nightly_pyramid"
 TOP_TABLE = ("goals", "north_star")
 CHUNK = 1 << 22
 PARSE_CHECK, LANDED_ROWS = "rows_parseable", "landed_rows"  # pipelines/layers/raw.py
+FAILED_DAYS_KEY = "failed_days"  # pipelines/layers/ranges.py (status does not import dagster)
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Run:
     status: str
     day: str
     start: float
+    ranged: bool = False  # one of several days of its run
 
 
 def collect(lake: Lake, pyramid_map: PyramidMap, dagster_home: Path, default_root: Path) -> dict:
@@ -123,7 +127,7 @@ def _day_status(
     }
     status = DayStatus(day.isoformat(), "", "", {}, run.run_id if run else None, run.status if run else None)
     if run is not None:
-        status.checks = storage.failed_checks(run.run_id)
+        status.checks = storage.failed_checks(run.run_id, day if run.ranged else None)
     absent = [name for name, paths in files.items() if not paths]
     if run is not None and run.status in ("FAILURE", "CANCELED"):
         status.failed_steps = storage.failed_steps(run.run_id)
@@ -137,7 +141,8 @@ def _day_status(
         status.state, status.note = "missing", f"no {', '.join(absent)} landed"
     else:
         status.state, status.note = "not run", "landed, not materialized"
-    recorded = storage.landed_rows(run.run_id) if run is not None and status.state == "ok" else {}
+    # a ranged run's parse checks record one day's rows: its other days count the files' lines
+    recorded = storage.landed_rows(run.run_id) if run is not None and not run.ranged and status.state == "ok" else {}
     status.landing = {
         name: Landing(len(paths), _landed_rows(pyramid_map, name, paths, recorded)) for name, paths in files.items()
     }
@@ -202,20 +207,25 @@ class _Storage:
             con.close()
 
     def latest_runs(self, data_root: Path | UPath, default: bool) -> dict[str, Run]:
-        """Each day's latest run of the nightly job on this data root."""
+        """Each day's latest run of the nightly job on this data root (a run of one day or over a range)."""
         rows = self._query(
             self.history / "runs.db",
             """
-            SELECT r.run_id, r.status, p.value, coalesce(r.start_time, 0), d.value
-            FROM runs r JOIN run_tags p ON p.run_id = r.run_id AND p.key = ?
+            SELECT r.run_id, r.status, coalesce(p.value, s.value), coalesce(e.value, p.value),
+                   coalesce(r.start_time, 0), d.value
+            FROM runs r LEFT JOIN run_tags p ON p.run_id = r.run_id AND p.key = ?
+            LEFT JOIN run_tags s ON s.run_id = r.run_id AND s.key = ?
+            LEFT JOIN run_tags e ON e.run_id = r.run_id AND e.key = ?
             LEFT JOIN run_tags d ON d.run_id = r.run_id AND d.key = ?
-            WHERE r.pipeline_name = ? ORDER BY r.id""",
-            (PARTITION_TAG, DATA_ROOT_TAG, JOB),
+            WHERE r.pipeline_name = ? AND coalesce(p.value, s.value) IS NOT NULL ORDER BY r.id""",
+            (PARTITION_TAG, RANGE_START_TAG, RANGE_END_TAG, DATA_ROOT_TAG, JOB),
         )
         latest: dict[str, Run] = {}
-        for run_id, status, day, start, root in rows:
+        for run_id, status, first, last, start, root in rows:
             if (root == str(data_root)) if root else default:
-                latest[day] = Run(run_id, status, day, start)
+                days = _days_between(date.fromisoformat(first), date.fromisoformat(last))
+                for day in days:
+                    latest[day] = Run(run_id, status, day, start, ranged=len(days) > 1)
         return latest
 
     def failed_steps(self, run_id: str) -> list[dict]:
@@ -241,7 +251,8 @@ class _Storage:
                 found[json.loads(key)[-1].removeprefix("raw_")] = value
         return found
 
-    def failed_checks(self, run_id: str) -> list[Check]:
+    def failed_checks(self, run_id: str, day: date | None = None) -> list[Check]:
+        """The run's checks that did not pass; of a ranged run, those that failed on `day`."""
         rows = self._query(
             self.history / "runs" / "index.db",
             """
@@ -250,7 +261,11 @@ class _Storage:
             (run_id,),
         )
         return sorted(
-            (Check("/".join(json.loads(key)), name, _severity(event)) for key, name, event in rows),
+            (
+                Check("/".join(json.loads(key)), name, _severity(event))
+                for key, name, event in rows
+                if day is None or _failed_on(event, day)
+            ),
             key=lambda c: (c.asset, c.check),
         )
 
@@ -264,6 +279,19 @@ def _cause(event: dict) -> dict:
         error = error["cause"]
     cls_name = error.get("cls_name", "")
     return {"error": cls_name, "cause": plain_message(error.get("message", ""), cls_name)}
+
+
+def _days_between(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _failed_on(event: str | None, day: date) -> bool:
+    """Whether a ranged run's check failed on `day` (its `failed_days`); a check without them failed on every day."""
+    if not event:
+        return True
+    metadata = json.loads(event)["dagster_event"]["event_specific_data"].get("metadata", {})
+    failed_days = metadata.get(FAILED_DAYS_KEY, {}).get("text")
+    return failed_days is None or day.isoformat() in failed_days
 
 
 def _severity(event: str | None) -> str:
