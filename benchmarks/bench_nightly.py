@@ -121,7 +121,11 @@ class StepMeter:
 
 
 def child_run(root: Path, days: list[date], out: Path | None) -> None:
-    """Materialize `days` in order in this process; with `out`, measure and write the measures there."""
+    """Materialize `days` in order in this process; with `out`, measure each as a nightly run (one Dagster run a
+    day) and write the measures there; without, as `pyramid run` does (chunks of days per run: history)."""
+    if out is None:
+        history_run(root, days)
+        return
     started, cpu0 = time.perf_counter(), _cpu()
     from pipelines.definitions import NIGHTLY_JOB, defs
     from pipelines.instance import run_instance
@@ -135,7 +139,6 @@ def child_run(root: Path, days: list[date], out: Path | None) -> None:
     meter.attach(instance)
     ok = True
     for day in days:
-        day_started = time.perf_counter()
         result = job.execute_in_process(
             partition_key=day.isoformat(),
             instance=instance,
@@ -144,22 +147,30 @@ def child_run(root: Path, days: list[date], out: Path | None) -> None:
             tags={DATA_ROOT_TAG: str(root)},
         )
         ok = ok and result.success
-        if out is None:
-            print(f"  {day}: {time.perf_counter() - day_started:.1f} s", flush=True)
         if not ok:
             break
-    if out is not None:
-        measures = {
-            "success": ok,
-            "import_wall": imported,
-            "wall": time.perf_counter() - started,
-            "cpu": _cpu() - cpu0,
-            "peak_mib": max(meter.peak_kib, _status_kib("VmHWM")) / 1024,
-            "steps": meter.steps,
-        }
-        out.write_text(json.dumps(measures))
+    measures = {
+        "success": ok,
+        "import_wall": imported,
+        "wall": time.perf_counter() - started,
+        "cpu": _cpu() - cpu0,
+        "peak_mib": max(meter.peak_kib, _status_kib("VmHWM")) / 1024,
+        "steps": meter.steps,
+    }
+    out.write_text(json.dumps(measures))
     if not ok:
         sys.exit(f"a run failed on {day}; rerun with --keep and look at `pyramid status`")
+
+
+def history_run(root: Path, days: list[date]) -> None:
+    """The days before the measured one, as `pyramid run` runs them, printing a line a day."""
+    from rich.console import Console
+
+    from pipelines.runner import run_days
+
+    failure = run_days(days, Console(), root)
+    if failure is not None:
+        sys.exit(f"a run failed on {failure.day} at {failure.step}: {failure.cause}")
 
 
 def floor_sql(landing: Path, day: date, target: Path) -> str:
