@@ -99,17 +99,18 @@ def count(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, table: str, wh
 def layer_counts(
     con: duckdb.DuckDBPyConnection, lake: Lake, pyramid_map: PyramidMap, as_of: date
 ) -> list[tuple[str, int, str]]:
-    """(layer, count, what) bottom to top; raw and actionable over all days, the rest on `as_of`."""
-    day = f"ds = DATE '{as_of}'"
-    raw = sum(count(con, lake, "raw", s) for s in pyramid_map.sources)
-    actionable = sum(count(con, lake, "actionable", t) for t in ("events", "transactions"))
-    quarantined = sum(count(con, lake, "actionable", f"quarantine_{s}") for s in QUARANTINE_SOURCES)
+    """(layer, count, what) bottom to top; raw and actionable over the days up to `as_of` (a re-run or a ranged run
+    of an old day finds later days in the lake), the rest on `as_of`."""
+    through, day = f"ds <= DATE '{as_of}'", f"ds = DATE '{as_of}'"
+    raw = sum(count(con, lake, "raw", s, through) for s in pyramid_map.sources)
+    actionable = sum(count(con, lake, "actionable", t, through) for t in ("events", "transactions"))
+    quarantined = sum(count(con, lake, "actionable", f"quarantine_{s}", through) for s in QUARANTINE_SOURCES)
     users = day_count(con, lake, "actionable", "user_features", as_of)
     memberships = count(con, lake, "segments", "segment_membership", day)
     audience = day_count(con, lake, "campaigns", "audiences", as_of)
     exports = sum(count(con, lake, "touchpoints", t.id, day) for t in pyramid_map.touchpoints)
     return [
-        ("raw data", raw, "rows landed, all sources, all days"),
+        ("raw data", raw, f"rows landed, all sources, the days up to {as_of}"),
         ("actionable data", actionable, f"events and transactions promoted ({quarantined:,} quarantined)"),
         ("users", users, f"known users with features on {as_of}"),
         ("user segments", len(pyramid_map.segments.definitions), f"{memberships:,} memberships"),

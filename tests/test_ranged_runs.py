@@ -13,7 +13,7 @@ from assets.lake import Lake
 from assets.pyramid_map import load_map
 from pipelines import status
 from pipelines.definitions import NIGHTLY_JOB, build_definitions
-from pipelines.layers.ranges import FAILED_DAYS_KEY, merged_check
+from pipelines.layers.ranges import BACKFILL_POLICY, FAILED_DAYS_KEY, merged_check
 from pipelines.resources import PyramidResource
 from pipelines.runner import QUIET, erasure_request_days, plan_runs, range_tags
 from pipelines.sample.generate import generate_sample
@@ -55,6 +55,13 @@ def test_a_merged_check_fails_when_any_day_failed_and_shows_the_first_failing_da
     passed = merged_check([(d, result(True, n)) for n, d in enumerate(days(0, 1))], None, "c")
     assert passed.passed and passed.metadata["n"].value == 1 and passed.metadata[FAILED_DAYS_KEY].value == "none"
     assert status.FAILED_DAYS_KEY == FAILED_DAYS_KEY  # pyramid status reads it without importing dagster
+
+
+def test_every_asset_backfills_in_chunks_of_days():
+    from pipelines.definitions import defs
+
+    assert defs.assets and all(a.backfill_policy == BACKFILL_POLICY for a in defs.assets)
+    assert BACKFILL_POLICY.max_partitions_per_run == 7
 
 
 @pytest.fixture(scope="module")
