@@ -54,18 +54,15 @@ def run_days(days: list[date], console: Console, data_root: Path | UPath) -> Fai
             shown = f"{chunk[0]}" if len(chunk) == 1 else f"{chunk[0]} to {chunk[-1]}"
             progress.update(task, description=f"materializing {shown}")
             result, seconds = runner.run(chunk)
-            if not result.success and len(chunk) > 1:
-                failure = _run_alone(runner, chunk, progress, task)
-                if failure is not None:
-                    return failure
+            if result.success:
+                for day in chunk:
+                    progress.console.print(_day_line(day, result, seconds / len(chunk), len(chunk) > 1), soft_wrap=True)
+                progress.advance(task, len(chunk))
                 continue
-            if not result.success:
+            failure = _run_alone(runner, chunk, progress, task) if len(chunk) > 1 else _failure_of(result, chunk[0])
+            if failure is not None:
                 progress.stop()
-                failures = step_failures(result, chunk[0])
-                return failures[0] if failures else Failure(chunk[0], None, "RunFailure", "the run failed", "")
-            for day in chunk:
-                progress.console.print(_day_line(day, result, seconds / len(chunk), len(chunk) > 1), soft_wrap=True)
-            progress.advance(task, len(chunk))
+                return failure
     return None
 
 
@@ -75,12 +72,15 @@ def _run_alone(runner: _Runner, days: list[date], progress: Progress, task: Task
         progress.update(task, description=f"materializing {day}")
         result, seconds = runner.run([day])
         if not result.success:
-            progress.stop()
-            failures = step_failures(result, day)
-            return failures[0] if failures else Failure(day, None, "RunFailure", "the run failed", "")
+            return _failure_of(result, day)
         progress.console.print(_day_line(day, result, seconds, False), soft_wrap=True)
         progress.advance(task)
     return None
+
+
+def _failure_of(result: dg.ExecuteInProcessResult, day: date) -> Failure:
+    failures = step_failures(result, day)
+    return failures[0] if failures else Failure(day, None, "RunFailure", "the run failed", "")
 
 
 class _Runner:
