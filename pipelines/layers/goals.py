@@ -38,7 +38,7 @@ from pipelines.layers.goal_buckets import (
 )
 from pipelines.layers.order import previous_day, trailing_days
 from pipelines.layers.quality import COLUMN_STATUS_ASSETS, blocked_for_day
-from pipelines.layers.ranges import each_day, merged_check, run_days
+from pipelines.layers.ranges import days_of_run, each_day, merged_check
 from pipelines.layers.segments import baseline_metrics
 from pipelines.resources import PyramidResource
 
@@ -232,7 +232,7 @@ def goal_ops(pyramid_map: PyramidMap, upstream: list[str]) -> tuple[dg.OpDefinit
         A ranged run measures its days but the last here, one after the other (each builds on the day before),
         and passes on what they wrote; the last day's buckets fan out."""
         lake, pmap = pyramid.lake(), pyramid.pyramid_map()
-        *earlier, last = run_days(context)
+        *earlier, last = days_of_run(context)
         written = [(day, measure_day(lake, pmap, day_tasks(lake, pmap, day))) for day in earlier]
         for task in day_tasks(lake, pmap, last):
             yield dg.DynamicOutput(task, output_name="tasks", mapping_key=str(task.bucket.index))

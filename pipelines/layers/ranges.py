@@ -26,7 +26,7 @@ MAX_DAYS_PER_RUN = 7  # a Dagster backfill's chunk (BACKFILL_POLICY); `pyramid r
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 
 
-def run_days(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[date]:
+def days_of_run(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[date]:
     """The days a run materializes, in order (one for a nightly run)."""
     return sorted(date.fromisoformat(key) for key in context.partition_keys)
 
@@ -49,21 +49,21 @@ class DayContext:
 def each_day(body: Callable) -> Callable:
     """An asset body written for one day, run for each day of a ranged run (module docstring)."""
 
-    def days_of(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator:
-        by_day = {day: list(_results(body(DayContext(context, day), *args, **kwargs))) for day in run_days(context)}
+    def every_day(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator:
+        by_day = {day: list(_results(body(DayContext(context, day), *args, **kwargs))) for day in days_of_run(context)}
         return merged_results(context, by_day)
 
     if inspect.isgeneratorfunction(body):  # Dagster reads a generator's outputs from its yields, not its annotation
 
         @functools.wraps(body)
         def run_generator(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator:
-            yield from days_of(context, *args, **kwargs) if is_ranged(context) else body(context, *args, **kwargs)
+            yield from every_day(context, *args, **kwargs) if is_ranged(context) else body(context, *args, **kwargs)
 
         return run_generator
 
     @functools.wraps(body)
     def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
-        return days_of(context, *args, **kwargs) if is_ranged(context) else body(context, *args, **kwargs)
+        return every_day(context, *args, **kwargs) if is_ranged(context) else body(context, *args, **kwargs)
 
     return run
 
