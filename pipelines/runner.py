@@ -45,7 +45,9 @@ def run_days(days: list[date], console: Console, data_root: Path | UPath) -> Fai
 
     job = defs.resolve_job_def(NIGHTLY_JOB)
     pyramid = defs.resources["pyramid"]
-    chunks = plan_runs(days, erasure_request_days(pyramid.lake(), pyramid.pyramid_map(), days), days_per_run())
+    most = days_per_run()
+    alone = erasure_request_days(pyramid.lake(), pyramid.pyramid_map(), days) if most > 1 else set()
+    chunks = plan_runs(days, alone, most)
     runner = _Runner(job, run_instance(), {DATA_ROOT_TAG: str(data_root)})
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with locks, Progress(*columns, console=console, disable=not console.is_terminal) as progress:

@@ -254,19 +254,14 @@ def goal_ops(pyramid_map: PyramidMap, upstream: list[str]) -> tuple[dg.OpDefinit
         """The buckets' tables stacked and summed: goal_cohort, goal_user_outcomes, goal_metrics and the SRM check;
         in a ranged run each day's metadata (pipelines/layers/ranges.py)."""
         tasks = sorted(tasks, key=lambda t: t.bucket.index)
-        metadata, failing = collect_day(pyramid.lake(), pyramid.pyramid_map(), tasks)
-        if not earlier_days:
-            for name in (COHORT, USER_OUTCOMES, GOAL_METRICS):
-                yield dg.Output(None, name, metadata=metadata[name])
-            yield srm_check(failing)
-            return
-        days = [*earlier_days, (tasks[0].ds, (metadata, failing))]
+        days = [*earlier_days, (tasks[0].ds, collect_day(pyramid.lake(), pyramid.pyramid_map(), tasks))]
         for day, (day_metadata, _) in days:
             for name, values in day_metadata.items():
                 context.add_asset_metadata(values, asset_key=name, partition_key=str(day))
         for name in (COHORT, USER_OUTCOMES, GOAL_METRICS):
             yield dg.Output(None, name)
-        yield merged_check([(day, srm_check(day_failing)) for day, (_, day_failing) in days], GOAL_METRICS, SRM_CHECK)
+        checks = [(day, srm_check(failing)) for day, (_, failing) in days]
+        yield checks[0][1] if len(checks) == 1 else merged_check(checks, GOAL_METRICS, SRM_CHECK)
 
     return fan_out, per_bucket, collect
 
